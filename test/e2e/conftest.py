@@ -1,0 +1,76 @@
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+import harness
+
+LOG_KEEP_DIR = Path(os.environ.get("ACME_TEST_LOGS", harness.REPO / "test-logs"))
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def _failed(node):
+    return any(getattr(node, "rep_" + when, None) is not None and getattr(node, "rep_" + when).failed
+               for when in ("setup", "call"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    if not harness.MODULE_SO.exists():
+        pytest.exit(f"{harness.MODULE_SO} is missing: build first (make), or set ACME_BUILD_DIR",
+                    returncode=4)
+    yield
+    left = harness.leftover_processes()
+    assert not left, f"processes left running after the tests: {left}"
+
+
+@pytest.fixture
+def workdir(request):
+    path = harness.make_workdir()
+    yield path
+    if _failed(request.node):
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)
+        dest = harness.keep_logs(path, LOG_KEEP_DIR / name)
+        print(f"\nlogs of the failed test kept in {dest}")
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def pebble(request, workdir):
+    """Pebble + pebble-challtestsrv (as DNS) on loopback; parametrize indirectly with a variant
+    name from harness.PEBBLE_VARIANTS or a dict {"env":…, "config":…, "challtestsrv_answers":…}."""
+    server = harness.Pebble(workdir, getattr(request, "param", None))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def httpd(workdir, pebble):
+    """A private apache2 whose HTTP and HTTPS ports are the ones Pebble validates on.
+    Not started: the test writes its config and starts it."""
+    server = harness.Httpd(workdir, http_port=pebble.http_port, https_port=pebble.tls_port)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def httpd_alone(workdir):
+    """A private apache2 with no ACME server behind it (for configtest and start/stop tests)."""
+    server = harness.Httpd(workdir)
+    try:
+        yield server
+    finally:
+        server.stop()

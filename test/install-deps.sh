@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs every package needed to build mod_acme and run its tests and demo (Debian/Ubuntu).
+set -euo pipefail
+
+PACKAGES=(
+  build-essential autoconf automake libtool pkg-config clang
+  apache2 apache2-dev libapr1-dev libaprutil1-dev
+  libssl-dev libcurl4-openssl-dev libjansson-dev libcmocka-dev
+  pebble openssl curl ca-certificates
+  python3 python3-pytest python3-pytest-timeout
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  SUDO="sudo"
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+# The Debian apache2 package starts a system instance on port 80; the tests use their own.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q apache2 2>/dev/null; then
+  $SUDO systemctl stop apache2 || true
+fi
