@@ -107,7 +107,7 @@ static const command_rec acme_cmds[] = {
                  "On: gracefully restart httpd by itself when new certificates are ready"),
     AP_INIT_TAKE1("ACMEParallelOrders", acme_cmd_parallel_orders, NULL, RSRC_CONF,
                   "how many ACME orders run at once (1-256, default 8)"),
-    { NULL }
+    { .name = NULL }
 };
 
 static int acme_status_handler(request_rec *r)
