@@ -8,139 +8,57 @@
 #include <http_log.h>
 #include <http_protocol.h>
 #include <http_request.h>
-#include <apr_strings.h>
+#include <http_ssl.h>
+#include <mpm_common.h>
 
-#include "acme_version.h"
+#include "acme_config.h"
+#include "acme_http.h"
+#include "acme_serve.h"
+#include "acme_supervise.h"
 
-module AP_MODULE_DECLARE_DATA acme_module;
-
-#define ACME_UNSET (-1)
-#define ACME_PARALLEL_MAX 256
-
-typedef struct {
-    const char *store_dir;      /* NULL: "acme" under the ServerRoot */
-    int auto_restart;           /* ACME_UNSET, 0 or 1 */
-    int parallel_orders;        /* ACME_UNSET or 1..ACME_PARALLEL_MAX */
-} acme_srv_conf_t;
-
-static void *acme_srv_conf_create(apr_pool_t *p, server_rec *s)
+static int acme_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                             server_rec *s)
 {
-    acme_srv_conf_t *conf = apr_palloc(p, sizeof(*conf));
-
-    *conf = (acme_srv_conf_t){
-        .store_dir = NULL,
-        .auto_restart = ACME_UNSET,
-        .parallel_orders = ACME_UNSET,
-    };
-    return conf;
+    return acme_config_check(pconf, ptemp, s);
 }
 
-static void *acme_srv_conf_merge(apr_pool_t *p, void *basev, void *addv)
+static int acme_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                            server_rec *s)
 {
-    const acme_srv_conf_t *base = basev;
-    const acme_srv_conf_t *add = addv;
-    acme_srv_conf_t *conf = apr_palloc(p, sizeof(*conf));
+    acme_conf_t *conf = acme_config_get(pconf);
+    int rv = acme_serve_prepare(pconf, ptemp, s, conf);
 
-    *conf = (acme_srv_conf_t){
-        .store_dir = add->store_dir ? add->store_dir : base->store_dir,
-        .auto_restart = add->auto_restart != ACME_UNSET ? add->auto_restart : base->auto_restart,
-        .parallel_orders = add->parallel_orders != ACME_UNSET ? add->parallel_orders
-                                                               : base->parallel_orders,
-    };
-    return conf;
-}
-
-static acme_srv_conf_t *acme_srv_conf_get(server_rec *s)
-{
-    return ap_get_module_config(s->module_config, &acme_module);
-}
-
-static const char *acme_cmd_store_dir(cmd_parms *cmd, void *dc, const char *arg)
-{
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
-
-    if (err) {
-        return err;
+    /* httpd reads its configuration twice at start-up; the worker starts after the real pass. */
+    if (rv == OK && ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG) {
+        acme_http_global_init();
+        acme_supervise_start(pconf, s, conf);
     }
-    if (!*arg) {
-        return "ACMEStoreDir needs a directory path (relative paths are under the ServerRoot)";
-    }
-    acme_srv_conf_get(cmd->server)->store_dir = ap_server_root_relative(cmd->pool, arg);
-    return NULL;
-}
-
-static const char *acme_cmd_auto_restart(cmd_parms *cmd, void *dc, int flag)
-{
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
-
-    if (err) {
-        return err;
-    }
-    acme_srv_conf_get(cmd->server)->auto_restart = flag;
-    return NULL;
-}
-
-static const char *acme_cmd_parallel_orders(cmd_parms *cmd, void *dc, const char *arg)
-{
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
-    char *end = NULL;
-    apr_int64_t n;
-
-    if (err) {
-        return err;
-    }
-    n = apr_strtoi64(arg, &end, 10);
-    if (!*arg || *end || n < 1 || n > ACME_PARALLEL_MAX) {
-        return apr_psprintf(cmd->pool,
-                            "ACMEParallelOrders '%s' is not a whole number from 1 to %d "
-                            "(how many ACME orders the renewal worker runs at once)",
-                            arg, ACME_PARALLEL_MAX);
-    }
-    acme_srv_conf_get(cmd->server)->parallel_orders = (int)n;
-    return NULL;
-}
-
-static const command_rec acme_cmds[] = {
-    AP_INIT_TAKE1("ACMEStoreDir", acme_cmd_store_dir, NULL, RSRC_CONF,
-                  "directory of the certificate store (default: acme under the ServerRoot)"),
-    AP_INIT_FLAG("ACMEAutoRestart", acme_cmd_auto_restart, NULL, RSRC_CONF,
-                 "On: gracefully restart httpd by itself when new certificates are ready"),
-    AP_INIT_TAKE1("ACMEParallelOrders", acme_cmd_parallel_orders, NULL, RSRC_CONF,
-                  "how many ACME orders run at once (1-256, default 8)"),
-    { .name = NULL }
-};
-
-static int acme_status_handler(request_rec *r)
-{
-    if (!r->handler || strcmp(r->handler, "acme-status") != 0) {
-        return DECLINED;
-    }
-    if (r->method_number != M_GET) {
-        return HTTP_METHOD_NOT_ALLOWED;
-    }
-    ap_set_content_type(r, "application/json");
-    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
-    if (r->header_only) {
-        return OK;
-    }
-    ap_rputs("{\"version\":\"" ACME_VERSION "\",\"domains\":[]}\n", r);
-    return OK;
+    return rv;
 }
 
 static void acme_register_hooks(apr_pool_t *p)
 {
-    ap_hook_handler(acme_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    /* Before mod_ssl (and mod_tls) load certificates: they ask for ours during their post_config. */
+    static const char *const before_tls[] = { "mod_ssl.c", "mod_tls.c", NULL };
+
+    ap_hook_check_config(acme_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(acme_post_config, NULL, before_tls, APR_HOOK_MIDDLE);
+    ap_hook_monitor(acme_supervise_monitor, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_ssl_add_cert_files(acme_serve_add_cert_files, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_ssl_add_fallback_cert_files(acme_serve_add_fallback_cert_files, NULL, NULL,
+                                        APR_HOOK_MIDDLE);
+    /* Early: before rewrites, redirects and authentication can get in the CA's way. */
+    ap_hook_post_read_request(acme_serve_http01, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(acme_serve_status, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
 AP_DECLARE_MODULE(acme) = {
     STANDARD20_MODULE_STUFF,
     NULL,                   /* per-directory config: none */
     NULL,
-    acme_srv_conf_create,
-    acme_srv_conf_merge,
-    acme_cmds,
+    acme_config_srv_create,
+    acme_config_srv_merge,
+    acme_config_cmds,
     acme_register_hooks,
-#if defined(AP_MODULE_FLAG_ALWAYS_MERGE)
     AP_MODULE_FLAG_ALWAYS_MERGE
-#endif
 };

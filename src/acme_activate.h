@@ -1,0 +1,71 @@
+#ifndef ACME_ACTIVATE_H
+#define ACME_ACTIVATE_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+
+#include "acme_crypto.h"
+#include "acme_domain.h"
+#include "acme_result.h"
+#include "acme_store.h"
+
+/*
+ * The parent's side of a certificate's life: validating what the worker
+ * staged, moving it into domains/<name>/ where mod_ssl loads it, knowing what
+ * is served now, and the self-signed fallback served until then. Runs as
+ * root; never touches the network.
+ */
+
+#define ACME_ACTIVATE_ARCHIVE_KEEP 5
+#define ACME_ACTIVATE_FALLBACK_DIR "_fallback"  /* '_' cannot start a managed name */
+
+/* One certificate served for a domain (one per key spec). */
+typedef struct {
+    const char *spec;               /* "secp256r1", ... */
+    const char *cert_file;          /* chain PEM */
+    const char *key_file;
+    acme_cert_info_t info;          /* of the leaf */
+} acme_active_cert_t;
+
+typedef struct {
+    const char *name;
+    apr_array_header_t *certs;      /* acme_active_cert_t, empty when nothing is served yet */
+    int complete;                   /* one valid certificate per configured key spec */
+    const char *fallback_cert;      /* when not complete */
+    const char *fallback_key;
+    const char *last_activation_error; /* why a staged set was refused, or NULL */
+} acme_active_t;
+
+/* The opened seal key, held only while activating. */
+typedef struct {
+    acme_key_t *key;
+    acme_cert_t *cert;
+} acme_activate_seal_t;
+
+/* 1 when staging/<name>/ holds a finished set. */
+int acme_activate_staged(apr_pool_t *p, const acme_store_t *st, const acme_domain_t *dom);
+
+/*
+ * Checks a staged set as mod_ssl would need it: for every configured key spec a
+ * chain that parses, is in order, covers exactly the names, is valid now, and a
+ * sealed key that opens and matches the leaf.
+ */
+apr_status_t acme_activate_check(apr_pool_t *p, const acme_store_t *st,
+                                 const acme_activate_seal_t *seal, const acme_domain_t *dom,
+                                 acme_result_t *res);
+
+/*
+ * Check, then install: writes the keys (0600) and chains into tmp/<name>/,
+ * swaps that directory with domains/<name>/ (the old set goes to archive/), and
+ * removes the staged set. A set that fails the check is removed too, with the
+ * reason in res.
+ */
+apr_status_t acme_activate_install(apr_pool_t *p, const acme_store_t *st,
+                                   const acme_activate_seal_t *seal, const acme_domain_t *dom,
+                                   acme_result_t *res);
+
+/* What domains/<name>/ holds now, plus a fallback pair when it is not complete. */
+apr_status_t acme_activate_load(apr_pool_t *p, const acme_store_t *st, const acme_domain_t *dom,
+                                apr_time_t now, acme_active_t **active, acme_result_t *res);
+
+#endif

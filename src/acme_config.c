@@ -1,0 +1,790 @@
+#include <string.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_core.h>
+#include <http_log.h>
+#include <util_cfgtree.h>
+#include <apr_strings.h>
+#include <apr_hash.h>
+#include <apr_fnmatch.h>
+
+#include "acme_config.h"
+#include "acme_crypto.h"
+#include "acme_plan.h"
+
+APLOG_USE_MODULE(acme);
+
+#define ACME_CONF_KEY "mod_acme-conf"
+#define ACME_CHECK_INTERVAL_MIN apr_time_from_sec(60)
+#define ACME_CHECK_INTERVAL_MAX apr_time_from_sec(7 * 24 * 3600)
+
+/* Challenge types mod_acme knows; `implemented` says whether this build answers them. */
+typedef struct {
+    const char *name;
+    int implemented;
+} acme_config_challenge_t;
+
+static const acme_config_challenge_t acme_config_challenges[] = {
+    { .name = "http-01", .implemented = 1 },
+    { .name = "tls-alpn-01", .implemented = 0 },
+    { .name = "dns-01", .implemented = 0 },
+    { .name = "tls-sni-01", .implemented = 0 },
+};
+
+/* ------------------------------------------------------------------ config objects */
+
+acme_conf_t *acme_config_get(apr_pool_t *pconf)
+{
+    acme_conf_t *conf = NULL;
+
+    apr_pool_userdata_get((void **)&conf, ACME_CONF_KEY, pconf);
+    if (conf) {
+        return conf;
+    }
+    conf = apr_palloc(pconf, sizeof(*conf));
+    *conf = (acme_conf_t){
+        .store_dir = NULL,
+        .auto_restart = -1,
+        .parallel_orders = -1,
+        .check_interval = 0,
+        .domains = apr_array_make(pconf, 16, sizeof(acme_domain_t *)),
+        .declarations = apr_array_make(pconf, 16, sizeof(acme_config_decl_t)),
+        .section = NULL,
+        .index = acme_names_index_make(pconf),
+        .checked = 0,
+        .store = NULL,
+        .active = apr_hash_make(pconf),
+        .seal_cert_pem = NULL,
+    };
+    acme_policy_init(&conf->policy, pconf);
+    apr_pool_userdata_set(conf, ACME_CONF_KEY, apr_pool_cleanup_null, pconf);
+    return conf;
+}
+
+void *acme_config_srv_create(apr_pool_t *p, server_rec *s)
+{
+    acme_srv_conf_t *sc = apr_palloc(p, sizeof(*sc));
+
+    *sc = (acme_srv_conf_t){ .manage_vhost = 0, .manage_file = NULL, .manage_line = 0 };
+    acme_policy_init(&sc->policy, p);
+    return sc;
+}
+
+void *acme_config_srv_merge(apr_pool_t *p, void *basev, void *addv)
+{
+    const acme_srv_conf_t *add = addv;
+    acme_srv_conf_t *sc = apr_palloc(p, sizeof(*sc));
+
+    /* A vhost keeps its own overrides; server-wide ones are applied per domain later. */
+    *sc = *add;
+    return sc;
+}
+
+static acme_srv_conf_t *acme_config_srv(const server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &acme_module);
+}
+
+/* The policy a directive at this place changes: the <ACMEDomain>, the vhost, or the server. */
+static acme_policy_t *acme_config_policy_here(cmd_parms *cmd)
+{
+    acme_conf_t *conf = acme_config_get(cmd->pool);
+
+    if (conf->section) {
+        return &conf->section->policy;
+    }
+    if (cmd->server->is_virtual) {
+        return &acme_config_srv(cmd->server)->policy;
+    }
+    return &conf->policy;
+}
+
+static const char *acme_config_global_only(cmd_parms *cmd)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err) {
+        return err;
+    }
+    if (acme_config_get(cmd->pool)->section) {
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, " cannot be used inside <ACMEDomain>: "
+                           "it applies to the whole server", NULL);
+    }
+    return NULL;
+}
+
+static const char *acme_config_no_dir(cmd_parms *cmd)
+{
+    return ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
+}
+
+/* ------------------------------------------------------------------ domains */
+
+static const char *acme_config_add_names(cmd_parms *cmd, acme_domain_t *dom, int argc,
+                                         char *const argv[])
+{
+    int i;
+
+    for (i = 0; i < argc; ++i) {
+        const char *reason = NULL;
+        if (acme_domain_add_name(cmd->pool, dom, argv[i], &reason) != APR_SUCCESS) {
+            return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, reason);
+        }
+    }
+    return NULL;
+}
+
+static void acme_config_declare(cmd_parms *cmd, acme_domain_t *dom)
+{
+    acme_conf_t *conf = acme_config_get(cmd->pool);
+
+    APR_ARRAY_PUSH(conf->domains, acme_domain_t *) = dom;
+    APR_ARRAY_PUSH(conf->declarations, acme_config_decl_t) = (acme_config_decl_t){
+        .domain = dom,
+        .server = cmd->server,
+    };
+}
+
+static const char *acme_cmd_domain(cmd_parms *cmd, void *dc, int argc, char *const argv[])
+{
+    acme_conf_t *conf = acme_config_get(cmd->pool);
+    const char *err = acme_config_no_dir(cmd);
+    acme_domain_t *dom;
+
+    if (err) {
+        return err;
+    }
+    if (conf->section) {
+        return "ACMEDomain cannot be used inside <ACMEDomain>: list the names in the section's "
+               "opening line instead";
+    }
+    if (argc == 0) {
+        acme_srv_conf_t *sc = acme_config_srv(cmd->server);
+        if (!cmd->server->is_virtual) {
+            return "ACMEDomain needs at least one name (outside a <VirtualHost>, there is no "
+                   "ServerName to take it from)";
+        }
+        sc->manage_vhost = 1;
+        sc->manage_file = cmd->directive->filename;
+        sc->manage_line = cmd->directive->line_num;
+        return NULL;
+    }
+    dom = acme_domain_make(cmd->pool, cmd->directive->filename, cmd->directive->line_num);
+    err = acme_config_add_names(cmd, dom, argc, argv);
+    if (err) {
+        return err;
+    }
+    acme_config_declare(cmd, dom);
+    return NULL;
+}
+
+static const char *acme_cmd_domain_section(cmd_parms *cmd, void *dc, const char *arg)
+{
+    acme_conf_t *conf = acme_config_get(cmd->pool);
+    const char *endp = ap_strrchr_c(arg, '>');
+    const char *err = acme_config_no_dir(cmd);
+    apr_array_header_t *names;
+    const char *args, *word;
+    acme_domain_t *dom;
+
+    if (err) {
+        return err;
+    }
+    if (conf->section) {
+        return "<ACMEDomain> sections cannot be nested";
+    }
+    if (!endp) {
+        return "<ACMEDomain> is missing its closing '>'";
+    }
+    args = apr_pstrndup(cmd->temp_pool, arg, (apr_size_t)(endp - arg));
+    names = apr_array_make(cmd->temp_pool, 4, sizeof(char *));
+    while (*(word = ap_getword_conf(cmd->temp_pool, &args))) {
+        APR_ARRAY_PUSH(names, char *) = (char *)word;
+    }
+    if (names->nelts == 0) {
+        return "<ACMEDomain> needs at least one name, e.g. <ACMEDomain example.org www.example.org>";
+    }
+    dom = acme_domain_make(cmd->pool, cmd->directive->filename, cmd->directive->line_num);
+    err = acme_config_add_names(cmd, dom, names->nelts, (char *const *)names->elts);
+    if (err) {
+        return err;
+    }
+    acme_config_declare(cmd, dom);
+    conf->section = dom;
+    err = ap_walk_config(cmd->directive->first_child, cmd, cmd->context);
+    conf->section = NULL;
+    return err;
+}
+
+/* ------------------------------------------------------------------ server-wide settings */
+
+static const char *acme_cmd_store_dir(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = acme_config_global_only(cmd);
+
+    if (err) {
+        return err;
+    }
+    if (!*arg) {
+        return "ACMEStoreDir needs a directory path (relative paths are under the ServerRoot)";
+    }
+    acme_config_get(cmd->pool)->store_dir = ap_server_root_relative(cmd->pool, arg);
+    return NULL;
+}
+
+static const char *acme_cmd_auto_restart(cmd_parms *cmd, void *dc, int flag)
+{
+    const char *err = acme_config_global_only(cmd);
+
+    if (err) {
+        return err;
+    }
+    acme_config_get(cmd->pool)->auto_restart = flag;
+    return NULL;
+}
+
+static const char *acme_cmd_parallel_orders(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = acme_config_global_only(cmd);
+    char *end = NULL;
+    apr_int64_t n;
+
+    if (err) {
+        return err;
+    }
+    n = apr_strtoi64(arg, &end, 10);
+    if (!*arg || *end || n < 1 || n > ACME_PARALLEL_MAX) {
+        return apr_psprintf(cmd->pool,
+                            "ACMEParallelOrders '%s' is not a whole number from 1 to %d "
+                            "(how many ACME orders the renewal worker runs at once)",
+                            arg, ACME_PARALLEL_MAX);
+    }
+    acme_config_get(cmd->pool)->parallel_orders = (int)n;
+    return NULL;
+}
+
+static const char *acme_cmd_check_interval(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = acme_config_global_only(cmd);
+    const char *reason = NULL;
+    apr_interval_time_t interval;
+
+    if (err) {
+        return err;
+    }
+    if (acme_plan_duration_parse(arg, &interval, &reason, cmd->pool) != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "ACMECheckInterval: %s", reason);
+    }
+    if (interval < ACME_CHECK_INTERVAL_MIN || interval > ACME_CHECK_INTERVAL_MAX) {
+        return apr_psprintf(cmd->pool, "ACMECheckInterval '%s' is out of range: use 1m to 7d "
+                            "(default 12h)", arg);
+    }
+    acme_config_get(cmd->pool)->check_interval = interval;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ per-domain policy */
+
+static const char *acme_cmd_ca(cmd_parms *cmd, void *dc, int argc, char *const argv[])
+{
+    const char *err = acme_config_no_dir(cmd);
+    acme_policy_t *pol = acme_config_policy_here(cmd);
+    int i;
+
+    if (err) {
+        return err;
+    }
+    if (argc == 0) {
+        return "ACMECertificateAuthority needs 'letsencrypt', 'letsencrypt-staging' or the "
+               "https:// URL of an ACME directory";
+    }
+    pol->ca_urls = apr_array_make(cmd->pool, argc, sizeof(const char *));
+    for (i = 0; i < argc; ++i) {
+        const char *reason = NULL;
+        const char *url = acme_domain_ca_url(cmd->pool, argv[i], &reason);
+        if (!url) {
+            return apr_psprintf(cmd->pool, "ACMECertificateAuthority: %s", reason);
+        }
+        APR_ARRAY_PUSH(pol->ca_urls, const char *) = url;
+    }
+    return NULL;
+}
+
+static const char *acme_cmd_ca_certificate(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = acme_config_no_dir(cmd);
+    const char *path = ap_server_root_relative(cmd->pool, arg);
+    apr_file_t *f = NULL;
+    apr_status_t rv;
+    char buf[120];
+
+    if (err) {
+        return err;
+    }
+    if (!path || !*arg) {
+        return apr_psprintf(cmd->pool, "ACMECACertificate: '%s' is not a valid path", arg);
+    }
+    rv = apr_file_open(&f, path, APR_FOPEN_READ, APR_OS_DEFAULT, cmd->temp_pool);
+    if (rv != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "ACMECACertificate: cannot read %s (%s); give a PEM file "
+                            "with the certificates that issued the CA's HTTPS server certificate",
+                            path, apr_strerror(rv, buf, sizeof(buf)));
+    }
+    apr_file_close(f);
+    acme_config_policy_here(cmd)->ca_file = path;
+    return NULL;
+}
+
+static const char *acme_cmd_agreement(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = acme_config_no_dir(cmd);
+
+    if (err) {
+        return err;
+    }
+    if (strcasecmp(arg, "accepted") != 0) {
+        return apr_psprintf(cmd->pool, "ACMEAgreement '%s': the only value is 'accepted', which "
+                            "says you accept the terms of service of the CA", arg);
+    }
+    acme_config_policy_here(cmd)->agreement = 1;
+    return NULL;
+}
+
+static const char *acme_cmd_contact(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = acme_config_no_dir(cmd);
+    const char *addr = strncasecmp(arg, "mailto:", 7) ? arg : arg + 7;
+    const char *at = strchr(addr, '@');
+    const char *reason = NULL;
+    acme_ident_t domain;
+
+    if (err) {
+        return err;
+    }
+    if (!at || at == addr || strchr(at + 1, '@') || strpbrk(addr, " \t,;<>\"()[]\\")
+        || acme_names_parse(cmd->temp_pool, at + 1, &domain, &reason) != APR_SUCCESS
+        || domain.type != ACME_IDENT_DNS) {
+        return apr_psprintf(cmd->pool, "ACMEContactEmail '%s' is not a plain e-mail address "
+                            "like admin@example.org", arg);
+    }
+    acme_config_policy_here(cmd)->contact = apr_pstrdup(cmd->pool, addr);
+    return NULL;
+}
+
+static const acme_config_challenge_t *acme_config_challenge_find(const char *name)
+{
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(acme_config_challenges) / sizeof(acme_config_challenges[0]); ++i) {
+        if (!strcasecmp(acme_config_challenges[i].name, name)) {
+            return &acme_config_challenges[i];
+        }
+    }
+    return NULL;
+}
+
+static int acme_config_list_has(const apr_array_header_t *list, const char *s)
+{
+    int i;
+
+    for (i = 0; i < list->nelts; ++i) {
+        if (!strcasecmp(APR_ARRAY_IDX(list, i, const char *), s)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static const char *acme_cmd_challenges(cmd_parms *cmd, void *dc, int argc, char *const argv[])
+{
+    const char *err = acme_config_no_dir(cmd);
+    apr_array_header_t *list;
+    int i;
+
+    if (err) {
+        return err;
+    }
+    if (argc == 0) {
+        return "ACMEChallenges needs at least one challenge type: http-01, tls-alpn-01, dns-01";
+    }
+    list = apr_array_make(cmd->pool, argc, sizeof(const char *));
+    for (i = 0; i < argc; ++i) {
+        const acme_config_challenge_t *ch = acme_config_challenge_find(argv[i]);
+        if (!ch) {
+            return apr_psprintf(cmd->pool, "ACMEChallenges: unknown challenge type '%s' "
+                                "(known: http-01, tls-alpn-01, dns-01, tls-sni-01)", argv[i]);
+        }
+        if (!ch->implemented) {
+            return apr_psprintf(cmd->pool, "ACMEChallenges: %s is not supported by this version "
+                                "of mod_acme; use http-01", ch->name);
+        }
+        if (acme_config_list_has(list, ch->name)) {
+            return apr_psprintf(cmd->pool, "ACMEChallenges: %s is listed twice", ch->name);
+        }
+        APR_ARRAY_PUSH(list, const char *) = ch->name;
+    }
+    acme_config_policy_here(cmd)->challenges = list;
+    return NULL;
+}
+
+static int acme_config_spec_listed(const apr_array_header_t *specs, const acme_keyspec_t *spec)
+{
+    int i;
+
+    for (i = 0; i < specs->nelts; ++i) {
+        const acme_keyspec_t *have = &APR_ARRAY_IDX(specs, i, acme_keyspec_t);
+        if (have->kind == spec->kind) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static const char *acme_cmd_private_keys(cmd_parms *cmd, void *dc, int argc, char *const argv[])
+{
+    const char *err = acme_config_no_dir(cmd);
+    apr_array_header_t *specs;
+    int i;
+
+    if (err) {
+        return err;
+    }
+    if (argc == 0 || argc > ACME_KEY_SPECS_MAX) {
+        return "ACMEPrivateKeys takes one or two key types, e.g. 'secp256r1' or "
+               "'secp256r1 rsa2048'";
+    }
+    specs = apr_array_make(cmd->pool, argc, sizeof(acme_keyspec_t));
+    for (i = 0; i < argc; ++i) {
+        acme_keyspec_t spec;
+        const char *reason = NULL;
+        if (acme_crypto_keyspec_parse(argv[i], &spec, &reason, cmd->pool) != APR_SUCCESS) {
+            return apr_psprintf(cmd->pool, "ACMEPrivateKeys: %s", reason);
+        }
+        if (acme_config_spec_listed(specs, &spec)) {
+            return apr_psprintf(cmd->pool, "ACMEPrivateKeys: '%s' is a second %s key; mod_ssl "
+                                "serves one certificate per key algorithm (one EC, one RSA)",
+                                argv[i], spec.kind == ACME_KEY_RSA ? "RSA" : "EC");
+        }
+        APR_ARRAY_PUSH(specs, acme_keyspec_t) = spec;
+    }
+    acme_config_policy_here(cmd)->key_specs = specs;
+    return NULL;
+}
+
+static const char *acme_cmd_renew_window(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = acme_config_no_dir(cmd);
+    acme_plan_window_t window;
+    const char *reason = NULL;
+
+    if (err) {
+        return err;
+    }
+    if (acme_plan_window_parse(arg, &window, &reason, cmd->pool) != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "ACMERenewWindow: %s", reason);
+    }
+    acme_config_policy_here(cmd)->renew_window = apr_pstrdup(cmd->pool, arg);
+    return NULL;
+}
+
+static const char *acme_cmd_members(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = acme_config_no_dir(cmd);
+
+    if (err) {
+        return err;
+    }
+    if (!strcasecmp(arg, "auto")) {
+        acme_config_policy_here(cmd)->members_auto = 1;
+    }
+    else if (!strcasecmp(arg, "manual")) {
+        acme_config_policy_here(cmd)->members_auto = 0;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "ACMEMembers '%s': use 'auto' (a managed virtual host's "
+                            "ServerAlias names join its domain) or 'manual'", arg);
+    }
+    return NULL;
+}
+
+const command_rec acme_config_cmds[] = {
+    AP_INIT_TAKE_ARGV("ACMEDomain", acme_cmd_domain, NULL, RSRC_CONF,
+                      "names of one managed certificate; none inside a <VirtualHost>: its "
+                      "ServerName and ServerAlias names"),
+    AP_INIT_RAW_ARGS("<ACMEDomain", acme_cmd_domain_section, NULL, RSRC_CONF,
+                     "a managed certificate with its own settings"),
+    AP_INIT_TAKE1("ACMEStoreDir", acme_cmd_store_dir, NULL, RSRC_CONF,
+                  "directory of the certificate store (default: acme under the ServerRoot)"),
+    AP_INIT_FLAG("ACMEAutoRestart", acme_cmd_auto_restart, NULL, RSRC_CONF,
+                 "On: gracefully restart httpd by itself when new certificates are ready"),
+    AP_INIT_TAKE1("ACMEParallelOrders", acme_cmd_parallel_orders, NULL, RSRC_CONF,
+                  "how many ACME orders run at once (1-256, default 8)"),
+    AP_INIT_TAKE1("ACMECheckInterval", acme_cmd_check_interval, NULL, RSRC_CONF,
+                  "how often certificates are checked (default 12h, with jitter)"),
+    AP_INIT_TAKE_ARGV("ACMECertificateAuthority", acme_cmd_ca, NULL, RSRC_CONF,
+                      "ACME directory URL, 'letsencrypt' or 'letsencrypt-staging'"),
+    AP_INIT_TAKE1("ACMECACertificate", acme_cmd_ca_certificate, NULL, RSRC_CONF,
+                  "PEM file trusted for the CA's HTTPS server"),
+    AP_INIT_TAKE1("ACMEAgreement", acme_cmd_agreement, NULL, RSRC_CONF,
+                  "'accepted': you accept the CA's terms of service"),
+    AP_INIT_TAKE1("ACMEContactEmail", acme_cmd_contact, NULL, RSRC_CONF,
+                  "e-mail address given to the CA"),
+    AP_INIT_TAKE_ARGV("ACMEChallenges", acme_cmd_challenges, NULL, RSRC_CONF,
+                      "challenge types to use, in order of preference"),
+    AP_INIT_TAKE_ARGV("ACMEPrivateKeys", acme_cmd_private_keys, NULL, RSRC_CONF,
+                      "certificate key types, e.g. secp256r1 rsa2048"),
+    AP_INIT_TAKE1("ACMERenewWindow", acme_cmd_renew_window, NULL, RSRC_CONF,
+                  "when to renew: auto, a percentage of the lifetime left, or a duration"),
+    AP_INIT_TAKE1("ACMEMembers", acme_cmd_members, NULL, RSRC_CONF,
+                  "auto: a managed vhost's ServerAlias names join its domain; manual"),
+    { .name = NULL },
+};
+
+/* ------------------------------------------------------------------ whole-config check */
+
+typedef struct {
+    apr_pool_t *p;
+    server_rec *s;
+    int errors;
+} acme_config_checker_t;
+
+static void acme_config_problem(acme_config_checker_t *ck, const acme_domain_t *dom,
+                                const char *what)
+{
+    ap_log_error(APLOG_MARK, APLOG_EMERG | APLOG_STARTUP, 0, ck->s,
+                 "mod_acme: %s (ACMEDomain %s, line %d of %s)", what, dom->name,
+                 dom->defined_line, dom->defined_in ? dom->defined_in : "?");
+    ck->errors++;
+}
+
+/* "SSLEngine on" per <VirtualHost> (keyed "file:line"), and the server-wide default. */
+static void acme_config_scan_ssl(apr_pool_t *p, const ap_directive_t *node, apr_hash_t *vhosts,
+                                 const char *vhost_key, int *global_ssl)
+{
+    for (; node; node = node->next) {
+        if (!strcasecmp(node->directive, "<VirtualHost")) {
+            const char *key = apr_psprintf(p, "%s:%d", node->filename, node->line_num);
+            acme_config_scan_ssl(p, node->first_child, vhosts, key, global_ssl);
+            continue;
+        }
+        if (!strcasecmp(node->directive, "SSLEngine")) {
+            int on = node->args && (!strncasecmp(node->args, "on", 2)
+                                    || !strncasecmp(node->args, "optional", 8));
+            if (vhost_key) {
+                apr_hash_set(vhosts, vhost_key, APR_HASH_KEY_STRING, on ? "on" : "off");
+            }
+            else {
+                *global_ssl = on;
+            }
+            continue;
+        }
+        if (node->first_child) {
+            acme_config_scan_ssl(p, node->first_child, vhosts, vhost_key, global_ssl);
+        }
+    }
+}
+
+static int acme_config_server_is_ssl(apr_pool_t *p, const server_rec *s, apr_hash_t *vhosts,
+                                     int global_ssl)
+{
+    const char *state;
+
+    if (!s->is_virtual) {
+        return global_ssl;
+    }
+    state = apr_hash_get(vhosts, apr_psprintf(p, "%s:%u", s->defn_name, s->defn_line_number),
+                         APR_HASH_KEY_STRING);
+    return state ? !strcmp(state, "on") : global_ssl;
+}
+
+static int acme_config_server_has_name(const server_rec *s, const char *name)
+{
+    int i;
+
+    if (s->server_hostname && !strcasecmp(s->server_hostname, name)) {
+        return 1;
+    }
+    for (i = 0; s->names && i < s->names->nelts; ++i) {
+        if (!strcasecmp(APR_ARRAY_IDX(s->names, i, const char *), name)) {
+            return 1;
+        }
+    }
+    for (i = 0; s->wild_names && i < s->wild_names->nelts; ++i) {
+        const char *pattern = APR_ARRAY_IDX(s->wild_names, i, const char *);
+        if (!strcasecmp(pattern, name)
+            || apr_fnmatch(pattern, name, APR_FNM_CASE_BLIND) == APR_SUCCESS) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static acme_domain_t *acme_config_vhost_domain(acme_config_checker_t *ck, server_rec *vs,
+                                               acme_srv_conf_t *sc)
+{
+    acme_domain_t *dom = acme_domain_make(ck->p, sc->manage_file, sc->manage_line);
+    const char *reason = NULL;
+    int i;
+
+    dom->from_vhost = 1;
+    if (!vs->server_hostname
+        || acme_domain_add_name(ck->p, dom, vs->server_hostname, &reason) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG | APLOG_STARTUP, 0, ck->s,
+                     "mod_acme: ACMEDomain without names (line %d of %s) needs the virtual "
+                     "host's ServerName to be a host name: %s", sc->manage_line,
+                     sc->manage_file, reason ? reason : "the virtual host has no ServerName");
+        ck->errors++;
+        return NULL;
+    }
+    for (i = 0; vs->names && i < vs->names->nelts; ++i) {
+        const char *alias = APR_ARRAY_IDX(vs->names, i, const char *);
+        if (acme_domain_add_name(ck->p, dom, alias, &reason) != APR_SUCCESS) {
+            acme_config_problem(ck, dom, apr_psprintf(ck->p, "ServerAlias %s: %s", alias, reason));
+        }
+    }
+    return dom;
+}
+
+static void acme_config_collect_vhost_domains(acme_config_checker_t *ck, acme_conf_t *conf)
+{
+    server_rec *vs;
+
+    for (vs = ck->s->next; vs; vs = vs->next) {
+        acme_srv_conf_t *sc = acme_config_srv(vs);
+        acme_domain_t *dom;
+        if (!sc->manage_vhost) {
+            continue;
+        }
+        dom = acme_config_vhost_domain(ck, vs, sc);
+        if (dom) {
+            APR_ARRAY_PUSH(conf->domains, acme_domain_t *) = dom;
+            APR_ARRAY_PUSH(conf->declarations, acme_config_decl_t) = (acme_config_decl_t){
+                .domain = dom, .server = vs,
+            };
+        }
+    }
+}
+
+static void acme_config_resolve_policies(acme_config_checker_t *ck, acme_conf_t *conf)
+{
+    int i;
+
+    for (i = 0; i < conf->declarations->nelts; ++i) {
+        acme_config_decl_t *decl = &APR_ARRAY_IDX(conf->declarations, i, acme_config_decl_t);
+        if (decl->server->is_virtual) {
+            acme_policy_inherit(&decl->domain->policy, &acme_config_srv(decl->server)->policy);
+        }
+        acme_policy_inherit(&decl->domain->policy, &conf->policy);
+        acme_policy_defaults(&decl->domain->policy, ck->p);
+    }
+}
+
+static void acme_config_index_names(acme_config_checker_t *ck, acme_conf_t *conf)
+{
+    int i, j;
+
+    for (i = 0; i < conf->domains->nelts; ++i) {
+        acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, acme_domain_t *);
+        for (j = 0; j < dom->idents->nelts; ++j) {
+            const char *name = APR_ARRAY_IDX(dom->idents, j, acme_ident_t).value;
+            void *other = NULL;
+            if (acme_names_index_add(conf->index, name, dom, &other) == APR_SUCCESS) {
+                continue;
+            }
+            acme_config_problem(ck, dom, apr_psprintf(ck->p,
+                "%s is already managed by ACMEDomain %s (line %d of %s); a name can belong to "
+                "one managed domain only", name, ((acme_domain_t *)other)->name,
+                ((acme_domain_t *)other)->defined_line, ((acme_domain_t *)other)->defined_in));
+        }
+    }
+}
+
+/* ACMEMembers auto: a vhost whose ServerName is managed brings its aliases along. */
+static void acme_config_add_members(acme_config_checker_t *ck, acme_conf_t *conf)
+{
+    server_rec *vs;
+    int i;
+
+    for (vs = ck->s; vs; vs = vs->next) {
+        acme_domain_t *dom = vs->server_hostname
+            ? acme_names_index_get(conf->index, vs->server_hostname) : NULL;
+        if (!dom || !dom->policy.members_auto) {
+            continue;
+        }
+        for (i = 0; vs->names && i < vs->names->nelts; ++i) {
+            const char *alias = APR_ARRAY_IDX(vs->names, i, const char *);
+            const char *reason = NULL;
+            void *other = NULL;
+            acme_ident_t ident;
+            if (acme_names_index_get(conf->index, alias)
+                || acme_names_parse(ck->p, alias, &ident, &reason) != APR_SUCCESS
+                || acme_names_index_add(conf->index, ident.value, dom, &other) != APR_SUCCESS) {
+                continue;
+            }
+            APR_ARRAY_PUSH(dom->idents, acme_ident_t) = ident;
+        }
+    }
+}
+
+static void acme_config_check_served(acme_config_checker_t *ck, acme_conf_t *conf)
+{
+    apr_hash_t *ssl_vhosts = apr_hash_make(ck->p);
+    int global_ssl = 0, i, j;
+    server_rec *vs;
+
+    acme_config_scan_ssl(ck->p, ap_conftree, ssl_vhosts, NULL, &global_ssl);
+    for (i = 0; i < conf->domains->nelts; ++i) {
+        acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, acme_domain_t *);
+        for (j = 0; j < dom->idents->nelts; ++j) {
+            const acme_ident_t *id = &APR_ARRAY_IDX(dom->idents, j, acme_ident_t);
+            int served = 0;
+            for (vs = ck->s; vs && !served; vs = vs->next) {
+                served = acme_config_server_has_name(vs, id->value)
+                         && acme_config_server_is_ssl(ck->p, vs, ssl_vhosts, global_ssl);
+            }
+            if (!served && id->type == ACME_IDENT_DNS) {
+                acme_config_problem(ck, dom, apr_psprintf(ck->p,
+                    "no SSL virtual host (SSLEngine on) has ServerName or ServerAlias %s, so its "
+                    "certificate would never be served; add the name to an SSL <VirtualHost> or "
+                    "remove it from the ACMEDomain", id->value));
+            }
+        }
+    }
+}
+
+int acme_config_check(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *main_server)
+{
+    acme_conf_t *conf = acme_config_get(pconf);
+    acme_config_checker_t ck = { .p = pconf, .s = main_server, .errors = 0 };
+
+    if (conf->checked) {
+        return OK;
+    }
+    conf->checked = 1;
+    if (!conf->store_dir) {
+        conf->store_dir = ap_server_root_relative(pconf, "acme");
+    }
+    acme_config_collect_vhost_domains(&ck, conf);
+    acme_config_resolve_policies(&ck, conf);
+    acme_config_index_names(&ck, conf);
+    acme_config_add_members(&ck, conf);
+    acme_config_check_served(&ck, conf);
+    return ck.errors ? HTTP_INTERNAL_SERVER_ERROR : OK;
+}
+
+const acme_domain_t *acme_config_domain_for(const acme_conf_t *conf, const char *host)
+{
+    return host ? acme_names_index_get(conf->index, host) : NULL;
+}
+
+const acme_domain_t *acme_config_domain_of_server(const acme_conf_t *conf, const server_rec *s)
+{
+    const acme_domain_t *dom = acme_config_domain_for(conf, s->server_hostname);
+    int i;
+
+    for (i = 0; !dom && s->names && i < s->names->nelts; ++i) {
+        dom = acme_config_domain_for(conf, APR_ARRAY_IDX(s->names, i, const char *));
+    }
+    return dom;
+}

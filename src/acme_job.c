@@ -1,0 +1,220 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include <apr_strings.h>
+
+#include "acme_perms.h"
+#include "acme_job.h"
+
+static const char *const acme_job_state_names[] = {
+    [ACME_JOB_IDLE] = "idle",
+    [ACME_JOB_ORDERING] = "ordering",
+    [ACME_JOB_STAGED] = "staged",
+    [ACME_JOB_FAILED] = "failed",
+};
+
+acme_job_t *acme_job_make(apr_pool_t *p, const char *name)
+{
+    acme_job_t *job = apr_palloc(p, sizeof(*job));
+
+    *job = (acme_job_t){ .name = apr_pstrdup(p, name), .state = ACME_JOB_IDLE };
+    acme_result_reset(&job->last_error);
+    return job;
+}
+
+const char *acme_job_state_name(acme_job_state_t state)
+{
+    return (unsigned)state < sizeof(acme_job_state_names) / sizeof(acme_job_state_names[0])
+           ? acme_job_state_names[state] : "unknown";
+}
+
+static apr_time_t acme_job_time_get(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+
+    return json_is_integer(v) ? apr_time_from_sec(json_integer_value(v)) : 0;
+}
+
+static const char *acme_job_str_get(apr_pool_t *p, json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+
+    return s ? apr_pstrdup(p, s) : NULL;
+}
+
+static acme_class_t acme_job_class_parse(const char *name)
+{
+    acme_class_t c;
+
+    for (c = ACME_CLASS_NONE; c <= ACME_CLASS_PERMANENT; ++c) {
+        if (name && !strcmp(acme_class_name(c), name)) {
+            return c;
+        }
+    }
+    return ACME_CLASS_RETRY_SOON;
+}
+
+static void acme_job_error_from_json(acme_job_t *job, apr_pool_t *p, json_t *err)
+{
+    if (!json_is_object(err)) {
+        return;
+    }
+    job->last_error = (acme_result_t){
+        .status = APR_EGENERAL,
+        .err_class = acme_job_class_parse(json_string_value(json_object_get(err, "class"))),
+        .http_status = (int)json_integer_value(json_object_get(err, "http_status")),
+        .message = acme_job_str_get(p, err, "message"),
+        .problem_type = acme_job_str_get(p, err, "type"),
+        .detail = acme_job_str_get(p, err, "detail"),
+        .instance = acme_job_str_get(p, err, "instance"),
+        .subproblems = acme_job_str_get(p, err, "subproblems"),
+        .retry_after = acme_job_time_get(err, "retry_after"),
+    };
+    job->last_error_at = acme_job_time_get(err, "at");
+}
+
+static void acme_job_from_json(acme_job_t *job, apr_pool_t *p, json_t *json)
+{
+    const char *state = json_string_value(json_object_get(json, "state"));
+    acme_job_state_t s;
+
+    for (s = ACME_JOB_IDLE; s <= ACME_JOB_FAILED; ++s) {
+        if (state && !strcmp(state, acme_job_state_names[s])) {
+            job->state = s;
+        }
+    }
+    job->activity = acme_job_str_get(p, json, "activity");
+    job->next_run = acme_job_time_get(json, "next_run");
+    job->renew_at = acme_job_time_get(json, "renew_at");
+    job->failures = (int)json_integer_value(json_object_get(json, "failures"));
+    job->order_json = acme_job_str_get(p, json, "order");
+    job->ca_url = acme_job_str_get(p, json, "ca_url");
+    job->updated = acme_job_time_get(json, "updated");
+    acme_job_error_from_json(job, p, json_object_get(json, "last_error"));
+}
+
+apr_status_t acme_job_load(apr_pool_t *p, const acme_store_t *st, const char *name,
+                           acme_job_t **pjob, acme_result_t *res)
+{
+    const char *path = acme_store_path(p, st, ACME_STORE_JOBS, apr_pstrcat(p, name, ".json", NULL),
+                                       NULL);
+    acme_job_t *job = acme_job_make(p, name);
+    json_t *json = NULL;
+    apr_status_t rv;
+
+    *pjob = job;
+    if (!path) {
+        return acme_result_fail(res, APR_EINVAL, ACME_CLASS_PERMANENT,
+                                apr_psprintf(p, "no job file name for '%s'", name));
+    }
+    rv = acme_store_read_json(p, path, &json, res);
+    if (APR_STATUS_IS_ENOENT(rv)) {
+        acme_result_reset(res);
+        return APR_SUCCESS;
+    }
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    acme_job_from_json(job, p, json);
+    return APR_SUCCESS;
+}
+
+static json_t *acme_job_time_json(apr_time_t t)
+{
+    return t ? json_integer(apr_time_sec(t)) : json_null();
+}
+
+static json_t *acme_job_error_json(const acme_job_t *job)
+{
+    const acme_result_t *e = &job->last_error;
+
+    if (e->status == APR_SUCCESS) {
+        return json_null();
+    }
+    return json_pack("{s:s?, s:s, s:i, s:s?, s:s?, s:s?, s:s?, s:o, s:o}",
+                     "message", e->message,
+                     "class", acme_class_name(e->err_class),
+                     "http_status", e->http_status,
+                     "type", e->problem_type,
+                     "detail", e->detail,
+                     "instance", e->instance,
+                     "subproblems", e->subproblems,
+                     "retry_after", acme_job_time_json(e->retry_after),
+                     "at", acme_job_time_json(job->last_error_at));
+}
+
+json_t *acme_job_to_json(const acme_job_t *job)
+{
+    return json_pack("{s:s, s:s, s:s?, s:o, s:o, s:i, s:o, s:s?, s:s?, s:o}",
+                     "name", job->name,
+                     "state", acme_job_state_name(job->state),
+                     "activity", job->activity,
+                     "next_run", acme_job_time_json(job->next_run),
+                     "renew_at", acme_job_time_json(job->renew_at),
+                     "failures", job->failures,
+                     "last_error", acme_job_error_json(job),
+                     "order", job->order_json,
+                     "ca_url", job->ca_url,
+                     "updated", acme_job_time_json(job->updated));
+}
+
+apr_status_t acme_job_save(apr_pool_t *p, const acme_store_t *st, const acme_job_t *job,
+                           acme_result_t *res)
+{
+    const char *path = acme_store_path(p, st, ACME_STORE_JOBS,
+                                       apr_pstrcat(p, job->name, ".json", NULL), NULL);
+    json_t *json = acme_job_to_json(job);
+    apr_status_t rv;
+
+    if (!path || !json) {
+        json_decref(json);
+        return acme_result_fail(res, APR_EINVAL, ACME_CLASS_PERMANENT,
+                                apr_psprintf(p, "cannot serialise the job of '%s'", job->name));
+    }
+    rv = acme_store_write_json(p, path, json, ACME_PERMS_0644, res);
+    json_decref(json);
+    return rv;
+}
+
+void acme_job_failed(acme_job_t *job, apr_pool_t *p, const acme_result_t *err, apr_time_t now)
+{
+    job->last_error = (acme_result_t){
+        .status = err->status == APR_SUCCESS ? APR_EGENERAL : err->status,
+        .err_class = err->err_class,
+        .http_status = err->http_status,
+        .message = err->message ? apr_pstrdup(p, err->message) : NULL,
+        .problem_type = err->problem_type ? apr_pstrdup(p, err->problem_type) : NULL,
+        .detail = err->detail ? apr_pstrdup(p, err->detail) : NULL,
+        .instance = err->instance ? apr_pstrdup(p, err->instance) : NULL,
+        .subproblems = err->subproblems ? apr_pstrdup(p, err->subproblems) : NULL,
+        .retry_after = err->retry_after,
+    };
+    job->last_error_at = now;
+    job->failures++;
+    job->state = ACME_JOB_FAILED;
+}
+
+apr_status_t acme_job_next_run_save(apr_pool_t *p, const acme_store_t *st, apr_time_t when,
+                                    acme_result_t *res)
+{
+    const char *path = acme_store_path(p, st, ACME_STORE_JOBS, ACME_JOB_NEXT_RUN_FILE, NULL);
+    const char *text = apr_psprintf(p, "%" APR_TIME_T_FMT "\n", apr_time_sec(when));
+
+    return acme_store_write_file(p, path, text, strlen(text), ACME_PERMS_0644, res);
+}
+
+apr_time_t acme_job_next_run_load(apr_pool_t *p, const acme_store_t *st)
+{
+    const char *path = acme_store_path(p, st, ACME_STORE_JOBS, ACME_JOB_NEXT_RUN_FILE, NULL);
+    acme_result_t res;
+    char *text = NULL, *end = NULL;
+    apr_size_t len = 0;
+    apr_int64_t sec;
+
+    acme_result_reset(&res);
+    if (acme_store_read_file(p, path, &text, &len, 64, &res) != APR_SUCCESS) {
+        return 0;
+    }
+    sec = apr_strtoi64(text, &end, 10);
+    return (sec > 0 && end != text) ? apr_time_from_sec(sec) : 0;
+}

@@ -1,0 +1,63 @@
+#ifndef ACME_JOB_H
+#define ACME_JOB_H
+
+#include <apr_pools.h>
+#include <apr_time.h>
+#include <jansson.h>
+
+#include "acme_result.h"
+#include "acme_store.h"
+
+/*
+ * Per-domain scheduler state, jobs/<name>.json. Written by the renewal worker
+ * (as the httpd User), read by the parent (next run), the status handler and
+ * the admin command. Holds no secrets.
+ */
+typedef enum {
+    ACME_JOB_IDLE = 0,          /* certificate valid, nothing to do until renew_at */
+    ACME_JOB_ORDERING,          /* an order is in flight (see order) */
+    ACME_JOB_STAGED,            /* a new certificate waits for activation */
+    ACME_JOB_FAILED             /* the last attempt failed; retry at next_run */
+} acme_job_state_t;
+
+typedef struct {
+    const char *name;
+    acme_job_state_t state;
+    const char *activity;       /* what the worker does now, for humans */
+    apr_time_t next_run;        /* when the worker should look at this domain again */
+    apr_time_t renew_at;        /* when the served certificate enters its renew window */
+    int failures;               /* consecutive failed attempts */
+    acme_result_t last_error;   /* status APR_SUCCESS when none */
+    apr_time_t last_error_at;
+    const char *order_json;     /* the resumable order (acme_order_to_json), or NULL */
+    const char *ca_url;         /* the CA the order/account belongs to */
+    apr_time_t updated;
+} acme_job_t;
+
+acme_job_t *acme_job_make(apr_pool_t *p, const char *name);
+
+const char *acme_job_state_name(acme_job_state_t state);
+
+/* Loads jobs/<name>.json; a missing file gives a fresh idle job (APR_SUCCESS). */
+apr_status_t acme_job_load(apr_pool_t *p, const acme_store_t *st, const char *name,
+                           acme_job_t **job, acme_result_t *res);
+
+/* Writes jobs/<name>.json atomically (0644: the status handler reads it). */
+apr_status_t acme_job_save(apr_pool_t *p, const acme_store_t *st, const acme_job_t *job,
+                           acme_result_t *res);
+
+/* Records a failure (copies the result's strings into p) and counts it. */
+void acme_job_failed(acme_job_t *job, apr_pool_t *p, const acme_result_t *err, apr_time_t now);
+
+/* The job as JSON for the status handler and the admin command. */
+json_t *acme_job_to_json(const acme_job_t *job);
+
+/* The store file the parent reads to know when the worker is due again. */
+#define ACME_JOB_NEXT_RUN_FILE "next-run"
+
+apr_status_t acme_job_next_run_save(apr_pool_t *p, const acme_store_t *st, apr_time_t when,
+                                    acme_result_t *res);
+/* 0 when unknown (no file, unreadable). */
+apr_time_t acme_job_next_run_load(apr_pool_t *p, const acme_store_t *st);
+
+#endif

@@ -1,0 +1,181 @@
+#include <string.h>
+
+#include <apr_file_io.h>
+#include <apr_strings.h>
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+/* pem.h first: cms.h declares its PEM functions only when the PEM macros exist. */
+#include <openssl/pem.h>
+#include <openssl/cms.h>
+
+#include "acme_perms.h"
+#include "acme_seal.h"
+#include "acme_store.h"
+
+#define ACME_SEAL_VALIDITY apr_time_from_sec((apr_time_t)100 * 365 * 24 * 3600)
+
+static const char *acme_seal_path(apr_pool_t *p, const char *store_dir, const char *file)
+{
+    return apr_pstrcat(p, store_dir, "/" ACME_SEAL_DIR "/", file, NULL);
+}
+
+static apr_status_t acme_seal_fail(acme_result_t *res, apr_pool_t *p, const char *what)
+{
+    return acme_result_fail(res, APR_EGENERAL, ACME_CLASS_RETRY_SOON,
+                            apr_pstrcat(p, "sealing: ", what, NULL));
+}
+
+static const char *acme_seal_bio_text(apr_pool_t *p, BIO *bio)
+{
+    char *data = NULL;
+    long len = BIO_get_mem_data(bio, &data);
+
+    return len > 0 ? apr_pstrmemdup(p, data, (apr_size_t)len) : NULL;
+}
+
+apr_status_t acme_seal_keypair_ensure(apr_pool_t *p, const char *store_dir,
+                                      const char **cert_pem, acme_result_t *res)
+{
+    const char *cert_path = acme_seal_path(p, store_dir, "seal.pem");
+    const char *key_path = acme_seal_path(p, store_dir, "seal.key");
+    acme_keyspec_t spec = { .kind = ACME_KEY_EC, .bits = 256 };
+    acme_ident_t ident = { .type = ACME_IDENT_DNS, .value = "seal.mod-acme.invalid" };
+    apr_finfo_t finfo;
+    apr_size_t len = 0;
+    acme_key_t *key = NULL;
+    const char *key_pem = NULL;
+    char *text = NULL;
+    apr_status_t rv;
+
+    if (apr_stat(&finfo, key_path, APR_FINFO_TYPE, p) == APR_SUCCESS
+        && acme_store_read_file(p, cert_path, &text, &len, 0, res) == APR_SUCCESS) {
+        *cert_pem = text;
+        return APR_SUCCESS;
+    }
+    acme_result_reset(res);
+    if ((rv = acme_crypto_key_generate(p, &spec, &key, res)) != APR_SUCCESS
+        || (rv = acme_crypto_selfsigned_create(p, key, &ident, ACME_SEAL_VALIDITY, NULL,
+                                               cert_pem, res)) != APR_SUCCESS
+        || (rv = acme_crypto_key_to_pem(p, key, &key_pem, res)) != APR_SUCCESS
+        || (rv = acme_store_write_file(p, key_path, key_pem, strlen(key_pem), ACME_PERMS_0600, res))
+           != APR_SUCCESS) {
+        return rv;
+    }
+    return acme_store_write_file(p, cert_path, *cert_pem, strlen(*cert_pem), ACME_PERMS_0644, res);
+}
+
+apr_status_t acme_seal_key_load(apr_pool_t *p, const char *store_dir, acme_key_t **key,
+                                acme_cert_t **cert, acme_result_t *res)
+{
+    apr_array_header_t *chain = NULL;
+    char *text = NULL;
+    apr_size_t len = 0;
+    apr_status_t rv;
+
+    rv = acme_store_read_file(p, acme_seal_path(p, store_dir, "seal.pem"), &text, &len, 0, res);
+    if (rv == APR_SUCCESS) {
+        rv = acme_crypto_chain_parse(p, text, len, &chain, res);
+    }
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *cert = APR_ARRAY_IDX(chain, 0, acme_cert_t *);
+    rv = acme_store_read_file(p, acme_seal_path(p, store_dir, "seal.key"), &text, &len, 0, res);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    rv = acme_crypto_key_from_pem(p, text, len, key, res);
+    OPENSSL_cleanse(text, len);
+    return rv;
+}
+
+apr_status_t acme_seal_encrypt(apr_pool_t *p, const char *seal_cert_pem, const void *data,
+                               apr_size_t len, const char **sealed, acme_result_t *res)
+{
+    apr_array_header_t *chain = NULL;
+    STACK_OF(X509) *recipients = NULL;
+    CMS_ContentInfo *cms = NULL;
+    BIO *in = NULL, *out = NULL;
+    apr_status_t rv;
+
+    rv = acme_crypto_chain_parse(p, seal_cert_pem, strlen(seal_cert_pem), &chain, res);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    recipients = sk_X509_new_null();
+    in = BIO_new_mem_buf(data, (int)len);
+    out = BIO_new(BIO_s_mem());
+    if (recipients && in && out
+        && sk_X509_push(recipients, acme_crypto_cert_x509(APR_ARRAY_IDX(chain, 0, acme_cert_t *)))) {
+        cms = CMS_encrypt(recipients, in, EVP_aes_256_cbc(), CMS_BINARY);
+    }
+    rv = (cms && PEM_write_bio_CMS(out, cms) && (*sealed = acme_seal_bio_text(p, out)))
+         ? APR_SUCCESS : acme_seal_fail(res, p, "cannot encrypt to the seal certificate");
+    CMS_ContentInfo_free(cms);
+    BIO_free(in);
+    BIO_free(out);
+    sk_X509_free(recipients);
+    return rv;
+}
+
+static apr_status_t acme_seal_wipe(void *data)
+{
+    char *text = data;
+
+    OPENSSL_cleanse(text, strlen(text));
+    return APR_SUCCESS;
+}
+
+apr_status_t acme_seal_decrypt(apr_pool_t *p, const acme_key_t *key, const acme_cert_t *cert,
+                               const char *sealed, apr_size_t len, char **data,
+                               apr_size_t *data_len, acme_result_t *res)
+{
+    BIO *in = BIO_new_mem_buf(sealed, (int)len), *out = BIO_new(BIO_s_mem());
+    CMS_ContentInfo *cms = in ? PEM_read_bio_CMS(in, NULL, NULL, NULL) : NULL;
+    apr_status_t rv = APR_SUCCESS;
+    char *plain = NULL;
+    long plain_len;
+
+    if (!cms || !out || !CMS_decrypt(cms, acme_crypto_key_evp(key), acme_crypto_cert_x509(cert),
+                                     NULL, out, CMS_BINARY)) {
+        rv = acme_result_fail(res, APR_EINVAL, ACME_CLASS_PERMANENT,
+                              "sealing: a staged key cannot be opened with this store's seal key");
+    }
+    else {
+        plain_len = BIO_get_mem_data(out, &plain);
+        *data = apr_pstrmemdup(p, plain, (apr_size_t)plain_len);
+        *data_len = (apr_size_t)plain_len;
+        OPENSSL_cleanse(plain, (size_t)plain_len);
+        apr_pool_cleanup_register(p, *data, acme_seal_wipe, apr_pool_cleanup_null);
+    }
+    CMS_ContentInfo_free(cms);
+    BIO_free(in);
+    BIO_free(out);
+    return rv;
+}
+
+apr_status_t acme_seal_public_pem(apr_pool_t *p, const acme_key_t *key, const char **pem,
+                                  acme_result_t *res)
+{
+    BIO *out = BIO_new(BIO_s_mem());
+    apr_status_t rv = (out && PEM_write_bio_PUBKEY(out, acme_crypto_key_evp(key))
+                       && (*pem = acme_seal_bio_text(p, out)))
+                      ? APR_SUCCESS : acme_seal_fail(res, p, "cannot write a public key");
+
+    BIO_free(out);
+    return rv;
+}
+
+apr_status_t acme_seal_public_from_pem(apr_pool_t *p, const char *pem, apr_size_t len,
+                                       acme_key_t **key, acme_result_t *res)
+{
+    BIO *in = BIO_new_mem_buf(pem, (int)len);
+    EVP_PKEY *pkey = in ? PEM_read_bio_PUBKEY(in, NULL, NULL, NULL) : NULL;
+
+    BIO_free(in);
+    if (!pkey) {
+        return acme_result_fail(res, APR_EINVAL, ACME_CLASS_PERMANENT,
+                                "sealing: unreadable public key of a pending order");
+    }
+    return acme_crypto_key_wrap(p, pkey, key, res);
+}

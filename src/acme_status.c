@@ -1,0 +1,79 @@
+#include <apr_time.h>
+
+#include "acme_status.h"
+
+static json_t *acme_status_time(apr_time_t t)
+{
+    char buf[APR_RFC822_DATE_LEN];
+
+    if (!t) {
+        return json_null();
+    }
+    apr_rfc822_date(buf, t);
+    return json_string(buf);
+}
+
+static json_t *acme_status_cert(const acme_active_cert_t *cert)
+{
+    const acme_cert_info_t *info = &cert->info;
+
+    return json_pack("{s:s, s:s?, s:s?, s:s?, s:o, s:o, s:I, s:I}",
+                     "key_type", cert->spec,
+                     "serial", info->serial_hex,
+                     "issuer", info->issuer,
+                     "subject", info->subject,
+                     "not_before", acme_status_time(info->not_before),
+                     "not_after", acme_status_time(info->not_after),
+                     "not_before_epoch", (json_int_t)apr_time_sec(info->not_before),
+                     "not_after_epoch", (json_int_t)apr_time_sec(info->not_after));
+}
+
+static const char *acme_status_state(const acme_active_t *active, const acme_job_t *job)
+{
+    if (job && job->state == ACME_JOB_ORDERING) {
+        return "renewing";
+    }
+    if (job && job->state == ACME_JOB_STAGED) {
+        return "staged";
+    }
+    if (active && active->complete) {
+        return job && job->state == ACME_JOB_FAILED ? "valid, renewal failing" : "valid";
+    }
+    if (job && job->state == ACME_JOB_FAILED) {
+        return "failing";
+    }
+    return "pending";
+}
+
+json_t *acme_status_domain(const acme_domain_t *dom, const acme_active_t *active,
+                           const acme_job_t *job)
+{
+    json_t *names = json_array(), *certs = json_array();
+    json_t *out;
+    int i;
+
+    for (i = 0; i < dom->idents->nelts; ++i) {
+        json_array_append_new(names, json_string(APR_ARRAY_IDX(dom->idents, i, acme_ident_t).value));
+    }
+    for (i = 0; active && i < active->certs->nelts; ++i) {
+        json_array_append_new(certs, acme_status_cert(&APR_ARRAY_IDX(active->certs, i,
+                                                                     acme_active_cert_t)));
+    }
+    out = json_pack("{s:s, s:o, s:s, s:s, s:o}",
+                    "name", dom->name,
+                    "names", names,
+                    "state", acme_status_state(active, job),
+                    "ca", APR_ARRAY_IDX(dom->policy.ca_urls, 0, const char *),
+                    "certificates", certs);
+    if (job) {
+        json_t *j = acme_job_to_json(job);
+        json_object_del(j, "order");
+        json_object_del(j, "name");
+        json_object_set_new(out, "renewal", j);
+        json_object_set_new(out, "next_renewal", acme_status_time(job->renew_at));
+    }
+    if (active && active->last_activation_error) {
+        json_object_set_new(out, "activation_error", json_string(active->last_activation_error));
+    }
+    return out;
+}

@@ -1,0 +1,152 @@
+#ifndef ACME_STORE_H
+#define ACME_STORE_H
+
+#include <apr_pools.h>
+#include <apr_errno.h>
+#include <apr_file_info.h>
+#include <jansson.h>
+
+#include "acme_result.h"
+
+/*
+ * The filesystem store: everything mod_acme keeps between runs.
+ *
+ *   <base>/                 0755  created by the parent (root) at start-up
+ *   |- accounts/            0700  per CA: account key and account URL. Parent/worker only.
+ *   |- domains/             0700  per managed domain: the ACTIVE key + certificate chain that mod_ssl
+ *   |                             loads in the parent before forking. Replaced only as a whole
+ *   |                             directory (acme_store_replace_dir). Never read by children.
+ *   |- staging/             0700  per managed domain: key + chain of an issuance in progress or
+ *   |                             finished and awaiting activation. Worker writes, parent activates.
+ *   |- archive/             0700  previous domains/<name> sets as <name>.<UTC timestamp>, pruned to a
+ *   |                             configured count. Read only for recovery and by admins.
+ *   |- jobs/                0700  per managed domain: scheduler state (failure counts, next run,
+ *   |                             open order URL) that must survive restarts.
+ *   |- challenges/          0755  per identifier: http-01 key authorizations and tls-alpn-01
+ *   |                             certificates. The ONLY part children may read.
+ *   |- tmp/                 0700  scratch space of the parent/worker; may be emptied at start-up.
+ *   `- locks/               0700  <name>.lock files for acme_store_lock (created on first use).
+ *
+ * Files are written atomically (temp file in the same directory, fsync, rename, fsync of the
+ * directory), so a reader sees the complete old or the complete new content, also after a crash.
+ * Hidden entries ("....") in these directories belong to the store itself: temp files and
+ * replacement markers. Valid names never start with "." (acme_store_path refuses them).
+ */
+
+#define ACME_STORE_ACCOUNTS   "accounts"
+#define ACME_STORE_DOMAINS    "domains"
+#define ACME_STORE_STAGING    "staging"
+#define ACME_STORE_ARCHIVE    "archive"
+#define ACME_STORE_JOBS       "jobs"
+#define ACME_STORE_CHALLENGES "challenges"
+#define ACME_STORE_TMP        "tmp"
+#define ACME_STORE_LOCKS      "locks"
+
+/* Default limits of the readers (max_len 0). */
+#define ACME_STORE_READ_MAX   (1024 * 1024)
+#define ACME_STORE_JSON_MAX   (16 * 1024 * 1024)
+
+typedef struct acme_store_t acme_store_t;
+typedef struct acme_store_lock_t acme_store_lock_t;
+
+/*
+ * Opens the store at base_dir, creating it (0755) and the fixed subdirectories with the modes
+ * above when missing. Modes of the fixed subdirectories are (re)applied on every open, so a
+ * loosened accounts/ is tightened again.
+ */
+apr_status_t acme_store_open(apr_pool_t *p, const char *base_dir, acme_store_t **store,
+                             acme_result_t *res);
+
+/* The base directory as given to acme_store_open. */
+const char *acme_store_base(const acme_store_t *st);
+
+/*
+ * <base>/<group>[/<name>[/<file>]]; name and file may be NULL. NULL when a component is empty,
+ * contains '/' or starts with '.', so that no caller can step outside its directory.
+ */
+const char *acme_store_path(apr_pool_t *p, const acme_store_t *st, const char *group,
+                            const char *name, const char *file);
+
+/* Creates dir and missing parents with mode 0700. Existing directories are left as they are. */
+apr_status_t acme_store_mkdirs(apr_pool_t *p, const char *dir, acme_result_t *res);
+
+/*
+ * Atomically replaces path with data: a uniquely named temp file (O_EXCL, final perms before any
+ * byte is written) in the same directory, fsync, rename over path, fsync of the directory.
+ * Missing parents are created (0700). On failure the temp file is gone, an existing file at path
+ * is untouched, and res->message names the path and the OS error - except when only the final
+ * fsync of the directory fails: the new content is then in place but may not survive a crash. Class: ADMIN for permission
+ * and file-type problems (EACCES, EPERM, EROFS, ENOTDIR, EISDIR), else RETRY_SOON (disk full,
+ * I/O errors).
+ */
+apr_status_t acme_store_write_file(apr_pool_t *p, const char *path, const void *data,
+                                   apr_size_t len, apr_fileperms_t perms, acme_result_t *res);
+
+/*
+ * Reads a whole file into pool memory, NUL-terminated (len excludes the NUL). Files larger than
+ * max_len (0: ACME_STORE_READ_MAX) fail with APR_EINVAL. A missing file returns the OS status
+ * unchanged (test with APR_STATUS_IS_ENOENT).
+ */
+apr_status_t acme_store_read_file(apr_pool_t *p, const char *path, char **data, apr_size_t *len,
+                                  apr_size_t max_len, acme_result_t *res);
+
+/* Writes json compactly with sorted keys and a trailing newline, atomically as above. */
+apr_status_t acme_store_write_json(apr_pool_t *p, const char *path, json_t *json,
+                                   apr_fileperms_t perms, acme_result_t *res);
+
+/*
+ * Reads and parses a JSON file (at most ACME_STORE_JSON_MAX bytes, duplicate keys refused).
+ * The json_t is released by a cleanup of p (json_incref it to keep it longer). A parse error
+ * returns APR_EINVAL, class ADMIN, with file, line and column in res->message.
+ */
+apr_status_t acme_store_read_json(apr_pool_t *p, const char *path, json_t **json,
+                                  acme_result_t *res);
+
+/*
+ * Replaces the directory dst_dir by src_dir (both on the store's filesystem) so that at every
+ * instant dst_dir is either the complete old set or the complete new set, or - only after a crash
+ * between the two renames below - missing and restorable by acme_store_recover.
+ *
+ * Protocol, with parent = dirname(dst_dir) and base = basename(dst_dir):
+ *   1. write the marker parent/.<base>.replacing naming where the old set goes (atomic write);
+ *   2. rename dst_dir -> old: archive_dir/<base>.<YYYYmmddTHHMMSS.uuuuuuZ>, or parent/.<base>.old
+ *      when archive_dir is NULL; fsync the directories;
+ *   3. rename src_dir -> dst_dir; fsync. Failure here renames old back (rollback);
+ *   4. without archive: remove parent/.<base>.old;
+ *   5. remove the marker (the commit point);
+ *   6. prune archive_dir to the newest archive_keep entries of base (best effort: errors ignored,
+ *      the next replacement prunes again). archive_keep <= 0 keeps none.
+ * When dst_dir does not exist yet, it is a single rename. src_dir's parent must be on the same
+ * filesystem as dst_dir and archive_dir (rename(2) fails with EXDEV otherwise).
+ */
+apr_status_t acme_store_replace_dir(apr_pool_t *p, const char *src_dir, const char *dst_dir,
+                                    const char *archive_dir, int archive_keep,
+                                    acme_result_t *res);
+
+/*
+ * Start-up recovery of interrupted replacements in accounts/, domains/ and staging/: for each
+ * marker, if the target directory is missing its old set is renamed back (step 2 done, step 3
+ * not); if the target exists a left-over parent/.<base>.old is removed (crash in step 4); then
+ * the marker is removed. A marker pointing outside the store is removed without acting on it.
+ * Call before anything reads domains/ (in the parent, before mod_ssl loads certificates).
+ */
+apr_status_t acme_store_recover(apr_pool_t *p, const acme_store_t *st, acme_result_t *res);
+
+/* Removes path and, for a directory, everything below it; symlinks are removed, not followed. */
+apr_status_t acme_store_remove_tree(apr_pool_t *p, const char *path, acme_result_t *res);
+
+/*
+ * Takes the advisory lock <base>/locks/<name>.lock, exclusive between PROCESSES (server worker
+ * vs. admin command). APR uses fcntl(2) locks on Linux, which are per process: a second lock in
+ * the same process succeeds and releasing either releases both, so threads of one process must
+ * serialise with a mutex instead. With wait == 0 a lock held elsewhere fails at once with
+ * APR_EAGAIN (class RETRY_SOON). The lock is released by acme_store_unlock or when p is
+ * destroyed, whichever comes first.
+ */
+apr_status_t acme_store_lock(apr_pool_t *p, const acme_store_t *st, const char *name, int wait,
+                             acme_store_lock_t **lock, acme_result_t *res);
+
+/* Releases a lock taken by acme_store_lock. The handle is invalid afterwards. */
+apr_status_t acme_store_unlock(acme_store_lock_t *lock);
+
+#endif

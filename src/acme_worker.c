@@ -1,0 +1,852 @@
+#include <errno.h>
+#include <grp.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+
+#include <apr_strings.h>
+#include <apr_thread_proc.h>
+#include <apr_thread_mutex.h>
+#include <apr_hash.h>
+#include <apr_general.h>
+
+#include "acme_perms.h"
+#include "acme_challenge.h"
+#include "acme_client.h"
+#include "acme_crypto.h"
+#include "acme_domain.h"
+#include "acme_job.h"
+#include "acme_plan.h"
+#include "acme_seal.h"
+#include "acme_store.h"
+#include "acme_worker.h"
+
+#define ACME_WORKER_DEFAULT_INTERVAL apr_time_from_sec(12 * 3600)
+#define ACME_WORKER_MAX_STEPS 12
+#define ACME_WORKER_STOP_GRACE apr_time_from_sec(2)
+
+/*
+ * Set from a signal handler or the supervising thread, read by the order
+ * threads between steps: the one piece of process-wide state a stop needs.
+ */
+static volatile sig_atomic_t acme_worker_stopping;
+
+void acme_worker_request_stop(void)
+{
+    acme_worker_stopping = 1;
+}
+
+/* What the run knows about one CA: its account key (read as root) and URL. */
+typedef struct {
+    const char *ca_url;
+    const char *ca_id;
+    acme_key_t *account_key;
+    const char *account_url;            /* NULL until looked up or registered */
+    apr_thread_mutex_t *lock;           /* one registration at a time */
+} acme_worker_ca_t;
+
+/* The certificate served now for one key spec, read as root. */
+typedef struct {
+    int present;
+    int covers;                         /* names match the configuration */
+    apr_time_t not_before;
+    apr_time_t not_after;
+} acme_worker_active_t;
+
+typedef struct {
+    const acme_domain_t *dom;
+    acme_worker_ca_t *ca;
+    acme_worker_active_t *active;       /* one per key spec */
+    int staged;                         /* a finished set waits for activation */
+} acme_worker_item_t;
+
+typedef struct {
+    const acme_worker_config_t *cfg;
+    apr_pool_t *pool;
+    acme_store_t *store;
+    apr_hash_t *cas;                    /* ca_url -> acme_worker_ca_t * */
+    apr_array_header_t *items;          /* acme_worker_item_t */
+    apr_array_header_t *due;            /* acme_worker_item_t * */
+    int next_due;                       /* queue position, under lock */
+    apr_thread_mutex_t *lock;
+    apr_time_t next_run;                /* earliest time any domain needs the worker again */
+    int failures;
+    int running;                        /* order threads still going, under lock */
+    int abandoned;                      /* stopped with threads still running */
+} acme_worker_t;
+
+/* ------------------------------------------------------------------ small helpers */
+
+static void acme_worker_log(const acme_worker_t *w, acme_log_level_t level, const char *msg)
+{
+    if (w->cfg->log) {
+        w->cfg->log(w->cfg->log_baton, level, msg);
+    }
+}
+
+static double acme_worker_random(void)
+{
+    unsigned char b[4] = { 0 };
+
+    apr_generate_random_bytes(b, sizeof(b));
+    return (double)((apr_uint32_t)b[0] << 24 | (apr_uint32_t)b[1] << 16
+                    | (apr_uint32_t)b[2] << 8 | b[3]) / 4294967296.0;
+}
+
+static const char *acme_worker_time_text(apr_pool_t *p, apr_time_t t)
+{
+    char buf[APR_RFC822_DATE_LEN];
+
+    apr_rfc822_date(buf, t);
+    return apr_pstrdup(p, buf);
+}
+
+static void acme_worker_note_next(acme_worker_t *w, apr_time_t t)
+{
+    apr_thread_mutex_lock(w->lock);
+    if (t > 0 && (w->next_run == 0 || t < w->next_run)) {
+        w->next_run = t;
+    }
+    apr_thread_mutex_unlock(w->lock);
+}
+
+static const char *acme_worker_file(apr_pool_t *p, const char *dir, const char *prefix,
+                                    const acme_keyspec_t *spec, const char *suffix)
+{
+    return apr_pstrcat(p, dir, "/", prefix, ".", acme_crypto_keyspec_name(spec), suffix, NULL);
+}
+
+/* ------------------------------------------------------------------ preparation (as root) */
+
+static apr_status_t acme_worker_account_key(acme_worker_t *w, acme_worker_ca_t *ca,
+                                            acme_result_t *res)
+{
+    const char *dir = acme_store_path(w->pool, w->store, ACME_STORE_ACCOUNTS, ca->ca_id, NULL);
+    const char *path = apr_pstrcat(w->pool, dir, "/account.key", NULL);
+    acme_keyspec_t spec = { .kind = ACME_KEY_EC, .bits = 256 };
+    const char *pem = NULL;
+    char *text = NULL;
+    apr_size_t len = 0;
+    apr_status_t rv;
+
+    rv = acme_store_read_file(w->pool, path, &text, &len, 0, res);
+    if (rv == APR_SUCCESS) {
+        return acme_crypto_key_from_pem(w->pool, text, len, &ca->account_key, res);
+    }
+    if (!APR_STATUS_IS_ENOENT(rv)) {
+        return rv;
+    }
+    acme_result_reset(res);
+    if ((rv = acme_crypto_key_generate(w->pool, &spec, &ca->account_key, res)) != APR_SUCCESS
+        || (rv = acme_crypto_key_to_pem(w->pool, ca->account_key, &pem, res)) != APR_SUCCESS) {
+        return rv;
+    }
+    return acme_store_write_file(w->pool, path, pem, strlen(pem), ACME_PERMS_0600, res);
+}
+
+static const char *acme_worker_account_url_path(acme_worker_t *w, apr_pool_t *p,
+                                                const acme_worker_ca_t *ca)
+{
+    return acme_store_path(p, w->store, ACME_STORE_JOBS,
+                           apr_pstrcat(p, "account.", ca->ca_id, ".json", NULL), NULL);
+}
+
+static void acme_worker_account_url_load(acme_worker_t *w, acme_worker_ca_t *ca)
+{
+    acme_result_t res;
+    json_t *json = NULL;
+    const char *url;
+
+    acme_result_reset(&res);
+    if (acme_store_read_json(w->pool, acme_worker_account_url_path(w, w->pool, ca), &json, &res)
+        != APR_SUCCESS) {
+        return;
+    }
+    url = json_string_value(json_object_get(json, "url"));
+    if (url && !strcmp(ca->ca_url, json_string_value(json_object_get(json, "ca_url"))
+                                   ? json_string_value(json_object_get(json, "ca_url")) : "")) {
+        ca->account_url = apr_pstrdup(w->pool, url);
+    }
+}
+
+static apr_status_t acme_worker_ca_get(acme_worker_t *w, const char *ca_url,
+                                       acme_worker_ca_t **pca, acme_result_t *res)
+{
+    acme_worker_ca_t *ca = apr_hash_get(w->cas, ca_url, APR_HASH_KEY_STRING);
+    apr_status_t rv;
+
+    if (!ca) {
+        ca = apr_pcalloc(w->pool, sizeof(*ca));
+        ca->ca_url = ca_url;
+        ca->ca_id = acme_domain_ca_id(w->pool, ca_url);
+        apr_thread_mutex_create(&ca->lock, APR_THREAD_MUTEX_DEFAULT, w->pool);
+        rv = acme_worker_account_key(w, ca, res);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        acme_worker_account_url_load(w, ca);
+        apr_hash_set(w->cas, ca_url, APR_HASH_KEY_STRING, ca);
+    }
+    *pca = ca;
+    return APR_SUCCESS;
+}
+
+static void acme_worker_active_read(acme_worker_t *w, const acme_domain_t *dom,
+                                    const acme_keyspec_t *spec, acme_worker_active_t *act)
+{
+    const char *dir = acme_store_path(w->pool, w->store, ACME_STORE_DOMAINS, dom->name, NULL);
+    apr_array_header_t *chain = NULL;
+    acme_cert_info_t info;
+    acme_result_t res;
+    char *pem = NULL;
+    apr_size_t len = 0;
+    acme_cert_t *leaf;
+
+    *act = (acme_worker_active_t){ .present = 0 };
+    acme_result_reset(&res);
+    if (!dir
+        || acme_store_read_file(w->pool, acme_worker_file(w->pool, dir, "pubcert", spec, ".pem"),
+                                &pem, &len, 0, &res) != APR_SUCCESS
+        || acme_crypto_chain_parse(w->pool, pem, len, &chain, &res) != APR_SUCCESS) {
+        return;
+    }
+    leaf = APR_ARRAY_IDX(chain, 0, acme_cert_t *);
+    if (acme_crypto_cert_info(w->pool, leaf, &info, &res) != APR_SUCCESS) {
+        return;
+    }
+    act->present = 1;
+    act->not_before = info.not_before;
+    act->not_after = info.not_after;
+    act->covers = acme_crypto_cert_covers(w->pool, leaf, (const acme_ident_t *)dom->idents->elts,
+                                          dom->idents->nelts, &res) == APR_SUCCESS
+                  && info.sans->nelts == dom->idents->nelts;
+}
+
+static int acme_worker_staged_present(acme_worker_t *w, const acme_domain_t *dom)
+{
+    const char *dir = acme_store_path(w->pool, w->store, ACME_STORE_STAGING, dom->name, NULL);
+    apr_finfo_t finfo;
+
+    return dir && apr_stat(&finfo, apr_pstrcat(w->pool, dir, "/" ACME_WORKER_STAGED_FILE, NULL),
+                           APR_FINFO_TYPE, w->pool) == APR_SUCCESS;
+}
+
+static apr_status_t acme_worker_prepare(acme_worker_t *w, acme_result_t *res)
+{
+    int i, j;
+    apr_status_t rv;
+
+    for (i = 0; i < w->cfg->domains->nelts; ++i) {
+        const acme_domain_t *dom = APR_ARRAY_IDX(w->cfg->domains, i, const acme_domain_t *);
+        acme_worker_item_t *item = apr_array_push(w->items);
+        const apr_array_header_t *specs = dom->policy.key_specs;
+
+        item->dom = dom;
+        rv = acme_worker_ca_get(w, APR_ARRAY_IDX(dom->policy.ca_urls, 0, const char *),
+                                &item->ca, res);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        item->active = apr_pcalloc(w->pool, sizeof(*item->active) * (apr_size_t)specs->nelts);
+        for (j = 0; j < specs->nelts; ++j) {
+            acme_worker_active_read(w, dom, &APR_ARRAY_IDX(specs, j, acme_keyspec_t),
+                                    &item->active[j]);
+        }
+        item->staged = acme_worker_staged_present(w, dom);
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t acme_worker_drop_privileges(acme_worker_t *w, acme_result_t *res)
+{
+    const acme_worker_config_t *cfg = w->cfg;
+
+    /* Non-dumpable first: the User must not ptrace or core-dump us for the account keys. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    if (!cfg->drop_privileges || geteuid() != 0) {
+        return APR_SUCCESS;
+    }
+    if (setgroups(0, NULL) != 0 || setgid(cfg->gid) != 0 || setuid(cfg->uid) != 0) {
+        return acme_result_fail(res, APR_FROM_OS_ERROR(errno), ACME_CLASS_ADMIN,
+                                apr_psprintf(w->pool, "renewal worker cannot become uid %ld gid "
+                                             "%ld: %s", (long)cfg->uid, (long)cfg->gid,
+                                             strerror(errno)));
+    }
+    /* setuid() makes the process dumpable again on Linux. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------------ planning */
+
+static apr_time_t acme_worker_renew_at(apr_pool_t *p, const acme_worker_item_t *item)
+{
+    const apr_array_header_t *specs = item->dom->policy.key_specs;
+    acme_plan_window_t window;
+    const char *reason = NULL;
+    apr_time_t earliest = 0;
+    int j;
+
+    if (acme_plan_window_parse(item->dom->policy.renew_window, &window, &reason, p)
+        != APR_SUCCESS) {
+        acme_plan_window_parse("auto", &window, &reason, p);
+    }
+    for (j = 0; j < specs->nelts; ++j) {
+        const acme_worker_active_t *act = &item->active[j];
+        apr_time_t at;
+        if (!act->present || !act->covers) {
+            return 0;
+        }
+        at = acme_plan_renew_at(&window, act->not_before, act->not_after);
+        if (earliest == 0 || at < earliest) {
+            earliest = at;
+        }
+    }
+    return earliest;
+}
+
+static void acme_worker_plan(acme_worker_t *w, apr_interval_time_t interval)
+{
+    apr_time_t now = apr_time_now();
+    int i;
+
+    for (i = 0; i < w->items->nelts; ++i) {
+        acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
+        apr_time_t renew_at = acme_worker_renew_at(w->pool, item);
+        acme_result_t res;
+        acme_job_t *job = NULL;
+
+        acme_result_reset(&res);
+        acme_job_load(w->pool, w->store, item->dom->name, &job, &res);
+        if (item->staged) {
+            continue;   /* the parent activates it; a new run follows the restart */
+        }
+        if (renew_at > now) {
+            if (job->renew_at != renew_at || job->state != ACME_JOB_IDLE) {
+                job->state = ACME_JOB_IDLE;
+                job->renew_at = renew_at;
+                job->next_run = renew_at;
+                job->activity = NULL;
+                job->order_json = NULL;
+                job->updated = now;
+                acme_job_save(w->pool, w->store, job, &res);
+            }
+            acme_worker_note_next(w, renew_at < now + interval ? renew_at : now + interval);
+            continue;
+        }
+        if (job->state == ACME_JOB_FAILED && job->next_run > now) {
+            acme_worker_note_next(w, job->next_run);
+            continue;
+        }
+        APR_ARRAY_PUSH(w->due, acme_worker_item_t *) = item;
+    }
+}
+
+/* ------------------------------------------------------------------ one order */
+
+typedef struct {
+    acme_worker_t *w;
+    apr_pool_t *p;                      /* the thread's pool for this domain */
+    acme_worker_item_t *item;
+    acme_job_t *job;
+    acme_client_t *client;
+    const char *pending_dir;
+} acme_worker_run_t;
+
+static void acme_worker_activity(acme_worker_run_t *run, const char *what)
+{
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    run->job->activity = what;
+    run->job->updated = apr_time_now();
+    acme_job_save(run->p, run->w->store, run->job, &res);
+}
+
+static apr_status_t acme_worker_save_order(acme_worker_run_t *run, const acme_order_t *order,
+                                           acme_result_t *res)
+{
+    const char *json = NULL;
+    apr_status_t rv = acme_order_to_json(order, run->p, &json, res);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    run->job->order_json = json;
+    run->job->ca_url = run->item->ca->ca_url;
+    run->job->updated = apr_time_now();
+    return acme_job_save(run->p, run->w->store, run->job, res);
+}
+
+static apr_status_t acme_worker_account(acme_worker_run_t *run, acme_result_t *res)
+{
+    acme_worker_ca_t *ca = run->item->ca;
+    const acme_policy_t *pol = &run->item->dom->policy;
+    const char *contact = pol->contact ? apr_pstrcat(run->p, "mailto:", pol->contact, NULL) : NULL;
+    acme_client_account_params_t params = {
+        .contact = contact ? &contact : NULL,
+        .n_contact = contact ? 1 : 0,
+        .agree_tos = pol->agreement > 0,
+    };
+    acme_client_account_t *acct = NULL;
+    apr_status_t rv = APR_SUCCESS;
+    json_t *json;
+
+    apr_thread_mutex_lock(ca->lock);
+    if (!ca->account_url) {
+        acme_client_account_use(run->client, ca->account_key, NULL);
+        rv = acme_client_account_register(run->client, run->p, &params, &acct, res);
+        if (rv == APR_SUCCESS) {
+            ca->account_url = apr_pstrdup(run->w->pool, acct->url);
+            json = json_pack("{s:s, s:s}", "url", acct->url, "ca_url", ca->ca_url);
+            acme_store_write_json(run->p, acme_worker_account_url_path(run->w, run->p, ca), json,
+                                  ACME_PERMS_0644, res);
+            json_decref(json);
+            acme_result_reset(res);
+        }
+    }
+    if (rv == APR_SUCCESS) {
+        acme_client_account_use(run->client, ca->account_key, ca->account_url);
+    }
+    apr_thread_mutex_unlock(ca->lock);
+    return rv;
+}
+
+static const char *acme_worker_challenge_type(const acme_domain_t *dom)
+{
+    /* The only type this build answers; ACMEChallenges may only name it. */
+    (void)dom;
+    return "http-01";
+}
+
+static const char *acme_worker_offered(apr_pool_t *p, const acme_client_authz_t *authz)
+{
+    const char *list = NULL;
+    int i;
+
+    for (i = 0; i < authz->challenges->nelts; ++i) {
+        const char *t = APR_ARRAY_IDX(authz->challenges, i, acme_client_challenge_t).type;
+        list = list ? apr_pstrcat(p, list, ", ", t, NULL) : t;
+    }
+    return list ? list : "none";
+}
+
+typedef struct {
+    const char *ident;
+    const char *token;
+} acme_worker_answer_t;
+
+static void acme_worker_withdraw(acme_worker_run_t *run, const apr_array_header_t *answers)
+{
+    int i;
+
+    for (i = 0; i < answers->nelts; ++i) {
+        const acme_worker_answer_t *a = &APR_ARRAY_IDX(answers, i, acme_worker_answer_t);
+        acme_challenge_http01_remove(run->p, run->w->cfg->store_dir, a->ident, a->token);
+    }
+}
+
+static apr_status_t acme_worker_answer(acme_worker_run_t *run, acme_order_t *order,
+                                       acme_result_t *res)
+{
+    const char *type = acme_worker_challenge_type(run->item->dom);
+    apr_array_header_t *answers = apr_array_make(run->p, 4, sizeof(acme_worker_answer_t));
+    apr_array_header_t *authzs = NULL;
+    apr_status_t rv;
+    int i;
+
+    rv = acme_client_order_authzs(run->client, run->p, order, &authzs, res);
+    for (i = 0; rv == APR_SUCCESS && i < authzs->nelts; ++i) {
+        const acme_client_authz_t *authz = APR_ARRAY_IDX(authzs, i, const acme_client_authz_t *);
+        const acme_client_challenge_t *chal;
+        const char *key_authz = NULL;
+        if (strcmp(authz->status, "pending") != 0) {
+            continue;
+        }
+        chal = acme_client_authz_challenge(authz, type);
+        if (!chal) {
+            rv = acme_result_fail(res, APR_ENOTIMPL, ACME_CLASS_ADMIN, apr_psprintf(run->p,
+                "the CA offers no %s challenge for %s (it offers: %s); the server can answer "
+                "http-01 on port 80 only", type, authz->identifier.value,
+                acme_worker_offered(run->p, authz)));
+            break;
+        }
+        rv = acme_client_key_authorization(run->client, run->p, chal->token, &key_authz, res);
+        if (rv == APR_SUCCESS) {
+            rv = acme_challenge_http01_put(run->p, run->w->cfg->store_dir, authz->identifier.value,
+                                           chal->token, key_authz, res);
+        }
+        if (rv == APR_SUCCESS) {
+            APR_ARRAY_PUSH(answers, acme_worker_answer_t) = (acme_worker_answer_t){
+                .ident = authz->identifier.value, .token = chal->token,
+            };
+            rv = acme_client_challenge_respond(run->client, run->p, chal, res);
+        }
+    }
+    if (rv == APR_SUCCESS) {
+        acme_worker_activity(run, "waiting for the CA to validate");
+        rv = acme_client_order_wait(run->client, run->p, order, res);
+    }
+    acme_worker_withdraw(run, answers);
+    return rv;
+}
+
+/* The certificate key of this order: created and sealed before finalize, so a resumed run finds it. */
+static apr_status_t acme_worker_cert_key(acme_worker_run_t *run, const acme_keyspec_t *spec,
+                                         int create, acme_key_t **key, acme_result_t *res)
+{
+    const char *pub_path = acme_worker_file(run->p, run->pending_dir, "pubkey", spec, ".pem");
+    const char *sealed_path = acme_worker_file(run->p, run->pending_dir, "privkey", spec,
+                                               ".sealed");
+    const char *pem = NULL, *sealed = NULL, *pub = NULL;
+    apr_finfo_t finfo;
+    char *text = NULL;
+    apr_size_t len = 0;
+    apr_status_t rv;
+
+    if (apr_stat(&finfo, sealed_path, APR_FINFO_TYPE, run->p) == APR_SUCCESS
+        && acme_store_read_file(run->p, pub_path, &text, &len, 0, res) == APR_SUCCESS) {
+        return acme_seal_public_from_pem(run->p, text, len, key, res);
+    }
+    acme_result_reset(res);
+    if (!create) {
+        return acme_result_fail(res, APR_ENOENT, ACME_CLASS_PERMANENT,
+                                "the key of the pending order is gone; a new order follows");
+    }
+    if ((rv = acme_crypto_key_generate(run->p, spec, key, res)) != APR_SUCCESS
+        || (rv = acme_crypto_key_to_pem(run->p, *key, &pem, res)) != APR_SUCCESS
+        || (rv = acme_seal_encrypt(run->p, run->w->cfg->seal_cert_pem, pem, strlen(pem), &sealed,
+                                   res)) != APR_SUCCESS
+        || (rv = acme_seal_public_pem(run->p, *key, &pub, res)) != APR_SUCCESS
+        || (rv = acme_store_write_file(run->p, sealed_path, sealed, strlen(sealed), ACME_PERMS_0600, res))
+           != APR_SUCCESS) {
+        return rv;
+    }
+    return acme_store_write_file(run->p, pub_path, pub, strlen(pub), ACME_PERMS_0644, res);
+}
+
+static apr_status_t acme_worker_order_resume(acme_worker_run_t *run, const acme_keyspec_t *spec,
+                                             acme_order_t **porder, acme_result_t *res)
+{
+    const acme_domain_t *dom = run->item->dom;
+    const char *spec_name = acme_crypto_keyspec_name(spec);
+    acme_order_t *order = NULL;
+
+    if (run->job->order_json
+        && acme_order_from_json(run->p, run->job->order_json, strlen(run->job->order_json),
+                                &order, res) == APR_SUCCESS
+        && order->key_spec && !strcmp(order->key_spec, spec_name)
+        && order->account_url && run->item->ca->account_url
+        && !strcmp(order->account_url, run->item->ca->account_url)
+        && acme_order_same_identifiers(order, (const acme_ident_t *)dom->idents->elts,
+                                       dom->idents->nelts)
+        && order->url
+        && acme_client_order_refresh(run->client, run->p, order, res) == APR_SUCCESS
+        && order->status != ACME_ORDER_INVALID) {
+        *porder = order;
+        return APR_SUCCESS;
+    }
+    acme_result_reset(res);
+    *porder = acme_order_make(run->p, (const acme_ident_t *)dom->idents->elts, dom->idents->nelts,
+                              spec_name);
+    (*porder)->account_url = run->item->ca->account_url;
+    return APR_SUCCESS;
+}
+
+static apr_status_t acme_worker_order_step(acme_worker_run_t *run, acme_order_t *order,
+                                           const acme_keyspec_t *spec, acme_result_t *res)
+{
+    acme_client_chain_t *chain = NULL;
+    acme_key_t *key = NULL;
+    apr_status_t rv;
+
+    switch (order->status) {
+    case ACME_ORDER_NEW:
+        acme_worker_activity(run, "creating the order");
+        rv = acme_client_order_new(run->client, run->p, order, res);
+        return rv == APR_SUCCESS ? acme_worker_save_order(run, order, res) : rv;
+    case ACME_ORDER_PENDING:
+        acme_worker_activity(run, "answering http-01 challenges");
+        return acme_worker_answer(run, order, res);
+    case ACME_ORDER_READY:
+        acme_worker_activity(run, "finalizing");
+        rv = acme_worker_cert_key(run, spec, 1, &key, res);
+        if (rv == APR_SUCCESS) {
+            rv = acme_client_order_finalize(run->client, run->p, order, key, res);
+        }
+        return rv == APR_SUCCESS ? acme_worker_save_order(run, order, res) : rv;
+    case ACME_ORDER_PROCESSING:
+        acme_worker_activity(run, "waiting for the CA to issue");
+        return acme_client_order_wait(run->client, run->p, order, res);
+    case ACME_ORDER_VALID:
+        acme_worker_activity(run, "downloading the certificate");
+        rv = acme_worker_cert_key(run, spec, 0, &key, res);
+        if (rv == APR_SUCCESS) {
+            rv = acme_client_cert_download(run->client, run->p, order, key, NULL, &chain, res);
+        }
+        if (rv == APR_SUCCESS) {
+            rv = acme_store_write_file(run->p, acme_worker_file(run->p, run->pending_dir,
+                                                                "pubcert", spec, ".pem"),
+                                       chain->pem, chain->pem_len, ACME_PERMS_0644, res);
+        }
+        return rv;
+    case ACME_ORDER_INVALID:
+        return acme_client_order_explain(run->client, run->p, order, res);
+    }
+    return acme_result_fail(res, APR_EGENERAL, ACME_CLASS_PERMANENT, "order in an unknown state");
+}
+
+static apr_status_t acme_worker_order_spec(acme_worker_run_t *run, const acme_keyspec_t *spec,
+                                           acme_result_t *res)
+{
+    const char *cert_path = acme_worker_file(run->p, run->pending_dir, "pubcert", spec, ".pem");
+    acme_order_t *order = NULL;
+    apr_finfo_t finfo;
+    apr_status_t rv;
+    int steps;
+
+    if (apr_stat(&finfo, cert_path, APR_FINFO_TYPE, run->p) == APR_SUCCESS) {
+        return APR_SUCCESS;     /* done before a crash or restart */
+    }
+    rv = acme_worker_order_resume(run, spec, &order, res);
+    for (steps = 0; rv == APR_SUCCESS && steps < ACME_WORKER_MAX_STEPS; ++steps) {
+        acme_order_status_t before = order->status;
+        if (acme_worker_stopping) {
+            return acme_result_fail(res, APR_EINTR, ACME_CLASS_RETRY_SOON,
+                                    "the renewal worker was stopped; the order resumes later");
+        }
+        rv = acme_worker_order_step(run, order, spec, res);
+        if (rv == APR_SUCCESS && before == ACME_ORDER_VALID) {
+            return APR_SUCCESS;
+        }
+    }
+    if (rv == APR_SUCCESS) {
+        rv = acme_result_fail(res, APR_TIMEUP, ACME_CLASS_RETRY_SOON,
+                              apr_psprintf(run->p, "the order is still %s after %d steps",
+                                           acme_order_status_name(order->status), steps));
+    }
+    if (res->err_class == ACME_CLASS_PERMANENT) {
+        run->job->order_json = NULL;    /* a fresh order next time */
+    }
+    return rv;
+}
+
+static apr_status_t acme_worker_stage(acme_worker_run_t *run, acme_result_t *res)
+{
+    const acme_domain_t *dom = run->item->dom;
+    const char *staged_dir = acme_store_path(run->p, run->w->store, ACME_STORE_STAGING, dom->name,
+                                             NULL);
+    json_t *json = json_pack("{s:s, s:o, s:I}", "name", dom->name,
+                             "domain", acme_domain_to_json(dom),
+                             "landed", (json_int_t)apr_time_sec(apr_time_now()));
+    apr_status_t rv = acme_store_write_json(run->p, apr_pstrcat(run->p, run->pending_dir,
+                                                                "/" ACME_WORKER_STAGED_FILE, NULL),
+                                            json, ACME_PERMS_0644, res);
+
+    json_decref(json);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    return acme_store_replace_dir(run->p, run->pending_dir, staged_dir, NULL, 0, res);
+}
+
+static apr_status_t acme_worker_issue(acme_worker_run_t *run, acme_result_t *res)
+{
+    const apr_array_header_t *specs = run->item->dom->policy.key_specs;
+    const acme_worker_ca_t *ca = run->item->ca;
+    acme_client_options_t opts = {
+        .ca_file = run->item->dom->policy.ca_file,
+    };
+    apr_status_t rv;
+    int j;
+
+    rv = acme_client_create(&run->client, run->p, ca->ca_url, &opts, res);
+    if (rv == APR_SUCCESS) {
+        rv = acme_worker_account(run, res);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = acme_store_mkdirs(run->p, run->pending_dir, res);
+    }
+    for (j = 0; rv == APR_SUCCESS && j < specs->nelts; ++j) {
+        rv = acme_worker_order_spec(run, &APR_ARRAY_IDX(specs, j, acme_keyspec_t), res);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = acme_worker_stage(run, res);
+    }
+    return rv;
+}
+
+static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, acme_worker_item_t *item)
+{
+    const acme_domain_t *dom = item->dom;
+    acme_worker_run_t run = {
+        .w = w, .p = p, .item = item,
+        .pending_dir = apr_pstrcat(p, acme_store_path(p, w->store, ACME_STORE_STAGING, dom->name,
+                                                      NULL), ACME_WORKER_PENDING_SUFFIX, NULL),
+    };
+    acme_result_t res;
+    apr_time_t now, nb = 0, na = 0;
+    apr_status_t rv;
+
+    acme_result_reset(&res);
+    acme_job_load(p, w->store, dom->name, &run.job, &res);
+    acme_result_reset(&res);
+    run.job->state = ACME_JOB_ORDERING;
+    acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(p, "%s: requesting a certificate from %s",
+                                                   dom->name, item->ca->ca_url));
+    rv = acme_worker_issue(&run, &res);
+    now = apr_time_now();
+    if (rv == APR_SUCCESS) {
+        run.job->state = ACME_JOB_STAGED;
+        run.job->failures = 0;
+        acme_result_reset(&run.job->last_error);
+        run.job->order_json = NULL;
+        run.job->activity = "waiting for activation";
+        run.job->next_run = 0;
+        run.job->updated = now;
+        acme_job_save(p, w->store, run.job, &res);
+        acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(p, "%s: new certificate staged; it is "
+                                                         "activated by a graceful restart",
+                                                         dom->name));
+        return;
+    }
+    if (item->active[0].present) {
+        nb = item->active[0].not_before;
+        na = item->active[0].not_after;
+    }
+    acme_job_failed(run.job, p, &res, now);
+    run.job->activity = NULL;
+    run.job->next_run = acme_plan_retry_at(res.err_class, run.job->failures, now, res.retry_after,
+                                           nb, na, acme_worker_random());
+    run.job->updated = now;
+    acme_worker_note_next(w, run.job->next_run);
+    acme_worker_log(w, res.err_class == ACME_CLASS_ADMIN ? ACME_LOG_ERROR : ACME_LOG_WARNING,
+                    apr_psprintf(p, "%s: certificate order failed (%s, attempt %d): %s; next "
+                                 "attempt %s", dom->name, acme_class_name(res.err_class),
+                                 run.job->failures, acme_result_describe(&res, p),
+                                 acme_worker_time_text(p, run.job->next_run)));
+    acme_result_reset(&res);
+    acme_job_save(p, w->store, run.job, &res);
+    apr_thread_mutex_lock(w->lock);
+    w->failures++;
+    apr_thread_mutex_unlock(w->lock);
+}
+
+static void *APR_THREAD_FUNC acme_worker_thread(apr_thread_t *thread, void *data)
+{
+    acme_worker_t *w = data;
+    apr_pool_t *tp = NULL, *p = NULL;
+
+    apr_pool_create(&tp, NULL);
+    for (;;) {
+        acme_worker_item_t *item = NULL;
+        apr_thread_mutex_lock(w->lock);
+        if (!acme_worker_stopping && w->next_due < w->due->nelts) {
+            item = APR_ARRAY_IDX(w->due, w->next_due++, acme_worker_item_t *);
+        }
+        apr_thread_mutex_unlock(w->lock);
+        if (!item) {
+            break;
+        }
+        apr_pool_create(&p, tp);
+        acme_worker_handle(w, p, item);
+        apr_pool_destroy(p);
+    }
+    apr_pool_destroy(tp);
+    apr_thread_mutex_lock(w->lock);
+    w->running--;
+    apr_thread_mutex_unlock(w->lock);
+    apr_thread_exit(thread, APR_SUCCESS);
+    return NULL;
+}
+
+static int acme_worker_running(acme_worker_t *w)
+{
+    int running;
+
+    apr_thread_mutex_lock(w->lock);
+    running = w->running;
+    apr_thread_mutex_unlock(w->lock);
+    return running;
+}
+
+static void acme_worker_run_due(acme_worker_t *w)
+{
+    int n = w->due->nelts < w->cfg->parallel_orders ? w->due->nelts : w->cfg->parallel_orders;
+    apr_thread_t **threads = apr_pcalloc(w->pool, sizeof(*threads) * (apr_size_t)(n + 1));
+    apr_time_t stop_seen = 0;
+    apr_status_t trv;
+    int i;
+
+    for (i = 0; i < n; ++i) {
+        apr_thread_mutex_lock(w->lock);
+        w->running++;
+        apr_thread_mutex_unlock(w->lock);
+        if (apr_thread_create(&threads[i], NULL, acme_worker_thread, w, w->pool) != APR_SUCCESS) {
+            threads[i] = NULL;
+            apr_thread_mutex_lock(w->lock);
+            w->running--;
+            apr_thread_mutex_unlock(w->lock);
+        }
+    }
+    /* A supervised worker ends with its parent: a stopped httpd must not leave it running. */
+    while (acme_worker_running(w) > 0) {
+        if (w->cfg->parent_pid && getppid() != w->cfg->parent_pid) {
+            acme_worker_stopping = 1;
+        }
+        if (acme_worker_stopping && !stop_seen) {
+            stop_seen = apr_time_now();
+        }
+        if (stop_seen && apr_time_now() - stop_seen > ACME_WORKER_STOP_GRACE) {
+            /* Threads blocked in a poll or a request: every step is saved, so leave them. */
+            w->abandoned = 1;
+            return;
+        }
+        apr_sleep(apr_time_from_msec(100));
+    }
+    for (i = 0; i < n; ++i) {
+        if (threads[i]) {
+            apr_thread_join(&trv, threads[i]);
+        }
+    }
+}
+
+int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
+{
+    apr_interval_time_t interval = cfg->check_interval ? cfg->check_interval
+                                                        : ACME_WORKER_DEFAULT_INTERVAL;
+    acme_worker_t w = {
+        .cfg = cfg, .pool = p,
+        .cas = apr_hash_make(p),
+        .items = apr_array_make(p, cfg->domains->nelts + 1, sizeof(acme_worker_item_t)),
+        .due = apr_array_make(p, cfg->domains->nelts + 1, sizeof(acme_worker_item_t *)),
+    };
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    apr_thread_mutex_create(&w.lock, APR_THREAD_MUTEX_DEFAULT, p);
+    if (acme_store_open(p, cfg->store_dir, &w.store, &res) != APR_SUCCESS
+        || acme_worker_prepare(&w, &res) != APR_SUCCESS
+        || acme_worker_drop_privileges(&w, &res) != APR_SUCCESS) {
+        acme_worker_log(&w, ACME_LOG_ERROR, apr_psprintf(p, "renewal worker cannot start: %s; "
+                                                         "the supervisor retries later",
+                                                         acme_result_describe(&res, p)));
+        return 2;
+    }
+    acme_worker_plan(&w, acme_plan_jitter(interval, acme_worker_random()));
+    if (w.due->nelts > 0) {
+        acme_worker_log(&w, ACME_LOG_INFO, apr_psprintf(p, "renewal worker: %d of %d domains "
+                                                        "need a certificate", w.due->nelts,
+                                                        w.items->nelts));
+        acme_worker_run_due(&w);
+    }
+    if (w.abandoned) {
+        acme_worker_log(&w, ACME_LOG_NOTICE, "renewal worker stopped; unfinished orders resume "
+                        "at its next start");
+        return 3;
+    }
+    acme_worker_note_next(&w, apr_time_now() + acme_plan_jitter(interval, acme_worker_random()));
+    acme_job_next_run_save(p, w.store, w.next_run, &res);
+    return w.failures ? 1 : 0;
+}

@@ -1,0 +1,57 @@
+#ifndef ACME_WORKER_H
+#define ACME_WORKER_H
+
+#include <sys/types.h>
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <apr_time.h>
+
+/*
+ * The renewal worker: one run looks at every managed domain, drives the due
+ * ones through ACME concurrently, leaves new certificates in staging/ and
+ * exits. It starts as root only to read what the httpd User must not (account
+ * keys, the active certificates), makes itself non-dumpable and becomes the
+ * User before the first network request.
+ *
+ * staging/<name>~pending/   work in progress: privkey.<spec>.sealed, pubkey.<spec>.pem,
+ *                           pubcert.<spec>.pem
+ * staging/<name>/           a finished set waiting for activation: the same files plus
+ *                           staged.json; it appears by one rename
+ */
+
+#define ACME_WORKER_PENDING_SUFFIX "~pending"
+#define ACME_WORKER_STAGED_FILE "staged.json"
+
+/* Where the worker's log lines go (the module sends them to httpd's error log). */
+typedef enum {
+    ACME_LOG_ERROR = 0,
+    ACME_LOG_WARNING,
+    ACME_LOG_NOTICE,
+    ACME_LOG_INFO,
+    ACME_LOG_DEBUG
+} acme_log_level_t;
+
+typedef void acme_worker_log_fn(void *baton, acme_log_level_t level, const char *message);
+
+typedef struct {
+    const char *store_dir;
+    const apr_array_header_t *domains;  /* acme_domain_t *, policies resolved */
+    int parallel_orders;
+    apr_interval_time_t check_interval; /* 0: 12 h */
+    int drop_privileges;                /* become uid/gid before any network I/O */
+    uid_t uid;
+    gid_t gid;
+    pid_t parent_pid;                   /* stop when it is gone; 0: not supervised */
+    const char *seal_cert_pem;          /* staged keys are sealed to it */
+    acme_worker_log_fn *log;
+    void *log_baton;
+} acme_worker_config_t;
+
+/* One run; returns the process exit status (0: every due domain was handled). */
+int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg);
+
+/* Asks a running acme_worker_run to stop at the next step (async-signal-safe). */
+void acme_worker_request_stop(void);
+
+#endif

@@ -1,0 +1,92 @@
+"""Helpers that turn a private httpd into a mod_acme site served by Pebble."""
+import json
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import harness
+
+
+def site_config(httpd, pebble, domains, extra="", vhost_extra="", global_first=""):
+    """mod_acme directives for `domains` (lists of names) plus one SSL vhost per domain."""
+    lines = [global_first,
+             f"ACMECertificateAuthority {pebble.directory_url}",
+             f"ACMECACertificate {pebble.ca_file}",
+             "ACMEAgreement accepted",
+             "ACMEContactEmail admin@example.test",
+             "<Location /acme-status>", "  SetHandler acme-status", "</Location>"]
+    for names in domains:
+        lines.append("ACMEDomain " + " ".join(names))
+    for names in domains:
+        lines += [f"<VirtualHost 127.0.0.1:{httpd.https_port}>",
+                  f"  ServerName {names[0]}"]
+        if len(names) > 1:
+            lines.append("  ServerAlias " + " ".join(names[1:]))
+        lines += ["  SSLEngine on", vhost_extra, "</VirtualHost>"]
+    lines.append(extra)
+    return "\n".join(lines) + "\n"
+
+
+def served_cert(httpd, name, extra=()):
+    """Text of the leaf certificate a TLS client with SNI `name` receives, or None."""
+    text, _ = harness.tls_peer_cert(httpd.https_port, name, extra=extra)
+    return text
+
+
+def is_pebble_cert(text, names):
+    if not text or "Pebble Intermediate" not in text:
+        return False
+    return all(f"DNS:{n}" in text for n in names)
+
+
+def serial_of(text):
+    m = re.search(r"Serial Number:\s*\n?\s*([0-9a-f:]+)", text, re.I)
+    if m:
+        return m.group(1).replace(":", "").lower()
+    m = re.search(r"Serial Number: \d+ \(0x([0-9a-f]+)\)", text, re.I)
+    return m.group(1).lower() if m else None
+
+
+def wait_for_pebble_cert(httpd, names, timeout=60, not_serial=None):
+    """Polls TLS handshakes until the vhost of names[0] serves a Pebble certificate for names."""
+    deadline = time.monotonic() + timeout
+    text = None
+    while time.monotonic() < deadline:
+        if not httpd.running():
+            raise AssertionError("httpd exited:\n" + httpd.log_text()[-4000:])
+        text = served_cert(httpd, names[0])
+        if is_pebble_cert(text, names) and (not_serial is None or serial_of(text) != not_serial):
+            return text
+        time.sleep(0.25)
+    raise AssertionError(f"no Pebble certificate for {names} within {timeout}s; last served:\n"
+                         f"{text}\n--- error log ---\n{httpd.log_text()[-6000:]}")
+
+
+def verify_chain(httpd, pebble, name):
+    """A real handshake that verifies the served chain against Pebble's root."""
+    with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as f:
+        f.write(pebble.root_pem())
+        root = f.name
+    text, out = harness.tls_peer_cert(httpd.https_port, name, cafile=root)
+    Path(root).unlink()
+    return text is not None and "Verify return code: 0 (ok)" in out, out
+
+
+def status(httpd, name=None):
+    code, body, _ = httpd.get("/acme-status" + (f"/{name}" if name else ""))
+    assert code == 200, body
+    return json.loads(body)
+
+
+def https_get(httpd, name, path="/"):
+    res = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}",
+                          "--resolve", f"{name}:{httpd.https_port}:127.0.0.1",
+                          f"https://{name}:{httpd.https_port}{path}"],
+                         capture_output=True, text=True, timeout=20)
+    return int(res.stdout or 0)
+
+
+def new_orders(pebble):
+    return [r for r in pebble.requests() if r == ("POST", "/order-plz")]

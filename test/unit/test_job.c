@@ -1,0 +1,288 @@
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <apr_general.h>
+#include <apr_pools.h>
+#include <apr_strings.h>
+
+#include "acme_job.h"
+
+typedef struct {
+    apr_pool_t *pool;
+    const char *dir;
+    acme_store_t *st;
+} fixture_t;
+
+static int setup(void **state)
+{
+    fixture_t *fx = calloc(1, sizeof(*fx));
+    char tmpl[] = "/tmp/acme-test-job-XXXXXX";
+    acme_result_t res;
+
+    apr_pool_create(&fx->pool, NULL);
+    assert_non_null(mkdtemp(tmpl));
+    fx->dir = apr_pstrdup(fx->pool, tmpl);
+    acme_result_reset(&res);
+    assert_int_equal(acme_store_open(fx->pool, apr_pstrcat(fx->pool, fx->dir, "/store", NULL),
+                                     &fx->st, &res), APR_SUCCESS);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *fx = *state;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    acme_store_remove_tree(fx->pool, fx->dir, &res);
+    apr_pool_destroy(fx->pool);
+    free(fx);
+    return 0;
+}
+
+static int setup_group(void **state)
+{
+    apr_initialize();
+    return 0;
+}
+
+static int teardown_group(void **state)
+{
+    apr_terminate();
+    return 0;
+}
+
+static const char *job_path(fixture_t *fx, const char *name)
+{
+    return acme_store_path(fx->pool, fx->st, ACME_STORE_JOBS,
+                           apr_pstrcat(fx->pool, name, ".json", NULL), NULL);
+}
+
+static void test_missing_file_gives_fresh_idle_job(void **state)
+{
+    fixture_t *fx = *state;
+    acme_result_t res;
+    acme_job_t *job = NULL;
+
+    acme_result_reset(&res);
+    assert_int_equal(acme_job_load(fx->pool, fx->st, "new.example", &job, &res), APR_SUCCESS);
+    assert_int_equal(res.status, APR_SUCCESS);
+    assert_non_null(job);
+    assert_string_equal(job->name, "new.example");
+    assert_int_equal(job->state, ACME_JOB_IDLE);
+    assert_int_equal(job->failures, 0);
+    assert_int_equal(job->next_run, 0);
+    assert_int_equal(job->renew_at, 0);
+    assert_int_equal(job->last_error.status, APR_SUCCESS);
+    assert_null(job->order_json);
+    assert_null(job->activity);
+}
+
+static void test_state_names(void **state)
+{
+    assert_string_equal(acme_job_state_name(ACME_JOB_IDLE), "idle");
+    assert_string_equal(acme_job_state_name(ACME_JOB_ORDERING), "ordering");
+    assert_string_equal(acme_job_state_name(ACME_JOB_STAGED), "staged");
+    assert_string_equal(acme_job_state_name(ACME_JOB_FAILED), "failed");
+    assert_string_equal(acme_job_state_name((acme_job_state_t)42), "unknown");
+}
+
+static void test_save_load_round_trip(void **state)
+{
+    fixture_t *fx = *state;
+    acme_job_t *job = acme_job_make(fx->pool, "example.org"), *back = NULL;
+    acme_result_t res;
+    struct stat sb;
+
+    job->state = ACME_JOB_ORDERING;
+    job->activity = "waiting for the CA to validate www.example.org";
+    job->next_run = apr_time_from_sec(1700000100);
+    job->renew_at = apr_time_from_sec(1702000000);
+    job->order_json = "{\"url\":\"https://ca/order/1\",\"status\":\"pending\"}";
+    job->ca_url = "https://127.0.0.1:14000/dir";
+    job->updated = apr_time_from_sec(1700000000);
+    acme_result_reset(&res);
+    assert_int_equal(acme_job_save(fx->pool, fx->st, job, &res), APR_SUCCESS);
+    /* The status handler (httpd User) reads it; it holds no secrets. */
+    assert_int_equal(stat(job_path(fx, "example.org"), &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0644);
+
+    assert_int_equal(acme_job_load(fx->pool, fx->st, "example.org", &back, &res), APR_SUCCESS);
+    assert_string_equal(back->name, "example.org");
+    assert_int_equal(back->state, ACME_JOB_ORDERING);
+    assert_string_equal(back->activity, job->activity);
+    assert_true(back->next_run == job->next_run);
+    assert_true(back->renew_at == job->renew_at);
+    assert_true(back->updated == job->updated);
+    assert_string_equal(back->order_json, job->order_json);
+    assert_string_equal(back->ca_url, job->ca_url);
+    assert_int_equal(back->failures, 0);
+    assert_int_equal(back->last_error.status, APR_SUCCESS);
+}
+
+static void test_failure_round_trip(void **state)
+{
+    fixture_t *fx = *state;
+    apr_pool_t *scratch = NULL;
+    acme_job_t *job = acme_job_make(fx->pool, "fail.example"), *back = NULL;
+    acme_result_t err, res;
+    apr_time_t now = apr_time_from_sec(1700000500);
+
+    /* The error's strings live in a pool that is gone before the job is saved. */
+    apr_pool_create(&scratch, fx->pool);
+    acme_result_reset(&err);
+    acme_result_fail(&err, APR_EGENERAL, ACME_CLASS_RETRY_AFTER,
+                     apr_pstrdup(scratch, "new-order for fail.example was refused"));
+    err.http_status = 429;
+    err.problem_type = apr_pstrdup(scratch, "urn:ietf:params:acme:error:rateLimited");
+    err.detail = apr_pstrdup(scratch, "too many certificates already issued");
+    err.instance = apr_pstrdup(scratch, "https://ca/docs/rate-limits");
+    err.subproblems = apr_pstrdup(scratch, "[{\"type\":\"urn:x\"}]");
+    err.retry_after = apr_time_from_sec(1700003600);
+    acme_job_failed(job, fx->pool, &err, now);
+    acme_job_failed(job, fx->pool, &err, now);
+    apr_pool_destroy(scratch);
+
+    assert_int_equal(job->state, ACME_JOB_FAILED);
+    assert_int_equal(job->failures, 2);
+    acme_result_reset(&res);
+    assert_int_equal(acme_job_save(fx->pool, fx->st, job, &res), APR_SUCCESS);
+    assert_int_equal(acme_job_load(fx->pool, fx->st, "fail.example", &back, &res), APR_SUCCESS);
+    assert_int_equal(back->state, ACME_JOB_FAILED);
+    assert_int_equal(back->failures, 2);
+    assert_int_not_equal(back->last_error.status, APR_SUCCESS);
+    assert_int_equal(back->last_error.err_class, ACME_CLASS_RETRY_AFTER);
+    assert_int_equal(back->last_error.http_status, 429);
+    assert_string_equal(back->last_error.message, "new-order for fail.example was refused");
+    assert_string_equal(back->last_error.problem_type, "urn:ietf:params:acme:error:rateLimited");
+    assert_string_equal(back->last_error.detail, "too many certificates already issued");
+    assert_string_equal(back->last_error.instance, "https://ca/docs/rate-limits");
+    assert_string_equal(back->last_error.subproblems, "[{\"type\":\"urn:x\"}]");
+    assert_true(back->last_error.retry_after == apr_time_from_sec(1700003600));
+    assert_true(back->last_error_at == now);
+}
+
+static void test_every_class_survives(void **state)
+{
+    fixture_t *fx = *state;
+    acme_class_t classes[] = { ACME_CLASS_RETRY_SOON, ACME_CLASS_RETRY_AFTER, ACME_CLASS_ADMIN,
+                               ACME_CLASS_PERMANENT };
+    size_t i;
+
+    for (i = 0; i < sizeof(classes) / sizeof(classes[0]); ++i) {
+        acme_job_t *job = acme_job_make(fx->pool, "c.example"), *back = NULL;
+        acme_result_t err, res;
+        acme_result_reset(&err);
+        acme_result_fail(&err, APR_EINVAL, classes[i], "x");
+        acme_job_failed(job, fx->pool, &err, apr_time_from_sec(1));
+        acme_result_reset(&res);
+        assert_int_equal(acme_job_save(fx->pool, fx->st, job, &res), APR_SUCCESS);
+        assert_int_equal(acme_job_load(fx->pool, fx->st, "c.example", &back, &res), APR_SUCCESS);
+        assert_int_equal(back->last_error.err_class, classes[i]);
+    }
+}
+
+static void test_json_has_no_error_when_none(void **state)
+{
+    fixture_t *fx = *state;
+    acme_job_t *job = acme_job_make(fx->pool, "ok.example");
+    json_t *json = acme_job_to_json(job);
+
+    assert_non_null(json);
+    assert_string_equal(json_string_value(json_object_get(json, "state")), "idle");
+    assert_true(json_is_null(json_object_get(json, "last_error")));
+    assert_true(json_is_null(json_object_get(json, "next_run")));
+    assert_int_equal(json_integer_value(json_object_get(json, "failures")), 0);
+    json_decref(json);
+}
+
+static void test_unusable_names_refused(void **state)
+{
+    fixture_t *fx = *state;
+    static const char *bad[] = { "../evil", "a/b", ".hidden", "" };
+    acme_result_t res;
+    acme_job_t *job = NULL;
+    size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
+        acme_result_reset(&res);
+        assert_int_not_equal(acme_job_load(fx->pool, fx->st, bad[i], &job, &res), APR_SUCCESS);
+        assert_non_null(res.message);
+        acme_result_reset(&res);
+        job = acme_job_make(fx->pool, bad[i]);
+        assert_int_not_equal(acme_job_save(fx->pool, fx->st, job, &res), APR_SUCCESS);
+    }
+    /* Nothing was written next to the store. */
+    assert_int_not_equal(access(apr_pstrcat(fx->pool, fx->dir, "/store/evil.json", NULL), F_OK),
+                         0);
+}
+
+static void test_corrupt_file_is_an_error(void **state)
+{
+    fixture_t *fx = *state;
+    acme_result_t res;
+    acme_job_t *job = NULL;
+    const char *garbage = "{\"state\": \"idle\", ";
+
+    acme_result_reset(&res);
+    assert_int_equal(acme_store_write_file(fx->pool, job_path(fx, "bad.example"), garbage,
+                                           strlen(garbage), 0644, &res), APR_SUCCESS);
+    assert_int_not_equal(acme_job_load(fx->pool, fx->st, "bad.example", &job, &res),
+                         APR_SUCCESS);
+    assert_non_null(res.message);
+    /* The caller still gets a usable job. */
+    assert_non_null(job);
+    assert_int_equal(job->state, ACME_JOB_IDLE);
+}
+
+static void test_next_run_file(void **state)
+{
+    fixture_t *fx = *state;
+    const char *path = acme_store_path(fx->pool, fx->st, ACME_STORE_JOBS, ACME_JOB_NEXT_RUN_FILE,
+                                       NULL);
+    acme_result_t res;
+    struct stat sb;
+
+    assert_int_equal(acme_job_next_run_load(fx->pool, fx->st), 0);
+    acme_result_reset(&res);
+    assert_int_equal(acme_job_next_run_save(fx->pool, fx->st, apr_time_from_sec(1800000000),
+                                            &res), APR_SUCCESS);
+    assert_true(acme_job_next_run_load(fx->pool, fx->st) == apr_time_from_sec(1800000000));
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0644);
+    /* Overwritten, not appended. */
+    assert_int_equal(acme_job_next_run_save(fx->pool, fx->st, apr_time_from_sec(1800000060),
+                                            &res), APR_SUCCESS);
+    assert_true(acme_job_next_run_load(fx->pool, fx->st) == apr_time_from_sec(1800000060));
+
+    assert_int_equal(acme_store_write_file(fx->pool, path, "soon\n", 5, 0644, &res),
+                     APR_SUCCESS);
+    assert_int_equal(acme_job_next_run_load(fx->pool, fx->st), 0);
+    assert_int_equal(acme_store_write_file(fx->pool, path, "-5\n", 3, 0644, &res), APR_SUCCESS);
+    assert_int_equal(acme_job_next_run_load(fx->pool, fx->st), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_missing_file_gives_fresh_idle_job, setup, teardown),
+        cmocka_unit_test(test_state_names),
+        cmocka_unit_test_setup_teardown(test_save_load_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failure_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_class_survives, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_has_no_error_when_none, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unusable_names_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_file_is_an_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_next_run_file, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, setup_group, teardown_group);
+}
