@@ -50,6 +50,13 @@ static void acme_register_hooks(apr_pool_t *p)
     /* Early: before rewrites, redirects and authentication can get in the CA's way. */
     ap_hook_post_read_request(acme_serve_http01, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(acme_serve_status, NULL, NULL, APR_HOOK_MIDDLE);
+    /* TLS challenges: acme-tls/1 through ALPN, the certificate from the store. */
+    ap_hook_protocol_propose(acme_serve_protocol_propose, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_protocol_switch(acme_serve_protocol_switch, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_protocol_get(acme_serve_protocol_get, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_ssl_answer_challenge(acme_serve_answer_challenge, NULL, NULL, APR_HOOK_MIDDLE);
+    APR_OPTIONAL_HOOK(ssl, init_server, acme_serve_ssl_init_server, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_read_request(acme_serve_challenge_request, NULL, NULL, APR_HOOK_REALLY_FIRST);
 }
 
 AP_DECLARE_MODULE(acme) = {

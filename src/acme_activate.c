@@ -2,6 +2,9 @@
 
 #include <apr_file_info.h>
 #include <apr_strings.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
 
 #include "acme_perms.h"
 #include "acme_activate.h"
@@ -34,6 +37,77 @@ static apr_status_t acme_activate_refuse(apr_pool_t *p, const acme_domain_t *dom
                                 res->message ? res->message : "invalid");
     res->err_class = ACME_CLASS_PERMANENT;
     return res->status == APR_SUCCESS ? (res->status = APR_EINVAL) : res->status;
+}
+
+static const char *acme_activate_ssl_error(apr_pool_t *p, const char *what)
+{
+    unsigned long e = ERR_peek_last_error();
+    char buf[256];
+
+    ERR_error_string_n(e, buf, sizeof(buf));
+    ERR_clear_error();
+    return e ? apr_psprintf(p, "%s (%s)", what, buf) : what;
+}
+
+/*
+ * Loads the pair into a TLS server context the way mod_ssl does at start-up
+ * (leaf, chain, key, key check): whatever mod_ssl would refuse at a restart,
+ * and so stop the server, is refused here instead.
+ */
+static apr_status_t acme_activate_load_like_mod_ssl(apr_pool_t *p, const char *chain_pem,
+                                                    const char *key_pem, apr_size_t key_len,
+                                                    acme_result_t *res)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    BIO *cbio = BIO_new_mem_buf(chain_pem, -1);
+    BIO *kbio = BIO_new_mem_buf(key_pem, (int)key_len);
+    X509 *leaf = cbio ? PEM_read_bio_X509_AUX(cbio, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *pkey = kbio ? PEM_read_bio_PrivateKey(kbio, NULL, NULL, NULL) : NULL;
+    const char *failure = NULL;
+    X509 *ca;
+
+    if (!ctx || !leaf || SSL_CTX_use_certificate(ctx, leaf) != 1) {
+        failure = "mod_ssl could not load the certificate";
+    }
+    while (!failure && (ca = PEM_read_bio_X509(cbio, NULL, NULL, NULL)) != NULL) {
+        if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
+            X509_free(ca);
+            failure = "mod_ssl could not load the certificate chain";
+        }
+    }
+    ERR_clear_error();  /* the end of the chain reads as a PEM "no start line" error */
+    if (!failure && (!pkey || SSL_CTX_use_PrivateKey(ctx, pkey) != 1)) {
+        failure = "mod_ssl could not load the private key";
+    }
+    if (!failure && SSL_CTX_check_private_key(ctx) != 1) {
+        failure = "the private key does not match the certificate";
+    }
+    if (failure) {
+        acme_result_fail(res, APR_EINVAL, ACME_CLASS_PERMANENT,
+                         acme_activate_ssl_error(p, failure));
+    }
+    X509_free(leaf);
+    EVP_PKEY_free(pkey);
+    BIO_free(cbio);
+    BIO_free(kbio);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    return failure ? APR_EINVAL : APR_SUCCESS;
+}
+
+/* The certificate names what the domain names: none missing (checked before), none extra. */
+static apr_status_t acme_activate_exact_names(apr_pool_t *p, const acme_cert_t *leaf,
+                                              const acme_domain_t *dom, acme_result_t *res)
+{
+    acme_cert_info_t info;
+    apr_status_t rv = acme_crypto_cert_info(p, leaf, &info, res);
+
+    if (rv == APR_SUCCESS && info.sans->nelts != dom->idents->nelts) {
+        rv = acme_result_fail(res, APR_EINVAL, ACME_CLASS_PERMANENT,
+                              apr_psprintf(p, "the certificate has %d names, the domain %d",
+                                           info.sans->nelts, dom->idents->nelts));
+    }
+    return rv;
 }
 
 /* Loads and checks one spec of a staged set; on success the key PEM and chain PEM. */
@@ -73,8 +147,11 @@ static apr_status_t acme_activate_check_spec(apr_pool_t *p, const char *dir,
     if ((rv = acme_crypto_key_matches_cert(key, leaf, res)) != APR_SUCCESS
         || (rv = acme_crypto_cert_covers(p, leaf, (const acme_ident_t *)dom->idents->elts,
                                          dom->idents->nelts, res)) != APR_SUCCESS
+        || (rv = acme_activate_exact_names(p, leaf, dom, res)) != APR_SUCCESS
         || (rv = acme_crypto_chain_check(p, chain, res)) != APR_SUCCESS
-        || (rv = acme_crypto_cert_check_time(p, leaf, apr_time_now(), res)) != APR_SUCCESS) {
+        || (rv = acme_crypto_cert_check_time(p, leaf, apr_time_now(), res)) != APR_SUCCESS
+        || (rv = acme_activate_load_like_mod_ssl(p, *chain_pem, *key_pem, *key_len, res))
+           != APR_SUCCESS) {
         return acme_activate_refuse(p, dom, spec, res);
     }
     return APR_SUCCESS;
@@ -149,9 +226,13 @@ apr_status_t acme_activate_install(apr_pool_t *p, const acme_store_t *st,
     if (rv == APR_SUCCESS) {
         rv = acme_store_replace_dir(p, tmp_dir, active, archive, ACME_ACTIVATE_ARCHIVE_KEEP, res);
     }
+    acme_result_reset(&ignored);
+    if (rv != APR_SUCCESS) {
+        /* No plain key may stay behind in tmp/ when the swap did not happen. */
+        acme_store_remove_tree(p, tmp_dir, &ignored);
+    }
     if (rv == APR_SUCCESS || res->err_class == ACME_CLASS_PERMANENT) {
         /* Installed, or never installable: either way the staged set is done with. */
-        acme_result_reset(&ignored);
         acme_store_remove_tree(p, staged, &ignored);
     }
     return rv;
@@ -192,15 +273,36 @@ static apr_status_t acme_activate_load_spec(apr_pool_t *p, const char *dir,
     return APR_SUCCESS;
 }
 
-static apr_status_t acme_activate_fallback(apr_pool_t *p, const acme_store_t *st,
-                                           acme_active_t *active, const acme_domain_t *dom,
-                                           acme_result_t *res)
+/* The one EC key every fallback certificate uses: cheap with thousands of domains. */
+static apr_status_t acme_activate_fallback_key(apr_pool_t *p, const char *key_path,
+                                               acme_key_t **key, acme_result_t *res)
+{
+    acme_keyspec_t spec = { .kind = ACME_KEY_EC, .bits = 256 };
+    const char *pem = NULL;
+    char *text = NULL;
+    apr_size_t len = 0;
+    apr_status_t rv;
+
+    if (acme_store_read_file(p, key_path, &text, &len, 0, res) == APR_SUCCESS
+        && acme_crypto_key_from_pem(p, text, len, key, res) == APR_SUCCESS) {
+        return APR_SUCCESS;
+    }
+    acme_result_reset(res);
+    if ((rv = acme_crypto_key_generate(p, &spec, key, res)) != APR_SUCCESS
+        || (rv = acme_crypto_key_to_pem(p, *key, &pem, res)) != APR_SUCCESS) {
+        return rv;
+    }
+    return acme_store_write_file(p, key_path, pem, strlen(pem), ACME_PERMS_0600, res);
+}
+
+apr_status_t acme_activate_fallback_prepare(apr_pool_t *p, const acme_store_t *st,
+                                            acme_activate_fallback_t *fallback,
+                                            acme_result_t *res)
 {
     const char *dir = acme_store_path(p, st, ACME_STORE_DOMAINS, ACME_ACTIVATE_FALLBACK_DIR, NULL);
     const char *key_path = apr_pstrcat(p, dir, "/fallback.key", NULL);
-    const char *cert_path = apr_pstrcat(p, dir, "/", dom->name, ".pem", NULL);
-    const acme_ident_t *first = &APR_ARRAY_IDX(dom->idents, 0, acme_ident_t);
-    acme_keyspec_t spec = { .kind = ACME_KEY_EC, .bits = 256 };
+    const char *cert_path = apr_pstrcat(p, dir, "/fallback.pem", NULL);
+    const acme_ident_t ident = { .type = ACME_IDENT_DNS, .value = ACME_ACTIVATE_FALLBACK_NAME };
     apr_array_header_t *chain = NULL;
     acme_key_t *key = NULL;
     const char *pem = NULL;
@@ -208,40 +310,36 @@ static apr_status_t acme_activate_fallback(apr_pool_t *p, const acme_store_t *st
     apr_size_t len = 0;
     apr_status_t rv;
 
-    active->fallback_cert = cert_path;
-    active->fallback_key = key_path;
-    if (acme_store_read_file(p, cert_path, &text, &len, 0, res) == APR_SUCCESS
-        && acme_crypto_chain_parse(p, text, len, &chain, res) == APR_SUCCESS
-        && acme_crypto_cert_check_time(p, APR_ARRAY_IDX(chain, 0, acme_cert_t *),
-                                       apr_time_now() + apr_time_from_sec(86400), res)
-           == APR_SUCCESS) {
-        return APR_SUCCESS;
+    rv = acme_activate_fallback_key(p, key_path, &key, res);
+    if (rv != APR_SUCCESS) {
+        return rv;
     }
-    acme_result_reset(res);
-    /* One EC key for every fallback: cheap with thousands of domains. */
-    rv = acme_store_read_file(p, key_path, &text, &len, 0, res);
-    if (rv == APR_SUCCESS) {
-        rv = acme_crypto_key_from_pem(p, text, len, &key, res);
-    }
-    else {
+    /* Reuse the certificate while it is valid for a day more and fits the key mod_ssl gets. */
+    if (!(acme_store_read_file(p, cert_path, &text, &len, 0, res) == APR_SUCCESS
+          && acme_crypto_chain_parse(p, text, len, &chain, res) == APR_SUCCESS
+          && acme_crypto_cert_check_time(p, APR_ARRAY_IDX(chain, 0, acme_cert_t *),
+                                         apr_time_now() + apr_time_from_sec(86400), res)
+             == APR_SUCCESS
+          && acme_crypto_key_matches_cert(key, APR_ARRAY_IDX(chain, 0, acme_cert_t *), res)
+             == APR_SUCCESS)) {
         acme_result_reset(res);
-        if ((rv = acme_crypto_key_generate(p, &spec, &key, res)) == APR_SUCCESS
-            && (rv = acme_crypto_key_to_pem(p, key, &pem, res)) == APR_SUCCESS) {
-            rv = acme_store_write_file(p, key_path, pem, strlen(pem), ACME_PERMS_0600, res);
+        rv = acme_crypto_selfsigned_create(p, key, &ident, ACME_FALLBACK_VALIDITY, NULL, &pem,
+                                           res);
+        if (rv == APR_SUCCESS) {
+            rv = acme_store_write_file(p, cert_path, pem, strlen(pem), ACME_PERMS_0644, res);
         }
     }
     if (rv == APR_SUCCESS) {
-        rv = acme_crypto_selfsigned_create(p, key, first, ACME_FALLBACK_VALIDITY, NULL, &pem, res);
-    }
-    if (rv == APR_SUCCESS) {
-        rv = acme_store_write_file(p, cert_path, pem, strlen(pem), ACME_PERMS_0644, res);
+        *fallback = (acme_activate_fallback_t){ .cert_file = cert_path, .key_file = key_path };
     }
     return rv;
 }
 
 apr_status_t acme_activate_load(apr_pool_t *p, const acme_store_t *st, const acme_domain_t *dom,
-                                apr_time_t now, acme_active_t **pactive, acme_result_t *res)
+                                apr_time_t now, acme_activate_fallback_t *fallback,
+                                acme_active_t **pactive, acme_result_t *res)
 {
+    acme_activate_fallback_t own = { .cert_file = NULL, .key_file = NULL };
     const char *dir = acme_store_path(p, st, ACME_STORE_DOMAINS, dom->name, NULL);
     const apr_array_header_t *specs = dom->policy.key_specs;
     acme_active_t *active = apr_pcalloc(p, sizeof(*active));
@@ -268,5 +366,14 @@ apr_status_t acme_activate_load(apr_pool_t *p, const acme_store_t *st, const acm
     if (active->certs->nelts > 0) {
         return APR_SUCCESS;
     }
-    return acme_activate_fallback(p, st, active, dom, res);
+    fallback = fallback ? fallback : &own;
+    if (!fallback->cert_file) {
+        apr_status_t rv = acme_activate_fallback_prepare(p, st, fallback, res);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+    }
+    active->fallback_cert = fallback->cert_file;
+    active->fallback_key = fallback->key_file;
+    return APR_SUCCESS;
 }

@@ -64,8 +64,29 @@ apr_status_t acme_activate_install(apr_pool_t *p, const acme_store_t *st,
                                    const acme_activate_seal_t *seal, const acme_domain_t *dom,
                                    acme_result_t *res);
 
-/* What domains/<name>/ holds now, plus a fallback pair when it is not complete. */
+/*
+ * The fallback pair served while a domain has no certificate: one self-signed
+ * certificate (fallback.mod-acme.invalid) and one EC key shared by every domain,
+ * so that thousands of domains cost nothing at start-up. Prepared once per
+ * configuration pass; mod_ssl answers its requests with 503.
+ */
+typedef struct {
+    const char *cert_file;
+    const char *key_file;
+} acme_activate_fallback_t;
+
+#define ACME_ACTIVATE_FALLBACK_NAME "fallback.mod-acme.invalid"
+
+apr_status_t acme_activate_fallback_prepare(apr_pool_t *p, const acme_store_t *st,
+                                            acme_activate_fallback_t *fallback,
+                                            acme_result_t *res);
+
+/*
+ * What domains/<name>/ holds now; when nothing is served, the fallback pair
+ * (prepared here when `fallback` is NULL or not prepared yet).
+ */
 apr_status_t acme_activate_load(apr_pool_t *p, const acme_store_t *st, const acme_domain_t *dom,
-                                apr_time_t now, acme_active_t **active, acme_result_t *res);
+                                apr_time_t now, acme_activate_fallback_t *fallback,
+                                acme_active_t **active, acme_result_t *res);
 
 #endif

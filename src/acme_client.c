@@ -15,10 +15,11 @@
 
 #define CLIENT_DEFAULT_NONCE_RETRIES 5
 #define CLIENT_DEFAULT_POLL_INTERVAL apr_time_from_sec(1)
+#define CLIENT_POLL_FIRST apr_time_from_msec(50)
 #define CLIENT_DEFAULT_POLL_STEP_MAX apr_time_from_sec(10)
 #define CLIENT_DEFAULT_POLL_TIMEOUT  apr_time_from_sec(120)
 /* A CA asking for "Retry-After: 0" over and over must not make us spin. */
-#define CLIENT_POLL_STEP_MIN         apr_time_from_msec(250)
+#define CLIENT_POLL_STEP_MIN         apr_time_from_msec(50)
 #define CLIENT_NONCE_POOL            8
 #define CLIENT_NONCE_MAX             256
 
@@ -972,12 +973,22 @@ apr_status_t acme_client_order_explain(acme_client_t *c, apr_pool_t *p, const ac
     return acme_result_fail(res, APR_EGENERAL, ACME_CLASS_PERMANENT, what);
 }
 
+/*
+ * Without a Retry-After, poll soon and then less often: a CA that validates in
+ * milliseconds is not kept waiting a whole second, a slow one is not polled
+ * more than once per poll_interval.
+ */
 static apr_interval_time_t poll_delay(const acme_client_t *c, const acme_order_t *order,
-                                      apr_time_t now)
+                                      apr_time_t now, int polls)
 {
-    apr_interval_time_t delay = order->retry_after ? order->retry_after - now
-                                                   : c->opts.poll_interval;
+    apr_interval_time_t delay = CLIENT_POLL_FIRST << (polls < 16 ? polls : 16);
 
+    if (order->retry_after) {
+        delay = order->retry_after - now;
+    }
+    else if (delay > c->opts.poll_interval) {
+        delay = c->opts.poll_interval;
+    }
     return delay < CLIENT_POLL_STEP_MIN ? CLIENT_POLL_STEP_MIN : delay;
 }
 
@@ -987,11 +998,12 @@ apr_status_t acme_client_order_wait(acme_client_t *c, apr_pool_t *p, acme_order_
     apr_time_t start = apr_time_now();
     apr_time_t deadline = start + c->opts.poll_timeout;
     apr_status_t rv;
+    int polls = 0;
 
     acme_result_reset(res);
     while (order_in_flight(order)) {
         apr_time_t now = apr_time_now();
-        apr_interval_time_t delay = poll_delay(c, order, now);
+        apr_interval_time_t delay = poll_delay(c, order, now, polls++);
 
         /* Never poll before the CA said; hand a long wait back to the caller instead. */
         if (delay > c->opts.poll_step_max || now + delay > deadline) {

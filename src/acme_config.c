@@ -4,6 +4,8 @@
 #include <http_config.h>
 #include <http_core.h>
 #include <http_log.h>
+#include <http_protocol.h>
+#include <ap_listen.h>
 #include <util_cfgtree.h>
 #include <apr_strings.h>
 #include <apr_hash.h>
@@ -27,9 +29,9 @@ typedef struct {
 
 static const acme_config_challenge_t acme_config_challenges[] = {
     { .name = "http-01", .implemented = 1 },
-    { .name = "tls-alpn-01", .implemented = 0 },
+    { .name = "tls-alpn-01", .implemented = 1 },
     { .name = "dns-01", .implemented = 0 },
-    { .name = "tls-sni-01", .implemented = 0 },
+    { .name = "tls-sni-01", .implemented = 1 },   /* legacy, opt-in: never chosen automatically */
 };
 
 /* ------------------------------------------------------------------ config objects */
@@ -48,6 +50,7 @@ acme_conf_t *acme_config_get(apr_pool_t *pconf)
         .auto_restart = -1,
         .parallel_orders = -1,
         .check_interval = 0,
+        .activation_interval = -1,
         .domains = apr_array_make(pconf, 16, sizeof(acme_domain_t *)),
         .declarations = apr_array_make(pconf, 16, sizeof(acme_config_decl_t)),
         .section = NULL,
@@ -284,6 +287,27 @@ static const char *acme_cmd_check_interval(cmd_parms *cmd, void *dc, const char 
     return NULL;
 }
 
+static const char *acme_cmd_activation_interval(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = acme_config_global_only(cmd);
+    const char *reason = NULL;
+    apr_interval_time_t interval = 0;
+
+    if (err) {
+        return err;
+    }
+    if (strcmp(arg, "0") != 0
+        && acme_plan_duration_parse(arg, &interval, &reason, cmd->pool) != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "ACMEActivationInterval: %s", reason);
+    }
+    if (interval > apr_time_from_sec(24 * 3600)) {
+        return apr_psprintf(cmd->pool, "ACMEActivationInterval '%s' is too long: at most 24h, "
+                            "or 0 to restart for every renewal", arg);
+    }
+    acme_config_get(cmd->pool)->activation_interval = interval;
+    return NULL;
+}
+
 /* ------------------------------------------------------------------ per-domain policy */
 
 static const char *acme_cmd_ca(cmd_parms *cmd, void *dc, int argc, char *const argv[])
@@ -417,7 +441,7 @@ static const char *acme_cmd_challenges(cmd_parms *cmd, void *dc, int argc, char 
         }
         if (!ch->implemented) {
             return apr_psprintf(cmd->pool, "ACMEChallenges: %s is not supported by this version "
-                                "of mod_acme; use http-01", ch->name);
+                                "of mod_acme; use http-01 or tls-alpn-01", ch->name);
         }
         if (acme_config_list_has(list, ch->name)) {
             return apr_psprintf(cmd->pool, "ACMEChallenges: %s is listed twice", ch->name);
@@ -522,6 +546,8 @@ const command_rec acme_config_cmds[] = {
                   "how many ACME orders run at once (1-256, default 8)"),
     AP_INIT_TAKE1("ACMECheckInterval", acme_cmd_check_interval, NULL, RSRC_CONF,
                   "how often certificates are checked (default 12h, with jitter)"),
+    AP_INIT_TAKE1("ACMEActivationInterval", acme_cmd_activation_interval, NULL, RSRC_CONF,
+                  "least time between graceful restarts that only activate renewals (default 10m)"),
     AP_INIT_TAKE_ARGV("ACMECertificateAuthority", acme_cmd_ca, NULL, RSRC_CONF,
                       "ACME directory URL, 'letsencrypt' or 'letsencrypt-staging'"),
     AP_INIT_TAKE1("ACMECACertificate", acme_cmd_ca_certificate, NULL, RSRC_CONF,
@@ -753,6 +779,178 @@ static void acme_config_check_served(acme_config_checker_t *ck, acme_conf_t *con
     }
 }
 
+/* ------------------------------------------------------------------ challenge choice */
+
+#define ACME_CONFIG_ACME_TLS "acme-tls/1"
+
+/*
+ * The SSL server that answers a handshake for this identifier: the first SSL virtual host with
+ * the name (mod_ssl's SNI choice). An IP address arrives with a reverse-DNS SNI no virtual host
+ * has, so the first SSL virtual host (the default of its address) answers it.
+ */
+static server_rec *acme_config_ssl_server_for(acme_config_checker_t *ck, const acme_ident_t *id,
+                                              apr_hash_t *ssl_vhosts, int global_ssl)
+{
+    server_rec *vs, *first_ssl = NULL;
+
+    for (vs = ck->s; vs; vs = vs->next) {
+        if (!acme_config_server_is_ssl(ck->p, vs, ssl_vhosts, global_ssl)) {
+            continue;
+        }
+        if (acme_config_server_has_name(vs, id->value)) {
+            return vs;
+        }
+        if (!first_ssl && vs->is_virtual) {
+            first_ssl = vs;
+        }
+    }
+    return id->type == ACME_IDENT_IP ? first_ssl : NULL;
+}
+
+/* The first identifier whose SSL server does not negotiate acme-tls/1, or NULL when all do. */
+static const char *acme_config_without_acme_tls(acme_config_checker_t *ck,
+                                                const acme_domain_t *dom, apr_hash_t *ssl_vhosts,
+                                                int global_ssl)
+{
+    int j;
+
+    for (j = 0; j < dom->idents->nelts; ++j) {
+        const acme_ident_t *id = &APR_ARRAY_IDX(dom->idents, j, acme_ident_t);
+        server_rec *vs;
+        if (acme_names_is_wildcard(id->value)) {
+            continue;   /* validated by dns-01 only, whatever the server allows */
+        }
+        vs = acme_config_ssl_server_for(ck, id, ssl_vhosts, global_ssl);
+        /* mod_ssl asks for the certificate only when Protocols lets it select acme-tls/1. */
+        if (!vs || !ap_is_allowed_protocol(NULL, NULL, vs, ACME_CONFIG_ACME_TLS)) {
+            return id->value;
+        }
+    }
+    return NULL;
+}
+
+/* A port httpd listens on for plain HTTP (where http-01 is answered), or 0. */
+static apr_port_t acme_config_plain_http_port(acme_config_checker_t *ck, apr_hash_t *ssl_vhosts,
+                                              int global_ssl)
+{
+    apr_hash_t *ports = apr_hash_make(ck->p);     /* port -> "ssl" / "plain" (a vhost on it) */
+    const ap_listen_rec *lr;
+    server_rec *vs;
+
+    for (vs = ck->s->next; vs; vs = vs->next) {
+        const char *kind = acme_config_server_is_ssl(ck->p, vs, ssl_vhosts, global_ssl)
+                           ? "ssl" : "plain";
+        const server_addr_rec *a;
+        for (a = vs->addrs; a; a = a->next) {
+            const char *key = apr_psprintf(ck->p, "%u", (unsigned)a->host_port);
+            const char *had = apr_hash_get(ports, key, APR_HASH_KEY_STRING);
+            if (!had || strcmp(had, "ssl") != 0) {
+                apr_hash_set(ports, key, APR_HASH_KEY_STRING, kind);
+            }
+        }
+    }
+    for (lr = ap_listeners; lr; lr = lr->next) {
+        apr_port_t port = lr->bind_addr ? lr->bind_addr->port : 0;
+        const char *kind = apr_hash_get(ports, apr_psprintf(ck->p, "%u", (unsigned)port),
+                                        APR_HASH_KEY_STRING);
+        if ((lr->protocol && !strcasecmp(lr->protocol, "https")) || (kind && !strcmp(kind, "ssl"))
+            || (global_ssl && !kind)) {
+            continue;
+        }
+        return port;
+    }
+    return 0;
+}
+
+static int acme_config_lists(const apr_array_header_t *list, const char *type)
+{
+    int i;
+
+    for (i = 0; list && i < list->nelts; ++i) {
+        if (!strcmp(APR_ARRAY_IDX(list, i, const char *), type)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void acme_config_check_explicit(acme_config_checker_t *ck, acme_domain_t *dom,
+                                       const char *no_acme_tls, apr_port_t http_port)
+{
+    const apr_array_header_t *list = dom->policy.challenges;
+    /* Another listed type may still work: then a missing acme-tls/1 is worth a warning only. */
+    int other = (acme_config_lists(list, "http-01") && http_port)
+                || acme_config_lists(list, "tls-sni-01");
+
+    if (acme_config_lists(list, "tls-alpn-01") && no_acme_tls) {
+        acme_ident_t id;
+        if (!other && acme_names_parse(ck->p, no_acme_tls, &id, NULL) == APR_SUCCESS
+            && id.type == ACME_IDENT_DNS) {
+            acme_config_problem(ck, dom, apr_psprintf(ck->p,
+                "ACMEChallenges lists tls-alpn-01, but the SSL virtual host serving %s does not "
+                "allow the acme-tls/1 protocol, so mod_ssl never asks for the challenge "
+                "certificate; add 'Protocols h2 http/1.1 acme-tls/1' to that virtual host (or "
+                "server-wide)", no_acme_tls));
+        }
+        else {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ck->s, "mod_acme: %s: ACMEChallenges "
+                         "lists tls-alpn-01, but the SSL virtual host answering %s does not "
+                         "allow acme-tls/1, so tls-alpn-01 cannot succeed for it; add "
+                         "'Protocols h2 http/1.1 acme-tls/1' to it", dom->name, no_acme_tls);
+        }
+    }
+    if (acme_config_lists(list, "http-01") && !http_port) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ck->s, "mod_acme: %s: ACMEChallenges lists "
+                     "http-01, but httpd listens for plain HTTP on no port; the CA's request on "
+                     "port 80 must reach it some other way (e.g. a proxy in front of it)",
+                     dom->name);
+    }
+}
+
+/*
+ * Resolves each domain's challenge list for the worker: ACMEChallenges as given (checked), or,
+ * when not set, what this configuration can answer: tls-alpn-01 when the SSL virtual hosts of
+ * every name allow acme-tls/1, http-01 when httpd listens for plain HTTP. tls-sni-01 is never
+ * chosen automatically.
+ */
+static void acme_config_choose_challenges(acme_config_checker_t *ck, acme_conf_t *conf)
+{
+    apr_hash_t *ssl_vhosts = apr_hash_make(ck->p);
+    apr_port_t http_port;
+    int global_ssl = 0, i;
+
+    acme_config_scan_ssl(ck->p, ap_conftree, ssl_vhosts, NULL, &global_ssl);
+    http_port = acme_config_plain_http_port(ck, ssl_vhosts, global_ssl);
+    for (i = 0; i < conf->domains->nelts; ++i) {
+        acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, acme_domain_t *);
+        const char *no_acme_tls = acme_config_without_acme_tls(ck, dom, ssl_vhosts, global_ssl);
+        apr_array_header_t *list;
+        if (dom->policy.challenges && dom->policy.challenges->nelts > 0) {
+            acme_config_check_explicit(ck, dom, no_acme_tls, http_port);
+            continue;
+        }
+        list = apr_array_make(ck->p, 2, sizeof(const char *));
+        if (!no_acme_tls) {
+            APR_ARRAY_PUSH(list, const char *) = "tls-alpn-01";
+        }
+        if (http_port) {
+            APR_ARRAY_PUSH(list, const char *) = "http-01";
+        }
+        if (list->nelts == 0) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ck->s, "mod_acme: %s: this configuration "
+                         "can answer no challenge: httpd listens for plain HTTP on no port "
+                         "(http-01) and the SSL virtual host serving %s does not allow "
+                         "acme-tls/1 (tls-alpn-01); add 'Listen 80' or 'Protocols h2 http/1.1 "
+                         "acme-tls/1'. Trying http-01 in case port 80 reaches this server "
+                         "another way", dom->name, no_acme_tls);
+            APR_ARRAY_PUSH(list, const char *) = "http-01";
+        }
+        dom->policy.challenges = list;
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, ck->s, "mod_acme: %s: challenges %s "
+                     "(automatic)", dom->name, apr_array_pstrcat(ck->p, list, ' '));
+    }
+}
+
 int acme_config_check(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *main_server)
 {
     acme_conf_t *conf = acme_config_get(pconf);
@@ -765,11 +963,15 @@ int acme_config_check(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *main_ser
     if (!conf->store_dir) {
         conf->store_dir = ap_server_root_relative(pconf, "acme");
     }
+    if (conf->activation_interval < 0) {
+        conf->activation_interval = ACME_ACTIVATION_INTERVAL_DEFAULT;
+    }
     acme_config_collect_vhost_domains(&ck, conf);
     acme_config_resolve_policies(&ck, conf);
     acme_config_index_names(&ck, conf);
     acme_config_add_members(&ck, conf);
     acme_config_check_served(&ck, conf);
+    acme_config_choose_challenges(&ck, conf);
     return ck.errors ? HTTP_INTERNAL_SERVER_ERROR : OK;
 }
 

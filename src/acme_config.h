@@ -16,6 +16,7 @@
 #define ACME_PARALLEL_MAX 256
 #define ACME_PARALLEL_DEFAULT 8
 #define ACME_KEY_SPECS_MAX 4
+#define ACME_ACTIVATION_INTERVAL_DEFAULT apr_time_from_sec(600)
 
 /* Server-wide settings, one per configuration generation (kept in pconf's userdata). */
 typedef struct {
@@ -23,6 +24,7 @@ typedef struct {
     int auto_restart;                   /* -1 unset */
     int parallel_orders;                /* -1 unset */
     apr_interval_time_t check_interval; /* 0 unset */
+    apr_interval_time_t activation_interval; /* -1 unset: least time between renewal restarts */
     acme_policy_t policy;               /* server-wide defaults for every domain */
     apr_array_header_t *domains;        /* acme_domain_t *, in declaration order */
     apr_array_header_t *declarations;   /* acme_config_decl_t, parallel to domains */

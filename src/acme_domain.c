@@ -90,6 +90,10 @@ const char *acme_domain_ca_id(apr_pool_t *p, const char *ca_url)
             *c = '_';
         }
     }
+    /* The store refuses names starting with '.', and a leading '-' reads as an option. */
+    if (id[0] == '.' || id[0] == '-') {
+        id[0] = '_';
+    }
     return id;
 }
 

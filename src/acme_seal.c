@@ -4,6 +4,7 @@
 #include <apr_strings.h>
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 /* pem.h first: cms.h declares its PEM functions only when the PEM macros exist. */
 #include <openssl/pem.h>
 #include <openssl/cms.h>
@@ -21,6 +22,7 @@ static const char *acme_seal_path(apr_pool_t *p, const char *store_dir, const ch
 
 static apr_status_t acme_seal_fail(acme_result_t *res, apr_pool_t *p, const char *what)
 {
+    ERR_clear_error();
     return acme_result_fail(res, APR_EGENERAL, ACME_CLASS_RETRY_SOON,
                             apr_pstrcat(p, "sealing: ", what, NULL));
 }
@@ -138,6 +140,7 @@ apr_status_t acme_seal_decrypt(apr_pool_t *p, const acme_key_t *key, const acme_
 
     if (!cms || !out || !CMS_decrypt(cms, acme_crypto_key_evp(key), acme_crypto_cert_x509(cert),
                                      NULL, out, CMS_BINARY)) {
+        ERR_clear_error();
         rv = acme_result_fail(res, APR_EINVAL, ACME_CLASS_PERMANENT,
                               "sealing: a staged key cannot be opened with this store's seal key");
     }
@@ -174,6 +177,7 @@ apr_status_t acme_seal_public_from_pem(apr_pool_t *p, const char *pem, apr_size_
 
     BIO_free(in);
     if (!pkey) {
+        ERR_clear_error();
         return acme_result_fail(res, APR_EINVAL, ACME_CLASS_PERMANENT,
                                 "sealing: unreadable public key of a pending order");
     }

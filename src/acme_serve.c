@@ -9,13 +9,18 @@
 #include <http_log.h>
 #include <http_protocol.h>
 #include <http_request.h>
+#include <http_ssl.h>
 #include <unixd.h>
 #include <apr_strings.h>
 
 #include "acme_activate.h"
 #include "acme_challenge.h"
+#include "acme_domain.h"
+#include "acme_names.h"
 #include "acme_job.h"
+#include "acme_perms.h"
 #include "acme_seal.h"
+#include "acme_selfcheck.h"
 #include "acme_serve.h"
 #include "acme_status.h"
 #include "acme_version.h"
@@ -25,6 +30,8 @@ APLOG_USE_MODULE(acme);
 #define ACME_HTTP01_PREFIX "/.well-known/acme-challenge/"
 
 /* ------------------------------------------------------------------ post_config */
+
+static void acme_serve_tls_prepare(apr_pool_t *pconf, const acme_conf_t *conf);
 
 /* The worker runs as the User: it owns what it writes, and nothing else. */
 static void acme_serve_grant_worker(apr_pool_t *p, server_rec *s, const acme_store_t *st)
@@ -46,7 +53,7 @@ static void acme_serve_grant_worker(apr_pool_t *p, server_rec *s, const acme_sto
 }
 
 static void acme_serve_activate(apr_pool_t *ptemp, server_rec *s, acme_conf_t *conf,
-                                apr_hash_t *errors)
+                                apr_hash_t *errors, apr_hash_t *activated)
 {
     acme_activate_seal_t seal = { .key = NULL, .cert = NULL };
     acme_result_t res;
@@ -67,6 +74,7 @@ static void acme_serve_activate(apr_pool_t *ptemp, server_rec *s, acme_conf_t *c
         if (acme_activate_install(ptemp, conf->store, &seal, dom, &res) == APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, "mod_acme: %s: new certificate "
                          "activated", dom->name);
+            apr_hash_set(activated, dom->name, APR_HASH_KEY_STRING, dom);
             continue;
         }
         apr_hash_set(errors, dom->name, APR_HASH_KEY_STRING,
@@ -80,6 +88,7 @@ static void acme_serve_activate(apr_pool_t *ptemp, server_rec *s, acme_conf_t *c
 static void acme_serve_load_active(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf,
                                    apr_hash_t *errors)
 {
+    acme_activate_fallback_t fallback = { .cert_file = NULL, .key_file = NULL };
     apr_time_t now = apr_time_now();
     acme_result_t res;
     int i;
@@ -88,7 +97,8 @@ static void acme_serve_load_active(apr_pool_t *pconf, server_rec *s, acme_conf_t
         const acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, const acme_domain_t *);
         acme_active_t *active = NULL;
         acme_result_reset(&res);
-        if (acme_activate_load(pconf, conf->store, dom, now, &active, &res) != APR_SUCCESS) {
+        if (acme_activate_load(pconf, conf->store, dom, now, &fallback, &active, &res)
+            != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "mod_acme: %s: no certificate and no "
                          "fallback certificate could be prepared: %s", dom->name,
                          acme_result_describe(&res, pconf));
@@ -98,8 +108,63 @@ static void acme_serve_load_active(apr_pool_t *pconf, server_rec *s, acme_conf_t
     }
 }
 
+/* Where a TLS client reaches the virtual host serving dom: its first address, loopback for "*". */
+static int acme_serve_address_of(apr_pool_t *p, server_rec *main_s, const acme_conf_t *conf,
+                                 const acme_domain_t *dom, const char **host, int *port)
+{
+    server_rec *vs;
+
+    for (vs = main_s; vs; vs = vs->next) {
+        char *ip = NULL;
+        if (acme_config_domain_of_server(conf, vs) != dom || !vs->addrs) {
+            continue;
+        }
+        apr_sockaddr_ip_get(&ip, vs->addrs->host_addr);
+        *port = vs->addrs->host_port ? vs->addrs->host_port : 443;
+        *host = (!ip || !strcmp(ip, "0.0.0.0")) ? "127.0.0.1" : !strcmp(ip, "::") ? "::1" : ip;
+        *host = apr_pstrdup(p, *host);
+        return 1;
+    }
+    return 0;
+}
+
+/* What this generation activated, for the worker to verify by handshakes (acme_selfcheck.h). */
+static void acme_serve_selfcheck_list(apr_pool_t *ptemp, server_rec *s, acme_conf_t *conf,
+                                      apr_hash_t *activated)
+{
+    json_t *list = json_array();
+    apr_hash_index_t *hi;
+    acme_result_t res;
+
+    for (hi = apr_hash_first(ptemp, activated); hi; hi = apr_hash_next(hi)) {
+        const acme_domain_t *dom = apr_hash_this_val(hi);
+        const acme_active_t *active = apr_hash_get(conf->active, dom->name, APR_HASH_KEY_STRING);
+        json_t *serials = json_array();
+        const char *host = NULL;
+        int port = 0, i;
+        if (!active || !acme_serve_address_of(ptemp, s, conf, dom, &host, &port)) {
+            json_decref(serials);
+            continue;
+        }
+        for (i = 0; i < active->certs->nelts; ++i) {
+            json_array_append_new(serials, json_string(
+                APR_ARRAY_IDX(active->certs, i, acme_active_cert_t).info.serial_hex));
+        }
+        json_array_append_new(list, json_pack("{s:s, s:o, s:s, s:i}", "name", dom->name,
+                                              "serials", serials, "host", host, "port", port));
+    }
+    acme_result_reset(&res);
+    if (json_array_size(list) > 0) {
+        acme_store_write_json(ptemp, acme_store_path(ptemp, conf->store, ACME_STORE_JOBS,
+                                                     ACME_SELFCHECK_FILE, NULL),
+                              list, ACME_PERMS_0644, &res);
+    }
+    json_decref(list);
+}
+
 int acme_serve_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, acme_conf_t *conf)
 {
+    apr_hash_t *activated = apr_hash_make(ptemp);
     apr_hash_t *errors = apr_hash_make(pconf);
     acme_store_t *st = NULL;
     acme_result_t res;
@@ -119,8 +184,10 @@ int acme_serve_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, acme
     }
     conf->store = st;
     acme_serve_grant_worker(ptemp, s, st);
-    acme_serve_activate(ptemp, s, conf, errors);
+    acme_serve_activate(ptemp, s, conf, errors, activated);
     acme_serve_load_active(pconf, s, conf, errors);
+    acme_serve_selfcheck_list(ptemp, s, conf, activated);
+    acme_serve_tls_prepare(pconf, conf);
     return OK;
 }
 
@@ -215,6 +282,21 @@ static json_t *acme_serve_status_of(request_rec *r, acme_conf_t *conf, const acm
     return acme_status_domain(dom, active, job);
 }
 
+/* Why staged certificates wait, as the parent wrote it; {"waiting": null} when nothing does. */
+static json_t *acme_serve_activation_state(request_rec *r, acme_conf_t *conf)
+{
+    const char *path = acme_store_path(r->pool, conf->store, ACME_STORE_JOBS, "activation.json",
+                                       NULL);
+    json_t *json = NULL;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    if (!path || acme_store_read_json(r->pool, path, &json, &res) != APR_SUCCESS) {
+        return json_pack("{s:n}", "waiting");
+    }
+    return json_incref(json);
+}
+
 static json_t *acme_serve_status_all(request_rec *r, acme_conf_t *conf)
 {
     json_t *list = json_array();
@@ -224,7 +306,8 @@ static json_t *acme_serve_status_all(request_rec *r, acme_conf_t *conf)
         json_array_append_new(list, acme_serve_status_of(r, conf,
                               APR_ARRAY_IDX(conf->domains, i, const acme_domain_t *)));
     }
-    return json_pack("{s:s, s:o}", "version", ACME_VERSION, "domains", list);
+    return json_pack("{s:s, s:o, s:o}", "version", ACME_VERSION,
+                     "activation", acme_serve_activation_state(r, conf), "domains", list);
 }
 
 int acme_serve_status(request_rec *r)
@@ -260,4 +343,265 @@ int acme_serve_status(request_rec *r)
     }
     free(text);
     return OK;
+}
+
+/* ------------------------------------------------------------------ TLS challenges */
+
+#define ACME_SERVE_ACME_TLS "acme-tls/1"
+#define ACME_SERVE_TLS_KEY "mod_acme-tls-challenges"
+
+/* Which TLS challenges this generation may answer: decided once, at post_config. */
+typedef struct {
+    int alpn;                           /* some domain may be validated by tls-alpn-01 */
+    int sni;                            /* some domain lists tls-sni-01 */
+} acme_serve_tls_t;
+
+/* Per connection, allocated only on connections that take part in a challenge. */
+typedef struct {
+    int acme_tls;                       /* acme-tls/1 was negotiated */
+    const char *type;                   /* the challenge answered, or NULL */
+    const char *cert_pem;               /* its certificate and key */
+    const char *key_pem;
+} acme_serve_conn_t;
+
+static int acme_serve_lists(const apr_array_header_t *list, const char *type)
+{
+    int i;
+
+    for (i = 0; list && i < list->nelts; ++i) {
+        if (!strcmp(APR_ARRAY_IDX(list, i, const char *), type)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void acme_serve_tls_prepare(apr_pool_t *pconf, const acme_conf_t *conf)
+{
+    acme_serve_tls_t *tls = apr_pcalloc(pconf, sizeof(*tls));
+    int i;
+
+    for (i = 0; conf->store && i < conf->domains->nelts; ++i) {
+        const acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, const acme_domain_t *);
+        tls->alpn |= acme_serve_lists(dom->policy.challenges, "tls-alpn-01");
+        tls->sni |= acme_serve_lists(dom->policy.challenges, "tls-sni-01");
+    }
+    apr_pool_userdata_set(tls, ACME_SERVE_TLS_KEY, apr_pool_cleanup_null, pconf);
+}
+
+static acme_serve_tls_t acme_serve_tls(apr_pool_t *pconf)
+{
+    acme_serve_tls_t *tls = NULL;
+
+    apr_pool_userdata_get((void **)&tls, ACME_SERVE_TLS_KEY, pconf);
+    return tls ? *tls : (acme_serve_tls_t){ .alpn = 0, .sni = 0 };
+}
+
+static acme_serve_conn_t *acme_serve_conn(conn_rec *c, int create)
+{
+    acme_serve_conn_t *cc = ap_get_module_config(c->conn_config, &acme_module);
+
+    if (!cc && create) {
+        cc = apr_pcalloc(c->pool, sizeof(*cc));
+        ap_set_module_config(c->conn_config, &acme_module, cc);
+    }
+    return cc;
+}
+
+int acme_serve_protocol_propose(conn_rec *c, request_rec *r, server_rec *s,
+                                const apr_array_header_t *offers,
+                                apr_array_header_t *proposals)
+{
+    /* Only a TLS handshake that offers acme-tls/1 itself: no client does but a validator. */
+    if (r || !offers || !ap_array_str_contains(offers, ACME_SERVE_ACME_TLS)
+        || !acme_serve_tls(c->base_server->process->pconf).alpn || !ap_ssl_conn_is_ssl(c)) {
+        return DECLINED;
+    }
+    APR_ARRAY_PUSH(proposals, const char *) = ACME_SERVE_ACME_TLS;
+    return OK;
+}
+
+int acme_serve_protocol_switch(conn_rec *c, request_rec *r, server_rec *s,
+                               const char *protocol)
+{
+    if (r || strcmp(protocol, ACME_SERVE_ACME_TLS) != 0) {
+        return DECLINED;
+    }
+    acme_serve_conn(c, 1)->acme_tls = 1;
+    c->keepalive = AP_CONN_CLOSE;
+    return OK;
+}
+
+const char *acme_serve_protocol_get(const conn_rec *c)
+{
+    const acme_serve_conn_t *cc = ap_get_module_config(c->conn_config, &acme_module);
+
+    return cc && cc->acme_tls ? ACME_SERVE_ACME_TLS : NULL;
+}
+
+/* The tls-alpn-01 answer for an SNI name: a managed identifier whose domain may use it. */
+static const char *acme_serve_tlsalpn01_answer(conn_rec *c, const acme_conf_t *conf,
+                                               const char *sni)
+{
+    const acme_domain_t *dom = NULL;
+    const char *pem = NULL;
+    acme_ident_t id;
+
+    if (!acme_serve_tls(c->base_server->process->pconf).alpn) {
+        return NULL;
+    }
+    if (acme_names_parse(c->pool, sni, &id, NULL) == APR_SUCCESS) {
+        dom = acme_config_domain_for(conf, id.value);
+    }
+    /* An IP identifier arrives as its reverse-DNS name (RFC 8738 section 6). */
+    if ((!dom || !acme_domain_has_ident(dom, &id))
+        && acme_challenge_ip_from_reverse(c->pool, sni, &id) == APR_SUCCESS) {
+        dom = acme_config_domain_for(conf, id.value);
+    }
+    if (!dom || !acme_domain_has_ident(dom, &id)
+        || !acme_serve_lists(dom->policy.challenges, "tls-alpn-01")
+        || acme_challenge_tlsalpn01_get(c->pool, conf->store_dir, id.value, &pem)
+           != APR_SUCCESS) {
+        return NULL;
+    }
+    return pem;
+}
+
+static const char *acme_serve_tlssni01_answer(conn_rec *c, const acme_conf_t *conf,
+                                              const char *sni)
+{
+    const char *pem = NULL;
+
+    if (!conf->store || !acme_serve_tls(c->base_server->process->pconf).sni
+        || acme_challenge_tlssni01_get(c->pool, conf->store_dir, sni, &pem) != APR_SUCCESS) {
+        return NULL;
+    }
+    return pem;
+}
+
+/* Remembers the answer on the connection; 0 when the answer file is unusable. */
+static int acme_serve_conn_answer(conn_rec *c, const char *type, const char *sni,
+                                  const char *pem)
+{
+    acme_serve_conn_t *cc;
+    const char *cert_pem = NULL, *key_pem = NULL;
+
+    if (acme_challenge_tls_answer_split(c->pool, pem, &cert_pem, &key_pem) != APR_SUCCESS) {
+        ap_log_cerror(APLOG_MARK, APLOG_WARNING, 0, c, "mod_acme: the %s answer for %s is "
+                      "damaged; the CA's validation fails and the order is retried", type, sni);
+        return 0;
+    }
+    cc = acme_serve_conn(c, 1);
+    *cc = (acme_serve_conn_t){ .acme_tls = cc->acme_tls, .type = type, .cert_pem = cert_pem,
+                               .key_pem = key_pem };
+    ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c, "mod_acme: answering the %s challenge for %s",
+                  type, sni);
+    return 1;
+}
+
+int acme_serve_answer_challenge(conn_rec *c, const char *server_name, const char **pcert_pem,
+                                const char **pkey_pem)
+{
+    acme_conf_t *conf = acme_config_get(c->base_server->process->pconf);
+    const acme_serve_conn_t *cc = ap_get_module_config(c->conn_config, &acme_module);
+    const char *type = NULL, *pem = NULL;
+
+    if (!server_name || !conf->store) {
+        return DECLINED;
+    }
+    if (acme_challenge_tlssni01_name_valid(server_name)) {
+        type = "tls-sni-01";
+        pem = acme_serve_tlssni01_answer(c, conf, server_name);
+    }
+    else if (cc && cc->acme_tls) {
+        type = "tls-alpn-01";
+        pem = acme_serve_tlsalpn01_answer(c, conf, server_name);
+    }
+    if (!pem || !acme_serve_conn_answer(c, type, server_name, pem)) {
+        return DECLINED;
+    }
+    cc = ap_get_module_config(c->conn_config, &acme_module);
+    *pcert_pem = cc->cert_pem;
+    *pkey_pem = cc->key_pem;
+    return OK;
+}
+
+/* The answer becomes the only certificate of the handshake (not one next to an RSA one). */
+static void acme_serve_use_answer(SSL *ssl, conn_rec *c, const acme_serve_conn_t *cc)
+{
+    BIO *cert_bio = BIO_new_mem_buf(cc->cert_pem, -1);
+    BIO *key_bio = BIO_new_mem_buf(cc->key_pem, -1);
+    X509 *x = cert_bio ? PEM_read_bio_X509(cert_bio, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *key = key_bio ? PEM_read_bio_PrivateKey(key_bio, NULL, NULL, NULL) : NULL;
+
+    BIO_free(cert_bio);
+    BIO_free(key_bio);
+    if (!x || !key) {
+        ap_log_cerror(APLOG_MARK, APLOG_WARNING, 0, c, "mod_acme: the %s certificate cannot "
+                      "be read", cc->type);
+    }
+    else {
+        SSL_certs_clear(ssl);
+        if (SSL_use_certificate(ssl, x) != 1 || SSL_use_PrivateKey(ssl, key) != 1) {
+            ap_log_cerror(APLOG_MARK, APLOG_WARNING, 0, c, "mod_acme: the %s certificate "
+                          "cannot be used", cc->type);
+        }
+    }
+    X509_free(x);
+    EVP_PKEY_free(key);
+}
+
+/*
+ * OpenSSL's certificate callback, after SNI and (TLS 1.3) ALPN. A tls-alpn-01 answer given
+ * through the hook is made the only certificate; a tls-sni-01 name is answered here because
+ * mod_ssl does not ask the hook for it. Any other handshake: one pointer test and, when the
+ * SNI is not of the *.acme.invalid shape, one length comparison.
+ */
+static int acme_serve_cert_cb(SSL *ssl, void *arg)
+{
+    acme_conf_t *conf = arg;
+    conn_rec *c = SSL_get_app_data(ssl);
+    const acme_serve_conn_t *cc;
+    const char *sni, *pem;
+
+    if (!c) {
+        return 1;
+    }
+    cc = ap_get_module_config(c->conn_config, &acme_module);
+    if (!cc || !cc->cert_pem) {
+        sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+        if (!acme_challenge_tlssni01_name_valid(sni)
+            || !(pem = acme_serve_tlssni01_answer(c, conf, sni))
+            || !acme_serve_conn_answer(c, "tls-sni-01", sni, pem)) {
+            return 1;
+        }
+        cc = ap_get_module_config(c->conn_config, &acme_module);
+    }
+    acme_serve_use_answer(ssl, c, cc);
+    return 1;
+}
+
+int acme_serve_ssl_init_server(server_rec *s, apr_pool_t *p, int is_proxy, SSL_CTX *ctx)
+{
+    acme_conf_t *conf = acme_config_get(s->process->pconf);
+    acme_serve_tls_t tls = acme_serve_tls(s->process->pconf);
+
+    if (!is_proxy && ctx && conf->store && (tls.alpn || tls.sni)) {
+        SSL_CTX_set_cert_cb(ctx, acme_serve_cert_cb, conf);
+    }
+    return OK;
+}
+
+int acme_serve_challenge_request(request_rec *r)
+{
+    const acme_serve_conn_t *cc = ap_get_module_config(r->connection->conn_config, &acme_module);
+
+    if (!cc || !(cc->acme_tls || cc->type)) {
+        return DECLINED;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "mod_acme: a request on a %s connection gets "
+                  "no response", cc->type ? cc->type : ACME_SERVE_ACME_TLS);
+    r->connection->keepalive = AP_CONN_CLOSE;
+    r->connection->aborted = 1;
+    return DONE;
 }

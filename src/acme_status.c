@@ -30,19 +30,19 @@ static json_t *acme_status_cert(const acme_active_cert_t *cert)
 
 static const char *acme_status_state(const acme_active_t *active, const acme_job_t *job)
 {
-    if (job && job->state == ACME_JOB_ORDERING) {
-        return "renewing";
+    int served = active && active->complete;
+    acme_job_state_t state = job ? job->state : ACME_JOB_IDLE;
+
+    if (state == ACME_JOB_ORDERING) {
+        return served ? "renewing" : "ordering";
     }
-    if (job && job->state == ACME_JOB_STAGED) {
+    if (served) {
+        return state == ACME_JOB_FAILED ? "valid, renewal failing" : "valid";
+    }
+    if (state == ACME_JOB_STAGED) {
         return "staged";
     }
-    if (active && active->complete) {
-        return job && job->state == ACME_JOB_FAILED ? "valid, renewal failing" : "valid";
-    }
-    if (job && job->state == ACME_JOB_FAILED) {
-        return "failing";
-    }
-    return "pending";
+    return state == ACME_JOB_FAILED ? "failing" : "pending";
 }
 
 json_t *acme_status_domain(const acme_domain_t *dom, const acme_active_t *active,

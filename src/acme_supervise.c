@@ -7,7 +7,9 @@
 #include <http_core.h>
 #include <http_log.h>
 #include <ap_listen.h>
+#include <ap_mpm.h>
 #include <mpm_common.h>
+#include <scoreboard.h>
 #include <unixd.h>
 #include <apr_signal.h>
 #include <apr_strings.h>
@@ -15,6 +17,8 @@
 
 #include "acme_activate.h"
 #include "acme_job.h"
+#include "acme_perms.h"
+#include "acme_plan.h"
 #include "acme_seal.h"
 #include "acme_supervise.h"
 #include "acme_worker.h"
@@ -27,6 +31,9 @@ APLOG_USE_MODULE(acme);
 #define ACME_SUPERVISE_CRASH_DELAY apr_time_from_sec(5)
 #define ACME_SUPERVISE_CRASH_DELAY_MAX apr_time_from_sec(3600)
 #define ACME_SUPERVISE_UNKNOWN_NEXT apr_time_from_sec(3600)
+#define ACME_SUPERVISE_CONFIGTEST_RETRY apr_time_from_sec(10)
+#define ACME_SUPERVISE_CONFIGTEST_RETRY_MAX apr_time_from_sec(600)
+#define ACME_SUPERVISE_STATE_FILE "activation.json"
 
 /* Lives in the process pool: it outlasts configuration generations, like the worker. */
 typedef struct {
@@ -39,6 +46,13 @@ typedef struct {
     apr_time_t landed_first;    /* first sight of a staged set while the worker still ran */
     int restart_signalled;      /* graceful restart sent; the next generation clears it */
     int announced;              /* with ACMEAutoRestart off: "reload due" was logged */
+    apr_proc_t configtest;      /* the "httpd -t" run before a restart; pid 0: none */
+    const char *batch;          /* names the running configtest is for (process pool) */
+    apr_time_t configtest_retry_at; /* after a failed configtest */
+    int configtest_failures;
+    char last_failure[512];     /* the configtest complaint logged last, to log it once */
+    apr_time_t last_restart;    /* our own last graceful restart */
+    int budget_logged;
 } acme_supervisor_t;
 
 static acme_supervisor_t *acme_supervisor_get(process_rec *process)
@@ -108,9 +122,21 @@ static void acme_supervise_worker_main(acme_supervisor_t *sup)
 
 static void acme_supervise_maint(int reason, void *data, int status);
 
+/*
+ * APR finds a registered other child again by its data pointer, also when a
+ * generation's pool is cleared: every registration gets data of its own so
+ * that no cleanup can ever remove (or call) another registration.
+ */
+typedef struct {
+    acme_supervisor_t *sup;
+} acme_supervise_token_t;
+
 static void acme_supervise_register(acme_supervisor_t *sup)
 {
-    apr_proc_other_child_register(&sup->proc, acme_supervise_maint, sup, NULL, sup->pconf);
+    acme_supervise_token_t *token = apr_palloc(sup->pconf, sizeof(*token));
+
+    token->sup = sup;
+    apr_proc_other_child_register(&sup->proc, acme_supervise_maint, token, NULL, sup->pconf);
 }
 
 static void acme_supervise_fork(acme_supervisor_t *sup)
@@ -157,16 +183,40 @@ static void acme_supervise_refuse(acme_supervisor_t *sup, apr_pool_t *p, const a
     }
 }
 
-/* Checks every staged set; bad ones are removed. Returns the names of the good ones. */
-static const char *acme_supervise_check_staged(acme_supervisor_t *sup, apr_pool_t *p)
+/* What the staged sets of one batch need. */
+typedef struct {
+    const char *names;          /* comma-separated, NULL when nothing good is staged */
+    int first_issuance;         /* some domain is served a fallback until it lands */
+    int urgent;                 /* some served certificate is near its warn window */
+} acme_supervise_batch_t;
+
+static int acme_supervise_is_urgent(const acme_active_t *active, apr_time_t now,
+                                    apr_interval_time_t budget)
+{
+    int i;
+
+    for (i = 0; i < active->certs->nelts; ++i) {
+        const acme_cert_info_t *info = &APR_ARRAY_IDX(active->certs, i, acme_active_cert_t).info;
+        if (now + budget >= acme_plan_warn_at(info->not_before, info->not_after, 0.10)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Checks every staged set; bad ones are removed and logged. */
+static void acme_supervise_check_staged(acme_supervisor_t *sup, apr_pool_t *p,
+                                        acme_supervise_batch_t *batch)
 {
     acme_activate_seal_t seal = { .key = NULL, .cert = NULL };
-    const char *names = NULL;
+    apr_time_t now = apr_time_now();
     acme_result_t res;
     int i;
 
+    *batch = (acme_supervise_batch_t){ .names = NULL };
     for (i = 0; i < sup->conf->domains->nelts; ++i) {
         const acme_domain_t *dom = APR_ARRAY_IDX(sup->conf->domains, i, const acme_domain_t *);
+        const acme_active_t *active;
         if (!acme_activate_staged(p, sup->conf->store, dom)) {
             continue;
         }
@@ -175,53 +225,286 @@ static const char *acme_supervise_check_staged(acme_supervisor_t *sup, apr_pool_
                          != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, sup->s, "mod_acme: cannot open the store's "
                          "seal key: %s", acme_result_describe(&res, p));
-            return NULL;
+            batch->names = NULL;
+            return;
         }
         if (acme_activate_check(p, sup->conf->store, &seal, dom, &res) != APR_SUCCESS) {
             acme_supervise_refuse(sup, p, dom, &res);
             continue;
         }
-        names = names ? apr_pstrcat(p, names, ", ", dom->name, NULL) : dom->name;
+        active = apr_hash_get(sup->conf->active, dom->name, APR_HASH_KEY_STRING);
+        if (!active || !active->complete) {
+            batch->first_issuance = 1;
+        }
+        else if (acme_supervise_is_urgent(active, now, sup->conf->activation_interval)) {
+            batch->urgent = 1;
+        }
+        batch->names = batch->names ? apr_pstrcat(p, batch->names, ", ", dom->name, NULL)
+                                    : dom->name;
     }
-    return names;
+}
+
+/* The status handler (a child) reads why activation waits from the store. */
+static void acme_supervise_state(acme_supervisor_t *sup, apr_pool_t *p, const char *waiting,
+                                 const char *detail, const char *names)
+{
+    const char *path = acme_store_path(p, sup->conf->store, ACME_STORE_JOBS,
+                                       ACME_SUPERVISE_STATE_FILE, NULL);
+    acme_result_t res;
+    json_t *json;
+
+    acme_result_reset(&res);
+    if (!waiting) {
+        apr_file_remove(path, p);
+        return;
+    }
+    json = json_pack("{s:s, s:s?, s:s?, s:I}", "waiting", waiting, "detail", detail,
+                     "certificates", names, "since", (json_int_t)apr_time_sec(apr_time_now()));
+    acme_store_write_json(p, path, json, ACME_PERMS_0644, &res);
+    json_decref(json);
+}
+
+/*
+ * Restarting again while a previous generation still drains could fill the
+ * scoreboard ("scoreboard is full"): wait until the old processes are gone.
+ */
+static int acme_supervise_scoreboard_room(void)
+{
+    int limit = 0, generation = 0, draining = 0, i;
+
+    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &limit) != APR_SUCCESS
+        || ap_mpm_query(AP_MPMQ_GENERATION, &generation) != APR_SUCCESS || limit <= 0) {
+        return 1;
+    }
+    for (i = 0; i < limit; ++i) {
+        process_score *ps = ap_get_scoreboard_process(i);
+        if (ps && ps->pid > 0 && ps->generation != generation) {
+            draining++;
+        }
+    }
+    return draining == 0;
+}
+
+static void acme_supervise_configtest_maint(int reason, void *data, int status);
+
+static void acme_supervise_configtest_register(acme_supervisor_t *sup, apr_pool_t *pconf)
+{
+    acme_supervise_token_t *token = apr_palloc(pconf, sizeof(*token));
+
+    token->sup = sup;
+    apr_proc_other_child_register(&sup->configtest, acme_supervise_configtest_maint, token, NULL,
+                                  pconf);
+}
+
+/* The running server's own command line with -t: the configuration exactly as a restart reads it. */
+static apr_status_t acme_supervise_configtest_start(acme_supervisor_t *sup, apr_pool_t *p)
+{
+    process_rec *process = sup->s->process;
+    const char **argv = apr_pcalloc(p, sizeof(char *) * (apr_size_t)(process->argc + 2));
+    const char *out_path = acme_store_path(p, sup->conf->store, ACME_STORE_TMP, "configtest.out",
+                                           NULL);
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    apr_procattr_t *attr = NULL;
+    apr_file_t *out = NULL;
+    apr_status_t rv;
+    int i, argc = 0;
+
+    argv[argc++] = n > 0 ? apr_pstrmemdup(p, exe, (apr_size_t)n) : process->argv[0];
+    for (i = 1; i < process->argc; ++i) {
+        if (!strcmp(process->argv[i], "-k") && i + 1 < process->argc) {
+            ++i;                /* -k start/restart/graceful: a test must not signal anyone */
+            continue;
+        }
+        if (!strncmp(process->argv[i], "-k", 2)) {
+            continue;
+        }
+        argv[argc++] = process->argv[i];
+    }
+    argv[argc++] = "-t";
+    rv = apr_file_open(&out, out_path, APR_FOPEN_WRITE | APR_FOPEN_CREATE | APR_FOPEN_TRUNCATE,
+                       ACME_PERMS_0600, p);
+    if (rv == APR_SUCCESS) {
+        rv = apr_procattr_create(&attr, p);
+    }
+    if (rv == APR_SUCCESS) {
+        apr_procattr_child_out_set(attr, out, NULL);
+        apr_procattr_child_err_set(attr, out, NULL);
+        apr_procattr_cmdtype_set(attr, APR_PROGRAM_ENV);
+        rv = apr_proc_create(&sup->configtest, argv[0], argv, NULL, attr, sup->pconf);
+    }
+    if (out) {
+        apr_file_close(out);
+    }
+    if (rv != APR_SUCCESS) {
+        sup->configtest.pid = 0;
+        return rv;
+    }
+    acme_supervise_configtest_register(sup, sup->pconf);
+    return APR_SUCCESS;
+}
+
+/* The first line that says where the configuration breaks, e.g. "...line 3 of /x.conf: ...". */
+static const char *acme_supervise_configtest_complaint(acme_supervisor_t *sup, apr_pool_t *p)
+{
+    const char *path = acme_store_path(p, sup->conf->store, ACME_STORE_TMP, "configtest.out",
+                                       NULL);
+    acme_result_t res;
+    char *text = NULL, *at, *nl;
+    apr_size_t len = 0;
+
+    acme_result_reset(&res);
+    if (acme_store_read_file(p, path, &text, &len, 64 * 1024, &res) != APR_SUCCESS || !len) {
+        return "no output";
+    }
+    at = strstr(text, " on line ");
+    at = at ? (char *)ap_strrchr_c(apr_pstrndup(p, text, (apr_size_t)(at - text)), '\n') : NULL;
+    at = at ? strstr(text, at + 1) : text;
+    while (*at == '\n') {
+        ++at;
+    }
+    /* Two lines: "Syntax error on line N of FILE:" and the reason under it. */
+    nl = strchr(at, '\n');
+    if (nl && strchr(nl + 1, '\n')) {
+        nl = strchr(nl + 1, '\n');
+    }
+    text = nl ? apr_pstrndup(p, at, (apr_size_t)(nl - at)) : apr_pstrdup(p, at);
+    for (nl = text; *nl; ++nl) {
+        if (*nl == '\n') {
+            *nl = ' ';
+        }
+    }
+    return text;
+}
+
+static void acme_supervise_configtest_done(acme_supervisor_t *sup, int status)
+{
+    apr_pool_t *p = NULL;
+    apr_interval_time_t delay;
+    const char *complaint;
+
+    apr_pool_create(&p, sup->pconf);
+    if (status == 0) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "mod_acme: new certificates for %s "
+                     "are ready and the configuration parses; restarting gracefully to serve "
+                     "them", sup->batch);
+        sup->restart_signalled = 1;
+        sup->last_restart = apr_time_now();
+        sup->configtest_failures = 0;
+        sup->last_failure[0] = '\0';
+        acme_supervise_state(sup, p, NULL, NULL, NULL);
+        apr_pool_destroy(p);
+        kill(getpid(), AP_SIG_GRACEFUL);
+        return;
+    }
+    complaint = acme_supervise_configtest_complaint(sup, p);
+    sup->configtest_failures++;
+    delay = ACME_SUPERVISE_CONFIGTEST_RETRY << (sup->configtest_failures < 5
+                                                ? sup->configtest_failures - 1 : 4);
+    if (delay > ACME_SUPERVISE_CONFIGTEST_RETRY_MAX) {
+        delay = ACME_SUPERVISE_CONFIGTEST_RETRY_MAX;
+    }
+    sup->configtest_retry_at = apr_time_now() + delay;
+    if (strncmp(sup->last_failure, complaint, sizeof(sup->last_failure) - 1) != 0) {
+        apr_cpystrn(sup->last_failure, complaint, sizeof(sup->last_failure));
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, sup->s, "mod_acme: activation waiting: the "
+                     "configuration does not parse (%s); new certificates for %s stay staged "
+                     "and the server keeps running; checking again in %d s and at the next "
+                     "'apachectl graceful'", complaint, sup->batch, (int)apr_time_sec(delay));
+    }
+    acme_supervise_state(sup, p, "configuration does not parse", complaint, sup->batch);
+    apr_pool_destroy(p);
+}
+
+static void acme_supervise_configtest_maint(int reason, void *data, int status)
+{
+    acme_supervisor_t *sup = ((acme_supervise_token_t *)data)->sup;
+
+    if (reason != APR_OC_REASON_DEATH && reason != APR_OC_REASON_LOST) {
+        return;
+    }
+    apr_proc_other_child_unregister(data);
+    sup->configtest.pid = 0;
+    acme_supervise_configtest_done(sup, reason == APR_OC_REASON_LOST ? -1 : status);
+}
+
+static int acme_supervise_budget_allows(acme_supervisor_t *sup, apr_pool_t *p,
+                                        const acme_supervise_batch_t *batch, apr_time_t now)
+{
+    apr_time_t at = sup->last_restart + sup->conf->activation_interval;
+
+    if (batch->first_issuance || batch->urgent || !sup->last_restart || now >= at) {
+        sup->budget_logged = 0;
+        return 1;
+    }
+    if (!sup->budget_logged) {
+        char when[APR_RFC822_DATE_LEN];
+        apr_rfc822_date(when, at);
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, sup->s, "mod_acme: renewed certificates for %s "
+                     "wait for the restart budget (ACMEActivationInterval) until %s; the "
+                     "current ones stay valid meanwhile", batch->names, when);
+        acme_supervise_state(sup, p, "restart budget", apr_pstrcat(p, "until ", when, NULL),
+                             batch->names);
+        sup->budget_logged = 1;
+    }
+    return 0;
+}
+
+/* A checked batch: announce it, or test the configuration and restart when the budget allows. */
+static void acme_supervise_go(acme_supervisor_t *sup, apr_pool_t *p,
+                              const acme_supervise_batch_t *batch, apr_time_t now)
+{
+    if (sup->conf->auto_restart == 0) {
+        if (!sup->announced) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "mod_acme: new certificates for "
+                         "%s are ready; they are served after the next 'apachectl graceful' "
+                         "(ACMEAutoRestart is off)", batch->names);
+            acme_supervise_state(sup, p, "ACMEAutoRestart off: waiting for 'apachectl graceful'",
+                                 NULL, batch->names);
+            sup->announced = 1;
+        }
+        return;
+    }
+    if (!acme_supervise_budget_allows(sup, p, batch, now)) {
+        return;
+    }
+    if (!acme_supervise_scoreboard_room()) {
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "mod_acme: activation of %s waits for "
+                     "the previous generation's processes to finish", batch->names);
+        return;
+    }
+    sup->batch = apr_pstrdup(sup->s->process->pool, batch->names);
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "mod_acme: testing the configuration "
+                 "before activating %s", batch->names);
+    if (acme_supervise_configtest_start(sup, p) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, sup->s, "mod_acme: cannot run a configuration "
+                     "test before activating %s; trying again in 10 s", batch->names);
+        sup->configtest_retry_at = now + ACME_SUPERVISE_CONFIGTEST_RETRY;
+    }
 }
 
 static void acme_supervise_activate(acme_supervisor_t *sup, int worker_done)
 {
     apr_time_t now = apr_time_now();
+    acme_supervise_batch_t batch;
     apr_pool_t *p = NULL;
-    const char *names;
 
-    if (sup->restart_signalled || !sup->conf->store) {
+    if (sup->restart_signalled || sup->configtest.pid > 0 || !sup->conf->store
+        || now < sup->configtest_retry_at) {
         return;
     }
-    if (!worker_done) {
-        /* Coalesce: wait for the rest of the batch, but not forever. */
-        if (!sup->landed_first) {
-            sup->landed_first = now;
-        }
-        if (now - sup->landed_first < ACME_SUPERVISE_COALESCE) {
-            return;
-        }
+    if (!worker_done && !sup->landed_first) {
+        sup->landed_first = now;
     }
     apr_pool_create(&p, sup->pconf);
-    names = acme_supervise_check_staged(sup, p);
-    if (!names) {
+    acme_supervise_check_staged(sup, p, &batch);
+    if (!batch.names) {
         sup->landed_first = 0;
     }
-    else if (sup->conf->auto_restart == 0) {
-        if (!sup->announced) {
-            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "mod_acme: new certificates for "
-                         "%s are ready; they are served after the next 'apachectl graceful' "
-                         "(ACMEAutoRestart is off)", names);
-            sup->announced = 1;
-        }
-    }
-    else {
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "mod_acme: new certificates for %s "
-                     "are ready; restarting gracefully to serve them", names);
-        sup->restart_signalled = 1;
-        kill(getpid(), AP_SIG_GRACEFUL);
+    /* Renewals landing close together share one restart; a first issuance goes at once. */
+    else if (worker_done || batch.first_issuance
+             || now - sup->landed_first >= ACME_SUPERVISE_COALESCE) {
+        acme_supervise_go(sup, p, &batch, now);
     }
     apr_pool_destroy(p);
 }
@@ -260,12 +543,12 @@ static void acme_supervise_exited(acme_supervisor_t *sup, int status)
 
 static void acme_supervise_maint(int reason, void *data, int status)
 {
-    acme_supervisor_t *sup = data;
+    acme_supervisor_t *sup = ((acme_supervise_token_t *)data)->sup;
 
     switch (reason) {
     case APR_OC_REASON_DEATH:
     case APR_OC_REASON_LOST:
-        apr_proc_other_child_unregister(sup);
+        apr_proc_other_child_unregister(data);
         acme_supervise_exited(sup, reason == APR_OC_REASON_LOST ? -1 : status);
         break;
     default:
@@ -286,9 +569,18 @@ void acme_supervise_start(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf)
     sup->restart_signalled = 0;
     sup->announced = 0;
     sup->landed_first = 0;
+    sup->configtest_retry_at = 0;
+    sup->budget_logged = 0;
+    if (sup->configtest.pid > 0 && kill(sup->configtest.pid, 0) == 0) {
+        acme_supervise_configtest_register(sup, pconf);
+    }
+    else {
+        sup->configtest.pid = 0;
+    }
     if (!conf->store || conf->domains->nelts == 0) {
         return;
     }
+    acme_supervise_state(sup, pconf, NULL, NULL, NULL);  /* this generation serves what was staged */
     if (sup->proc.pid > 0 && kill(sup->proc.pid, 0) == 0) {
         acme_supervise_register(sup);   /* a worker of the previous generation carries on */
         return;

@@ -19,6 +19,7 @@
 #include "acme_job.h"
 #include "acme_plan.h"
 #include "acme_seal.h"
+#include "acme_selfcheck.h"
 #include "acme_store.h"
 #include "acme_worker.h"
 
@@ -348,6 +349,8 @@ static void acme_worker_plan(acme_worker_t *w, apr_interval_time_t interval)
 typedef struct {
     acme_worker_t *w;
     apr_pool_t *p;                      /* the thread's pool for this domain */
+    apr_pool_t *thread_pool;            /* lives as long as the thread: clients are reused */
+    apr_hash_t *clients;                /* "ca_url ca_file" -> acme_client_t *, per thread */
     acme_worker_item_t *item;
     acme_job_t *job;
     acme_client_t *client;
@@ -413,11 +416,36 @@ static apr_status_t acme_worker_account(acme_worker_run_t *run, acme_result_t *r
     return rv;
 }
 
-static const char *acme_worker_challenge_type(const acme_domain_t *dom)
+/* The types this build answers (dns-01 needs the DNS, which httpd cannot edit). */
+static int acme_worker_answers(const char *type)
 {
-    /* The only type this build answers; ACMEChallenges may only name it. */
-    (void)dom;
-    return "http-01";
+    return !strcmp(type, "http-01") || !strcmp(type, "tls-alpn-01") || !strcmp(type, "tls-sni-01");
+}
+
+/*
+ * The challenge to answer: the first type of the domain's list that the CA offers. The list is
+ * ACMEChallenges, or, when that is not set, what the configuration check found this server can
+ * answer (tls-alpn-01 when the SSL virtual hosts allow acme-tls/1, http-01 when httpd listens for
+ * plain HTTP). A domain that did not come through the check has an empty list: http-01.
+ */
+static const acme_client_challenge_t *acme_worker_choose(const acme_domain_t *dom,
+                                                         const acme_client_authz_t *authz)
+{
+    const apr_array_header_t *types = dom->policy.challenges;
+    int i;
+
+    if (!types || types->nelts == 0) {
+        return acme_client_authz_challenge(authz, "http-01");
+    }
+    for (i = 0; i < types->nelts; ++i) {
+        const char *type = APR_ARRAY_IDX(types, i, const char *);
+        const acme_client_challenge_t *chal = acme_worker_answers(type)
+                                              ? acme_client_authz_challenge(authz, type) : NULL;
+        if (chal) {
+            return chal;
+        }
+    }
+    return NULL;
 }
 
 static const char *acme_worker_offered(apr_pool_t *p, const acme_client_authz_t *authz)
@@ -432,25 +460,102 @@ static const char *acme_worker_offered(apr_pool_t *p, const acme_client_authz_t 
     return list ? list : "none";
 }
 
+static const char *acme_worker_usable(apr_pool_t *p, const acme_domain_t *dom)
+{
+    const apr_array_header_t *types = dom->policy.challenges;
+    const char *list = NULL;
+    int i;
+
+    for (i = 0; types && i < types->nelts; ++i) {
+        const char *t = APR_ARRAY_IDX(types, i, const char *);
+        list = list ? apr_pstrcat(p, list, ", ", t, NULL) : t;
+    }
+    return list ? list : "http-01";
+}
+
+/* The CA offers nothing this server answers: say what the admin can change. */
+static apr_status_t acme_worker_no_challenge(acme_worker_run_t *run,
+                                             const acme_client_authz_t *authz, acme_result_t *res)
+{
+    apr_pool_t *p = run->p;
+    const char *ident = authz->identifier.value;
+    const char *advice = NULL;
+
+    if (acme_client_authz_challenge(authz, "tls-alpn-01")) {
+        advice = apr_psprintf(p, "for tls-alpn-01 (port 443) add 'Protocols h2 http/1.1 "
+                              "acme-tls/1' to the SSL virtual host serving %s", ident);
+    }
+    if (acme_client_authz_challenge(authz, "http-01")) {
+        const char *http = "for http-01 (port 80) let httpd listen for plain HTTP ('Listen 80')";
+        advice = advice ? apr_pstrcat(p, advice, "; ", http, NULL) : http;
+    }
+    if (advice) {
+        advice = apr_pstrcat(p, advice, ", and list the type in ACMEChallenges if that is set",
+                             NULL);
+    }
+    else {
+        advice = authz->wildcard ? "a wildcard name needs dns-01, which this version of mod_acme "
+                                   "does not answer; list the names without the wildcard"
+                                 : "this version of mod_acme answers http-01, tls-alpn-01 and "
+                                   "tls-sni-01 only";
+    }
+    return acme_result_fail(res, APR_ENOTIMPL, ACME_CLASS_ADMIN, apr_psprintf(p,
+        "the CA offers no challenge for %s%s that this server answers (the CA offers: %s; "
+        "this server answers: %s): %s", authz->wildcard ? "*." : "", ident,
+        acme_worker_offered(p, authz), acme_worker_usable(p, run->item->dom), advice));
+}
+
 typedef struct {
-    const char *ident;
-    const char *token;
+    const char *type;
+    const char *name;                   /* identifier, or the tls-sni-01 SNI name */
+    const char *token;                  /* http-01 */
 } acme_worker_answer_t;
 
 static void acme_worker_withdraw(acme_worker_run_t *run, const apr_array_header_t *answers)
 {
+    const char *store_dir = run->w->cfg->store_dir;
     int i;
 
     for (i = 0; i < answers->nelts; ++i) {
         const acme_worker_answer_t *a = &APR_ARRAY_IDX(answers, i, acme_worker_answer_t);
-        acme_challenge_http01_remove(run->p, run->w->cfg->store_dir, a->ident, a->token);
+        if (!strcmp(a->type, "tls-alpn-01")) {
+            acme_challenge_tlsalpn01_remove(run->p, store_dir, a->name);
+        }
+        else if (!strcmp(a->type, "tls-sni-01")) {
+            acme_challenge_tlssni01_remove(run->p, store_dir, a->name);
+        }
+        else {
+            acme_challenge_http01_remove(run->p, store_dir, a->name, a->token);
+        }
     }
+}
+
+static apr_status_t acme_worker_publish(acme_worker_run_t *run, const acme_client_authz_t *authz,
+                                        const acme_client_challenge_t *chal,
+                                        const char *key_authz, acme_worker_answer_t *a,
+                                        acme_result_t *res)
+{
+    const char *store_dir = run->w->cfg->store_dir;
+
+    *a = (acme_worker_answer_t){ .type = chal->type, .name = authz->identifier.value,
+                                 .token = chal->token };
+    acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "%s: answering %s for %s",
+                                                         run->item->dom->name, chal->type,
+                                                         authz->identifier.value));
+    if (!strcmp(chal->type, "tls-alpn-01")) {
+        return acme_challenge_tlsalpn01_put(run->p, store_dir, &authz->identifier, key_authz,
+                                            res);
+    }
+    if (!strcmp(chal->type, "tls-sni-01")) {
+        return acme_challenge_tlssni01_put(run->p, store_dir, key_authz, &a->name, res);
+    }
+    return acme_challenge_http01_put(run->p, store_dir, authz->identifier.value, chal->token,
+                                     key_authz, res);
 }
 
 static apr_status_t acme_worker_answer(acme_worker_run_t *run, acme_order_t *order,
                                        acme_result_t *res)
 {
-    const char *type = acme_worker_challenge_type(run->item->dom);
     apr_array_header_t *answers = apr_array_make(run->p, 4, sizeof(acme_worker_answer_t));
     apr_array_header_t *authzs = NULL;
     apr_status_t rv;
@@ -461,26 +566,21 @@ static apr_status_t acme_worker_answer(acme_worker_run_t *run, acme_order_t *ord
         const acme_client_authz_t *authz = APR_ARRAY_IDX(authzs, i, const acme_client_authz_t *);
         const acme_client_challenge_t *chal;
         const char *key_authz = NULL;
+        acme_worker_answer_t answer;
         if (strcmp(authz->status, "pending") != 0) {
             continue;
         }
-        chal = acme_client_authz_challenge(authz, type);
+        chal = acme_worker_choose(run->item->dom, authz);
         if (!chal) {
-            rv = acme_result_fail(res, APR_ENOTIMPL, ACME_CLASS_ADMIN, apr_psprintf(run->p,
-                "the CA offers no %s challenge for %s (it offers: %s); the server can answer "
-                "http-01 on port 80 only", type, authz->identifier.value,
-                acme_worker_offered(run->p, authz)));
+            rv = acme_worker_no_challenge(run, authz, res);
             break;
         }
         rv = acme_client_key_authorization(run->client, run->p, chal->token, &key_authz, res);
         if (rv == APR_SUCCESS) {
-            rv = acme_challenge_http01_put(run->p, run->w->cfg->store_dir, authz->identifier.value,
-                                           chal->token, key_authz, res);
+            rv = acme_worker_publish(run, authz, chal, key_authz, &answer, res);
         }
         if (rv == APR_SUCCESS) {
-            APR_ARRAY_PUSH(answers, acme_worker_answer_t) = (acme_worker_answer_t){
-                .ident = authz->identifier.value, .token = chal->token,
-            };
+            APR_ARRAY_PUSH(answers, acme_worker_answer_t) = answer;
             rv = acme_client_challenge_respond(run->client, run->p, chal, res);
         }
     }
@@ -567,7 +667,7 @@ static apr_status_t acme_worker_order_step(acme_worker_run_t *run, acme_order_t 
         rv = acme_client_order_new(run->client, run->p, order, res);
         return rv == APR_SUCCESS ? acme_worker_save_order(run, order, res) : rv;
     case ACME_ORDER_PENDING:
-        acme_worker_activity(run, "answering http-01 challenges");
+        acme_worker_activity(run, "answering challenges");
         return acme_worker_answer(run, order, res);
     case ACME_ORDER_READY:
         acme_worker_activity(run, "finalizing");
@@ -658,10 +758,20 @@ static apr_status_t acme_worker_issue(acme_worker_run_t *run, acme_result_t *res
     acme_client_options_t opts = {
         .ca_file = run->item->dom->policy.ca_file,
     };
-    apr_status_t rv;
+    const char *key = apr_pstrcat(run->p, ca->ca_url, " ", opts.ca_file ? opts.ca_file : "",
+                                  NULL);
+    apr_status_t rv = APR_SUCCESS;
     int j;
 
-    rv = acme_client_create(&run->client, run->p, ca->ca_url, &opts, res);
+    /* One client per CA and thread: the directory and the nonces carry over between domains. */
+    run->client = apr_hash_get(run->clients, key, APR_HASH_KEY_STRING);
+    if (!run->client) {
+        rv = acme_client_create(&run->client, run->thread_pool, ca->ca_url, &opts, res);
+        if (rv == APR_SUCCESS) {
+            apr_hash_set(run->clients, apr_pstrdup(run->thread_pool, key), APR_HASH_KEY_STRING,
+                         run->client);
+        }
+    }
     if (rv == APR_SUCCESS) {
         rv = acme_worker_account(run, res);
     }
@@ -677,11 +787,12 @@ static apr_status_t acme_worker_issue(acme_worker_run_t *run, acme_result_t *res
     return rv;
 }
 
-static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, acme_worker_item_t *item)
+static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
+                               apr_hash_t *clients, acme_worker_item_t *item)
 {
     const acme_domain_t *dom = item->dom;
     acme_worker_run_t run = {
-        .w = w, .p = p, .item = item,
+        .w = w, .p = p, .thread_pool = tp, .clients = clients, .item = item,
         .pending_dir = apr_pstrcat(p, acme_store_path(p, w->store, ACME_STORE_STAGING, dom->name,
                                                       NULL), ACME_WORKER_PENDING_SUFFIX, NULL),
     };
@@ -737,8 +848,10 @@ static void *APR_THREAD_FUNC acme_worker_thread(apr_thread_t *thread, void *data
 {
     acme_worker_t *w = data;
     apr_pool_t *tp = NULL, *p = NULL;
+    apr_hash_t *clients;
 
     apr_pool_create(&tp, NULL);
+    clients = apr_hash_make(tp);
     for (;;) {
         acme_worker_item_t *item = NULL;
         apr_thread_mutex_lock(w->lock);
@@ -750,7 +863,7 @@ static void *APR_THREAD_FUNC acme_worker_thread(apr_thread_t *thread, void *data
             break;
         }
         apr_pool_create(&p, tp);
-        acme_worker_handle(w, p, item);
+        acme_worker_handle(w, p, tp, clients, item);
         apr_pool_destroy(p);
     }
     apr_pool_destroy(tp);
@@ -812,6 +925,78 @@ static void acme_worker_run_due(acme_worker_t *w)
     }
 }
 
+/* Does the server serve one of these serials for name? (one retry: children may still start) */
+static apr_status_t acme_worker_selfcheck_one(apr_pool_t *p, json_t *entry, acme_result_t *res)
+{
+    const char *name = json_string_value(json_object_get(entry, "name"));
+    const char *host = json_string_value(json_object_get(entry, "host"));
+    int port = (int)json_integer_value(json_object_get(entry, "port"));
+    json_t *serials = json_object_get(entry, "serials"), *v;
+    const char *served = NULL;
+    apr_status_t rv = APR_EGENERAL;
+    int attempt;
+    size_t i;
+
+    for (attempt = 0; attempt < 2 && rv != APR_SUCCESS; ++attempt) {
+        if (attempt) {
+            apr_sleep(apr_time_from_sec(2));
+        }
+        acme_result_reset(res);
+        if (!name || !host
+            || acme_selfcheck_serial(p, host, port, name, apr_time_from_sec(5), &served, res)
+               != APR_SUCCESS) {
+            continue;
+        }
+        json_array_foreach(serials, i, v) {
+            if (json_is_string(v) && !strcasecmp(json_string_value(v), served)) {
+                rv = APR_SUCCESS;
+            }
+        }
+        if (rv != APR_SUCCESS) {
+            acme_result_fail(res, APR_EGENERAL, ACME_CLASS_ADMIN, apr_psprintf(p,
+                "after activation %s:%d still serves serial %s for %s, not the new certificate; "
+                "another module or an SSLCertificateFile in the virtual host may take precedence",
+                host, port, served, name));
+        }
+    }
+    return rv;
+}
+
+/* Verifies what the last self-restart activated; a mismatch is logged and shown in the status. */
+static void acme_worker_selfcheck(acme_worker_t *w)
+{
+    const char *path = acme_store_path(w->pool, w->store, ACME_STORE_JOBS, ACME_SELFCHECK_FILE,
+                                       NULL);
+    json_t *list = NULL, *entry;
+    acme_result_t res;
+    size_t i;
+
+    acme_result_reset(&res);
+    if (!path || acme_store_read_json(w->pool, path, &list, &res) != APR_SUCCESS) {
+        return;
+    }
+    apr_file_remove(path, w->pool);
+    json_array_foreach(list, i, entry) {
+        const char *name = json_string_value(json_object_get(entry, "name"));
+        acme_job_t *job = NULL;
+        if (!name) {
+            continue;
+        }
+        if (acme_worker_selfcheck_one(w->pool, entry, &res) == APR_SUCCESS) {
+            acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "%s: self-check: the new "
+                                                           "certificate is served", name));
+            continue;
+        }
+        acme_worker_log(w, ACME_LOG_ERROR, apr_psprintf(w->pool, "%s: %s", name,
+                                                        acme_result_describe(&res, w->pool)));
+        if (acme_job_load(w->pool, w->store, name, &job, &res) == APR_SUCCESS) {
+            acme_job_failed(job, w->pool, &res, apr_time_now());
+            job->failures = 0;      /* not an ordering failure: no backoff from it */
+            acme_job_save(w->pool, w->store, job, &res);
+        }
+    }
+}
+
 int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
 {
     apr_interval_time_t interval = cfg->check_interval ? cfg->check_interval
@@ -834,6 +1019,7 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
                                                          acme_result_describe(&res, p)));
         return 2;
     }
+    acme_worker_selfcheck(&w);
     acme_worker_plan(&w, acme_plan_jitter(interval, acme_worker_random()));
     if (w.due->nelts > 0) {
         acme_worker_log(&w, ACME_LOG_INFO, apr_psprintf(p, "renewal worker: %d of %d domains "

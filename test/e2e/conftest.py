@@ -56,10 +56,17 @@ def pebble(request, workdir):
 
 
 @pytest.fixture
-def httpd(workdir, pebble):
+def mpm(request):
+    """The MPM of the httpd fixture: "event" unless a test parametrizes it."""
+    return getattr(request, "param", "event")
+
+
+@pytest.fixture
+def httpd(workdir, pebble, mpm):
     """A private apache2 whose HTTP and HTTPS ports are the ones Pebble validates on.
     Not started: the test writes its config and starts it."""
-    server = harness.Httpd(workdir, http_port=pebble.http_port, https_port=pebble.tls_port)
+    server = harness.Httpd(workdir, http_port=pebble.http_port, https_port=pebble.tls_port,
+                           mpm=mpm)
     try:
         yield server
     finally:

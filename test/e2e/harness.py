@@ -112,8 +112,18 @@ def stop_process(proc, sig=signal.SIGTERM, timeout=10):
         proc.wait(timeout=5)
 
 
-def leftover_processes():
-    """Processes this run started that still run, or whose process group still has members."""
+def leftover_processes(grace=3.0):
+    """Processes this run started that still run, or whose process group still has members.
+    Killed processes may linger as zombies for a moment until they are reaped: allow `grace`."""
+    deadline = time.monotonic() + grace
+    alive = _leftover_now()
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = _leftover_now()
+    return alive
+
+
+def _leftover_now():
     alive = []
     for name, proc in _started:
         if proc.poll() is None:
@@ -282,18 +292,20 @@ class Pebble:
         return [m.groups() for m in self._request_line.finditer(text)]
 
 
-BASE_MODULES = ["mpm_event", "authz_core", "authz_host", "socache_shmcb", "ssl"]
+BASE_MODULES = ["authz_core", "authz_host", "socache_shmcb", "ssl"]
+MPMS = ["event", "worker", "prefork"]
 
 
 class Httpd:
     """A private apache2 with its own ServerRoot, mod_ssl and the freshly built mod_acme."""
 
-    def __init__(self, workdir, http_port=None, https_port=None, module=MODULE_SO):
+    def __init__(self, workdir, http_port=None, https_port=None, module=MODULE_SO, mpm="event"):
         self.workdir = Path(workdir)
         self.root = self.workdir / "httpd"
         self.http_port = http_port or free_port()
         self.https_port = https_port or free_port()
         self.module = Path(module)
+        self.mpm = mpm
         self.conf_path = self.root / "conf" / "httpd.conf"
         self.error_log = self.root / "logs" / "error_log"
         self.proc = None
@@ -306,6 +318,7 @@ class Httpd:
     def base_config(self):
         lines = [f'ServerRoot "{self.root}"', "ServerName 127.0.0.1",
                  f"Listen 127.0.0.1:{self.http_port}", f"Listen 127.0.0.1:{self.https_port}"]
+        lines.append(f"LoadModule mpm_{self.mpm}_module {HTTPD_MODULES}/mod_mpm_{self.mpm}.so")
         lines += [f"LoadModule {m}_module {HTTPD_MODULES}/mod_{m}.so" for m in BASE_MODULES]
         lines.append(f"LoadModule acme_module {self.module}")
         if os.geteuid() == 0:
@@ -320,10 +333,17 @@ class Httpd:
             f'CustomLog "{self.root}/logs/access_log" common',
             f'DocumentRoot "{self.root}/htdocs"',
             f'SSLSessionCache "shmcb:{self.root}/run/ssl_scache(512000)"',
-            "StartServers 1", "ServerLimit 2", "ThreadsPerChild 8", "MaxRequestWorkers 16",
+            *self._mpm_tuning(),
             "GracefulShutdownTimeout 5",
         ]
         return "\n".join(lines) + "\n"
+
+    def _mpm_tuning(self):
+        if self.mpm == "prefork":
+            return ["StartServers 2", "MinSpareServers 1", "MaxSpareServers 4",
+                    "ServerLimit 16", "MaxRequestWorkers 16"]
+        return ["StartServers 1", "ServerLimit 4", "ThreadsPerChild 8", "MaxRequestWorkers 32",
+                "MinSpareThreads 8", "MaxSpareThreads 24"]
 
     def write_config(self, extra=""):
         self.conf_path.write_text(self.base_config() + extra)

@@ -47,7 +47,7 @@ def test_fallback_certificate_and_503_before_issuance(httpd, pebble):
     httpd.write_config(conf)
     httpd.start()
     text = served_cert(httpd, "never.test")
-    assert text and "DNS:never.test" in text and "Pebble" not in text
+    assert text and "DNS:fallback.mod-acme.invalid" in text and "Pebble" not in text
     assert https_get(httpd, "never.test") == 503
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

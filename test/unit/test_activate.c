@@ -1,0 +1,813 @@
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <apr_file_info.h>
+#include <apr_general.h>
+#include <apr_pools.h>
+#include <apr_strings.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "acme_activate.h"
+#include "acme_seal.h"
+#include "acme_worker.h"
+
+/*
+ * A CA built once for the program: root -> intermediate, EC keys only so that
+ * it stays fast. Each test gets a fresh store with its own seal key pair and
+ * stages leaf certificates the way the renewal worker does.
+ */
+typedef struct {
+    apr_pool_t *pool;
+    acme_key_t *root_key, *int_key;
+    X509 *root, *inter;
+} ca_t;
+
+static ca_t ca;
+
+typedef struct {
+    apr_pool_t *pool;
+    const char *dir;
+    acme_store_t *st;
+    const char *seal_pem;
+    acme_activate_seal_t seal;
+} fixture_t;
+
+#define SPEC_EC "secp256r1"
+#define DAY 86400L
+
+/* ------------------------------------------------------------------ certificates */
+
+static acme_key_t *new_key(apr_pool_t *p, acme_key_kind_t kind, int bits)
+{
+    acme_keyspec_t spec = { .kind = kind, .bits = bits };
+    acme_key_t *key = NULL;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    return acme_crypto_key_generate(p, &spec, &key, &res) == APR_SUCCESS ? key : NULL;
+}
+
+static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+    X509_EXTENSION *ext;
+    int ok;
+
+    X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
+    ext = X509V3_EXT_nconf_nid(NULL, &ctx, nid, value);
+    ok = ext && X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+    return ok;
+}
+
+/* issuer NULL: self-signed. Valid from now+from_s to now+to_s. Caller frees. */
+static X509 *make_cert(const char *cn, const acme_key_t *key, X509 *issuer,
+                       const acme_key_t *issuer_key, int is_ca, const char *sans, long serial,
+                       long from_s, long to_s)
+{
+    X509 *x = X509_new();
+    X509 *iss = issuer ? issuer : x;
+    X509_NAME *name = X509_get_subject_name(x);
+    int ok = x && X509_set_version(x, X509_VERSION_3)
+             && ASN1_INTEGER_set(X509_get_serialNumber(x), serial)
+             && X509_gmtime_adj(X509_getm_notBefore(x), from_s)
+             && X509_gmtime_adj(X509_getm_notAfter(x), to_s)
+             && X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+                                           (const unsigned char *)cn, -1, -1, 0)
+             && X509_set_issuer_name(x, X509_get_subject_name(iss))
+             && X509_set_pubkey(x, acme_crypto_key_evp(key))
+             && add_ext(x, iss, NID_subject_key_identifier, "hash")
+             && add_ext(x, iss, NID_authority_key_identifier, "keyid:always")
+             && add_ext(x, iss, NID_basic_constraints, is_ca ? "critical,CA:TRUE" : "CA:FALSE")
+             && (!sans || add_ext(x, iss, NID_subject_alt_name, sans))
+             && X509_sign(x, acme_crypto_key_evp(issuer_key ? issuer_key : key), EVP_sha256());
+
+    if (!ok) {
+        X509_free(x);
+        return NULL;
+    }
+    return x;
+}
+
+static const char *x509_pem(apr_pool_t *p, X509 *x)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *data = NULL;
+    long len;
+    const char *pem;
+
+    PEM_write_bio_X509(bio, x);
+    len = BIO_get_mem_data(bio, &data);
+    pem = apr_pstrmemdup(p, data, (apr_size_t)len);
+    BIO_free(bio);
+    return pem;
+}
+
+typedef enum { ORDER_GOOD, ORDER_ROOT_FIRST } chain_order_t;
+
+/* A leaf for `sans` with the given key and validity, as a chain PEM in the given order. */
+static const char *issue(apr_pool_t *p, const acme_key_t *key, const char *sans, long from_s,
+                         long to_s, chain_order_t order)
+{
+    static long serial = 1000;
+    X509 *leaf = make_cert("leaf", key, ca.inter, ca.int_key, 0, sans, ++serial, from_s, to_s);
+    const char *pem;
+
+    assert_non_null(leaf);
+    switch (order) {
+    case ORDER_ROOT_FIRST:
+        pem = apr_pstrcat(p, x509_pem(p, leaf), x509_pem(p, ca.root), x509_pem(p, ca.inter),
+                          NULL);
+        break;
+    default:
+        pem = apr_pstrcat(p, x509_pem(p, leaf), x509_pem(p, ca.inter), x509_pem(p, ca.root),
+                          NULL);
+    }
+    X509_free(leaf);
+    return pem;
+}
+
+static const char *key_pem(apr_pool_t *p, const acme_key_t *key)
+{
+    const char *pem = NULL;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    assert_int_equal(acme_crypto_key_to_pem(p, key, &pem, &res), APR_SUCCESS);
+    return pem;
+}
+
+/* ------------------------------------------------------------------ fixtures */
+
+static int setup_group(void **state)
+{
+    apr_initialize();
+    apr_pool_create(&ca.pool, NULL);
+    ca.root_key = new_key(ca.pool, ACME_KEY_EC, 256);
+    ca.int_key = new_key(ca.pool, ACME_KEY_EC, 256);
+    if (!ca.root_key || !ca.int_key) {
+        return -1;
+    }
+    ca.root = make_cert("Test Root", ca.root_key, NULL, NULL, 1, NULL, 1, -DAY, 3650 * DAY);
+    ca.inter = make_cert("Test Intermediate", ca.int_key, ca.root, ca.root_key, 1, NULL, 2, -DAY,
+                         1000 * DAY);
+    return ca.root && ca.inter ? 0 : -1;
+}
+
+static int teardown_group(void **state)
+{
+    X509_free(ca.root);
+    X509_free(ca.inter);
+    apr_pool_destroy(ca.pool);
+    apr_terminate();
+    return 0;
+}
+
+static int setup(void **state)
+{
+    fixture_t *fx = calloc(1, sizeof(*fx));
+    char tmpl[] = "/tmp/acme-test-activate-XXXXXX";
+    acme_result_t res;
+
+    apr_pool_create(&fx->pool, NULL);
+    assert_non_null(mkdtemp(tmpl));
+    fx->dir = apr_pstrdup(fx->pool, tmpl);
+    acme_result_reset(&res);
+    assert_int_equal(acme_store_open(fx->pool, apr_pstrcat(fx->pool, fx->dir, "/store", NULL),
+                                     &fx->st, &res), APR_SUCCESS);
+    assert_int_equal(acme_seal_keypair_ensure(fx->pool, acme_store_base(fx->st), &fx->seal_pem,
+                                              &res), APR_SUCCESS);
+    assert_int_equal(acme_seal_key_load(fx->pool, acme_store_base(fx->st), &fx->seal.key,
+                                        &fx->seal.cert, &res), APR_SUCCESS);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *fx = *state;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    acme_store_remove_tree(fx->pool, fx->dir, &res);
+    apr_pool_destroy(fx->pool);
+    free(fx);
+    ERR_clear_error();
+    return 0;
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+static acme_domain_t *domain(apr_pool_t *p, const char *specs, ...)
+{
+    acme_domain_t *dom = acme_domain_make(p, "test.conf", 1);
+    const char *name, *reason = NULL;
+    char *list = apr_pstrdup(p, specs), *last = NULL, *tok;
+    va_list ap;
+
+    va_start(ap, specs);
+    while ((name = va_arg(ap, const char *)) != NULL) {
+        assert_int_equal(acme_domain_add_name(p, dom, name, &reason), APR_SUCCESS);
+    }
+    va_end(ap);
+    dom->policy.key_specs = apr_array_make(p, 2, sizeof(acme_keyspec_t));
+    for (tok = apr_strtok(list, " ", &last); tok; tok = apr_strtok(NULL, " ", &last)) {
+        acme_keyspec_t spec;
+        assert_int_equal(acme_crypto_keyspec_parse(tok, &spec, &reason, p), APR_SUCCESS);
+        APR_ARRAY_PUSH(dom->policy.key_specs, acme_keyspec_t) = spec;
+    }
+    acme_policy_defaults(&dom->policy, p);
+    return dom;
+}
+
+static const char *path_of(fixture_t *fx, const char *group, const char *name, const char *file)
+{
+    const char *path = acme_store_path(fx->pool, fx->st, group, name, file);
+
+    assert_non_null(path);
+    return path;
+}
+
+static void write_file(fixture_t *fx, const char *path, const char *text, apr_fileperms_t perms)
+{
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    assert_int_equal(acme_store_write_file(fx->pool, path, text, strlen(text), perms, &res),
+                     APR_SUCCESS);
+}
+
+static const char *read_text(fixture_t *fx, const char *path)
+{
+    char *data = NULL;
+    apr_size_t len = 0;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    return acme_store_read_file(fx->pool, path, &data, &len, 0, &res) == APR_SUCCESS ? data
+                                                                                      : NULL;
+}
+
+static int mode_of(const char *path)
+{
+    struct stat sb;
+
+    return stat(path, &sb) == 0 ? (int)(sb.st_mode & 07777) : -1;
+}
+
+static const char *seal(fixture_t *fx, const char *plain)
+{
+    const char *sealed = NULL;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    assert_int_equal(acme_seal_encrypt(fx->pool, fx->seal_pem, plain, strlen(plain), &sealed,
+                                       &res), APR_SUCCESS);
+    return sealed;
+}
+
+/* Puts one spec's files into staging/<name>/ as the worker leaves them; sealed may be raw. */
+static void stage_spec(fixture_t *fx, const acme_domain_t *dom, const char *spec,
+                       const char *chain_pem, const char *sealed)
+{
+    write_file(fx, path_of(fx, ACME_STORE_STAGING, dom->name,
+                           apr_pstrcat(fx->pool, "pubcert.", spec, ".pem", NULL)), chain_pem, 0644);
+    write_file(fx, path_of(fx, ACME_STORE_STAGING, dom->name,
+                           apr_pstrcat(fx->pool, "privkey.", spec, ".sealed", NULL)), sealed,
+               0600);
+}
+
+static void stage_done(fixture_t *fx, const acme_domain_t *dom)
+{
+    write_file(fx, path_of(fx, ACME_STORE_STAGING, dom->name, ACME_WORKER_STAGED_FILE),
+               "{\"staged\":1700000000}\n", 0644);
+}
+
+/* A good staged set for dom's names with a fresh EC key; returns the key PEM. */
+static const char *stage_good(fixture_t *fx, const acme_domain_t *dom, const char *sans)
+{
+    acme_key_t *key = new_key(fx->pool, ACME_KEY_EC, 256);
+    const char *pem = key_pem(fx->pool, key);
+
+    stage_spec(fx, dom, SPEC_EC, issue(fx->pool, key, sans, -3600, 90 * DAY, ORDER_GOOD),
+               seal(fx, pem));
+    stage_done(fx, dom);
+    return pem;
+}
+
+static int dir_entries(apr_pool_t *p, const char *dir, const char *prefix)
+{
+    apr_dir_t *d = NULL;
+    apr_finfo_t fi;
+    int n = 0;
+
+    if (apr_dir_open(&d, dir, p) != APR_SUCCESS) {
+        return -1;
+    }
+    while (apr_dir_read(&fi, APR_FINFO_NAME, d) == APR_SUCCESS) {
+        if (strcmp(fi.name, ".") && strcmp(fi.name, "..")
+            && !strncmp(fi.name, prefix, strlen(prefix))) {
+            n++;
+        }
+    }
+    apr_dir_close(d);
+    return n;
+}
+
+#define SANS "DNS:example.org,DNS:www.example.org"
+
+/* ------------------------------------------------------------------ check */
+
+static void test_staged_flag(void **state)
+{
+    fixture_t *fx = *state;
+    acme_domain_t *dom = domain(fx->pool, SPEC_EC, "example.org", "www.example.org", NULL);
+    acme_key_t *key = new_key(fx->pool, ACME_KEY_EC, 256);
+
+    assert_false(acme_activate_staged(fx->pool, fx->st, dom));
+    /* Files without staged.json are work in progress, not a finished set. */
+    stage_spec(fx, dom, SPEC_EC, issue(fx->pool, key, SANS, -3600, 90 * DAY, ORDER_GOOD),
+               seal(fx, key_pem(fx->pool, key)));
+    assert_false(acme_activate_staged(fx->pool, fx->st, dom));
+    stage_done(fx, dom);
+    assert_true(acme_activate_staged(fx->pool, fx->st, dom));
+}
+
+static void test_check_accepts_good_set(void **state)
+{
+    fixture_t *fx = *state;
+    acme_domain_t *dom = domain(fx->pool, SPEC_EC, "example.org", "www.example.org", NULL);
+    acme_result_t res;
+
+    stage_good(fx, dom, SANS);
+    acme_result_reset(&res);
+    assert_int_equal(acme_activate_check(fx->pool, fx->st, &fx->seal, dom, &res), APR_SUCCESS);
+    /* Checking does not consume the staged set. */
+    assert_true(acme_activate_staged(fx->pool, fx->st, dom));
+}
+
+static void test_check_accepts_ip_identifiers(void **state)
+{
+    fixture_t *fx = *state;
+    acme_domain_t *dom = domain(fx->pool, SPEC_EC, "192.0.2.10", "2001:db8::10", NULL);
+    acme_result_t res;
+
+    stage_good(fx, dom, "IP:192.0.2.10,IP:2001:db8:0:0::10");
+    acme_result_reset(&res);
+    assert_int_equal(acme_activate_check(fx->pool, fx->st, &fx->seal, dom, &res), APR_SUCCESS);
+}
+
+typedef enum {
+    BAD_KEY_MISMATCH, BAD_NAMES, BAD_EXPIRED, BAD_NOT_YET, BAD_ORDER, BAD_GARBAGE_SEALED,
+    BAD_SEALED_NOT_A_KEY, BAD_UNSEALED_KEY, BAD_NO_CHAIN, BAD_GARBAGE_CHAIN, BAD_SEALED_ELSEWHERE
+} bad_kind_t;
+
+static const struct {
+    bad_kind_t kind;
+    const char *what;
+    const char *reason;     /* a fragment of the refusal's message */
+} bad_sets[] = {
+    { BAD_KEY_MISMATCH, "key mismatch", "public key" },
+    { BAD_NAMES, "names not covered", "extra.example.org" },
+    { BAD_EXPIRED, "expired leaf", "expired" },
+    { BAD_NOT_YET, "leaf not valid yet", "not valid before" },
+    { BAD_ORDER, "broken chain order", "is not issued by" },
+    { BAD_GARBAGE_SEALED, "garbage sealed key", "cannot be opened" },
+    { BAD_SEALED_NOT_A_KEY, "sealed text that is no key", "private key" },
+    { BAD_UNSEALED_KEY, "plain key instead of a sealed one", "cannot be opened" },
+    { BAD_NO_CHAIN, "no chain file", "pubcert." SPEC_EC ".pem" },
+    { BAD_GARBAGE_CHAIN, "chain that is no PEM", "no certificate" },
+    { BAD_SEALED_ELSEWHERE, "key sealed to another store", "cannot be opened" },
+};
+
+/* Stages the bad set of that kind; the domain always is example.org + www. */
+static void stage_bad(fixture_t *fx, acme_domain_t *dom, bad_kind_t kind)
+{
+    acme_key_t *key = new_key(fx->pool, ACME_KEY_EC, 256);
+    const char *pem = key_pem(fx->pool, key);
+    const char *chain = issue(fx->pool, key, SANS, -3600, 90 * DAY, ORDER_GOOD);
+    const char *sealed = seal(fx, pem);
+
+    switch (kind) {
+    case BAD_KEY_MISMATCH:
+        sealed = seal(fx, key_pem(fx->pool, new_key(fx->pool, ACME_KEY_EC, 256)));
+        break;
+    case BAD_NAMES:
+        assert_int_equal(acme_domain_add_name(fx->pool, dom, "extra.example.org", NULL),
+                         APR_SUCCESS);
+        break;
+    case BAD_EXPIRED:
+        chain = issue(fx->pool, key, SANS, -90 * DAY, -DAY, ORDER_GOOD);
+        break;
+    case BAD_NOT_YET:
+        chain = issue(fx->pool, key, SANS, DAY, 90 * DAY, ORDER_GOOD);
+        break;
+    case BAD_ORDER:
+        chain = issue(fx->pool, key, SANS, -3600, 90 * DAY, ORDER_ROOT_FIRST);
+        break;
+    case BAD_GARBAGE_SEALED:
+        sealed = "-----BEGIN CMS-----\nAAAAAAAA\n-----END CMS-----\n";
+        break;
+    case BAD_SEALED_NOT_A_KEY:
+        sealed = seal(fx, "this is not a key\n");
+        break;
+    case BAD_UNSEALED_KEY:
+        sealed = pem;
+        break;
+    case BAD_NO_CHAIN:
+        write_file(fx, path_of(fx, ACME_STORE_STAGING, dom->name, "privkey." SPEC_EC ".sealed"),
+                   sealed, 0600);
+        stage_done(fx, dom);
+        return;
+    case BAD_GARBAGE_CHAIN:
+        chain = "not a certificate\n";
+        break;
+    case BAD_SEALED_ELSEWHERE: {
+        const char *other = NULL;
+        acme_result_t res;
+        acme_result_reset(&res);
+        assert_int_equal(acme_seal_keypair_ensure(fx->pool, apr_pstrcat(fx->pool, fx->dir,
+                                                                        "/other", NULL),
+                                                  &other, &res), APR_SUCCESS);
+        assert_int_equal(acme_seal_encrypt(fx->pool, other, pem, strlen(pem), &sealed, &res),
+                         APR_SUCCESS);
+        break;
+    }
+    }
+    stage_spec(fx, dom, SPEC_EC, chain, sealed);
+    stage_done(fx, dom);
+}
+
+static void expect_refused(const acme_result_t *res, const char *name, const char *what,
+                           const char *reason)
+{
+    if (res->status == APR_SUCCESS || !res->message) {
+        fail_msg("%s: no failure recorded", what);
+    }
+    if (!strstr(res->message, "refused") || !strstr(res->message, name)
+        || !strstr(res->message, SPEC_EC) || !strstr(res->message, reason)) {
+        fail_msg("%s: message '%s' does not name the domain, the key type and '%s'", what,
+                 res->message, reason);
+    }
+    /* Never the key itself. */
+    if (strstr(res->message, "PRIVATE KEY")) {
+        fail_msg("%s: message shows key material", what);
+    }
+}
+
+static void test_check_refuses_bad_sets(void **state)
+{
+    fixture_t *fx = *state;
+    size_t i;
+
+    for (i = 0; i < sizeof(bad_sets) / sizeof(bad_sets[0]); ++i) {
+        acme_domain_t *dom = domain(fx->pool, SPEC_EC, "example.org", "www.example.org", NULL);
+        acme_result_t res;
+        acme_result_reset(&res);
+        stage_bad(fx, dom, bad_sets[i].kind);
+        if (acme_activate_check(fx->pool, fx->st, &fx->seal, dom, &res) == APR_SUCCESS) {
+            fail_msg("%s: accepted", bad_sets[i].what);
+        }
+        expect_refused(&res, "example.org", bad_sets[i].what, bad_sets[i].reason);
+        assert_int_equal(res.err_class, ACME_CLASS_PERMANENT);
+        /* Leave nothing in OpenSSL's queue for mod_ssl to misreport. */
+        if (ERR_peek_error()) {
+            fail_msg("%s: OpenSSL error queue left non-empty", bad_sets[i].what);
+        }
+        acme_result_reset(&res);
+        assert_int_equal(acme_store_remove_tree(fx->pool, path_of(fx, ACME_STORE_STAGING,
+                                                                  dom->name, NULL), &res),
+                         APR_SUCCESS);
+    }
+}
+
+static void test_check_needs_every_spec(void **state)
+{
+    fixture_t *fx = *state;
+    acme_domain_t *dom = domain(fx->pool, "secp256r1 rsa2048", "example.org", "www.example.org",
+                                NULL);
+    acme_result_t res;
+
+    /* Only the EC certificate was staged. */
+    stage_good(fx, dom, SANS);
+    acme_result_reset(&res);
+    assert_int_not_equal(acme_activate_check(fx->pool, fx->st, &fx->seal, dom, &res),
+                         APR_SUCCESS);
+    assert_non_null(strstr(res.message, "rsa2048"));
+}
+
+/* ------------------------------------------------------------------ install */
+
+static void test_install_moves_set_into_place(void **state)
+{
+    fixture_t *fx = *state;
+    acme_domain_t *dom = domain(fx->pool, SPEC_EC, "example.org", "www.example.org", NULL);
+    const char *key_path = path_of(fx, ACME_STORE_DOMAINS, dom->name, "privkey." SPEC_EC ".pem");
+    const char *cert_path = path_of(fx, ACME_STORE_DOMAINS, dom->name, "pubcert." SPEC_EC ".pem");
+    const char *archive = path_of(fx, ACME_STORE_ARCHIVE, NULL, NULL);
+    const char *first_key, *first_chain, *second_key, *text;
+    acme_result_t res;
+
+    first_key = stage_good(fx, dom, SANS);
+    first_chain = read_text(fx, path_of(fx, ACME_STORE_STAGING, dom->name,
+                                        "pubcert." SPEC_EC ".pem"));
+    acme_result_reset(&res);
+    assert_int_equal(acme_activate_install(fx->pool, fx->st, &fx->seal, dom, &res), APR_SUCCESS);
+    assert_int_equal(mode_of(key_path), 0600);
+    assert_string_equal(read_text(fx, key_path), first_key);
+    assert_string_equal(read_text(fx, cert_path), first_chain);
+    /* Staging is done with, and no scratch copy of the key is left behind. */
+    assert_false(acme_activate_staged(fx->pool, fx->st, dom));
+    assert_int_equal(mode_of(path_of(fx, ACME_STORE_STAGING, dom->name, NULL)), -1);
+    assert_int_equal(mode_of(path_of(fx, ACME_STORE_TMP, dom->name, NULL)), -1);
+    assert_true(dir_entries(fx->pool, archive, "example.org") <= 0);
+
+    /* A renewal: the new set replaces the old one, which goes to the archive. */
+    second_key = stage_good(fx, dom, SANS);
+    assert_string_not_equal(first_key, second_key);
+    acme_result_reset(&res);
+    assert_int_equal(acme_activate_install(fx->pool, fx->st, &fx->seal, dom, &res), APR_SUCCESS);
+    assert_string_equal(read_text(fx, key_path), second_key);
+    assert_int_equal(mode_of(key_path), 0600);
+    assert_int_equal(dir_entries(fx->pool, archive, "example.org."), 1);
+    assert_int_equal(mode_of(path_of(fx, ACME_STORE_STAGING, dom->name, NULL)), -1);
+    {
+        apr_dir_t *d = NULL;
+        apr_finfo_t fi;
+        int found = 0;
+        assert_int_equal(apr_dir_open(&d, archive, fx->pool), APR_SUCCESS);
+        while (apr_dir_read(&fi, APR_FINFO_NAME, d) == APR_SUCCESS) {
+            if (!strncmp(fi.name, "example.org.", 12)) {
+                text = read_text(fx, apr_pstrcat(fx->pool, archive, "/", fi.name,
+                                                 "/privkey." SPEC_EC ".pem", NULL));
+                assert_non_null(text);
+                assert_string_equal(text, first_key);
+                found = 1;
+            }
+        }
+        apr_dir_close(d);
+        assert_true(found);
+    }
+}
+
+static void test_install_keeps_a_small_archive(void **state)
+{
+    fixture_t *fx = *state;
+    acme_domain_t *dom = domain(fx->pool, SPEC_EC, "example.org", "www.example.org", NULL);
+    acme_result_t res;
+    int i;
+
+    for (i = 0; i < ACME_ACTIVATE_ARCHIVE_KEEP + 3; ++i) {
+        stage_good(fx, dom, SANS);
+        acme_result_reset(&res);
+        assert_int_equal(acme_activate_install(fx->pool, fx->st, &fx->seal, dom, &res),
+                         APR_SUCCESS);
+    }
+    assert_int_equal(dir_entries(fx->pool, path_of(fx, ACME_STORE_ARCHIVE, NULL, NULL),
+                                 "example.org."), ACME_ACTIVATE_ARCHIVE_KEEP);
+}
+
+static void test_install_refuses_bad_set_and_keeps_active(void **state)
+{
+    fixture_t *fx = *state;
+    acme_domain_t *dom = domain(fx->pool, SPEC_EC, "example.org", "www.example.org", NULL);
+    const char *key_path = path_of(fx, ACME_STORE_DOMAINS, dom->name, "privkey." SPEC_EC ".pem");
+    const char *good;
+    acme_result_t res;
+
+    good = stage_good(fx, dom, SANS);
+    acme_result_reset(&res);
+    assert_int_equal(acme_activate_install(fx->pool, fx->st, &fx->seal, dom, &res), APR_SUCCESS);
+
+    stage_bad(fx, dom, BAD_EXPIRED);
+    acme_result_reset(&res);
+    assert_int_not_equal(acme_activate_install(fx->pool, fx->st, &fx->seal, dom, &res),
+                         APR_SUCCESS);
+    expect_refused(&res, "example.org", "install of an expired set", "expired");
+    /* The refused set is gone (it would be refused again), the served one untouched. */
+    assert_false(acme_activate_staged(fx->pool, fx->st, dom));
+    assert_string_equal(read_text(fx, key_path), good);
+    assert_int_equal(dir_entries(fx->pool, path_of(fx, ACME_STORE_ARCHIVE, NULL, NULL),
+                                 "example.org."), 0);
+}
+
+/* A set refused for its second key type leaves no unsealed first key lying around. */
+static void test_refused_install_leaves_no_plain_key(void **state)
+{
+    fixture_t *fx = *state;
+    acme_domain_t *dom = domain(fx->pool, "secp256r1 secp384r1", "example.org",
+                                "www.example.org", NULL);
+    const char *tmp = path_of(fx, ACME_STORE_TMP, dom->name, NULL);
+    acme_result_t res;
+
+    /* secp384r1 is a second EC spec, which the config refuses; the core does not care. */
+    stage_good(fx, dom, SANS);
+    stage_spec(fx, dom, "secp384r1", "not a certificate\n", "x");
+    acme_result_reset(&res);
+    assert_int_not_equal(acme_activate_install(fx->pool, fx->st, &fx->seal, dom, &res),
+                         APR_SUCCESS);
+    assert_int_equal(mode_of(apr_pstrcat(fx->pool, tmp, "/privkey." SPEC_EC ".pem", NULL)), -1);
+    assert_int_equal(mode_of(path_of(fx, ACME_STORE_DOMAINS, dom->name, NULL)), -1);
+}
+
+/* ------------------------------------------------------------------ load */
+
+static void test_load_complete_after_install(void **state)
+{
+    fixture_t *fx = *state;
+    acme_domain_t *dom = domain(fx->pool, SPEC_EC, "example.org", "www.example.org", NULL);
+    acme_active_t *active = NULL;
+    const acme_active_cert_t *cert;
+    acme_result_t res;
+
+    stage_good(fx, dom, SANS);
+    acme_result_reset(&res);
+    assert_int_equal(acme_activate_install(fx->pool, fx->st, &fx->seal, dom, &res), APR_SUCCESS);
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, dom, apr_time_now(), NULL, &active, &res),
+                     APR_SUCCESS);
+    assert_string_equal(active->name, "example.org");
+    assert_true(active->complete);
+    assert_int_equal(active->certs->nelts, 1);
+    assert_null(active->fallback_cert);
+    assert_null(active->fallback_key);
+    cert = &APR_ARRAY_IDX(active->certs, 0, acme_active_cert_t);
+    assert_string_equal(cert->spec, SPEC_EC);
+    assert_string_equal(cert->cert_file, path_of(fx, ACME_STORE_DOMAINS, dom->name,
+                                                 "pubcert." SPEC_EC ".pem"));
+    assert_string_equal(cert->key_file, path_of(fx, ACME_STORE_DOMAINS, dom->name,
+                                                "privkey." SPEC_EC ".pem"));
+    assert_non_null(cert->info.serial_hex);
+    assert_non_null(strstr(cert->info.issuer, "Test Intermediate"));
+    assert_int_equal(cert->info.sans->nelts, 2);
+    assert_true(cert->info.not_after > apr_time_now() + apr_time_from_sec(80 * DAY));
+
+    /* Long after: still served (better than nothing), but no longer complete. */
+    acme_result_reset(&res);
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, dom,
+                                        apr_time_now() + apr_time_from_sec(100 * DAY), NULL, &active,
+                                        &res), APR_SUCCESS);
+    assert_false(active->complete);
+    assert_int_equal(active->certs->nelts, 1);
+
+    /* The configuration gained a name the certificate lacks: incomplete, still served. */
+    assert_int_equal(acme_domain_add_name(fx->pool, dom, "new.example.org", NULL), APR_SUCCESS);
+    acme_result_reset(&res);
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, dom, apr_time_now(), NULL, &active, &res),
+                     APR_SUCCESS);
+    assert_false(active->complete);
+    assert_int_equal(active->certs->nelts, 1);
+}
+
+static void test_load_incomplete_with_a_missing_spec(void **state)
+{
+    fixture_t *fx = *state;
+    acme_domain_t *ec_only = domain(fx->pool, SPEC_EC, "example.org", "www.example.org", NULL);
+    acme_domain_t *both = domain(fx->pool, "secp256r1 rsa2048", "example.org", "www.example.org",
+                                 NULL);
+    acme_active_t *active = NULL;
+    acme_result_t res;
+
+    stage_good(fx, ec_only, SANS);
+    acme_result_reset(&res);
+    assert_int_equal(acme_activate_install(fx->pool, fx->st, &fx->seal, ec_only, &res),
+                     APR_SUCCESS);
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, both, apr_time_now(), NULL, &active, &res),
+                     APR_SUCCESS);
+    assert_false(active->complete);
+    assert_int_equal(active->certs->nelts, 1);
+    assert_string_equal(APR_ARRAY_IDX(active->certs, 0, acme_active_cert_t).spec, SPEC_EC);
+    /* One real certificate is served, so no fallback. */
+    assert_null(active->fallback_cert);
+}
+
+static void check_fallback(fixture_t *fx, const acme_active_t *active)
+{
+    apr_array_header_t *chain = NULL;
+    acme_key_t *key = NULL;
+    acme_cert_t *cert;
+    acme_ident_t ident = { .type = ACME_IDENT_DNS, .value = ACME_ACTIVATE_FALLBACK_NAME };
+    acme_result_t res;
+    const char *text;
+
+    assert_false(active->complete);
+    assert_int_equal(active->certs->nelts, 0);
+    assert_non_null(active->fallback_cert);
+    assert_non_null(active->fallback_key);
+    assert_int_equal(mode_of(active->fallback_key), 0600);
+    text = read_text(fx, active->fallback_cert);
+    assert_non_null(text);
+    acme_result_reset(&res);
+    assert_int_equal(acme_crypto_chain_parse(fx->pool, text, strlen(text), &chain, &res),
+                     APR_SUCCESS);
+    cert = APR_ARRAY_IDX(chain, 0, acme_cert_t *);
+    assert_int_equal(acme_crypto_cert_covers(fx->pool, cert, &ident, 1, &res), APR_SUCCESS);
+    assert_int_equal(acme_crypto_cert_check_time(fx->pool, cert, apr_time_now(), &res),
+                     APR_SUCCESS);
+    text = read_text(fx, active->fallback_key);
+    assert_int_equal(acme_crypto_key_from_pem(fx->pool, text, strlen(text), &key, &res),
+                     APR_SUCCESS);
+    assert_int_equal(acme_crypto_key_matches_cert(key, cert, &res), APR_SUCCESS);
+}
+
+static void test_load_creates_shared_fallback(void **state)
+{
+    fixture_t *fx = *state;
+    acme_domain_t *a = domain(fx->pool, SPEC_EC, "a.example", "www.a.example", NULL);
+    acme_domain_t *b = domain(fx->pool, "secp256r1 rsa2048", "b.example", NULL);
+    acme_domain_t *ip = domain(fx->pool, SPEC_EC, "192.0.2.10", NULL);
+    acme_active_t *act_a = NULL, *act_b = NULL, *act_ip = NULL, *again = NULL;
+    const char *key_a, *cert_a;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, a, apr_time_now(), NULL, &act_a, &res),
+                     APR_SUCCESS);
+    check_fallback(fx, act_a);
+    key_a = read_text(fx, act_a->fallback_key);
+    cert_a = read_text(fx, act_a->fallback_cert);
+
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, b, apr_time_now(), NULL, &act_b, &res),
+                     APR_SUCCESS);
+    check_fallback(fx, act_b);
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, ip, apr_time_now(), NULL, &act_ip, &res),
+                     APR_SUCCESS);
+    check_fallback(fx, act_ip);
+
+    /* One key and one certificate for all: nothing per domain to create at start-up. */
+    assert_string_equal(act_a->fallback_key, act_b->fallback_key);
+    assert_string_equal(act_a->fallback_key, act_ip->fallback_key);
+    assert_string_equal(read_text(fx, act_b->fallback_key), key_a);
+    assert_string_equal(act_a->fallback_cert, act_b->fallback_cert);
+    assert_string_equal(read_text(fx, act_b->fallback_cert), cert_a);
+    /* The fallback lives outside any domain's directory. */
+    assert_null(strstr(act_a->fallback_cert, "/" ACME_STORE_DOMAINS "/a.example/"));
+
+    /* A restart reuses what is there. */
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, a, apr_time_now(), NULL, &again, &res),
+                     APR_SUCCESS);
+    assert_string_equal(read_text(fx, again->fallback_key), key_a);
+    assert_string_equal(read_text(fx, again->fallback_cert), cert_a);
+
+    /* Once a real certificate is installed, no fallback. */
+    stage_good(fx, a, "DNS:a.example,DNS:www.a.example");
+    assert_int_equal(acme_activate_install(fx->pool, fx->st, &fx->seal, a, &res), APR_SUCCESS);
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, a, apr_time_now(), NULL, &again, &res),
+                     APR_SUCCESS);
+    assert_true(again->complete);
+    assert_null(again->fallback_cert);
+}
+
+/* A fallback key that was lost must not leave certificates that no longer match it. */
+static void test_fallback_survives_lost_key(void **state)
+{
+    fixture_t *fx = *state;
+    acme_domain_t *a = domain(fx->pool, SPEC_EC, "a.example", NULL);
+    acme_domain_t *b = domain(fx->pool, SPEC_EC, "b.example", NULL);
+    acme_active_t *act = NULL;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, a, apr_time_now(), NULL, &act, &res),
+                     APR_SUCCESS);
+    assert_int_equal(unlink(act->fallback_key), 0);
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, b, apr_time_now(), NULL, &act, &res),
+                     APR_SUCCESS);
+    check_fallback(fx, act);
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, a, apr_time_now(), NULL, &act, &res),
+                     APR_SUCCESS);
+    check_fallback(fx, act);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_staged_flag, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_accepts_good_set, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_accepts_ip_identifiers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_refuses_bad_sets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_needs_every_spec, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_install_moves_set_into_place, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_install_keeps_a_small_archive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_install_refuses_bad_set_and_keeps_active, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_refused_install_leaves_no_plain_key, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_load_complete_after_install, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_incomplete_with_a_missing_spec, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_load_creates_shared_fallback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fallback_survives_lost_key, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, setup_group, teardown_group);
+}
