@@ -25,15 +25,22 @@ static int acme_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *pt
 static int acme_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                             server_rec *s)
 {
-    acme_conf_t *conf = acme_config_get(pconf);
-    int rv = acme_serve_prepare(pconf, ptemp, s, conf);
+    return acme_serve_prepare(pconf, ptemp, s, acme_config_get(pconf));
+}
 
-    /* httpd reads its configuration twice at start-up; the worker starts after the real pass. */
-    if (rv == OK && ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG) {
+/*
+ * Last of all post_config hooks: the worker starts once mod_ssl has loaded every
+ * certificate, so it does not compete with start-up. httpd reads its configuration
+ * twice at start-up; the worker starts after the real pass only.
+ */
+static int acme_post_config_last(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                                 server_rec *s)
+{
+    if (ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG) {
         acme_http_global_init();
-        acme_supervise_start(pconf, s, conf);
+        acme_supervise_start(pconf, s, acme_config_get(pconf));
     }
-    return rv;
+    return OK;
 }
 
 static void acme_register_hooks(apr_pool_t *p)
@@ -43,6 +50,7 @@ static void acme_register_hooks(apr_pool_t *p)
 
     ap_hook_check_config(acme_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(acme_post_config, NULL, before_tls, APR_HOOK_MIDDLE);
+    ap_hook_post_config(acme_post_config_last, NULL, NULL, APR_HOOK_REALLY_LAST);
     ap_hook_monitor(acme_supervise_monitor, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_ssl_add_cert_files(acme_serve_add_cert_files, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_ssl_add_fallback_cert_files(acme_serve_add_fallback_cert_files, NULL, NULL,

@@ -301,36 +301,46 @@ apr_status_t acme_activate_fallback_prepare(apr_pool_t *p, const acme_store_t *s
 {
     const char *dir = acme_store_path(p, st, ACME_STORE_DOMAINS, ACME_ACTIVATE_FALLBACK_DIR, NULL);
     const char *key_path = apr_pstrcat(p, dir, "/fallback.key", NULL);
-    const char *cert_path = apr_pstrcat(p, dir, "/fallback.pem", NULL);
-    const acme_ident_t ident = { .type = ACME_IDENT_DNS, .value = ACME_ACTIVATE_FALLBACK_NAME };
-    apr_array_header_t *chain = NULL;
     acme_key_t *key = NULL;
+    apr_status_t rv = acme_activate_fallback_key(p, key_path, &key, res);
+
+    if (rv == APR_SUCCESS) {
+        *fallback = (acme_activate_fallback_t){ .key_file = key_path, .key = key };
+    }
+    return rv;
+}
+
+/* domains/_fallback/<name>.pem, made again when missing, expiring or not of the shared key. */
+static apr_status_t acme_activate_fallback_cert(apr_pool_t *p, const acme_store_t *st,
+                                                const acme_activate_fallback_t *fallback,
+                                                const acme_domain_t *dom, const char **cert_path,
+                                                acme_result_t *res)
+{
+    const char *dir = acme_store_path(p, st, ACME_STORE_DOMAINS, ACME_ACTIVATE_FALLBACK_DIR, NULL);
+    const acme_ident_t *first = &APR_ARRAY_IDX(dom->idents, 0, acme_ident_t);
+    apr_array_header_t *chain = NULL;
     const char *pem = NULL;
     char *text = NULL;
     apr_size_t len = 0;
     apr_status_t rv;
 
-    rv = acme_activate_fallback_key(p, key_path, &key, res);
-    if (rv != APR_SUCCESS) {
-        return rv;
+    *cert_path = apr_pstrcat(p, dir, "/", dom->name, ".pem", NULL);
+    if (acme_store_read_file(p, *cert_path, &text, &len, 0, res) == APR_SUCCESS
+        && acme_crypto_chain_parse(p, text, len, &chain, res) == APR_SUCCESS
+        && acme_crypto_cert_check_time(p, APR_ARRAY_IDX(chain, 0, acme_cert_t *),
+                                       apr_time_now() + apr_time_from_sec(86400), res)
+           == APR_SUCCESS
+        && acme_crypto_key_matches_cert(fallback->key, APR_ARRAY_IDX(chain, 0, acme_cert_t *),
+                                        res) == APR_SUCCESS) {
+        return APR_SUCCESS;
     }
-    /* Reuse the certificate while it is valid for a day more and fits the key mod_ssl gets. */
-    if (!(acme_store_read_file(p, cert_path, &text, &len, 0, res) == APR_SUCCESS
-          && acme_crypto_chain_parse(p, text, len, &chain, res) == APR_SUCCESS
-          && acme_crypto_cert_check_time(p, APR_ARRAY_IDX(chain, 0, acme_cert_t *),
-                                         apr_time_now() + apr_time_from_sec(86400), res)
-             == APR_SUCCESS
-          && acme_crypto_key_matches_cert(key, APR_ARRAY_IDX(chain, 0, acme_cert_t *), res)
-             == APR_SUCCESS)) {
-        acme_result_reset(res);
-        rv = acme_crypto_selfsigned_create(p, key, &ident, ACME_FALLBACK_VALIDITY, NULL, &pem,
-                                           res);
-        if (rv == APR_SUCCESS) {
-            rv = acme_store_write_file(p, cert_path, pem, strlen(pem), ACME_PERMS_0644, res);
-        }
-    }
+    acme_result_reset(res);
+    rv = acme_crypto_selfsigned_create(p, fallback->key, first, ACME_FALLBACK_VALIDITY, NULL,
+                                       &pem, res);
     if (rv == APR_SUCCESS) {
-        *fallback = (acme_activate_fallback_t){ .cert_file = cert_path, .key_file = key_path };
+        /* A torn file after a crash fails the checks above and is simply made again. */
+        rv = acme_store_write_file_volatile(p, *cert_path, pem, strlen(pem), ACME_PERMS_0644,
+                                            res);
     }
     return rv;
 }
@@ -339,7 +349,7 @@ apr_status_t acme_activate_load(apr_pool_t *p, const acme_store_t *st, const acm
                                 apr_time_t now, acme_activate_fallback_t *fallback,
                                 acme_active_t **pactive, acme_result_t *res)
 {
-    acme_activate_fallback_t own = { .cert_file = NULL, .key_file = NULL };
+    apr_status_t rv;
     const char *dir = acme_store_path(p, st, ACME_STORE_DOMAINS, dom->name, NULL);
     const apr_array_header_t *specs = dom->policy.key_specs;
     acme_active_t *active = apr_pcalloc(p, sizeof(*active));
@@ -352,7 +362,6 @@ apr_status_t acme_activate_load(apr_pool_t *p, const acme_store_t *st, const acm
     *pactive = active;
     for (j = 0; j < specs->nelts; ++j) {
         acme_active_cert_t cert;
-        apr_status_t rv;
         acme_result_reset(&ignored);
         rv = acme_activate_load_spec(p, dir, dom, &APR_ARRAY_IDX(specs, j, acme_keyspec_t), now,
                                      &cert, &ignored);
@@ -363,17 +372,16 @@ apr_status_t acme_activate_load(apr_pool_t *p, const acme_store_t *st, const acm
             APR_ARRAY_PUSH(active->certs, acme_active_cert_t) = cert;
         }
     }
-    if (active->certs->nelts > 0) {
+    if (active->certs->nelts > 0 || !fallback) {
         return APR_SUCCESS;
     }
-    fallback = fallback ? fallback : &own;
-    if (!fallback->cert_file) {
-        apr_status_t rv = acme_activate_fallback_prepare(p, st, fallback, res);
-        if (rv != APR_SUCCESS) {
-            return rv;
-        }
+    rv = fallback->key ? APR_SUCCESS : acme_activate_fallback_prepare(p, st, fallback, res);
+    if (rv == APR_SUCCESS) {
+        rv = acme_activate_fallback_cert(p, st, fallback, dom, &active->fallback_cert, res);
     }
-    active->fallback_cert = fallback->cert_file;
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
     active->fallback_key = fallback->key_file;
     return APR_SUCCESS;
 }

@@ -65,25 +65,24 @@ apr_status_t acme_activate_install(apr_pool_t *p, const acme_store_t *st,
                                    acme_result_t *res);
 
 /*
- * The fallback pair served while a domain has no certificate: one self-signed
- * certificate (fallback.mod-acme.invalid) and one EC key shared by every domain,
- * so that thousands of domains cost nothing at start-up. Prepared once per
- * configuration pass; mod_ssl answers its requests with 503.
+ * The fallback served while a domain has no certificate: a self-signed
+ * certificate naming the domain, all of them signed with one shared EC key, so
+ * that thousands of domains cost almost nothing at start-up (one signature and
+ * one unsynced file each, made once). mod_ssl answers their requests with 503.
  */
 typedef struct {
-    const char *cert_file;
     const char *key_file;
+    acme_key_t *key;                /* loaded once per configuration pass */
 } acme_activate_fallback_t;
-
-#define ACME_ACTIVATE_FALLBACK_NAME "fallback.mod-acme.invalid"
 
 apr_status_t acme_activate_fallback_prepare(apr_pool_t *p, const acme_store_t *st,
                                             acme_activate_fallback_t *fallback,
                                             acme_result_t *res);
 
 /*
- * What domains/<name>/ holds now; when nothing is served, the fallback pair
- * (prepared here when `fallback` is NULL or not prepared yet).
+ * What domains/<name>/ holds now; when nothing is served and `fallback` is
+ * given, the domain's fallback certificate (the shared key is loaded into
+ * `fallback` on first use). With NULL nothing is written: for read-only callers.
  */
 apr_status_t acme_activate_load(apr_pool_t *p, const acme_store_t *st, const acme_domain_t *dom,
                                 apr_time_t now, acme_activate_fallback_t *fallback,

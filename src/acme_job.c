@@ -1,6 +1,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <apr_file_io.h>
 #include <apr_strings.h>
 
 #include "acme_perms.h"
@@ -217,4 +218,31 @@ apr_time_t acme_job_next_run_load(apr_pool_t *p, const acme_store_t *st)
     }
     sec = apr_strtoi64(text, &end, 10);
     return (sec > 0 && end != text) ? apr_time_from_sec(sec) : 0;
+}
+
+int acme_job_force_take(apr_pool_t *p, const acme_store_t *st, const char *name)
+{
+    const char *path = acme_store_path(p, st, ACME_STORE_JOBS,
+                                       apr_pstrcat(p, name, ACME_JOB_FORCE_SUFFIX, NULL), NULL);
+
+    return path && apr_file_remove(path, p) == APR_SUCCESS;
+}
+
+int acme_job_force_pending(apr_pool_t *p, const acme_store_t *st)
+{
+    const char *dir = acme_store_path(p, st, ACME_STORE_JOBS, NULL, NULL);
+    apr_size_t suffix = strlen(ACME_JOB_FORCE_SUFFIX);
+    apr_dir_t *d = NULL;
+    apr_finfo_t fi;
+    int found = 0;
+
+    if (!dir || apr_dir_open(&d, dir, p) != APR_SUCCESS) {
+        return 0;
+    }
+    while (!found && apr_dir_read(&fi, APR_FINFO_NAME, d) == APR_SUCCESS) {
+        apr_size_t len = strlen(fi.name);
+        found = len > suffix && !strcmp(fi.name + len - suffix, ACME_JOB_FORCE_SUFFIX);
+    }
+    apr_dir_close(d);
+    return found;
 }

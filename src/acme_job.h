@@ -52,6 +52,19 @@ void acme_job_failed(acme_job_t *job, apr_pool_t *p, const acme_result_t *err, a
 /* The job as JSON for the status handler and the admin command. */
 json_t *acme_job_to_json(const acme_job_t *job);
 
+/*
+ * jobs/<name>.force: an admin (a2acme renew) asks for a renewal now. The
+ * parent notices it within a monitor tick and starts the worker, which takes
+ * (removes) it and renews the domain whatever its schedule says.
+ */
+#define ACME_JOB_FORCE_SUFFIX ".force"
+
+/* 1 when a marker was there (it is removed). */
+int acme_job_force_take(apr_pool_t *p, const acme_store_t *st, const char *name);
+
+/* 1 when any domain has a marker. */
+int acme_job_force_pending(apr_pool_t *p, const acme_store_t *st);
+
 /* The store file the parent reads to know when the worker is due again. */
 #define ACME_JOB_NEXT_RUN_FILE "next-run"
 

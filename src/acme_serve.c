@@ -88,7 +88,7 @@ static void acme_serve_activate(apr_pool_t *ptemp, server_rec *s, acme_conf_t *c
 static void acme_serve_load_active(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf,
                                    apr_hash_t *errors)
 {
-    acme_activate_fallback_t fallback = { .cert_file = NULL, .key_file = NULL };
+    acme_activate_fallback_t fallback = { .key_file = NULL, .key = NULL };
     apr_time_t now = apr_time_now();
     acme_result_t res;
     int i;
@@ -129,7 +129,7 @@ static int acme_serve_address_of(apr_pool_t *p, server_rec *main_s, const acme_c
 }
 
 /* What this generation activated, for the worker to verify by handshakes (acme_selfcheck.h). */
-static void acme_serve_selfcheck_list(apr_pool_t *ptemp, server_rec *s, acme_conf_t *conf,
+void acme_serve_selfcheck_list(apr_pool_t *ptemp, server_rec *s, acme_conf_t *conf,
                                       apr_hash_t *activated)
 {
     json_t *list = json_array();
@@ -162,6 +162,21 @@ static void acme_serve_selfcheck_list(apr_pool_t *ptemp, server_rec *s, acme_con
     json_decref(list);
 }
 
+/* <store>/domains.json: the configured set, for the admin command (no secrets in it). */
+static void acme_serve_write_domains(apr_pool_t *ptemp, server_rec *s, acme_conf_t *conf)
+{
+    json_t *json = acme_domain_set_to_json(conf->domains);
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    if (acme_store_write_json(ptemp, apr_pstrcat(ptemp, conf->store_dir, "/domains.json", NULL),
+                              json, ACME_PERMS_0644, &res) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "mod_acme: %s; the admin command will "
+                     "not see the configured domains", acme_result_describe(&res, ptemp));
+    }
+    json_decref(json);
+}
+
 int acme_serve_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, acme_conf_t *conf)
 {
     apr_hash_t *activated = apr_hash_make(ptemp);
@@ -187,6 +202,7 @@ int acme_serve_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, acme
     acme_serve_activate(ptemp, s, conf, errors, activated);
     acme_serve_load_active(pconf, s, conf, errors);
     acme_serve_selfcheck_list(ptemp, s, conf, activated);
+    acme_serve_write_domains(ptemp, s, conf);
     acme_serve_tls_prepare(pconf, conf);
     return OK;
 }

@@ -16,6 +16,13 @@
 /* post_config (both passes): store, seal key, activation, the active sets. */
 int acme_serve_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, acme_conf_t *conf);
 
+/*
+ * Lists the domains (name -> acme_domain_t *) whose new certificates this
+ * generation serves, for the worker's post-restart self-check.
+ */
+void acme_serve_selfcheck_list(apr_pool_t *ptemp, server_rec *s, acme_conf_t *conf,
+                               apr_hash_t *activated);
+
 int acme_serve_add_cert_files(server_rec *s, apr_pool_t *p, apr_array_header_t *cert_files,
                               apr_array_header_t *key_files);
 int acme_serve_add_fallback_cert_files(server_rec *s, apr_pool_t *p,

@@ -311,7 +311,8 @@ static apr_status_t open_temp(apr_pool_t *p, const char *path, apr_fileperms_t p
     return APR_SUCCESS;
 }
 
-static apr_status_t fill_temp(apr_file_t *f, const void *data, apr_size_t len, const char **what)
+static apr_status_t fill_temp(apr_file_t *f, const void *data, apr_size_t len, int durable,
+                              const char **what)
 {
     apr_status_t rv;
 
@@ -321,7 +322,7 @@ static apr_status_t fill_temp(apr_file_t *f, const void *data, apr_size_t len, c
         return rv;
     }
     *what = "syncing";
-    if ((rv = apr_file_sync(f)) != APR_SUCCESS) {
+    if (durable && (rv = apr_file_sync(f)) != APR_SUCCESS) {
         apr_file_close(f);
         return rv;
     }
@@ -329,8 +330,9 @@ static apr_status_t fill_temp(apr_file_t *f, const void *data, apr_size_t len, c
     return apr_file_close(f);
 }
 
-apr_status_t acme_store_write_file(apr_pool_t *p, const char *path, const void *data,
-                                   apr_size_t len, apr_fileperms_t perms, acme_result_t *res)
+static apr_status_t write_file(apr_pool_t *p, const char *path, const void *data,
+                               apr_size_t len, apr_fileperms_t perms, int durable,
+                               acme_result_t *res)
 {
     const char *dir = parent_of(p, path);
     const char *tmp = NULL, *what = NULL;
@@ -341,7 +343,7 @@ apr_status_t acme_store_write_file(apr_pool_t *p, const char *path, const void *
         || (rv = open_temp(p, path, perms, &f, &tmp, res)) != APR_SUCCESS) {
         return rv;
     }
-    if ((rv = fill_temp(f, data, len, &what)) != APR_SUCCESS) {
+    if ((rv = fill_temp(f, data, len, durable, &what)) != APR_SUCCESS) {
         apr_file_remove(tmp, p);
         return fs_fail(res, rv, apr_pstrcat(p, what, " the temporary file for ", path, ": ",
                                             os_error(p, rv), NULL));
@@ -350,10 +352,23 @@ apr_status_t acme_store_write_file(apr_pool_t *p, const char *path, const void *
         apr_file_remove(tmp, p);
         return os_fail(p, res, rv, "renaming the temporary file over", path);
     }
-    if ((rv = sync_dir(p, dir)) != APR_SUCCESS) {
+    if (durable && (rv = sync_dir(p, dir)) != APR_SUCCESS) {
         return os_fail(p, res, rv, "syncing the directory of", path);
     }
     return succeed(res);
+}
+
+apr_status_t acme_store_write_file(apr_pool_t *p, const char *path, const void *data,
+                                   apr_size_t len, apr_fileperms_t perms, acme_result_t *res)
+{
+    return write_file(p, path, data, len, perms, 1, res);
+}
+
+apr_status_t acme_store_write_file_volatile(apr_pool_t *p, const char *path, const void *data,
+                                            apr_size_t len, apr_fileperms_t perms,
+                                            acme_result_t *res)
+{
+    return write_file(p, path, data, len, perms, 0, res);
 }
 
 /* ------------------------------------------------------------------ reading */

@@ -83,6 +83,15 @@ apr_status_t acme_store_write_file(apr_pool_t *p, const char *path, const void *
                                    apr_size_t len, apr_fileperms_t perms, acme_result_t *res);
 
 /*
+ * Like acme_store_write_file (atomic rename, never a half-written file in place) but without
+ * the fsyncs: for files that can be made again after a crash (fallback certificates), where
+ * the flush would cost more than the file is worth (thousands of them at start-up).
+ */
+apr_status_t acme_store_write_file_volatile(apr_pool_t *p, const char *path, const void *data,
+                                            apr_size_t len, apr_fileperms_t perms,
+                                            acme_result_t *res);
+
+/*
  * Reads a whole file into pool memory, NUL-terminated (len excludes the NUL). Files larger than
  * max_len (0: ACME_STORE_READ_MAX) fail with APR_EINVAL. A missing file returns the OS status
  * unchanged (test with APR_STATUS_IS_ENOENT).

@@ -20,7 +20,9 @@
 #include "acme_perms.h"
 #include "acme_plan.h"
 #include "acme_seal.h"
+#include "acme_serve.h"
 #include "acme_supervise.h"
+#include "acme_version.h"
 #include "acme_worker.h"
 
 APLOG_USE_MODULE(acme);
@@ -52,17 +54,27 @@ typedef struct {
     int configtest_failures;
     char last_failure[512];     /* the configtest complaint logged last, to log it once */
     apr_time_t last_restart;    /* our own last graceful restart */
+    char installed[8192];       /* names installed just before our restart, for the self-check */
     int budget_logged;
 } acme_supervisor_t;
 
 static acme_supervisor_t *acme_supervisor_get(process_rec *process)
 {
+    /*
+     * The key names this build's layout: after an upgrade of mod_acme.so and a graceful
+     * restart, the new code must not read the old code's structure.
+     */
     acme_supervisor_t *sup = NULL;
+    char key[128];
 
-    apr_pool_userdata_get((void **)&sup, ACME_SUPERVISOR_KEY, process->pool);
+    /* apr_pool_userdata_set copies the key: a stack buffer is enough. */
+    apr_snprintf(key, sizeof(key), "%s-%s-%lu", ACME_SUPERVISOR_KEY, ACME_VERSION,
+                 (unsigned long)sizeof(acme_supervisor_t));
+
+    apr_pool_userdata_get((void **)&sup, key, process->pool);
     if (!sup) {
         sup = apr_pcalloc(process->pool, sizeof(*sup));
-        apr_pool_userdata_set(sup, ACME_SUPERVISOR_KEY, apr_pool_cleanup_null, process->pool);
+        apr_pool_userdata_set(sup, key, apr_pool_cleanup_null, process->pool);
     }
     return sup;
 }
@@ -204,6 +216,19 @@ static int acme_supervise_is_urgent(const acme_active_t *active, apr_time_t now,
     return 0;
 }
 
+/* Whether the staged set was forced by an admin (a2acme renew). */
+static int acme_supervise_forced(apr_pool_t *p, acme_supervisor_t *sup, const acme_domain_t *dom)
+{
+    const char *dir = acme_store_path(p, sup->conf->store, ACME_STORE_STAGING, dom->name, NULL);
+    json_t *json = NULL;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    return dir && acme_store_read_json(p, apr_pstrcat(p, dir, "/" ACME_WORKER_STAGED_FILE, NULL),
+                                       &json, &res) == APR_SUCCESS
+           && json_is_true(json_object_get(json, "forced"));
+}
+
 /* Checks every staged set; bad ones are removed and logged. */
 static void acme_supervise_check_staged(acme_supervisor_t *sup, apr_pool_t *p,
                                         acme_supervise_batch_t *batch)
@@ -235,6 +260,9 @@ static void acme_supervise_check_staged(acme_supervisor_t *sup, apr_pool_t *p,
         active = apr_hash_get(sup->conf->active, dom->name, APR_HASH_KEY_STRING);
         if (!active || !active->complete) {
             batch->first_issuance = 1;
+        }
+        else if (acme_supervise_forced(p, sup, dom)) {
+            batch->urgent = 1;      /* an admin asked for it: no restart budget */
         }
         else if (acme_supervise_is_urgent(active, now, sup->conf->activation_interval)) {
             batch->urgent = 1;
@@ -377,6 +405,37 @@ static const char *acme_supervise_configtest_complaint(acme_supervisor_t *sup, a
     return text;
 }
 
+/* Moves every staged set into domains/ (the running children keep what they loaded). */
+static void acme_supervise_install(acme_supervisor_t *sup, apr_pool_t *p)
+{
+    acme_activate_seal_t seal = { .key = NULL, .cert = NULL };
+    acme_result_t res;
+    int i;
+
+    sup->installed[0] = '\0';
+    acme_result_reset(&res);
+    if (acme_seal_key_load(p, sup->conf->store_dir, &seal.key, &seal.cert, &res) != APR_SUCCESS) {
+        return;     /* the restart's own activation reports it */
+    }
+    for (i = 0; i < sup->conf->domains->nelts; ++i) {
+        const acme_domain_t *dom = APR_ARRAY_IDX(sup->conf->domains, i, const acme_domain_t *);
+        if (!acme_activate_staged(p, sup->conf->store, dom)) {
+            continue;
+        }
+        acme_result_reset(&res);
+        if (acme_activate_install(p, sup->conf->store, &seal, dom, &res) != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, sup->s, "mod_acme: %s: %s; the previous "
+                         "certificate stays in use", dom->name, acme_result_describe(&res, p));
+            continue;
+        }
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "mod_acme: %s: new certificate "
+                     "activated", dom->name);
+        if (strlen(sup->installed) + strlen(dom->name) + 2 < sizeof(sup->installed)) {
+            strcat(strcat(sup->installed, dom->name), " ");
+        }
+    }
+}
+
 static void acme_supervise_configtest_done(acme_supervisor_t *sup, int status)
 {
     apr_pool_t *p = NULL;
@@ -385,6 +444,8 @@ static void acme_supervise_configtest_done(acme_supervisor_t *sup, int status)
 
     apr_pool_create(&p, sup->pconf);
     if (status == 0) {
+        /* Installing now keeps the restart itself as short as an admin's graceful. */
+        acme_supervise_install(sup, p);
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "mod_acme: new certificates for %s "
                      "are ready and the configuration parses; restarting gracefully to serve "
                      "them", sup->batch);
@@ -557,6 +618,27 @@ static void acme_supervise_maint(int reason, void *data, int status)
     }
 }
 
+/* The names installed before our restart: the next worker checks they are served. */
+static void acme_supervise_selfcheck(acme_supervisor_t *sup, apr_pool_t *pconf)
+{
+    apr_hash_t *names = apr_hash_make(pconf);
+    char *list = apr_pstrdup(pconf, sup->installed), *last = NULL, *name;
+    int i;
+
+    for (name = apr_strtok(list, " ", &last); name; name = apr_strtok(NULL, " ", &last)) {
+        for (i = 0; i < sup->conf->domains->nelts; ++i) {
+            const acme_domain_t *dom = APR_ARRAY_IDX(sup->conf->domains, i, const acme_domain_t *);
+            if (!strcmp(dom->name, name)) {
+                apr_hash_set(names, dom->name, APR_HASH_KEY_STRING, dom);
+            }
+        }
+    }
+    sup->installed[0] = '\0';
+    if (apr_hash_count(names) > 0) {
+        acme_serve_selfcheck_list(pconf, sup->s, sup->conf, names);
+    }
+}
+
 /* ------------------------------------------------------------------ hooks */
 
 void acme_supervise_start(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf)
@@ -581,6 +663,7 @@ void acme_supervise_start(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf)
         return;
     }
     acme_supervise_state(sup, pconf, NULL, NULL, NULL);  /* this generation serves what was staged */
+    acme_supervise_selfcheck(sup, pconf);
     if (sup->proc.pid > 0 && kill(sup->proc.pid, 0) == 0) {
         acme_supervise_register(sup);   /* a worker of the previous generation carries on */
         return;
@@ -596,7 +679,8 @@ int acme_supervise_monitor(apr_pool_t *p, server_rec *s)
     if (!sup->conf || !sup->conf->store || sup->conf->domains->nelts == 0) {
         return DECLINED;
     }
-    if (sup->proc.pid == 0 && !sup->restart_signalled && apr_time_now() >= sup->next_run) {
+    if (sup->proc.pid == 0 && !sup->restart_signalled
+        && (apr_time_now() >= sup->next_run || acme_job_force_pending(p, sup->conf->store))) {
         acme_supervise_fork(sup);
         return DECLINED;
     }

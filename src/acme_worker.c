@@ -60,6 +60,7 @@ typedef struct {
     acme_worker_ca_t *ca;
     acme_worker_active_t *active;       /* one per key spec */
     int staged;                         /* a finished set waits for activation */
+    int forced;                         /* an admin asked for it: activate without waiting */
 } acme_worker_item_t;
 
 typedef struct {
@@ -322,6 +323,13 @@ static void acme_worker_plan(acme_worker_t *w, apr_interval_time_t interval)
         acme_job_load(w->pool, w->store, item->dom->name, &job, &res);
         if (item->staged) {
             continue;   /* the parent activates it; a new run follows the restart */
+        }
+        if (acme_job_force_take(w->pool, w->store, item->dom->name)) {
+            acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(w->pool, "%s: renewal forced by "
+                                                             "an admin", item->dom->name));
+            item->forced = 1;
+            APR_ARRAY_PUSH(w->due, acme_worker_item_t *) = item;
+            continue;
         }
         if (renew_at > now) {
             if (job->renew_at != renew_at || job->state != ACME_JOB_IDLE) {
@@ -737,9 +745,10 @@ static apr_status_t acme_worker_stage(acme_worker_run_t *run, acme_result_t *res
     const acme_domain_t *dom = run->item->dom;
     const char *staged_dir = acme_store_path(run->p, run->w->store, ACME_STORE_STAGING, dom->name,
                                              NULL);
-    json_t *json = json_pack("{s:s, s:o, s:I}", "name", dom->name,
+    json_t *json = json_pack("{s:s, s:o, s:I, s:b}", "name", dom->name,
                              "domain", acme_domain_to_json(dom),
-                             "landed", (json_int_t)apr_time_sec(apr_time_now()));
+                             "landed", (json_int_t)apr_time_sec(apr_time_now()),
+                             "forced", run->item->forced);
     apr_status_t rv = acme_store_write_json(run->p, apr_pstrcat(run->p, run->pending_dir,
                                                                 "/" ACME_WORKER_STAGED_FILE, NULL),
                                             json, ACME_PERMS_0644, res);

@@ -7,7 +7,7 @@ PACKAGES=(
   apache2 apache2-dev libapr1-dev libaprutil1-dev
   libssl-dev libcurl4-openssl-dev libjansson-dev libcmocka-dev
   pebble openssl curl ca-certificates
-  python3 python3-pytest python3-pytest-timeout
+  python3 python3-pytest python3-pytest-timeout wrk
 )
 
 missing=()

@@ -42,11 +42,12 @@ def is_pebble_cert(text, names):
 
 
 def serial_of(text):
-    m = re.search(r"Serial Number:\s*\n?\s*([0-9a-f:]+)", text, re.I)
-    if m:
-        return m.group(1).replace(":", "").lower()
+    """The serial in lower-case hex (openssl prints small ones in decimal with hex after)."""
     m = re.search(r"Serial Number: \d+ \(0x([0-9a-f]+)\)", text, re.I)
-    return m.group(1).lower() if m else None
+    if m:
+        return m.group(1).lower()
+    m = re.search(r"Serial Number:\s*\n?\s*([0-9a-f:]+)", text, re.I)
+    return m.group(1).replace(":", "").lower() if m else None
 
 
 def wait_for_pebble_cert(httpd, names, timeout=60, not_serial=None):

@@ -38,7 +38,7 @@ PEBBLE_VARIANTS = {
             "kid-2": "b10lLJs8l1GPIzsLP0s6pMt8O0XVGnfTaCeROxQM0BIt2XrJMDHJZBM5NuQmQJQH",
         },
     }},
-    "short-validity": {"config": {"certificateValidityPeriod": 120}},
+    "short-validity": {"config": {"certificateValidityPeriod": 60}},
     "alternate-roots": {"env": {"PEBBLE_ALTERNATE_ROOTS": "2"}},
 }
 

@@ -176,8 +176,8 @@ def test_issuance_renewal_and_activation_under_each_mpm(httpd, pebble, mpm):
     httpd.graceful()
     time.sleep(1)
     assert httpd.running()
-    # 120 s certificates: renewed with half the lifetime left, then activated by itself.
-    second = serial_of(wait_for_pebble_cert(httpd, names, timeout=110, not_serial=first))
+    # 60 s certificates: renewed with half the lifetime left, then activated by itself.
+    second = serial_of(wait_for_pebble_cert(httpd, names, timeout=75, not_serial=first))
     assert second != first
     log = httpd.log_text()
     assert "seg fault" not in log and "scoreboard is full" not in log

@@ -32,6 +32,10 @@ typedef struct {
     X509 *root, *inter;
 } ca_t;
 
+
+/* A fresh fallback state per call, as each configuration pass of the server has. */
+#define FALLBACK (&(acme_activate_fallback_t){ .key_file = NULL, .key = NULL })
+
 static ca_t ca;
 
 typedef struct {
@@ -633,7 +637,7 @@ static void test_load_complete_after_install(void **state)
     stage_good(fx, dom, SANS);
     acme_result_reset(&res);
     assert_int_equal(acme_activate_install(fx->pool, fx->st, &fx->seal, dom, &res), APR_SUCCESS);
-    assert_int_equal(acme_activate_load(fx->pool, fx->st, dom, apr_time_now(), NULL, &active, &res),
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, dom, apr_time_now(), FALLBACK, &active, &res),
                      APR_SUCCESS);
     assert_string_equal(active->name, "example.org");
     assert_true(active->complete);
@@ -654,7 +658,7 @@ static void test_load_complete_after_install(void **state)
     /* Long after: still served (better than nothing), but no longer complete. */
     acme_result_reset(&res);
     assert_int_equal(acme_activate_load(fx->pool, fx->st, dom,
-                                        apr_time_now() + apr_time_from_sec(100 * DAY), NULL, &active,
+                                        apr_time_now() + apr_time_from_sec(100 * DAY), FALLBACK, &active,
                                         &res), APR_SUCCESS);
     assert_false(active->complete);
     assert_int_equal(active->certs->nelts, 1);
@@ -662,7 +666,7 @@ static void test_load_complete_after_install(void **state)
     /* The configuration gained a name the certificate lacks: incomplete, still served. */
     assert_int_equal(acme_domain_add_name(fx->pool, dom, "new.example.org", NULL), APR_SUCCESS);
     acme_result_reset(&res);
-    assert_int_equal(acme_activate_load(fx->pool, fx->st, dom, apr_time_now(), NULL, &active, &res),
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, dom, apr_time_now(), FALLBACK, &active, &res),
                      APR_SUCCESS);
     assert_false(active->complete);
     assert_int_equal(active->certs->nelts, 1);
@@ -681,7 +685,7 @@ static void test_load_incomplete_with_a_missing_spec(void **state)
     acme_result_reset(&res);
     assert_int_equal(acme_activate_install(fx->pool, fx->st, &fx->seal, ec_only, &res),
                      APR_SUCCESS);
-    assert_int_equal(acme_activate_load(fx->pool, fx->st, both, apr_time_now(), NULL, &active, &res),
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, both, apr_time_now(), FALLBACK, &active, &res),
                      APR_SUCCESS);
     assert_false(active->complete);
     assert_int_equal(active->certs->nelts, 1);
@@ -690,12 +694,13 @@ static void test_load_incomplete_with_a_missing_spec(void **state)
     assert_null(active->fallback_cert);
 }
 
-static void check_fallback(fixture_t *fx, const acme_active_t *active)
+static void check_fallback(fixture_t *fx, const acme_active_t *active, const char *first,
+                           acme_ident_type_t type)
 {
     apr_array_header_t *chain = NULL;
     acme_key_t *key = NULL;
     acme_cert_t *cert;
-    acme_ident_t ident = { .type = ACME_IDENT_DNS, .value = ACME_ACTIVATE_FALLBACK_NAME };
+    acme_ident_t ident = { .type = type, .value = first };
     acme_result_t res;
     const char *text;
 
@@ -730,30 +735,30 @@ static void test_load_creates_shared_fallback(void **state)
     acme_result_t res;
 
     acme_result_reset(&res);
-    assert_int_equal(acme_activate_load(fx->pool, fx->st, a, apr_time_now(), NULL, &act_a, &res),
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, a, apr_time_now(), FALLBACK, &act_a, &res),
                      APR_SUCCESS);
-    check_fallback(fx, act_a);
+    check_fallback(fx, act_a, "a.example", ACME_IDENT_DNS);
     key_a = read_text(fx, act_a->fallback_key);
     cert_a = read_text(fx, act_a->fallback_cert);
 
-    assert_int_equal(acme_activate_load(fx->pool, fx->st, b, apr_time_now(), NULL, &act_b, &res),
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, b, apr_time_now(), FALLBACK, &act_b, &res),
                      APR_SUCCESS);
-    check_fallback(fx, act_b);
-    assert_int_equal(acme_activate_load(fx->pool, fx->st, ip, apr_time_now(), NULL, &act_ip, &res),
+    check_fallback(fx, act_b, "b.example", ACME_IDENT_DNS);
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, ip, apr_time_now(), FALLBACK, &act_ip, &res),
                      APR_SUCCESS);
-    check_fallback(fx, act_ip);
+    check_fallback(fx, act_ip, "192.0.2.10", ACME_IDENT_IP);
 
-    /* One key and one certificate for all: nothing per domain to create at start-up. */
+    /* One key for all (cheap with many domains), one certificate per domain. */
     assert_string_equal(act_a->fallback_key, act_b->fallback_key);
     assert_string_equal(act_a->fallback_key, act_ip->fallback_key);
     assert_string_equal(read_text(fx, act_b->fallback_key), key_a);
-    assert_string_equal(act_a->fallback_cert, act_b->fallback_cert);
-    assert_string_equal(read_text(fx, act_b->fallback_cert), cert_a);
+    assert_string_not_equal(act_a->fallback_cert, act_b->fallback_cert);
+    assert_string_not_equal(read_text(fx, act_b->fallback_cert), cert_a);
     /* The fallback lives outside any domain's directory. */
     assert_null(strstr(act_a->fallback_cert, "/" ACME_STORE_DOMAINS "/a.example/"));
 
     /* A restart reuses what is there. */
-    assert_int_equal(acme_activate_load(fx->pool, fx->st, a, apr_time_now(), NULL, &again, &res),
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, a, apr_time_now(), FALLBACK, &again, &res),
                      APR_SUCCESS);
     assert_string_equal(read_text(fx, again->fallback_key), key_a);
     assert_string_equal(read_text(fx, again->fallback_cert), cert_a);
@@ -761,7 +766,7 @@ static void test_load_creates_shared_fallback(void **state)
     /* Once a real certificate is installed, no fallback. */
     stage_good(fx, a, "DNS:a.example,DNS:www.a.example");
     assert_int_equal(acme_activate_install(fx->pool, fx->st, &fx->seal, a, &res), APR_SUCCESS);
-    assert_int_equal(acme_activate_load(fx->pool, fx->st, a, apr_time_now(), NULL, &again, &res),
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, a, apr_time_now(), FALLBACK, &again, &res),
                      APR_SUCCESS);
     assert_true(again->complete);
     assert_null(again->fallback_cert);
@@ -777,15 +782,15 @@ static void test_fallback_survives_lost_key(void **state)
     acme_result_t res;
 
     acme_result_reset(&res);
-    assert_int_equal(acme_activate_load(fx->pool, fx->st, a, apr_time_now(), NULL, &act, &res),
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, a, apr_time_now(), FALLBACK, &act, &res),
                      APR_SUCCESS);
     assert_int_equal(unlink(act->fallback_key), 0);
-    assert_int_equal(acme_activate_load(fx->pool, fx->st, b, apr_time_now(), NULL, &act, &res),
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, b, apr_time_now(), FALLBACK, &act, &res),
                      APR_SUCCESS);
-    check_fallback(fx, act);
-    assert_int_equal(acme_activate_load(fx->pool, fx->st, a, apr_time_now(), NULL, &act, &res),
+    check_fallback(fx, act, "b.example", ACME_IDENT_DNS);
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, a, apr_time_now(), FALLBACK, &act, &res),
                      APR_SUCCESS);
-    check_fallback(fx, act);
+    check_fallback(fx, act, "a.example", ACME_IDENT_DNS);
 }
 
 int main(void)
