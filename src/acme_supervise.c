@@ -1,4 +1,5 @@
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -10,7 +11,9 @@
 #include <ap_mpm.h>
 #include <mpm_common.h>
 #include <scoreboard.h>
+#include <util_cfgtree.h>
 #include <unixd.h>
+#include <apr_sha1.h>
 #include <apr_signal.h>
 #include <apr_strings.h>
 #include <apr_thread_proc.h>
@@ -55,6 +58,8 @@ typedef struct {
     char last_failure[512];     /* the configtest complaint logged last, to log it once */
     apr_time_t last_restart;    /* our own last graceful restart */
     char installed[8192];       /* names installed just before our restart, for the self-check */
+    apr_array_header_t *config_files; /* this generation's config files and their directories */
+    char config_stamp[APR_SHA1_DIGESTSIZE * 2 + 1]; /* of config_files as they were read */
     int budget_logged;
 } acme_supervisor_t;
 
@@ -511,6 +516,126 @@ static int acme_supervise_budget_allows(acme_supervisor_t *sup, apr_pool_t *p,
     return 0;
 }
 
+/* Every file a directive of this generation came from, and the directories holding them. */
+static void acme_supervise_collect_files(apr_pool_t *p, const ap_directive_t *node,
+                                         apr_hash_t *seen)
+{
+    for (; node; node = node->next) {
+        if (node->filename && !apr_hash_get(seen, node->filename, APR_HASH_KEY_STRING)) {
+            const char *slash = strrchr(node->filename, '/');
+            apr_hash_set(seen, node->filename, APR_HASH_KEY_STRING, node->filename);
+            if (slash && slash != node->filename) {
+                const char *dir = apr_pstrndup(p, node->filename,
+                                               (apr_size_t)(slash - node->filename));
+                apr_hash_set(seen, dir, APR_HASH_KEY_STRING, dir);
+            }
+        }
+        acme_supervise_collect_files(p, node->first_child, seen);
+    }
+}
+
+static int acme_supervise_path_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void acme_supervise_stamp_add(apr_sha1_ctx_t *ctx, apr_pool_t *p, const char *path,
+                                     const apr_finfo_t *fi)
+{
+    const char *line = fi ? apr_psprintf(p, "%s %" APR_TIME_T_FMT " %" APR_OFF_T_FMT "\n", path,
+                                         fi->mtime, fi->size)
+                          : apr_pstrcat(p, path, " missing\n", NULL);
+
+    apr_sha1_update(ctx, line, (unsigned int)strlen(line));
+}
+
+/*
+ * Every entry of a configuration directory counts: an included file without a
+ * single directive leaves no trace in the configuration tree, but it sits next
+ * to files that do (sites-enabled/, conf.d/).
+ */
+static void acme_supervise_stamp_dir(apr_sha1_ctx_t *ctx, apr_pool_t *p, const char *dir)
+{
+    apr_dir_t *d = NULL;
+    apr_finfo_t fi;
+
+    if (apr_dir_open(&d, dir, p) != APR_SUCCESS) {
+        return;
+    }
+    for (;;) {
+        apr_status_t rv = apr_dir_read(&fi, APR_FINFO_NAME | APR_FINFO_TYPE | APR_FINFO_MTIME
+                                           | APR_FINFO_SIZE, d);
+        if (rv != APR_SUCCESS && rv != APR_INCOMPLETE) {
+            break;
+        }
+        /* Files only: a subdirectory such as the store changes all the time. */
+        if (fi.filetype != APR_DIR) {
+            acme_supervise_stamp_add(ctx, p, apr_pstrcat(p, dir, "/", fi.name, NULL), &fi);
+        }
+    }
+    apr_dir_close(d);
+}
+
+/* A digest of the modification times and sizes of the files and directories' entries. */
+static void acme_supervise_config_stamp(apr_pool_t *p, const apr_array_header_t *files,
+                                        char out[APR_SHA1_DIGESTSIZE * 2 + 1])
+{
+    unsigned char digest[APR_SHA1_DIGESTSIZE];
+    apr_sha1_ctx_t ctx;
+    int i;
+
+    apr_sha1_init(&ctx);
+    for (i = 0; i < files->nelts; ++i) {
+        const char *path = APR_ARRAY_IDX(files, i, const char *);
+        apr_finfo_t fi;
+        if (apr_stat(&fi, path, APR_FINFO_MTIME | APR_FINFO_SIZE | APR_FINFO_TYPE, p)
+            != APR_SUCCESS) {
+            acme_supervise_stamp_add(&ctx, p, path, NULL);
+            continue;
+        }
+        acme_supervise_stamp_add(&ctx, p, path, &fi);
+        if (fi.filetype == APR_DIR) {
+            acme_supervise_stamp_dir(&ctx, p, path);
+        }
+    }
+    apr_sha1_final(digest, &ctx);
+    for (i = 0; i < APR_SHA1_DIGESTSIZE; ++i) {
+        apr_snprintf(out + 2 * i, 3, "%02x", digest[i]);
+    }
+}
+
+/*
+ * The configuration this generation parsed is known to be good. When none of
+ * its files or their directories changed since, a restart reads the same, and
+ * the configuration test can be skipped; any edit (or new file in an Include
+ * directory) means a real test.
+ */
+static void acme_supervise_config_remember(acme_supervisor_t *sup, apr_pool_t *pconf)
+{
+    apr_hash_t *seen = apr_hash_make(pconf);
+    apr_hash_index_t *hi;
+
+    acme_supervise_collect_files(pconf, ap_conftree, seen);
+    sup->config_files = apr_array_make(pconf, (int)apr_hash_count(seen) + 1, sizeof(char *));
+    for (hi = apr_hash_first(pconf, seen); hi; hi = apr_hash_next(hi)) {
+        APR_ARRAY_PUSH(sup->config_files, const char *) = apr_hash_this_key(hi);
+    }
+    qsort(sup->config_files->elts, (size_t)sup->config_files->nelts, sizeof(char *),
+          acme_supervise_path_cmp);
+    acme_supervise_config_stamp(pconf, sup->config_files, sup->config_stamp);
+}
+
+static int acme_supervise_config_unchanged(acme_supervisor_t *sup, apr_pool_t *p)
+{
+    char now[APR_SHA1_DIGESTSIZE * 2 + 1];
+
+    if (!sup->config_files || sup->config_files->nelts == 0) {
+        return 0;
+    }
+    acme_supervise_config_stamp(p, sup->config_files, now);
+    return strcmp(now, sup->config_stamp) == 0;
+}
+
 /* A checked batch: announce it, or test the configuration and restart when the budget allows. */
 static void acme_supervise_go(acme_supervisor_t *sup, apr_pool_t *p,
                               const acme_supervise_batch_t *batch, apr_time_t now)
@@ -535,6 +660,12 @@ static void acme_supervise_go(acme_supervisor_t *sup, apr_pool_t *p,
         return;
     }
     sup->batch = apr_pstrdup(sup->s->process->pool, batch->names);
+    if (acme_supervise_config_unchanged(sup, p)) {
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "mod_acme: no configuration file "
+                     "changed since the last start; activating %s", batch->names);
+        acme_supervise_configtest_done(sup, 0);
+        return;
+    }
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "mod_acme: testing the configuration "
                  "before activating %s", batch->names);
     if (acme_supervise_configtest_start(sup, p) != APR_SUCCESS) {
@@ -648,6 +779,7 @@ void acme_supervise_start(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf)
     sup->pconf = pconf;
     sup->s = s;
     sup->conf = conf;
+    acme_supervise_config_remember(sup, pconf);
     sup->restart_signalled = 0;
     sup->announced = 0;
     sup->landed_first = 0;
