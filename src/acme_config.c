@@ -14,6 +14,9 @@
 #include "acme_config.h"
 #include "acme_crypto.h"
 #include "acme_plan.h"
+#include "acme_command.h"
+#include "acme_dns01.h"
+#include "acme_renewal.h"
 
 APLOG_USE_MODULE(acme);
 
@@ -30,7 +33,7 @@ typedef struct {
 static const acme_config_challenge_t acme_config_challenges[] = {
     { .name = "http-01", .implemented = 1 },
     { .name = "tls-alpn-01", .implemented = 1 },
-    { .name = "dns-01", .implemented = 0 },
+    { .name = "dns-01", .implemented = 1 },      /* through ACMEDns01Command */
     { .name = "tls-sni-01", .implemented = 1 },   /* legacy, opt-in: never chosen automatically */
 };
 
@@ -532,6 +535,126 @@ static const char *acme_cmd_members(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+static const char *acme_cmd_renewal_info(cmd_parms *cmd, void *dc, int on)
+{
+    const char *err = acme_config_global_only(cmd);
+
+    if (err) {
+        return err;
+    }
+    acme_config_get(cmd->pool)->ari_off = !on;
+    return NULL;
+}
+
+static const char *acme_cmd_warn_window(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = acme_config_global_only(cmd);
+    acme_plan_window_t w;
+    const char *reason = NULL;
+
+    if (err) {
+        return err;
+    }
+    if (acme_renewal_warn_parse(arg, &w, &reason, cmd->pool) != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "ACMEWarnWindow: %s", reason);
+    }
+    acme_config_get(cmd->pool)->warn_window = apr_pstrdup(cmd->pool, arg);
+    return NULL;
+}
+
+static const char *acme_cmd_notify_command(cmd_parms *cmd, void *dc, int argc,
+                                           char *const argv[])
+{
+    const char *err = acme_config_global_only(cmd);
+    apr_array_header_t *list;
+    int i;
+
+    if (err) {
+        return err;
+    }
+    if (argc < 1) {
+        return "ACMENotifyCommand needs a program (an absolute path) and optional arguments";
+    }
+    if ((err = acme_command_check_program(cmd->pool, argv[0])) != NULL) {
+        return apr_psprintf(cmd->pool, "ACMENotifyCommand '%s': %s", argv[0], err);
+    }
+    list = apr_array_make(cmd->pool, argc, sizeof(const char *));
+    for (i = 0; i < argc; ++i) {
+        APR_ARRAY_PUSH(list, const char *) = apr_pstrdup(cmd->pool, argv[i]);
+    }
+    acme_config_get(cmd->pool)->notify_argv = list;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ dns-01 (ACMEDns01*) */
+
+static const char *acme_cmd_dns01_command(cmd_parms *cmd, void *dc, int argc, char *const argv[])
+{
+    const char *err = acme_config_no_dir(cmd);
+    apr_array_header_t *list;
+    int i;
+
+    if (err) {
+        return err;
+    }
+    if (argc < 1) {
+        return "ACMEDns01Command needs a program (an absolute path) and optional arguments; it "
+               "is run as 'program [args] setup|teardown _acme-challenge.<name> <value>'";
+    }
+    if ((err = acme_command_check_program(cmd->pool, argv[0])) != NULL) {
+        return apr_psprintf(cmd->pool, "ACMEDns01Command '%s': %s", argv[0], err);
+    }
+    list = apr_array_make(cmd->pool, argc, sizeof(const char *));
+    for (i = 0; i < argc; ++i) {
+        APR_ARRAY_PUSH(list, const char *) = apr_pstrdup(cmd->pool, argv[i]);
+    }
+    acme_config_policy_here(cmd)->dns01_command = list;
+    return NULL;
+}
+
+static const char *acme_cmd_dns01_timeout(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = acme_config_no_dir(cmd);
+    const char *reason = NULL;
+    apr_interval_time_t t = 0;
+
+    if (err) {
+        return err;
+    }
+    if (acme_plan_duration_parse(arg, &t, &reason, cmd->pool) != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "ACMEDns01Timeout: %s", reason);
+    }
+    if (t < apr_time_from_sec(1) || t > apr_time_from_sec(3600)) {
+        return apr_psprintf(cmd->pool, "ACMEDns01Timeout '%s' is out of range: use 1s to 1h "
+                            "(default 60s)", arg);
+    }
+    acme_config_policy_here(cmd)->dns01_timeout = t;
+    return NULL;
+}
+
+static const char *acme_cmd_dns01_propagation(cmd_parms *cmd, void *dc, int argc,
+                                              char *const argv[])
+{
+    const char *err = acme_config_no_dir(cmd);
+    const char *text = "", *reason = NULL;
+    acme_dns01_propagation_t prop;
+    int i;
+
+    if (err) {
+        return err;
+    }
+    for (i = 0; i < argc; ++i) {
+        text = apr_pstrcat(cmd->pool, text, i ? " " : "", argv[i], NULL);
+    }
+    if (argc < 1 || acme_dns01_propagation_parse(cmd->pool, text, &prop, &reason) != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "ACMEDns01Propagation: %s", reason ? reason :
+                            "use 'none', a delay like '30s', or 'check <resolver-ip>[:port] "
+                            "[max]'");
+    }
+    acme_config_policy_here(cmd)->dns01_propagation = text;
+    return NULL;
+}
+
 const command_rec acme_config_cmds[] = {
     AP_INIT_TAKE_ARGV("ACMEDomain", acme_cmd_domain, NULL, RSRC_CONF,
                       "names of one managed certificate; none inside a <VirtualHost>: its "
@@ -562,8 +685,22 @@ const command_rec acme_config_cmds[] = {
                       "certificate key types, e.g. secp256r1 rsa2048"),
     AP_INIT_TAKE1("ACMERenewWindow", acme_cmd_renew_window, NULL, RSRC_CONF,
                   "when to renew: auto, a percentage of the lifetime left, or a duration"),
+    AP_INIT_FLAG("ACMERenewalInfo", acme_cmd_renewal_info, NULL, RSRC_CONF,
+                 "On (default): renew when the CA's renewalInfo (ARI, RFC 9773) suggests"),
+    AP_INIT_TAKE1("ACMEWarnWindow", acme_cmd_warn_window, NULL, RSRC_CONF,
+                  "log at crit when renewal fails this close to expiry: a percentage of the "
+                  "lifetime (default 10%) or a duration"),
+    AP_INIT_TAKE_ARGV("ACMENotifyCommand", acme_cmd_notify_command, NULL, RSRC_CONF,
+                      "program [args] run for renewed, installed, expiring, errored, revoked"),
     AP_INIT_TAKE1("ACMEMembers", acme_cmd_members, NULL, RSRC_CONF,
                   "auto: a managed vhost's ServerAlias names join its domain; manual"),
+    AP_INIT_TAKE_ARGV("ACMEDns01Command", acme_cmd_dns01_command, NULL, RSRC_CONF,
+                      "program [args] run as '... setup|teardown <fqdn> <value>' for dns-01"),
+    AP_INIT_TAKE1("ACMEDns01Timeout", acme_cmd_dns01_timeout, NULL, RSRC_CONF,
+                  "longest run of the ACMEDns01Command program (default 60s)"),
+    AP_INIT_TAKE_ARGV("ACMEDns01Propagation", acme_cmd_dns01_propagation, NULL, RSRC_CONF,
+                      "after dns-01 setups: none, a delay (30s), or check <resolver>[:port] "
+                      "[max]"),
     { .name = NULL },
 };
 
@@ -907,6 +1044,72 @@ static void acme_config_check_explicit(acme_config_checker_t *ck, acme_domain_t 
     }
 }
 
+/* The first wildcard name of the domain, or NULL. */
+static const char *acme_config_wildcard_of(const acme_domain_t *dom)
+{
+    int j;
+
+    for (j = 0; j < dom->idents->nelts; ++j) {
+        const char *name = APR_ARRAY_IDX(dom->idents, j, acme_ident_t).value;
+        if (acme_names_is_wildcard(name)) {
+            return name;
+        }
+    }
+    return NULL;
+}
+
+static int acme_config_only_wildcards(const acme_domain_t *dom)
+{
+    int j;
+
+    for (j = 0; j < dom->idents->nelts; ++j) {
+        if (!acme_names_is_wildcard(APR_ARRAY_IDX(dom->idents, j, acme_ident_t).value)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/*
+ * dns-01 needs ACMEDns01Command; a wildcard can only be validated by dns-01; an IP address never
+ * by dns-01. Runs after the challenge list of the domain is known.
+ */
+static void acme_config_check_dns01(acme_config_checker_t *ck, acme_domain_t *dom)
+{
+    const apr_array_header_t *list = dom->policy.challenges;
+    int has_cmd = dom->policy.dns01_command && dom->policy.dns01_command->nelts > 0;
+    const char *wild = acme_config_wildcard_of(dom);
+    int j;
+
+    if (acme_config_lists(list, "dns-01") && !has_cmd) {
+        acme_config_problem(ck, dom, "ACMEChallenges lists dns-01, but no ACMEDns01Command is set "
+                            "for the domain (or server-wide); mod_acme needs a program that "
+                            "creates and removes the TXT records");
+    }
+    if (wild && !has_cmd) {
+        acme_config_problem(ck, dom, apr_psprintf(ck->p, "%s is a wildcard name, which the CA "
+                            "validates by dns-01 only, and the domain has no way to do dns-01: "
+                            "set ACMEDns01Command (globally or inside <ACMEDomain>) to a program "
+                            "that creates the TXT records, e.g. docs/examples/acme-dns01-nsupdate",
+                            wild));
+    }
+    else if (wild && list && list->nelts > 0 && !acme_config_lists(list, "dns-01")) {
+        acme_config_problem(ck, dom, apr_psprintf(ck->p, "%s is a wildcard name, which the CA "
+                            "validates by dns-01 only, but ACMEChallenges does not list dns-01; "
+                            "add it", wild));
+    }
+    if (list && list->nelts == 1 && acme_config_lists(list, "dns-01")) {
+        for (j = 0; j < dom->idents->nelts; ++j) {
+            const acme_ident_t *id = &APR_ARRAY_IDX(dom->idents, j, acme_ident_t);
+            if (id->type == ACME_IDENT_IP) {
+                acme_config_problem(ck, dom, apr_psprintf(ck->p, "%s is an IP address, which "
+                                    "cannot be validated by dns-01 (RFC 8738); list http-01 or "
+                                    "tls-alpn-01 in ACMEChallenges too", id->value));
+            }
+        }
+    }
+}
+
 /*
  * Resolves each domain's challenge list for the worker: ACMEChallenges as given (checked), or,
  * when not set, what this configuration can answer: tls-alpn-01 when the SSL virtual hosts of
@@ -925,18 +1128,23 @@ static void acme_config_choose_challenges(acme_config_checker_t *ck, acme_conf_t
         acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, acme_domain_t *);
         const char *no_acme_tls = acme_config_without_acme_tls(ck, dom, ssl_vhosts, global_ssl);
         apr_array_header_t *list;
+        int has_dns01 = dom->policy.dns01_command && dom->policy.dns01_command->nelts > 0;
         if (dom->policy.challenges && dom->policy.challenges->nelts > 0) {
             acme_config_check_explicit(ck, dom, no_acme_tls, http_port);
+            acme_config_check_dns01(ck, dom);
             continue;
         }
-        list = apr_array_make(ck->p, 2, sizeof(const char *));
+        list = apr_array_make(ck->p, 3, sizeof(const char *));
         if (!no_acme_tls) {
             APR_ARRAY_PUSH(list, const char *) = "tls-alpn-01";
         }
         if (http_port) {
             APR_ARRAY_PUSH(list, const char *) = "http-01";
         }
-        if (list->nelts == 0) {
+        if (has_dns01) {
+            APR_ARRAY_PUSH(list, const char *) = "dns-01";
+        }
+        if (list->nelts == 0 && !acme_config_only_wildcards(dom)) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ck->s, "mod_acme: %s: this configuration "
                          "can answer no challenge: httpd listens for plain HTTP on no port "
                          "(http-01) and the SSL virtual host serving %s does not allow "
@@ -946,6 +1154,7 @@ static void acme_config_choose_challenges(acme_config_checker_t *ck, acme_conf_t
             APR_ARRAY_PUSH(list, const char *) = "http-01";
         }
         dom->policy.challenges = list;
+        acme_config_check_dns01(ck, dom);
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, ck->s, "mod_acme: %s: challenges %s "
                      "(automatic)", dom->name, apr_array_pstrcat(ck->p, list, ' '));
     }
@@ -987,6 +1196,15 @@ const acme_domain_t *acme_config_domain_of_server(const acme_conf_t *conf, const
 
     for (i = 0; !dom && s->names && i < s->names->nelts; ++i) {
         dom = acme_config_domain_for(conf, APR_ARRAY_IDX(s->names, i, const char *));
+    }
+    /* "ServerAlias *.example.org" (httpd keeps it in wild_names): the managed wildcard itself. */
+    for (i = 0; !dom && s->wild_names && i < s->wild_names->nelts; ++i) {
+        const char *pattern = APR_ARRAY_IDX(s->wild_names, i, const char *);
+        acme_ident_t id;
+        if (acme_names_is_wildcard(pattern)
+            && acme_names_parse(conf->domains->pool, pattern, &id, NULL) == APR_SUCCESS) {
+            dom = acme_config_domain_for(conf, id.value);
+        }
     }
     return dom;
 }

@@ -35,6 +35,10 @@ typedef struct {
     struct acme_store_t *store;         /* opened store, or NULL when it could not be */
     apr_hash_t *active;                 /* domain name -> acme_active_t * */
     const char *seal_cert_pem;          /* public: the worker seals staged keys to it */
+    /* Renewal policy (issue 7) */
+    int ari_off;                        /* ACMERenewalInfo off */
+    const char *warn_window;            /* ACMEWarnWindow, NULL: 10 % */
+    apr_array_header_t *notify_argv;    /* ACMENotifyCommand, const char *; NULL: none */
 } acme_conf_t;
 
 /* Per virtual host: overrides and "ACMEDomain" with no names. */

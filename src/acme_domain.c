@@ -20,6 +20,9 @@ void acme_policy_init(acme_policy_t *policy, apr_pool_t *p)
         .key_specs = NULL,
         .renew_window = NULL,
         .members_auto = -1,
+        .dns01_command = NULL,
+        .dns01_timeout = -1,
+        .dns01_propagation = NULL,
     };
 }
 
@@ -33,6 +36,9 @@ void acme_policy_inherit(acme_policy_t *dst, const acme_policy_t *src)
     if (!dst->key_specs) dst->key_specs = src->key_specs;
     if (!dst->renew_window) dst->renew_window = src->renew_window;
     if (dst->members_auto < 0) dst->members_auto = src->members_auto;
+    if (!dst->dns01_command) dst->dns01_command = src->dns01_command;
+    if (dst->dns01_timeout < 0) dst->dns01_timeout = src->dns01_timeout;
+    if (!dst->dns01_propagation) dst->dns01_propagation = src->dns01_propagation;
 }
 
 void acme_policy_defaults(acme_policy_t *policy, apr_pool_t *p)
@@ -50,6 +56,7 @@ void acme_policy_defaults(acme_policy_t *policy, apr_pool_t *p)
     }
     if (!policy->renew_window) policy->renew_window = "auto";
     if (policy->members_auto < 0) policy->members_auto = 1;
+    if (policy->dns01_timeout < 0) policy->dns01_timeout = apr_time_from_sec(60);
 }
 
 const char *acme_domain_ca_url(apr_pool_t *p, const char *text, const char **reason)
@@ -171,7 +178,7 @@ json_t *acme_domain_to_json(const acme_domain_t *dom)
         json_array_append_new(specs, json_string(acme_crypto_keyspec_name(
             &APR_ARRAY_IDX(pol->key_specs, i, acme_keyspec_t))));
     }
-    return json_pack("{s:s, s:o, s:o, s:s?, s:b, s:s?, s:o, s:o, s:s?, s:s?, s:i}",
+    json_t *json = json_pack("{s:s, s:o, s:o, s:s?, s:b, s:s?, s:o, s:o, s:s?, s:s?, s:i}",
                      "name", dom->name,
                      "identifiers", idents,
                      "ca_urls", acme_domain_strings_to_json(pol->ca_urls),
@@ -183,6 +190,19 @@ json_t *acme_domain_to_json(const acme_domain_t *dom)
                      "renew_window", pol->renew_window,
                      "defined_in", dom->defined_in,
                      "defined_line", dom->defined_line);
+
+    /* dns-01 (issue 6): only when configured, so domains without it keep their JSON. */
+    if (json && pol->dns01_command && pol->dns01_command->nelts > 0) {
+        json_object_set_new(json, "dns01_command", acme_domain_strings_to_json(pol->dns01_command));
+    }
+    if (json && pol->dns01_timeout > 0) {
+        json_object_set_new(json, "dns01_timeout_ms",
+                            json_integer((json_int_t)apr_time_as_msec(pol->dns01_timeout)));
+    }
+    if (json && pol->dns01_propagation) {
+        json_object_set_new(json, "dns01_propagation", json_string(pol->dns01_propagation));
+    }
+    return json;
 }
 
 static apr_status_t acme_domain_bad_json(acme_result_t *res, apr_pool_t *p, const char *what)
@@ -278,6 +298,17 @@ apr_status_t acme_domain_from_json(apr_pool_t *p, json_t *json, acme_domain_t **
                                               ? json_string_value(json_object_get(json, "renew_window"))
                                               : "auto");
     dom->policy.members_auto = 1;
+    if (json_is_array(json_object_get(json, "dns01_command"))) {
+        dom->policy.dns01_command = acme_domain_strings_from_json(p, json_object_get(json,
+                                                                          "dns01_command"));
+    }
+    dom->policy.dns01_timeout = json_integer_value(json_object_get(json, "dns01_timeout_ms")) > 0
+        ? apr_time_from_msec(json_integer_value(json_object_get(json, "dns01_timeout_ms")))
+        : apr_time_from_sec(60);
+    if (json_string_value(json_object_get(json, "dns01_propagation"))) {
+        dom->policy.dns01_propagation = apr_pstrdup(p, json_string_value(
+            json_object_get(json, "dns01_propagation")));
+    }
     if (dom->idents->nelts == 0 || dom->policy.ca_urls->nelts == 0) {
         return acme_domain_bad_json(res, p, apr_pstrcat(p, "domain ", name,
                                                         " has no identifiers or no CA", NULL));

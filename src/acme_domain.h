@@ -28,6 +28,9 @@ typedef struct {
     apr_array_header_t *key_specs;  /* acme_keyspec_t: one certificate per spec */
     const char *renew_window;       /* "auto", "33%", "21d" */
     int members_auto;               /* 1: a managed vhost's aliases join the domain */
+    apr_array_header_t *dns01_command; /* const char *: ACMEDns01Command program and arguments */
+    apr_interval_time_t dns01_timeout; /* ACMEDns01Timeout; -1 unset */
+    const char *dns01_propagation;  /* ACMEDns01Propagation text; NULL unset */
 } acme_policy_t;
 
 typedef struct {

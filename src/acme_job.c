@@ -74,6 +74,18 @@ static void acme_job_error_from_json(acme_job_t *job, apr_pool_t *p, json_t *err
     job->last_error_at = acme_job_time_get(err, "at");
 }
 
+static void acme_job_ari_from_json(acme_job_t *job, apr_pool_t *p, json_t *ari)
+{
+    if (!json_is_object(ari)) {
+        return;
+    }
+    job->ari_start = acme_job_time_get(ari, "start");
+    job->ari_end = acme_job_time_get(ari, "end");
+    job->ari_pick = acme_job_time_get(ari, "pick");
+    job->ari_next = acme_job_time_get(ari, "retry_after");
+    job->ari_explanation = acme_job_str_get(p, ari, "explanation_url");
+}
+
 static void acme_job_from_json(acme_job_t *job, apr_pool_t *p, json_t *json)
 {
     const char *state = json_string_value(json_object_get(json, "state"));
@@ -91,6 +103,15 @@ static void acme_job_from_json(acme_job_t *job, apr_pool_t *p, json_t *json)
     job->order_json = acme_job_str_get(p, json, "order");
     job->ca_url = acme_job_str_get(p, json, "ca_url");
     job->updated = acme_job_time_get(json, "updated");
+    job->ca_index = (int)json_integer_value(json_object_get(json, "ca_index"));
+    job->ca_failures = (int)json_integer_value(json_object_get(json, "ca_failures"));
+    job->renew_reason = acme_job_str_get(p, json, "renew_reason");
+    job->warning = acme_job_str_get(p, json, "warning");
+    job->notified_event = acme_job_str_get(p, json_object_get(json, "notified"), "event");
+    job->notified_at = acme_job_time_get(json_object_get(json, "notified"), "at");
+    job->notified_errored_at = acme_job_time_get(json_object_get(json, "notified"), "errored");
+    job->notified_expiring_at = acme_job_time_get(json_object_get(json, "notified"), "expiring");
+    acme_job_ari_from_json(job, p, json_object_get(json, "ari"));
     acme_job_error_from_json(job, p, json_object_get(json, "last_error"));
 }
 
@@ -125,6 +146,8 @@ static json_t *acme_job_time_json(apr_time_t t)
     return t ? json_integer(apr_time_sec(t)) : json_null();
 }
 
+static json_t *acme_job_to_json_base(const acme_job_t *job);
+
 static json_t *acme_job_error_json(const acme_job_t *job)
 {
     const acme_result_t *e = &job->last_error;
@@ -144,7 +167,43 @@ static json_t *acme_job_error_json(const acme_job_t *job)
                      "at", acme_job_time_json(job->last_error_at));
 }
 
+static json_t *acme_job_ari_json(const acme_job_t *job)
+{
+    if (!job->ari_start && !job->ari_next) {
+        return json_null();
+    }
+    return json_pack("{s:o, s:o, s:o, s:o, s:s?}",
+                     "start", acme_job_time_json(job->ari_start),
+                     "end", acme_job_time_json(job->ari_end),
+                     "pick", acme_job_time_json(job->ari_pick),
+                     "retry_after", acme_job_time_json(job->ari_next),
+                     "explanation_url", job->ari_explanation);
+}
+
 json_t *acme_job_to_json(const acme_job_t *job)
+{
+    json_t *json = acme_job_to_json_base(job);
+
+    if (json) {
+        json_object_set_new(json, "ca_index", json_integer(job->ca_index));
+        json_object_set_new(json, "ca_failures", json_integer(job->ca_failures));
+        json_object_set_new(json, "renew_reason", job->renew_reason
+                                                  ? json_string(job->renew_reason) : json_null());
+        json_object_set_new(json, "ari", acme_job_ari_json(job));
+        json_object_set_new(json, "warning", job->warning ? json_string(job->warning)
+                                                          : json_null());
+        json_object_set_new(json, "notified", job->notified_event
+                            ? json_pack("{s:s, s:o, s:o, s:o}", "event", job->notified_event,
+                                        "at", acme_job_time_json(job->notified_at),
+                                        "errored", acme_job_time_json(job->notified_errored_at),
+                                        "expiring",
+                                        acme_job_time_json(job->notified_expiring_at))
+                            : json_null());
+    }
+    return json;
+}
+
+static json_t *acme_job_to_json_base(const acme_job_t *job)
 {
     return json_pack("{s:s, s:s, s:s?, s:o, s:o, s:i, s:o, s:s?, s:s?, s:o}",
                      "name", job->name,

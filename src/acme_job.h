@@ -32,6 +32,20 @@ typedef struct {
     const char *order_json;     /* the resumable order (acme_order_to_json), or NULL */
     const char *ca_url;         /* the CA the order/account belongs to */
     apr_time_t updated;
+    /* Renewal policy (issue 7); all absent in older files, which read as 0/NULL. */
+    int ca_index;               /* the domain's CA in use: index into its ACMECertificateAuthority list */
+    int ca_failures;            /* consecutive CA-side failures at that CA (failover) */
+    const char *renew_reason;   /* "window", "ari" or "emergency": why renew_at is what it is */
+    apr_time_t ari_start;       /* the CA's last suggestedWindow (0: none) */
+    apr_time_t ari_end;
+    apr_time_t ari_pick;        /* the time picked inside it, kept while the window stays */
+    apr_time_t ari_next;        /* renewalInfo's Retry-After: not asked again before */
+    const char *ari_explanation;/* explanationURL of the window, or NULL */
+    const char *warning;        /* the expiry warning while one is due, else NULL */
+    const char *notified_event; /* the last ACMENotifyCommand event run */
+    apr_time_t notified_at;
+    apr_time_t notified_errored_at;  /* last `errored` / `expiring`, for rate limiting; */
+    apr_time_t notified_expiring_at; /* cleared by a success */
 } acme_job_t;
 
 acme_job_t *acme_job_make(apr_pool_t *p, const char *name);

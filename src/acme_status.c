@@ -63,7 +63,10 @@ json_t *acme_status_domain(const acme_domain_t *dom, const acme_active_t *active
                     "name", dom->name,
                     "names", names,
                     "state", acme_status_state(active, job),
-                    "ca", APR_ARRAY_IDX(dom->policy.ca_urls, 0, const char *),
+                    "ca", APR_ARRAY_IDX(dom->policy.ca_urls,
+                                        job && job->ca_index > 0
+                                        ? job->ca_index % dom->policy.ca_urls->nelts : 0,
+                                        const char *),
                     "certificates", certs);
     if (job) {
         json_t *j = acme_job_to_json(job);
@@ -71,6 +74,13 @@ json_t *acme_status_domain(const acme_domain_t *dom, const acme_active_t *active
         json_object_del(j, "name");
         json_object_set_new(out, "renewal", j);
         json_object_set_new(out, "next_renewal", acme_status_time(job->renew_at));
+        json_object_set_new(out, "renewal_reason", job->renew_reason
+                                                   ? json_string(job->renew_reason) : json_null());
+        json_object_set_new(out, "next_attempt", acme_status_time(job->state == ACME_JOB_FAILED
+                                                                  ? job->next_run : 0));
+        if (job->warning) {
+            json_object_set_new(out, "warning", json_string(job->warning));
+        }
     }
     if (active && active->last_activation_error) {
         json_object_set_new(out, "activation_error", json_string(active->last_activation_error));

@@ -91,7 +91,7 @@ static void acme_supervise_worker_log(void *baton, acme_log_level_t level, const
     static const int levels[] = {
         [ACME_LOG_ERROR] = APLOG_ERR, [ACME_LOG_WARNING] = APLOG_WARNING,
         [ACME_LOG_NOTICE] = APLOG_NOTICE, [ACME_LOG_INFO] = APLOG_INFO,
-        [ACME_LOG_DEBUG] = APLOG_DEBUG,
+        [ACME_LOG_DEBUG] = APLOG_DEBUG, [ACME_LOG_CRIT] = APLOG_CRIT,
     };
     server_rec *s = baton;
 
@@ -118,6 +118,9 @@ static void acme_supervise_worker_main(acme_supervisor_t *sup)
         .gid = ap_unixd_config.group_id,
         .parent_pid = getppid(),
         .seal_cert_pem = sup->conf->seal_cert_pem,
+        .ari_off = sup->conf->ari_off,
+        .warn_window = sup->conf->warn_window,
+        .notify_argv = sup->conf->notify_argv,
         .log = acme_supervise_worker_log,
         .log_baton = sup->s,
     };
@@ -471,6 +474,8 @@ static void acme_supervise_configtest_done(acme_supervisor_t *sup, int status)
         delay = ACME_SUPERVISE_CONFIGTEST_RETRY_MAX;
     }
     sup->configtest_retry_at = apr_time_now() + delay;
+    /* The status first: whoever reads the log line finds the status saying the same. */
+    acme_supervise_state(sup, p, "configuration does not parse", complaint, sup->batch);
     if (strncmp(sup->last_failure, complaint, sizeof(sup->last_failure) - 1) != 0) {
         apr_cpystrn(sup->last_failure, complaint, sizeof(sup->last_failure));
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, sup->s, "mod_acme: activation waiting: the "
@@ -478,7 +483,6 @@ static void acme_supervise_configtest_done(acme_supervisor_t *sup, int status)
                      "and the server keeps running; checking again in %d s and at the next "
                      "'apachectl graceful'", complaint, sup->batch, (int)apr_time_sec(delay));
     }
-    acme_supervise_state(sup, p, "configuration does not parse", complaint, sup->batch);
     apr_pool_destroy(p);
 }
 
@@ -506,11 +510,11 @@ static int acme_supervise_budget_allows(acme_supervisor_t *sup, apr_pool_t *p,
     if (!sup->budget_logged) {
         char when[APR_RFC822_DATE_LEN];
         apr_rfc822_date(when, at);
+        acme_supervise_state(sup, p, "restart budget", apr_pstrcat(p, "until ", when, NULL),
+                             batch->names);
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, sup->s, "mod_acme: renewed certificates for %s "
                      "wait for the restart budget (ACMEActivationInterval) until %s; the "
                      "current ones stay valid meanwhile", batch->names, when);
-        acme_supervise_state(sup, p, "restart budget", apr_pstrcat(p, "until ", when, NULL),
-                             batch->names);
         sup->budget_logged = 1;
     }
     return 0;
@@ -642,11 +646,11 @@ static void acme_supervise_go(acme_supervisor_t *sup, apr_pool_t *p,
 {
     if (sup->conf->auto_restart == 0) {
         if (!sup->announced) {
+            acme_supervise_state(sup, p, "ACMEAutoRestart off: waiting for 'apachectl graceful'",
+                                 NULL, batch->names);
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "mod_acme: new certificates for "
                          "%s are ready; they are served after the next 'apachectl graceful' "
                          "(ACMEAutoRestart is off)", batch->names);
-            acme_supervise_state(sup, p, "ACMEAutoRestart off: waiting for 'apachectl graceful'",
-                                 NULL, batch->names);
             sup->announced = 1;
         }
         return;

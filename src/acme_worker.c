@@ -15,9 +15,12 @@
 #include "acme_challenge.h"
 #include "acme_client.h"
 #include "acme_crypto.h"
+#include "acme_dns01.h"
 #include "acme_domain.h"
 #include "acme_job.h"
 #include "acme_plan.h"
+#include "acme_renewal.h"
+#include "acme_notify.h"
 #include "acme_seal.h"
 #include "acme_selfcheck.h"
 #include "acme_store.h"
@@ -53,11 +56,14 @@ typedef struct {
     int covers;                         /* names match the configuration */
     apr_time_t not_before;
     apr_time_t not_after;
+    const char *cert_id;                /* ARI certificate id (RFC 9773), or NULL */
 } acme_worker_active_t;
 
 typedef struct {
     const acme_domain_t *dom;
-    acme_worker_ca_t *ca;
+    acme_worker_ca_t *ca;               /* the CA in use: cas[job's ca_index] */
+    acme_worker_ca_t **cas;             /* one per ACMECertificateAuthority value, for failover */
+    int n_cas;
     acme_worker_active_t *active;       /* one per key spec */
     int staged;                         /* a finished set waits for activation */
     int forced;                         /* an admin asked for it: activate without waiting */
@@ -117,6 +123,46 @@ static const char *acme_worker_file(apr_pool_t *p, const char *dir, const char *
                                     const acme_keyspec_t *spec, const char *suffix)
 {
     return apr_pstrcat(p, dir, "/", prefix, ".", acme_crypto_keyspec_name(spec), suffix, NULL);
+}
+
+/*
+ * ACMENotifyCommand for one event, rate-limited per domain through the job (which the caller
+ * saves). A failing program is logged and changes nothing else.
+ */
+static void acme_worker_notify(acme_worker_t *w, apr_pool_t *p, const char *domain,
+                               const apr_array_header_t *idents, acme_job_t *job,
+                               const char *event, apr_time_t not_after, const char *error)
+{
+    apr_array_header_t *names = apr_array_make(p, 4, sizeof(const char *));
+    apr_time_t now = apr_time_now();
+    acme_result_t res;
+    json_t *doc;
+    int i;
+    apr_time_t *last_same = !strcmp(event, "errored") ? &job->notified_errored_at
+                            : !strcmp(event, "expiring") ? &job->notified_expiring_at : NULL;
+
+    if (!strcmp(event, "renewed")) {
+        job->notified_errored_at = job->notified_expiring_at = 0;
+    }
+    if (!w->cfg->notify_argv || w->cfg->notify_argv->nelts == 0
+        || !acme_notify_due(event, last_same ? *last_same : 0, now)) {
+        return;
+    }
+    for (i = 0; idents && i < idents->nelts; ++i) {
+        APR_ARRAY_PUSH(names, const char *) = APR_ARRAY_IDX(idents, i, acme_ident_t).value;
+    }
+    doc = acme_notify_document(event, domain, names, NULL, not_after, error, now);
+    acme_result_reset(&res);
+    if (acme_notify_run(p, w->cfg->notify_argv, event, domain, doc, &res) != APR_SUCCESS) {
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "%s: %s", domain,
+                                                          acme_result_describe(&res, p)));
+    }
+    json_decref(doc);
+    job->notified_event = event;
+    job->notified_at = now;
+    if (last_same) {
+        *last_same = now;
+    }
 }
 
 /* ------------------------------------------------------------------ preparation (as root) */
@@ -220,6 +266,10 @@ static void acme_worker_active_read(acme_worker_t *w, const acme_domain_t *dom,
     act->present = 1;
     act->not_before = info.not_before;
     act->not_after = info.not_after;
+    if (acme_crypto_ari_cert_id(w->pool, leaf, &act->cert_id, &res) != APR_SUCCESS) {
+        act->cert_id = NULL;
+        acme_result_reset(&res);
+    }
     act->covers = acme_crypto_cert_covers(w->pool, leaf, (const acme_ident_t *)dom->idents->elts,
                                           dom->idents->nelts, &res) == APR_SUCCESS
                   && info.sans->nelts == dom->idents->nelts;
@@ -244,12 +294,23 @@ static apr_status_t acme_worker_prepare(acme_worker_t *w, acme_result_t *res)
         acme_worker_item_t *item = apr_array_push(w->items);
         const apr_array_header_t *specs = dom->policy.key_specs;
 
+        acme_job_t *job = NULL;
+        acme_result_t jres;
+
         item->dom = dom;
-        rv = acme_worker_ca_get(w, APR_ARRAY_IDX(dom->policy.ca_urls, 0, const char *),
-                                &item->ca, res);
-        if (rv != APR_SUCCESS) {
-            return rv;
+        /* Every CA of the domain now, as root: failover may need any account key later. */
+        item->n_cas = dom->policy.ca_urls->nelts;
+        item->cas = apr_pcalloc(w->pool, sizeof(*item->cas) * (apr_size_t)item->n_cas);
+        for (j = 0; j < item->n_cas; ++j) {
+            rv = acme_worker_ca_get(w, APR_ARRAY_IDX(dom->policy.ca_urls, j, const char *),
+                                    &item->cas[j], res);
+            if (rv != APR_SUCCESS) {
+                return rv;
+            }
         }
+        acme_result_reset(&jres);
+        acme_job_load(w->pool, w->store, dom->name, &job, &jres);
+        item->ca = item->cas[job->ca_index > 0 ? job->ca_index % item->n_cas : 0];
         item->active = apr_pcalloc(w->pool, sizeof(*item->active) * (apr_size_t)specs->nelts);
         for (j = 0; j < specs->nelts; ++j) {
             acme_worker_active_read(w, dom, &APR_ARRAY_IDX(specs, j, acme_keyspec_t),
@@ -308,16 +369,145 @@ static apr_time_t acme_worker_renew_at(apr_pool_t *p, const acme_worker_item_t *
     return earliest;
 }
 
+/* One ARI client per CA for the plan; a CA that failed is not asked again in this run. */
+typedef struct {
+    acme_client_t *client;
+    int broken;                         /* failed in this run: not asked again */
+    int no_ari;                         /* its directory has no renewalInfo */
+} acme_worker_ari_ca_t;
+
+static acme_worker_ari_ca_t *acme_worker_ari_ca(acme_worker_t *w, apr_hash_t *clients,
+                                                const acme_worker_item_t *item)
+{
+    const char *ca_file = item->dom->policy.ca_file;
+    const char *key = apr_pstrcat(w->pool, item->ca->ca_url, " ", ca_file ? ca_file : "", NULL);
+    acme_worker_ari_ca_t *ac = apr_hash_get(clients, key, APR_HASH_KEY_STRING);
+    acme_client_options_t opts = { .ca_file = ca_file };
+    acme_result_t res;
+
+    if (!ac) {
+        ac = apr_pcalloc(w->pool, sizeof(*ac));
+        acme_result_reset(&res);
+        ac->broken = acme_client_create(&ac->client, w->pool, item->ca->ca_url, &opts, &res)
+                     != APR_SUCCESS;
+        apr_hash_set(clients, key, APR_HASH_KEY_STRING, ac);
+    }
+    return ac;
+}
+
+static void acme_worker_ari_clear(acme_job_t *job, int *dirty)
+{
+    if (job->ari_start || job->ari_next || job->ari_explanation) {
+        job->ari_start = job->ari_end = job->ari_pick = job->ari_next = 0;
+        job->ari_explanation = NULL;
+        *dirty = 1;
+    }
+}
+
+/*
+ * The ARI renewal time (RFC 9773) of the first key type's certificate, or 0 when the local window
+ * applies (ARI off, not offered, failing, no certificate). Honours and records Retry-After.
+ */
+static apr_time_t acme_worker_ari(acme_worker_t *w, apr_hash_t *clients,
+                                  const acme_worker_item_t *item, acme_job_t *job,
+                                  apr_time_t local_at, apr_time_t now,
+                                  apr_interval_time_t interval, int *dirty)
+{
+    const acme_worker_active_t *act = &item->active[0];
+    acme_client_renewal_info_t info;
+    acme_worker_ari_ca_t *ac;
+    acme_result_t res;
+    apr_time_t at;
+
+    if (w->cfg->ari_off || local_at <= 0 || !act->present || !act->covers || !act->cert_id) {
+        acme_worker_ari_clear(job, dirty);
+        return 0;
+    }
+    if (job->ari_next > now) {
+        /* The CA said when to ask again: keep what it said last. */
+        if (!job->ari_start || !job->ari_pick) {
+            return 0;
+        }
+        return job->ari_pick < local_at ? job->ari_pick : local_at;
+    }
+    ac = acme_worker_ari_ca(w, clients, item);
+    if (ac->no_ari) {
+        /* Not offered: ask again after a check interval, not at every restart. */
+        acme_worker_ari_clear(job, dirty);
+        job->ari_next = now + interval;
+        *dirty = 1;
+        return 0;
+    }
+    if (ac->broken) {
+        return 0;
+    }
+    acme_result_reset(&res);
+    if (acme_client_renewal_info(ac->client, w->pool, act->cert_id, &info, &res) != APR_SUCCESS) {
+        if (res.status == APR_ENOTIMPL || res.http_status == 0 || res.http_status >= 500) {
+            ac->broken = 1;
+        }
+        if (res.status == APR_ENOTIMPL) {
+            ac->no_ari = 1;
+            acme_worker_ari_clear(job, dirty);
+            job->ari_next = now + interval;
+            *dirty = 1;
+            return 0;
+        }
+        acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "%s: renewalInfo (ARI) not "
+                                                       "available (%s); the local renew window "
+                                                       "applies", item->dom->name,
+                                                       acme_result_describe(&res, w->pool)));
+        if (res.retry_after > now) {
+            job->ari_next = res.retry_after;
+            *dirty = 1;
+        }
+        return 0;
+    }
+    /* The pick itself is kept unbounded, so that it survives a change of the local window. */
+    job->ari_pick = acme_renewal_ari_time(info.start, info.end, job->ari_start, job->ari_end,
+                                          job->ari_pick, acme_worker_random(), 0);
+    at = job->ari_pick < local_at ? job->ari_pick : local_at;
+    job->ari_start = info.start;
+    job->ari_end = info.end;
+    job->ari_next = info.retry_after > now ? info.retry_after : now + interval;
+    job->ari_explanation = info.explanation_url;
+    *dirty = 1;
+    return at;
+}
+
+static apr_time_t acme_worker_emergency_at(const acme_worker_item_t *item)
+{
+    const apr_array_header_t *specs = item->dom->policy.key_specs;
+    apr_time_t earliest = 0;
+    int j;
+
+    for (j = 0; j < specs->nelts; ++j) {
+        const acme_worker_active_t *act = &item->active[j];
+        apr_time_t at;
+        if (!act->present) {
+            continue;
+        }
+        at = acme_plan_emergency_at(act->not_before, act->not_after);
+        if (earliest == 0 || at < earliest) {
+            earliest = at;
+        }
+    }
+    return earliest;
+}
+
 static void acme_worker_plan(acme_worker_t *w, apr_interval_time_t interval)
 {
     apr_time_t now = apr_time_now();
+    apr_hash_t *ari_clients = apr_hash_make(w->pool);
     int i;
 
     for (i = 0; i < w->items->nelts; ++i) {
         acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
-        apr_time_t renew_at = acme_worker_renew_at(w->pool, item);
+        apr_time_t renew_at = acme_worker_renew_at(w->pool, item), ari_at, emergency_at;
+        const char *reason = renew_at > 0 ? "window" : "no valid certificate for the names";
         acme_result_t res;
         acme_job_t *job = NULL;
+        int dirty = 0;
 
         acme_result_reset(&res);
         acme_job_load(w->pool, w->store, item->dom->name, &job, &res);
@@ -331,8 +521,21 @@ static void acme_worker_plan(acme_worker_t *w, apr_interval_time_t interval)
             APR_ARRAY_PUSH(w->due, acme_worker_item_t *) = item;
             continue;
         }
+        ari_at = acme_worker_ari(w, ari_clients, item, job, renew_at, now, interval, &dirty);
+        emergency_at = acme_worker_emergency_at(item);
+        if (ari_at > 0 && ari_at < renew_at) {
+            renew_at = ari_at;
+            reason = "ari";
+        }
+        else if (renew_at > 0 && emergency_at > 0 && now >= emergency_at) {
+            reason = "emergency";
+        }
+        if (!job->renew_reason || strcmp(job->renew_reason, reason)) {
+            job->renew_reason = reason;
+            dirty = 1;
+        }
         if (renew_at > now) {
-            if (job->renew_at != renew_at || job->state != ACME_JOB_IDLE) {
+            if (job->renew_at != renew_at || job->state != ACME_JOB_IDLE || dirty) {
                 job->state = ACME_JOB_IDLE;
                 job->renew_at = renew_at;
                 job->next_run = renew_at;
@@ -343,6 +546,11 @@ static void acme_worker_plan(acme_worker_t *w, apr_interval_time_t interval)
             }
             acme_worker_note_next(w, renew_at < now + interval ? renew_at : now + interval);
             continue;
+        }
+        if (dirty) {
+            job->renew_at = renew_at;
+            acme_job_save(w->pool, w->store, job, &res);
+            acme_result_reset(&res);
         }
         if (job->state == ACME_JOB_FAILED && job->next_run > now) {
             acme_worker_note_next(w, job->next_run);
@@ -424,9 +632,14 @@ static apr_status_t acme_worker_account(acme_worker_run_t *run, acme_result_t *r
     return rv;
 }
 
-/* The types this build answers (dns-01 needs the DNS, which httpd cannot edit). */
-static int acme_worker_answers(const char *type)
+/* The types this build answers for the identifier; dns-01 only through ACMEDns01Command. */
+static int acme_worker_answers(const acme_domain_t *dom, const acme_client_authz_t *authz,
+                               const char *type)
 {
+    if (!strcmp(type, "dns-01")) {
+        return dom->policy.dns01_command && dom->policy.dns01_command->nelts > 0
+               && authz->identifier.type == ACME_IDENT_DNS;
+    }
     return !strcmp(type, "http-01") || !strcmp(type, "tls-alpn-01") || !strcmp(type, "tls-sni-01");
 }
 
@@ -437,17 +650,20 @@ static int acme_worker_answers(const char *type)
  * plain HTTP). A domain that did not come through the check has an empty list: http-01.
  */
 static const acme_client_challenge_t *acme_worker_choose(const acme_domain_t *dom,
-                                                         const acme_client_authz_t *authz)
+                                                         const acme_client_authz_t *authz,
+                                                         const char *skip)
 {
     const apr_array_header_t *types = dom->policy.challenges;
     int i;
 
     if (!types || types->nelts == 0) {
-        return acme_client_authz_challenge(authz, "http-01");
+        return skip && !strcmp(skip, "http-01") ? NULL
+                                                : acme_client_authz_challenge(authz, "http-01");
     }
     for (i = 0; i < types->nelts; ++i) {
         const char *type = APR_ARRAY_IDX(types, i, const char *);
-        const acme_client_challenge_t *chal = acme_worker_answers(type)
+        const acme_client_challenge_t *chal = (!skip || strcmp(skip, type))
+                                              && acme_worker_answers(dom, authz, type)
                                               ? acme_client_authz_challenge(authz, type) : NULL;
         if (chal) {
             return chal;
@@ -502,10 +718,10 @@ static apr_status_t acme_worker_no_challenge(acme_worker_run_t *run,
                              NULL);
     }
     else {
-        advice = authz->wildcard ? "a wildcard name needs dns-01, which this version of mod_acme "
-                                   "does not answer; list the names without the wildcard"
-                                 : "this version of mod_acme answers http-01, tls-alpn-01 and "
-                                   "tls-sni-01 only";
+        advice = authz->wildcard ? "a wildcard name needs dns-01: set ACMEDns01Command for the "
+                                   "domain (and list dns-01 in ACMEChallenges if that is set)"
+                                 : "mod_acme answers http-01, tls-alpn-01, tls-sni-01, and dns-01 "
+                                   "through ACMEDns01Command";
     }
     return acme_result_fail(res, APR_ENOTIMPL, ACME_CLASS_ADMIN, apr_psprintf(p,
         "the CA offers no challenge for %s%s that this server answers (the CA offers: %s; "
@@ -561,11 +777,123 @@ static apr_status_t acme_worker_publish(acme_worker_run_t *run, const acme_clien
                                      key_authz, res);
 }
 
+/* ------------------------------------------------------------------ dns-01 */
+
+/* The dns-01 settings of a domain, for acme_dns01_*. */
+static acme_dns01_t acme_worker_dns01_of(acme_worker_t *w, apr_pool_t *p,
+                                         const acme_domain_t *dom)
+{
+    apr_array_header_t *names = apr_array_make(p, dom->idents->nelts, sizeof(const char *));
+    acme_dns01_t d = {
+        .command = dom->policy.dns01_command,
+        .timeout = dom->policy.dns01_timeout,
+        .store_dir = w->cfg->store_dir,
+        .domain = dom->name,
+        .names = names,
+        .stop = (volatile const int *)&acme_worker_stopping,
+    };
+    const char *reason = NULL;
+    int i;
+
+    for (i = 0; i < dom->idents->nelts; ++i) {
+        APR_ARRAY_PUSH(names, const char *) = APR_ARRAY_IDX(dom->idents, i, acme_ident_t).value;
+    }
+    if (acme_dns01_propagation_parse(p, dom->policy.dns01_propagation, &d.propagation, &reason)
+        != APR_SUCCESS) {
+        d.propagation = (acme_dns01_propagation_t){ .delay = 0 };
+    }
+    return d;
+}
+
+/* Tears down what this order set up; a failing teardown stays pending for the next run. */
+static void acme_worker_dns01_teardown(acme_worker_run_t *run, const acme_dns01_t *d,
+                                       const apr_array_header_t *records)
+{
+    int i;
+
+    for (i = 0; i < records->nelts; ++i) {
+        const acme_dns01_record_t *rec = &APR_ARRAY_IDX(records, i, acme_dns01_record_t);
+        const char *err_text = NULL;
+        acme_result_t res;
+        acme_result_reset(&res);
+        if (acme_dns01_teardown(run->p, run->w->store, d, rec, &err_text, &res) != APR_SUCCESS) {
+            acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s: dns-01 "
+                "teardown of %s failed, repeated at the next run: %s", d->domain, rec->fqdn,
+                acme_result_describe(&res, run->p)));
+        }
+        else if (err_text && *err_text) {
+            acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "%s: dns-01 teardown "
+                "of %s: %s", d->domain, rec->fqdn, err_text));
+        }
+    }
+}
+
+/* At the start of a run: teardowns an earlier run could not do (crash, failing program). */
+static void acme_worker_dns01_leftovers(acme_worker_t *w)
+{
+    int i;
+
+    for (i = 0; i < w->items->nelts; ++i) {
+        const acme_domain_t *dom = APR_ARRAY_IDX(w->items, i, acme_worker_item_t).dom;
+        acme_dns01_t d = acme_worker_dns01_of(w, w->pool, dom);
+        acme_result_t res;
+        int done = 0;
+        acme_result_reset(&res);
+        if (acme_dns01_teardown_pending(w->pool, w->store, &d, &done, &res) != APR_SUCCESS) {
+            acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "%s: a dns-01 teardown "
+                "left by an earlier run failed again: %s", dom->name,
+                acme_result_describe(&res, w->pool)));
+        }
+        if (done) {
+            acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "%s: removed %d dns-01 "
+                "record(s) left by an earlier run", dom->name, done));
+        }
+    }
+}
+
+/* Sets up the TXT record of one authorization; the record is torn down later even on failure. */
+static apr_status_t acme_worker_dns01_setup(acme_worker_run_t *run, const acme_dns01_t *d,
+                                            const acme_client_authz_t *authz,
+                                            const char *key_authz, apr_array_header_t *records,
+                                            acme_result_t *res)
+{
+    acme_dns01_record_t rec = {
+        .fqdn = acme_dns01_fqdn(run->p, authz->identifier.value),
+        .value = acme_dns01_txt_value(run->p, key_authz),
+    };
+    const char *err_text = NULL;
+    apr_status_t rv;
+
+    acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "%s: answering dns-01 for "
+                                                         "%s%s", d->domain,
+                                                         authz->wildcard ? "*." : "",
+                                                         authz->identifier.value));
+    rv = acme_dns01_setup(run->p, run->w->store, d, &rec, &err_text, res);
+    APR_ARRAY_PUSH(records, acme_dns01_record_t) = rec;
+    if (err_text && *err_text) {
+        acme_worker_log(run->w, rv == APR_SUCCESS ? ACME_LOG_DEBUG : ACME_LOG_ERROR,
+                        apr_psprintf(run->p, "%s: ACMEDns01Command setup %s wrote: %s",
+                                     d->domain, rec.fqdn, err_text));
+    }
+    return rv;
+}
+
+/*
+ * Answers every pending authorization: http-01/tls-alpn-01 answers are published and dns-01
+ * records set up first (a failing dns-01 setup falls back to the next listed type the CA
+ * offers for that name), then the propagation wait, then the CA is told to validate. Answers
+ * and records are withdrawn whatever happened.
+ */
 static apr_status_t acme_worker_answer(acme_worker_run_t *run, acme_order_t *order,
                                        acme_result_t *res)
 {
+    const acme_domain_t *dom = run->item->dom;
     apr_array_header_t *answers = apr_array_make(run->p, 4, sizeof(acme_worker_answer_t));
+    apr_array_header_t *records = apr_array_make(run->p, 4, sizeof(acme_dns01_record_t));
+    apr_array_header_t *respond = apr_array_make(run->p, 4, sizeof(acme_client_challenge_t *));
+    acme_dns01_t d = acme_worker_dns01_of(run->w, run->p, dom);
     apr_array_header_t *authzs = NULL;
+    int dns_ok = 0;
     apr_status_t rv;
     int i;
 
@@ -578,25 +906,59 @@ static apr_status_t acme_worker_answer(acme_worker_run_t *run, acme_order_t *ord
         if (strcmp(authz->status, "pending") != 0) {
             continue;
         }
-        chal = acme_worker_choose(run->item->dom, authz);
+        chal = acme_worker_choose(dom, authz, NULL);
         if (!chal) {
             rv = acme_worker_no_challenge(run, authz, res);
             break;
         }
         rv = acme_client_key_authorization(run->client, run->p, chal->token, &key_authz, res);
+        if (rv == APR_SUCCESS && !strcmp(chal->type, "dns-01")) {
+            const acme_client_challenge_t *alt;
+            rv = acme_worker_dns01_setup(run, &d, authz, key_authz, records, res);
+            if (rv == APR_SUCCESS) {
+                dns_ok = 1;
+                APR_ARRAY_PUSH(respond, const acme_client_challenge_t *) = chal;
+                continue;
+            }
+            alt = acme_worker_choose(dom, authz, "dns-01");
+            if (!alt) {
+                break;
+            }
+            acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s: %s; trying %s "
+                                                                   "for %s instead", dom->name,
+                                                                   acme_result_describe(res,
+                                                                                        run->p),
+                                                                   alt->type,
+                                                                   authz->identifier.value));
+            acme_result_reset(res);
+            chal = alt;
+            rv = acme_client_key_authorization(run->client, run->p, chal->token, &key_authz,
+                                               res);
+        }
         if (rv == APR_SUCCESS) {
             rv = acme_worker_publish(run, authz, chal, key_authz, &answer, res);
         }
         if (rv == APR_SUCCESS) {
             APR_ARRAY_PUSH(answers, acme_worker_answer_t) = answer;
-            rv = acme_client_challenge_respond(run->client, run->p, chal, res);
+            APR_ARRAY_PUSH(respond, const acme_client_challenge_t *) = chal;
         }
+    }
+    if (rv == APR_SUCCESS && dns_ok) {
+        acme_worker_activity(run, "waiting for the DNS records to propagate");
+        rv = acme_dns01_wait(run->p, &d, records, (volatile const int *)&acme_worker_stopping,
+                             res);
+    }
+    for (i = 0; rv == APR_SUCCESS && i < respond->nelts; ++i) {
+        rv = acme_client_challenge_respond(run->client, run->p,
+                                           APR_ARRAY_IDX(respond, i,
+                                                         const acme_client_challenge_t *), res);
     }
     if (rv == APR_SUCCESS) {
         acme_worker_activity(run, "waiting for the CA to validate");
         rv = acme_client_order_wait(run->client, run->p, order, res);
     }
     acme_worker_withdraw(run, answers);
+    acme_worker_dns01_teardown(run, &d, records);
     return rv;
 }
 
@@ -634,6 +996,29 @@ static apr_status_t acme_worker_cert_key(acme_worker_run_t *run, const acme_keys
     return acme_store_write_file(run->p, pub_path, pub, strlen(pub), ACME_PERMS_0644, res);
 }
 
+/*
+ * RFC 9773 `replaces`: the certificate of this key type served now. The client drops it when the
+ * CA has no ARI and retries once without it after alreadyReplaced.
+ */
+static const char *acme_worker_replaces(acme_worker_run_t *run, const char *spec_name)
+{
+    const apr_array_header_t *specs = run->item->dom->policy.key_specs;
+    int j;
+
+    if (run->w->cfg->ari_off) {
+        return NULL;
+    }
+    for (j = 0; j < specs->nelts; ++j) {
+        const acme_worker_active_t *act = &run->item->active[j];
+        if (act->present && act->cert_id
+            && !strcmp(acme_crypto_keyspec_name(&APR_ARRAY_IDX(specs, j, acme_keyspec_t)),
+                       spec_name)) {
+            return act->cert_id;
+        }
+    }
+    return NULL;
+}
+
 static apr_status_t acme_worker_order_resume(acme_worker_run_t *run, const acme_keyspec_t *spec,
                                              acme_order_t **porder, acme_result_t *res)
 {
@@ -659,6 +1044,7 @@ static apr_status_t acme_worker_order_resume(acme_worker_run_t *run, const acme_
     *porder = acme_order_make(run->p, (const acme_ident_t *)dom->idents->elts, dom->idents->nelts,
                               spec_name);
     (*porder)->account_url = run->item->ca->account_url;
+    (*porder)->replaces = acme_worker_replaces(run, spec_name);
     return APR_SUCCESS;
 }
 
@@ -796,6 +1182,32 @@ static apr_status_t acme_worker_issue(acme_worker_run_t *run, acme_result_t *res
     return rv;
 }
 
+/*
+ * After CA-side failures (acme_renewal_failover) the domain moves to its next CA and is tried
+ * there at once; at most one round over the CAs per run. 1 when the caller should try again.
+ */
+static int acme_worker_failover(acme_worker_run_t *run, const acme_result_t *res, int *switches)
+{
+    acme_worker_item_t *item = run->item;
+    const char *from = item->ca->ca_url;
+    acme_result_t sres;
+
+    if (!acme_renewal_failover(res, item->n_cas, &run->job->ca_index, &run->job->ca_failures)) {
+        return 0;
+    }
+    item->ca = item->cas[run->job->ca_index];
+    run->job->ca_url = item->ca->ca_url;
+    run->job->order_json = NULL;        /* an order belongs to its CA */
+    acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s: the CA %s failed (%s); "
+                                                           "switching to the next CA %s",
+                                                           item->dom->name, from,
+                                                           acme_result_describe(res, run->p),
+                                                           item->ca->ca_url));
+    acme_result_reset(&sres);
+    acme_job_save(run->p, run->w->store, run->job, &sres);
+    return ++*switches < item->n_cas;
+}
+
 static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
                                apr_hash_t *clients, acme_worker_item_t *item)
 {
@@ -808,6 +1220,7 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
     acme_result_t res;
     apr_time_t now, nb = 0, na = 0;
     apr_status_t rv;
+    int switches = 0;
 
     acme_result_reset(&res);
     acme_job_load(p, w->store, dom->name, &run.job, &res);
@@ -816,8 +1229,17 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
     acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(p, "%s: requesting a certificate from %s",
                                                    dom->name, item->ca->ca_url));
     rv = acme_worker_issue(&run, &res);
+    while (rv != APR_SUCCESS && acme_worker_failover(&run, &res, &switches)) {
+        acme_result_reset(&res);
+        rv = acme_worker_issue(&run, &res);
+    }
     now = apr_time_now();
     if (rv == APR_SUCCESS) {
+        run.job->ca_url = item->ca->ca_url;
+        run.job->ca_failures = 0;
+        run.job->warning = NULL;
+        run.job->ari_start = run.job->ari_end = run.job->ari_pick = run.job->ari_next = 0;
+        run.job->ari_explanation = NULL;
         run.job->state = ACME_JOB_STAGED;
         run.job->failures = 0;
         acme_result_reset(&run.job->last_error);
@@ -825,6 +1247,7 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
         run.job->activity = "waiting for activation";
         run.job->next_run = 0;
         run.job->updated = now;
+        acme_worker_notify(w, p, dom->name, dom->idents, run.job, "renewed", 0, NULL);
         acme_job_save(p, w->store, run.job, &res);
         acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(p, "%s: new certificate staged; it is "
                                                          "activated by a graceful restart",
@@ -846,6 +1269,8 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
                                  "attempt %s", dom->name, acme_class_name(res.err_class),
                                  run.job->failures, acme_result_describe(&res, p),
                                  acme_worker_time_text(p, run.job->next_run)));
+    acme_worker_notify(w, p, dom->name, dom->idents, run.job, "errored", na,
+                       acme_result_describe(&res, p));
     acme_result_reset(&res);
     acme_job_save(p, w->store, run.job, &res);
     apr_thread_mutex_lock(w->lock);
@@ -971,6 +1396,28 @@ static apr_status_t acme_worker_selfcheck_one(apr_pool_t *p, json_t *entry, acme
     return rv;
 }
 
+/* The `installed` notification: the server serves the new certificate of name. */
+static void acme_worker_installed(acme_worker_t *w, const char *name)
+{
+    acme_result_t res;
+    acme_job_t *job = NULL;
+    int i;
+
+    for (i = 0; w->cfg->notify_argv && i < w->items->nelts; ++i) {
+        const acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
+        if (strcmp(item->dom->name, name) != 0) {
+            continue;
+        }
+        acme_result_reset(&res);
+        if (acme_job_load(w->pool, w->store, name, &job, &res) == APR_SUCCESS) {
+            acme_worker_notify(w, w->pool, name, item->dom->idents, job, "installed",
+                               item->active[0].present ? item->active[0].not_after : 0, NULL);
+            acme_job_save(w->pool, w->store, job, &res);
+        }
+        return;
+    }
+}
+
 /* Verifies what the last self-restart activated; a mismatch is logged and shown in the status. */
 static void acme_worker_selfcheck(acme_worker_t *w)
 {
@@ -994,6 +1441,7 @@ static void acme_worker_selfcheck(acme_worker_t *w)
         if (acme_worker_selfcheck_one(w->pool, entry, &res) == APR_SUCCESS) {
             acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "%s: self-check: the new "
                                                            "certificate is served", name));
+            acme_worker_installed(w, name);
             continue;
         }
         acme_worker_log(w, ACME_LOG_ERROR, apr_psprintf(w->pool, "%s: %s", name,
@@ -1003,6 +1451,86 @@ static void acme_worker_selfcheck(acme_worker_t *w)
             job->failures = 0;      /* not an ordering failure: no backoff from it */
             acme_job_save(w->pool, w->store, job, &res);
         }
+    }
+}
+
+/* The check cadence follows the shortest lifetime managed (acme_plan_check_interval). */
+static apr_interval_time_t acme_worker_shortest_lifetime(const acme_worker_t *w)
+{
+    apr_interval_time_t shortest = 0;
+    int i, j;
+
+    for (i = 0; i < w->items->nelts; ++i) {
+        const acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
+        for (j = 0; j < item->dom->policy.key_specs->nelts; ++j) {
+            const acme_worker_active_t *act = &item->active[j];
+            apr_interval_time_t l = act->not_after - act->not_before;
+            if (act->present && l > 0 && (shortest == 0 || l < shortest)) {
+                shortest = l;
+            }
+        }
+    }
+    return shortest;
+}
+
+/*
+ * Once per check: a domain inside ACMEWarnWindow whose renewal keeps failing gets one CRITICAL
+ * line and a `warning` in its job (the status shows it); a recovered one loses the warning.
+ */
+static void acme_worker_warn(acme_worker_t *w)
+{
+    apr_time_t now = apr_time_now();
+    acme_plan_window_t window;
+    const char *reason = NULL;
+    int i, j;
+
+    if (!w->cfg->warn_window
+        || acme_renewal_warn_parse(w->cfg->warn_window, &window, &reason, w->pool)
+           != APR_SUCCESS) {
+        acme_renewal_warn_parse("auto", &window, &reason, w->pool);
+    }
+    for (i = 0; i < w->items->nelts; ++i) {
+        const acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
+        apr_time_t warn_at = 0, expires = 0;
+        acme_job_t *job = NULL;
+        acme_result_t res;
+        for (j = 0; j < item->dom->policy.key_specs->nelts; ++j) {
+            const acme_worker_active_t *act = &item->active[j];
+            apr_time_t at;
+            if (!act->present) {
+                continue;
+            }
+            at = acme_renewal_warn_at(&window, act->not_before, act->not_after);
+            if (warn_at == 0 || at < warn_at) {
+                warn_at = at;
+                expires = act->not_after;
+            }
+        }
+        acme_result_reset(&res);
+        if (warn_at == 0 || item->staged
+            || acme_job_load(w->pool, w->store, item->dom->name, &job, &res) != APR_SUCCESS) {
+            continue;
+        }
+        if (acme_renewal_should_warn(now, warn_at, job->failures)
+            && job->state == ACME_JOB_FAILED) {
+            job->warning = acme_renewal_warning_text(w->pool, item->dom->name, expires, now,
+                                                     job->failures,
+                                                     acme_result_describe(&job->last_error,
+                                                                          w->pool),
+                                                     job->next_run);
+            /* Saved first: whoever reads the CRIT line finds the warning in the status. */
+            acme_job_save(w->pool, w->store, job, &res);
+            acme_worker_log(w, ACME_LOG_CRIT, job->warning);
+            acme_worker_notify(w, w->pool, item->dom->name, item->dom->idents, job, "expiring",
+                               expires, acme_result_describe(&job->last_error, w->pool));
+        }
+        else if (job->warning) {
+            job->warning = NULL;
+        }
+        else {
+            continue;
+        }
+        acme_job_save(w->pool, w->store, job, &res);
     }
 }
 
@@ -1029,6 +1557,8 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
         return 2;
     }
     acme_worker_selfcheck(&w);
+    acme_worker_dns01_leftovers(&w);
+    interval = acme_plan_check_interval(cfg->check_interval, acme_worker_shortest_lifetime(&w));
     acme_worker_plan(&w, acme_plan_jitter(interval, acme_worker_random()));
     if (w.due->nelts > 0) {
         acme_worker_log(&w, ACME_LOG_INFO, apr_psprintf(p, "renewal worker: %d of %d domains "
@@ -1041,6 +1571,7 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
                         "at its next start");
         return 3;
     }
+    acme_worker_warn(&w);
     acme_worker_note_next(&w, apr_time_now() + acme_plan_jitter(interval, acme_worker_random()));
     acme_job_next_run_save(p, w.store, w.next_run, &res);
     return w.failures ? 1 : 0;

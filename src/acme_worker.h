@@ -29,7 +29,8 @@ typedef enum {
     ACME_LOG_WARNING,
     ACME_LOG_NOTICE,
     ACME_LOG_INFO,
-    ACME_LOG_DEBUG
+    ACME_LOG_DEBUG,
+    ACME_LOG_CRIT               /* a certificate is about to expire and renewal keeps failing */
 } acme_log_level_t;
 
 typedef void acme_worker_log_fn(void *baton, acme_log_level_t level, const char *message);
@@ -44,6 +45,9 @@ typedef struct {
     gid_t gid;
     pid_t parent_pid;                   /* stop when it is gone; 0: not supervised */
     const char *seal_cert_pem;          /* staged keys are sealed to it */
+    int ari_off;                        /* ACMERenewalInfo off; else ARI when the CA offers it */
+    const char *warn_window;            /* ACMEWarnWindow ("10%", "2d"); NULL: 10 % */
+    const apr_array_header_t *notify_argv; /* ACMENotifyCommand (const char *); NULL: none */
     acme_worker_log_fn *log;
     void *log_baton;
 } acme_worker_config_t;

@@ -8,6 +8,7 @@ PACKAGES=(
   libssl-dev libcurl4-openssl-dev libjansson-dev libcmocka-dev
   pebble openssl curl ca-certificates
   python3 python3-pytest python3-pytest-timeout wrk
+  bind9 bind9-dnsutils
 )
 
 missing=()

@@ -162,6 +162,24 @@ BAD = [
      "ACMEContactEmail a@example.org", "not allowed in <Location>"),
     ("members-sometimes", "ACMEMembers sometimes\n", "ACMEMembers sometimes",
      "use 'auto'"),
+    # --- dns-01 (issue 6)
+    ("dns01-missing-program", "ACMEDns01Command /nonexistent/acme-hook setup\n",
+     "ACMEDns01Command /nonexistent/acme-hook setup", "No such file or directory"),
+    ("dns01-relative-program", "ACMEDns01Command acme-hook\n", "ACMEDns01Command acme-hook",
+     "not an absolute path"),
+    ("dns01-timeout-0", "ACMEDns01Timeout 0s\n", "ACMEDns01Timeout 0s", "use 1s to 1h"),
+    ("dns01-propagation-word", "ACMEDns01Propagation soon\n", "ACMEDns01Propagation soon",
+     "ACMEDns01Propagation"),
+    ("dns01-propagation-check-host", "ACMEDns01Propagation check ns1.example.org\n",
+     "ACMEDns01Propagation check ns1.example.org", "not an IPv4 address"),
+    # --- renewal policy (issue 7)
+    ("renewal-info-maybe", "ACMERenewalInfo maybe\n", "ACMERenewalInfo maybe", "On or Off"),
+    ("renewal-info-in-section", "<ACMEDomain a.test>\nACMERenewalInfo off\n</ACMEDomain>\n",
+     "ACMERenewalInfo off", "applies to the whole server"),
+    ("warn-window-word", "ACMEWarnWindow soon\n", "ACMEWarnWindow soon", "ACMEWarnWindow"),
+    ("warn-window-150", "ACMEWarnWindow 150%\n", "ACMEWarnWindow 150%", "ACMEWarnWindow"),
+    ("notify-relative-program", "ACMENotifyCommand notify.sh\n", "ACMENotifyCommand notify.sh",
+     "not an absolute path"),
 ]
 
 
@@ -257,7 +275,9 @@ GOOD = [
     ("vhost-with-overrides",
      ssl_vhost("o.test", body="ACMEDomain\n  ACMEPrivateKeys rsa3072\n  ACMERenewWindow 21d")),
     ("ip-literals", "ACMEDomain 192.0.2.1 [2001:db8::1]\n"),
-    ("wildcard", ssl_vhost("w.test", ["*.w.test"]) + "ACMEDomain w.test *.w.test\n"),
+    # A wildcard needs a way to do dns-01 (issue 6); without one configtest refuses it.
+    ("wildcard", ssl_vhost("w.test", ["*.w.test"])
+     + "ACMEDns01Command /bin/true\nACMEDomain w.test *.w.test\n"),
     ("server-wide-settings",
      ssl_vhost("s.test")
      + "ACMEStoreDir acme-store\nACMEAutoRestart off\nACMEParallelOrders 16\n"

@@ -1,0 +1,241 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <apr_strings.h>
+
+#include "acme_command.h"
+
+const char *acme_command_check_program(apr_pool_t *p, const char *path)
+{
+    struct stat st;
+
+    if (!path || path[0] != '/') {
+        return apr_psprintf(p, "'%s' is not an absolute path", path ? path : "");
+    }
+    if (stat(path, &st) != 0) {
+        return apr_psprintf(p, "%s: %s", path, strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        return apr_psprintf(p, "%s is not a regular file", path);
+    }
+    if (access(path, X_OK) != 0 || !(st.st_mode & (S_IXUSR | S_IXGRP | S_IXOTH))) {
+        return apr_psprintf(p, "%s is not executable", path);
+    }
+    return NULL;
+}
+
+const char *acme_command_last_line(apr_pool_t *p, const char *text)
+{
+    const char *end, *start;
+
+    if (!text) {
+        return "";
+    }
+    end = text + strlen(text);
+    while (end > text && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ')) {
+        --end;
+    }
+    start = end;
+    while (start > text && start[-1] != '\n') {
+        --start;
+    }
+    return apr_pstrmemdup(p, start, (apr_size_t)(end - start));
+}
+
+/* NULL-terminated copies, built before fork: the child must not allocate. */
+static char **acme_command_vector(apr_pool_t *p, const apr_array_header_t *list,
+                                  const char *first)
+{
+    int n = list ? list->nelts : 0, i, k = 0;
+    char **v = apr_pcalloc(p, sizeof(char *) * (apr_size_t)(n + 3));
+
+    if (first) {
+        v[k++] = apr_pstrdup(p, first);
+        v[k++] = "LANG=C";
+    }
+    for (i = 0; i < n; ++i) {
+        v[k++] = apr_pstrdup(p, APR_ARRAY_IDX(list, i, const char *));
+    }
+    v[k] = NULL;
+    return v;
+}
+
+static void acme_command_child(char **argv, char **envp, int err_fd, int status_fd)
+{
+    int null_fd = open("/dev/null", O_RDWR);
+    int e;
+
+    setpgid(0, 0);
+    if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0 || dup2(err_fd, 2) < 0) {
+        e = errno;
+        (void)!write(status_fd, &e, sizeof(e));
+        _exit(127);
+    }
+    /* Signals the worker blocks or ignores must not leak into the program. */
+    {
+        static const int sigs[] = { SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR1 };
+        struct sigaction dfl;
+        sigset_t none;
+        unsigned i;
+        memset(&dfl, 0, sizeof(dfl));
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); ++i) {
+            sigaction(sigs[i], &dfl, NULL);
+        }
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+    }
+    execve(argv[0], argv, envp);
+    e = errno;
+    (void)!write(status_fd, &e, sizeof(e));
+    _exit(127);
+}
+
+static void acme_command_kill(pid_t pid, int sig)
+{
+    if (kill(-pid, sig) != 0) {
+        kill(pid, sig);
+    }
+}
+
+/* Reads stderr until EOF and the child exits, or the deadline; returns the wait status. */
+static int acme_command_wait(apr_pool_t *p, pid_t pid, int err_fd, apr_interval_time_t timeout,
+                             volatile const int *cancel, acme_command_outcome_t *out)
+{
+    char *buf = apr_palloc(p, ACME_COMMAND_STDERR_MAX + 1);
+    apr_size_t len = 0;
+    apr_time_t start = apr_time_now(), kill_at = 0;
+    int open_fd = 1, status = 0, done = 0;
+
+    while (!done) {
+        apr_time_t now = apr_time_now();
+        struct pollfd pfd = { .fd = err_fd, .events = POLLIN };
+        pid_t r;
+
+        if (!out->timed_out && ((timeout > 0 && now - start > timeout)
+                                || (cancel && *cancel))) {
+            out->timed_out = 1;
+            acme_command_kill(pid, SIGTERM);
+            kill_at = now + ACME_COMMAND_KILL_GRACE;
+        }
+        if (kill_at && now > kill_at) {
+            acme_command_kill(pid, SIGKILL);
+            kill_at = 0;
+        }
+        if (open_fd && poll(&pfd, 1, 100) > 0) {
+            char tmp[512];
+            ssize_t n = read(err_fd, tmp, sizeof(tmp));
+            if (n <= 0) {
+                open_fd = 0;
+            }
+            else if (len < ACME_COMMAND_STDERR_MAX) {
+                apr_size_t take = (apr_size_t)n;
+                if (take > ACME_COMMAND_STDERR_MAX - len) {
+                    take = ACME_COMMAND_STDERR_MAX - len;
+                }
+                memcpy(buf + len, tmp, take);
+                len += take;
+            }
+        }
+        else if (!open_fd) {
+            usleep(20000);
+        }
+        r = waitpid(pid, &status, WNOHANG);
+        if (r == pid || (r < 0 && errno != EINTR)) {
+            done = 1;
+        }
+    }
+    /* Whatever the program left behind in its group goes with it (the group only: the pid is
+     * reaped and may be reused). */
+    kill(-pid, SIGKILL);
+    buf[len] = '\0';
+    out->stderr_text = buf;
+    out->elapsed = apr_time_now() - start;
+    return status;
+}
+
+apr_status_t acme_command_run(apr_pool_t *p, const acme_command_t *cmd,
+                              acme_command_outcome_t *pout, acme_result_t *res)
+{
+    acme_command_outcome_t local, *out = pout ? pout : &local;
+    const char *what = cmd->what ? cmd->what : "command";
+    const char *prog = cmd->argv && cmd->argv->nelts > 0
+                       ? APR_ARRAY_IDX(cmd->argv, 0, const char *) : NULL;
+    char **argv, **envp;
+    int err_pipe[2], status_pipe[2], status, child_errno = 0;
+    const char *last;
+    pid_t pid;
+
+    *out = (acme_command_outcome_t){ .stderr_text = "" };
+    if (!prog || prog[0] != '/') {
+        return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN, apr_psprintf(p,
+            "%s: the program must be given as an absolute path", what));
+    }
+    argv = acme_command_vector(p, cmd->argv, NULL);
+    envp = acme_command_vector(p, cmd->env, ACME_COMMAND_PATH);
+    if (pipe2(err_pipe, O_CLOEXEC) != 0) {
+        return acme_result_fail(res, APR_FROM_OS_ERROR(errno), ACME_CLASS_RETRY_SOON,
+                                apr_psprintf(p, "%s: pipe: %s", what, strerror(errno)));
+    }
+    if (pipe2(status_pipe, O_CLOEXEC) != 0) {
+        close(err_pipe[0]);
+        close(err_pipe[1]);
+        return acme_result_fail(res, APR_FROM_OS_ERROR(errno), ACME_CLASS_RETRY_SOON,
+                                apr_psprintf(p, "%s: pipe: %s", what, strerror(errno)));
+    }
+    pid = fork();
+    if (pid == 0) {
+        acme_command_child(argv, envp, err_pipe[1], status_pipe[1]);
+    }
+    close(err_pipe[1]);
+    close(status_pipe[1]);
+    if (pid < 0) {
+        close(err_pipe[0]);
+        close(status_pipe[0]);
+        return acme_result_fail(res, APR_FROM_OS_ERROR(errno), ACME_CLASS_RETRY_SOON,
+                                apr_psprintf(p, "%s: fork: %s", what, strerror(errno)));
+    }
+    setpgid(pid, pid);      /* also here: no race with a kill before the child ran setpgid */
+    status = acme_command_wait(p, pid, err_pipe[0], cmd->timeout, cmd->cancel, out);
+    close(err_pipe[0]);
+    if (read(status_pipe[0], &child_errno, sizeof(child_errno)) != sizeof(child_errno)) {
+        child_errno = 0;
+    }
+    close(status_pipe[0]);
+    if (child_errno) {
+        return acme_result_fail(res, APR_FROM_OS_ERROR(child_errno), ACME_CLASS_ADMIN,
+                                apr_psprintf(p, "%s: cannot run %s: %s", what, prog,
+                                             strerror(child_errno)));
+    }
+    last = acme_command_last_line(p, out->stderr_text);
+    last = *last ? apr_pstrcat(p, "; it said: ", last, NULL) : "";
+    if (out->timed_out && cmd->cancel && *cmd->cancel) {
+        return acme_result_fail(res, APR_EINTR, ACME_CLASS_RETRY_SOON, apr_psprintf(p,
+            "%s: %s was stopped with the renewal worker%s", what, prog, last));
+    }
+    if (out->timed_out) {
+        return acme_result_fail(res, APR_TIMEUP, ACME_CLASS_RETRY_SOON, apr_psprintf(p,
+            "%s: %s did not finish within %" APR_TIME_T_FMT " s and was killed%s", what, prog,
+            apr_time_sec(cmd->timeout), last));
+    }
+    if (WIFSIGNALED(status)) {
+        out->signal = WTERMSIG(status);
+        return acme_result_fail(res, APR_EGENERAL, ACME_CLASS_RETRY_SOON, apr_psprintf(p,
+            "%s: %s was killed by signal %d%s", what, prog, out->signal, last));
+    }
+    out->exited = WIFEXITED(status);
+    out->exit_code = out->exited ? WEXITSTATUS(status) : -1;
+    if (!out->exited || out->exit_code != 0) {
+        return acme_result_fail(res, APR_EGENERAL, ACME_CLASS_RETRY_SOON, apr_psprintf(p,
+            "%s: %s failed with exit status %d%s", what, prog, out->exit_code, last));
+    }
+    return APR_SUCCESS;
+}

@@ -1,0 +1,191 @@
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <string.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <apr_general.h>
+#include <apr_pools.h>
+#include <apr_strings.h>
+#include <apr_tables.h>
+
+#include "acme_command.h"
+#include "acme_dns01.h"
+
+static int setup_pool(void **state)
+{
+    apr_pool_t *p = NULL;
+
+    apr_initialize();
+    apr_pool_create(&p, NULL);
+    *state = p;
+    return 0;
+}
+
+static int teardown_pool(void **state)
+{
+    apr_pool_destroy(*state);
+    apr_terminate();
+    return 0;
+}
+
+static apr_array_header_t *sh(apr_pool_t *p, const char *script)
+{
+    apr_array_header_t *argv = apr_array_make(p, 3, sizeof(const char *));
+
+    APR_ARRAY_PUSH(argv, const char *) = "/bin/sh";
+    APR_ARRAY_PUSH(argv, const char *) = "-c";
+    APR_ARRAY_PUSH(argv, const char *) = script;
+    return argv;
+}
+
+static void test_success_and_clean_environment(void **state)
+{
+    apr_pool_t *p = *state;
+    apr_array_header_t *env = apr_array_make(p, 1, sizeof(const char *));
+    acme_command_outcome_t out;
+    acme_result_t res;
+    acme_command_t cmd = {
+        .argv = sh(p, "test \"$ACME_X\" = 1 && test -z \"$HOME\" && echo ok $PATH >&2"),
+        .env = env, .timeout = apr_time_from_sec(10), .what = "test",
+    };
+
+    setenv("HOME", "/root", 1);
+    APR_ARRAY_PUSH(env, const char *) = "ACME_X=1";
+    acme_result_reset(&res);
+    assert_int_equal(acme_command_run(p, &cmd, &out, &res), APR_SUCCESS);
+    assert_int_equal(out.exit_code, 0);
+    assert_non_null(strstr(out.stderr_text, "ok /usr/local/sbin"));
+}
+
+static void test_exit_status_and_stderr_in_message(void **state)
+{
+    apr_pool_t *p = *state;
+    acme_command_outcome_t out;
+    acme_result_t res;
+    acme_command_t cmd = {
+        .argv = sh(p, "echo first >&2; echo 'zone refused the update' >&2; exit 3"),
+        .timeout = apr_time_from_sec(10), .what = "ACMEDns01Command (setup)",
+    };
+
+    acme_result_reset(&res);
+    assert_int_not_equal(acme_command_run(p, &cmd, &out, &res), APR_SUCCESS);
+    assert_int_equal(out.exit_code, 3);
+    assert_int_equal(res.err_class, ACME_CLASS_RETRY_SOON);
+    assert_non_null(strstr(res.message, "exit status 3"));
+    assert_non_null(strstr(res.message, "zone refused the update"));
+    assert_non_null(strstr(res.message, "ACMEDns01Command (setup)"));
+}
+
+static void test_timeout_kills_the_process_group(void **state)
+{
+    apr_pool_t *p = *state;
+    char marker[] = "/tmp/acme-cmd-XXXXXX";
+    acme_command_outcome_t out;
+    acme_result_t res;
+    acme_command_t cmd = { .timeout = apr_time_from_msec(500), .what = "hang" };
+    int fd = mkstemp(marker);
+    apr_time_t start = apr_time_now();
+
+    close(fd);
+    unlink(marker);
+    /* A grandchild that would write the marker after 3 s: it must die with the group. */
+    cmd.argv = sh(p, apr_psprintf(p, "(sleep 3; touch %s) & sleep 30", marker));
+    acme_result_reset(&res);
+    assert_int_equal(acme_command_run(p, &cmd, &out, &res), APR_TIMEUP);
+    assert_true(out.timed_out);
+    assert_true(apr_time_now() - start < apr_time_from_sec(5));
+    assert_non_null(strstr(res.message, "did not finish"));
+    sleep(4);
+    assert_int_not_equal(access(marker, F_OK), 0);
+}
+
+static void test_cancel_stops_the_program(void **state)
+{
+    apr_pool_t *p = *state;
+    volatile int cancel = 1;
+    acme_result_t res;
+    acme_command_t cmd = { .argv = sh(p, "sleep 30"), .timeout = apr_time_from_sec(20),
+                           .what = "hook", .cancel = &cancel };
+    apr_time_t start = apr_time_now();
+
+    acme_result_reset(&res);
+    assert_int_equal(acme_command_run(p, &cmd, NULL, &res), APR_EINTR);
+    assert_true(apr_time_now() - start < apr_time_from_sec(5));
+    assert_non_null(strstr(res.message, "stopped"));
+}
+
+static void test_missing_program(void **state)
+{
+    apr_pool_t *p = *state;
+    apr_array_header_t *argv = apr_array_make(p, 1, sizeof(const char *));
+    acme_result_t res;
+    acme_command_t cmd = { .argv = argv, .timeout = apr_time_from_sec(5), .what = "hook" };
+
+    APR_ARRAY_PUSH(argv, const char *) = "/nonexistent/acme-hook";
+    acme_result_reset(&res);
+    assert_int_not_equal(acme_command_run(p, &cmd, NULL, &res), APR_SUCCESS);
+    assert_int_equal(res.err_class, ACME_CLASS_ADMIN);
+    assert_non_null(strstr(res.message, "cannot run /nonexistent/acme-hook"));
+    assert_non_null(acme_command_check_program(p, "/nonexistent/acme-hook"));
+    assert_non_null(acme_command_check_program(p, "relative/hook"));
+    assert_non_null(acme_command_check_program(p, "/etc"));
+    assert_null(acme_command_check_program(p, "/bin/sh"));
+}
+
+static void test_last_line(void **state)
+{
+    assert_string_equal(acme_command_last_line(*state, "a\nb\n\n"), "b");
+    assert_string_equal(acme_command_last_line(*state, ""), "");
+}
+
+static void test_dns01_value_and_fqdn(void **state)
+{
+    apr_pool_t *p = *state;
+
+    /* RFC 8555 §8.4: base64url(SHA-256("token.thumbprint")), 43 characters, no padding. */
+    assert_int_equal(strlen(acme_dns01_txt_value(p, "abc.def")), 43);
+    assert_string_equal(acme_dns01_fqdn(p, "*.example.org"), "_acme-challenge.example.org");
+    assert_string_equal(acme_dns01_fqdn(p, "www.example.org"), "_acme-challenge.www.example.org");
+}
+
+static void test_dns01_propagation_parse(void **state)
+{
+    apr_pool_t *p = *state;
+    acme_dns01_propagation_t prop;
+    const char *reason = NULL;
+
+    assert_int_equal(acme_dns01_propagation_parse(p, NULL, &prop, &reason), APR_SUCCESS);
+    assert_int_equal(acme_dns01_propagation_parse(p, "", &prop, &reason), APR_SUCCESS);
+    assert_int_equal(acme_dns01_propagation_parse(p, "none", &prop, &reason), APR_SUCCESS);
+    assert_int_equal(prop.delay, 0);
+    assert_int_equal(acme_dns01_propagation_parse(p, "30s", &prop, &reason), APR_SUCCESS);
+    assert_int_equal(prop.delay, apr_time_from_sec(30));
+    assert_int_equal(acme_dns01_propagation_parse(p, "check 127.0.0.1:5353 1m", &prop, &reason),
+                     APR_SUCCESS);
+    assert_string_equal(prop.resolver, "127.0.0.1:5353");
+    assert_int_equal(prop.max_wait, apr_time_from_sec(60));
+    assert_int_not_equal(acme_dns01_propagation_parse(p, "check", &prop, &reason), APR_SUCCESS);
+    assert_int_not_equal(acme_dns01_propagation_parse(p, "check dns.example", &prop, &reason),
+                         APR_SUCCESS);
+    assert_int_not_equal(acme_dns01_propagation_parse(p, "soon", &prop, &reason), APR_SUCCESS);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_success_and_clean_environment),
+        cmocka_unit_test(test_exit_status_and_stderr_in_message),
+        cmocka_unit_test(test_timeout_kills_the_process_group),
+        cmocka_unit_test(test_cancel_stops_the_program),
+        cmocka_unit_test(test_missing_program),
+        cmocka_unit_test(test_last_line),
+        cmocka_unit_test(test_dns01_value_and_fqdn),
+        cmocka_unit_test(test_dns01_propagation_parse),
+    };
+
+    return cmocka_run_group_tests(tests, setup_pool, teardown_pool);
+}
