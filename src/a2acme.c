@@ -16,6 +16,7 @@
  * picks up, and the account key is replaced atomically under the store lock "account-<ca-id>",
  * so a worker reading it sees the old or the new key, never a torn file.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,7 @@
 #include "acme_domain.h"
 #include "acme_http.h"
 #include "acme_job.h"
+#include "acme_notify.h"
 #include "acme_perms.h"
 #include "acme_status.h"
 #include "acme_store.h"
@@ -84,6 +86,7 @@ typedef struct {
     acme_store_t *store;
     apr_array_header_t *domains;    /* acme_domain_t * */
     const char *source;             /* "domains.json" or "store" */
+    apr_array_header_t *notify_argv;/* ACMENotifyCommand from domains.json, or NULL */
     apr_hash_t *accounts;           /* ca_url -> a2_account_t * */
 } a2_t;
 
@@ -539,6 +542,26 @@ static void a2_domains_scan(a2_t *a)
     a->source = "store";
 }
 
+/* The server's ACMENotifyCommand as domains.json records it; NULL when there is none. */
+static apr_array_header_t *a2_notify_argv(apr_pool_t *p, json_t *list)
+{
+    apr_array_header_t *argv;
+    json_t *v;
+    size_t i;
+
+    if (!json_is_array(list) || json_array_size(list) == 0) {
+        return NULL;
+    }
+    argv = apr_array_make(p, (int)json_array_size(list), sizeof(const char *));
+    json_array_foreach(list, i, v) {
+        if (!json_is_string(v)) {
+            return NULL;
+        }
+        APR_ARRAY_PUSH(argv, const char *) = apr_pstrdup(p, json_string_value(v));
+    }
+    return argv;
+}
+
 /* The configured set from <store>/domains.json when the server wrote one, else the scan. */
 static void a2_domains_load(a2_t *a)
 {
@@ -552,6 +575,7 @@ static void a2_domains_load(a2_t *a)
     if (rv == APR_SUCCESS
         && (rv = acme_domain_set_from_json(a->p, json, &a->domains, &res)) == APR_SUCCESS) {
         a->source = A2_DOMAIN_SET_FILE;
+        a->notify_argv = a2_notify_argv(a->p, json_object_get(json, "notify_command"));
         return;
     }
     if (!APR_STATUS_IS_ENOENT(rv)) {
@@ -1332,12 +1356,39 @@ static apr_status_t a2_revoke_one(a2_t *a, const acme_domain_t *dom,
     return rv;
 }
 
+/* The `revoked` event for ACMENotifyCommand, as the server would send it. */
+static void a2_notify_revoked(a2_t *a, const acme_domain_t *dom, const apr_array_header_t *certs)
+{
+    apr_array_header_t *names = apr_array_make(a->p, dom->idents->nelts, sizeof(const char *));
+    acme_notify_event_t ev = {
+        .event = "revoked", .domain = dom->name, .names = names, .certs = certs,
+        .now = apr_time_now(),
+    };
+    acme_result_t res;
+    json_t *doc;
+    int i;
+
+    if (!a->notify_argv || certs->nelts == 0) {
+        return;
+    }
+    for (i = 0; i < dom->idents->nelts; ++i) {
+        APR_ARRAY_PUSH(names, const char *) = APR_ARRAY_IDX(dom->idents, i, acme_ident_t).value;
+    }
+    doc = acme_notify_document(&ev);
+    acme_result_reset(&res);
+    if (acme_notify_run(a->p, a->notify_argv, "revoked", dom->name, doc, &res) != APR_SUCCESS) {
+        a2_err(apr_psprintf(a->p, "%s: warning: %s", dom->name, acme_result_describe(&res, a->p)));
+    }
+    json_decref(doc);
+}
+
 static int a2_cmd_revoke(a2_t *a)
 {
     const acme_domain_t *dom = a2_domain_find(a, a->args->name);
     apr_array_header_t *cas;
     acme_active_t *active = NULL;
     acme_result_t res;
+    apr_array_header_t *revoked_certs = apr_array_make(a->p, 2, sizeof(acme_notify_cert_t));
     int i, revoked = 0, rc = A2_EXIT_OK;
 
     if (!dom) {
@@ -1368,8 +1419,13 @@ static int a2_cmd_revoke(a2_t *a)
             rc = A2_EXIT_FAILED;
             continue;
         }
+        APR_ARRAY_PUSH(revoked_certs, acme_notify_cert_t) = (acme_notify_cert_t){
+            .key_type = cert->spec, .serial = cert->info.serial_hex,
+            .not_after = cert->info.not_after,
+        };
         ++revoked;
     }
+    a2_notify_revoked(a, dom, revoked_certs);
     /* A revoked certificate still served breaks clients that check: replace it. */
     if (revoked && !a->args->no_renew && a->args->reason != 5) {
         acme_result_reset(&res);
@@ -1457,6 +1513,8 @@ int main(int argc, const char *const *argv)
     }
     /* Keys and markers are written with explicit modes; nothing else should widen them. */
     umask(022);
+    /* A notification program that exits without reading its input must not kill us. */
+    signal(SIGPIPE, SIG_IGN);
     apr_pool_create(&p, NULL);
     rc = a2_run(p, argc, argv);
     apr_pool_destroy(p);

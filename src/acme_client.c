@@ -736,8 +736,10 @@ apr_status_t acme_client_order_new(acme_client_t *c, apr_pool_t *p, acme_order_t
         order->replaces = NULL;
     }
     rv = order_post_new(c, p, order, &resp, res);
-    if (rv != APR_SUCCESS && order->replaces && acme_problem_is(res, "alreadyReplaced")) {
-        /* Someone (maybe our own earlier run) already renewed it: order without the link. */
+    if (rv != APR_SUCCESS && order->replaces && res->http_status >= 400 && res->http_status < 500
+        && !acme_problem_is(res, "rateLimited")) {
+        /* The CA refused the link (alreadyReplaced: someone, maybe our own earlier run, renewed
+         * it; malformed: it does not know the certificate): order once more without it. */
         order->replaces = NULL;
         rv = order_post_new(c, p, order, &resp, res);
     }

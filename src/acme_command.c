@@ -67,13 +67,14 @@ static char **acme_command_vector(apr_pool_t *p, const apr_array_header_t *list,
     return v;
 }
 
-static void acme_command_child(char **argv, char **envp, int err_fd, int status_fd)
+static void acme_command_child(char **argv, char **envp, int in_fd, int err_fd, int status_fd)
 {
     int null_fd = open("/dev/null", O_RDWR);
     int e;
 
     setpgid(0, 0);
-    if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0 || dup2(err_fd, 2) < 0) {
+    if (null_fd < 0 || dup2(in_fd >= 0 ? in_fd : null_fd, 0) < 0 || dup2(null_fd, 1) < 0
+        || dup2(err_fd, 2) < 0) {
         e = errno;
         (void)!write(status_fd, &e, sizeof(e));
         _exit(127);
@@ -106,9 +107,39 @@ static void acme_command_kill(pid_t pid, int sig)
     }
 }
 
+/* The program's input, fed as it reads: a program that never reads must not block us. */
+typedef struct {
+    int fd;                             /* non-blocking write end, -1 when done */
+    const char *data;
+    apr_size_t left;
+} acme_command_input_t;
+
+static void acme_command_feed(acme_command_input_t *in)
+{
+    while (in->fd >= 0 && in->left > 0) {
+        ssize_t n = write(in->fd, in->data, in->left);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return;
+        }
+        if (n <= 0) {
+            break;              /* EPIPE: the program did not want (all of) it */
+        }
+        in->data += n;
+        in->left -= (apr_size_t)n;
+    }
+    if (in->fd >= 0) {
+        close(in->fd);
+        in->fd = -1;
+    }
+}
+
 /* Reads stderr until EOF and the child exits, or the deadline; returns the wait status. */
-static int acme_command_wait(apr_pool_t *p, pid_t pid, int err_fd, apr_interval_time_t timeout,
-                             volatile const int *cancel, acme_command_outcome_t *out)
+static int acme_command_wait(apr_pool_t *p, pid_t pid, int err_fd, acme_command_input_t *in,
+                             apr_interval_time_t timeout, volatile const int *cancel,
+                             acme_command_outcome_t *out)
 {
     char *buf = apr_palloc(p, ACME_COMMAND_STDERR_MAX + 1);
     apr_size_t len = 0;
@@ -117,8 +148,14 @@ static int acme_command_wait(apr_pool_t *p, pid_t pid, int err_fd, apr_interval_
 
     while (!done) {
         apr_time_t now = apr_time_now();
-        struct pollfd pfd = { .fd = err_fd, .events = POLLIN };
+        struct pollfd pfd[2] = {
+            { .fd = err_fd, .events = POLLIN },
+            { .fd = in->fd, .events = POLLOUT },
+        };
         pid_t r;
+
+        acme_command_feed(in);
+        pfd[1].fd = in->fd;
 
         if (!out->timed_out && ((timeout > 0 && now - start > timeout)
                                 || (cancel && *cancel))) {
@@ -130,7 +167,11 @@ static int acme_command_wait(apr_pool_t *p, pid_t pid, int err_fd, apr_interval_
             acme_command_kill(pid, SIGKILL);
             kill_at = 0;
         }
-        if (open_fd && poll(&pfd, 1, 100) > 0) {
+        if (!open_fd) {
+            pfd[0].fd = -1;
+        }
+        if ((open_fd || in->fd >= 0) && poll(pfd, 2, 100) > 0 && open_fd
+            && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
             char tmp[512];
             ssize_t n = read(err_fd, tmp, sizeof(tmp));
             if (n <= 0) {
@@ -145,13 +186,17 @@ static int acme_command_wait(apr_pool_t *p, pid_t pid, int err_fd, apr_interval_
                 len += take;
             }
         }
-        else if (!open_fd) {
+        else if (!open_fd && in->fd < 0) {
             usleep(20000);
         }
         r = waitpid(pid, &status, WNOHANG);
         if (r == pid || (r < 0 && errno != EINTR)) {
             done = 1;
         }
+    }
+    if (in->fd >= 0) {
+        close(in->fd);
+        in->fd = -1;
     }
     /* Whatever the program left behind in its group goes with it (the group only: the pid is
      * reaped and may be reused). */
@@ -162,6 +207,39 @@ static int acme_command_wait(apr_pool_t *p, pid_t pid, int err_fd, apr_interval_
     return status;
 }
 
+static void acme_command_close(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+/*
+ * pipes[0..1]: stderr (read, write), [2..3]: exec status, [4..5]: stdin (read, write) or -1
+ * when there is no input. All close-on-exec (dup2 clears it for the child's 0 and 2). 0 or -1.
+ */
+static int acme_command_pipes(int pipes[6], int with_input)
+{
+    int i;
+
+    for (i = 0; i < 6; ++i) {
+        pipes[i] = -1;
+    }
+    if (pipe2(pipes, O_CLOEXEC) == 0 && pipe2(pipes + 2, O_CLOEXEC) == 0
+        && (!with_input || pipe2(pipes + 4, O_CLOEXEC) == 0)) {
+        return 0;
+    }
+    {
+        int e = errno;
+        for (i = 0; i < 6; ++i) {
+            acme_command_close(&pipes[i]);
+        }
+        errno = e;
+    }
+    return -1;
+}
+
 apr_status_t acme_command_run(apr_pool_t *p, const acme_command_t *cmd,
                               acme_command_outcome_t *pout, acme_result_t *res)
 {
@@ -170,7 +248,8 @@ apr_status_t acme_command_run(apr_pool_t *p, const acme_command_t *cmd,
     const char *prog = cmd->argv && cmd->argv->nelts > 0
                        ? APR_ARRAY_IDX(cmd->argv, 0, const char *) : NULL;
     char **argv, **envp;
-    int err_pipe[2], status_pipe[2], status, child_errno = 0;
+    int pipes[6], status, child_errno = 0;
+    acme_command_input_t in;
     const char *last;
     pid_t pid;
 
@@ -181,35 +260,37 @@ apr_status_t acme_command_run(apr_pool_t *p, const acme_command_t *cmd,
     }
     argv = acme_command_vector(p, cmd->argv, NULL);
     envp = acme_command_vector(p, cmd->env, ACME_COMMAND_PATH);
-    if (pipe2(err_pipe, O_CLOEXEC) != 0) {
-        return acme_result_fail(res, APR_FROM_OS_ERROR(errno), ACME_CLASS_RETRY_SOON,
-                                apr_psprintf(p, "%s: pipe: %s", what, strerror(errno)));
-    }
-    if (pipe2(status_pipe, O_CLOEXEC) != 0) {
-        close(err_pipe[0]);
-        close(err_pipe[1]);
+    if (acme_command_pipes(pipes, cmd->input != NULL) != 0) {
         return acme_result_fail(res, APR_FROM_OS_ERROR(errno), ACME_CLASS_RETRY_SOON,
                                 apr_psprintf(p, "%s: pipe: %s", what, strerror(errno)));
     }
     pid = fork();
     if (pid == 0) {
-        acme_command_child(argv, envp, err_pipe[1], status_pipe[1]);
+        acme_command_child(argv, envp, pipes[4], pipes[1], pipes[3]);
     }
-    close(err_pipe[1]);
-    close(status_pipe[1]);
+    acme_command_close(&pipes[1]);
+    acme_command_close(&pipes[3]);
+    acme_command_close(&pipes[4]);
     if (pid < 0) {
-        close(err_pipe[0]);
-        close(status_pipe[0]);
-        return acme_result_fail(res, APR_FROM_OS_ERROR(errno), ACME_CLASS_RETRY_SOON,
-                                apr_psprintf(p, "%s: fork: %s", what, strerror(errno)));
+        int e = errno;
+        acme_command_close(&pipes[0]);
+        acme_command_close(&pipes[2]);
+        acme_command_close(&pipes[5]);
+        return acme_result_fail(res, APR_FROM_OS_ERROR(e), ACME_CLASS_RETRY_SOON,
+                                apr_psprintf(p, "%s: fork: %s", what, strerror(e)));
     }
     setpgid(pid, pid);      /* also here: no race with a kill before the child ran setpgid */
-    status = acme_command_wait(p, pid, err_pipe[0], cmd->timeout, cmd->cancel, out);
-    close(err_pipe[0]);
-    if (read(status_pipe[0], &child_errno, sizeof(child_errno)) != sizeof(child_errno)) {
+    in = (acme_command_input_t){ .fd = pipes[5], .data = cmd->input,
+                                 .left = cmd->input ? cmd->input_len : 0 };
+    if (in.fd >= 0) {
+        fcntl(in.fd, F_SETFL, fcntl(in.fd, F_GETFL) | O_NONBLOCK);
+    }
+    status = acme_command_wait(p, pid, pipes[0], &in, cmd->timeout, cmd->cancel, out);
+    acme_command_close(&pipes[0]);
+    if (read(pipes[2], &child_errno, sizeof(child_errno)) != sizeof(child_errno)) {
         child_errno = 0;
     }
-    close(status_pipe[0]);
+    acme_command_close(&pipes[2]);
     if (child_errno) {
         return acme_result_fail(res, APR_FROM_OS_ERROR(child_errno), ACME_CLASS_ADMIN,
                                 apr_psprintf(p, "%s: cannot run %s: %s", what, prog,

@@ -13,8 +13,10 @@
  * - argv[0] is an absolute path; it is executed directly, no shell.
  * - The environment is clean: PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin,
  *   LANG=C, plus the caller's `env` entries ("NAME=value"), which callers document.
- * - stdin is /dev/null, stdout is discarded, stderr is captured (at most
- *   ACME_COMMAND_STDERR_MAX bytes) so the caller can log it.
+ * - stdin is `input` (written through a pipe, then closed) or /dev/null; stdout is discarded;
+ *   stderr is captured (at most ACME_COMMAND_STDERR_MAX bytes) so the caller can log it. A
+ *   program that exits without reading its input is not an error: the caller's process must
+ *   ignore SIGPIPE (the renewal worker and a2acme do).
  * - The program runs in its own process group; when `timeout` passes, the whole group gets
  *   SIGTERM, then SIGKILL after ACME_COMMAND_KILL_GRACE, and the run counts as failed.
  *
@@ -32,6 +34,8 @@ typedef struct {
     apr_interval_time_t timeout;        /* <= 0: no limit */
     const char *what;                   /* for messages, e.g. "ACMEDns01Command (setup)" */
     volatile const int *cancel;         /* optional: non-zero kills the group, like a timeout */
+    const char *input;                  /* optional: the program's stdin, input_len bytes */
+    apr_size_t input_len;
 } acme_command_t;
 
 typedef struct {

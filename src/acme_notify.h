@@ -12,9 +12,9 @@
  * ACMENotifyCommand: the admin's program runs as `program [args] <event> <domain>` for the events
  * renewed (a new certificate is staged), installed (the server serves it), expiring (inside
  * ACMEWarnWindow with renewal failing), errored (an order failed) and revoked. The details
- * (names, serial, notAfter, error) are a JSON document in the environment variable
- * ACME_NOTIFY_JSON (the command runner gives programs /dev/null as stdin). Bounded by
- * ACME_NOTIFY_TIMEOUT; a failure is returned for the caller to log.
+ * (names, serial, notAfter, error) are one line of JSON on the program's stdin; the environment
+ * has ACME_NOTIFY_EVENT and ACME_NOTIFY_DOMAIN. Bounded by ACME_NOTIFY_TIMEOUT; a failure is
+ * returned for the caller to log.
  */
 
 #define ACME_NOTIFY_TIMEOUT apr_time_from_sec(30)
@@ -28,10 +28,28 @@
  */
 int acme_notify_due(const char *event, apr_time_t last_same_at, apr_time_t now);
 
-/* The JSON document: {"event", "domain", "names", "serial", "not_after", "error", "time"}. */
-json_t *acme_notify_document(const char *event, const char *domain,
-                             const apr_array_header_t *names, const char *serial,
-                             apr_time_t not_after, const char *error, apr_time_t now);
+/* One certificate the event is about (a domain has one per key type). */
+typedef struct {
+    const char *key_type;               /* e.g. "secp256r1" */
+    const char *serial;                 /* upper-case hex */
+    apr_time_t not_after;
+} acme_notify_cert_t;
+
+typedef struct {
+    const char *event;
+    const char *domain;
+    const apr_array_header_t *names;    /* const char * */
+    const apr_array_header_t *certs;    /* acme_notify_cert_t, may be NULL or empty */
+    const char *error;                  /* may be NULL */
+    apr_time_t now;
+} acme_notify_event_t;
+
+/*
+ * The JSON document: {"event", "domain", "names", "serial", "not_after", "certificates",
+ * "error", "time"}; serial and not_after are the first certificate's (null without one), and
+ * "certificates" lists every key type's {"key_type", "serial", "not_after"}.
+ */
+json_t *acme_notify_document(const acme_notify_event_t *ev);
 
 /* Runs the command (argv: const char *) for one event. */
 apr_status_t acme_notify_run(apr_pool_t *p, const apr_array_header_t *argv, const char *event,

@@ -308,12 +308,28 @@ static apr_interval_time_t lifetime_cap(apr_time_t nb, apr_time_t na,
     return max_time(cap, ACME_PLAN_RETRY_FIRST);
 }
 
-static apr_interval_time_t transient_delay(int failures, apr_time_t nb, apr_time_t na, double u)
+/*
+ * CA-side errors: the first retry is a minute (L/60 for certificates shorter than an hour, so
+ * test certificates behave like real ones), doubling, capped at a quarter of the time the served
+ * certificate has left (and L/10): every halving of the time left still holds several attempts.
+ * Without a certificate, or once it has expired, the cap is ACME_PLAN_RETRY_CAP_NO_CERT.
+ */
+static apr_interval_time_t transient_delay(int failures, apr_time_t now, apr_time_t nb,
+                                           apr_time_t na, double u)
 {
     int doublings = failures > 31 ? 30 : failures - 1;
-    apr_interval_time_t cap = lifetime_cap(nb, na, ACME_PLAN_RETRY_CAP_NO_CERT);
+    apr_interval_time_t first = ACME_PLAN_RETRY_FIRST, cap = ACME_PLAN_RETRY_CAP_NO_CERT;
 
-    return jitter_below(ACME_PLAN_RETRY_FIRST << doublings, cap, u);
+    if (na > nb) {
+        apr_interval_time_t life = na - nb, left = na - now;
+        first = max_time(min_time(life / 60, ACME_PLAN_RETRY_FIRST), apr_time_from_sec(1));
+        cap = min_time(life / 10, left > 0 ? left / 4 : ACME_PLAN_RETRY_CAP_NO_CERT);
+        cap = max_time(cap, first);
+    }
+    if (doublings > 20) {
+        doublings = 20;         /* 2^20 minutes is far beyond every cap */
+    }
+    return jitter_below(first << doublings, cap, u);
 }
 
 static apr_interval_time_t admin_delay(int failures, apr_time_t nb, apr_time_t na, double u)
@@ -344,9 +360,9 @@ apr_time_t acme_plan_retry_at(acme_class_t cls, int consecutive_failures, apr_ti
         return now;
     case ACME_CLASS_RETRY_AFTER:    /* without the CA's time: as transient */
         return retry_after > 0 ? ca_retry_at(now, retry_after, u)
-                               : now + transient_delay(failures, not_before, not_after, u);
+                               : now + transient_delay(failures, now, not_before, not_after, u);
     case ACME_CLASS_RETRY_SOON:
-        return now + transient_delay(failures, not_before, not_after, u);
+        return now + transient_delay(failures, now, not_before, not_after, u);
     case ACME_CLASS_ADMIN:
     case ACME_CLASS_PERMANENT:
         break;

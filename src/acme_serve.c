@@ -167,7 +167,17 @@ static void acme_serve_write_domains(apr_pool_t *ptemp, server_rec *s, acme_conf
 {
     json_t *json = acme_domain_set_to_json(conf->domains);
     acme_result_t res;
+    int i;
 
+    /* a2acme revoke runs the notification command itself (event `revoked`). */
+    if (conf->notify_argv && conf->notify_argv->nelts > 0) {
+        json_t *argv = json_array();
+        for (i = 0; i < conf->notify_argv->nelts; ++i) {
+            json_array_append_new(argv, json_string(APR_ARRAY_IDX(conf->notify_argv, i,
+                                                                  const char *)));
+        }
+        json_object_set_new(json, "notify_command", argv);
+    }
     acme_result_reset(&res);
     if (acme_store_write_json(ptemp, apr_pstrcat(ptemp, conf->store_dir, "/domains.json", NULL),
                               json, ACME_PERMS_0644, &res) != APR_SUCCESS) {

@@ -29,6 +29,7 @@
 #define ACME_WORKER_DEFAULT_INTERVAL apr_time_from_sec(12 * 3600)
 #define ACME_WORKER_MAX_STEPS 12
 #define ACME_WORKER_STOP_GRACE apr_time_from_sec(2)
+#define ACME_WORKER_SAME_CA_PAUSE apr_time_from_sec(2)
 
 /*
  * Set from a signal handler or the supervising thread, read by the order
@@ -56,6 +57,7 @@ typedef struct {
     int covers;                         /* names match the configuration */
     apr_time_t not_before;
     apr_time_t not_after;
+    const char *serial;                 /* upper-case hex */
     const char *cert_id;                /* ARI certificate id (RFC 9773), or NULL */
 } acme_worker_active_t;
 
@@ -125,16 +127,70 @@ static const char *acme_worker_file(apr_pool_t *p, const char *dir, const char *
     return apr_pstrcat(p, dir, "/", prefix, ".", acme_crypto_keyspec_name(spec), suffix, NULL);
 }
 
+/* The served certificates of a domain, one per key type, for a notification. */
+static apr_array_header_t *acme_worker_active_certs(apr_pool_t *p, const acme_worker_item_t *item)
+{
+    const apr_array_header_t *specs = item->dom->policy.key_specs;
+    apr_array_header_t *certs = apr_array_make(p, specs->nelts, sizeof(acme_notify_cert_t));
+    int j;
+
+    for (j = 0; j < specs->nelts; ++j) {
+        const acme_worker_active_t *act = &item->active[j];
+        if (act->present) {
+            APR_ARRAY_PUSH(certs, acme_notify_cert_t) = (acme_notify_cert_t){
+                .key_type = acme_crypto_keyspec_name(&APR_ARRAY_IDX(specs, j, acme_keyspec_t)),
+                .serial = act->serial, .not_after = act->not_after,
+            };
+        }
+    }
+    return certs;
+}
+
+/* The certificates in a set directory (staging), one per key type, for a notification. */
+static apr_array_header_t *acme_worker_set_certs(apr_pool_t *p, const acme_domain_t *dom,
+                                                 const char *dir)
+{
+    const apr_array_header_t *specs = dom->policy.key_specs;
+    apr_array_header_t *certs = apr_array_make(p, specs->nelts, sizeof(acme_notify_cert_t));
+    int j;
+
+    for (j = 0; dir && j < specs->nelts; ++j) {
+        const acme_keyspec_t *spec = &APR_ARRAY_IDX(specs, j, acme_keyspec_t);
+        apr_array_header_t *chain = NULL;
+        acme_cert_info_t info;
+        acme_result_t res;
+        char *pem = NULL;
+        apr_size_t len = 0;
+
+        acme_result_reset(&res);
+        if (acme_store_read_file(p, acme_worker_file(p, dir, "pubcert", spec, ".pem"), &pem, &len,
+                                 0, &res) == APR_SUCCESS
+            && acme_crypto_chain_parse(p, pem, len, &chain, &res) == APR_SUCCESS
+            && acme_crypto_cert_info(p, APR_ARRAY_IDX(chain, 0, acme_cert_t *), &info, &res)
+               == APR_SUCCESS) {
+            APR_ARRAY_PUSH(certs, acme_notify_cert_t) = (acme_notify_cert_t){
+                .key_type = acme_crypto_keyspec_name(spec),
+                .serial = info.serial_hex, .not_after = info.not_after,
+            };
+        }
+    }
+    return certs;
+}
+
 /*
  * ACMENotifyCommand for one event, rate-limited per domain through the job (which the caller
  * saves). A failing program is logged and changes nothing else.
  */
-static void acme_worker_notify(acme_worker_t *w, apr_pool_t *p, const char *domain,
-                               const apr_array_header_t *idents, acme_job_t *job,
-                               const char *event, apr_time_t not_after, const char *error)
+static void acme_worker_notify(acme_worker_t *w, apr_pool_t *p, const acme_domain_t *dom,
+                               acme_job_t *job, const char *event,
+                               const apr_array_header_t *certs, const char *error)
 {
     apr_array_header_t *names = apr_array_make(p, 4, sizeof(const char *));
     apr_time_t now = apr_time_now();
+    acme_notify_event_t ev = {
+        .event = event, .domain = dom->name, .names = names, .certs = certs, .error = error,
+        .now = now,
+    };
     acme_result_t res;
     json_t *doc;
     int i;
@@ -148,13 +204,13 @@ static void acme_worker_notify(acme_worker_t *w, apr_pool_t *p, const char *doma
         || !acme_notify_due(event, last_same ? *last_same : 0, now)) {
         return;
     }
-    for (i = 0; idents && i < idents->nelts; ++i) {
-        APR_ARRAY_PUSH(names, const char *) = APR_ARRAY_IDX(idents, i, acme_ident_t).value;
+    for (i = 0; i < dom->idents->nelts; ++i) {
+        APR_ARRAY_PUSH(names, const char *) = APR_ARRAY_IDX(dom->idents, i, acme_ident_t).value;
     }
-    doc = acme_notify_document(event, domain, names, NULL, not_after, error, now);
+    doc = acme_notify_document(&ev);
     acme_result_reset(&res);
-    if (acme_notify_run(p, w->cfg->notify_argv, event, domain, doc, &res) != APR_SUCCESS) {
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "%s: %s", domain,
+    if (acme_notify_run(p, w->cfg->notify_argv, event, dom->name, doc, &res) != APR_SUCCESS) {
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "%s: %s", dom->name,
                                                           acme_result_describe(&res, p)));
     }
     json_decref(doc);
@@ -266,6 +322,7 @@ static void acme_worker_active_read(acme_worker_t *w, const acme_domain_t *dom,
     act->present = 1;
     act->not_before = info.not_before;
     act->not_after = info.not_after;
+    act->serial = info.serial_hex;
     if (acme_crypto_ari_cert_id(w->pool, leaf, &act->cert_id, &res) != APR_SUCCESS) {
         act->cert_id = NULL;
         acme_result_reset(&res);
@@ -405,8 +462,74 @@ static void acme_worker_ari_clear(acme_job_t *job, int *dirty)
 }
 
 /*
- * The ARI renewal time (RFC 9773) of the first key type's certificate, or 0 when the local window
- * applies (ARI off, not offered, failing, no certificate). Honours and records Retry-After.
+ * Asks renewalInfo for every key type's certificate and keeps the earliest suggested window:
+ * the CA may want one of them replaced sooner (a mis-issuance, a revoked key). APR_SUCCESS with
+ * *found 0 when no certificate has an ARI id; otherwise the first failure.
+ */
+static apr_status_t acme_worker_ari_fetch(acme_worker_t *w, acme_worker_ari_ca_t *ac,
+                                          const acme_worker_item_t *item,
+                                          acme_client_renewal_info_t *best, int *found,
+                                          acme_result_t *res)
+{
+    const apr_array_header_t *specs = item->dom->policy.key_specs;
+    int j;
+
+    *found = 0;
+    for (j = 0; j < specs->nelts; ++j) {
+        const acme_worker_active_t *act = &item->active[j];
+        acme_client_renewal_info_t info;
+        apr_time_t retry;
+        apr_status_t rv;
+
+        if (!act->present || !act->cert_id) {
+            continue;
+        }
+        rv = acme_client_renewal_info(ac->client, w->pool, act->cert_id, &info, res);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        /* Asked again when the first of them says so. */
+        retry = !*found || best->retry_after <= 0 ? info.retry_after
+                : info.retry_after <= 0 || best->retry_after < info.retry_after
+                  ? best->retry_after : info.retry_after;
+        if (!*found || info.start < best->start) {
+            *best = info;
+        }
+        best->retry_after = retry;
+        *found = 1;
+    }
+    return APR_SUCCESS;
+}
+
+static void acme_worker_ari_failed(acme_worker_t *w, acme_worker_ari_ca_t *ac,
+                                   const acme_worker_item_t *item, acme_job_t *job,
+                                   const acme_result_t *res, apr_time_t now,
+                                   apr_interval_time_t interval, int *dirty)
+{
+    if (res->status == APR_ENOTIMPL || res->http_status == 0 || res->http_status >= 500) {
+        ac->broken = 1;
+    }
+    if (res->status == APR_ENOTIMPL) {
+        ac->no_ari = 1;
+        acme_worker_ari_clear(job, dirty);
+        job->ari_next = now + interval;
+        *dirty = 1;
+        return;
+    }
+    acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "%s: renewalInfo (ARI) not "
+                                                   "available (%s); the local renew window "
+                                                   "applies", item->dom->name,
+                                                   acme_result_describe(res, w->pool)));
+    if (res->retry_after > now) {
+        job->ari_next = res->retry_after;
+        *dirty = 1;
+    }
+}
+
+/*
+ * The ARI renewal time (RFC 9773) of the domain: the earliest suggested window over its key
+ * types' certificates, or 0 when the local window applies (ARI off, not offered, failing, no
+ * certificate). Honours and records Retry-After.
  */
 static apr_time_t acme_worker_ari(acme_worker_t *w, apr_hash_t *clients,
                                   const acme_worker_item_t *item, acme_job_t *job,
@@ -414,10 +537,11 @@ static apr_time_t acme_worker_ari(acme_worker_t *w, apr_hash_t *clients,
                                   apr_interval_time_t interval, int *dirty)
 {
     const acme_worker_active_t *act = &item->active[0];
-    acme_client_renewal_info_t info;
+    acme_client_renewal_info_t info = { .start = 0 };
     acme_worker_ari_ca_t *ac;
     acme_result_t res;
     apr_time_t at;
+    int found = 0;
 
     if (w->cfg->ari_off || local_at <= 0 || !act->present || !act->covers || !act->cert_id) {
         acme_worker_ari_clear(job, dirty);
@@ -442,25 +566,11 @@ static apr_time_t acme_worker_ari(acme_worker_t *w, apr_hash_t *clients,
         return 0;
     }
     acme_result_reset(&res);
-    if (acme_client_renewal_info(ac->client, w->pool, act->cert_id, &info, &res) != APR_SUCCESS) {
-        if (res.status == APR_ENOTIMPL || res.http_status == 0 || res.http_status >= 500) {
-            ac->broken = 1;
-        }
-        if (res.status == APR_ENOTIMPL) {
-            ac->no_ari = 1;
-            acme_worker_ari_clear(job, dirty);
-            job->ari_next = now + interval;
-            *dirty = 1;
-            return 0;
-        }
-        acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "%s: renewalInfo (ARI) not "
-                                                       "available (%s); the local renew window "
-                                                       "applies", item->dom->name,
-                                                       acme_result_describe(&res, w->pool)));
-        if (res.retry_after > now) {
-            job->ari_next = res.retry_after;
-            *dirty = 1;
-        }
+    if (acme_worker_ari_fetch(w, ac, item, &info, &found, &res) != APR_SUCCESS) {
+        acme_worker_ari_failed(w, ac, item, job, &res, now, interval, dirty);
+        return 0;
+    }
+    if (!found) {
         return 0;
     }
     /* The pick itself is kept unbounded, so that it survives a change of the local window. */
@@ -1208,6 +1318,27 @@ static int acme_worker_failover(acme_worker_run_t *run, const acme_result_t *res
     return ++*switches < item->n_cas;
 }
 
+/*
+ * With another CA to fail over to, a CA-side error is confirmed at once (one more try after
+ * ACME_WORKER_SAME_CA_PAUSE) instead of after a retry delay: a CA answering 500s then costs
+ * seconds, not the minutes of the backoff. 1 when the caller should try again.
+ */
+static int acme_worker_retry_same_ca(acme_worker_run_t *run, const acme_result_t *res,
+                                     int *retried)
+{
+    apr_time_t until = apr_time_now() + ACME_WORKER_SAME_CA_PAUSE;
+
+    if (*retried || run->item->n_cas < 2 || !acme_renewal_ca_side(res)
+        || run->job->ca_failures < 1) {
+        return 0;
+    }
+    *retried = 1;
+    while (!acme_worker_stopping && apr_time_now() < until) {
+        apr_sleep(apr_time_from_msec(100));
+    }
+    return !acme_worker_stopping;
+}
+
 static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
                                apr_hash_t *clients, acme_worker_item_t *item)
 {
@@ -1220,7 +1351,7 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
     acme_result_t res;
     apr_time_t now, nb = 0, na = 0;
     apr_status_t rv;
-    int switches = 0;
+    int switches = 0, retried = 0;
 
     acme_result_reset(&res);
     acme_job_load(p, w->store, dom->name, &run.job, &res);
@@ -1229,7 +1360,8 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
     acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(p, "%s: requesting a certificate from %s",
                                                    dom->name, item->ca->ca_url));
     rv = acme_worker_issue(&run, &res);
-    while (rv != APR_SUCCESS && acme_worker_failover(&run, &res, &switches)) {
+    while (rv != APR_SUCCESS && (acme_worker_failover(&run, &res, &switches)
+                                 || acme_worker_retry_same_ca(&run, &res, &retried))) {
         acme_result_reset(&res);
         rv = acme_worker_issue(&run, &res);
     }
@@ -1247,7 +1379,11 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
         run.job->activity = "waiting for activation";
         run.job->next_run = 0;
         run.job->updated = now;
-        acme_worker_notify(w, p, dom->name, dom->idents, run.job, "renewed", 0, NULL);
+        acme_worker_notify(w, p, dom, run.job, "renewed",
+                           acme_worker_set_certs(p, dom, acme_store_path(p, w->store,
+                                                                         ACME_STORE_STAGING,
+                                                                         dom->name, NULL)),
+                           NULL);
         acme_job_save(p, w->store, run.job, &res);
         acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(p, "%s: new certificate staged; it is "
                                                          "activated by a graceful restart",
@@ -1269,7 +1405,7 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
                                  "attempt %s", dom->name, acme_class_name(res.err_class),
                                  run.job->failures, acme_result_describe(&res, p),
                                  acme_worker_time_text(p, run.job->next_run)));
-    acme_worker_notify(w, p, dom->name, dom->idents, run.job, "errored", na,
+    acme_worker_notify(w, p, dom, run.job, "errored", acme_worker_active_certs(p, item),
                        acme_result_describe(&res, p));
     acme_result_reset(&res);
     acme_job_save(p, w->store, run.job, &res);
@@ -1410,8 +1546,8 @@ static void acme_worker_installed(acme_worker_t *w, const char *name)
         }
         acme_result_reset(&res);
         if (acme_job_load(w->pool, w->store, name, &job, &res) == APR_SUCCESS) {
-            acme_worker_notify(w, w->pool, name, item->dom->idents, job, "installed",
-                               item->active[0].present ? item->active[0].not_after : 0, NULL);
+            acme_worker_notify(w, w->pool, item->dom, job, "installed",
+                               acme_worker_active_certs(w->pool, item), NULL);
             acme_job_save(w->pool, w->store, job, &res);
         }
         return;
@@ -1521,8 +1657,9 @@ static void acme_worker_warn(acme_worker_t *w)
             /* Saved first: whoever reads the CRIT line finds the warning in the status. */
             acme_job_save(w->pool, w->store, job, &res);
             acme_worker_log(w, ACME_LOG_CRIT, job->warning);
-            acme_worker_notify(w, w->pool, item->dom->name, item->dom->idents, job, "expiring",
-                               expires, acme_result_describe(&job->last_error, w->pool));
+            acme_worker_notify(w, w->pool, item->dom, job, "expiring",
+                               acme_worker_active_certs(w->pool, item),
+                               acme_result_describe(&job->last_error, w->pool));
         }
         else if (job->warning) {
             job->warning = NULL;

@@ -91,3 +91,28 @@ def https_get(httpd, name, path="/"):
 
 def new_orders(pebble):
     return [r for r in pebble.requests() if r == ("POST", "/order-plz")]
+
+
+def notify_script(workdir):
+    """An ACMENotifyCommand that appends '<event> <domain> <stdin document>' lines to a file;
+    returns (script, events file). The directory is writable by the httpd User."""
+    out_dir = Path(workdir) / "notify"
+    out_dir.mkdir(exist_ok=True)
+    out_dir.chmod(0o777)
+    script = out_dir / "notify.sh"
+    script.write_text("#!/bin/sh\n"
+                      "IFS= read -r doc\n"
+                      f'echo "$1 $2 $doc" >> {out_dir}/events\n')
+    script.chmod(0o755)
+    return script, out_dir / "events"
+
+
+def notify_events(path):
+    """[(event, domain, document)] in the order they were notified."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        event, domain, doc = line.split(" ", 2)
+        out.append((event, domain, json.loads(doc)))
+    return out

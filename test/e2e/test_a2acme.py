@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import harness
-from acme_site import site_config, served_cert, serial_of, wait_for_pebble_cert
+from acme_site import (site_config, served_cert, serial_of, wait_for_pebble_cert, notify_script,
+                       notify_events)
 
 A2ACME = harness.BUILD_DIR / "src" / "a2acme"
 SUPERVISE_C = harness.REPO / "src" / "acme_supervise.c"
@@ -48,8 +49,8 @@ def hex_serial(cert_text):
     return norm_serial(m.group(1)) if m else norm_serial(serial_of(cert_text))
 
 
-def issued_site(httpd, pebble, domains):
-    httpd.write_config(site_config(httpd, pebble, domains))
+def issued_site(httpd, pebble, domains, global_first=""):
+    httpd.write_config(site_config(httpd, pebble, domains, global_first=global_first))
     httpd.start()
     return {names[0]: wait_for_pebble_cert(httpd, names) for names in domains}
 
@@ -176,20 +177,32 @@ def test_revoke_is_visible_at_the_ca_with_its_reason(httpd, pebble):
     assert httpd.running()
 
 
-def test_revoke_superseded_by_number_requests_renewal(httpd, pebble):
-    serials = issued_site(httpd, pebble, [["super.test"]])
+def test_revoke_superseded_by_number_requests_renewal(httpd, pebble, workdir):
+    script, events = notify_script(workdir)
+    serials = issued_site(httpd, pebble, [["super.test"]],
+                          global_first=f"ACMENotifyCommand {script}")
     store = store_of(httpd)
+    old = hex_serial(serials["super.test"])
     res = a2acme("--store", store, "revoke", "super.test", "--reason", "4",
                  "--ca-file", pebble.ca_file)
     assert res.returncode == 0, res.stdout + res.stderr
-    status = pebble.cert_status(hex_serial(serials["super.test"]))
+    status = pebble.cert_status(old)
     assert (status["Status"], status["Reason"]) == ("Revoked", 4), status
     assert "renewal requested" in res.stdout
-    if not server_picks_up_force():
-        assert (store / "jobs" / "super.test.force").exists()
-        pytest.skip("the server does not handle jobs/<name>.force yet")
-    # The server replaces the revoked certificate by itself.
-    wait_for_new_cert(httpd, "super.test", serials["super.test"])
+    # The server's ACMENotifyCommand heard of it, with the revoked certificate's serial.
+    revoked = [d for e, dom, d in notify_events(events) if e == "revoked" and dom == "super.test"]
+    assert len(revoked) == 1, notify_events(events)
+    assert norm_serial(revoked[0]["serial"]) == old, revoked
+    assert revoked[0]["certificates"][0]["key_type"] == "secp256r1", revoked
+    # The server replaces the revoked certificate by itself, and says so.
+    new = hex_serial(wait_for_new_cert(httpd, "super.test", serials["super.test"]))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any(
+            e == "installed" and norm_serial(d["serial"]) == new
+            for e, _, d in notify_events(events)):
+        time.sleep(0.5)
+    assert [e for e, _, d in notify_events(events) if e == "installed"
+            and norm_serial(d["serial"]) == new], notify_events(events)
 
 
 def test_renew_writes_the_marker_and_the_server_renews(httpd, pebble):

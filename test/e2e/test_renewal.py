@@ -1,6 +1,9 @@
-"""Issue 7, renewal that never lets a certificate expire: CA failover, expiry warnings and
-notifications, end to end with real httpd + Pebble. The ARI and failover arithmetic is
-unit-tested in test/unit/test_renewal.c (the module only talks https, the ARI stub plain HTTP)."""
+"""Issue 7, renewal that never lets a certificate expire: CA failover, backoff, expiry warnings,
+notifications and ARI, end to end with real httpd + Pebble. A small https front (ca_proxy.py)
+passes the ACME conversation through to Pebble, or plays a CA that is down or answers 500s, and
+adds the renewalInfo resource Pebble 2.4.0 lacks. The arithmetic is unit-tested in
+test/unit/test_plan.c and test/unit/test_renewal.c."""
+import base64
 import json
 import os
 import time
@@ -9,23 +12,9 @@ from pathlib import Path
 import pytest
 
 import harness
-from acme_site import site_config, wait_for_pebble_cert, status, serial_of
-
-
-def _notify_script(workdir):
-    """An ACMENotifyCommand that appends '<event> <domain> <json>' lines to a file."""
-    out_dir = Path(workdir) / "notify"
-    out_dir.mkdir()
-    out_dir.chmod(0o777)
-    script = out_dir / "notify.sh"
-    script.write_text("#!/bin/sh\n"
-                      f'echo "$1 $2 $ACME_NOTIFY_JSON" >> {out_dir}/events\n')
-    script.chmod(0o755)
-    return script, out_dir / "events"
-
-
-def _events(path):
-    return path.read_text().splitlines() if path.exists() else []
+from acme_site import (site_config, wait_for_pebble_cert, status, serial_of, notify_script,
+                       notify_events)
+from ca_proxy import CaProxy, DOWN, FAIL, PASS
 
 
 def _wait(predicate, timeout, what, httpd):
@@ -40,7 +29,7 @@ def _wait(predicate, timeout, what, httpd):
 
 
 def test_configtest_checks_the_new_directives(httpd_alone, workdir):
-    script, _ = _notify_script(workdir)
+    script, _ = notify_script(workdir)
     good = ["ACMERenewalInfo off", "ACMEWarnWindow 20%", "ACMEWarnWindow 2d",
             f"ACMENotifyCommand {script} --flag"]
     for line in good:
@@ -81,139 +70,155 @@ def test_failover_to_the_second_ca_when_the_first_is_unreachable(httpd, pebble, 
     assert job["ca_index"] == 1 and job["ca_failures"] == 0, job
 
 
+def _via(conf, pebble, *urls):
+    return conf.replace(f"ACMECertificateAuthority {pebble.directory_url}",
+                        "ACMECertificateAuthority " + " ".join(urls))
+
+
+def test_failover_to_the_second_ca_when_the_first_answers_500(httpd, pebble):
+    names = ["failover500.test"]
+    front = CaProxy(pebble)
+    try:
+        front.mode = FAIL
+        httpd.write_config(_via(site_config(httpd, pebble, [names]), pebble,
+                                front.directory_url, pebble.directory_url))
+        httpd.start()
+        # Two 500s in a row (one retried at once because another CA is configured), then the
+        # second CA: seconds, not the minutes of the retry schedule.
+        text = wait_for_pebble_cert(httpd, names, timeout=45)
+        assert serial_of(text)
+        assert front.refused >= 2
+        log = httpd.log_text()
+        assert f"the CA {front.directory_url} failed" in log, log[-4000:]
+        assert "500" in log or "serverInternal" in log, log[-4000:]
+        dom = status(httpd, names[0])
+        assert dom["renewal"]["ca_url"] == pebble.directory_url, dom
+    finally:
+        front.stop()
+
+
+def _job(httpd, name):
+    try:
+        return json.loads((httpd.root / "acme" / "jobs" / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 @pytest.mark.parametrize("pebble", ["short-validity"], indirect=True)
-def test_warning_and_notifications_when_the_ca_goes_away(httpd, pebble, workdir):
+def test_ca_down_then_500s_backoff_warning_and_recovery(httpd, pebble, workdir):
+    """60 s certificates, renewed with 50 s left: the CA goes away, then answers 500s, then
+    recovers. The old certificate stays served, the retry delay grows, CRIT and `errored`
+    appear inside the warn window, and the recovery brings `renewed` and `installed`."""
     names = ["warn.test"]
-    script, events = _notify_script(workdir)
-    httpd.write_config(site_config(
-        httpd, pebble, [names],
-        global_first=f"ACMECheckInterval 1m\nACMEWarnWindow 90%\nACMENotifyCommand {script}"))
-    httpd.start()
-    first = wait_for_pebble_cert(httpd, names)
-    # The new certificate was staged (renewed) and then seen served (installed).
-    _wait(lambda: any(e.startswith("renewed warn.test") for e in _events(events)), 20,
-          "no 'renewed' notification", httpd)
-    _wait(lambda: any(e.startswith("installed warn.test") for e in _events(events)), 30,
-          "no 'installed' notification", httpd)
-    pebble.stop()
-    # 60 s certificates renew with 30 s left; the CA is gone, so that attempt fails inside the
-    # 90 % warn window: one CRIT line with the domain and the expiry, and the status shows it.
-    line = _wait(lambda: next((l for l in httpd.log_text().splitlines()
-                               if ":crit]" in l and "warn.test" in l
-                               and "renewal keeps failing" in l), None),
-                 80, "no CRITICAL warning", httpd)
-    assert "GMT" in line and "last error" in line, line
-    dom = _wait(lambda: (lambda d: d if "renewal keeps failing" in d.get("warning", "") else None)(
-        status(httpd, names[0])), 10, "no warning in the status", httpd)
-    assert dom["renewal"]["failures"] >= 1 and dom["next_attempt"], dom
-    assert dom["state"] == "valid, renewal failing", dom
-    evs = _wait(lambda: (lambda e: e if any(x.startswith("expiring warn.test") for x in e)
-                         else None)(_events(events)), 10, "no 'expiring' notification", httpd)
-    errored = [e for e in evs if e.startswith("errored warn.test")]
-    assert errored and any(e.startswith("expiring warn.test") for e in evs), evs
-    doc = json.loads(errored[0].split(" ", 2)[2])
-    assert doc["event"] == "errored" and doc["names"] == names and doc["error"], doc
-    # The certificate served before stays served.
-    assert serial_of(wait_for_pebble_cert(httpd, names, timeout=5)) == serial_of(first)
-    assert httpd.running()
+    script, events = notify_script(workdir)
+    front = CaProxy(pebble)
+    try:
+        httpd.write_config(_via(site_config(
+            httpd, pebble, [names],
+            global_first=(f"ACMECheckInterval 1m\nACMEWarnWindow 90%\nACMERenewWindow 50s\n"
+                          f"ACMEActivationInterval 0\nACMENotifyCommand {script}")),
+            pebble, front.directory_url))
+        httpd.start()
+        first = serial_of(wait_for_pebble_cert(httpd, names))
+        _wait(lambda: any(e[0] == "installed" for e in notify_events(events)), 30,
+              "no 'installed' notification", httpd)
+        installed = [e for e in notify_events(events) if e[0] == "installed"][0][2]
+        assert installed["serial"] and installed["serial"].lstrip("0").lower() == \
+            first.lstrip("0"), installed
+        # Down: connections closed unanswered; 10 s after issuance the renewal starts failing.
+        front.mode = DOWN
+        delays = {}
 
-
-class AriFront:
-    """An https front for Pebble 2.4.0 (which has no ARI): GET /dir answers Pebble's directory
-    plus renewalInfo pointing here; GET /ari/<certID> answers `window` (or `status`). Every other
-    resource is Pebble's own, so issuance is real."""
-
-    def __init__(self, pebble):
-        import ssl
-        import threading
-        import urllib.request
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        front = self
-        self.window = None
-        self.status = 200
-        self.asked = []
-        pdir = Path(pebble.workdir) / "pebble"
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, fmt, *args):
-                pass
-
-            def _send(self, status, body, ctype="application/json", headers=()):
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in headers:
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self):
-                if self.path == "/dir":
-                    with urllib.request.urlopen(pebble.directory_url,
-                                                context=pebble._ssl_context(), timeout=10) as r:
-                        directory = json.loads(r.read())
-                    directory["renewalInfo"] = front.url + "/ari/"
-                    self._send(200, json.dumps(directory).encode())
-                elif self.path.startswith("/ari/"):
-                    front.asked.append(self.path[5:])
-                    if front.status != 200:
-                        self._send(front.status, b'{"type":"urn:ietf:params:acme:error:'
-                                   b'serverInternal","detail":"ari down"}',
-                                   "application/problem+json")
-                        return
-                    start, end = front.window
-                    body = {"suggestedWindow": {"start": start, "end": end},
-                            "explanationURL": "https://front.example/why"}
-                    self._send(200, json.dumps(body).encode(), headers=[("Retry-After", "1")])
-                else:
-                    self._send(404, b'{"type":"about:blank"}', "application/problem+json")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(pdir / "server.pem"), str(pdir / "server.key"))
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
-        self.directory_url = self.url + "/dir"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        def failing(n):
+            job = _job(httpd, names[0])
+            err = job.get("last_error") or {}
+            if job.get("failures") and job.get("next_run") and err.get("at"):
+                delays[job["failures"]] = job["next_run"] - err["at"]
+            return job.get("failures", 0) >= n
+        _wait(lambda: failing(2), 40, "two failed attempts with the CA down", httpd)
+        front.mode = FAIL
+        _wait(lambda: failing(4), 40, "four failed attempts", httpd)
+        # The retry delay grew (1 s, 2 s, 4 s with jitter, in whole seconds) ...
+        assert max(delays.values()) >= 3 and min(delays.values()) <= 2, delays
+        # ... the old certificate is still served ...
+        assert serial_of(wait_for_pebble_cert(httpd, names, timeout=5)) == first
+        # ... and the warn window brought a CRIT line, the status warning and the events.
+        line = _wait(lambda: next((l for l in httpd.log_text().splitlines()
+                                   if ":crit]" in l and "warn.test" in l
+                                   and "renewal keeps failing" in l), None),
+                     20, "no CRITICAL warning", httpd)
+        assert "GMT" in line and "last error" in line, line
+        dom = status(httpd, names[0])
+        assert "renewal keeps failing" in dom.get("warning", ""), dom
+        assert dom["renewal"]["failures"] >= 4 and dom["next_attempt"], dom
+        assert dom["state"] == "valid, renewal failing", dom
+        evs = notify_events(events)
+        errored = [d for e, _, d in evs if e == "errored"]
+        assert errored and errored[0]["error"] and errored[0]["names"] == names, evs
+        assert errored[0]["serial"], errored[0]
+        assert any(e == "expiring" for e, _, _ in evs), evs
+        # The CA recovers: renewed (staged) and installed (served), with the new serial.
+        front.mode = PASS
+        second = serial_of(wait_for_pebble_cert(httpd, names, timeout=40, not_serial=first))
+        assert second != first
+        _wait(lambda: [e for e in notify_events(events) if e[0] == "installed"
+                       and e[2]["serial"].lstrip("0").lower() == second.lstrip("0")],
+              20, "no 'installed' notification for the new certificate", httpd)
+        order = [e for e, _, _ in notify_events(events)]
+        last_errored = max(i for i, e in enumerate(order) if e == "errored")
+        assert "renewed" in order[last_errored:], order
+        assert _job(httpd, names[0]).get("failures", 0) == 0
+        assert httpd.running()
+    finally:
+        front.stop()
 
 
 def _rfc3339(t):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
+def _replaced_serial(replaces):
+    """The serial (lower-case hex) inside an ARI certificate id "<AKI>.<serial>" (RFC 9773)."""
+    part = replaces.split(".")[1]
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).hex().lstrip("0")
+
+
 def test_ari_window_brings_renewal_forward(httpd, pebble):
     names = ["ari.test"]
-    front = AriFront(pebble)
+    front = CaProxy(pebble, ari=True)
     try:
         front.window = (_rfc3339(time.time() + 30 * 86400), _rfc3339(time.time() + 31 * 86400))
-        conf = site_config(httpd, pebble, [names],
-                           global_first="ACMECheckInterval 1m\nACMEActivationInterval 0").replace(
-            f"ACMECertificateAuthority {pebble.directory_url}",
-            f"ACMECertificateAuthority {front.directory_url}")
-        httpd.write_config(conf)
+        httpd.write_config(_via(site_config(
+            httpd, pebble, [names], global_first="ACMECheckInterval 1m\nACMEActivationInterval 0"),
+            pebble, front.directory_url))
         httpd.start()
         first = serial_of(wait_for_pebble_cert(httpd, names))
+        assert len(front.orders) == 1 and "replaces" not in front.orders[0], front.orders
         # Pebble's 5-year certificate: the local window is years away, ARI says in 30 days.
         dom = _wait(lambda: (lambda d: d if d.get("renewal_reason") == "ari" else None)(
             status(httpd, names[0])), 90, "no ARI-based schedule", httpd)
         assert dom["renewal"]["ari"]["explanation_url"] == "https://front.example/why", dom
         renew_at = dom["renewal"]["renew_at"]
         assert time.time() + 29 * 86400 < renew_at < time.time() + 32 * 86400, dom
-        assert front.asked
-        # The CA now wants the certificate replaced: a window in the past renews at the next check.
-        front.window = (_rfc3339(time.time() - 7200), _rfc3339(time.time() - 3600))
+        assert front.ari_asked
+        # The CA now wants this certificate replaced: a window in the past renews at the next
+        # check, and the new order names the certificate it replaces. Its successor gets a
+        # window 60 days ahead, as a CA would give.
+        first_id = front.ari_asked[0]
+        past = (_rfc3339(time.time() - 7200), _rfc3339(time.time() - 3600))
+        ahead = (_rfc3339(time.time() + 60 * 86400), _rfc3339(time.time() + 61 * 86400))
+        front.window_for = lambda cert_id: past if cert_id == first_id else ahead
         second = serial_of(wait_for_pebble_cert(httpd, names, timeout=120, not_serial=first))
         assert second != first
+        # The successor is scheduled by its own window: nothing renews once more.
+        _wait(lambda: (lambda d: d if d.get("renewal_reason") == "ari"
+                       and d["renewal"]["renew_at"] > time.time() + 59 * 86400
+                       else None)(status(httpd, names[0])), 60, "no ARI schedule for the "
+              "new certificate", httpd)
+        time.sleep(3)
+        replacing = front.orders_with("replaces")
+        assert len(replacing) == 1, front.orders
+        assert _replaced_serial(replacing[0]["replaces"]) == first.lstrip("0"), replacing
         assert httpd.running()
     finally:
         front.stop()
@@ -221,21 +226,46 @@ def test_ari_window_brings_renewal_forward(httpd, pebble):
 
 def test_ari_failure_keeps_the_local_window(httpd, pebble):
     names = ["ari-down.test"]
-    front = AriFront(pebble)
+    front = CaProxy(pebble, ari=True)
     try:
-        front.status = 500
-        conf = site_config(httpd, pebble, [names], global_first="ACMECheckInterval 1m").replace(
-            f"ACMECertificateAuthority {pebble.directory_url}",
-            f"ACMECertificateAuthority {front.directory_url}")
-        httpd.write_config(conf)
+        front.ari_status = 500
+        httpd.write_config(_via(site_config(httpd, pebble, [names],
+                                            global_first="ACMECheckInterval 1m"),
+                                pebble, front.directory_url))
         httpd.start()
         text = wait_for_pebble_cert(httpd, names)
         # The post-activation run asks renewalInfo, gets a 500, and keeps the local window.
-        _wait(lambda: front.asked, 30, "renewalInfo was never asked", httpd)
+        _wait(lambda: front.ari_asked, 30, "renewalInfo was never asked", httpd)
         dom = _wait(lambda: (lambda d: d if d.get("renewal_reason") == "window" else None)(
             status(httpd, names[0])), 30, "no local schedule", httpd)
         assert dom["renewal"]["renew_at"] > time.time() + 365 * 86400, dom
         assert dom["renewal"]["state"] == "idle" and dom["renewal"]["failures"] == 0, dom
         assert serial_of(text) and "renewalInfo (ARI) not available" in httpd.log_text()
+    finally:
+        front.stop()
+
+
+def test_ari_earliest_window_over_both_key_types(httpd, pebble):
+    """With two key types, the CA may want one certificate replaced sooner: that one decides."""
+    names = ["ari-two.test"]
+    front = CaProxy(pebble, ari=True)
+    try:
+        soon = (_rfc3339(time.time() + 20 * 86400), _rfc3339(time.time() + 21 * 86400))
+        late = (_rfc3339(time.time() + 60 * 86400), _rfc3339(time.time() + 61 * 86400))
+        # The first key type's certificate (secp256r1, asked first) gets the late window.
+        front.window_for = lambda cert_id: late if cert_id == front.ari_asked[0] else soon
+        httpd.write_config(_via(site_config(
+            httpd, pebble, [names], global_first="ACMECheckInterval 1m\nACMEActivationInterval 0",
+            extra="", vhost_extra="").replace(
+                f"ACMEDomain {names[0]}",
+                f"<ACMEDomain {names[0]}>\n  ACMEPrivateKeys secp256r1 rsa2048\n</ACMEDomain>"),
+            pebble, front.directory_url))
+        httpd.start()
+        wait_for_pebble_cert(httpd, names)
+        dom = _wait(lambda: (lambda d: d if d.get("renewal_reason") == "ari" else None)(
+            status(httpd, names[0])), 90, "no ARI-based schedule", httpd)
+        assert len(set(front.ari_asked)) >= 2, front.ari_asked     # both certificates asked
+        renew_at = dom["renewal"]["renew_at"]
+        assert time.time() + 19 * 86400 < renew_at < time.time() + 22 * 86400, dom
     finally:
         front.stop()

@@ -2,6 +2,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -59,6 +61,58 @@ static void test_success_and_clean_environment(void **state)
     assert_int_equal(acme_command_run(p, &cmd, &out, &res), APR_SUCCESS);
     assert_int_equal(out.exit_code, 0);
     assert_non_null(strstr(out.stderr_text, "ok /usr/local/sbin"));
+}
+
+/* The input arrives whole on stdin, also when it is larger than a pipe holds. */
+static void test_input_on_stdin(void **state)
+{
+    apr_pool_t *p = *state;
+    apr_size_t len = 300000, i;
+    char *big = apr_palloc(p, len + 1);
+    acme_command_outcome_t out;
+    acme_result_t res;
+    acme_command_t cmd = {
+        .argv = sh(p, "wc -c >&2"), .timeout = apr_time_from_sec(10), .what = "test",
+        .input = big, .input_len = len,
+    };
+
+    for (i = 0; i < len; ++i) {
+        big[i] = (char)('a' + i % 26);
+    }
+    big[len] = '\0';
+    acme_result_reset(&res);
+    assert_int_equal(acme_command_run(p, &cmd, &out, &res), APR_SUCCESS);
+    assert_int_equal(atoi(out.stderr_text), (int)len);
+    /* Small documents are read as they are. */
+    cmd.argv = sh(p, "read line; test \"$line\" = '{\"event\":\"renewed\"}' || exit 4");
+    cmd.input = "{\"event\":\"renewed\"}\n";
+    cmd.input_len = strlen(cmd.input);
+    acme_result_reset(&res);
+    assert_int_equal(acme_command_run(p, &cmd, &out, &res), APR_SUCCESS);
+}
+
+/* A program that never reads its input neither blocks the caller nor fails. */
+static void test_unread_input_does_not_block(void **state)
+{
+    apr_pool_t *p = *state;
+    apr_size_t len = 1 << 20;
+    char *big = apr_pcalloc(p, len);
+    acme_command_outcome_t out;
+    acme_result_t res;
+    acme_command_t cmd = {
+        .argv = sh(p, "exit 0"), .timeout = apr_time_from_sec(10), .what = "test",
+        .input = big, .input_len = len,
+    };
+
+    signal(SIGPIPE, SIG_IGN);
+    acme_result_reset(&res);
+    assert_int_equal(acme_command_run(p, &cmd, &out, &res), APR_SUCCESS);
+    assert_true(out.elapsed < apr_time_from_sec(5));
+    /* Without input the program's stdin is empty, not the caller's. */
+    cmd = (acme_command_t){ .argv = sh(p, "test \"$(cat)\" = ''"),
+                            .timeout = apr_time_from_sec(10), .what = "test" };
+    acme_result_reset(&res);
+    assert_int_equal(acme_command_run(p, &cmd, &out, &res), APR_SUCCESS);
 }
 
 static void test_exit_status_and_stderr_in_message(void **state)
@@ -178,6 +232,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_success_and_clean_environment),
+        cmocka_unit_test(test_input_on_stdin),
+        cmocka_unit_test(test_unread_input_does_not_block),
         cmocka_unit_test(test_exit_status_and_stderr_in_message),
         cmocka_unit_test(test_timeout_kills_the_process_group),
         cmocka_unit_test(test_cancel_stops_the_program),

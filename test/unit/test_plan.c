@@ -181,7 +181,7 @@ static void test_retry_transient_caps(void **state)
         { DAY(45), DAY(4) + HOUR(12) },
         { HOUR(160), HOUR(16) },
         { DAY(6), HOUR(14) + MIN(24) },
-        { MIN(5), SEC(60) },            /* no cap below a minute */
+        { MIN(5), SEC(30) },            /* expired: L/10, never above 6 h */
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -194,6 +194,40 @@ static void test_retry_transient_caps(void **state)
         assert_true(retry_delay(ACME_CLASS_RETRY_SOON, 30, nb, na, U_MAX) >= cap * 3 / 4);
         assert_true(retry_delay(ACME_CLASS_RETRY_SOON, 30, nb, na, 0.9) <= cap);
     }
+}
+
+/* The cap shrinks with the time left, so a certificate near its end still gets many tries. */
+static void test_retry_transient_remaining(void **state)
+{
+    apr_time_t na = NOW + DAY(8), nb = na - DAY(90);
+    apr_interval_time_t prev = 0;
+    int n, tries = 0;
+    apr_time_t t = NOW;
+
+    (void)state;
+    assert_int_equal(retry_delay(ACME_CLASS_RETRY_SOON, 30, nb, na, 0.5), DAY(2));
+    /* A 3-minute test certificate: first retry after 3 s, then 6, 12, capped by the time left. */
+    nb = NOW - SEC(90);
+    na = NOW + SEC(90);
+    assert_int_equal(retry_delay(ACME_CLASS_RETRY_SOON, 1, nb, na, 0.5), SEC(3));
+    assert_int_equal(retry_delay(ACME_CLASS_RETRY_SOON, 2, nb, na, 0.5), SEC(6));
+    assert_int_equal(retry_delay(ACME_CLASS_RETRY_SOON, 3, nb, na, 0.5), SEC(12));
+    assert_int_equal(retry_delay(ACME_CLASS_RETRY_SOON, 9, nb, na, 0.5), SEC(18));
+    /* A 6-day certificate failing from its renewal point (3 days left) on: many attempts before
+     * it expires, each delay at most a quarter of what is left. */
+    nb = NOW - DAY(3);
+    na = NOW + DAY(3);
+    for (n = 1; t < na; ++n) {
+        apr_interval_time_t d = acme_plan_retry_at(ACME_CLASS_RETRY_SOON, n, t, 0, nb, na, U_MAX)
+                                - t;
+        assert_true(d <= (na - t) / 4 + SEC(1) || d <= SEC(60) * 5 / 4 + SEC(1));
+        assert_true(d > 0);
+        prev = d;
+        t += d;
+        ++tries;
+    }
+    assert_true(prev > 0);
+    assert_true(tries >= 20);
 }
 
 static void test_retry_after_ca_time(void **state)
@@ -427,6 +461,7 @@ int main(void)
         cmocka_unit_test(test_ari_pick),
         cmocka_unit_test(test_retry_transient_growth),
         cmocka_unit_test(test_retry_transient_caps),
+        cmocka_unit_test(test_retry_transient_remaining),
         cmocka_unit_test(test_retry_after_ca_time),
         cmocka_unit_test(test_retry_admin_and_permanent),
         cmocka_unit_test(test_retry_never_before_now),

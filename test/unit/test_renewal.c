@@ -181,16 +181,40 @@ static void test_notify_document(void **state)
 {
     apr_pool_t *p = *state;
     apr_array_header_t *names = apr_array_make(p, 2, sizeof(const char *));
+    apr_array_header_t *certs = apr_array_make(p, 2, sizeof(acme_notify_cert_t));
+    acme_notify_event_t ev = {
+        .event = "errored", .domain = "example.org", .names = names, .certs = NULL,
+        .error = "CA down", .now = NB,
+    };
     json_t *doc;
     char *text;
 
     APR_ARRAY_PUSH(names, const char *) = "example.org";
     APR_ARRAY_PUSH(names, const char *) = "www.example.org";
-    doc = acme_notify_document("errored", "example.org", names, NULL, NB + DAY(1), "CA down", NB);
+    /* No certificate yet: serial and not_after are null, not missing. */
+    doc = acme_notify_document(&ev);
     text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
-    assert_string_equal(text, "{\"domain\":\"example.org\",\"error\":\"CA down\","
-                        "\"event\":\"errored\",\"names\":[\"example.org\",\"www.example.org\"],"
-                        "\"not_after\":1767312000,\"serial\":null,\"time\":1767225600}");
+    assert_string_equal(text, "{\"certificates\":[],\"domain\":\"example.org\","
+                        "\"error\":\"CA down\",\"event\":\"errored\","
+                        "\"names\":[\"example.org\",\"www.example.org\"],"
+                        "\"not_after\":null,\"serial\":null,\"time\":1767225600}");
+    free(text);
+    json_decref(doc);
+    /* Two key types: the first one's serial on top, both listed. */
+    APR_ARRAY_PUSH(certs, acme_notify_cert_t) = (acme_notify_cert_t){
+        .key_type = "secp256r1", .serial = "1A2B", .not_after = NB + DAY(1) };
+    APR_ARRAY_PUSH(certs, acme_notify_cert_t) = (acme_notify_cert_t){
+        .key_type = "rsa2048", .serial = "3C4D", .not_after = NB + DAY(2) };
+    ev = (acme_notify_event_t){ .event = "renewed", .domain = "example.org", .names = names,
+                                .certs = certs, .now = NB };
+    doc = acme_notify_document(&ev);
+    text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_string_equal(text, "{\"certificates\":[{\"key_type\":\"secp256r1\","
+                        "\"not_after\":1767312000,\"serial\":\"1A2B\"},{\"key_type\":\"rsa2048\","
+                        "\"not_after\":1767398400,\"serial\":\"3C4D\"}],\"domain\":\"example.org\","
+                        "\"error\":null,\"event\":\"renewed\","
+                        "\"names\":[\"example.org\",\"www.example.org\"],"
+                        "\"not_after\":1767312000,\"serial\":\"1A2B\",\"time\":1767225600}");
     free(text);
     json_decref(doc);
 }

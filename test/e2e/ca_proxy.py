@@ -1,0 +1,157 @@
+"""An https front for Pebble that the tests steer: it passes every ACME request through (so the
+issuance is Pebble's own), or plays a CA that is down or answers 500s, and it can add an ARI
+(RFC 9773) renewalInfo resource that Pebble 2.4.0 lacks.
+
+Pebble builds every URL it hands out from the request's Host header, so with the Host header
+passed through unchanged the whole conversation (nonces, orders, JWS "url" checks) stays with
+the front. The front records the payload of every newOrder, so a test can see `replaces`."""
+import base64
+import http.client
+import json
+import socket
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+PASS, DOWN, FAIL = "pass", "down", "fail"
+_HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length"}
+
+
+def _b64url_json(part):
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)) or b"null")
+
+
+class CaProxy:
+    def __init__(self, pebble, ari=False):
+        self.pebble = pebble
+        self.mode = PASS             # PASS, DOWN (connection closed unanswered) or FAIL (500)
+        self.ari = ari
+        self.window = None           # (start, end) RFC 3339 strings for renewalInfo
+        self.window_for = None       # or a function of the certificate id giving one
+        self.ari_status = 200
+        self.ari_asked = []
+        self.orders = []             # newOrder payloads, oldest first
+        self.refused = 0             # requests answered with DOWN or FAIL
+        self.lock = threading.Lock()
+        pdir = Path(pebble.workdir) / "pebble"
+        handler = self._handler_class()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(pdir / "server.pem"), str(pdir / "server.key"))
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
+        self.directory_url = self.url + "/dir"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+    def orders_with(self, field):
+        with self.lock:
+            return [o for o in self.orders if field in o]
+
+    # ------------------------------------------------------------------ the handler
+
+    def _forward(self, method, path, headers, body):
+        conn = http.client.HTTPSConnection("127.0.0.1", self.pebble.port, timeout=30,
+                                           context=self.pebble._ssl_context())
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.getheaders(), resp.read()
+        finally:
+            conn.close()
+
+    def _record_order(self, body):
+        try:
+            jws = json.loads(body)
+            payload = _b64url_json(jws["payload"])
+        except (ValueError, KeyError, TypeError):
+            return
+        if isinstance(payload, dict) and "identifiers" in payload:
+            with self.lock:
+                self.orders.append(payload)
+
+    def _ari_answer(self, handler):
+        cert_id = handler.path[len("/ari/"):]
+        self.ari_asked.append(cert_id)
+        if self.ari_status != 200:
+            handler.send_body(self.ari_status, b'{"type":"urn:ietf:params:acme:error:'
+                              b'serverInternal","detail":"renewalInfo is down"}',
+                              "application/problem+json")
+            return
+        start, end = self.window_for(cert_id) if self.window_for else self.window
+        body = {"suggestedWindow": {"start": start, "end": end},
+                "explanationURL": "https://front.example/why"}
+        handler.send_body(200, json.dumps(body).encode(), extra=[("Retry-After", "1")])
+
+    def _handle(self, handler, method):
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else None
+        if self.mode == DOWN:
+            with self.lock:
+                self.refused += 1
+            handler.close_connection = True
+            try:
+                handler.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        if self.mode == FAIL:
+            with self.lock:
+                self.refused += 1
+            handler.send_body(500, b'{"type":"urn:ietf:params:acme:error:serverInternal",'
+                              b'"detail":"the CA is having a bad day"}',
+                              "application/problem+json")
+            return
+        if self.ari and handler.path.startswith("/ari/"):
+            self._ari_answer(handler)
+            return
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP_HEADERS}
+        status, resp_headers, resp_body = self._forward(method, handler.path, headers, body)
+        if method == "POST" and body and status == 201 and "order" in handler.path:
+            self._record_order(body)
+        if self.ari and handler.path == "/dir" and status == 200:
+            directory = json.loads(resp_body)
+            directory["renewalInfo"] = self.url + "/ari/"
+            resp_body = json.dumps(directory).encode()
+        extra = [(k, v) for k, v in resp_headers
+                 if k.lower() not in _HOP_HEADERS and k.lower() != "content-type"]
+        ctype = dict((k.lower(), v) for k, v in resp_headers).get("content-type", "")
+        handler.send_body(status, resp_body, ctype, extra, head=(method == "HEAD"))
+
+    def _handler_class(self):
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, fmt, *args):
+                pass
+
+            def send_body(self, status, body, ctype="application/json", extra=(), head=False):
+                self.send_response(status)
+                if ctype:
+                    self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in extra:
+                    self.send_header(k, v)
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+
+            def do_GET(self):
+                front._handle(self, "GET")
+
+            def do_HEAD(self):
+                front._handle(self, "HEAD")
+
+            def do_POST(self):
+                front._handle(self, "POST")
+
+        return Handler
