@@ -43,6 +43,13 @@ static int acme_post_config_last(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t
     return OK;
 }
 
+static void acme_child_init(apr_pool_t *p, server_rec *s)
+{
+    (void)p;
+    (void)s;
+    acme_supervise_child();
+}
+
 static void acme_register_hooks(apr_pool_t *p)
 {
     /* Before mod_ssl (and mod_tls) load certificates: they ask for ours during their post_config. */
@@ -52,6 +59,7 @@ static void acme_register_hooks(apr_pool_t *p)
     ap_hook_post_config(acme_post_config, NULL, before_tls, APR_HOOK_MIDDLE);
     ap_hook_post_config(acme_post_config_last, NULL, NULL, APR_HOOK_REALLY_LAST);
     ap_hook_monitor(acme_supervise_monitor, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(acme_child_init, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_ssl_add_cert_files(acme_serve_add_cert_files, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_ssl_add_fallback_cert_files(acme_serve_add_fallback_cert_files, NULL, NULL,
                                         APR_HOOK_MIDDLE);

@@ -110,32 +110,43 @@ static apr_status_t acme_activate_exact_names(apr_pool_t *p, const acme_cert_t *
     return rv;
 }
 
-/* Loads and checks one spec of a staged set; on success the key PEM and chain PEM. */
-static apr_status_t acme_activate_check_spec(apr_pool_t *p, const char *dir,
-                                             const acme_activate_seal_t *seal,
+/* The staged files of one spec, as read. */
+typedef struct {
+    char *chain;
+    apr_size_t chain_len;
+    char *sealed;
+    apr_size_t sealed_len;
+} acme_activate_files_t;
+
+static apr_status_t acme_activate_read_spec(apr_pool_t *p, const char *dir,
+                                            const acme_keyspec_t *spec,
+                                            acme_activate_files_t *f, acme_result_t *res)
+{
+    apr_status_t rv = acme_store_read_file(p, acme_activate_file(p, dir, "pubcert", spec, ".pem"),
+                                           &f->chain, &f->chain_len, 0, res);
+
+    if (rv == APR_SUCCESS) {
+        rv = acme_store_read_file(p, acme_activate_file(p, dir, "privkey", spec, ".sealed"),
+                                  &f->sealed, &f->sealed_len, 0, res);
+    }
+    return rv;
+}
+
+/* Checks one spec's files as mod_ssl would need them; on success the plain key PEM. */
+static apr_status_t acme_activate_check_spec(apr_pool_t *p, const acme_activate_seal_t *seal,
                                              const acme_domain_t *dom, const acme_keyspec_t *spec,
-                                             char **key_pem, apr_size_t *key_len,
-                                             const char **chain_pem, acme_result_t *res)
+                                             const acme_activate_files_t *f, char **key_pem,
+                                             apr_size_t *key_len, acme_result_t *res)
 {
     apr_array_header_t *chain = NULL;
     acme_key_t *key = NULL;
     acme_cert_t *leaf;
-    char *text = NULL;
-    apr_size_t len = 0;
     apr_status_t rv;
 
-    rv = acme_store_read_file(p, acme_activate_file(p, dir, "pubcert", spec, ".pem"), &text, &len,
-                              0, res);
+    rv = acme_crypto_chain_parse(p, f->chain, f->chain_len, &chain, res);
     if (rv == APR_SUCCESS) {
-        *chain_pem = text;
-        rv = acme_crypto_chain_parse(p, text, len, &chain, res);
-    }
-    if (rv == APR_SUCCESS) {
-        rv = acme_store_read_file(p, acme_activate_file(p, dir, "privkey", spec, ".sealed"),
-                                  &text, &len, 0, res);
-    }
-    if (rv == APR_SUCCESS) {
-        rv = acme_seal_decrypt(p, seal->key, seal->cert, text, len, key_pem, key_len, res);
+        rv = acme_seal_decrypt(p, seal->key, seal->cert, f->sealed, f->sealed_len, key_pem,
+                               key_len, res);
     }
     if (rv == APR_SUCCESS) {
         rv = acme_crypto_key_from_pem(p, *key_pem, *key_len, &key, res);
@@ -150,63 +161,150 @@ static apr_status_t acme_activate_check_spec(apr_pool_t *p, const char *dir,
         || (rv = acme_activate_exact_names(p, leaf, dom, res)) != APR_SUCCESS
         || (rv = acme_crypto_chain_check(p, chain, res)) != APR_SUCCESS
         || (rv = acme_crypto_cert_check_time(p, leaf, apr_time_now(), res)) != APR_SUCCESS
-        || (rv = acme_activate_load_like_mod_ssl(p, *chain_pem, *key_pem, *key_len, res))
+        || (rv = acme_activate_load_like_mod_ssl(p, f->chain, *key_pem, *key_len, res))
            != APR_SUCCESS) {
         return acme_activate_refuse(p, dom, spec, res);
     }
     return APR_SUCCESS;
 }
 
+/* Hex SHA-256 over every spec's files, length-prefixed so that no two sets collide. */
+static void acme_activate_digest_add(EVP_MD_CTX *md, const char *data, apr_size_t len)
+{
+    unsigned char n[8];
+    int i;
+
+    for (i = 0; i < 8; ++i) {
+        n[i] = (unsigned char)((apr_uint64_t)len >> (8 * (7 - i)));
+    }
+    EVP_DigestUpdate(md, n, sizeof(n));
+    EVP_DigestUpdate(md, data, len);
+}
+
+static const char *acme_activate_digest_end(apr_pool_t *p, EVP_MD_CTX *md)
+{
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int n = 0, i;
+    char *hex;
+
+    EVP_DigestFinal_ex(md, out, &n);
+    hex = apr_palloc(p, 2 * n + 1);
+    for (i = 0; i < n; ++i) {
+        apr_snprintf(hex + 2 * i, 3, "%02x", out[i]);
+    }
+    return hex;
+}
+
+apr_status_t acme_activate_check_digest(apr_pool_t *p, const acme_store_t *st,
+                                        const acme_activate_seal_t *seal,
+                                        const acme_domain_t *dom, const char **digest,
+                                        acme_result_t *res)
+{
+    const char *dir = acme_store_path(p, st, ACME_STORE_STAGING, dom->name, NULL);
+    const apr_array_header_t *specs = dom->policy.key_specs;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    apr_status_t rv = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 ? APR_SUCCESS
+                      : acme_result_fail(res, APR_ENOMEM, ACME_CLASS_RETRY_SOON,
+                                         "SHA-256 is not available");
+    int j;
+
+    for (j = 0; rv == APR_SUCCESS && j < specs->nelts; ++j) {
+        const acme_keyspec_t *spec = &APR_ARRAY_IDX(specs, j, acme_keyspec_t);
+        acme_activate_files_t f;
+        char *key_pem = NULL;
+        apr_size_t key_len = 0;
+
+        rv = acme_activate_read_spec(p, dir, spec, &f, res);
+        if (rv != APR_SUCCESS) {
+            rv = acme_activate_refuse(p, dom, spec, res);
+            break;
+        }
+        rv = acme_activate_check_spec(p, seal, dom, spec, &f, &key_pem, &key_len, res);
+        if (key_pem) {
+            OPENSSL_cleanse(key_pem, key_len);
+        }
+        acme_activate_digest_add(md, f.chain, f.chain_len);
+        acme_activate_digest_add(md, f.sealed, f.sealed_len);
+    }
+    if (rv == APR_SUCCESS && digest) {
+        *digest = acme_activate_digest_end(p, md);
+    }
+    EVP_MD_CTX_free(md);
+    return rv;
+}
+
 apr_status_t acme_activate_check(apr_pool_t *p, const acme_store_t *st,
                                  const acme_activate_seal_t *seal, const acme_domain_t *dom,
                                  acme_result_t *res)
 {
-    const char *dir = acme_store_path(p, st, ACME_STORE_STAGING, dom->name, NULL);
-    const apr_array_header_t *specs = dom->policy.key_specs;
-    int j;
-
-    for (j = 0; j < specs->nelts; ++j) {
-        const char *chain_pem = NULL;
-        char *key_pem = NULL;
-        apr_size_t key_len = 0;
-        apr_status_t rv = acme_activate_check_spec(p, dir, seal, dom,
-                                                   &APR_ARRAY_IDX(specs, j, acme_keyspec_t),
-                                                   &key_pem, &key_len, &chain_pem, res);
-        if (rv != APR_SUCCESS) {
-            return rv;
-        }
-    }
-    return APR_SUCCESS;
+    return acme_activate_check_digest(p, st, seal, dom, NULL, res);
 }
 
+/*
+ * Reads the staged set and writes it (plain keys 0600) into tmp_dir. When the files are exactly
+ * what acme_activate_check_digest passed (same digest), they are only opened, not checked again.
+ * The writes are not synced one by one: the caller syncs the directory's files once.
+ */
 static apr_status_t acme_activate_write_set(apr_pool_t *p, const acme_store_t *st,
                                             const acme_activate_seal_t *seal,
                                             const acme_domain_t *dom, const char *tmp_dir,
-                                            acme_result_t *res)
+                                            const char *checked, acme_result_t *res)
 {
     const char *dir = acme_store_path(p, st, ACME_STORE_STAGING, dom->name, NULL);
     const apr_array_header_t *specs = dom->policy.key_specs;
-    apr_status_t rv = acme_store_remove_tree(p, tmp_dir, res);
-    int j;
+    acme_activate_files_t *files = apr_pcalloc(p, sizeof(*files) * (apr_size_t)specs->nelts);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    const char *digest;
+    apr_status_t rv = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 ? APR_SUCCESS
+                      : acme_result_fail(res, APR_ENOMEM, ACME_CLASS_RETRY_SOON,
+                                         "SHA-256 is not available");
+    int j, verified;
 
+    for (j = 0; rv == APR_SUCCESS && j < specs->nelts; ++j) {
+        rv = acme_activate_read_spec(p, dir, &APR_ARRAY_IDX(specs, j, acme_keyspec_t),
+                                     &files[j], res);
+        if (rv != APR_SUCCESS) {
+            rv = acme_activate_refuse(p, dom, &APR_ARRAY_IDX(specs, j, acme_keyspec_t), res);
+            break;
+        }
+        acme_activate_digest_add(md, files[j].chain, files[j].chain_len);
+        acme_activate_digest_add(md, files[j].sealed, files[j].sealed_len);
+    }
+    digest = rv == APR_SUCCESS ? acme_activate_digest_end(p, md) : NULL;
+    EVP_MD_CTX_free(md);
+    verified = digest && checked && !strcmp(digest, checked);
+    if (rv == APR_SUCCESS) {
+        rv = acme_store_remove_tree(p, tmp_dir, res);
+    }
     if (rv == APR_SUCCESS) {
         rv = acme_store_mkdirs(p, tmp_dir, res);
     }
     for (j = 0; rv == APR_SUCCESS && j < specs->nelts; ++j) {
         const acme_keyspec_t *spec = &APR_ARRAY_IDX(specs, j, acme_keyspec_t);
-        const char *chain_pem = NULL;
         char *key_pem = NULL;
         apr_size_t key_len = 0;
-        rv = acme_activate_check_spec(p, dir, seal, dom, spec, &key_pem, &key_len, &chain_pem,
-                                      res);
+
+        rv = verified ? acme_seal_decrypt(p, seal->key, seal->cert, files[j].sealed,
+                                          files[j].sealed_len, &key_pem, &key_len, res)
+                      : acme_activate_check_spec(p, seal, dom, spec, &files[j], &key_pem,
+                                                 &key_len, res);
         if (rv == APR_SUCCESS) {
-            rv = acme_store_write_file(p, acme_activate_file(p, tmp_dir, "privkey", spec, ".pem"),
-                                       key_pem, key_len, ACME_PERMS_0600, res);
+            rv = acme_store_write_file_volatile(p, acme_activate_file(p, tmp_dir, "privkey", spec,
+                                                                      ".pem"),
+                                                key_pem, key_len, ACME_PERMS_0600, res);
+        }
+        if (key_pem) {
+            OPENSSL_cleanse(key_pem, key_len);
         }
         if (rv == APR_SUCCESS) {
-            rv = acme_store_write_file(p, acme_activate_file(p, tmp_dir, "pubcert", spec, ".pem"),
-                                       chain_pem, strlen(chain_pem), ACME_PERMS_0644, res);
+            rv = acme_store_write_file_volatile(p, acme_activate_file(p, tmp_dir, "pubcert", spec,
+                                                                      ".pem"),
+                                                files[j].chain, files[j].chain_len,
+                                                ACME_PERMS_0644, res);
         }
+    }
+    if (rv == APR_SUCCESS) {
+        rv = acme_store_sync_files(p, tmp_dir, res);
     }
     return rv;
 }
@@ -215,6 +313,14 @@ apr_status_t acme_activate_install(apr_pool_t *p, const acme_store_t *st,
                                    const acme_activate_seal_t *seal, const acme_domain_t *dom,
                                    acme_result_t *res)
 {
+    return acme_activate_install_checked(p, st, seal, dom, NULL, res);
+}
+
+apr_status_t acme_activate_install_checked(apr_pool_t *p, const acme_store_t *st,
+                                           const acme_activate_seal_t *seal,
+                                           const acme_domain_t *dom, const char *checked,
+                                           acme_result_t *res)
+{
     const char *staged = acme_store_path(p, st, ACME_STORE_STAGING, dom->name, NULL);
     const char *tmp_dir = acme_store_path(p, st, ACME_STORE_TMP, dom->name, NULL);
     const char *active = acme_store_path(p, st, ACME_STORE_DOMAINS, dom->name, NULL);
@@ -222,7 +328,7 @@ apr_status_t acme_activate_install(apr_pool_t *p, const acme_store_t *st,
     acme_result_t ignored;
     apr_status_t rv;
 
-    rv = acme_activate_write_set(p, st, seal, dom, tmp_dir, res);
+    rv = acme_activate_write_set(p, st, seal, dom, tmp_dir, checked, res);
     if (rv == APR_SUCCESS) {
         rv = acme_store_replace_dir(p, tmp_dir, active, archive, ACME_ACTIVATE_ARCHIVE_KEEP, res);
     }

@@ -55,6 +55,15 @@ apr_status_t acme_activate_check(apr_pool_t *p, const acme_store_t *st,
                                  acme_result_t *res);
 
 /*
+ * The same, and *digest (hex SHA-256) identifies the exact files checked, for
+ * acme_activate_install_checked.
+ */
+apr_status_t acme_activate_check_digest(apr_pool_t *p, const acme_store_t *st,
+                                        const acme_activate_seal_t *seal,
+                                        const acme_domain_t *dom, const char **digest,
+                                        acme_result_t *res);
+
+/*
  * Check, then install: writes the keys (0600) and chains into tmp/<name>/,
  * swaps that directory with domains/<name>/ (the old set goes to archive/), and
  * removes the staged set. A set that fails the check is removed too, with the
@@ -63,6 +72,16 @@ apr_status_t acme_activate_check(apr_pool_t *p, const acme_store_t *st,
 apr_status_t acme_activate_install(apr_pool_t *p, const acme_store_t *st,
                                    const acme_activate_seal_t *seal, const acme_domain_t *dom,
                                    acme_result_t *res);
+
+/*
+ * acme_activate_install for a set acme_activate_check_digest passed with `checked`: when the
+ * staged files still have that digest they are installed without being checked again (the
+ * worker may have staged a newer set since: that one is checked in full). NULL: full check.
+ */
+apr_status_t acme_activate_install_checked(apr_pool_t *p, const acme_store_t *st,
+                                           const acme_activate_seal_t *seal,
+                                           const acme_domain_t *dom, const char *checked,
+                                           acme_result_t *res);
 
 /*
  * The fallback served while a domain has no certificate: a self-signed

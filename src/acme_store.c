@@ -186,6 +186,31 @@ static apr_status_t sync_dir(apr_pool_t *p, const char *dir)
     return rv;
 }
 
+/* Flushes every file directly in dir, then dir itself (files written with _volatile). */
+apr_status_t acme_store_sync_files(apr_pool_t *p, const char *dir, acme_result_t *res)
+{
+    apr_array_header_t *names = NULL;
+    apr_status_t rv = list_dir(p, dir, &names);
+    int i;
+
+    for (i = 0; rv == APR_SUCCESS && i < names->nelts; ++i) {
+        const char *path = apr_pstrcat(p, dir, "/", APR_ARRAY_IDX(names, i, const char *), NULL);
+        apr_file_t *f;
+        if ((rv = apr_file_open(&f, path, APR_FOPEN_READ, APR_FPROT_OS_DEFAULT, p))
+            == APR_SUCCESS) {
+            rv = apr_file_sync(f);
+            apr_file_close(f);
+        }
+        if (rv != APR_SUCCESS) {
+            return os_fail(p, res, rv, "syncing", path);
+        }
+    }
+    if (rv == APR_SUCCESS && (rv = sync_dir(p, dir)) == APR_SUCCESS) {
+        return succeed(res);
+    }
+    return os_fail(p, res, rv, "syncing", dir);
+}
+
 /* ------------------------------------------------------------------ open, paths, dirs */
 
 /* Makes dir exist as a directory with exactly `perms` (umask does not apply). */

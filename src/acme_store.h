@@ -92,6 +92,13 @@ apr_status_t acme_store_write_file_volatile(apr_pool_t *p, const char *path, con
                                             acme_result_t *res);
 
 /*
+ * Makes the files directly in dir and dir itself durable: after writing several files with
+ * acme_store_write_file_volatile into a new directory, one pass instead of a sync per file and
+ * its directory each time.
+ */
+apr_status_t acme_store_sync_files(apr_pool_t *p, const char *dir, acme_result_t *res);
+
+/*
  * Reads a whole file into pool memory, NUL-terminated (len excludes the NUL). Files larger than
  * max_len (0: ACME_STORE_READ_MAX) fail with APR_EINVAL. A missing file returns the OS status
  * unchanged (test with APR_STATUS_IS_ENOENT).

@@ -61,6 +61,8 @@ typedef struct {
     apr_array_header_t *config_files; /* this generation's config files and their directories */
     char config_stamp[APR_SHA1_DIGESTSIZE * 2 + 1]; /* of config_files as they were read */
     int budget_logged;
+    apr_pool_t *checked_pool;   /* the digests of the sets the last check passed ... */
+    apr_hash_t *checked;        /* ... name -> hex digest, for an install without a re-check */
 } acme_supervisor_t;
 
 static acme_supervisor_t *acme_supervisor_get(process_rec *process)
@@ -159,11 +161,59 @@ static void acme_supervise_register(acme_supervisor_t *sup)
     apr_proc_other_child_register(&sup->proc, acme_supervise_maint, token, NULL, sup->pconf);
 }
 
+/*
+ * The MPMs notice a child's exit in a loop that sleeps a second at a time (ap_wait_or_timeout),
+ * so the end of the worker's run was seen up to a second late. A SIGCHLD handler that does
+ * nothing ends that sleep at once (select() is never restarted), and the loop reaps the worker
+ * and calls our other-child callback. Only installed where nobody handles SIGCHLD; SA_RESTART
+ * keeps every other system call of the parent as it was. Children undo it (acme_supervise_child).
+ */
+static void acme_supervise_sigchld(int sig)
+{
+    (void)sig;
+}
+
+/* The handler lives in this DSO, which a restart unloads: it goes first (cleanups run LIFO). */
+static apr_status_t acme_supervise_wake_off(void *unused)
+{
+    (void)unused;
+    acme_supervise_child();
+    return APR_SUCCESS;
+}
+
+static void acme_supervise_wake_on_exit(apr_pool_t *pconf)
+{
+    struct sigaction old, sa;
+
+    if (sigaction(SIGCHLD, NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO)
+        || old.sa_handler != SIG_DFL) {
+        return;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = acme_supervise_sigchld;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGCHLD, &sa, NULL) == 0) {
+        apr_pool_cleanup_register(pconf, NULL, acme_supervise_wake_off, apr_pool_cleanup_null);
+    }
+}
+
+void acme_supervise_child(void)
+{
+    struct sigaction cur;
+
+    if (sigaction(SIGCHLD, NULL, &cur) == 0 && !(cur.sa_flags & SA_SIGINFO)
+        && cur.sa_handler == acme_supervise_sigchld) {
+        apr_signal(SIGCHLD, SIG_DFL);
+    }
+}
+
 static void acme_supervise_fork(acme_supervisor_t *sup)
 {
     apr_status_t rv = apr_proc_fork(&sup->proc, sup->pconf);
 
     if (rv == APR_INCHILD) {
+        acme_supervise_child();
         acme_supervise_worker_main(sup);
     }
     if (rv != APR_INPARENT) {
@@ -247,9 +297,15 @@ static void acme_supervise_check_staged(acme_supervisor_t *sup, apr_pool_t *p,
     int i;
 
     *batch = (acme_supervise_batch_t){ .names = NULL };
+    if (!sup->checked_pool) {
+        apr_pool_create(&sup->checked_pool, sup->pconf);
+    }
+    apr_pool_clear(sup->checked_pool);
+    sup->checked = apr_hash_make(sup->checked_pool);
     for (i = 0; i < sup->conf->domains->nelts; ++i) {
         const acme_domain_t *dom = APR_ARRAY_IDX(sup->conf->domains, i, const acme_domain_t *);
         const acme_active_t *active;
+        const char *digest = NULL;
         if (!acme_activate_staged(p, sup->conf->store, dom)) {
             continue;
         }
@@ -261,10 +317,13 @@ static void acme_supervise_check_staged(acme_supervisor_t *sup, apr_pool_t *p,
             batch->names = NULL;
             return;
         }
-        if (acme_activate_check(p, sup->conf->store, &seal, dom, &res) != APR_SUCCESS) {
+        if (acme_activate_check_digest(p, sup->conf->store, &seal, dom, &digest, &res)
+            != APR_SUCCESS) {
             acme_supervise_refuse(sup, p, dom, &res);
             continue;
         }
+        apr_hash_set(sup->checked, apr_pstrdup(sup->checked_pool, dom->name),
+                     APR_HASH_KEY_STRING, apr_pstrdup(sup->checked_pool, digest));
         active = apr_hash_get(sup->conf->active, dom->name, APR_HASH_KEY_STRING);
         if (!active || !active->complete) {
             batch->first_issuance = 1;
@@ -431,7 +490,10 @@ static void acme_supervise_install(acme_supervisor_t *sup, apr_pool_t *p)
             continue;
         }
         acme_result_reset(&res);
-        if (acme_activate_install(p, sup->conf->store, &seal, dom, &res) != APR_SUCCESS) {
+        if (acme_activate_install_checked(p, sup->conf->store, &seal, dom,
+                                          sup->checked ? apr_hash_get(sup->checked, dom->name,
+                                                                      APR_HASH_KEY_STRING)
+                                                       : NULL, &res) != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, sup->s, "mod_acme: %s: %s; the previous "
                          "certificate stays in use", dom->name, acme_result_describe(&res, p));
             continue;
@@ -789,6 +851,9 @@ void acme_supervise_start(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf)
     sup->landed_first = 0;
     sup->configtest_retry_at = 0;
     sup->budget_logged = 0;
+    sup->checked_pool = NULL;       /* it went with the previous generation's pconf */
+    sup->checked = NULL;
+    acme_supervise_wake_on_exit(pconf);
     if (sup->configtest.pid > 0 && kill(sup->configtest.pid, 0) == 0) {
         acme_supervise_configtest_register(sup, pconf);
     }

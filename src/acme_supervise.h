@@ -18,4 +18,7 @@ void acme_supervise_start(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf);
 /* monitor hook (about every 10 s): start a due worker, activate what landed. */
 int acme_supervise_monitor(apr_pool_t *p, server_rec *s);
 
+/* child_init: a server child does not keep the parent's SIGCHLD wake-up handler. */
+void acme_supervise_child(void);
+
 #endif

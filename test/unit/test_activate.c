@@ -512,6 +512,43 @@ static void test_check_needs_every_spec(void **state)
 
 /* ------------------------------------------------------------------ install */
 
+/*
+ * A set checked once is installed without a second check; a set swapped in after the check
+ * (another digest) is checked in full, so a bad one never gets in that way.
+ */
+static void test_install_checked_trusts_only_the_same_files(void **state)
+{
+    fixture_t *fx = *state;
+    acme_domain_t *dom = domain(fx->pool, SPEC_EC, "example.org", "www.example.org", NULL);
+    const char *key_path = path_of(fx, ACME_STORE_DOMAINS, dom->name, "privkey." SPEC_EC ".pem");
+    const char *digest = NULL, *again = NULL, *key;
+    acme_result_t res;
+
+    key = stage_good(fx, dom, SANS);
+    acme_result_reset(&res);
+    assert_int_equal(acme_activate_check_digest(fx->pool, fx->st, &fx->seal, dom, &digest, &res),
+                     APR_SUCCESS);
+    assert_int_equal(strlen(digest), 64);
+    assert_int_equal(acme_activate_check_digest(fx->pool, fx->st, &fx->seal, dom, &again, &res),
+                     APR_SUCCESS);
+    assert_string_equal(digest, again);
+    assert_int_equal(acme_activate_install_checked(fx->pool, fx->st, &fx->seal, dom, digest,
+                                                   &res), APR_SUCCESS);
+    assert_string_equal(read_text(fx, key_path), key);
+
+    /* Checked good, then replaced by an expired set before the install: refused. */
+    stage_good(fx, dom, SANS);
+    acme_result_reset(&res);
+    assert_int_equal(acme_activate_check_digest(fx->pool, fx->st, &fx->seal, dom, &digest, &res),
+                     APR_SUCCESS);
+    stage_bad(fx, dom, BAD_EXPIRED);
+    acme_result_reset(&res);
+    assert_int_not_equal(acme_activate_install_checked(fx->pool, fx->st, &fx->seal, dom, digest,
+                                                       &res), APR_SUCCESS);
+    assert_non_null(strstr(res.message, "expired"));
+    assert_string_equal(read_text(fx, key_path), key);
+}
+
 static void test_install_moves_set_into_place(void **state)
 {
     fixture_t *fx = *state;
@@ -802,6 +839,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_check_refuses_bad_sets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_needs_every_spec, setup, teardown),
         cmocka_unit_test_setup_teardown(test_install_moves_set_into_place, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_install_checked_trusts_only_the_same_files, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_install_keeps_a_small_archive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_install_refuses_bad_set_and_keeps_active, setup,
                                         teardown),
