@@ -464,6 +464,7 @@ def bench_many(n, runs):
         dead_url = f"https://127.0.0.1:{harness.free_port()}/dir"
         results = {"static": [], "acme": []}
         marks = {}
+        every = {"static": [], "acme": []}
         for r in range(runs):
             for kind in ("static", "acme"):
                 workdir = harness.make_workdir()
@@ -484,6 +485,7 @@ def bench_many(n, runs):
                     httpd.stop()
                     if kind in marks and marks[kind][2] == httpd.error_log:
                         marks[kind] = startup_marks(*marks[kind])
+                        every[kind].append(marks[kind])
                     if kind == "acme" and r == runs - 1 and KEEP:
                         info(f"work directory kept: {workdir}")
                     else:
@@ -499,7 +501,9 @@ def bench_many(n, runs):
                         f"{min(results['acme']) - min(results['static']):+.2f} s)")
         info(f"fallback served for m0007.bench.test, issuer CN: {fb!r}")
         for kind in ("static", "acme"):
-            info(f"{kind} (last run), seconds since launch: {marks.get(kind)}")
+            info(f"{kind}, seconds since launch, run by run:")
+            for i, m in enumerate(every[kind]):
+                info(f"  {i + 1}: {m}")
     finally:
         cleanup(shared)
 

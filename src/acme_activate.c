@@ -380,6 +380,19 @@ static apr_status_t acme_activate_load_spec(apr_pool_t *p, const char *dir,
 }
 
 /* The one EC key every fallback certificate uses: cheap with thousands of domains. */
+/* "inode:mtime:size" of a file, NULL when it cannot be read. */
+static const char *acme_activate_file_stamp(apr_pool_t *p, const char *path)
+{
+    apr_finfo_t fi;
+
+    if (apr_stat(&fi, path, APR_FINFO_INODE | APR_FINFO_MTIME | APR_FINFO_SIZE, p)
+        != APR_SUCCESS) {
+        return NULL;
+    }
+    return apr_psprintf(p, "%" APR_UINT64_T_FMT ":%" APR_TIME_T_FMT ":%" APR_OFF_T_FMT,
+                        (apr_uint64_t)fi.inode, fi.mtime, fi.size);
+}
+
 static apr_status_t acme_activate_fallback_key(apr_pool_t *p, const char *key_path,
                                                acme_key_t **key, acme_result_t *res)
 {
@@ -411,9 +424,195 @@ apr_status_t acme_activate_fallback_prepare(apr_pool_t *p, const acme_store_t *s
     apr_status_t rv = acme_activate_fallback_key(p, key_path, &key, res);
 
     if (rv == APR_SUCCESS) {
-        *fallback = (acme_activate_fallback_t){ .key_file = key_path, .key = key };
+        *fallback = (acme_activate_fallback_t){
+            .key_file = key_path, .key = key,
+            .key_stamp = acme_activate_file_stamp(p, key_path),
+            .known = fallback->known, .checked = fallback->checked,
+            .groups = fallback->groups, .ready = fallback->ready,
+        };
     }
     return rv;
+}
+
+/* The stamp of a fallback file: its identity, the key's, and when the certificate expires. */
+static const char *acme_activate_fallback_stamp(apr_pool_t *p,
+                                                const acme_activate_fallback_t *fallback,
+                                                const char *path, const char *members,
+                                                apr_time_t not_after)
+{
+    const char *file = acme_activate_file_stamp(p, path);
+
+    return file && fallback->key_stamp
+           ? apr_psprintf(p, "%s|%s|%s|%" APR_TIME_T_FMT, file, fallback->key_stamp,
+                          members ? members : "-", apr_time_sec(not_after))
+           : NULL;
+}
+
+/* 1 when an earlier pass checked this very file with this very key, and it is still good. */
+static int acme_activate_fallback_known(apr_pool_t *p, const acme_activate_fallback_t *fallback,
+                                        const char *path, const char *members)
+{
+    const char *stamp = fallback->known ? apr_hash_get((apr_hash_t *)fallback->known, path,
+                                                       APR_HASH_KEY_STRING) : NULL;
+    const char *bar = stamp ? strrchr(stamp, '|') : NULL;
+    const char *now = NULL;
+    apr_time_t not_after;
+
+    if (!bar) {
+        return 0;
+    }
+    not_after = apr_time_from_sec(apr_atoi64(bar + 1));
+    now = acme_activate_fallback_stamp(p, fallback, path, members, not_after);
+    return now && !strcmp(now, stamp)
+           && not_after > apr_time_now() + apr_time_from_sec(86400);
+}
+
+static void acme_activate_fallback_note(apr_pool_t *p, const acme_activate_fallback_t *fallback,
+                                        const char *path, const char *members,
+                                        apr_time_t not_after)
+{
+    const char *stamp;
+
+    if (!fallback->checked || !(stamp = acme_activate_fallback_stamp(p, fallback, path, members,
+                                                                     not_after))) {
+        return;
+    }
+    APR_ARRAY_PUSH(fallback->checked, acme_activate_known_t) = (acme_activate_known_t){
+        .path = path, .stamp = stamp,
+    };
+}
+
+/* ------------------------------------------------------------------ fallback groups */
+
+static apr_uint32_t acme_activate_fnv1a(const char *text, apr_uint32_t h)
+{
+    for (; *text; ++text) {
+        h = (h ^ (unsigned char)*text) * 16777619u;
+    }
+    return h;
+}
+
+static int acme_activate_group_of(const acme_activate_fallback_t *fallback,
+                                  const acme_domain_t *dom)
+{
+    return (int)(acme_activate_fnv1a(dom->name, 2166136261u) % (apr_uint32_t)fallback->groups);
+}
+
+static const char *acme_activate_group_path(apr_pool_t *p, const acme_store_t *st,
+                                            const acme_activate_fallback_t *fallback,
+                                            const acme_domain_t *dom)
+{
+    if (fallback->groups <= 0) {
+        return "";
+    }
+    return apr_psprintf(p, "%s/group-%02d.pem",
+                        acme_store_path(p, st, ACME_STORE_DOMAINS, ACME_ACTIVATE_FALLBACK_DIR,
+                                        NULL),
+                        acme_activate_group_of(fallback, dom));
+}
+
+/* One group's file: good when it parses, lasts another day, is of the key and names them all. */
+static int acme_activate_group_good(apr_pool_t *p, const acme_activate_fallback_t *fallback,
+                                    const char *path, const apr_array_header_t *idents,
+                                    apr_time_t *not_after)
+{
+    apr_array_header_t *chain = NULL;
+    acme_cert_info_t info;
+    acme_result_t res;
+    char *text = NULL;
+    apr_size_t len = 0;
+    acme_cert_t *leaf;
+
+    acme_result_reset(&res);
+    if (acme_store_read_file(p, path, &text, &len, 0, &res) != APR_SUCCESS
+        || acme_crypto_chain_parse(p, text, len, &chain, &res) != APR_SUCCESS) {
+        return 0;
+    }
+    leaf = APR_ARRAY_IDX(chain, 0, acme_cert_t *);
+    return acme_crypto_cert_check_time(p, leaf, apr_time_now() + apr_time_from_sec(86400), &res)
+               == APR_SUCCESS
+           && acme_crypto_key_matches_cert(fallback->key, leaf, &res) == APR_SUCCESS
+           && acme_crypto_cert_covers(p, leaf, (const acme_ident_t *)idents->elts, idents->nelts,
+                                      &res) == APR_SUCCESS
+           && acme_crypto_cert_info(p, leaf, &info, &res) == APR_SUCCESS
+           && (*not_after = info.not_after) > 0;
+}
+
+static apr_status_t acme_activate_group_make(apr_pool_t *p, const acme_activate_fallback_t *fb,
+                                             const char *path, const char *members,
+                                             const apr_array_header_t *idents,
+                                             acme_result_t *res)
+{
+    apr_time_t not_after;
+    const char *pem = NULL;
+    apr_status_t rv;
+
+    if (acme_activate_fallback_known(p, fb, path, members)) {
+        const char *stamp = apr_hash_get((apr_hash_t *)fb->known, path, APR_HASH_KEY_STRING);
+        acme_activate_fallback_note(p, fb, path, members,
+                                    apr_time_from_sec(apr_atoi64(strrchr(stamp, '|') + 1)));
+        return APR_SUCCESS;
+    }
+    if (acme_activate_group_good(p, fb, path, idents, &not_after)) {
+        acme_activate_fallback_note(p, fb, path, members, not_after);
+        return APR_SUCCESS;
+    }
+    rv = acme_crypto_selfsigned_create_names(p, fb->key, (const acme_ident_t *)idents->elts,
+                                             idents->nelts, ACME_FALLBACK_VALIDITY, NULL, &pem,
+                                             res);
+    if (rv == APR_SUCCESS) {
+        rv = acme_store_write_file_volatile(p, path, pem, strlen(pem), ACME_PERMS_0644, res);
+    }
+    if (rv == APR_SUCCESS) {
+        acme_activate_fallback_note(p, fb, path, members, apr_time_now() + ACME_FALLBACK_VALIDITY
+                                                          - apr_time_from_sec(3600));
+    }
+    return rv;
+}
+
+apr_status_t acme_activate_fallback_groups(apr_pool_t *p, const acme_store_t *st,
+                                           const apr_array_header_t *domains,
+                                           acme_activate_fallback_t *fallback,
+                                           acme_result_t *res)
+{
+    apr_array_header_t **idents;
+    apr_uint32_t *hashes;
+    int i, j, g;
+
+    fallback->groups = ACME_ACTIVATE_FALLBACK_GROUPS;
+    fallback->ready = apr_hash_make(p);
+    idents = apr_pcalloc(p, sizeof(*idents) * ACME_ACTIVATE_FALLBACK_GROUPS);
+    hashes = apr_pcalloc(p, sizeof(*hashes) * ACME_ACTIVATE_FALLBACK_GROUPS);
+    for (i = 0; i < domains->nelts; ++i) {
+        const acme_domain_t *dom = APR_ARRAY_IDX(domains, i, const acme_domain_t *);
+        g = acme_activate_group_of(fallback, dom);
+        if (!idents[g]) {
+            idents[g] = apr_array_make(p, 8, sizeof(acme_ident_t));
+            hashes[g] = 2166136261u;
+        }
+        for (j = 0; j < dom->idents->nelts; ++j) {
+            const acme_ident_t *id = &APR_ARRAY_IDX(dom->idents, j, acme_ident_t);
+            APR_ARRAY_PUSH(idents[g], acme_ident_t) = *id;
+            hashes[g] = acme_activate_fnv1a(id->value, acme_activate_fnv1a("\n", hashes[g]));
+        }
+    }
+    for (g = 0; g < ACME_ACTIVATE_FALLBACK_GROUPS; ++g) {
+        const char *path, *members;
+        apr_status_t rv;
+        if (!idents[g]) {
+            continue;
+        }
+        path = apr_psprintf(p, "%s/group-%02d.pem", acme_store_path(p, st, ACME_STORE_DOMAINS,
+                                                                   ACME_ACTIVATE_FALLBACK_DIR,
+                                                                   NULL), g);
+        members = apr_psprintf(p, "%d:%08x", idents[g]->nelts, hashes[g]);
+        rv = acme_activate_group_make(p, fallback, path, members, idents[g], res);
+        if (rv != APR_SUCCESS) {
+            return rv;      /* the domains of that group fall back to files of their own */
+        }
+        apr_hash_set(fallback->ready, path, APR_HASH_KEY_STRING, "1");
+    }
+    return APR_SUCCESS;
 }
 
 /* domains/_fallback/<name>.pem, made again when missing, expiring or not of the shared key. */
@@ -425,19 +624,36 @@ static apr_status_t acme_activate_fallback_cert(apr_pool_t *p, const acme_store_
     const char *dir = acme_store_path(p, st, ACME_STORE_DOMAINS, ACME_ACTIVATE_FALLBACK_DIR, NULL);
     const acme_ident_t *first = &APR_ARRAY_IDX(dom->idents, 0, acme_ident_t);
     apr_array_header_t *chain = NULL;
+    acme_cert_info_t info;
     const char *pem = NULL;
     char *text = NULL;
     apr_size_t len = 0;
     apr_status_t rv;
 
     *cert_path = apr_pstrcat(p, dir, "/", dom->name, ".pem", NULL);
+    if (fallback->ready && apr_hash_get(fallback->ready, acme_activate_group_path(p, st, fallback,
+                                                                                 dom),
+                                        APR_HASH_KEY_STRING)) {
+        *cert_path = acme_activate_group_path(p, st, fallback, dom);
+        return APR_SUCCESS;
+    }
+    if (acme_activate_fallback_known(p, fallback, *cert_path, NULL)) {
+        const char *stamp = apr_hash_get((apr_hash_t *)fallback->known, *cert_path,
+                                         APR_HASH_KEY_STRING);
+        acme_activate_fallback_note(p, fallback, *cert_path, NULL,
+                                    apr_time_from_sec(apr_atoi64(strrchr(stamp, '|') + 1)));
+        return APR_SUCCESS;
+    }
     if (acme_store_read_file(p, *cert_path, &text, &len, 0, res) == APR_SUCCESS
         && acme_crypto_chain_parse(p, text, len, &chain, res) == APR_SUCCESS
         && acme_crypto_cert_check_time(p, APR_ARRAY_IDX(chain, 0, acme_cert_t *),
                                        apr_time_now() + apr_time_from_sec(86400), res)
            == APR_SUCCESS
         && acme_crypto_key_matches_cert(fallback->key, APR_ARRAY_IDX(chain, 0, acme_cert_t *),
-                                        res) == APR_SUCCESS) {
+                                        res) == APR_SUCCESS
+        && acme_crypto_cert_info(p, APR_ARRAY_IDX(chain, 0, acme_cert_t *), &info, res)
+           == APR_SUCCESS) {
+        acme_activate_fallback_note(p, fallback, *cert_path, NULL, info.not_after);
         return APR_SUCCESS;
     }
     acme_result_reset(res);
@@ -447,6 +663,12 @@ static apr_status_t acme_activate_fallback_cert(apr_pool_t *p, const acme_store_
         /* A torn file after a crash fails the checks above and is simply made again. */
         rv = acme_store_write_file_volatile(p, *cert_path, pem, strlen(pem), ACME_PERMS_0644,
                                             res);
+    }
+    if (rv == APR_SUCCESS) {
+        /* The certificate starts a little before now: this bound is never later than it. */
+        acme_activate_fallback_note(p, fallback, *cert_path, NULL,
+                                    apr_time_now() + ACME_FALLBACK_VALIDITY
+                                    - apr_time_from_sec(3600));
     }
     return rv;
 }

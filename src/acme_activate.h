@@ -1,6 +1,7 @@
 #ifndef ACME_ACTIVATE_H
 #define ACME_ACTIVATE_H
 
+#include <apr_hash.h>
 #include <apr_pools.h>
 #include <apr_tables.h>
 
@@ -92,11 +93,43 @@ apr_status_t acme_activate_install_checked(apr_pool_t *p, const acme_store_t *st
 typedef struct {
     const char *key_file;
     acme_key_t *key;                /* loaded once per configuration pass */
+    const char *key_stamp;          /* the key file's identity (inode, mtime, size) */
+    /*
+     * Optional, to skip parsing files checked in an earlier pass (httpd reads its configuration
+     * twice at start-up, and again at every restart): `known` maps a fallback file's path to the
+     * stamp acme_activate_load recorded for it; every file checked or written now is appended to
+     * `checked` (acme_activate_known_t) for the caller's next `known`.
+     */
+    const apr_hash_t *known;
+    apr_array_header_t *checked;
+    /* Set by acme_activate_fallback_groups: the group files ready in this pass. */
+    int groups;
+    apr_hash_t *ready;
 } acme_activate_fallback_t;
+
+typedef struct {
+    const char *path;
+    const char *stamp;
+} acme_activate_known_t;
 
 apr_status_t acme_activate_fallback_prepare(apr_pool_t *p, const acme_store_t *st,
                                             acme_activate_fallback_t *fallback,
                                             acme_result_t *res);
+
+/*
+ * Group fallback files, for many domains: every domain goes to one of
+ * ACME_ACTIVATE_FALLBACK_GROUPS groups (by a hash of its name), and each group's file names all
+ * its domains' names, so that 1,000 domains cost 64 signatures, not 1,000 (and mod_ssl finds
+ * each vhost's name in its certificate). Made again when missing, expiring, of another key or
+ * when the group's names changed. After it, acme_activate_load hands out the group files; on
+ * failure the domains get files of their own. Call after acme_activate_fallback_prepare.
+ */
+#define ACME_ACTIVATE_FALLBACK_GROUPS 64
+
+apr_status_t acme_activate_fallback_groups(apr_pool_t *p, const acme_store_t *st,
+                                           const apr_array_header_t *domains,
+                                           acme_activate_fallback_t *fallback,
+                                           acme_result_t *res);
 
 /*
  * What domains/<name>/ holds now; when nothing is served and `fallback` is

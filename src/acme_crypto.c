@@ -1075,7 +1075,8 @@ static int x509_set_validity(X509 *x, apr_interval_time_t validity)
 }
 
 static apr_status_t selfsigned_fill(apr_pool_t *p, X509 *x, const acme_key_t *key,
-                                    const acme_ident_t *ident, apr_interval_time_t validity,
+                                    const acme_ident_t *ident, int n_idents,
+                                    apr_interval_time_t validity,
                                     const unsigned char *acme_id, acme_result_t *res)
 {
     GENERAL_NAMES *gens = NULL;
@@ -1083,7 +1084,7 @@ static apr_status_t selfsigned_fill(apr_pool_t *p, X509 *x, const acme_key_t *ke
     int has_cn = strlen(ident->value) <= 64;
     const char *ku = key->spec.kind == ACME_KEY_RSA ? "critical,digitalSignature,keyEncipherment"
                                                     : "critical,digitalSignature";
-    apr_status_t rv = general_names_make(p, ident, 1, &gens, res);
+    apr_status_t rv = general_names_make(p, ident, n_idents, &gens, res);
 
     if (rv != APR_SUCCESS) {
         return rv;
@@ -1111,6 +1112,16 @@ apr_status_t acme_crypto_selfsigned_create(apr_pool_t *p, const acme_key_t *key,
                                            const unsigned char *acme_identifier_sha256,
                                            const char **cert_pem, acme_result_t *res)
 {
+    return acme_crypto_selfsigned_create_names(p, key, ident, ident ? 1 : 0, validity,
+                                               acme_identifier_sha256, cert_pem, res);
+}
+
+apr_status_t acme_crypto_selfsigned_create_names(apr_pool_t *p, const acme_key_t *key,
+                                                 const acme_ident_t *idents, int n_idents,
+                                                 apr_interval_time_t validity,
+                                                 const unsigned char *acme_identifier_sha256,
+                                                 const char **cert_pem, acme_result_t *res)
+{
     X509 *x;
     BIO *bio;
     apr_status_t rv;
@@ -1118,7 +1129,7 @@ apr_status_t acme_crypto_selfsigned_create(apr_pool_t *p, const acme_key_t *key,
     if (!key->is_private) {
         return input_fail(res, "self-signed certificate key has no private part");
     }
-    if (!ident || !ident->value) {
+    if (!idents || n_idents < 1 || !idents[0].value) {
         return input_fail(res, "self-signed certificate needs an identifier");
     }
     if (validity < apr_time_from_sec(1) || validity > apr_time_from_sec(100 * 366 * 86400LL)) {
@@ -1129,7 +1140,7 @@ apr_status_t acme_crypto_selfsigned_create(apr_pool_t *p, const acme_key_t *key,
         return lib_fail(p, res, "allocating a certificate failed");
     }
     apr_pool_cleanup_register(p, x, x509_cleanup, apr_pool_cleanup_null);
-    rv = selfsigned_fill(p, x, key, ident, validity, acme_identifier_sha256, res);
+    rv = selfsigned_fill(p, x, key, idents, n_idents, validity, acme_identifier_sha256, res);
     if (rv != APR_SUCCESS) {
         return rv;
     }

@@ -185,4 +185,11 @@ apr_status_t acme_crypto_selfsigned_create(apr_pool_t *p, const acme_key_t *key,
                                            const unsigned char *acme_identifier_sha256,
                                            const char **cert_pem, acme_result_t *res);
 
+/* The same for several names (SANs in order; the subject CN is the first). */
+apr_status_t acme_crypto_selfsigned_create_names(apr_pool_t *p, const acme_key_t *key,
+                                                 const acme_ident_t *idents, int n_idents,
+                                                 apr_interval_time_t validity,
+                                                 const unsigned char *acme_identifier_sha256,
+                                                 const char **cert_pem, acme_result_t *res);
+
 #endif

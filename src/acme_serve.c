@@ -12,6 +12,8 @@
 #include <http_ssl.h>
 #include <unixd.h>
 #include <apr_strings.h>
+#include <apr_thread_proc.h>
+#include <apr_allocator.h>
 
 #include "acme_activate.h"
 #include "acme_challenge.h"
@@ -85,14 +87,73 @@ static void acme_serve_activate(apr_pool_t *ptemp, server_rec *s, acme_conf_t *c
     }
 }
 
+/*
+ * The fallback files checked in the last configuration pass, kept in the process pool: the
+ * second pass at start-up and every restart then only look at the files' stamps.
+ */
+typedef struct {
+    apr_pool_t *pool;
+    apr_hash_t *known;
+} acme_serve_fallback_memory_t;
+
+static acme_serve_fallback_memory_t *acme_serve_fallback_memory(process_rec *process)
+{
+    char key[64];
+    acme_serve_fallback_memory_t *mem = NULL;
+
+    apr_snprintf(key, sizeof(key), "mod_acme-fallbacks-%s-%lu", ACME_VERSION,
+                 (unsigned long)sizeof(*mem));
+    apr_pool_userdata_get((void **)&mem, key, process->pool);
+    if (!mem) {
+        mem = apr_pcalloc(process->pool, sizeof(*mem));
+        apr_pool_userdata_set(mem, key, apr_pool_cleanup_null, process->pool);
+    }
+    return mem;
+}
+
+/* Replaces what is remembered with what this pass checked (memory stays bounded). */
+static void acme_serve_fallback_remember(process_rec *process, const apr_array_header_t *checked)
+{
+    acme_serve_fallback_memory_t *mem = acme_serve_fallback_memory(process);
+    apr_pool_t *pool = NULL;
+    apr_hash_t *known;
+    int i;
+
+    if (apr_pool_create(&pool, process->pool) != APR_SUCCESS) {
+        return;
+    }
+    known = apr_hash_make(pool);
+    for (i = 0; i < checked->nelts; ++i) {
+        const acme_activate_known_t *e = &APR_ARRAY_IDX(checked, i, acme_activate_known_t);
+        apr_hash_set(known, apr_pstrdup(pool, e->path), APR_HASH_KEY_STRING,
+                     apr_pstrdup(pool, e->stamp));
+    }
+    if (mem->pool) {
+        apr_pool_destroy(mem->pool);
+    }
+    mem->pool = pool;
+    mem->known = known;
+}
+
 static void acme_serve_load_active(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf,
                                    apr_hash_t *errors)
 {
-    acme_activate_fallback_t fallback = { .key_file = NULL, .key = NULL };
+    acme_activate_fallback_t fallback = {
+        .known = acme_serve_fallback_memory(s->process)->known,
+        .checked = apr_array_make(pconf, 64, sizeof(acme_activate_known_t)),
+    };
     apr_time_t now = apr_time_now();
     acme_result_t res;
     int i;
 
+    acme_result_reset(&res);
+    if (acme_activate_fallback_prepare(pconf, conf->store, &fallback, &res) == APR_SUCCESS
+        && acme_activate_fallback_groups(pconf, conf->store, conf->domains, &fallback, &res)
+           != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "mod_acme: shared fallback certificates: "
+                     "%s; domains without a certificate get one of their own",
+                     acme_result_describe(&res, pconf));
+    }
     for (i = 0; i < conf->domains->nelts; ++i) {
         const acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, const acme_domain_t *);
         acme_active_t *active = NULL;
@@ -106,6 +167,7 @@ static void acme_serve_load_active(apr_pool_t *pconf, server_rec *s, acme_conf_t
         active->last_activation_error = apr_hash_get(errors, dom->name, APR_HASH_KEY_STRING);
         apr_hash_set(conf->active, dom->name, APR_HASH_KEY_STRING, active);
     }
+    acme_serve_fallback_remember(s->process, fallback.checked);
 }
 
 /* Where a TLS client reaches the virtual host serving dom: its first address, loopback for "*". */

@@ -809,6 +809,86 @@ static void test_load_creates_shared_fallback(void **state)
     assert_null(again->fallback_cert);
 }
 
+/* The checked files of one pass, as the server remembers them for the next. */
+static apr_hash_t *known_of(apr_pool_t *p, const apr_array_header_t *checked)
+{
+    apr_hash_t *known = apr_hash_make(p);
+    int i;
+
+    for (i = 0; i < checked->nelts; ++i) {
+        const acme_activate_known_t *e = &APR_ARRAY_IDX(checked, i, acme_activate_known_t);
+        apr_hash_set(known, e->path, APR_HASH_KEY_STRING, e->stamp);
+    }
+    return known;
+}
+
+/* Many domains share a few group files, each naming all its domains; a pass that finds them
+ * unchanged rewrites nothing, and a new domain renews only its own group's file. */
+static void test_fallback_groups(void **state)
+{
+    fixture_t *fx = *state;
+    apr_array_header_t *domains = apr_array_make(fx->pool, 300, sizeof(acme_domain_t *));
+    apr_hash_t *files = apr_hash_make(fx->pool), *mtimes = apr_hash_make(fx->pool);
+    acme_activate_fallback_t fb = { .checked = apr_array_make(fx->pool, 8,
+                                                              sizeof(acme_activate_known_t)) };
+    acme_domain_t *late;
+    acme_active_t *act = NULL;
+    acme_result_t res;
+    apr_finfo_t fi;
+    int i, changed = 0;
+
+    for (i = 0; i < 300; ++i) {
+        APR_ARRAY_PUSH(domains, acme_domain_t *) = domain(
+            fx->pool, SPEC_EC, apr_psprintf(fx->pool, "d%03d.example", i),
+            apr_psprintf(fx->pool, "www.d%03d.example", i), NULL);
+    }
+    acme_result_reset(&res);
+    assert_int_equal(acme_activate_fallback_prepare(fx->pool, fx->st, &fb, &res), APR_SUCCESS);
+    assert_int_equal(acme_activate_fallback_groups(fx->pool, fx->st, domains, &fb, &res),
+                     APR_SUCCESS);
+    for (i = 0; i < domains->nelts; ++i) {
+        acme_domain_t *dom = APR_ARRAY_IDX(domains, i, acme_domain_t *);
+        assert_int_equal(acme_activate_load(fx->pool, fx->st, dom, apr_time_now(), &fb, &act,
+                                            &res), APR_SUCCESS);
+        check_fallback(fx, act, dom->name, ACME_IDENT_DNS);
+        check_fallback(fx, act, apr_pstrcat(fx->pool, "www.", dom->name, NULL),
+                       ACME_IDENT_DNS);
+        apr_hash_set(files, act->fallback_cert, APR_HASH_KEY_STRING, "1");
+    }
+    assert_true(apr_hash_count(files) <= ACME_ACTIVATE_FALLBACK_GROUPS);
+    assert_true(apr_hash_count(files) >= ACME_ACTIVATE_FALLBACK_GROUPS / 2);
+    for (i = 0; i < fb.checked->nelts; ++i) {
+        const char *path = APR_ARRAY_IDX(fb.checked, i, acme_activate_known_t).path;
+        assert_int_equal(apr_stat(&fi, path, APR_FINFO_MTIME, fx->pool), APR_SUCCESS);
+        apr_hash_set(mtimes, path, APR_HASH_KEY_STRING,
+                     apr_pmemdup(fx->pool, &fi.mtime, sizeof(fi.mtime)));
+    }
+
+    /* The next pass, with one more domain. */
+    late = domain(fx->pool, SPEC_EC, "late.example", NULL);
+    APR_ARRAY_PUSH(domains, acme_domain_t *) = late;
+    apr_sleep(apr_time_from_msec(20));      /* so that a rewrite shows in the mtime */
+    fb = (acme_activate_fallback_t){ .known = known_of(fx->pool, fb.checked),
+                                     .checked = apr_array_make(fx->pool, 8,
+                                                               sizeof(acme_activate_known_t)) };
+    assert_int_equal(acme_activate_fallback_prepare(fx->pool, fx->st, &fb, &res), APR_SUCCESS);
+    assert_int_equal(acme_activate_fallback_groups(fx->pool, fx->st, domains, &fb, &res),
+                     APR_SUCCESS);
+    assert_int_equal(acme_activate_load(fx->pool, fx->st, late, apr_time_now(), &fb, &act, &res),
+                     APR_SUCCESS);
+    check_fallback(fx, act, "late.example", ACME_IDENT_DNS);
+    for (i = 0; i < fb.checked->nelts; ++i) {
+        const char *path = APR_ARRAY_IDX(fb.checked, i, acme_activate_known_t).path;
+        const apr_time_t *before = apr_hash_get(mtimes, path, APR_HASH_KEY_STRING);
+        assert_int_equal(apr_stat(&fi, path, APR_FINFO_MTIME, fx->pool), APR_SUCCESS);
+        if (!before || *before != fi.mtime) {
+            ++changed;
+            assert_string_equal(path, act->fallback_cert);
+        }
+    }
+    assert_int_equal(changed, 1);
+}
+
 /* A fallback key that was lost must not leave certificates that no longer match it. */
 static void test_fallback_survives_lost_key(void **state)
 {
@@ -850,6 +930,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_incomplete_with_a_missing_spec, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_load_creates_shared_fallback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fallback_groups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fallback_survives_lost_key, setup, teardown),
     };
 
