@@ -31,7 +31,9 @@ class CaProxy:
         self.window_for = None       # or a function of the certificate id giving one
         self.ari_status = 200
         self.ari_asked = []
-        self.orders = []             # newOrder payloads, oldest first
+        self.orders = []             # newOrder payloads Pebble accepted, oldest first
+        self.reject_replaces = False # answer a newOrder with `replaces` 409 alreadyReplaced
+        self.rejected = []           # the newOrder payloads refused that way
         self.refused = 0             # requests answered with DOWN or FAIL
         self.lock = threading.Lock()
         pdir = Path(pebble.workdir) / "pebble"
@@ -90,6 +92,21 @@ class CaProxy:
                 "explanationURL": "https://front.example/why"}
         handler.send_body(200, json.dumps(body).encode(), extra=[("Retry-After", "1")])
 
+    def _refuse_replaces(self, handler, body):
+        """A CA that refuses the `replaces` link (RFC 9773 §5: alreadyReplaced)."""
+        try:
+            payload = _b64url_json(json.loads(body)["payload"])
+        except (ValueError, KeyError, TypeError):
+            return False
+        if not isinstance(payload, dict) or "replaces" not in payload:
+            return False
+        with self.lock:
+            self.rejected.append(payload)
+        handler.send_body(409, b'{"type":"urn:ietf:params:acme:error:alreadyReplaced",'
+                          b'"detail":"that certificate was replaced already"}',
+                          "application/problem+json")
+        return True
+
     def _handle(self, handler, method):
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else None
@@ -111,6 +128,9 @@ class CaProxy:
             return
         if self.ari and handler.path.startswith("/ari/"):
             self._ari_answer(handler)
+            return
+        if self.reject_replaces and method == "POST" and body and self._refuse_replaces(handler,
+                                                                                       body):
             return
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP_HEADERS}
         status, resp_headers, resp_body = self._forward(method, handler.path, headers, body)

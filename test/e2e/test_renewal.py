@@ -224,6 +224,31 @@ def test_ari_window_brings_renewal_forward(httpd, pebble):
         front.stop()
 
 
+def test_refused_replaces_is_ordered_again_without_it(httpd, pebble):
+    """The CA refuses the `replaces` link (alreadyReplaced): the order goes once more without it,
+    and the renewal happens."""
+    names = ["ari-refused.test"]
+    front = CaProxy(pebble, ari=True)
+    try:
+        front.window = (_rfc3339(time.time() - 7200), _rfc3339(time.time() - 3600))
+        front.reject_replaces = True
+        httpd.write_config(_via(site_config(
+            httpd, pebble, [names], global_first="ACMECheckInterval 1m\nACMEActivationInterval 0"),
+            pebble, front.directory_url))
+        httpd.start()
+        first = serial_of(wait_for_pebble_cert(httpd, names))
+        # The first certificate's window is already over: it is replaced at once.
+        second = serial_of(wait_for_pebble_cert(httpd, names, timeout=90, not_serial=first))
+        assert second != first
+        assert front.rejected and _replaced_serial(front.rejected[0]["replaces"]) == \
+            first.lstrip("0"), front.rejected
+        accepted_after = [o for o in front.orders[1:] if "replaces" not in o]
+        assert accepted_after, front.orders
+        assert httpd.running()
+    finally:
+        front.stop()
+
+
 def test_ari_failure_keeps_the_local_window(httpd, pebble):
     names = ["ari-down.test"]
     front = CaProxy(pebble, ari=True)
