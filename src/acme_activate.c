@@ -19,6 +19,22 @@ static const char *acme_activate_file(apr_pool_t *p, const char *dir, const char
     return apr_pstrcat(p, dir, "/", prefix, ".", acme_crypto_keyspec_name(spec), suffix, NULL);
 }
 
+apr_status_t acme_activate_chain_read(apr_pool_t *p, const char *path, apr_array_header_t **chain,
+                                      acme_cert_info_t *info, acme_result_t *res)
+{
+    char *text = NULL;
+    apr_size_t len = 0;
+    apr_status_t rv = acme_store_read_file(p, path, &text, &len, 0, res);
+
+    if (rv == APR_SUCCESS) {
+        rv = acme_crypto_chain_parse(p, text, len, chain, res);
+    }
+    if (rv == APR_SUCCESS && info) {
+        rv = acme_crypto_cert_info(p, APR_ARRAY_IDX(*chain, 0, acme_cert_t *), info, res);
+    }
+    return rv;
+}
+
 int acme_activate_staged(apr_pool_t *p, const acme_store_t *st, const acme_domain_t *dom)
 {
     const char *dir = acme_store_path(p, st, ACME_STORE_STAGING, dom->name, NULL);
@@ -351,8 +367,6 @@ static apr_status_t acme_activate_load_spec(apr_pool_t *p, const char *dir,
 {
     apr_array_header_t *chain = NULL;
     apr_finfo_t finfo;
-    char *text = NULL;
-    apr_size_t len = 0;
     apr_status_t rv;
     acme_cert_t *leaf;
 
@@ -362,14 +376,11 @@ static apr_status_t acme_activate_load_spec(apr_pool_t *p, const char *dir,
         .key_file = acme_activate_file(p, dir, "privkey", spec, ".pem"),
     };
     if ((rv = apr_stat(&finfo, out->key_file, APR_FINFO_TYPE, p)) != APR_SUCCESS
-        || (rv = acme_store_read_file(p, out->cert_file, &text, &len, 0, res)) != APR_SUCCESS
-        || (rv = acme_crypto_chain_parse(p, text, len, &chain, res)) != APR_SUCCESS) {
+        || (rv = acme_activate_chain_read(p, out->cert_file, &chain, &out->info, res))
+           != APR_SUCCESS) {
         return rv;
     }
     leaf = APR_ARRAY_IDX(chain, 0, acme_cert_t *);
-    if ((rv = acme_crypto_cert_info(p, leaf, &out->info, res)) != APR_SUCCESS) {
-        return rv;
-    }
     /* An expired certificate is still served (better than nothing) but never counts as complete. */
     if (acme_crypto_cert_check_time(p, leaf, now, res) != APR_SUCCESS
         || acme_crypto_cert_covers(p, leaf, (const acme_ident_t *)dom->idents->elts,
@@ -519,23 +530,19 @@ static int acme_activate_group_good(apr_pool_t *p, const acme_activate_fallback_
     apr_array_header_t *chain = NULL;
     acme_cert_info_t info;
     acme_result_t res;
-    char *text = NULL;
-    apr_size_t len = 0;
     acme_cert_t *leaf;
 
     acme_result_reset(&res);
-    if (acme_store_read_file(p, path, &text, &len, 0, &res) != APR_SUCCESS
-        || acme_crypto_chain_parse(p, text, len, &chain, &res) != APR_SUCCESS) {
+    if (acme_activate_chain_read(p, path, &chain, &info, &res) != APR_SUCCESS) {
         return 0;
     }
     leaf = APR_ARRAY_IDX(chain, 0, acme_cert_t *);
+    *not_after = info.not_after;
     return acme_crypto_cert_check_time(p, leaf, apr_time_now() + apr_time_from_sec(86400), &res)
                == APR_SUCCESS
            && acme_crypto_key_matches_cert(fallback->key, leaf, &res) == APR_SUCCESS
            && acme_crypto_cert_covers(p, leaf, (const acme_ident_t *)idents->elts, idents->nelts,
-                                      &res) == APR_SUCCESS
-           && acme_crypto_cert_info(p, leaf, &info, &res) == APR_SUCCESS
-           && (*not_after = info.not_after) > 0;
+                                      &res) == APR_SUCCESS;
 }
 
 static apr_status_t acme_activate_group_make(apr_pool_t *p, const acme_activate_fallback_t *fb,
@@ -626,8 +633,6 @@ static apr_status_t acme_activate_fallback_cert(apr_pool_t *p, const acme_store_
     apr_array_header_t *chain = NULL;
     acme_cert_info_t info;
     const char *pem = NULL;
-    char *text = NULL;
-    apr_size_t len = 0;
     apr_status_t rv;
 
     *cert_path = apr_pstrcat(p, dir, "/", dom->name, ".pem", NULL);
@@ -644,15 +649,12 @@ static apr_status_t acme_activate_fallback_cert(apr_pool_t *p, const acme_store_
                                     apr_time_from_sec(apr_atoi64(strrchr(stamp, '|') + 1)));
         return APR_SUCCESS;
     }
-    if (acme_store_read_file(p, *cert_path, &text, &len, 0, res) == APR_SUCCESS
-        && acme_crypto_chain_parse(p, text, len, &chain, res) == APR_SUCCESS
+    if (acme_activate_chain_read(p, *cert_path, &chain, &info, res) == APR_SUCCESS
         && acme_crypto_cert_check_time(p, APR_ARRAY_IDX(chain, 0, acme_cert_t *),
                                        apr_time_now() + apr_time_from_sec(86400), res)
            == APR_SUCCESS
         && acme_crypto_key_matches_cert(fallback->key, APR_ARRAY_IDX(chain, 0, acme_cert_t *),
-                                        res) == APR_SUCCESS
-        && acme_crypto_cert_info(p, APR_ARRAY_IDX(chain, 0, acme_cert_t *), &info, res)
-           == APR_SUCCESS) {
+                                        res) == APR_SUCCESS) {
         acme_activate_fallback_note(p, fallback, *cert_path, NULL, info.not_after);
         return APR_SUCCESS;
     }

@@ -43,6 +43,12 @@ typedef struct {
     acme_cert_t *cert;
 } acme_activate_seal_t;
 
+/*
+ * Reads a PEM chain file: the chain (leaf first) and, when info is not NULL, the leaf's details.
+ */
+apr_status_t acme_activate_chain_read(apr_pool_t *p, const char *path, apr_array_header_t **chain,
+                                      acme_cert_info_t *info, acme_result_t *res);
+
 /* 1 when staging/<name>/ holds a finished set. */
 int acme_activate_staged(apr_pool_t *p, const acme_store_t *st, const acme_domain_t *dom);
 

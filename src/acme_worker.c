@@ -12,6 +12,7 @@
 #include <apr_general.h>
 
 #include "acme_perms.h"
+#include "acme_activate.h"
 #include "acme_challenge.h"
 #include "acme_client.h"
 #include "acme_crypto.h"
@@ -159,15 +160,10 @@ static apr_array_header_t *acme_worker_set_certs(apr_pool_t *p, const acme_domai
         apr_array_header_t *chain = NULL;
         acme_cert_info_t info;
         acme_result_t res;
-        char *pem = NULL;
-        apr_size_t len = 0;
 
         acme_result_reset(&res);
-        if (acme_store_read_file(p, acme_worker_file(p, dir, "pubcert", spec, ".pem"), &pem, &len,
-                                 0, &res) == APR_SUCCESS
-            && acme_crypto_chain_parse(p, pem, len, &chain, &res) == APR_SUCCESS
-            && acme_crypto_cert_info(p, APR_ARRAY_IDX(chain, 0, acme_cert_t *), &info, &res)
-               == APR_SUCCESS) {
+        if (acme_activate_chain_read(p, acme_worker_file(p, dir, "pubcert", spec, ".pem"), &chain,
+                                     &info, &res) == APR_SUCCESS) {
             APR_ARRAY_PUSH(certs, acme_notify_cert_t) = (acme_notify_cert_t){
                 .key_type = acme_crypto_keyspec_name(spec),
                 .serial = info.serial_hex, .not_after = info.not_after,
@@ -303,22 +299,17 @@ static void acme_worker_active_read(acme_worker_t *w, const acme_domain_t *dom,
     apr_array_header_t *chain = NULL;
     acme_cert_info_t info;
     acme_result_t res;
-    char *pem = NULL;
-    apr_size_t len = 0;
     acme_cert_t *leaf;
 
     *act = (acme_worker_active_t){ .present = 0 };
     acme_result_reset(&res);
     if (!dir
-        || acme_store_read_file(w->pool, acme_worker_file(w->pool, dir, "pubcert", spec, ".pem"),
-                                &pem, &len, 0, &res) != APR_SUCCESS
-        || acme_crypto_chain_parse(w->pool, pem, len, &chain, &res) != APR_SUCCESS) {
+        || acme_activate_chain_read(w->pool, acme_worker_file(w->pool, dir, "pubcert", spec,
+                                                              ".pem"),
+                                    &chain, &info, &res) != APR_SUCCESS) {
         return;
     }
     leaf = APR_ARRAY_IDX(chain, 0, acme_cert_t *);
-    if (acme_crypto_cert_info(w->pool, leaf, &info, &res) != APR_SUCCESS) {
-        return;
-    }
     act->present = 1;
     act->not_before = info.not_before;
     act->not_after = info.not_after;
