@@ -218,6 +218,9 @@ apr_status_t acme_dns01_setup(apr_pool_t *p, acme_store_t *store, const acme_dns
         have |= acme_dns01_same(entry, rec);
     }
     if (!have) {
+        while (json_array_size(list) >= ACME_DNS01_PENDING_MAX) {
+            json_array_remove(list, 0);     /* the oldest, failing ever since */
+        }
         json_array_append_new(list, json_pack("{s:s, s:s, s:o}", "fqdn", rec->fqdn,
                                               "value", rec->value,
                                               "command", acme_dns01_strings(d->command)));

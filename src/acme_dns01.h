@@ -25,12 +25,15 @@
  *
  * Before a setup the record is written to jobs/<domain>.dns01.json; it leaves that file only when
  * its teardown succeeded, so a teardown missed by a crash or a failing program is repeated at
- * the next run (acme_dns01_teardown_pending).
+ * the next run (acme_dns01_teardown_pending). A program whose teardowns keep failing does not
+ * make that list grow without end: it holds the newest ACME_DNS01_PENDING_MAX records of a domain
+ * (a TXT record left behind under _acme-challenge is stale but harmless).
  */
 
 #define ACME_DNS01_TIMEOUT_DEFAULT apr_time_from_sec(60)
 #define ACME_DNS01_CHECK_MAX_DEFAULT apr_time_from_sec(120)
 #define ACME_DNS01_PREFIX "_acme-challenge."
+#define ACME_DNS01_PENDING_MAX 32
 
 /* ACMEDns01Propagation: none, a fixed delay, or resolve the TXT record until it appears. */
 typedef struct {

@@ -16,6 +16,7 @@
 
 #include "acme_command.h"
 #include "acme_dns01.h"
+#include "acme_store.h"
 
 static int setup_pool(void **state)
 {
@@ -206,6 +207,39 @@ static void test_dns01_value_and_fqdn(void **state)
     assert_string_equal(acme_dns01_fqdn(p, "www.example.org"), "_acme-challenge.www.example.org");
 }
 
+/* Setups are remembered until their teardown works; teardowns that keep failing stay bounded. */
+static void test_dns01_pending_teardowns(void **state)
+{
+    apr_pool_t *p = *state;
+    char tmpl[] = "/tmp/acme-test-dns01-XXXXXX";
+    acme_store_t *st = NULL;
+    acme_result_t res;
+    apr_array_header_t *ok = sh(p, "exit 0"), *failing = sh(p, "echo refused >&2; exit 1");
+    acme_dns01_t d = { .command = ok, .timeout = apr_time_from_sec(10), .domain = "example.org" };
+    int i, done = 0;
+
+    assert_non_null(mkdtemp(tmpl));
+    acme_result_reset(&res);
+    assert_int_equal(acme_store_open(p, tmpl, &st, &res), APR_SUCCESS);
+    d.store_dir = tmpl;
+    for (i = 0; i < ACME_DNS01_PENDING_MAX + 10; ++i) {
+        acme_dns01_record_t rec = { .fqdn = "_acme-challenge.example.org",
+                                    .value = apr_psprintf(p, "value-%d", i) };
+        d.command = ok;
+        assert_int_equal(acme_dns01_setup(p, st, &d, &rec, NULL, &res), APR_SUCCESS);
+        d.command = failing;
+        assert_int_not_equal(acme_dns01_teardown(p, st, &d, &rec, NULL, &res), APR_SUCCESS);
+        assert_non_null(strstr(res.message, "refused"));
+    }
+    /* A working program removes what is left: the newest ACME_DNS01_PENDING_MAX records. */
+    d.command = ok;
+    acme_result_reset(&res);
+    assert_int_equal(acme_dns01_teardown_pending(p, st, &d, &done, &res), APR_SUCCESS);
+    assert_int_equal(done, ACME_DNS01_PENDING_MAX);
+    assert_int_equal(acme_dns01_teardown_pending(p, st, &d, &done, &res), APR_SUCCESS);
+    assert_int_equal(done, 0);
+}
+
 static void test_dns01_propagation_parse(void **state)
 {
     apr_pool_t *p = *state;
@@ -241,6 +275,7 @@ int main(void)
         cmocka_unit_test(test_last_line),
         cmocka_unit_test(test_dns01_value_and_fqdn),
         cmocka_unit_test(test_dns01_propagation_parse),
+        cmocka_unit_test(test_dns01_pending_teardowns),
     };
 
     return cmocka_run_group_tests(tests, setup_pool, teardown_pool);
