@@ -35,6 +35,15 @@ apr_status_t acme_activate_chain_read(apr_pool_t *p, const char *path, apr_array
     return rv;
 }
 
+int acme_activate_has_set(apr_pool_t *p, const acme_store_t *st, const acme_domain_t *dom)
+{
+    const char *dir = acme_store_path(p, st, ACME_STORE_DOMAINS, dom->name, NULL);
+    apr_finfo_t finfo;
+
+    return dir && apr_stat(&finfo, dir, APR_FINFO_TYPE, p) == APR_SUCCESS
+           && finfo.filetype == APR_DIR;
+}
+
 int acme_activate_staged(apr_pool_t *p, const acme_store_t *st, const acme_domain_t *dom)
 {
     const char *dir = acme_store_path(p, st, ACME_STORE_STAGING, dom->name, NULL);

@@ -131,6 +131,12 @@ apr_status_t acme_activate_fallback_prepare(apr_pool_t *p, const acme_store_t *s
  * failure the domains get files of their own. Call after acme_activate_fallback_prepare.
  */
 #define ACME_ACTIVATE_FALLBACK_GROUPS 64
+/* Below this many domains without a certificate, each gets a fallback file of its own: a group
+ * file names other domains of the server, which a visitor of a new site could then read. */
+#define ACME_ACTIVATE_FALLBACK_GROUP_FROM 128
+
+/* 1 when domains/<name>/ exists: the domain has (or had) a certificate set of its own. */
+int acme_activate_has_set(apr_pool_t *p, const acme_store_t *st, const acme_domain_t *dom);
 
 apr_status_t acme_activate_fallback_groups(apr_pool_t *p, const acme_store_t *st,
                                            const apr_array_header_t *domains,

@@ -146,9 +146,18 @@ static void acme_serve_load_active(apr_pool_t *pconf, server_rec *s, acme_conf_t
     acme_result_t res;
     int i;
 
+    apr_array_header_t *without = apr_array_make(pconf, 16, sizeof(const acme_domain_t *));
+
+    for (i = 0; i < conf->domains->nelts; ++i) {
+        const acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, const acme_domain_t *);
+        if (!acme_activate_has_set(pconf, conf->store, dom)) {
+            APR_ARRAY_PUSH(without, const acme_domain_t *) = dom;
+        }
+    }
     acme_result_reset(&res);
-    if (acme_activate_fallback_prepare(pconf, conf->store, &fallback, &res) == APR_SUCCESS
-        && acme_activate_fallback_groups(pconf, conf->store, conf->domains, &fallback, &res)
+    if (without->nelts > ACME_ACTIVATE_FALLBACK_GROUP_FROM
+        && acme_activate_fallback_prepare(pconf, conf->store, &fallback, &res) == APR_SUCCESS
+        && acme_activate_fallback_groups(pconf, conf->store, without, &fallback, &res)
            != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "mod_acme: shared fallback certificates: "
                      "%s; domains without a certificate get one of their own",

@@ -60,6 +60,28 @@ def test_fallback_certificate_and_503_before_issuance(httpd, pebble):
     assert httpd.running()
 
 
+def test_many_waiting_domains_share_group_fallbacks(httpd, pebble):
+    """More than 128 domains waiting for their first certificate: a few group fallback files,
+    each naming its domains, none made again at a restart, and no mod_ssl name warning."""
+    dead = harness.free_port()
+    names = [[f"w{i:03d}.test"] for i in range(140)]
+    httpd.write_config(site_config(httpd, pebble, names).replace(
+        pebble.directory_url, f"https://127.0.0.1:{dead}/dir"))
+    httpd.start()
+    for (name,) in (names[0], names[77], names[-1]):
+        text = served_cert(httpd, name)
+        assert text and f"DNS:{name}" in text and "Pebble" not in text, text
+        assert https_get(httpd, name) == 503
+    groups = sorted((httpd.root / "acme" / "domains" / "_fallback").glob("group-*.pem"))
+    assert 16 <= len(groups) <= 64, groups
+    stamps = {g: g.stat().st_mtime_ns for g in groups}
+    httpd.graceful()
+    time.sleep(2)
+    assert served_cert(httpd, names[5][0]) and httpd.running()
+    assert {g: g.stat().st_mtime_ns for g in groups} == stamps
+    assert "AH01909" not in httpd.log_text()
+
+
 def test_account_is_reused_and_no_ca_request_at_restart_when_valid(httpd, pebble):
     names = ["reuse.test"]
     httpd.write_config(site_config(httpd, pebble, [names]))
