@@ -853,7 +853,6 @@ void acme_supervise_start(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf)
     sup->budget_logged = 0;
     sup->checked_pool = NULL;       /* it went with the previous generation's pconf */
     sup->checked = NULL;
-    acme_supervise_wake_on_exit(pconf);
     if (sup->configtest.pid > 0 && kill(sup->configtest.pid, 0) == 0) {
         acme_supervise_configtest_register(sup, pconf);
     }
@@ -863,6 +862,7 @@ void acme_supervise_start(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf)
     if (!conf->store || conf->domains->nelts == 0) {
         return;
     }
+    acme_supervise_wake_on_exit(pconf);
     acme_supervise_state(sup, pconf, NULL, NULL, NULL);  /* this generation serves what was staged */
     acme_supervise_selfcheck(sup, pconf);
     if (sup->proc.pid > 0 && kill(sup->proc.pid, 0) == 0) {
