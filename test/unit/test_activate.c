@@ -4,7 +4,6 @@
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -14,12 +13,11 @@
 #include <apr_strings.h>
 
 #include <openssl/err.h>
-#include <openssl/pem.h>
-#include <openssl/x509v3.h>
 
 #include "acme_activate.h"
 #include "acme_seal.h"
 #include "acme_worker.h"
+#include "unit_support.h"
 
 /*
  * A CA built once for the program: root -> intermediate, EC keys only so that
@@ -51,72 +49,6 @@ typedef struct {
 
 /* ------------------------------------------------------------------ certificates */
 
-static acme_key_t *new_key(apr_pool_t *p, acme_key_kind_t kind, int bits)
-{
-    acme_keyspec_t spec = { .kind = kind, .bits = bits };
-    acme_key_t *key = NULL;
-    acme_result_t res;
-
-    acme_result_reset(&res);
-    return acme_crypto_key_generate(p, &spec, &key, &res) == APR_SUCCESS ? key : NULL;
-}
-
-static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
-{
-    X509V3_CTX ctx;
-    X509_EXTENSION *ext;
-    int ok;
-
-    X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
-    ext = X509V3_EXT_nconf_nid(NULL, &ctx, nid, value);
-    ok = ext && X509_add_ext(x, ext, -1);
-    X509_EXTENSION_free(ext);
-    return ok;
-}
-
-/* issuer NULL: self-signed. Valid from now+from_s to now+to_s. Caller frees. */
-static X509 *make_cert(const char *cn, const acme_key_t *key, X509 *issuer,
-                       const acme_key_t *issuer_key, int is_ca, const char *sans, long serial,
-                       long from_s, long to_s)
-{
-    X509 *x = X509_new();
-    X509 *iss = issuer ? issuer : x;
-    X509_NAME *name = X509_get_subject_name(x);
-    int ok = x && X509_set_version(x, X509_VERSION_3)
-             && ASN1_INTEGER_set(X509_get_serialNumber(x), serial)
-             && X509_gmtime_adj(X509_getm_notBefore(x), from_s)
-             && X509_gmtime_adj(X509_getm_notAfter(x), to_s)
-             && X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
-                                           (const unsigned char *)cn, -1, -1, 0)
-             && X509_set_issuer_name(x, X509_get_subject_name(iss))
-             && X509_set_pubkey(x, acme_crypto_key_evp(key))
-             && add_ext(x, iss, NID_subject_key_identifier, "hash")
-             && add_ext(x, iss, NID_authority_key_identifier, "keyid:always")
-             && add_ext(x, iss, NID_basic_constraints, is_ca ? "critical,CA:TRUE" : "CA:FALSE")
-             && (!sans || add_ext(x, iss, NID_subject_alt_name, sans))
-             && X509_sign(x, acme_crypto_key_evp(issuer_key ? issuer_key : key), EVP_sha256());
-
-    if (!ok) {
-        X509_free(x);
-        return NULL;
-    }
-    return x;
-}
-
-static const char *x509_pem(apr_pool_t *p, X509 *x)
-{
-    BIO *bio = BIO_new(BIO_s_mem());
-    char *data = NULL;
-    long len;
-    const char *pem;
-
-    PEM_write_bio_X509(bio, x);
-    len = BIO_get_mem_data(bio, &data);
-    pem = apr_pstrmemdup(p, data, (apr_size_t)len);
-    BIO_free(bio);
-    return pem;
-}
-
 typedef enum { ORDER_GOOD, ORDER_ROOT_FIRST } chain_order_t;
 
 /* A leaf for `sans` with the given key and validity, as a chain PEM in the given order. */
@@ -124,18 +56,20 @@ static const char *issue(apr_pool_t *p, const acme_key_t *key, const char *sans,
                          long to_s, chain_order_t order)
 {
     static long serial = 1000;
-    X509 *leaf = make_cert("leaf", key, ca.inter, ca.int_key, 0, sans, ++serial, from_s, to_s);
+    X509 *leaf = unit_cert_make(&(unit_cert_spec_t){
+        .cn = "leaf", .key = key, .issuer = ca.inter, .issuer_key = ca.int_key, .sans = sans,
+        .serial = ++serial, .not_before = from_s, .not_after = to_s });
     const char *pem;
 
     assert_non_null(leaf);
     switch (order) {
     case ORDER_ROOT_FIRST:
-        pem = apr_pstrcat(p, x509_pem(p, leaf), x509_pem(p, ca.root), x509_pem(p, ca.inter),
-                          NULL);
+        pem = apr_pstrcat(p, unit_x509_pem(p, leaf), unit_x509_pem(p, ca.root),
+                          unit_x509_pem(p, ca.inter), NULL);
         break;
     default:
-        pem = apr_pstrcat(p, x509_pem(p, leaf), x509_pem(p, ca.inter), x509_pem(p, ca.root),
-                          NULL);
+        pem = apr_pstrcat(p, unit_x509_pem(p, leaf), unit_x509_pem(p, ca.inter),
+                          unit_x509_pem(p, ca.root), NULL);
     }
     X509_free(leaf);
     return pem;
@@ -157,14 +91,15 @@ static int setup_group(void **state)
 {
     apr_initialize();
     apr_pool_create(&ca.pool, NULL);
-    ca.root_key = new_key(ca.pool, ACME_KEY_EC, 256);
-    ca.int_key = new_key(ca.pool, ACME_KEY_EC, 256);
-    if (!ca.root_key || !ca.int_key) {
-        return -1;
-    }
-    ca.root = make_cert("Test Root", ca.root_key, NULL, NULL, 1, NULL, 1, -DAY, 3650 * DAY);
-    ca.inter = make_cert("Test Intermediate", ca.int_key, ca.root, ca.root_key, 1, NULL, 2, -DAY,
-                         1000 * DAY);
+    ca.root_key = unit_key_generate(ca.pool, ACME_KEY_EC, 256);
+    ca.int_key = unit_key_generate(ca.pool, ACME_KEY_EC, 256);
+    ca.root = unit_cert_make(&(unit_cert_spec_t){
+        .cn = "Test Root", .key = ca.root_key, .is_ca = 1, .serial = 1,
+        .not_before = -DAY, .not_after = 3650 * DAY });
+    ca.inter = unit_cert_make(&(unit_cert_spec_t){
+        .cn = "Test Intermediate", .key = ca.int_key, .issuer = ca.root,
+        .issuer_key = ca.root_key, .is_ca = 1, .serial = 2,
+        .not_before = -DAY, .not_after = 1000 * DAY });
     return ca.root && ca.inter ? 0 : -1;
 }
 
@@ -180,15 +115,12 @@ static int teardown_group(void **state)
 static int setup(void **state)
 {
     fixture_t *fx = calloc(1, sizeof(*fx));
-    char tmpl[] = "/tmp/acme-test-activate-XXXXXX";
     acme_result_t res;
 
     apr_pool_create(&fx->pool, NULL);
-    assert_non_null(mkdtemp(tmpl));
-    fx->dir = apr_pstrdup(fx->pool, tmpl);
+    fx->dir = unit_tmpdir(fx->pool, "activate");
+    fx->st = unit_store_open(fx->pool, apr_pstrcat(fx->pool, fx->dir, "/store", NULL));
     acme_result_reset(&res);
-    assert_int_equal(acme_store_open(fx->pool, apr_pstrcat(fx->pool, fx->dir, "/store", NULL),
-                                     &fx->st, &res), APR_SUCCESS);
     assert_int_equal(acme_seal_keypair_ensure(fx->pool, acme_store_base(fx->st), &fx->seal_pem,
                                               &res), APR_SUCCESS);
     assert_int_equal(acme_seal_key_load(fx->pool, acme_store_base(fx->st), &fx->seal.key,
@@ -200,10 +132,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *fx = *state;
-    acme_result_t res;
 
-    acme_result_reset(&res);
-    acme_store_remove_tree(fx->pool, fx->dir, &res);
+    unit_tmpdir_remove(fx->pool, fx->dir);
     apr_pool_destroy(fx->pool);
     free(fx);
     ERR_clear_error();
@@ -242,33 +172,6 @@ static const char *path_of(fixture_t *fx, const char *group, const char *name, c
     return path;
 }
 
-static void write_file(fixture_t *fx, const char *path, const char *text, apr_fileperms_t perms)
-{
-    acme_result_t res;
-
-    acme_result_reset(&res);
-    assert_int_equal(acme_store_write_file(fx->pool, path, text, strlen(text), perms, &res),
-                     APR_SUCCESS);
-}
-
-static const char *read_text(fixture_t *fx, const char *path)
-{
-    char *data = NULL;
-    apr_size_t len = 0;
-    acme_result_t res;
-
-    acme_result_reset(&res);
-    return acme_store_read_file(fx->pool, path, &data, &len, 0, &res) == APR_SUCCESS ? data
-                                                                                      : NULL;
-}
-
-static int mode_of(const char *path)
-{
-    struct stat sb;
-
-    return stat(path, &sb) == 0 ? (int)(sb.st_mode & 07777) : -1;
-}
-
 static const char *seal(fixture_t *fx, const char *plain)
 {
     const char *sealed = NULL;
@@ -284,23 +187,24 @@ static const char *seal(fixture_t *fx, const char *plain)
 static void stage_spec(fixture_t *fx, const acme_domain_t *dom, const char *spec,
                        const char *chain_pem, const char *sealed)
 {
-    write_file(fx, path_of(fx, ACME_STORE_STAGING, dom->name,
-                           apr_pstrcat(fx->pool, "pubcert.", spec, ".pem", NULL)), chain_pem, 0644);
-    write_file(fx, path_of(fx, ACME_STORE_STAGING, dom->name,
-                           apr_pstrcat(fx->pool, "privkey.", spec, ".sealed", NULL)), sealed,
-               0600);
+    unit_write_file(fx->pool, path_of(fx, ACME_STORE_STAGING, dom->name,
+                                      apr_pstrcat(fx->pool, "pubcert.", spec, ".pem", NULL)),
+                    chain_pem, 0644);
+    unit_write_file(fx->pool, path_of(fx, ACME_STORE_STAGING, dom->name,
+                                      apr_pstrcat(fx->pool, "privkey.", spec, ".sealed", NULL)),
+                    sealed, 0600);
 }
 
 static void stage_done(fixture_t *fx, const acme_domain_t *dom)
 {
-    write_file(fx, path_of(fx, ACME_STORE_STAGING, dom->name, ACME_WORKER_STAGED_FILE),
-               "{\"staged\":1700000000}\n", 0644);
+    unit_write_file(fx->pool, path_of(fx, ACME_STORE_STAGING, dom->name, ACME_WORKER_STAGED_FILE),
+                    "{\"staged\":1700000000}\n", 0644);
 }
 
 /* A good staged set for dom's names with a fresh EC key; returns the key PEM. */
 static const char *stage_good(fixture_t *fx, const acme_domain_t *dom, const char *sans)
 {
-    acme_key_t *key = new_key(fx->pool, ACME_KEY_EC, 256);
+    acme_key_t *key = unit_key_generate(fx->pool, ACME_KEY_EC, 256);
     const char *pem = key_pem(fx->pool, key);
 
     stage_spec(fx, dom, SPEC_EC, issue(fx->pool, key, sans, -3600, 90 * DAY, ORDER_GOOD),
@@ -336,7 +240,7 @@ static void test_staged_flag(void **state)
 {
     fixture_t *fx = *state;
     acme_domain_t *dom = domain(fx->pool, SPEC_EC, "example.org", "www.example.org", NULL);
-    acme_key_t *key = new_key(fx->pool, ACME_KEY_EC, 256);
+    acme_key_t *key = unit_key_generate(fx->pool, ACME_KEY_EC, 256);
 
     assert_false(acme_activate_staged(fx->pool, fx->st, dom));
     /* Files without staged.json are work in progress, not a finished set. */
@@ -397,14 +301,14 @@ static const struct {
 /* Stages the bad set of that kind; the domain always is example.org + www. */
 static void stage_bad(fixture_t *fx, acme_domain_t *dom, bad_kind_t kind)
 {
-    acme_key_t *key = new_key(fx->pool, ACME_KEY_EC, 256);
+    acme_key_t *key = unit_key_generate(fx->pool, ACME_KEY_EC, 256);
     const char *pem = key_pem(fx->pool, key);
     const char *chain = issue(fx->pool, key, SANS, -3600, 90 * DAY, ORDER_GOOD);
     const char *sealed = seal(fx, pem);
 
     switch (kind) {
     case BAD_KEY_MISMATCH:
-        sealed = seal(fx, key_pem(fx->pool, new_key(fx->pool, ACME_KEY_EC, 256)));
+        sealed = seal(fx, key_pem(fx->pool, unit_key_generate(fx->pool, ACME_KEY_EC, 256)));
         break;
     case BAD_NAMES:
         assert_int_equal(acme_domain_add_name(fx->pool, dom, "extra.example.org", NULL),
@@ -429,8 +333,9 @@ static void stage_bad(fixture_t *fx, acme_domain_t *dom, bad_kind_t kind)
         sealed = pem;
         break;
     case BAD_NO_CHAIN:
-        write_file(fx, path_of(fx, ACME_STORE_STAGING, dom->name, "privkey." SPEC_EC ".sealed"),
-                   sealed, 0600);
+        unit_write_file(fx->pool,
+                        path_of(fx, ACME_STORE_STAGING, dom->name, "privkey." SPEC_EC ".sealed"),
+                        sealed, 0600);
         stage_done(fx, dom);
         return;
     case BAD_GARBAGE_CHAIN:
@@ -534,7 +439,7 @@ static void test_install_checked_trusts_only_the_same_files(void **state)
     assert_string_equal(digest, again);
     assert_int_equal(acme_activate_install_checked(fx->pool, fx->st, &fx->seal, dom, digest,
                                                    &res), APR_SUCCESS);
-    assert_string_equal(read_text(fx, key_path), key);
+    assert_string_equal(unit_read_text(fx->pool, key_path), key);
 
     /* Checked good, then replaced by an expired set before the install: refused. */
     stage_good(fx, dom, SANS);
@@ -546,7 +451,7 @@ static void test_install_checked_trusts_only_the_same_files(void **state)
     assert_int_not_equal(acme_activate_install_checked(fx->pool, fx->st, &fx->seal, dom, digest,
                                                        &res), APR_SUCCESS);
     assert_non_null(strstr(res.message, "expired"));
-    assert_string_equal(read_text(fx, key_path), key);
+    assert_string_equal(unit_read_text(fx->pool, key_path), key);
 }
 
 static void test_install_moves_set_into_place(void **state)
@@ -560,17 +465,17 @@ static void test_install_moves_set_into_place(void **state)
     acme_result_t res;
 
     first_key = stage_good(fx, dom, SANS);
-    first_chain = read_text(fx, path_of(fx, ACME_STORE_STAGING, dom->name,
-                                        "pubcert." SPEC_EC ".pem"));
+    first_chain = unit_read_text(fx->pool, path_of(fx, ACME_STORE_STAGING, dom->name,
+                                                   "pubcert." SPEC_EC ".pem"));
     acme_result_reset(&res);
     assert_int_equal(acme_activate_install(fx->pool, fx->st, &fx->seal, dom, &res), APR_SUCCESS);
-    assert_int_equal(mode_of(key_path), 0600);
-    assert_string_equal(read_text(fx, key_path), first_key);
-    assert_string_equal(read_text(fx, cert_path), first_chain);
+    assert_int_equal(unit_mode_of(key_path), 0600);
+    assert_string_equal(unit_read_text(fx->pool, key_path), first_key);
+    assert_string_equal(unit_read_text(fx->pool, cert_path), first_chain);
     /* Staging is done with, and no scratch copy of the key is left behind. */
     assert_false(acme_activate_staged(fx->pool, fx->st, dom));
-    assert_int_equal(mode_of(path_of(fx, ACME_STORE_STAGING, dom->name, NULL)), -1);
-    assert_int_equal(mode_of(path_of(fx, ACME_STORE_TMP, dom->name, NULL)), -1);
+    assert_int_equal(unit_mode_of(path_of(fx, ACME_STORE_STAGING, dom->name, NULL)), -1);
+    assert_int_equal(unit_mode_of(path_of(fx, ACME_STORE_TMP, dom->name, NULL)), -1);
     assert_true(dir_entries(fx->pool, archive, "example.org") <= 0);
 
     /* A renewal: the new set replaces the old one, which goes to the archive. */
@@ -578,10 +483,10 @@ static void test_install_moves_set_into_place(void **state)
     assert_string_not_equal(first_key, second_key);
     acme_result_reset(&res);
     assert_int_equal(acme_activate_install(fx->pool, fx->st, &fx->seal, dom, &res), APR_SUCCESS);
-    assert_string_equal(read_text(fx, key_path), second_key);
-    assert_int_equal(mode_of(key_path), 0600);
+    assert_string_equal(unit_read_text(fx->pool, key_path), second_key);
+    assert_int_equal(unit_mode_of(key_path), 0600);
     assert_int_equal(dir_entries(fx->pool, archive, "example.org."), 1);
-    assert_int_equal(mode_of(path_of(fx, ACME_STORE_STAGING, dom->name, NULL)), -1);
+    assert_int_equal(unit_mode_of(path_of(fx, ACME_STORE_STAGING, dom->name, NULL)), -1);
     {
         apr_dir_t *d = NULL;
         apr_finfo_t fi;
@@ -589,8 +494,8 @@ static void test_install_moves_set_into_place(void **state)
         assert_int_equal(apr_dir_open(&d, archive, fx->pool), APR_SUCCESS);
         while (apr_dir_read(&fi, APR_FINFO_NAME, d) == APR_SUCCESS) {
             if (!strncmp(fi.name, "example.org.", 12)) {
-                text = read_text(fx, apr_pstrcat(fx->pool, archive, "/", fi.name,
-                                                 "/privkey." SPEC_EC ".pem", NULL));
+                text = unit_read_text(fx->pool, apr_pstrcat(fx->pool, archive, "/", fi.name,
+                                                            "/privkey." SPEC_EC ".pem", NULL));
                 assert_non_null(text);
                 assert_string_equal(text, first_key);
                 found = 1;
@@ -637,7 +542,7 @@ static void test_install_refuses_bad_set_and_keeps_active(void **state)
     expect_refused(&res, "example.org", "install of an expired set", "expired");
     /* The refused set is gone (it would be refused again), the served one untouched. */
     assert_false(acme_activate_staged(fx->pool, fx->st, dom));
-    assert_string_equal(read_text(fx, key_path), good);
+    assert_string_equal(unit_read_text(fx->pool, key_path), good);
     assert_int_equal(dir_entries(fx->pool, path_of(fx, ACME_STORE_ARCHIVE, NULL, NULL),
                                  "example.org."), 0);
 }
@@ -657,8 +562,9 @@ static void test_refused_install_leaves_no_plain_key(void **state)
     acme_result_reset(&res);
     assert_int_not_equal(acme_activate_install(fx->pool, fx->st, &fx->seal, dom, &res),
                          APR_SUCCESS);
-    assert_int_equal(mode_of(apr_pstrcat(fx->pool, tmp, "/privkey." SPEC_EC ".pem", NULL)), -1);
-    assert_int_equal(mode_of(path_of(fx, ACME_STORE_DOMAINS, dom->name, NULL)), -1);
+    assert_int_equal(unit_mode_of(apr_pstrcat(fx->pool, tmp, "/privkey." SPEC_EC ".pem", NULL)),
+                     -1);
+    assert_int_equal(unit_mode_of(path_of(fx, ACME_STORE_DOMAINS, dom->name, NULL)), -1);
 }
 
 /* ------------------------------------------------------------------ load */
@@ -745,8 +651,8 @@ static void check_fallback(fixture_t *fx, const acme_active_t *active, const cha
     assert_int_equal(active->certs->nelts, 0);
     assert_non_null(active->fallback_cert);
     assert_non_null(active->fallback_key);
-    assert_int_equal(mode_of(active->fallback_key), 0600);
-    text = read_text(fx, active->fallback_cert);
+    assert_int_equal(unit_mode_of(active->fallback_key), 0600);
+    text = unit_read_text(fx->pool, active->fallback_cert);
     assert_non_null(text);
     acme_result_reset(&res);
     assert_int_equal(acme_crypto_chain_parse(fx->pool, text, strlen(text), &chain, &res),
@@ -755,7 +661,7 @@ static void check_fallback(fixture_t *fx, const acme_active_t *active, const cha
     assert_int_equal(acme_crypto_cert_covers(fx->pool, cert, &ident, 1, &res), APR_SUCCESS);
     assert_int_equal(acme_crypto_cert_check_time(fx->pool, cert, apr_time_now(), &res),
                      APR_SUCCESS);
-    text = read_text(fx, active->fallback_key);
+    text = unit_read_text(fx->pool, active->fallback_key);
     assert_int_equal(acme_crypto_key_from_pem(fx->pool, text, strlen(text), &key, &res),
                      APR_SUCCESS);
     assert_int_equal(acme_crypto_key_matches_cert(key, cert, &res), APR_SUCCESS);
@@ -775,8 +681,8 @@ static void test_load_creates_shared_fallback(void **state)
     assert_int_equal(acme_activate_load(fx->pool, fx->st, a, apr_time_now(), FALLBACK, &act_a, &res),
                      APR_SUCCESS);
     check_fallback(fx, act_a, "a.example", ACME_IDENT_DNS);
-    key_a = read_text(fx, act_a->fallback_key);
-    cert_a = read_text(fx, act_a->fallback_cert);
+    key_a = unit_read_text(fx->pool, act_a->fallback_key);
+    cert_a = unit_read_text(fx->pool, act_a->fallback_cert);
 
     assert_int_equal(acme_activate_load(fx->pool, fx->st, b, apr_time_now(), FALLBACK, &act_b, &res),
                      APR_SUCCESS);
@@ -788,17 +694,17 @@ static void test_load_creates_shared_fallback(void **state)
     /* One key for all (cheap with many domains), one certificate per domain. */
     assert_string_equal(act_a->fallback_key, act_b->fallback_key);
     assert_string_equal(act_a->fallback_key, act_ip->fallback_key);
-    assert_string_equal(read_text(fx, act_b->fallback_key), key_a);
+    assert_string_equal(unit_read_text(fx->pool, act_b->fallback_key), key_a);
     assert_string_not_equal(act_a->fallback_cert, act_b->fallback_cert);
-    assert_string_not_equal(read_text(fx, act_b->fallback_cert), cert_a);
+    assert_string_not_equal(unit_read_text(fx->pool, act_b->fallback_cert), cert_a);
     /* The fallback lives outside any domain's directory. */
     assert_null(strstr(act_a->fallback_cert, "/" ACME_STORE_DOMAINS "/a.example/"));
 
     /* A restart reuses what is there. */
     assert_int_equal(acme_activate_load(fx->pool, fx->st, a, apr_time_now(), FALLBACK, &again, &res),
                      APR_SUCCESS);
-    assert_string_equal(read_text(fx, again->fallback_key), key_a);
-    assert_string_equal(read_text(fx, again->fallback_cert), cert_a);
+    assert_string_equal(unit_read_text(fx->pool, again->fallback_key), key_a);
+    assert_string_equal(unit_read_text(fx->pool, again->fallback_cert), cert_a);
 
     /* Once a real certificate is installed, no fallback. */
     stage_good(fx, a, "DNS:a.example,DNS:www.a.example");

@@ -9,23 +9,7 @@
 #include <apr_pools.h>
 
 #include "acme_b64.h"
-
-static int setup_pool(void **state)
-{
-    apr_pool_t *p = NULL;
-
-    apr_initialize();
-    apr_pool_create(&p, NULL);
-    *state = p;
-    return 0;
-}
-
-static int teardown_pool(void **state)
-{
-    apr_pool_destroy(*state);
-    apr_terminate();
-    return 0;
-}
+#include "unit_support.h"
 
 /* RFC 4648 §10; these inputs never hit the two characters that differ from base64. */
 static const struct { const char *plain, *encoded; } rfc4648[] = {
@@ -139,5 +123,5 @@ int main(void)
         cmocka_unit_test(test_decode_rejects_non_canonical),
         cmocka_unit_test(test_decode_empty),
     };
-    return cmocka_run_group_tests_name("b64", tests, setup_pool, teardown_pool);
+    return cmocka_run_group_tests_name("b64", tests, unit_setup_pool, unit_teardown_pool);
 }

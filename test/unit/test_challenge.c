@@ -2,7 +2,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <cmocka.h>
@@ -13,59 +12,21 @@
 
 #include "acme_challenge.h"
 #include "acme_store.h"
+#include "unit_support.h"
 
-typedef struct {
-    apr_pool_t *pool;
-    const char *dir;        /* scratch directory; the store is dir/store */
-    const char *store;
-} fixture_t;
+/* The challenge files go below fx->store. */
+typedef unit_store_fixture_t fixture_t;
 
 static int setup(void **state)
 {
-    fixture_t *fx = calloc(1, sizeof(*fx));
-    char tmpl[] = "/tmp/acme-test-challenge-XXXXXX";
-    acme_store_t *st = NULL;
-    acme_result_t res;
-
-    apr_pool_create(&fx->pool, NULL);
-    assert_non_null(mkdtemp(tmpl));
-    fx->dir = apr_pstrdup(fx->pool, tmpl);
-    fx->store = apr_pstrcat(fx->pool, fx->dir, "/store", NULL);
-    acme_result_reset(&res);
-    assert_int_equal(acme_store_open(fx->pool, fx->store, &st, &res), APR_SUCCESS);
-    *state = fx;
+    *state = unit_store_fixture_make("challenge");
     return 0;
 }
 
 static int teardown(void **state)
 {
-    fixture_t *fx = *state;
-    acme_result_t res;
-
-    acme_result_reset(&res);
-    acme_store_remove_tree(fx->pool, fx->dir, &res);
-    apr_pool_destroy(fx->pool);
-    free(fx);
+    unit_store_fixture_free(*state);
     return 0;
-}
-
-static int setup_group(void **state)
-{
-    apr_initialize();
-    return 0;
-}
-
-static int teardown_group(void **state)
-{
-    apr_terminate();
-    return 0;
-}
-
-static int mode_of(const char *path)
-{
-    struct stat sb;
-
-    return stat(path, &sb) == 0 ? (int)(sb.st_mode & 07777) : -1;
 }
 
 static char *repeat(apr_pool_t *p, char c, apr_size_t n)
@@ -141,8 +102,8 @@ static void test_put_get_remove(void **state)
     assert_int_equal(acme_challenge_http01_put(fx->pool, fx->store, "www.example.org", "tok123",
                                                authz, &res), APR_SUCCESS);
     /* The children (httpd User) must read it. */
-    assert_int_equal(mode_of(path), 0644);
-    assert_int_equal(mode_of(dir), 0755);
+    assert_int_equal(unit_mode_of(path), 0644);
+    assert_int_equal(unit_mode_of(dir), 0755);
     assert_int_equal(acme_challenge_http01_get(fx->pool, fx->store, "www.example.org", "tok123",
                                                &got, &len), APR_SUCCESS);
     assert_string_equal(got, authz);
@@ -166,8 +127,8 @@ static void test_put_get_remove(void **state)
     assert_string_equal(got, "tok123.y");
 
     acme_challenge_http01_remove(fx->pool, fx->store, "www.example.org", "tok123");
-    assert_int_equal(mode_of(path), -1);
-    assert_int_equal(mode_of(dir), 0755);
+    assert_int_equal(unit_mode_of(path), -1);
+    assert_int_equal(unit_mode_of(dir), 0755);
     assert_true(APR_STATUS_IS_ENOENT(acme_challenge_http01_get(fx->pool, fx->store,
                                                               "www.example.org", "tok123",
                                                               &got, &len)));
@@ -175,7 +136,7 @@ static void test_put_get_remove(void **state)
                                                &got, &len), APR_SUCCESS);
     acme_challenge_http01_remove(fx->pool, fx->store, "www.example.org", "other");
     /* The last answer gone, the directory goes too. */
-    assert_int_equal(mode_of(dir), -1);
+    assert_int_equal(unit_mode_of(dir), -1);
     /* Removing what is not there is harmless. */
     acme_challenge_http01_remove(fx->pool, fx->store, "www.example.org", "other");
     acme_challenge_http01_remove(fx->pool, fx->store, "../x", "other");
@@ -194,13 +155,13 @@ static void test_put_under_strict_umask(void **state)
     rv = acme_challenge_http01_put(fx->pool, fx->store, "strict.example", "tok", "tok.x", &res);
     umask(old);
     assert_int_equal(rv, APR_SUCCESS);
-    assert_int_equal(mode_of(base) & 0555, 0555);
-    assert_int_equal(mode_of(apr_pstrcat(fx->pool, base, "/" ACME_CHALLENGE_HTTP01_DIR, NULL))
-                     & 0555, 0555);
-    assert_int_equal(mode_of(apr_pstrcat(fx->pool, base, "/" ACME_CHALLENGE_HTTP01_DIR
-                                         "/strict.example", NULL)), 0755);
-    assert_int_equal(mode_of(apr_pstrcat(fx->pool, base, "/" ACME_CHALLENGE_HTTP01_DIR
-                                         "/strict.example/tok", NULL)), 0644);
+    assert_int_equal(unit_mode_of(base) & 0555, 0555);
+    assert_int_equal(unit_mode_of(apr_pstrcat(fx->pool, base, "/" ACME_CHALLENGE_HTTP01_DIR,
+                                              NULL)) & 0555, 0555);
+    assert_int_equal(unit_mode_of(apr_pstrcat(fx->pool, base, "/" ACME_CHALLENGE_HTTP01_DIR
+                                              "/strict.example", NULL)), 0755);
+    assert_int_equal(unit_mode_of(apr_pstrcat(fx->pool, base, "/" ACME_CHALLENGE_HTTP01_DIR
+                                              "/strict.example/tok", NULL)), 0644);
 }
 
 static void test_put_refuses_bad_input(void **state)
@@ -223,10 +184,10 @@ static void test_put_refuses_bad_input(void **state)
     assert_int_not_equal(acme_challenge_http01_put(fx->pool, fx->store, "example.org",
                                                    "a%2Fb", "evil", &res), APR_SUCCESS);
     /* Nothing escaped the challenge directory. */
-    assert_int_equal(mode_of(apr_pstrcat(fx->pool, fx->store, "/" ACME_STORE_CHALLENGES "/x",
-                                         NULL)), -1);
-    assert_int_equal(mode_of(apr_pstrcat(fx->pool, fx->store, "/" ACME_STORE_CHALLENGES "/"
-                                         ACME_CHALLENGE_HTTP01_DIR "/x", NULL)), -1);
+    assert_int_equal(unit_mode_of(apr_pstrcat(fx->pool, fx->store,
+                                              "/" ACME_STORE_CHALLENGES "/x", NULL)), -1);
+    assert_int_equal(unit_mode_of(apr_pstrcat(fx->pool, fx->store, "/" ACME_STORE_CHALLENGES "/"
+                                              ACME_CHALLENGE_HTTP01_DIR "/x", NULL)), -1);
     /* A get with an unusable token is simply "not found". */
     assert_true(APR_STATUS_IS_ENOENT(acme_challenge_http01_get(fx->pool, fx->store,
                                                               "example.org", "..", &got,
@@ -246,5 +207,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_put_refuses_bad_input, setup, teardown),
     };
 
-    return cmocka_run_group_tests(tests, setup_group, teardown_group);
+    return cmocka_run_group_tests(tests, unit_setup_apr, unit_teardown_apr);
 }

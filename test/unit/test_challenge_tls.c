@@ -9,7 +9,6 @@
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <cmocka.h>
 
 #include <apr_general.h>
@@ -22,6 +21,7 @@
 #include "acme_challenge.h"
 #include "acme_crypto.h"
 #include "acme_store.h"
+#include "unit_support.h"
 
 /* RFC 8555 section 8.3 example key authorization and its SHA-256 (openssl dgst). */
 #define KEYAUTHZ_A "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA.9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI"
@@ -29,58 +29,19 @@
 #define KEYAUTHZ_B "token-1.thumb"
 #define DIGEST_B "de937594a4a540238e8a125c22709101104fcbf76e3198a070b2ed1a500ba23f"
 
-typedef struct {
-    apr_pool_t *pool;
-    const char *dir;
-    const char *store;
-} fixture_t;
+/* The answer files go below fx->store. */
+typedef unit_store_fixture_t fixture_t;
 
 static int setup(void **state)
 {
-    fixture_t *fx = calloc(1, sizeof(*fx));
-    char tmpl[] = "/tmp/acme-test-challenge-tls-XXXXXX";
-    acme_store_t *st = NULL;
-    acme_result_t res;
-
-    apr_pool_create(&fx->pool, NULL);
-    assert_non_null(mkdtemp(tmpl));
-    fx->dir = apr_pstrdup(fx->pool, tmpl);
-    fx->store = apr_pstrcat(fx->pool, fx->dir, "/store", NULL);
-    acme_result_reset(&res);
-    assert_int_equal(acme_store_open(fx->pool, fx->store, &st, &res), APR_SUCCESS);
-    *state = fx;
+    *state = unit_store_fixture_make("challenge-tls");
     return 0;
 }
 
 static int teardown(void **state)
 {
-    fixture_t *fx = *state;
-    acme_result_t res;
-
-    acme_result_reset(&res);
-    acme_store_remove_tree(fx->pool, fx->dir, &res);
-    apr_pool_destroy(fx->pool);
-    free(fx);
+    unit_store_fixture_free(*state);
     return 0;
-}
-
-static int setup_group(void **state)
-{
-    apr_initialize();
-    return 0;
-}
-
-static int teardown_group(void **state)
-{
-    apr_terminate();
-    return 0;
-}
-
-static int mode_of(const char *path)
-{
-    struct stat st;
-
-    return stat(path, &st) == 0 ? (int)(st.st_mode & 07777) : -1;
 }
 
 static void hex_to_bytes(const char *hex, unsigned char *out, size_t n)
@@ -276,9 +237,9 @@ static void test_tlsalpn01_answer_file(void **state)
     assert_int_equal(acme_challenge_tlsalpn01_put(fx->pool, fx->store, &ident, KEYAUTHZ_A, &res),
                      APR_SUCCESS);
     /* The file holds a key: owner only (the User the children run as). */
-    assert_int_equal(mode_of(path), 0600);
-    assert_int_equal(mode_of(apr_pstrndup(fx->pool, path, strlen(path) - strlen("/answer.pem"))),
-                     0755);
+    assert_int_equal(unit_mode_of(path), 0600);
+    assert_int_equal(unit_mode_of(apr_pstrndup(fx->pool, path,
+                                               strlen(path) - strlen("/answer.pem"))), 0755);
     assert_int_equal(acme_challenge_tlsalpn01_get(fx->pool, fx->store, ident.value, &pem),
                      APR_SUCCESS);
     a = answer_parse(fx->pool, pem);
@@ -296,7 +257,7 @@ static void test_tlsalpn01_answer_file(void **state)
     answer_free(&a);
 
     acme_challenge_tlsalpn01_remove(fx->pool, fx->store, ident.value);
-    assert_int_equal(mode_of(path), -1);
+    assert_int_equal(unit_mode_of(path), -1);
     assert_true(APR_STATUS_IS_ENOENT(acme_challenge_tlsalpn01_get(fx->pool, fx->store,
                                                                   ident.value, &pem)));
     acme_challenge_tlsalpn01_remove(fx->pool, fx->store, ident.value);
@@ -366,7 +327,7 @@ static void test_tlssni01_answer_file(void **state)
     assert_int_equal(acme_challenge_tlssni01_put(fx->pool, fx->store, KEYAUTHZ_A, &name, &res),
                      APR_SUCCESS);
     assert_string_equal(name, want);
-    assert_int_equal(mode_of(acme_challenge_tlssni01_path(fx->pool, fx->store, want)), 0600);
+    assert_int_equal(unit_mode_of(acme_challenge_tlssni01_path(fx->pool, fx->store, want)), 0600);
     assert_non_null(strstr(acme_challenge_tlssni01_path(fx->pool, fx->store, want),
                            "/challenges/tls-sni-01/" "94233b719c905dc5472b69e75b78e302."));
     /* Looked up by the SNI, in any case. */
@@ -386,7 +347,7 @@ static void test_tlssni01_answer_file(void **state)
     assert_true(APR_STATUS_IS_ENOENT(acme_challenge_tlssni01_get(fx->pool, fx->store,
                                                                  "www.example.org", &pem)));
     acme_challenge_tlssni01_remove(fx->pool, fx->store, want);
-    assert_int_equal(mode_of(acme_challenge_tlssni01_path(fx->pool, fx->store, want)), -1);
+    assert_int_equal(unit_mode_of(acme_challenge_tlssni01_path(fx->pool, fx->store, want)), -1);
     assert_true(APR_STATUS_IS_ENOENT(acme_challenge_tlssni01_get(fx->pool, fx->store, want,
                                                                  &pem)));
 }
@@ -418,5 +379,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_answer_split, setup, teardown),
     };
 
-    return cmocka_run_group_tests(tests, setup_group, teardown_group);
+    return cmocka_run_group_tests(tests, unit_setup_apr, unit_teardown_apr);
 }

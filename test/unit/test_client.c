@@ -10,23 +10,7 @@
 #include <apr_strings.h>
 
 #include "acme_client.h"
-
-static int setup_pool(void **state)
-{
-    apr_pool_t *p = NULL;
-
-    apr_initialize();
-    apr_pool_create(&p, NULL);
-    *state = p;
-    return 0;
-}
-
-static int teardown_pool(void **state)
-{
-    apr_pool_destroy(*state);
-    apr_terminate();
-    return 0;
-}
+#include "unit_support.h"
 
 static void test_rfc3339(void **state)
 {
@@ -205,5 +189,5 @@ int main(void)
         cmocka_unit_test(test_create_needs_a_directory),
         cmocka_unit_test(test_dns01_value),
     };
-    return cmocka_run_group_tests_name("client", tests, setup_pool, teardown_pool);
+    return cmocka_run_group_tests_name("client", tests, unit_setup_pool, unit_teardown_pool);
 }

@@ -17,23 +17,7 @@
 #include "acme_command.h"
 #include "acme_dns01.h"
 #include "acme_store.h"
-
-static int setup_pool(void **state)
-{
-    apr_pool_t *p = NULL;
-
-    apr_initialize();
-    apr_pool_create(&p, NULL);
-    *state = p;
-    return 0;
-}
-
-static int teardown_pool(void **state)
-{
-    apr_pool_destroy(*state);
-    apr_terminate();
-    return 0;
-}
+#include "unit_support.h"
 
 static apr_array_header_t *sh(apr_pool_t *p, const char *script)
 {
@@ -211,17 +195,14 @@ static void test_dns01_value_and_fqdn(void **state)
 static void test_dns01_pending_teardowns(void **state)
 {
     apr_pool_t *p = *state;
-    char tmpl[] = "/tmp/acme-test-dns01-XXXXXX";
-    acme_store_t *st = NULL;
+    const char *dir = unit_tmpdir(p, "dns01");
+    acme_store_t *st = unit_store_open(p, dir);
     acme_result_t res;
     apr_array_header_t *ok = sh(p, "exit 0"), *failing = sh(p, "echo refused >&2; exit 1");
     acme_dns01_t d = { .command = ok, .timeout = apr_time_from_sec(10), .domain = "example.org" };
     int i, done = 0;
 
-    assert_non_null(mkdtemp(tmpl));
-    acme_result_reset(&res);
-    assert_int_equal(acme_store_open(p, tmpl, &st, &res), APR_SUCCESS);
-    d.store_dir = tmpl;
+    d.store_dir = dir;
     for (i = 0; i < ACME_DNS01_PENDING_MAX + 10; ++i) {
         acme_dns01_record_t rec = { .fqdn = "_acme-challenge.example.org",
                                     .value = apr_psprintf(p, "value-%d", i) };
@@ -278,5 +259,5 @@ int main(void)
         cmocka_unit_test(test_dns01_pending_teardowns),
     };
 
-    return cmocka_run_group_tests(tests, setup_pool, teardown_pool);
+    return cmocka_run_group_tests(tests, unit_setup_pool, unit_teardown_pool);
 }

@@ -16,6 +16,7 @@
 
 #include "acme_b64.h"
 #include "acme_crypto.h"
+#include "unit_support.h"
 
 /*
  * A small PKI built once: root -> intermediate -> leaf, all EC so that the
@@ -32,82 +33,24 @@ static fixture_t fx;
 
 #define LEAF_SANS "DNS:example.org,DNS:*.example.org,IP:192.0.2.1,IP:2001:db8::1"
 
-static acme_key_t *make_key(acme_key_kind_t kind, int bits)
-{
-    acme_keyspec_t spec = { .kind = kind, .bits = bits };
-    acme_result_t res;
-    acme_key_t *key = NULL;
-
-    acme_result_reset(&res);
-    return acme_crypto_key_generate(fx.pool, &spec, &key, &res) == APR_SUCCESS ? key : NULL;
-}
-
-static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
-{
-    X509V3_CTX ctx;
-    X509_EXTENSION *ext;
-    int ok;
-
-    X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
-    ext = X509V3_EXT_nconf_nid(NULL, &ctx, nid, value);
-    ok = ext && X509_add_ext(x, ext, -1);
-    X509_EXTENSION_free(ext);
-    return ok;
-}
-
-/* A certificate for the tests; issuer NULL means self-signed. Caller frees. */
+/* A certificate for the tests, valid from an hour ago for 90 days; issuer NULL means
+ * self-signed. Caller frees. */
 static X509 *make_cert(const char *cn, const acme_key_t *key, X509 *issuer,
                        const acme_key_t *issuer_key, int ca, const char *sans, long serial)
 {
-    X509 *x = X509_new();
-    X509 *iss = issuer ? issuer : x;
-    X509_NAME *name = X509_get_subject_name(x);
-    int ok = x && X509_set_version(x, X509_VERSION_3)
-             && ASN1_INTEGER_set(X509_get_serialNumber(x), serial)
-             && X509_gmtime_adj(X509_getm_notBefore(x), -3600)
-             && X509_gmtime_adj(X509_getm_notAfter(x), 90L * 86400)
-             && X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
-                                           (const unsigned char *)cn, -1, -1, 0)
-             && X509_set_issuer_name(x, X509_get_subject_name(iss))
-             && X509_set_pubkey(x, acme_crypto_key_evp(key))
-             && add_ext(x, iss, NID_subject_key_identifier, "hash")
-             && add_ext(x, iss, NID_authority_key_identifier, "keyid:always")
-             && add_ext(x, iss, NID_basic_constraints, ca ? "critical,CA:TRUE" : "CA:FALSE")
-             && (!sans || add_ext(x, iss, NID_subject_alt_name, sans))
-             && X509_sign(x, acme_crypto_key_evp(issuer_key ? issuer_key : key), EVP_sha256());
-
-    if (!ok) {
-        X509_free(x);
-        return NULL;
-    }
-    return x;
-}
-
-static const char *x509_pem(apr_pool_t *p, X509 *x)
-{
-    BIO *bio = BIO_new(BIO_s_mem());
-    char *data = NULL;
-    long len;
-    const char *pem;
-
-    PEM_write_bio_X509(bio, x);
-    len = BIO_get_mem_data(bio, &data);
-    pem = apr_pstrmemdup(p, data, (apr_size_t)len);
-    BIO_free(bio);
-    return pem;
+    return unit_cert_make(&(unit_cert_spec_t){
+        .cn = cn, .key = key, .issuer = issuer, .issuer_key = issuer_key, .is_ca = ca,
+        .sans = sans, .serial = serial, .not_before = -3600, .not_after = 90L * 86400 });
 }
 
 static int setup_group(void **state)
 {
     apr_initialize();
     apr_pool_create(&fx.pool, NULL);
-    fx.root_key = make_key(ACME_KEY_EC, 384);
-    fx.int_key = make_key(ACME_KEY_EC, 256);
-    fx.leaf_key = make_key(ACME_KEY_EC, 256);
-    fx.rsa = make_key(ACME_KEY_RSA, 2048);
-    if (!fx.root_key || !fx.int_key || !fx.leaf_key || !fx.rsa) {
-        return -1;
-    }
+    fx.root_key = unit_key_generate(fx.pool, ACME_KEY_EC, 384);
+    fx.int_key = unit_key_generate(fx.pool, ACME_KEY_EC, 256);
+    fx.leaf_key = unit_key_generate(fx.pool, ACME_KEY_EC, 256);
+    fx.rsa = unit_key_generate(fx.pool, ACME_KEY_RSA, 2048);
     fx.root = make_cert("Test Root", fx.root_key, NULL, NULL, 1, NULL, 1);
     fx.inter = make_cert("Test Intermediate", fx.int_key, fx.root, fx.root_key, 1, NULL, 2);
     fx.leaf = make_cert("example.org", fx.leaf_key, fx.inter, fx.int_key, 0, LEAF_SANS,
@@ -115,8 +58,9 @@ static int setup_group(void **state)
     if (!fx.root || !fx.inter || !fx.leaf) {
         return -1;
     }
-    fx.chain_pem = apr_pstrcat(fx.pool, x509_pem(fx.pool, fx.leaf), x509_pem(fx.pool, fx.inter),
-                               x509_pem(fx.pool, fx.root), NULL);
+    fx.chain_pem = apr_pstrcat(fx.pool, unit_x509_pem(fx.pool, fx.leaf),
+                               unit_x509_pem(fx.pool, fx.inter), unit_x509_pem(fx.pool, fx.root),
+                               NULL);
     return 0;
 }
 
@@ -130,18 +74,9 @@ static int teardown_group(void **state)
     return 0;
 }
 
-static int setup_test(void **state)
-{
-    apr_pool_t *p = NULL;
-
-    apr_pool_create(&p, fx.pool);
-    *state = p;
-    return 0;
-}
-
 static int teardown_test(void **state)
 {
-    apr_pool_destroy(*state);
+    unit_teardown_pool(state);
     /* Every failure path must leave OpenSSL's error queue empty (mod_ssl shares it). */
     assert_int_equal(ERR_peek_error(), 0);
     return 0;
@@ -437,8 +372,8 @@ static void test_chain_parse_and_serialise(void **state)
     assert_int_equal(acme_crypto_chain_check(p, chain, &res), APR_SUCCESS);
 
     /* CRLF line ends and text between blocks are still a certificate chain. */
-    pem = apr_pstrcat(p, "issued by a test CA\r\n", x509_pem(p, fx.leaf), "\n",
-                      x509_pem(p, fx.inter), NULL);
+    pem = apr_pstrcat(p, "issued by a test CA\r\n", unit_x509_pem(p, fx.leaf), "\n",
+                      unit_x509_pem(p, fx.inter), NULL);
     assert_int_equal(acme_crypto_chain_parse(p, pem, strlen(pem), &chain, &res), APR_SUCCESS);
     assert_int_equal(chain->nelts, 2);
 }
@@ -448,7 +383,7 @@ static void test_chain_parse_rejects(void **state)
     apr_pool_t *p = *state;
     acme_result_t res;
     apr_array_header_t *chain = NULL;
-    const char *key_pem = NULL, *pem, *leaf = x509_pem(p, fx.leaf);
+    const char *key_pem = NULL, *pem, *leaf = unit_x509_pem(p, fx.leaf);
 
     acme_result_reset(&res);
     assert_int_equal(acme_crypto_key_to_pem(p, fx.leaf_key, &key_pem, &res), APR_SUCCESS);
@@ -461,7 +396,7 @@ static void test_chain_parse_rejects(void **state)
     assert_null(strstr(res.message, "MI"));
     pem = apr_pstrcat(p, key_pem, fx.chain_pem, NULL);
     assert_int_equal(acme_crypto_chain_parse(p, pem, strlen(pem), &chain, &res), APR_EINVAL);
-    pem = apr_pstrcat(p, leaf, key_pem, x509_pem(p, fx.inter), NULL);
+    pem = apr_pstrcat(p, leaf, key_pem, unit_x509_pem(p, fx.inter), NULL);
     assert_int_equal(acme_crypto_chain_parse(p, pem, strlen(pem), &chain, &res), APR_EINVAL);
 
     /* A damaged key block that PEM parsing would skip over. */
@@ -514,7 +449,7 @@ static void test_chain_check_verifies_signatures(void **state)
 {
     apr_pool_t *p = *state;
     acme_result_t res;
-    acme_key_t *other = make_key(ACME_KEY_EC, 256);
+    acme_key_t *other = unit_key_generate(fx.pool, ACME_KEY_EC, 256);
     X509 *forged = make_cert("example.org", fx.leaf_key, fx.inter, other, 0, LEAF_SANS, 99);
 
     acme_result_reset(&res);
@@ -812,7 +747,7 @@ static void test_selfsigned_ip_and_plain(void **state)
 
 int main(void)
 {
-#define T(name) cmocka_unit_test_setup_teardown(name, setup_test, teardown_test)
+#define T(name) cmocka_unit_test_setup_teardown(name, unit_setup_pool, teardown_test)
     const struct CMUnitTest tests[] = {
         T(test_keyspec_parse),
         T(test_key_pem_round_trip),

@@ -11,33 +11,7 @@
 #include <apr_strings.h>
 
 #include "acme_domain.h"
-
-static int setup_group(void **state)
-{
-    apr_initialize();
-    return 0;
-}
-
-static int teardown_group(void **state)
-{
-    apr_terminate();
-    return 0;
-}
-
-static int setup_test(void **state)
-{
-    apr_pool_t *p = NULL;
-
-    apr_pool_create(&p, NULL);
-    *state = p;
-    return 0;
-}
-
-static int teardown_test(void **state)
-{
-    apr_pool_destroy(*state);
-    return 0;
-}
+#include "unit_support.h"
 
 static acme_keyspec_t spec_of(apr_pool_t *p, const char *text)
 {
@@ -400,23 +374,19 @@ static void test_json_set_round_trip(void **state)
 
 int main(void)
 {
+#define T(name) cmocka_unit_test_setup_teardown(name, unit_setup_pool, unit_teardown_pool)
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_add_name_validates_and_dedups, setup_test,
-                                        teardown_test),
-        cmocka_unit_test_setup_teardown(test_first_name_may_be_ip, setup_test, teardown_test),
-        cmocka_unit_test_setup_teardown(test_policy_inherit_and_defaults, setup_test,
-                                        teardown_test),
-        cmocka_unit_test_setup_teardown(test_ca_url_shorthands_and_urls, setup_test,
-                                        teardown_test),
-        cmocka_unit_test_setup_teardown(test_ca_id_stable_distinct_and_safe, setup_test,
-                                        teardown_test),
-        cmocka_unit_test_setup_teardown(test_json_round_trip, setup_test, teardown_test),
-        cmocka_unit_test_setup_teardown(test_json_optional_fields_absent, setup_test,
-                                        teardown_test),
-        cmocka_unit_test_setup_teardown(test_json_refuses_broken_domains, setup_test,
-                                        teardown_test),
-        cmocka_unit_test_setup_teardown(test_json_set_round_trip, setup_test, teardown_test),
+        T(test_add_name_validates_and_dedups),
+        T(test_first_name_may_be_ip),
+        T(test_policy_inherit_and_defaults),
+        T(test_ca_url_shorthands_and_urls),
+        T(test_ca_id_stable_distinct_and_safe),
+        T(test_json_round_trip),
+        T(test_json_optional_fields_absent),
+        T(test_json_refuses_broken_domains),
+        T(test_json_set_round_trip),
     };
+#undef T
 
-    return cmocka_run_group_tests(tests, setup_group, teardown_group);
+    return cmocka_run_group_tests(tests, unit_setup_apr, unit_teardown_apr);
 }

@@ -13,26 +13,17 @@
 
 #include "acme_http.h"
 #include "acme_version.h"
+#include "unit_support.h"
 
 #define BASE "https://ca.example/acme/order/17"
 /* Fri, 27 Nov 2026 10:00:00 GMT */
 #define NOW (apr_time_from_sec(1795773600))
 
+/* The shared pool, and libcurl's process-wide state, which the transport needs before use. */
 static int setup_pool(void **state)
 {
-    apr_pool_t *p = NULL;
-
-    apr_initialize();
+    unit_setup_pool(state);
     acme_http_global_init();
-    apr_pool_create(&p, NULL);
-    *state = p;
-    return 0;
-}
-
-static int teardown_pool(void **state)
-{
-    apr_pool_destroy(*state);
-    apr_terminate();
     return 0;
 }
 
@@ -386,5 +377,5 @@ int main(void)
         cmocka_unit_test(test_hanging_server_times_out),
         cmocka_unit_test(test_connection_refused),
     };
-    return cmocka_run_group_tests_name("http", tests, setup_pool, teardown_pool);
+    return cmocka_run_group_tests_name("http", tests, setup_pool, unit_teardown_pool);
 }

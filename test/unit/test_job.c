@@ -13,50 +13,20 @@
 #include <apr_strings.h>
 
 #include "acme_job.h"
+#include "unit_support.h"
 
-typedef struct {
-    apr_pool_t *pool;
-    const char *dir;
-    acme_store_t *st;
-} fixture_t;
+/* The job files go into fx->st. */
+typedef unit_store_fixture_t fixture_t;
 
 static int setup(void **state)
 {
-    fixture_t *fx = calloc(1, sizeof(*fx));
-    char tmpl[] = "/tmp/acme-test-job-XXXXXX";
-    acme_result_t res;
-
-    apr_pool_create(&fx->pool, NULL);
-    assert_non_null(mkdtemp(tmpl));
-    fx->dir = apr_pstrdup(fx->pool, tmpl);
-    acme_result_reset(&res);
-    assert_int_equal(acme_store_open(fx->pool, apr_pstrcat(fx->pool, fx->dir, "/store", NULL),
-                                     &fx->st, &res), APR_SUCCESS);
-    *state = fx;
+    *state = unit_store_fixture_make("job");
     return 0;
 }
 
 static int teardown(void **state)
 {
-    fixture_t *fx = *state;
-    acme_result_t res;
-
-    acme_result_reset(&res);
-    acme_store_remove_tree(fx->pool, fx->dir, &res);
-    apr_pool_destroy(fx->pool);
-    free(fx);
-    return 0;
-}
-
-static int setup_group(void **state)
-{
-    apr_initialize();
-    return 0;
-}
-
-static int teardown_group(void **state)
-{
-    apr_terminate();
+    unit_store_fixture_free(*state);
     return 0;
 }
 
@@ -284,5 +254,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_next_run_file, setup, teardown),
     };
 
-    return cmocka_run_group_tests(tests, setup_group, teardown_group);
+    return cmocka_run_group_tests(tests, unit_setup_apr, unit_teardown_apr);
 }

@@ -12,6 +12,7 @@
 #include "acme_b64.h"
 #include "acme_crypto.h"
 #include "acme_jose.h"
+#include "unit_support.h"
 
 typedef struct {
     apr_pool_t *pool;
@@ -20,48 +21,20 @@ typedef struct {
 
 static fixture_t fx;
 
-static acme_key_t *make_key(acme_key_kind_t kind, int bits)
-{
-    acme_keyspec_t spec = { .kind = kind, .bits = bits };
-    acme_result_t res;
-    acme_key_t *key = NULL;
-
-    acme_result_reset(&res);
-    if (acme_crypto_key_generate(fx.pool, &spec, &key, &res) != APR_SUCCESS) {
-        return NULL;
-    }
-    return key;
-}
-
 static int setup_group(void **state)
 {
     apr_initialize();
     apr_pool_create(&fx.pool, NULL);
-    fx.ec256 = make_key(ACME_KEY_EC, 256);
-    fx.ec384 = make_key(ACME_KEY_EC, 384);
-    fx.rsa = make_key(ACME_KEY_RSA, 2048);
-    return (fx.ec256 && fx.ec384 && fx.rsa) ? 0 : -1;
+    fx.ec256 = unit_key_generate(fx.pool, ACME_KEY_EC, 256);
+    fx.ec384 = unit_key_generate(fx.pool, ACME_KEY_EC, 384);
+    fx.rsa = unit_key_generate(fx.pool, ACME_KEY_RSA, 2048);
+    return 0;
 }
 
 static int teardown_group(void **state)
 {
     apr_pool_destroy(fx.pool);
     apr_terminate();
-    return 0;
-}
-
-static int setup_test(void **state)
-{
-    apr_pool_t *p = NULL;
-
-    apr_pool_create(&p, fx.pool);
-    *state = p;
-    return 0;
-}
-
-static int teardown_test(void **state)
-{
-    apr_pool_destroy(*state);
     return 0;
 }
 
@@ -141,7 +114,7 @@ static void test_ec_jwk_fixed_width(void **state)
     check_ec_jwk(p, fx.ec256, "P-256", 32);
     check_ec_jwk(p, fx.ec384, "P-384", 48);
     for (i = 0; i < 300; ++i) {
-        acme_key_t *key = make_key(ACME_KEY_EC, 256);
+        acme_key_t *key = unit_key_generate(fx.pool, ACME_KEY_EC, 256);
         assert_non_null(key);
         check_ec_jwk(p, key, "P-256", 32);
     }
@@ -400,8 +373,8 @@ static void test_verify_rejects_tampering(void **state)
     json_decref(j);
     json_decref(o);
     /* Right signature, wrong key; and a key whose alg differs from the header's. */
-    assert_int_equal(acme_jose_verify(p, jws, make_key(ACME_KEY_EC, 256), NULL, NULL, NULL,
-                                      &res), APR_EINVAL);
+    assert_int_equal(acme_jose_verify(p, jws, unit_key_generate(fx.pool, ACME_KEY_EC, 256), NULL,
+                                      NULL, NULL, &res), APR_EINVAL);
     assert_int_equal(acme_jose_verify(p, jws, fx.ec384, NULL, NULL, NULL, &res), APR_EINVAL);
     assert_int_equal(acme_jose_verify(p, "{\"protected\":\"e30\"}", fx.ec256, NULL, NULL, NULL,
                                       &res), APR_EINVAL);
@@ -523,31 +496,27 @@ static void test_eab_rejects_bad_config_without_leaking_key(void **state)
 
 int main(void)
 {
+#define T(name) cmocka_unit_test_setup_teardown(name, unit_setup_pool, unit_teardown_pool)
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_alg_names, setup_test, teardown_test),
-        cmocka_unit_test_setup_teardown(test_ec_jwk_fixed_width, setup_test, teardown_test),
-        cmocka_unit_test_setup_teardown(test_rsa_jwk_shape, setup_test, teardown_test),
-        cmocka_unit_test_setup_teardown(test_rfc7638_thumbprint, setup_test, teardown_test),
-        cmocka_unit_test_setup_teardown(test_ec_canonical_jwk_and_round_trip, setup_test,
-                                        teardown_test),
-        cmocka_unit_test_setup_teardown(test_key_from_jwk_rejects_bad_keys, setup_test,
-                                        teardown_test),
-        cmocka_unit_test_setup_teardown(test_key_authorization, setup_test, teardown_test),
-        cmocka_unit_test_setup_teardown(test_rfc7515_es256_example_verifies, setup_test,
-                                        teardown_test),
-        cmocka_unit_test_setup_teardown(test_es256_sign_verify, setup_test, teardown_test),
-        cmocka_unit_test_setup_teardown(test_es384_sign_verify, setup_test, teardown_test),
-        cmocka_unit_test_setup_teardown(test_rs256_sign_verify, setup_test, teardown_test),
-        cmocka_unit_test_setup_teardown(test_header_with_kid, setup_test, teardown_test),
-        cmocka_unit_test_setup_teardown(test_header_inner_jws, setup_test, teardown_test),
-        cmocka_unit_test_setup_teardown(test_verify_rejects_tampering, setup_test,
-                                        teardown_test),
-        cmocka_unit_test_setup_teardown(test_sign_refuses_public_key_and_missing_url,
-                                        setup_test, teardown_test),
-        cmocka_unit_test_setup_teardown(test_rfc7515_hs256_example, setup_test, teardown_test),
-        cmocka_unit_test_setup_teardown(test_eab_binding, setup_test, teardown_test),
-        cmocka_unit_test_setup_teardown(test_eab_rejects_bad_config_without_leaking_key,
-                                        setup_test, teardown_test),
+        T(test_alg_names),
+        T(test_ec_jwk_fixed_width),
+        T(test_rsa_jwk_shape),
+        T(test_rfc7638_thumbprint),
+        T(test_ec_canonical_jwk_and_round_trip),
+        T(test_key_from_jwk_rejects_bad_keys),
+        T(test_key_authorization),
+        T(test_rfc7515_es256_example_verifies),
+        T(test_es256_sign_verify),
+        T(test_es384_sign_verify),
+        T(test_rs256_sign_verify),
+        T(test_header_with_kid),
+        T(test_header_inner_jws),
+        T(test_verify_rejects_tampering),
+        T(test_sign_refuses_public_key_and_missing_url),
+        T(test_rfc7515_hs256_example),
+        T(test_eab_binding),
+        T(test_eab_rejects_bad_config_without_leaking_key),
     };
+#undef T
     return cmocka_run_group_tests_name("jose", tests, setup_group, teardown_group);
 }

@@ -10,23 +10,7 @@
 #include <apr_strings.h>
 
 #include "acme_names.h"
-
-static int setup_pool(void **state)
-{
-    apr_pool_t *p = NULL;
-
-    apr_initialize();
-    apr_pool_create(&p, NULL);
-    *state = p;
-    return 0;
-}
-
-static int teardown_pool(void **state)
-{
-    apr_pool_destroy(*state);
-    apr_terminate();
-    return 0;
-}
+#include "unit_support.h"
 
 typedef struct {
     const char *input;
@@ -260,5 +244,5 @@ int main(void)
         cmocka_unit_test(test_index_normalises_host),
         cmocka_unit_test(test_index_duplicate),
     };
-    return cmocka_run_group_tests_name("names", tests, setup_pool, teardown_pool);
+    return cmocka_run_group_tests_name("names", tests, unit_setup_pool, unit_teardown_pool);
 }

@@ -10,6 +10,7 @@
 #include <apr_strings.h>
 
 #include "acme_order.h"
+#include "unit_support.h"
 
 static const acme_ident_t idents[] = {
     { ACME_IDENT_DNS, "www.example.test" },
@@ -25,23 +26,6 @@ static const char pending_order[] =
     "\"finalize\":\"https://ca.example/finalize-order/abc\","
     "\"authorizations\":[\"https://ca.example/authZ/1\",\"https://ca.example/authZ/2\","
     "\"https://ca.example/authZ/3\"]}";
-
-static int setup_pool(void **state)
-{
-    apr_pool_t *p = NULL;
-
-    apr_initialize();
-    apr_pool_create(&p, NULL);
-    *state = p;
-    return 0;
-}
-
-static int teardown_pool(void **state)
-{
-    apr_pool_destroy(*state);
-    apr_terminate();
-    return 0;
-}
 
 static acme_order_t *pending(apr_pool_t *p)
 {
@@ -227,5 +211,5 @@ int main(void)
         cmocka_unit_test(test_new_order_round_trip),
         cmocka_unit_test(test_from_json_rejects_broken_records),
     };
-    return cmocka_run_group_tests_name("order", tests, setup_pool, teardown_pool);
+    return cmocka_run_group_tests_name("order", tests, unit_setup_pool, unit_teardown_pool);
 }

@@ -10,6 +10,7 @@
 #include <apr_pools.h>
 
 #include "acme_plan.h"
+#include "unit_support.h"
 
 #define SEC(n)   apr_time_from_sec(n)
 #define MIN(n)   SEC((apr_int64_t)(n) * 60)
@@ -18,23 +19,6 @@
 #define NB       SEC(1767225600)        /* 2026-01-01T00:00:00Z */
 #define NOW      (NB + DAY(1))
 #define U_MAX    0.999999
-
-static int setup_pool(void **state)
-{
-    apr_pool_t *p = NULL;
-
-    apr_initialize();
-    apr_pool_create(&p, NULL);
-    *state = p;
-    return 0;
-}
-
-static int teardown_pool(void **state)
-{
-    apr_pool_destroy(*state);
-    apr_terminate();
-    return 0;
-}
 
 /* Times computed through doubles may be off by a microsecond or so. */
 static void assert_near(apr_time_t got, apr_time_t want, apr_interval_time_t tolerance)
@@ -470,5 +454,5 @@ int main(void)
         cmocka_unit_test(test_duration_parse),
         cmocka_unit_test(test_window_parse),
     };
-    return cmocka_run_group_tests_name("plan", tests, setup_pool, teardown_pool);
+    return cmocka_run_group_tests_name("plan", tests, unit_setup_pool, unit_teardown_pool);
 }

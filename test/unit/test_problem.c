@@ -10,25 +10,9 @@
 #include <apr_strings.h>
 
 #include "acme_problem.h"
+#include "unit_support.h"
 
 #define NS "urn:ietf:params:acme:error:"
-
-static int setup_pool(void **state)
-{
-    apr_pool_t *p = NULL;
-
-    apr_initialize();
-    apr_pool_create(&p, NULL);
-    *state = p;
-    return 0;
-}
-
-static int teardown_pool(void **state)
-{
-    apr_pool_destroy(*state);
-    apr_terminate();
-    return 0;
-}
 
 typedef struct {
     const char *name;
@@ -256,5 +240,5 @@ int main(void)
         cmocka_unit_test(test_detail_is_one_bounded_line),
         cmocka_unit_test(test_embedded_problem_forces_class),
     };
-    return cmocka_run_group_tests_name("problem", tests, setup_pool, teardown_pool);
+    return cmocka_run_group_tests_name("problem", tests, unit_setup_pool, unit_teardown_pool);
 }

@@ -15,27 +15,11 @@
 #include "acme_perms.h"
 #include "acme_store.h"
 #include "acme_renewal.h"
+#include "unit_support.h"
 
 #define SEC(n)   apr_time_from_sec(n)
 #define DAY(n)   SEC((apr_int64_t)(n) * 86400)
 #define NB       SEC(1767225600)        /* 2026-01-01T00:00:00Z */
-
-static int setup_pool(void **state)
-{
-    apr_pool_t *p = NULL;
-
-    apr_initialize();
-    apr_pool_create(&p, NULL);
-    *state = p;
-    return 0;
-}
-
-static int teardown_pool(void **state)
-{
-    apr_pool_destroy(*state);
-    apr_terminate();
-    return 0;
-}
 
 static acme_result_t failure(acme_class_t cls, int http_status, apr_status_t status)
 {
@@ -223,16 +207,14 @@ static void test_notify_document(void **state)
 static void test_job_fields_round_trip(void **state)
 {
     apr_pool_t *p = *state;
-    char tmpl[] = "/tmp/acme-test-renewal-XXXXXX";
-    const char *dir, *old_json = "{\"name\":\"old.test\",\"state\":\"failed\",\"failures\":2}";
-    acme_store_t *st = NULL;
+    const char *tmp = unit_tmpdir(p, "renewal");
+    const char *dir = apr_pstrcat(p, tmp, "/store", NULL);
+    const char *old_json = "{\"name\":\"old.test\",\"state\":\"failed\",\"failures\":2}";
+    acme_store_t *st = unit_store_open(p, dir);
     acme_job_t *job = acme_job_make(p, "new.test"), *back = NULL;
     acme_result_t res;
 
-    assert_non_null(mkdtemp(tmpl));
-    dir = apr_pstrcat(p, tmpl, "/store", NULL);
     acme_result_reset(&res);
-    assert_int_equal(acme_store_open(p, dir, &st, &res), APR_SUCCESS);
     job->ca_index = 1;
     job->ca_failures = 1;
     job->renew_reason = "ari";
@@ -263,7 +245,7 @@ static void test_job_fields_round_trip(void **state)
     assert_null(back->renew_reason);
     assert_true(back->ari_start == 0 && back->ari_next == 0);
     assert_null(back->warning);
-    acme_store_remove_tree(p, tmpl, &res);
+    unit_tmpdir_remove(p, tmp);
 }
 
 int main(void)
@@ -281,5 +263,5 @@ int main(void)
         cmocka_unit_test(test_job_fields_round_trip),
     };
 
-    return cmocka_run_group_tests(tests, setup_pool, teardown_pool);
+    return cmocka_run_group_tests(tests, unit_setup_pool, unit_teardown_pool);
 }

@@ -8,23 +8,7 @@
 #include <apr_pools.h>
 
 #include "acme_result.h"
-
-static int setup_pool(void **state)
-{
-    apr_pool_t *p = NULL;
-
-    apr_initialize();
-    apr_pool_create(&p, NULL);
-    *state = p;
-    return 0;
-}
-
-static int teardown_pool(void **state)
-{
-    apr_pool_destroy(*state);
-    apr_terminate();
-    return 0;
-}
+#include "unit_support.h"
 
 static void test_reset_means_success(void **state)
 {
@@ -73,5 +57,5 @@ int main(void)
         cmocka_unit_test(test_describe_includes_ca_detail),
         cmocka_unit_test(test_class_names),
     };
-    return cmocka_run_group_tests_name("result", tests, setup_pool, teardown_pool);
+    return cmocka_run_group_tests_name("result", tests, unit_setup_pool, unit_teardown_pool);
 }

@@ -4,7 +4,6 @@
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <cmocka.h>
 
 #include <apr_general.h>
@@ -15,6 +14,7 @@
 
 #include "acme_seal.h"
 #include "acme_store.h"
+#include "unit_support.h"
 
 typedef struct {
     apr_pool_t *pool;
@@ -26,11 +26,9 @@ typedef struct {
 static int setup(void **state)
 {
     fixture_t *fx = calloc(1, sizeof(*fx));
-    char tmpl[] = "/tmp/acme-test-seal-XXXXXX";
 
     apr_pool_create(&fx->pool, NULL);
-    assert_non_null(mkdtemp(tmpl));
-    fx->dir = apr_pstrdup(fx->pool, tmpl);
+    fx->dir = unit_tmpdir(fx->pool, "seal");
     fx->store = apr_pstrcat(fx->pool, fx->dir, "/store", NULL);
     fx->other = apr_pstrcat(fx->pool, fx->dir, "/other", NULL);
     *state = fx;
@@ -40,10 +38,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *fx = *state;
-    acme_result_t res;
 
-    acme_result_reset(&res);
-    acme_store_remove_tree(fx->pool, fx->dir, &res);
+    unit_tmpdir_remove(fx->pool, fx->dir);
     apr_pool_destroy(fx->pool);
     free(fx);
     /* Failures must not leave errors behind in OpenSSL's queue (mod_ssl shares it). */
@@ -51,39 +47,9 @@ static int teardown(void **state)
     return 0;
 }
 
-static int setup_group(void **state)
-{
-    apr_initialize();
-    return 0;
-}
-
-static int teardown_group(void **state)
-{
-    apr_terminate();
-    return 0;
-}
-
-static int mode_of(const char *path)
-{
-    struct stat sb;
-
-    return stat(path, &sb) == 0 ? (int)(sb.st_mode & 07777) : -1;
-}
-
 /* Failures must not leave errors behind in OpenSSL's queue: mod_ssl in the same process
  * would report them as its own. */
 #define assert_openssl_queue_empty() assert_int_equal(ERR_peek_error(), 0)
-
-static acme_key_t *new_key(apr_pool_t *p, acme_key_kind_t kind, int bits)
-{
-    acme_keyspec_t spec = { .kind = kind, .bits = bits };
-    acme_key_t *key = NULL;
-    acme_result_t res;
-
-    acme_result_reset(&res);
-    assert_int_equal(acme_crypto_key_generate(p, &spec, &key, &res), APR_SUCCESS);
-    return key;
-}
 
 static void test_keypair_created_once_with_modes(void **state)
 {
@@ -98,8 +64,8 @@ static void test_keypair_created_once_with_modes(void **state)
     acme_result_reset(&res);
     assert_int_equal(acme_seal_keypair_ensure(fx->pool, fx->store, &pem, &res), APR_SUCCESS);
     assert_non_null(strstr(pem, "-----BEGIN CERTIFICATE-----"));
-    assert_int_equal(mode_of(key_path), 0600);
-    assert_int_equal(mode_of(cert_path), 0644);
+    assert_int_equal(unit_mode_of(key_path), 0600);
+    assert_int_equal(unit_mode_of(cert_path), 0644);
     /* The second call keeps the pair: sealed keys in staging stay openable. */
     assert_int_equal(acme_seal_keypair_ensure(fx->pool, fx->store, &again, &res), APR_SUCCESS);
     assert_string_equal(pem, again);
@@ -125,7 +91,8 @@ static void test_key_load_without_keypair_fails(void **state)
 static void test_seal_round_trip(void **state)
 {
     fixture_t *fx = *state;
-    acme_key_t *cert_key = new_key(fx->pool, ACME_KEY_EC, 256), *seal_key = NULL, *back = NULL;
+    acme_key_t *cert_key = unit_key_generate(fx->pool, ACME_KEY_EC, 256);
+    acme_key_t *seal_key = NULL, *back = NULL;
     acme_cert_t *seal_cert = NULL;
     const char *seal_pem = NULL, *key_pem = NULL, *sealed = NULL;
     char *plain = NULL;
@@ -257,8 +224,8 @@ static void test_garbage_fails(void **state)
 static void test_public_pem_round_trip(void **state)
 {
     fixture_t *fx = *state;
-    acme_key_t *keys[] = { new_key(fx->pool, ACME_KEY_EC, 256), new_key(fx->pool, ACME_KEY_EC,
-                                                                         384) };
+    acme_key_t *keys[] = { unit_key_generate(fx->pool, ACME_KEY_EC, 256),
+                           unit_key_generate(fx->pool, ACME_KEY_EC, 384) };
     acme_result_t res;
     size_t i;
 
@@ -309,5 +276,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_public_from_garbage_fails, setup, teardown),
     };
 
-    return cmocka_run_group_tests(tests, setup_group, teardown_group);
+    return cmocka_run_group_tests(tests, unit_setup_apr, unit_teardown_apr);
 }

@@ -18,48 +18,24 @@
 #include <apr_tables.h>
 
 #include "acme_store.h"
+#include "unit_support.h"
 
 #define PERMS_0600 (APR_FPROT_UREAD | APR_FPROT_UWRITE)
 #define PERMS_0644 (PERMS_0600 | APR_FPROT_GREAD | APR_FPROT_WREAD)
 
-typedef struct {
-    apr_pool_t *pool;
-    const char *dir;        /* fresh scratch directory per test */
-    acme_store_t *st;       /* store opened at dir/store */
-} fixture_t;
+/* A fresh scratch directory per test, with the store opened at dir/store as fx->st. */
+typedef unit_store_fixture_t fixture_t;
 
 static int setup(void **state)
 {
-    fixture_t *fx = calloc(1, sizeof(*fx));
-    char tmpl[] = "/tmp/acme-test-store-XXXXXX";
-    acme_result_t res;
-
-    apr_initialize();
-    apr_pool_create(&fx->pool, NULL);
-    assert_non_null(mkdtemp(tmpl));
-    fx->dir = apr_pstrdup(fx->pool, tmpl);
-    assert_int_equal(acme_store_open(fx->pool, apr_pstrcat(fx->pool, fx->dir, "/store", NULL),
-                                     &fx->st, &res), APR_SUCCESS);
-    *state = fx;
+    *state = unit_store_fixture_make("store");
     return 0;
 }
 
 static int teardown(void **state)
 {
-    fixture_t *fx = *state;
-
-    acme_store_remove_tree(fx->pool, fx->dir, NULL);
-    apr_pool_destroy(fx->pool);
-    apr_terminate();
-    free(fx);
+    unit_store_fixture_free(*state);
     return 0;
-}
-
-static int mode_of(const char *path)
-{
-    struct stat sb;
-
-    return stat(path, &sb) == 0 ? (int)(sb.st_mode & 07777) : -1;
 }
 
 static int exists(const char *path)
@@ -69,23 +45,10 @@ static int exists(const char *path)
     return lstat(path, &sb) == 0;
 }
 
-static const char *slurp(fixture_t *fx, const char *path)
-{
-    char *data = NULL;
-    acme_result_t res;
-
-    if (acme_store_read_file(fx->pool, path, &data, NULL, 0, &res) != APR_SUCCESS) {
-        return NULL;
-    }
-    return data;
-}
-
+/* The files the tests plant themselves are private (0600). */
 static void put(fixture_t *fx, const char *path, const char *text)
 {
-    acme_result_t res;
-
-    assert_int_equal(acme_store_write_file(fx->pool, path, text, strlen(text), PERMS_0600, &res),
-                     APR_SUCCESS);
+    unit_write_file(fx->pool, path, text, PERMS_0600);
 }
 
 /* Number of entries in dir (without "." and ".."). */
@@ -114,19 +77,19 @@ static void test_open_creates_layout(void **state)
     acme_store_t *again;
     acme_result_t res;
 
-    assert_int_equal(mode_of(base), 0755);
-    assert_int_equal(mode_of(apr_pstrcat(fx->pool, base, "/accounts", NULL)), 0700);
-    assert_int_equal(mode_of(apr_pstrcat(fx->pool, base, "/domains", NULL)), 0700);
-    assert_int_equal(mode_of(apr_pstrcat(fx->pool, base, "/staging", NULL)), 0700);
-    assert_int_equal(mode_of(apr_pstrcat(fx->pool, base, "/archive", NULL)), 0700);
-    assert_int_equal(mode_of(apr_pstrcat(fx->pool, base, "/jobs", NULL)), 0700);
-    assert_int_equal(mode_of(apr_pstrcat(fx->pool, base, "/challenges", NULL)), 0755);
-    assert_int_equal(mode_of(apr_pstrcat(fx->pool, base, "/tmp", NULL)), 0700);
+    assert_int_equal(unit_mode_of(base), 0755);
+    assert_int_equal(unit_mode_of(apr_pstrcat(fx->pool, base, "/accounts", NULL)), 0700);
+    assert_int_equal(unit_mode_of(apr_pstrcat(fx->pool, base, "/domains", NULL)), 0700);
+    assert_int_equal(unit_mode_of(apr_pstrcat(fx->pool, base, "/staging", NULL)), 0700);
+    assert_int_equal(unit_mode_of(apr_pstrcat(fx->pool, base, "/archive", NULL)), 0700);
+    assert_int_equal(unit_mode_of(apr_pstrcat(fx->pool, base, "/jobs", NULL)), 0700);
+    assert_int_equal(unit_mode_of(apr_pstrcat(fx->pool, base, "/challenges", NULL)), 0755);
+    assert_int_equal(unit_mode_of(apr_pstrcat(fx->pool, base, "/tmp", NULL)), 0700);
 
     /* a loosened private directory is tightened again on the next open */
     chmod(apr_pstrcat(fx->pool, base, "/accounts", NULL), 0755);
     assert_int_equal(acme_store_open(fx->pool, base, &again, &res), APR_SUCCESS);
-    assert_int_equal(mode_of(apr_pstrcat(fx->pool, base, "/accounts", NULL)), 0700);
+    assert_int_equal(unit_mode_of(apr_pstrcat(fx->pool, base, "/accounts", NULL)), 0700);
 }
 
 static void test_open_refuses_file_in_place_of_dir(void **state)
@@ -180,8 +143,8 @@ static void test_write_read_round_trip(void **state)
 
     assert_int_equal(acme_store_write_file(fx->pool, path, "first", 5, PERMS_0600, &res),
                      APR_SUCCESS);
-    assert_int_equal(mode_of(dir), 0700);               /* parents are made private */
-    assert_int_equal(mode_of(path), 0600);
+    assert_int_equal(unit_mode_of(dir), 0700);          /* parents are made private */
+    assert_int_equal(unit_mode_of(path), 0600);
     assert_int_equal(acme_store_write_file(fx->pool, path, bin, sizeof(bin), PERMS_0600, &res),
                      APR_SUCCESS);
     assert_int_equal(acme_store_read_file(fx->pool, path, &data, &len, 0, &res), APR_SUCCESS);
@@ -192,9 +155,9 @@ static void test_write_read_round_trip(void **state)
 
     assert_int_equal(acme_store_write_file(fx->pool, pub, "ka", 2, PERMS_0644, &res),
                      APR_SUCCESS);
-    assert_int_equal(mode_of(pub), 0644);
+    assert_int_equal(unit_mode_of(pub), 0644);
     assert_int_equal(acme_store_write_file(fx->pool, pub, "", 0, PERMS_0644, &res), APR_SUCCESS);
-    assert_string_equal(slurp(fx, pub), "");
+    assert_string_equal(unit_read_text(fx->pool, pub), "");
 }
 
 static void test_mode_ignores_umask(void **state)
@@ -208,7 +171,7 @@ static void test_mode_ignores_umask(void **state)
     rv = acme_store_write_file(fx->pool, path, "x", 1, PERMS_0644 | APR_FPROT_GWRITE, &res);
     umask(old);
     assert_int_equal(rv, APR_SUCCESS);
-    assert_int_equal(mode_of(path), 0664);
+    assert_int_equal(unit_mode_of(path), 0664);
 }
 
 static void test_read_missing_and_too_big(void **state)
@@ -243,7 +206,7 @@ static void test_write_fails_when_parent_is_a_file(void **state)
     assert_non_null(strstr(res.message, path));
     assert_non_null(strstr(res.message, "Not a directory"));
     assert_int_equal(res.err_class, ACME_CLASS_ADMIN);
-    assert_string_equal(slurp(fx, file), "content");
+    assert_string_equal(unit_read_text(fx->pool, file), "content");
 }
 
 static void test_write_fails_when_target_is_a_dir(void **state)
@@ -290,7 +253,7 @@ static void test_failed_write_keeps_old_content(void **state)
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
-    assert_string_equal(slurp(fx, path), "old certificate");
+    assert_string_equal(unit_read_text(fx->pool, path), "old certificate");
     assert_int_equal(count_entries(fx, dir), 1);
 }
 
@@ -305,7 +268,8 @@ static void test_json_round_trip(void **state)
     acme_result_t res;
 
     assert_int_equal(acme_store_write_json(fx->pool, path, in, PERMS_0600, &res), APR_SUCCESS);
-    assert_string_equal(slurp(fx, path), "{\"alpha\":\"x\",\"mid\":[1,2],\"zeta\":1}\n");
+    assert_string_equal(unit_read_text(fx->pool, path),
+                        "{\"alpha\":\"x\",\"mid\":[1,2],\"zeta\":1}\n");
     assert_int_equal(acme_store_read_json(fx->pool, path, &out, &res), APR_SUCCESS);
     assert_true(json_equal(in, out));
     json_decref(in);
@@ -360,7 +324,7 @@ static void stage(fixture_t *fx, const paths_t *ps, const char *tag)
 
 static const char *cert_in(fixture_t *fx, const char *dir)
 {
-    return slurp(fx, apr_pstrcat(fx->pool, dir, "/pubcert.pem", NULL));
+    return unit_read_text(fx->pool, apr_pstrcat(fx->pool, dir, "/pubcert.pem", NULL));
 }
 
 /* Full path of the only archive entry of name, asserting there is exactly one. */
@@ -409,7 +373,8 @@ static void test_replace_dir_swaps_and_archives(void **state)
     assert_int_equal(acme_store_replace_dir(fx->pool, ps.staging, ps.domain, ps.archive, 3, &res),
                      APR_SUCCESS);
     assert_string_equal(cert_in(fx, ps.domain), "v2");
-    assert_string_equal(slurp(fx, apr_pstrcat(fx->pool, ps.domain, "/privkey.pem", NULL)), "v2");
+    assert_string_equal(unit_read_text(fx->pool, apr_pstrcat(fx->pool, ps.domain, "/privkey.pem",
+                                                             NULL)), "v2");
     assert_string_equal(cert_in(fx, only_archive_entry(fx, &ps, "example.org")), "v1");
     assert_false(exists(ps.staging));
     assert_int_equal(count_entries(fx, ps.domains), 1);  /* no marker, no hidden leftovers */
@@ -594,7 +559,7 @@ static void test_lock_excludes_other_process(void **state)
 
     assert_int_equal(acme_store_lock(fx->pool, fx->st, "example.org", 0, &lock, &res),
                      APR_SUCCESS);
-    assert_int_equal(mode_of(acme_store_path(fx->pool, fx->st, "locks", NULL, NULL)), 0700);
+    assert_int_equal(unit_mode_of(acme_store_path(fx->pool, fx->st, "locks", NULL, NULL)), 0700);
     assert_int_equal(child_tries_lock(fx, "example.org", APR_EAGAIN), 0);
     assert_int_equal(child_tries_lock(fx, "other.org", APR_SUCCESS), 0);
     assert_int_equal(acme_store_unlock(lock), APR_SUCCESS);
@@ -656,5 +621,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lock_released_with_pool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_message_and_bad_name, setup, teardown),
     };
-    return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("store", tests, unit_setup_apr, unit_teardown_apr);
 }
