@@ -219,6 +219,7 @@ static void test_dns01_pending_teardowns(void **state)
     assert_int_equal(done, ACME_DNS01_PENDING_MAX);
     assert_int_equal(acme_dns01_teardown_pending(p, st, &d, &done, &res), APR_SUCCESS);
     assert_int_equal(done, 0);
+    unit_tmpdir_remove(p, dir);
 }
 
 static void test_dns01_propagation_parse(void **state)
