@@ -19,14 +19,16 @@
  *   renew (absolute)  when `absolute` remains             } point, never before notBefore
  *   emergency         when L/20 remains
  *   ARI               uniform in the CA's window, never later than the local renew time
- *   retry RETRY_SOON  60 s doubling per consecutive failure; cap L/10 (6 h without a cert)
+ *   retry RETRY_SOON  60 s (L/60 when L < 1 h) doubling per consecutive failure; cap
+ *                     min(L/10, a quarter of the time left); 6 h without a cert, min(L/10, 6 h)
+ *                     once it expired
  *   retry RETRY_AFTER the CA's time, at least now + 60 s, plus up to min(wait/10, 5 min);
  *                     deliberately NOT pulled forward near expiry: hammering a CA that asked us
  *                     to wait gets accounts blocked
  *   retry ADMIN,      6 h, 12 h, then 24 h per consecutive failure; cap min(24 h, L/10)
  *         PERMANENT
  *   (RETRY_SOON, ADMIN and PERMANENT delays carry +-25 % jitter, folded back below the cap so
- *    that capped retries still spread over [0.75, 1] x cap; no cap is below 60 s)
+ *    that capped retries still spread over [0.75, 1] x cap; no cap is below the first delay)
  *   check interval    configured (default 12 h), at most L/20 of the shortest lifetime so that
  *                     the renew window sees >= 5 checks; at least 1 minute; +-25 % jitter
  *   warn              when 10 % of L remains (default)
