@@ -1359,20 +1359,15 @@ static apr_status_t a2_revoke_one(a2_t *a, const acme_domain_t *dom,
 /* The `revoked` event for ACMENotifyCommand, as the server would send it. */
 static void a2_notify_revoked(a2_t *a, const acme_domain_t *dom, const apr_array_header_t *certs)
 {
-    apr_array_header_t *names = apr_array_make(a->p, dom->idents->nelts, sizeof(const char *));
     acme_notify_event_t ev = {
-        .event = "revoked", .domain = dom->name, .names = names, .certs = certs,
+        .event = "revoked", .domain = dom->name, .idents = dom->idents, .certs = certs,
         .now = apr_time_now(),
     };
     acme_result_t res;
     json_t *doc;
-    int i;
 
     if (!a->notify_argv || certs->nelts == 0) {
         return;
-    }
-    for (i = 0; i < dom->idents->nelts; ++i) {
-        APR_ARRAY_PUSH(names, const char *) = APR_ARRAY_IDX(dom->idents, i, acme_ident_t).value;
     }
     doc = acme_notify_document(&ev);
     acme_result_reset(&res);

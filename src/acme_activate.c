@@ -220,12 +220,12 @@ static const char *acme_activate_digest_end(apr_pool_t *p, EVP_MD_CTX *md)
     return hex;
 }
 
-apr_status_t acme_activate_check_digest(apr_pool_t *p, const acme_store_t *st,
-                                        const acme_activate_seal_t *seal,
-                                        const acme_domain_t *dom, const char **digest,
-                                        acme_result_t *res)
+/* Reads every spec's staged files (files[j] for spec j) and the digest over all of them. */
+static apr_status_t acme_activate_read_set(apr_pool_t *p, const char *dir,
+                                           const acme_domain_t *dom,
+                                           acme_activate_files_t **files, const char **digest,
+                                           acme_result_t *res)
 {
-    const char *dir = acme_store_path(p, st, ACME_STORE_STAGING, dom->name, NULL);
     const apr_array_header_t *specs = dom->policy.key_specs;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     apr_status_t rv = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 ? APR_SUCCESS
@@ -233,28 +233,46 @@ apr_status_t acme_activate_check_digest(apr_pool_t *p, const acme_store_t *st,
                                          "SHA-256 is not available");
     int j;
 
+    *files = apr_pcalloc(p, sizeof(**files) * (apr_size_t)specs->nelts);
     for (j = 0; rv == APR_SUCCESS && j < specs->nelts; ++j) {
         const acme_keyspec_t *spec = &APR_ARRAY_IDX(specs, j, acme_keyspec_t);
-        acme_activate_files_t f;
-        char *key_pem = NULL;
-        apr_size_t key_len = 0;
-
-        rv = acme_activate_read_spec(p, dir, spec, &f, res);
-        if (rv != APR_SUCCESS) {
+        if ((rv = acme_activate_read_spec(p, dir, spec, &(*files)[j], res)) != APR_SUCCESS) {
             rv = acme_activate_refuse(p, dom, spec, res);
             break;
         }
-        rv = acme_activate_check_spec(p, seal, dom, spec, &f, &key_pem, &key_len, res);
+        acme_activate_digest_add(md, (*files)[j].chain, (*files)[j].chain_len);
+        acme_activate_digest_add(md, (*files)[j].sealed, (*files)[j].sealed_len);
+    }
+    *digest = rv == APR_SUCCESS ? acme_activate_digest_end(p, md) : NULL;
+    EVP_MD_CTX_free(md);
+    return rv;
+}
+
+apr_status_t acme_activate_check_digest(apr_pool_t *p, const acme_store_t *st,
+                                        const acme_activate_seal_t *seal,
+                                        const acme_domain_t *dom, const char **digest,
+                                        acme_result_t *res)
+{
+    const char *dir = acme_store_path(p, st, ACME_STORE_STAGING, dom->name, NULL);
+    const apr_array_header_t *specs = dom->policy.key_specs;
+    acme_activate_files_t *files = NULL;
+    const char *read_digest = NULL;
+    apr_status_t rv = acme_activate_read_set(p, dir, dom, &files, &read_digest, res);
+    int j;
+
+    for (j = 0; rv == APR_SUCCESS && j < specs->nelts; ++j) {
+        char *key_pem = NULL;
+        apr_size_t key_len = 0;
+
+        rv = acme_activate_check_spec(p, seal, dom, &APR_ARRAY_IDX(specs, j, acme_keyspec_t),
+                                      &files[j], &key_pem, &key_len, res);
         if (key_pem) {
             OPENSSL_cleanse(key_pem, key_len);
         }
-        acme_activate_digest_add(md, f.chain, f.chain_len);
-        acme_activate_digest_add(md, f.sealed, f.sealed_len);
     }
     if (rv == APR_SUCCESS && digest) {
-        *digest = acme_activate_digest_end(p, md);
+        *digest = read_digest;
     }
-    EVP_MD_CTX_free(md);
     return rv;
 }
 
@@ -277,26 +295,11 @@ static apr_status_t acme_activate_write_set(apr_pool_t *p, const acme_store_t *s
 {
     const char *dir = acme_store_path(p, st, ACME_STORE_STAGING, dom->name, NULL);
     const apr_array_header_t *specs = dom->policy.key_specs;
-    acme_activate_files_t *files = apr_pcalloc(p, sizeof(*files) * (apr_size_t)specs->nelts);
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    const char *digest;
-    apr_status_t rv = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 ? APR_SUCCESS
-                      : acme_result_fail(res, APR_ENOMEM, ACME_CLASS_RETRY_SOON,
-                                         "SHA-256 is not available");
+    acme_activate_files_t *files = NULL;
+    const char *digest = NULL;
+    apr_status_t rv = acme_activate_read_set(p, dir, dom, &files, &digest, res);
     int j, verified;
 
-    for (j = 0; rv == APR_SUCCESS && j < specs->nelts; ++j) {
-        rv = acme_activate_read_spec(p, dir, &APR_ARRAY_IDX(specs, j, acme_keyspec_t),
-                                     &files[j], res);
-        if (rv != APR_SUCCESS) {
-            rv = acme_activate_refuse(p, dom, &APR_ARRAY_IDX(specs, j, acme_keyspec_t), res);
-            break;
-        }
-        acme_activate_digest_add(md, files[j].chain, files[j].chain_len);
-        acme_activate_digest_add(md, files[j].sealed, files[j].sealed_len);
-    }
-    digest = rv == APR_SUCCESS ? acme_activate_digest_end(p, md) : NULL;
-    EVP_MD_CTX_free(md);
     verified = digest && checked && !strcmp(digest, checked);
     if (rv == APR_SUCCESS) {
         rv = acme_store_remove_tree(p, tmp_dir, res);
@@ -468,14 +471,18 @@ static const char *acme_activate_fallback_stamp(apr_pool_t *p,
            : NULL;
 }
 
-/* 1 when an earlier pass checked this very file with this very key, and it is still good. */
-static int acme_activate_fallback_known(apr_pool_t *p, const acme_activate_fallback_t *fallback,
-                                        const char *path, const char *members)
+/*
+ * When an earlier pass checked this very file with this very key and it is still good: the
+ * certificate's notAfter, else 0.
+ */
+static apr_time_t acme_activate_fallback_known(apr_pool_t *p,
+                                               const acme_activate_fallback_t *fallback,
+                                               const char *path, const char *members)
 {
     const char *stamp = fallback->known ? apr_hash_get((apr_hash_t *)fallback->known, path,
                                                        APR_HASH_KEY_STRING) : NULL;
     const char *bar = stamp ? strrchr(stamp, '|') : NULL;
-    const char *now = NULL;
+    const char *now;
     apr_time_t not_after;
 
     if (!bar) {
@@ -483,8 +490,8 @@ static int acme_activate_fallback_known(apr_pool_t *p, const acme_activate_fallb
     }
     not_after = apr_time_from_sec(apr_atoi64(bar + 1));
     now = acme_activate_fallback_stamp(p, fallback, path, members, not_after);
-    return now && !strcmp(now, stamp)
-           && not_after > apr_time_now() + apr_time_from_sec(86400);
+    return now && !strcmp(now, stamp) && not_after > apr_time_now() + apr_time_from_sec(86400)
+           ? not_after : 0;
 }
 
 static void acme_activate_fallback_note(apr_pool_t *p, const acme_activate_fallback_t *fallback,
@@ -563,13 +570,8 @@ static apr_status_t acme_activate_group_make(apr_pool_t *p, const acme_activate_
     const char *pem = NULL;
     apr_status_t rv;
 
-    if (acme_activate_fallback_known(p, fb, path, members)) {
-        const char *stamp = apr_hash_get((apr_hash_t *)fb->known, path, APR_HASH_KEY_STRING);
-        acme_activate_fallback_note(p, fb, path, members,
-                                    apr_time_from_sec(apr_atoi64(strrchr(stamp, '|') + 1)));
-        return APR_SUCCESS;
-    }
-    if (acme_activate_group_good(p, fb, path, idents, &not_after)) {
+    if ((not_after = acme_activate_fallback_known(p, fb, path, members)) != 0
+        || acme_activate_group_good(p, fb, path, idents, &not_after)) {
         acme_activate_fallback_note(p, fb, path, members, not_after);
         return APR_SUCCESS;
     }
@@ -644,18 +646,15 @@ static apr_status_t acme_activate_fallback_cert(apr_pool_t *p, const acme_store_
     const char *pem = NULL;
     apr_status_t rv;
 
-    *cert_path = apr_pstrcat(p, dir, "/", dom->name, ".pem", NULL);
-    if (fallback->ready && apr_hash_get(fallback->ready, acme_activate_group_path(p, st, fallback,
-                                                                                 dom),
-                                        APR_HASH_KEY_STRING)) {
-        *cert_path = acme_activate_group_path(p, st, fallback, dom);
+    apr_time_t known;
+
+    *cert_path = acme_activate_group_path(p, st, fallback, dom);
+    if (fallback->ready && apr_hash_get(fallback->ready, *cert_path, APR_HASH_KEY_STRING)) {
         return APR_SUCCESS;
     }
-    if (acme_activate_fallback_known(p, fallback, *cert_path, NULL)) {
-        const char *stamp = apr_hash_get((apr_hash_t *)fallback->known, *cert_path,
-                                         APR_HASH_KEY_STRING);
-        acme_activate_fallback_note(p, fallback, *cert_path, NULL,
-                                    apr_time_from_sec(apr_atoi64(strrchr(stamp, '|') + 1)));
+    *cert_path = apr_pstrcat(p, dir, "/", dom->name, ".pem", NULL);
+    if ((known = acme_activate_fallback_known(p, fallback, *cert_path, NULL)) != 0) {
+        acme_activate_fallback_note(p, fallback, *cert_path, NULL, known);
         return APR_SUCCESS;
     }
     if (acme_activate_chain_read(p, *cert_path, &chain, &info, res) == APR_SUCCESS

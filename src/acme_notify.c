@@ -27,8 +27,9 @@ json_t *acme_notify_document(const acme_notify_event_t *ev)
     json_t *names = json_array(), *certs = json_array();
     int i;
 
-    for (i = 0; ev->names && i < ev->names->nelts; ++i) {
-        json_array_append_new(names, json_string(APR_ARRAY_IDX(ev->names, i, const char *)));
+    for (i = 0; ev->idents && i < ev->idents->nelts; ++i) {
+        json_array_append_new(names, json_string(APR_ARRAY_IDX(ev->idents, i,
+                                                               acme_ident_t).value));
     }
     for (i = 0; ev->certs && i < ev->certs->nelts; ++i) {
         const acme_notify_cert_t *c = &APR_ARRAY_IDX(ev->certs, i, acme_notify_cert_t);

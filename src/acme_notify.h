@@ -6,6 +6,7 @@
 #include <apr_time.h>
 #include <jansson.h>
 
+#include "acme_ident.h"
 #include "acme_result.h"
 
 /*
@@ -38,7 +39,7 @@ typedef struct {
 typedef struct {
     const char *event;
     const char *domain;
-    const apr_array_header_t *names;    /* const char * */
+    const apr_array_header_t *idents;   /* acme_ident_t: the domain's names, in order */
     const apr_array_header_t *certs;    /* acme_notify_cert_t, may be NULL or empty */
     const char *error;                  /* may be NULL */
     apr_time_t now;

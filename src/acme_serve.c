@@ -12,8 +12,6 @@
 #include <http_ssl.h>
 #include <unixd.h>
 #include <apr_strings.h>
-#include <apr_thread_proc.h>
-#include <apr_allocator.h>
 
 #include "acme_activate.h"
 #include "acme_challenge.h"

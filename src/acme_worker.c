@@ -181,15 +181,13 @@ static void acme_worker_notify(acme_worker_t *w, apr_pool_t *p, const acme_domai
                                acme_job_t *job, const char *event,
                                const apr_array_header_t *certs, const char *error)
 {
-    apr_array_header_t *names = apr_array_make(p, 4, sizeof(const char *));
     apr_time_t now = apr_time_now();
     acme_notify_event_t ev = {
-        .event = event, .domain = dom->name, .names = names, .certs = certs, .error = error,
-        .now = now,
+        .event = event, .domain = dom->name, .idents = dom->idents, .certs = certs,
+        .error = error, .now = now,
     };
     acme_result_t res;
     json_t *doc;
-    int i;
     apr_time_t *last_same = !strcmp(event, "errored") ? &job->notified_errored_at
                             : !strcmp(event, "expiring") ? &job->notified_expiring_at : NULL;
 
@@ -199,9 +197,6 @@ static void acme_worker_notify(acme_worker_t *w, apr_pool_t *p, const acme_domai
     if (!w->cfg->notify_argv || w->cfg->notify_argv->nelts == 0
         || !acme_notify_due(event, last_same ? *last_same : 0, now)) {
         return;
-    }
-    for (i = 0; i < dom->idents->nelts; ++i) {
-        APR_ARRAY_PUSH(names, const char *) = APR_ARRAY_IDX(dom->idents, i, acme_ident_t).value;
     }
     doc = acme_notify_document(&ev);
     acme_result_reset(&res);

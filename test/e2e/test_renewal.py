@@ -5,9 +5,7 @@ adds the renewalInfo resource Pebble 2.4.0 lacks. The arithmetic is unit-tested 
 test/unit/test_plan.c and test/unit/test_renewal.c."""
 import base64
 import json
-import os
 import time
-from pathlib import Path
 
 import pytest
 
@@ -50,9 +48,7 @@ def test_configtest_checks_the_new_directives(httpd_alone, workdir):
 def test_failover_to_the_second_ca_when_the_first_is_unreachable(httpd, pebble, workdir):
     names = ["failover.test"]
     dead = f"https://127.0.0.1:{harness.free_port()}/dir"
-    conf = site_config(httpd, pebble, [names]).replace(
-        f"ACMECertificateAuthority {pebble.directory_url}",
-        f"ACMECertificateAuthority {dead} {pebble.directory_url}")
+    conf = _via(site_config(httpd, pebble, [names]), pebble, dead, pebble.directory_url)
     httpd.write_config(conf)
     rc, out = httpd.configtest()
     assert rc == 0, out

@@ -164,17 +164,19 @@ static void test_notify_rate_limit(void **state)
 static void test_notify_document(void **state)
 {
     apr_pool_t *p = *state;
-    apr_array_header_t *names = apr_array_make(p, 2, sizeof(const char *));
+    apr_array_header_t *names = apr_array_make(p, 2, sizeof(acme_ident_t));
     apr_array_header_t *certs = apr_array_make(p, 2, sizeof(acme_notify_cert_t));
     acme_notify_event_t ev = {
-        .event = "errored", .domain = "example.org", .names = names, .certs = NULL,
+        .event = "errored", .domain = "example.org", .idents = names, .certs = NULL,
         .error = "CA down", .now = NB,
     };
     json_t *doc;
     char *text;
 
-    APR_ARRAY_PUSH(names, const char *) = "example.org";
-    APR_ARRAY_PUSH(names, const char *) = "www.example.org";
+    APR_ARRAY_PUSH(names, acme_ident_t) = (acme_ident_t){ .type = ACME_IDENT_DNS,
+                                                          .value = "example.org" };
+    APR_ARRAY_PUSH(names, acme_ident_t) = (acme_ident_t){ .type = ACME_IDENT_DNS,
+                                                          .value = "www.example.org" };
     /* No certificate yet: serial and not_after are null, not missing. */
     doc = acme_notify_document(&ev);
     text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
@@ -189,7 +191,7 @@ static void test_notify_document(void **state)
         .key_type = "secp256r1", .serial = "1A2B", .not_after = NB + DAY(1) };
     APR_ARRAY_PUSH(certs, acme_notify_cert_t) = (acme_notify_cert_t){
         .key_type = "rsa2048", .serial = "3C4D", .not_after = NB + DAY(2) };
-    ev = (acme_notify_event_t){ .event = "renewed", .domain = "example.org", .names = names,
+    ev = (acme_notify_event_t){ .event = "renewed", .domain = "example.org", .idents = names,
                                 .certs = certs, .now = NB };
     doc = acme_notify_document(&ev);
     text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
