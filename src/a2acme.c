@@ -56,7 +56,7 @@
 #define A2_PROG "a2acme"
 /* Written by the parent at each start: the configured domain set (acme_domain_set_to_json). */
 #define A2_DOMAIN_SET_FILE "domains.json"
-/* jobs/<name>.force: the server renews <name> at its next look (within a minute). */
+/* requests/<name>.force: the server renews <name> at its next look (within a minute). */
 #define A2_FORCE_SUFFIX ".force"
 #define A2_ACCOUNT_KEY "account.key"
 /* The new key between generating it and the CA accepting it: recovers a rollover cut short. */
@@ -643,7 +643,8 @@ static apr_status_t a2_active_load(a2_t *a, const acme_domain_t *dom, acme_activ
 
 static const char *a2_force_path(a2_t *a, const char *name)
 {
-    return acme_store_path(a->p, a->store, ACME_STORE_JOBS,
+    /* requests/ is root's: the httpd User cannot forge a request. */
+    return acme_store_path(a->p, a->store, ACME_STORE_REQUESTS,
                            apr_pstrcat(a->p, name, A2_FORCE_SUFFIX, NULL), NULL);
 }
 

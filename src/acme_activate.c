@@ -1,16 +1,21 @@
+#include <stdlib.h>
 #include <string.h>
 
 #include <apr_file_info.h>
+#include <apr_lib.h>
 #include <apr_strings.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 
 #include "acme_perms.h"
+#include "acme_safefs.h"
 #include "acme_activate.h"
 #include "acme_seal.h"
 #include "acme_worker.h"
 
+/* How far ahead a notBefore may be and still mean "activate later" rather than "bad". */
+#define ACME_ACTIVATE_FUTURE_MAX apr_time_from_sec(24 * 3600)
 #define ACME_FALLBACK_VALIDITY apr_time_from_sec(30 * 24 * 3600)
 
 static const char *acme_activate_file(apr_pool_t *p, const char *dir, const char *prefix,
@@ -53,14 +58,23 @@ int acme_activate_staged(apr_pool_t *p, const acme_store_t *st, const acme_domai
                            APR_FINFO_TYPE, p) == APR_SUCCESS;
 }
 
+static int acme_activate_cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static apr_status_t acme_activate_refuse(apr_pool_t *p, const acme_domain_t *dom,
                                          const acme_keyspec_t *spec, acme_result_t *res)
 {
     /* Keep the check's own words, prefixed with which file it was about. */
-    res->message = apr_psprintf(p, "staged %s certificate of %s refused: %s",
+    res->message = apr_psprintf(p, "staged %s certificate of %s %s: %s",
                                 acme_crypto_keyspec_name(spec), dom->name,
-                                res->message ? res->message : "invalid");
-    res->err_class = ACME_CLASS_PERMANENT;
+                                res->err_class == ACME_CLASS_PERMANENT ? "refused"
+                                : res->err_class == ACME_CLASS_RETRY_SOON ? "not activated yet"
+                                : "not trusted", res->message ? res->message : "invalid");
+    if (res->err_class == ACME_CLASS_NONE) {
+        res->err_class = ACME_CLASS_PERMANENT;
+    }
     return res->status == APR_SUCCESS ? (res->status = APR_EINVAL) : res->status;
 }
 
@@ -143,18 +157,46 @@ typedef struct {
     apr_size_t sealed_len;
 } acme_activate_files_t;
 
-static apr_status_t acme_activate_read_spec(apr_pool_t *p, const char *dir,
-                                            const acme_keyspec_t *spec,
+static const char *acme_activate_name(apr_pool_t *p, const char *prefix,
+                                      const acme_keyspec_t *spec, const char *suffix)
+{
+    return apr_pstrcat(p, prefix, ".", acme_crypto_keyspec_name(spec), suffix, NULL);
+}
+
+/* By descriptor, regular files of the worker's user only: staging/ is the User's. */
+static apr_status_t acme_activate_read_spec(apr_pool_t *p, const acme_safefs_dir_t *dir,
+                                            uid_t owner, const acme_keyspec_t *spec,
                                             acme_activate_files_t *f, acme_result_t *res)
 {
-    apr_status_t rv = acme_store_read_file(p, acme_activate_file(p, dir, "pubcert", spec, ".pem"),
-                                           &f->chain, &f->chain_len, 0, res);
+    apr_status_t rv = acme_safefs_read(p, dir, acme_activate_name(p, "pubcert", spec, ".pem"),
+                                       owner, ACME_STORE_READ_MAX, &f->chain, &f->chain_len, res);
 
     if (rv == APR_SUCCESS) {
-        rv = acme_store_read_file(p, acme_activate_file(p, dir, "privkey", spec, ".sealed"),
-                                  &f->sealed, &f->sealed_len, 0, res);
+        rv = acme_safefs_read(p, dir, acme_activate_name(p, "privkey", spec, ".sealed"), owner,
+                              ACME_STORE_READ_MAX, &f->sealed, &f->sealed_len, res);
     }
     return rv;
+}
+
+/*
+ * Valid now. A notBefore ahead of this clock (a CA whose clock runs ahead, or ours behind) is
+ * no verdict: the set is activated at a later look, once it is valid.
+ */
+static apr_status_t acme_activate_check_time(apr_pool_t *p, const acme_cert_t *leaf,
+                                             acme_result_t *res)
+{
+    acme_cert_info_t info;
+    apr_status_t rv = acme_crypto_cert_info(p, leaf, &info, res);
+    apr_time_t now = apr_time_now();
+
+    if (rv == APR_SUCCESS && info.not_before > now
+        && info.not_before <= now + ACME_ACTIVATE_FUTURE_MAX) {
+        return acme_result_fail(res, APR_EAGAIN, ACME_CLASS_RETRY_SOON,
+                                apr_psprintf(p, "the certificate becomes valid in %" APR_TIME_T_FMT
+                                             " s (clocks differ); it is activated then",
+                                             apr_time_sec(info.not_before - now) + 1));
+    }
+    return rv == APR_SUCCESS ? acme_crypto_cert_check_time(p, leaf, now, res) : rv;
 }
 
 /* Checks one spec's files as mod_ssl would need them; on success the plain key PEM. */
@@ -172,6 +214,8 @@ static apr_status_t acme_activate_check_spec(apr_pool_t *p, const acme_activate_
     if (rv == APR_SUCCESS) {
         rv = acme_seal_decrypt(p, seal->key, seal->cert, f->sealed, f->sealed_len, key_pem,
                                key_len, res);
+        /* The proof says the worker made it: a key that does not open never will. */
+        res->err_class = rv == APR_SUCCESS ? res->err_class : ACME_CLASS_PERMANENT;
     }
     if (rv == APR_SUCCESS) {
         rv = acme_crypto_key_from_pem(p, *key_pem, *key_len, &key, res);
@@ -184,8 +228,8 @@ static apr_status_t acme_activate_check_spec(apr_pool_t *p, const acme_activate_
         || (rv = acme_crypto_cert_covers(p, leaf, (const acme_ident_t *)dom->idents->elts,
                                          dom->idents->nelts, res)) != APR_SUCCESS
         || (rv = acme_activate_exact_names(p, leaf, dom, res)) != APR_SUCCESS
-        || (rv = acme_crypto_chain_check(p, chain, res)) != APR_SUCCESS
-        || (rv = acme_crypto_cert_check_time(p, leaf, apr_time_now(), res)) != APR_SUCCESS
+        || (rv = acme_crypto_chain_check_issued(p, chain, res)) != APR_SUCCESS
+        || (rv = acme_activate_check_time(p, leaf, res)) != APR_SUCCESS
         || (rv = acme_activate_load_like_mod_ssl(p, f->chain, *key_pem, *key_len, res))
            != APR_SUCCESS) {
         return acme_activate_refuse(p, dom, spec, res);
@@ -220,11 +264,40 @@ static const char *acme_activate_digest_end(apr_pool_t *p, EVP_MD_CTX *md)
     return hex;
 }
 
-/* Reads every spec's staged files (files[j] for spec j) and the digest over all of them. */
-static apr_status_t acme_activate_read_set(apr_pool_t *p, const char *dir,
-                                           const acme_domain_t *dom,
-                                           acme_activate_files_t **files, const char **digest,
-                                           acme_result_t *res)
+/* What the proof binds a set to besides its files: the domain and its identifiers. */
+static const char *acme_activate_proof_context(apr_pool_t *p, const acme_domain_t *dom)
+{
+    const char *text = apr_pstrcat(p, "mod_acme staged set 1\n", dom->name, "\n", NULL);
+    int i;
+
+    for (i = 0; i < dom->idents->nelts; ++i) {
+        const acme_ident_t *id = &APR_ARRAY_IDX(dom->idents, i, acme_ident_t);
+        text = apr_pstrcat(p, text, id->type == ACME_IDENT_IP ? "ip:" : "dns:", id->value, "\n",
+                           NULL);
+    }
+    return text;
+}
+
+static const char *acme_activate_proof_of(apr_pool_t *p, const unsigned char *key,
+                                          const acme_domain_t *dom,
+                                          const acme_activate_files_t *files)
+{
+    int n = dom->policy.key_specs->nelts, j;
+    acme_seal_part_t *parts = apr_pcalloc(p, sizeof(*parts) * (apr_size_t)(2 * n));
+
+    for (j = 0; j < n; ++j) {
+        parts[2 * j] = (acme_seal_part_t){ .data = files[j].chain, .len = files[j].chain_len };
+        parts[2 * j + 1] = (acme_seal_part_t){ .data = files[j].sealed,
+                                               .len = files[j].sealed_len };
+    }
+    return acme_seal_proof(p, key, acme_activate_proof_context(p, dom), parts, 2 * n);
+}
+
+/* Every spec's files (files[j] for spec j) and the digest over all of them. */
+static apr_status_t acme_activate_read_files(apr_pool_t *p, const acme_safefs_dir_t *dir,
+                                             uid_t owner, const acme_domain_t *dom,
+                                             acme_activate_files_t **files, const char **digest,
+                                             acme_result_t *res)
 {
     const apr_array_header_t *specs = dom->policy.key_specs;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -236,7 +309,8 @@ static apr_status_t acme_activate_read_set(apr_pool_t *p, const char *dir,
     *files = apr_pcalloc(p, sizeof(**files) * (apr_size_t)specs->nelts);
     for (j = 0; rv == APR_SUCCESS && j < specs->nelts; ++j) {
         const acme_keyspec_t *spec = &APR_ARRAY_IDX(specs, j, acme_keyspec_t);
-        if ((rv = acme_activate_read_spec(p, dir, spec, &(*files)[j], res)) != APR_SUCCESS) {
+        if ((rv = acme_activate_read_spec(p, dir, owner, spec, &(*files)[j], res))
+            != APR_SUCCESS) {
             rv = acme_activate_refuse(p, dom, spec, res);
             break;
         }
@@ -248,16 +322,108 @@ static apr_status_t acme_activate_read_set(apr_pool_t *p, const char *dir,
     return rv;
 }
 
+/* The proof staged.json carries; class ADMIN (not trusted) when there is none. */
+static apr_status_t acme_activate_read_proof(apr_pool_t *p, const acme_safefs_dir_t *dir,
+                                             uid_t owner, const char **proof, acme_result_t *res)
+{
+    char *text = NULL;
+    apr_size_t len = 0;
+    json_t *json;
+    apr_status_t rv = acme_safefs_read(p, dir, ACME_WORKER_STAGED_FILE, owner, 64 * 1024, &text,
+                                       &len, res);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    json = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+    *proof = json_is_string(json_object_get(json, "proof"))
+             ? apr_pstrdup(p, json_string_value(json_object_get(json, "proof"))) : NULL;
+    json_decref(json);
+    return *proof ? APR_SUCCESS
+           : acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN,
+                              apr_pstrcat(p, dir->path, "/" ACME_WORKER_STAGED_FILE " carries no "
+                                          "proof of origin", NULL));
+}
+
+/*
+ * Opens staging/<name>/ by descriptor and reads the set, which must carry the worker's proof:
+ * anything else (planted, damaged, not made by the worker) fails with class ADMIN and is left
+ * alone; system errors keep class RETRY_SOON.
+ */
+static apr_status_t acme_activate_read_set(apr_pool_t *p, const acme_store_t *st,
+                                           const acme_activate_seal_t *seal,
+                                           const acme_domain_t *dom,
+                                           acme_activate_files_t **files, const char **digest,
+                                           acme_result_t *res)
+{
+    acme_safefs_dir_t *staging = NULL, *dir = NULL;
+    const char *proof = NULL, *expected;
+    apr_status_t rv = acme_safefs_dir_open(p, acme_store_path(p, st, ACME_STORE_STAGING, NULL,
+                                                              NULL), &staging, res);
+
+    if (rv == APR_SUCCESS) {
+        rv = acme_safefs_dir_sub(p, staging, dom->name, seal->owner, &dir, res);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = acme_activate_read_proof(p, dir, seal->owner, &proof, res);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = acme_activate_read_files(p, dir, seal->owner, dom, files, digest, res);
+    }
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    expected = seal->proof_key ? acme_activate_proof_of(p, seal->proof_key, dom, *files) : NULL;
+    if (!acme_seal_proof_equal(expected, proof)) {
+        return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN,
+                                apr_psprintf(p, "staged set of %s: its proof of origin does not "
+                                             "match; it was not made by the renewal worker (or "
+                                             "for other names) and is ignored", dom->name));
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t acme_activate_proof_make(apr_pool_t *p, const unsigned char *key,
+                                      const acme_domain_t *dom, const char *dir,
+                                      const char **proof, acme_result_t *res)
+{
+    acme_safefs_dir_t *d = NULL;
+    acme_activate_files_t *files = NULL;
+    const char *digest = NULL;
+    apr_status_t rv = acme_safefs_dir_open(p, dir, &d, res);
+
+    if (rv == APR_SUCCESS) {
+        rv = acme_activate_read_files(p, d, ACME_SAFEFS_ANY_OWNER, dom, &files, &digest, res);
+    }
+    if (rv == APR_SUCCESS && !(*proof = acme_activate_proof_of(p, key, dom, files))) {
+        rv = acme_result_fail(res, APR_EGENERAL, ACME_CLASS_RETRY_SOON,
+                              "HMAC-SHA256 is not available");
+    }
+    return rv;
+}
+
+apr_status_t acme_activate_seal_open(apr_pool_t *p, const char *store_dir, uid_t owner,
+                                     acme_activate_seal_t *seal, acme_result_t *res)
+{
+    apr_status_t rv;
+
+    *seal = (acme_activate_seal_t){ .owner = owner };
+    rv = acme_seal_key_load(p, store_dir, &seal->key, &seal->cert, res);
+    if (rv == APR_SUCCESS) {
+        rv = acme_seal_proof_key_load(p, store_dir, &seal->proof_key, res);
+    }
+    return rv;
+}
+
 apr_status_t acme_activate_check_digest(apr_pool_t *p, const acme_store_t *st,
                                         const acme_activate_seal_t *seal,
                                         const acme_domain_t *dom, const char **digest,
                                         acme_result_t *res)
 {
-    const char *dir = acme_store_path(p, st, ACME_STORE_STAGING, dom->name, NULL);
     const apr_array_header_t *specs = dom->policy.key_specs;
     acme_activate_files_t *files = NULL;
     const char *read_digest = NULL;
-    apr_status_t rv = acme_activate_read_set(p, dir, dom, &files, &read_digest, res);
+    apr_status_t rv = acme_activate_read_set(p, st, seal, dom, &files, &read_digest, res);
     int j;
 
     for (j = 0; rv == APR_SUCCESS && j < specs->nelts; ++j) {
@@ -293,11 +459,10 @@ static apr_status_t acme_activate_write_set(apr_pool_t *p, const acme_store_t *s
                                             const acme_domain_t *dom, const char *tmp_dir,
                                             const char *checked, acme_result_t *res)
 {
-    const char *dir = acme_store_path(p, st, ACME_STORE_STAGING, dom->name, NULL);
     const apr_array_header_t *specs = dom->policy.key_specs;
     acme_activate_files_t *files = NULL;
     const char *digest = NULL;
-    apr_status_t rv = acme_activate_read_set(p, dir, dom, &files, &digest, res);
+    apr_status_t rv = acme_activate_read_set(p, st, seal, dom, &files, &digest, res);
     int j, verified;
 
     verified = digest && checked && !strcmp(digest, checked);
@@ -344,12 +509,24 @@ apr_status_t acme_activate_install(apr_pool_t *p, const acme_store_t *st,
     return acme_activate_install_checked(p, st, seal, dom, NULL, res);
 }
 
+/* Removes staging/<name>/ by descriptors: it is the User's, whatever it holds now. */
+static void acme_activate_unstage(apr_pool_t *p, const acme_store_t *st, const acme_domain_t *dom)
+{
+    acme_safefs_dir_t *staging = NULL;
+    acme_result_t ignored;
+
+    acme_result_reset(&ignored);
+    if (acme_safefs_dir_open(p, acme_store_path(p, st, ACME_STORE_STAGING, NULL, NULL), &staging,
+                             &ignored) == APR_SUCCESS) {
+        acme_safefs_remove(p, staging, dom->name, &ignored);
+    }
+}
+
 apr_status_t acme_activate_install_checked(apr_pool_t *p, const acme_store_t *st,
                                            const acme_activate_seal_t *seal,
                                            const acme_domain_t *dom, const char *checked,
                                            acme_result_t *res)
 {
-    const char *staged = acme_store_path(p, st, ACME_STORE_STAGING, dom->name, NULL);
     const char *tmp_dir = acme_store_path(p, st, ACME_STORE_TMP, dom->name, NULL);
     const char *active = acme_store_path(p, st, ACME_STORE_DOMAINS, dom->name, NULL);
     const char *archive = acme_store_path(p, st, ACME_STORE_ARCHIVE, NULL, NULL);
@@ -365,11 +542,77 @@ apr_status_t acme_activate_install_checked(apr_pool_t *p, const acme_store_t *st
         /* No plain key may stay behind in tmp/ when the swap did not happen. */
         acme_store_remove_tree(p, tmp_dir, &ignored);
     }
-    if (rv == APR_SUCCESS || res->err_class == ACME_CLASS_PERMANENT) {
-        /* Installed, or never installable: either way the staged set is done with. */
-        acme_store_remove_tree(p, staged, &ignored);
+    if (rv == APR_SUCCESS) {
+        acme_activate_unstage(p, st, dom);
+    }
+    else if (res->err_class == ACME_CLASS_PERMANENT) {
+        /* Proven bad: kept for the admin where the User cannot reach it, never deleted. */
+        acme_activate_reject(p, st, dom, &ignored);
     }
     return rv;
+}
+
+static int acme_activate_is_rejected_of(const char *entry, const acme_domain_t *dom)
+{
+    apr_size_t n = strlen(dom->name);
+
+    return !strncmp(entry, dom->name, n) && entry[n] == '.' && apr_isdigit(entry[n + 1]);
+}
+
+/* The rejected sets of dom, oldest first (stamps sort as text). */
+static apr_array_header_t *acme_activate_rejected_list(apr_pool_t *p, const acme_store_t *st,
+                                                       const acme_domain_t *dom)
+{
+    const char *dir = acme_store_path(p, st, ACME_STORE_REJECTED, NULL, NULL);
+    apr_array_header_t *mine = apr_array_make(p, 4, sizeof(const char *));
+    apr_dir_t *d = NULL;
+    apr_finfo_t fi;
+
+    if (dir && apr_dir_open(&d, dir, p) == APR_SUCCESS) {
+        while (apr_dir_read(&fi, APR_FINFO_NAME, d) == APR_SUCCESS) {
+            if (acme_activate_is_rejected_of(fi.name, dom)) {
+                APR_ARRAY_PUSH(mine, const char *) = apr_pstrdup(p, fi.name);
+            }
+        }
+        apr_dir_close(d);
+    }
+    qsort(mine->elts, (size_t)mine->nelts, sizeof(const char *), acme_activate_cmp_names);
+    return mine;
+}
+
+int acme_activate_rejected_count(apr_pool_t *p, const acme_store_t *st, const acme_domain_t *dom)
+{
+    return acme_activate_rejected_list(p, st, dom)->nelts;
+}
+
+apr_status_t acme_activate_reject(apr_pool_t *p, const acme_store_t *st,
+                                  const acme_domain_t *dom, acme_result_t *res)
+{
+    acme_safefs_dir_t *staging = NULL, *rejected = NULL;
+    apr_array_header_t *old;
+    apr_status_t rv = acme_safefs_dir_open(p, acme_store_path(p, st, ACME_STORE_STAGING, NULL,
+                                                              NULL), &staging, res);
+    int i;
+
+    if (rv == APR_SUCCESS) {
+        rv = acme_safefs_dir_open(p, acme_store_path(p, st, ACME_STORE_REJECTED, NULL, NULL),
+                                  &rejected, res);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = acme_safefs_move(p, staging, dom->name, rejected,
+                              apr_psprintf(p, "%s.%" APR_TIME_T_FMT, dom->name, apr_time_now()),
+                              res);
+    }
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    acme_safefs_sync(staging);
+    acme_safefs_sync(rejected);
+    old = acme_activate_rejected_list(p, st, dom);
+    for (i = 0; i < old->nelts - ACME_ACTIVATE_REJECTED_KEEP; ++i) {
+        acme_safefs_remove(p, rejected, APR_ARRAY_IDX(old, i, const char *), res);
+    }
+    return APR_SUCCESS;
 }
 
 static apr_status_t acme_activate_load_spec(apr_pool_t *p, const char *dir,

@@ -4,6 +4,7 @@
 #include <apr_hash.h>
 #include <apr_pools.h>
 #include <apr_tables.h>
+#include <sys/types.h>
 
 #include "acme_crypto.h"
 #include "acme_domain.h"
@@ -37,11 +38,39 @@ typedef struct {
     const char *last_activation_error; /* why a staged set was refused, or NULL */
 } acme_active_t;
 
-/* The opened seal key, held only while activating. */
+/* The opened seal key and proof key, held only while activating. */
 typedef struct {
     acme_key_t *key;
     acme_cert_t *cert;
+    const unsigned char *proof_key;     /* seal/proof.key: staged sets must carry its MAC */
+    uid_t owner;                        /* staged files must belong to it (the worker's user) */
 } acme_activate_seal_t;
+
+/* Loads both keys for activation; staged files must be owned by `owner`. */
+apr_status_t acme_activate_seal_open(apr_pool_t *p, const char *store_dir, uid_t owner,
+                                     acme_activate_seal_t *seal, acme_result_t *res);
+
+/*
+ * The proof of origin the worker puts into staged.json ("proof") for the set it wrote into dir:
+ * an HMAC with the proof key over the domain, its identifiers and every spec's files.
+ */
+apr_status_t acme_activate_proof_make(apr_pool_t *p, const unsigned char *key,
+                                      const acme_domain_t *dom, const char *dir,
+                                      const char **proof, acme_result_t *res);
+
+/* Rejected sets kept per domain in rejected/ (older ones are removed). */
+#define ACME_ACTIVATE_REJECTED_KEEP 3
+
+/*
+ * Moves staging/<name>/ into the root-only rejected/<name>.<time>/ (renameat, nothing followed):
+ * a set proven bad is kept for the admin, never deleted by root while the User can reach it.
+ */
+apr_status_t acme_activate_reject(apr_pool_t *p, const acme_store_t *st,
+                                  const acme_domain_t *dom, acme_result_t *res);
+
+/* How many refused sets of the domain rejected/ holds. */
+int acme_activate_rejected_count(apr_pool_t *p, const acme_store_t *st,
+                                 const acme_domain_t *dom);
 
 /*
  * Reads a PEM chain file: the chain (leaf first) and, when info is not NULL, the leaf's details.
@@ -53,9 +82,14 @@ apr_status_t acme_activate_chain_read(apr_pool_t *p, const char *path, apr_array
 int acme_activate_staged(apr_pool_t *p, const acme_store_t *st, const acme_domain_t *dom);
 
 /*
- * Checks a staged set as mod_ssl would need it: for every configured key spec a
- * chain that parses, is in order, covers exactly the names, is valid now, and a
- * sealed key that opens and matches the leaf.
+ * Checks a staged set as mod_ssl would need it: first the worker's proof of origin, then for
+ * every configured key spec a chain issued by a CA (not self-signed, every signature verified,
+ * in order), naming exactly the domain's names, valid now, and a sealed key that opens and
+ * matches the leaf. The class of a failure says what to do with the set:
+ *   ACME_CLASS_PERMANENT   proven bad (made by the worker): acme_activate_reject it;
+ *   ACME_CLASS_RETRY_SOON  not yet (I/O error, notBefore ahead of this clock): look again later;
+ *   ACME_CLASS_ADMIN       not trusted or not readable as a set (no or wrong proof, a symlink,
+ *                          FIFO or file of another owner): leave it alone, the worker cleans up.
  */
 apr_status_t acme_activate_check(apr_pool_t *p, const acme_store_t *st,
                                  const acme_activate_seal_t *seal, const acme_domain_t *dom,
@@ -73,8 +107,8 @@ apr_status_t acme_activate_check_digest(apr_pool_t *p, const acme_store_t *st,
 /*
  * Check, then install: writes the keys (0600) and chains into tmp/<name>/,
  * swaps that directory with domains/<name>/ (the old set goes to archive/), and
- * removes the staged set. A set that fails the check is removed too, with the
- * reason in res.
+ * removes the staged set. A set proven bad (class PERMANENT) is moved to rejected/; any other
+ * failure leaves it where it is. The reason is in res.
  */
 apr_status_t acme_activate_install(apr_pool_t *p, const acme_store_t *st,
                                    const acme_activate_seal_t *seal, const acme_domain_t *dom,

@@ -973,6 +973,30 @@ apr_status_t acme_crypto_chain_check(apr_pool_t *p, const apr_array_header_t *ch
     return APR_SUCCESS;
 }
 
+apr_status_t acme_crypto_chain_check_issued(apr_pool_t *p, const apr_array_header_t *chain,
+                                            acme_result_t *res)
+{
+    X509 *leaf;
+    apr_status_t rv = acme_crypto_chain_check(p, chain, res);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    leaf = APR_ARRAY_IDX(chain, 0, acme_cert_t *)->x509;
+    if (X509_check_issued(leaf, leaf) == X509_V_OK) {
+        ERR_clear_error();
+        return input_fail(res, "the certificate is self-signed, not issued by a CA");
+    }
+    ERR_clear_error();
+    if (X509_check_ca(leaf) != 0) {
+        return input_fail(res, "the certificate is itself a CA certificate");
+    }
+    if (chain->nelts < 2) {
+        return input_fail(res, "the chain has no issuer certificate (a CA sends at least one)");
+    }
+    return APR_SUCCESS;
+}
+
 apr_status_t acme_crypto_cert_check_time(apr_pool_t *p, const acme_cert_t *cert,
                                          apr_time_t now, acme_result_t *res)
 {

@@ -160,6 +160,13 @@ apr_status_t acme_crypto_cert_covers(apr_pool_t *p, const acme_cert_t *cert,
 apr_status_t acme_crypto_chain_check(apr_pool_t *p, const apr_array_header_t *chain,
                                      acme_result_t *res);
 
+/*
+ * acme_crypto_chain_check, and the chain is what a CA hands out: the leaf is neither
+ * self-signed nor a CA certificate, and at least one issuer certificate follows it.
+ */
+apr_status_t acme_crypto_chain_check_issued(apr_pool_t *p, const apr_array_header_t *chain,
+                                            acme_result_t *res);
+
 /* notBefore <= now <= notAfter. */
 apr_status_t acme_crypto_cert_check_time(apr_pool_t *p, const acme_cert_t *cert,
                                          apr_time_t now, acme_result_t *res);

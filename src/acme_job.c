@@ -263,45 +263,91 @@ apr_status_t acme_job_next_run_save(apr_pool_t *p, const acme_store_t *st, apr_t
     return acme_store_write_file(p, path, text, strlen(text), ACME_PERMS_0644, res);
 }
 
-apr_time_t acme_job_next_run_load(apr_pool_t *p, const acme_store_t *st)
+/* The positive number a small file holds, 0 when it is missing or holds none. */
+static apr_int64_t acme_job_number_read(apr_pool_t *p, const char *path)
 {
-    const char *path = acme_store_path(p, st, ACME_STORE_JOBS, ACME_JOB_NEXT_RUN_FILE, NULL);
     acme_result_t res;
     char *text = NULL, *end = NULL;
     apr_size_t len = 0;
-    apr_int64_t sec;
+    apr_int64_t n;
 
     acme_result_reset(&res);
-    if (acme_store_read_file(p, path, &text, &len, 64, &res) != APR_SUCCESS) {
+    if (!path || acme_store_read_file(p, path, &text, &len, 64, &res) != APR_SUCCESS) {
         return 0;
     }
-    sec = apr_strtoi64(text, &end, 10);
-    return (sec > 0 && end != text) ? apr_time_from_sec(sec) : 0;
+    n = apr_strtoi64(text, &end, 10);
+    return (n > 0 && end != text) ? n : 0;
+}
+
+apr_time_t acme_job_next_run_load(apr_pool_t *p, const acme_store_t *st)
+{
+    return apr_time_from_sec(acme_job_number_read(p, acme_store_path(p, st, ACME_STORE_JOBS,
+                                                                     ACME_JOB_NEXT_RUN_FILE,
+                                                                     NULL)));
+}
+
+/* requests/<name>.force: the time root wrote it, 0 when there is none (or it is no file). */
+static apr_time_t acme_job_force_mtime(apr_pool_t *p, const acme_store_t *st, const char *name)
+{
+    const char *path = acme_store_path(p, st, ACME_STORE_REQUESTS,
+                                       apr_pstrcat(p, name, ACME_JOB_FORCE_SUFFIX, NULL), NULL);
+    apr_finfo_t fi;
+
+    return path && apr_stat(&fi, path, APR_FINFO_TYPE | APR_FINFO_MTIME | APR_FINFO_LINK, p)
+                   == APR_SUCCESS && fi.filetype == APR_REG ? fi.mtime : 0;
 }
 
 int acme_job_force_take(apr_pool_t *p, const acme_store_t *st, const char *name)
 {
-    const char *path = acme_store_path(p, st, ACME_STORE_JOBS,
-                                       apr_pstrcat(p, name, ACME_JOB_FORCE_SUFFIX, NULL), NULL);
+    const char *done = acme_store_path(p, st, ACME_STORE_JOBS,
+                                       apr_pstrcat(p, name, ".force-done", NULL), NULL);
+    apr_time_t asked = acme_job_force_mtime(p, st, name);
+    const char *text;
+    acme_result_t res;
 
-    return path && apr_file_remove(path, p) == APR_SUCCESS;
-}
-
-int acme_job_force_pending(apr_pool_t *p, const acme_store_t *st)
-{
-    const char *dir = acme_store_path(p, st, ACME_STORE_JOBS, NULL, NULL);
-    apr_size_t suffix = strlen(ACME_JOB_FORCE_SUFFIX);
-    apr_dir_t *d = NULL;
-    apr_finfo_t fi;
-    int found = 0;
-
-    if (!dir || apr_dir_open(&d, dir, p) != APR_SUCCESS) {
+    if (!asked || !done || acme_job_number_read(p, done) >= asked) {
         return 0;
     }
-    while (!found && apr_dir_read(&fi, APR_FINFO_NAME, d) == APR_SUCCESS) {
+    /* Each request is acted on once; the parent removes it when the new set is installed. */
+    text = apr_psprintf(p, "%" APR_TIME_T_FMT "\n", asked);
+    acme_result_reset(&res);
+    acme_store_write_file(p, done, text, strlen(text), ACME_PERMS_0644, &res);
+    return 1;
+}
+
+int acme_job_force_requested(apr_pool_t *p, const acme_store_t *st, const char *name)
+{
+    return acme_job_force_mtime(p, st, name) != 0;
+}
+
+void acme_job_force_clear(apr_pool_t *p, const acme_store_t *st, const char *name)
+{
+    const char *path = acme_store_path(p, st, ACME_STORE_REQUESTS,
+                                       apr_pstrcat(p, name, ACME_JOB_FORCE_SUFFIX, NULL), NULL);
+
+    if (path) {
+        apr_file_remove(path, p);
+    }
+}
+
+const char *acme_job_force_stamp(apr_pool_t *p, const acme_store_t *st)
+{
+    const char *dir = acme_store_path(p, st, ACME_STORE_REQUESTS, NULL, NULL);
+    apr_size_t suffix = strlen(ACME_JOB_FORCE_SUFFIX);
+    const char *stamp = NULL;
+    apr_dir_t *d = NULL;
+    apr_finfo_t fi;
+
+    if (!dir || apr_dir_open(&d, dir, p) != APR_SUCCESS) {
+        return NULL;
+    }
+    while (apr_dir_read(&fi, APR_FINFO_NAME | APR_FINFO_MTIME, d) == APR_SUCCESS) {
         apr_size_t len = strlen(fi.name);
-        found = len > suffix && !strcmp(fi.name + len - suffix, ACME_JOB_FORCE_SUFFIX);
+        if (len > suffix && !strcmp(fi.name + len - suffix, ACME_JOB_FORCE_SUFFIX)) {
+            stamp = apr_psprintf(p, "%s%s@%" APR_TIME_T_FMT ";", stamp ? stamp : "", fi.name,
+                                 fi.mtime);
+        }
     }
     apr_dir_close(d);
-    return found;
+    return stamp;
 }

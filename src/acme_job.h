@@ -67,17 +67,25 @@ void acme_job_failed(acme_job_t *job, apr_pool_t *p, const acme_result_t *err, a
 json_t *acme_job_to_json(const acme_job_t *job);
 
 /*
- * jobs/<name>.force: an admin (a2acme renew) asks for a renewal now. The
- * parent notices it within a monitor tick and starts the worker, which takes
- * (removes) it and renews the domain whatever its schedule says.
+ * requests/<name>.force: an admin (a2acme renew, as root) asks for a renewal now. Only root can
+ * write requests/, so the User cannot forge one. The parent notices a new request within a
+ * monitor tick and starts the worker, which renews the domain whatever its schedule says (once
+ * per request: jobs/<name>.force-done records it); the parent activates the result without
+ * waiting for the restart budget and then removes the request.
  */
 #define ACME_JOB_FORCE_SUFFIX ".force"
 
-/* 1 when a marker was there (it is removed). */
+/* Worker: 1 when a request was made since the last one it acted on (and records it). */
 int acme_job_force_take(apr_pool_t *p, const acme_store_t *st, const char *name);
 
-/* 1 when any domain has a marker. */
-int acme_job_force_pending(apr_pool_t *p, const acme_store_t *st);
+/* Parent: 1 while a request for the domain is there. */
+int acme_job_force_requested(apr_pool_t *p, const acme_store_t *st, const char *name);
+
+/* Parent: the request is served. */
+void acme_job_force_clear(apr_pool_t *p, const acme_store_t *st, const char *name);
+
+/* Parent: names and times of every request, NULL when none: a change means a new request. */
+const char *acme_job_force_stamp(apr_pool_t *p, const acme_store_t *st);
 
 /* The store file the parent reads to know when the worker is due again. */
 #define ACME_JOB_NEXT_RUN_FILE "next-run"

@@ -5,6 +5,9 @@
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 /* pem.h first: cms.h declares its PEM functions only when the PEM macros exist. */
 #include <openssl/pem.h>
 #include <openssl/cms.h>
@@ -49,6 +52,9 @@ apr_status_t acme_seal_keypair_ensure(apr_pool_t *p, const char *store_dir,
     char *text = NULL;
     apr_status_t rv;
 
+    if ((rv = acme_seal_proof_key_ensure(p, store_dir, res)) != APR_SUCCESS) {
+        return rv;
+    }
     if (apr_stat(&finfo, key_path, APR_FINFO_TYPE, p) == APR_SUCCESS
         && acme_store_read_file(p, cert_path, &text, &len, 0, res) == APR_SUCCESS) {
         *cert_pem = text;
@@ -182,4 +188,103 @@ apr_status_t acme_seal_public_from_pem(apr_pool_t *p, const char *pem, apr_size_
                                 "sealing: unreadable public key of a pending order");
     }
     return acme_crypto_key_wrap(p, pkey, key, res);
+}
+
+/* ------------------------------------------------------------------ proof of origin */
+
+static apr_status_t acme_seal_wipe_key(void *data)
+{
+    OPENSSL_cleanse(data, ACME_SEAL_PROOF_KEY_LEN);
+    return APR_SUCCESS;
+}
+
+apr_status_t acme_seal_proof_key_ensure(apr_pool_t *p, const char *store_dir,
+                                        acme_result_t *res)
+{
+    const char *path = acme_seal_path(p, store_dir, "proof.key");
+    unsigned char key[ACME_SEAL_PROOF_KEY_LEN];
+    const unsigned char *loaded = NULL;
+    apr_pool_t *sp;
+    apr_status_t rv;
+
+    apr_pool_create(&sp, p);
+    rv = acme_seal_proof_key_load(sp, store_dir, &loaded, res);
+    apr_pool_destroy(sp);
+    if (rv == APR_SUCCESS || !APR_STATUS_IS_ENOENT(rv)) {
+        return rv;      /* present, or there but broken: never replaced behind the admin's back */
+    }
+    acme_result_reset(res);
+    if (RAND_bytes(key, sizeof(key)) != 1) {
+        return acme_seal_fail(res, p, "no random bytes for the proof key");
+    }
+    rv = acme_store_write_file(p, path, key, sizeof(key), ACME_PERMS_0600, res);
+    OPENSSL_cleanse(key, sizeof(key));
+    return rv;
+}
+
+apr_status_t acme_seal_proof_key_load(apr_pool_t *p, const char *store_dir,
+                                      const unsigned char **key, acme_result_t *res)
+{
+    const char *path = acme_seal_path(p, store_dir, "proof.key");
+    char *data = NULL;
+    apr_size_t len = 0;
+    apr_status_t rv = acme_store_read_file(p, path, &data, &len, 4096, res);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (len != ACME_SEAL_PROOF_KEY_LEN) {
+        return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN,
+                                apr_pstrcat(p, path, " is damaged (wrong length); remove it and "
+                                            "restart httpd: staged certificates are then "
+                                            "ordered again", NULL));
+    }
+    apr_pool_cleanup_register(p, data, acme_seal_wipe_key, apr_pool_cleanup_null);
+    *key = (const unsigned char *)data;
+    return APR_SUCCESS;
+}
+
+static void acme_seal_put_len(unsigned char *out, apr_size_t len)
+{
+    for (int i = 0; i < 8; ++i) {
+        out[i] = (unsigned char)((apr_uint64_t)len >> (8 * (7 - i)));
+    }
+}
+
+const char *acme_seal_proof(apr_pool_t *p, const unsigned char *key, const char *context,
+                            const acme_seal_part_t *parts, int n_parts)
+{
+    apr_size_t total = 8 + strlen(context), at = 0;
+    unsigned char mac[EVP_MAX_MD_SIZE], *buf;
+    unsigned int mac_len = 0, i;
+    char *hex;
+    int j;
+
+    for (j = 0; j < n_parts; ++j) {
+        total += 8 + parts[j].len;
+    }
+    buf = apr_palloc(p, total);
+    acme_seal_put_len(buf, strlen(context));
+    memcpy(buf + 8, context, strlen(context));
+    at = 8 + strlen(context);
+    for (j = 0; j < n_parts; ++j) {
+        acme_seal_put_len(buf + at, parts[j].len);
+        memcpy(buf + at + 8, parts[j].data, parts[j].len);
+        at += 8 + parts[j].len;
+    }
+    if (!HMAC(EVP_sha256(), key, ACME_SEAL_PROOF_KEY_LEN, buf, total, mac, &mac_len)) {
+        ERR_clear_error();
+        return NULL;
+    }
+    hex = apr_palloc(p, 2 * mac_len + 1);
+    for (i = 0; i < mac_len; ++i) {
+        apr_snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+    }
+    return hex;
+}
+
+int acme_seal_proof_equal(const char *a, const char *b)
+{
+    return a && b && strlen(a) == strlen(b) && strlen(a) > 0
+           && CRYPTO_memcmp(a, b, strlen(a)) == 0;
 }

@@ -40,4 +40,33 @@ apr_status_t acme_seal_public_pem(apr_pool_t *p, const acme_key_t *key, const ch
 apr_status_t acme_seal_public_from_pem(apr_pool_t *p, const char *pem, apr_size_t len,
                                        acme_key_t **key, acme_result_t *res);
 
+/*
+ * Proof of origin for staged sets. The httpd User can write staging/ and every child holds the
+ * public seal certificate, so a sealed key proves nothing about who staged it. The worker reads
+ * seal/proof.key (0600 root, in the 0700 root seal/) while it is still root, is non-dumpable as
+ * the User (no ptrace, no /proc/PID/mem), and MACs each set it stages; the parent checks the MAC
+ * before it looks at anything else in the set. Another process of the User cannot make one.
+ */
+#define ACME_SEAL_PROOF_KEY_LEN 32
+
+typedef struct {
+    const char *data;
+    apr_size_t len;
+} acme_seal_part_t;
+
+/* Creates seal/proof.key when missing (parent, at start-up, as root). */
+apr_status_t acme_seal_proof_key_ensure(apr_pool_t *p, const char *store_dir,
+                                        acme_result_t *res);
+
+/* Loads the proof key (ACME_SEAL_PROOF_KEY_LEN bytes); wiped when p is cleared. */
+apr_status_t acme_seal_proof_key_load(apr_pool_t *p, const char *store_dir,
+                                      const unsigned char **key, acme_result_t *res);
+
+/* Hex HMAC-SHA256 over context and every part, each length-prefixed; NULL on failure. */
+const char *acme_seal_proof(apr_pool_t *p, const unsigned char *key, const char *context,
+                            const acme_seal_part_t *parts, int n_parts);
+
+/* 1 when both proofs are present and equal (compared in constant time). */
+int acme_seal_proof_equal(const char *a, const char *b);
+
 #endif

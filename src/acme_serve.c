@@ -23,6 +23,7 @@
 #include "acme_selfcheck.h"
 #include "acme_serve.h"
 #include "acme_status.h"
+#include "acme_supervise.h"
 #include "acme_version.h"
 
 APLOG_USE_MODULE(acme);
@@ -65,7 +66,8 @@ static void acme_serve_activate(apr_pool_t *ptemp, server_rec *s, acme_conf_t *c
             continue;
         }
         acme_result_reset(&res);
-        if (!seal.key && acme_seal_key_load(ptemp, conf->store_dir, &seal.key, &seal.cert, &res)
+        if (!seal.key && acme_activate_seal_open(ptemp, conf->store_dir,
+                                                 acme_supervise_worker_uid(), &seal, &res)
                          != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "mod_acme: staged certificates cannot be "
                          "activated: %s", acme_result_describe(&res, ptemp));
@@ -74,6 +76,7 @@ static void acme_serve_activate(apr_pool_t *ptemp, server_rec *s, acme_conf_t *c
         if (acme_activate_install(ptemp, conf->store, &seal, dom, &res) == APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, "mod_acme: %s: new certificate "
                          "activated", dom->name);
+            acme_job_force_clear(ptemp, conf->store, dom->name);
             apr_hash_set(activated, dom->name, APR_HASH_KEY_STRING, dom);
             continue;
         }
@@ -267,14 +270,24 @@ int acme_serve_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, acme
         return OK;
     }
     acme_result_reset(&res);
-    if (acme_store_open(pconf, conf->store_dir, &st, &res) != APR_SUCCESS
-        || acme_store_recover(ptemp, st, &res) != APR_SUCCESS
-        || acme_seal_keypair_ensure(pconf, conf->store_dir, &conf->seal_cert_pem, &res)
-           != APR_SUCCESS) {
+    if (acme_store_open(pconf, conf->store_dir, &st, &res) != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "mod_acme: the store %s is unusable: %s; "
                      "no certificate can be obtained until this is fixed", conf->store_dir,
                      acme_result_describe(&res, ptemp));
         return OK;
+    }
+    /* Nothing found in the store may keep httpd from starting with what it has. */
+    if (acme_store_recover(ptemp, st, &res) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "mod_acme: recovering an interrupted "
+                     "replacement in %s: %s; the certificates found are served, fix or remove "
+                     "the marker named", conf->store_dir, acme_result_describe(&res, ptemp));
+    }
+    acme_result_reset(&res);
+    if (acme_seal_keypair_ensure(pconf, conf->store_dir, &conf->seal_cert_pem, &res)
+        != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "mod_acme: the store's seal keys in %s: %s; "
+                     "certificates are served but no new one can be obtained until this is "
+                     "fixed", conf->store_dir, acme_result_describe(&res, ptemp));
     }
     conf->store = st;
     acme_serve_grant_worker(ptemp, s, st);

@@ -1,8 +1,12 @@
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <apr_file_io.h>
+#include <apr_portable.h>
 #include <apr_general.h>
 #include <apr_lib.h>
 #include <apr_strings.h>
@@ -10,6 +14,7 @@
 #include <apr_time.h>
 
 #include "acme_store.h"
+#include "acme_safefs.h"
 
 #define PERMS_0700 (APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_UEXECUTE)
 #define PERMS_0755 (PERMS_0700 | APR_FPROT_GREAD | APR_FPROT_GEXECUTE \
@@ -44,11 +49,16 @@ static const store_group_t store_groups[] = {
     { ACME_STORE_JOBS,       PERMS_0700 },
     { ACME_STORE_CHALLENGES, PERMS_0755 },
     { ACME_STORE_TMP,        PERMS_0700 },
+    { ACME_STORE_REJECTED,   PERMS_0700 },
+    { ACME_STORE_REQUESTS,   PERMS_0755 },
 };
 
-/* Groups whose entries acme_store_replace_dir may swap; acme_store_recover scans these. */
+/*
+ * Root-owned groups whose entries acme_store_replace_dir swaps; acme_store_recover scans these.
+ * staging/ belongs to the httpd User: the worker recovers it itself (acme_store_recover_group).
+ */
 static const char *const replace_groups[] = {
-    ACME_STORE_ACCOUNTS, ACME_STORE_DOMAINS, ACME_STORE_STAGING,
+    ACME_STORE_ACCOUNTS, ACME_STORE_DOMAINS,
 };
 
 /* ------------------------------------------------------------------ errors */
@@ -140,6 +150,15 @@ static int path_exists(apr_pool_t *p, const char *path)
     apr_finfo_t fi;
 
     return apr_stat(&fi, path, APR_FINFO_TYPE | APR_FINFO_LINK, p) == APR_SUCCESS;
+}
+
+/* A directory itself, not a symlink to one. */
+static int is_real_dir(apr_pool_t *p, const char *path)
+{
+    apr_finfo_t fi;
+
+    return apr_stat(&fi, path, APR_FINFO_TYPE | APR_FINFO_LINK, p) == APR_SUCCESS
+           && fi.filetype == APR_DIR;
 }
 
 static int is_dir(apr_pool_t *p, const char *path)
@@ -285,12 +304,31 @@ const char *acme_store_path(apr_pool_t *p, const acme_store_t *st, const char *g
                        file ? "/" : "", file ? file : "", NULL);
 }
 
+/*
+ * Like mkdir -p with 0700, and each directory made is flushed into its parent: a file written
+ * and synced into a new directory must not vanish with the directory after a crash.
+ */
 apr_status_t acme_store_mkdirs(apr_pool_t *p, const char *dir, acme_result_t *res)
 {
-    apr_status_t rv = apr_dir_make_recursive(dir, PERMS_0700, p);
+    const char *clean = strip_slashes(p, dir);
+    apr_status_t rv;
 
+    if (is_dir(p, clean)) {
+        return succeed(res);
+    }
+    if (strcmp(parent_of(p, clean), clean) && (rv = acme_store_mkdirs(p, parent_of(p, clean), res))
+                                              != APR_SUCCESS) {
+        return rv;
+    }
+    rv = apr_dir_make(clean, PERMS_0700, p);
+    if (APR_STATUS_IS_EEXIST(rv)) {
+        return succeed(res);    /* made meanwhile, or no directory: what uses it says which */
+    }
     if (rv != APR_SUCCESS) {
-        return os_fail(p, res, rv, "creating directory", dir);
+        return os_fail(p, res, rv, "creating directory", clean);
+    }
+    if (rv == APR_SUCCESS && (rv = sync_dir(p, parent_of(p, clean))) != APR_SUCCESS) {
+        return os_fail(p, res, rv, "syncing the directory of", clean);
     }
     return succeed(res);
 }
@@ -313,6 +351,31 @@ static const char *temp_name(apr_pool_t *p, const char *dir, const char *base)
     return apr_pstrcat(p, dir, "/.", base, ".tmp-", hex, NULL);
 }
 
+static mode_t unix_mode(apr_fileperms_t perms)
+{
+    static const struct { apr_fileperms_t apr; mode_t unix_bit; } bits[] = {
+        { APR_FPROT_UREAD, S_IRUSR }, { APR_FPROT_UWRITE, S_IWUSR }, { APR_FPROT_UEXECUTE, S_IXUSR },
+        { APR_FPROT_GREAD, S_IRGRP }, { APR_FPROT_GWRITE, S_IWGRP }, { APR_FPROT_GEXECUTE, S_IXGRP },
+        { APR_FPROT_WREAD, S_IROTH }, { APR_FPROT_WWRITE, S_IWOTH }, { APR_FPROT_WEXECUTE, S_IXOTH },
+    };
+    mode_t mode = 0;
+
+    for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++) {
+        mode |= (perms & bits[i].apr) ? bits[i].unix_bit : 0;
+    }
+    return mode;
+}
+
+static apr_status_t fchmod_file(apr_file_t *f, apr_fileperms_t perms)
+{
+    apr_os_file_t fd;
+
+    if (apr_os_file_get(&fd, f) != APR_SUCCESS) {
+        return APR_EBADF;
+    }
+    return fchmod(fd, unix_mode(perms)) == 0 ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
+}
+
 /* Creates a new temp file next to path with exactly `perms` before anything is written. */
 static apr_status_t open_temp(apr_pool_t *p, const char *path, apr_fileperms_t perms,
                               apr_file_t **f, const char **tmp, acme_result_t *res)
@@ -328,7 +391,8 @@ static apr_status_t open_temp(apr_pool_t *p, const char *path, apr_fileperms_t p
     if (rv != APR_SUCCESS) {
         return os_fail(p, res, rv, "creating a temporary file for", path);
     }
-    if (perms != APR_FPROT_OS_DEFAULT && (rv = apr_file_perms_set(*tmp, perms)) != APR_SUCCESS) {
+    /* By descriptor: the name sits in a directory another user may write. */
+    if (perms != APR_FPROT_OS_DEFAULT && (rv = fchmod_file(*f, perms)) != APR_SUCCESS) {
         apr_file_close(*f);
         apr_file_remove(*tmp, p);
         return os_fail(p, res, rv, "setting the mode of the temporary file for", path);
@@ -398,30 +462,40 @@ apr_status_t acme_store_write_file_volatile(apr_pool_t *p, const char *path, con
 
 /* ------------------------------------------------------------------ reading */
 
+/*
+ * Opens path for reading without following a symlink in its last component and without
+ * blocking on a FIFO (files in jobs/ and staging/ belong to another user), then checks that it
+ * is a regular file of at most max_len bytes.
+ */
 static apr_status_t read_open(apr_pool_t *p, const char *path, apr_size_t max_len,
                               apr_file_t **f, apr_size_t *size, acme_result_t *res)
 {
-    apr_finfo_t fi;
-    apr_status_t rv = apr_file_open(f, path, APR_FOPEN_READ | APR_FOPEN_BINARY,
-                                    APR_FPROT_OS_DEFAULT, p);
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
 
-    if (rv != APR_SUCCESS) {
-        return os_fail(p, res, rv, "opening", path);
+    if (fd < 0) {
+        return errno == ELOOP
+               ? result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN,
+                             apr_pstrcat(p, path, " is a symlink: not followed", NULL))
+               : os_fail(p, res, APR_FROM_OS_ERROR(errno), "opening", path);
     }
-    if ((rv = apr_file_info_get(&fi, APR_FINFO_SIZE | APR_FINFO_TYPE, *f)) != APR_SUCCESS) {
-        apr_file_close(*f);
+    if (fstat(fd, &st) != 0) {
+        apr_status_t rv = APR_FROM_OS_ERROR(errno);
+        close(fd);
         return os_fail(p, res, rv, "examining", path);
     }
-    if (fi.filetype != APR_REG || fi.size < 0 || (apr_size_t)fi.size > max_len) {
-        apr_file_close(*f);
+    if (!S_ISREG(st.st_mode) || st.st_size < 0 || (apr_uint64_t)st.st_size > max_len) {
+        close(fd);
         return result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN,
-                                fi.filetype != APR_REG
-                                ? apr_pstrcat(p, path, " is not a regular file", NULL)
-                                : apr_psprintf(p, "%s is %" APR_OFF_T_FMT " bytes long, more than "
-                                               "the %" APR_SIZE_T_FMT " expected", path, fi.size,
-                                               max_len));
+                           !S_ISREG(st.st_mode)
+                           ? apr_pstrcat(p, path, " is not a regular file", NULL)
+                           : apr_psprintf(p, "%s is %" APR_OFF_T_FMT " bytes long, more than "
+                                          "the %" APR_SIZE_T_FMT " expected", path,
+                                          (apr_off_t)st.st_size, max_len));
     }
-    *size = (apr_size_t)fi.size;
+    *f = NULL;
+    apr_os_file_put(f, &fd, APR_FOPEN_READ | APR_FOPEN_BINARY, p);
+    *size = (apr_size_t)st.st_size;
     return APR_SUCCESS;
 }
 
@@ -498,42 +572,23 @@ apr_status_t acme_store_read_json(apr_pool_t *p, const char *path, json_t **json
 
 /* ------------------------------------------------------------------ trees */
 
-static apr_status_t remove_tree(apr_pool_t *p, const char *path);
-
-static apr_status_t remove_children(apr_pool_t *p, const char *dir)
-{
-    apr_pool_t *sp;
-    apr_array_header_t *names;
-    apr_status_t rv;
-
-    apr_pool_create(&sp, p);
-    rv = list_dir(sp, dir, &names);
-    for (int i = 0; rv == APR_SUCCESS && i < names->nelts; i++) {
-        rv = remove_tree(sp, apr_pstrcat(sp, dir, "/", APR_ARRAY_IDX(names, i, const char *),
-                                         NULL));
-    }
-    apr_pool_destroy(sp);
-    return rv;
-}
-
+/* By descriptors from the parent directory on: nothing below it is followed (acme_safefs.h). */
 static apr_status_t remove_tree(apr_pool_t *p, const char *path)
 {
-    apr_finfo_t fi;
-    apr_status_t rv = apr_stat(&fi, path, APR_FINFO_TYPE | APR_FINFO_LINK, p);
+    const char *clean = strip_slashes(p, path);
+    acme_safefs_dir_t *parent = NULL;
+    acme_result_t res;
+    apr_pool_t *sp;
+    apr_status_t rv;
 
-    if (APR_STATUS_IS_ENOENT(rv)) {
-        return APR_SUCCESS;
+    acme_result_reset(&res);
+    apr_pool_create(&sp, p);
+    rv = acme_safefs_dir_open(sp, parent_of(sp, clean), &parent, &res);
+    if (rv == APR_SUCCESS) {
+        rv = acme_safefs_remove(sp, parent, base_of(clean), &res);
     }
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    if (fi.filetype != APR_DIR) {
-        return apr_file_remove(path, p);
-    }
-    if ((rv = remove_children(p, path)) != APR_SUCCESS) {
-        return rv;
-    }
-    return apr_dir_remove(path, p);
+    apr_pool_destroy(sp);
+    return APR_STATUS_IS_ENOENT(rv) ? APR_SUCCESS : rv;
 }
 
 apr_status_t acme_store_remove_tree(apr_pool_t *p, const char *path, acme_result_t *res)
@@ -728,6 +783,21 @@ static int is_marker(const char *entry)
     return entry[0] == '.' && len > slen + 1 && strcmp(entry + len - slen, MARKER_SUFFIX) == 0;
 }
 
+/*
+ * Where a marker may say the old set went: parent/.<base>.old, or archive/<base>.<stamp> of
+ * this store. Anything else (a path through a symlink, outside the store) is never acted on.
+ */
+static int marker_target_ok(apr_pool_t *p, const acme_store_t *st, const char *parent,
+                            const char *base, const char *old)
+{
+    const char *archive = acme_store_path(p, st, ACME_STORE_ARCHIVE, NULL, NULL);
+
+    if (!strcmp(old, dropped_path(p, parent, base))) {
+        return 1;
+    }
+    return archive && !strcmp(parent_of(p, old), archive) && is_archive_entry(base_of(old), base);
+}
+
 /* Acts on one marker parent/.<base>.replacing as acme_store_recover describes. */
 static apr_status_t recover_one(apr_pool_t *p, const acme_store_t *st, const char *parent,
                                 const char *entry, acme_result_t *res)
@@ -735,16 +805,15 @@ static apr_status_t recover_one(apr_pool_t *p, const acme_store_t *st, const cha
     const char *base = apr_pstrndup(p, entry + 1, strlen(entry) - 1 - strlen(MARKER_SUFFIX));
     const char *marker = apr_pstrcat(p, parent, "/", entry, NULL);
     const char *dst = apr_pstrcat(p, parent, "/", base, NULL);
-    const char *inside = apr_pstrcat(p, st->base, "/", NULL);
     char *old = NULL;
-    apr_status_t rv = acme_store_read_file(p, marker, &old, NULL, 0, res);
+    apr_status_t rv = acme_store_read_file(p, marker, &old, NULL, 4096, res);
 
     if (rv != APR_SUCCESS) {
         return rv;
     }
     old[strcspn(old, "\n")] = '\0';
-    if (strncmp(old, inside, strlen(inside)) == 0 && !strstr(old, "/../")) {
-        if (!path_exists(p, dst) && is_dir(p, old)) {
+    if (valid_component(base) && marker_target_ok(p, st, parent, base, old)) {
+        if (!path_exists(p, dst) && is_real_dir(p, old)) {
             rv = apr_file_rename(old, dst, p);
         }
         else if (path_exists(p, dst) && strcmp(old, dropped_path(p, parent, base)) == 0) {
@@ -761,25 +830,49 @@ static apr_status_t recover_one(apr_pool_t *p, const acme_store_t *st, const cha
     return APR_SUCCESS;
 }
 
-apr_status_t acme_store_recover(apr_pool_t *p, const acme_store_t *st, acme_result_t *res)
+apr_status_t acme_store_recover_group(apr_pool_t *p, const acme_store_t *st, const char *group,
+                                      acme_result_t *res)
 {
-    for (size_t g = 0; g < sizeof(replace_groups) / sizeof(replace_groups[0]); g++) {
-        const char *dir = acme_store_path(p, st, replace_groups[g], NULL, NULL);
-        apr_array_header_t *names;
-        apr_status_t rv = list_dir(p, dir, &names);
+    const char *dir = acme_store_path(p, st, group, NULL, NULL);
+    apr_status_t first = APR_SUCCESS, rv;
+    apr_array_header_t *names;
+    acme_result_t one;
 
-        if (rv != APR_SUCCESS) {
-            return os_fail(p, res, rv, "listing", dir);
-        }
-        for (int i = 0; i < names->nelts; i++) {
-            const char *entry = APR_ARRAY_IDX(names, i, const char *);
+    if (!dir || (rv = list_dir(p, dir, &names)) != APR_SUCCESS) {
+        return os_fail(p, res, dir ? rv : APR_EINVAL, "listing", dir ? dir : group);
+    }
+    /* One bad marker must not keep the others from being finished. */
+    for (int i = 0; i < names->nelts; i++) {
+        const char *entry = APR_ARRAY_IDX(names, i, const char *);
 
-            if (is_marker(entry) && (rv = recover_one(p, st, dir, entry, res)) != APR_SUCCESS) {
-                return rv;
+        acme_result_reset(&one);
+        if (is_marker(entry) && (rv = recover_one(p, st, dir, entry, &one)) != APR_SUCCESS
+            && first == APR_SUCCESS) {
+            first = rv;
+            if (res) {
+                *res = one;
             }
         }
     }
-    return succeed(res);
+    return first == APR_SUCCESS ? succeed(res) : first;
+}
+
+apr_status_t acme_store_recover(apr_pool_t *p, const acme_store_t *st, acme_result_t *res)
+{
+    apr_status_t first = APR_SUCCESS, rv;
+    acme_result_t one;
+
+    for (size_t g = 0; g < sizeof(replace_groups) / sizeof(replace_groups[0]); g++) {
+        acme_result_reset(&one);
+        if ((rv = acme_store_recover_group(p, st, replace_groups[g], &one)) != APR_SUCCESS
+            && first == APR_SUCCESS) {
+            first = rv;
+            if (res) {
+                *res = one;
+            }
+        }
+    }
+    return first == APR_SUCCESS ? succeed(res) : first;
 }
 
 /* ------------------------------------------------------------------ locks */

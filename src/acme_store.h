@@ -25,6 +25,8 @@
  *   |- challenges/          0755  per identifier: http-01 key authorizations and tls-alpn-01
  *   |                             certificates. The ONLY part children may read.
  *   |- tmp/                 0700  scratch space of the parent/worker; may be emptied at start-up.
+ *   |- rejected/            0700  staged sets the parent refused for good, kept for the admin.
+ *   |- requests/            0755  an admin's requests (a2acme renew: <name>.force); root writes.
  *   `- locks/               0700  <name>.lock files for acme_store_lock (created on first use).
  *
  * Files are written atomically (temp file in the same directory, fsync, rename, fsync of the
@@ -41,6 +43,8 @@
 #define ACME_STORE_CHALLENGES "challenges"
 #define ACME_STORE_TMP        "tmp"
 #define ACME_STORE_LOCKS      "locks"
+#define ACME_STORE_REJECTED   "rejected"
+#define ACME_STORE_REQUESTS   "requests"
 
 /* Default limits of the readers (max_len 0). */
 #define ACME_STORE_READ_MAX   (1024 * 1024)
@@ -140,13 +144,19 @@ apr_status_t acme_store_replace_dir(apr_pool_t *p, const char *src_dir, const ch
                                     acme_result_t *res);
 
 /*
- * Start-up recovery of interrupted replacements in accounts/, domains/ and staging/: for each
- * marker, if the target directory is missing its old set is renamed back (step 2 done, step 3
- * not); if the target exists a left-over parent/.<base>.old is removed (crash in step 4); then
- * the marker is removed. A marker pointing outside the store is removed without acting on it.
- * Call before anything reads domains/ (in the parent, before mod_ssl loads certificates).
+ * Start-up recovery of interrupted replacements in the root-owned accounts/ and domains/: for
+ * each marker, if the target directory is missing its old set is renamed back (step 2 done,
+ * step 3 not); if the target exists a left-over parent/.<base>.old is removed (crash in step 4);
+ * then the marker is removed. A marker naming anything but parent/.<base>.old or an archive entry
+ * of <base> in this store is removed without acting on it. Every marker is handled even when one
+ * fails; the first failure is returned. Call before anything reads domains/ (in the parent,
+ * before mod_ssl loads certificates).
  */
 apr_status_t acme_store_recover(apr_pool_t *p, const acme_store_t *st, acme_result_t *res);
+
+/* The same for one group: the worker recovers staging/ as the httpd User, never root. */
+apr_status_t acme_store_recover_group(apr_pool_t *p, const acme_store_t *st, const char *group,
+                                      acme_result_t *res);
 
 /* Removes path and, for a directory, everything below it; symlinks are removed, not followed. */
 apr_status_t acme_store_remove_tree(apr_pool_t *p, const char *path, acme_result_t *res);

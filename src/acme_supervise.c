@@ -63,6 +63,9 @@ typedef struct {
     int budget_logged;
     apr_pool_t *checked_pool;   /* the digests of the sets the last check passed ... */
     apr_hash_t *checked;        /* ... name -> hex digest, for an install without a re-check */
+    apr_pool_t *untrusted_pool; /* staged sets left alone (no proof, planted): name -> why, */
+    apr_hash_t *untrusted;      /* kept to log each once; rebuilt at every check */
+    unsigned int force_seen;    /* hash of the admin requests the worker was started for */
 } acme_supervisor_t;
 
 static acme_supervisor_t *acme_supervisor_get(process_rec *process)
@@ -84,6 +87,11 @@ static acme_supervisor_t *acme_supervisor_get(process_rec *process)
         apr_pool_userdata_set(sup, key, apr_pool_cleanup_null, process->pool);
     }
     return sup;
+}
+
+uid_t acme_supervise_worker_uid(void)
+{
+    return geteuid() == 0 ? ap_unixd_config.user_id : geteuid();
 }
 
 /* ------------------------------------------------------------------ the forked worker */
@@ -238,11 +246,11 @@ static void acme_supervise_refuse(acme_supervisor_t *sup, apr_pool_t *p, const a
     acme_job_t *job = NULL;
 
     ap_log_error(APLOG_MARK, APLOG_ERR, 0, sup->s, "mod_acme: %s: %s; the certificate served "
-                 "now stays, and the domain is ordered again later", dom->name,
-                 acme_result_describe(res, p));
+                 "now stays, the set is kept in %s/" ACME_STORE_REJECTED "/, and the domain is "
+                 "ordered again later", dom->name, acme_result_describe(res, p),
+                 acme_store_base(sup->conf->store));
     acme_result_reset(&ignored);
-    acme_store_remove_tree(p, acme_store_path(p, sup->conf->store, ACME_STORE_STAGING, dom->name,
-                                              NULL), &ignored);
+    acme_activate_reject(p, sup->conf->store, dom, &ignored);
     if (acme_job_load(p, sup->conf->store, dom->name, &job, &ignored) == APR_SUCCESS) {
         acme_job_failed(job, p, res, apr_time_now());
         job->next_run = apr_time_now() + ACME_SUPERVISE_CRASH_DELAY;
@@ -274,29 +282,48 @@ static int acme_supervise_is_urgent(const acme_active_t *active, apr_time_t now,
     return 0;
 }
 
-/* Whether the staged set was forced by an admin (a2acme renew). */
+/* Whether an admin asked for this renewal (a2acme renew): only root can write requests/. */
 static int acme_supervise_forced(apr_pool_t *p, acme_supervisor_t *sup, const acme_domain_t *dom)
 {
-    const char *dir = acme_store_path(p, sup->conf->store, ACME_STORE_STAGING, dom->name, NULL);
-    json_t *json = NULL;
-    acme_result_t res;
-
-    acme_result_reset(&res);
-    return dir && acme_store_read_json(p, apr_pstrcat(p, dir, "/" ACME_WORKER_STAGED_FILE, NULL),
-                                       &json, &res) == APR_SUCCESS
-           && json_is_true(json_object_get(json, "forced"));
+    return acme_job_force_requested(p, sup->conf->store, dom->name);
 }
 
-/* Checks every staged set; bad ones are removed and logged. */
+/*
+ * A staged set that is not trusted (no proof of origin, planted files) or not readable now is
+ * left where it is: logged once per reason, never deleted or moved by root.
+ */
+static void acme_supervise_untrusted(acme_supervisor_t *sup, apr_pool_t *p, apr_pool_t *pool,
+                                     apr_hash_t *now, const acme_domain_t *dom,
+                                     const acme_result_t *res)
+{
+    const char *why = acme_result_describe(res, p);
+    const char *before = sup->untrusted ? apr_hash_get(sup->untrusted, dom->name,
+                                                       APR_HASH_KEY_STRING) : NULL;
+
+    if (!before || strcmp(before, why)) {
+        ap_log_error(APLOG_MARK, res->err_class == ACME_CLASS_RETRY_SOON ? APLOG_INFO
+                     : APLOG_WARNING, 0, sup->s, "mod_acme: %s: %s; the certificate served now "
+                     "stays, the set is left as it is (%s)", dom->name, why,
+                     res->err_class == ACME_CLASS_RETRY_SOON ? "looked at again soon"
+                     : "the renewal worker replaces it");
+    }
+    apr_hash_set(now, apr_pstrdup(pool, dom->name), APR_HASH_KEY_STRING, apr_pstrdup(pool, why));
+}
+
+/* Checks every staged set; bad ones are moved to rejected/ and logged, untrusted ones left. */
 static void acme_supervise_check_staged(acme_supervisor_t *sup, apr_pool_t *p,
                                         acme_supervise_batch_t *batch)
 {
     acme_activate_seal_t seal = { .key = NULL, .cert = NULL };
     apr_time_t now = apr_time_now();
+    apr_pool_t *untrusted_pool = NULL;
+    apr_hash_t *untrusted;
     acme_result_t res;
     int i;
 
     *batch = (acme_supervise_batch_t){ .names = NULL };
+    apr_pool_create(&untrusted_pool, sup->pconf);
+    untrusted = apr_hash_make(untrusted_pool);
     if (!sup->checked_pool) {
         apr_pool_create(&sup->checked_pool, sup->pconf);
     }
@@ -310,16 +337,22 @@ static void acme_supervise_check_staged(acme_supervisor_t *sup, apr_pool_t *p,
             continue;
         }
         acme_result_reset(&res);
-        if (!seal.key && acme_seal_key_load(p, sup->conf->store_dir, &seal.key, &seal.cert, &res)
+        if (!seal.key && acme_activate_seal_open(p, sup->conf->store_dir,
+                                                 acme_supervise_worker_uid(), &seal, &res)
                          != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, sup->s, "mod_acme: cannot open the store's "
-                         "seal key: %s", acme_result_describe(&res, p));
+                         "seal keys: %s", acme_result_describe(&res, p));
             batch->names = NULL;
-            return;
+            break;
         }
         if (acme_activate_check_digest(p, sup->conf->store, &seal, dom, &digest, &res)
             != APR_SUCCESS) {
-            acme_supervise_refuse(sup, p, dom, &res);
+            if (res.err_class == ACME_CLASS_PERMANENT) {
+                acme_supervise_refuse(sup, p, dom, &res);
+            }
+            else {
+                acme_supervise_untrusted(sup, p, untrusted_pool, untrusted, dom, &res);
+            }
             continue;
         }
         apr_hash_set(sup->checked, apr_pstrdup(sup->checked_pool, dom->name),
@@ -337,6 +370,11 @@ static void acme_supervise_check_staged(acme_supervisor_t *sup, apr_pool_t *p,
         batch->names = batch->names ? apr_pstrcat(p, batch->names, ", ", dom->name, NULL)
                                     : dom->name;
     }
+    if (sup->untrusted_pool) {
+        apr_pool_destroy(sup->untrusted_pool);
+    }
+    sup->untrusted_pool = untrusted_pool;
+    sup->untrusted = untrusted;
 }
 
 /* The status handler (a child) reads why activation waits from the store. */
@@ -481,7 +519,8 @@ static void acme_supervise_install(acme_supervisor_t *sup, apr_pool_t *p)
 
     sup->installed[0] = '\0';
     acme_result_reset(&res);
-    if (acme_seal_key_load(p, sup->conf->store_dir, &seal.key, &seal.cert, &res) != APR_SUCCESS) {
+    if (acme_activate_seal_open(p, sup->conf->store_dir, acme_supervise_worker_uid(), &seal, &res)
+        != APR_SUCCESS) {
         return;     /* the restart's own activation reports it */
     }
     for (i = 0; i < sup->conf->domains->nelts; ++i) {
@@ -500,6 +539,7 @@ static void acme_supervise_install(acme_supervisor_t *sup, apr_pool_t *p)
         }
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "mod_acme: %s: new certificate "
                      "activated", dom->name);
+        acme_job_force_clear(p, sup->conf->store, dom->name);
         if (strlen(sup->installed) + strlen(dom->name) + 2 < sizeof(sup->installed)) {
             strcat(strcat(sup->installed, dom->name), " ");
         }
@@ -873,6 +913,20 @@ void acme_supervise_start(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf)
     acme_supervise_fork(sup);
 }
 
+/* An admin request (a2acme renew) the worker was not started for yet. */
+static int acme_supervise_new_request(acme_supervisor_t *sup, apr_pool_t *p)
+{
+    const char *stamp = acme_job_force_stamp(p, sup->conf->store);
+    apr_ssize_t len = APR_HASH_KEY_STRING;
+    unsigned int seen = stamp ? apr_hashfunc_default(stamp, &len) | 1u : 0;
+
+    if (seen == sup->force_seen) {
+        return 0;
+    }
+    sup->force_seen = seen;
+    return seen != 0;
+}
+
 int acme_supervise_monitor(apr_pool_t *p, server_rec *s)
 {
     acme_supervisor_t *sup = acme_supervisor_get(s->process);
@@ -881,7 +935,7 @@ int acme_supervise_monitor(apr_pool_t *p, server_rec *s)
         return DECLINED;
     }
     if (sup->proc.pid == 0 && !sup->restart_signalled
-        && (apr_time_now() >= sup->next_run || acme_job_force_pending(p, sup->conf->store))) {
+        && (apr_time_now() >= sup->next_run || acme_supervise_new_request(sup, p))) {
         acme_supervise_fork(sup);
         return DECLINED;
     }

@@ -8,6 +8,8 @@
  * certificates were staged, checks them and signals its own graceful restart.
  * A worker survives graceful restarts: orders in flight are not aborted.
  */
+#include <sys/types.h>
+
 #include <httpd.h>
 
 #include "acme_config.h"
@@ -17,6 +19,9 @@ void acme_supervise_start(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf);
 
 /* monitor hook (about every 10 s): start a due worker, activate what landed. */
 int acme_supervise_monitor(apr_pool_t *p, server_rec *s);
+
+/* Who staged files must belong to: the httpd User the worker runs as (or us, not as root). */
+uid_t acme_supervise_worker_uid(void);
 
 /* child_init: a server child does not keep the parent's SIGCHLD wake-up handler. */
 void acme_supervise_child(void);

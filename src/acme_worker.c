@@ -85,6 +85,7 @@ typedef struct {
     int failures;
     int running;                        /* order threads still going, under lock */
     int abandoned;                      /* stopped with threads still running */
+    const unsigned char *proof_key;     /* seal/proof.key, read as root: proves our staged sets */
 } acme_worker_t;
 
 /* ------------------------------------------------------------------ small helpers */
@@ -330,7 +331,11 @@ static int acme_worker_staged_present(acme_worker_t *w, const acme_domain_t *dom
 static apr_status_t acme_worker_prepare(acme_worker_t *w, acme_result_t *res)
 {
     int i, j;
-    apr_status_t rv;
+    apr_status_t rv = acme_seal_proof_key_load(w->pool, w->cfg->store_dir, &w->proof_key, res);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
 
     for (i = 0; i < w->cfg->domains->nelts; ++i) {
         const acme_domain_t *dom = APR_ARRAY_IDX(w->cfg->domains, i, const acme_domain_t *);
@@ -382,6 +387,58 @@ static apr_status_t acme_worker_drop_privileges(acme_worker_t *w, acme_result_t 
     /* setuid() makes the process dumpable again on Linux. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     return APR_SUCCESS;
+}
+
+/* 1 when staging/<name>/ carries our proof over exactly the files it holds. */
+static int acme_worker_staged_genuine(acme_worker_t *w, apr_pool_t *p, const acme_domain_t *dom,
+                                      const char *dir)
+{
+    const char *proof = NULL;
+    json_t *json = NULL;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    if (acme_activate_proof_make(p, w->proof_key, dom, dir, &proof, &res) != APR_SUCCESS
+        || acme_store_read_json(p, apr_pstrcat(p, dir, "/" ACME_WORKER_STAGED_FILE, NULL), &json,
+                                &res) != APR_SUCCESS) {
+        return res.err_class == ACME_CLASS_RETRY_SOON;  /* unsure: leave it to the parent */
+    }
+    return acme_seal_proof_equal(proof, json_string_value(json_object_get(json, "proof")));
+}
+
+/*
+ * As the User, never as root: finishes interrupted replacements in staging/ and removes staged
+ * sets that do not carry our proof (planted, damaged, or made for other names), so that the
+ * domain is ordered again instead of waiting on a set the parent will never take.
+ */
+static void acme_worker_staging_tidy(acme_worker_t *w)
+{
+    apr_pool_t *p = NULL;
+    acme_result_t res;
+    int i;
+
+    apr_pool_create(&p, w->pool);
+    acme_result_reset(&res);
+    if (acme_store_recover_group(p, w->store, ACME_STORE_STAGING, &res) != APR_SUCCESS) {
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "staging: %s",
+                                                          acme_result_describe(&res, p)));
+    }
+    for (i = 0; i < w->items->nelts; ++i) {
+        acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
+        const char *dir = acme_store_path(p, w->store, ACME_STORE_STAGING, item->dom->name, NULL);
+        if (!item->staged || !dir || acme_worker_staged_genuine(w, p, item->dom, dir)) {
+            continue;
+        }
+        acme_result_reset(&res);
+        acme_store_remove_tree(p, dir, &res);
+        item->staged = 0;
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "%s: the staged set in %s carries "
+                                                          "no valid proof of this server's "
+                                                          "renewal worker; removed, the domain "
+                                                          "is ordered again", item->dom->name,
+                                                          dir));
+    }
+    apr_pool_destroy(p);
 }
 
 /* ------------------------------------------------------------------ planning */
@@ -1227,14 +1284,21 @@ static apr_status_t acme_worker_stage(acme_worker_run_t *run, acme_result_t *res
     const acme_domain_t *dom = run->item->dom;
     const char *staged_dir = acme_store_path(run->p, run->w->store, ACME_STORE_STAGING, dom->name,
                                              NULL);
-    json_t *json = json_pack("{s:s, s:o, s:I, s:b}", "name", dom->name,
-                             "domain", acme_domain_to_json(dom),
-                             "landed", (json_int_t)apr_time_sec(apr_time_now()),
-                             "forced", run->item->forced);
-    apr_status_t rv = acme_store_write_json(run->p, apr_pstrcat(run->p, run->pending_dir,
-                                                                "/" ACME_WORKER_STAGED_FILE, NULL),
-                                            json, ACME_PERMS_0644, res);
+    const char *proof = NULL;
+    json_t *json;
+    apr_status_t rv = acme_activate_proof_make(run->p, run->w->proof_key, dom, run->pending_dir,
+                                               &proof, res);
 
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    json = json_pack("{s:s, s:o, s:I, s:b, s:s}", "name", dom->name,
+                     "domain", acme_domain_to_json(dom),
+                     "landed", (json_int_t)apr_time_sec(apr_time_now()),
+                     "forced", run->item->forced, "proof", proof);
+    rv = acme_store_write_json(run->p, apr_pstrcat(run->p, run->pending_dir,
+                                                   "/" ACME_WORKER_STAGED_FILE, NULL),
+                               json, ACME_PERMS_0644, res);
     json_decref(json);
     if (rv != APR_SUCCESS) {
         return rv;
@@ -1679,6 +1743,7 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
                                                          acme_result_describe(&res, p)));
         return 2;
     }
+    acme_worker_staging_tidy(&w);
     acme_worker_selfcheck(&w);
     acme_worker_dns01_leftovers(&w);
     interval = acme_plan_check_interval(cfg->check_interval, acme_worker_shortest_lifetime(&w));

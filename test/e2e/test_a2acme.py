@@ -25,8 +25,8 @@ def _built():
 
 
 def server_picks_up_force():
-    """The parent's monitor handles jobs/<name>.force (the server side of `renew`)."""
-    return SUPERVISE_C.exists() and "acme_job_force_pending" in SUPERVISE_C.read_text(errors="replace")
+    """The parent's monitor handles requests/<name>.force (the server side of `renew`)."""
+    return SUPERVISE_C.exists() and "acme_job_force_stamp" in SUPERVISE_C.read_text(errors="replace")
 
 
 def a2acme(*args, timeout=120):
@@ -170,7 +170,7 @@ def test_revoke_is_visible_at_the_ca_with_its_reason(httpd, pebble):
     status = pebble.cert_status(serial)
     assert status["Status"] == "Revoked", status
     assert status["Reason"] == 1, status
-    assert not (store / "jobs" / "revoke.test.force").exists()   # --no-renew
+    assert not (store / "requests" / "revoke.test.force").exists()   # --no-renew
     # Again: the CA answers alreadyRevoked, which is no error.
     again = a2acme("--store", store, "revoke", "revoke.test", "--no-renew")
     assert again.returncode == 0, again.stderr
@@ -213,7 +213,7 @@ def test_renew_writes_the_marker_and_the_server_renews(httpd, pebble):
     before = time.time()
     res = a2acme("--store", store, "renew", "renew.test")
     assert res.returncode == 0, res.stderr
-    marker = store / "jobs" / "renew.test.force"
+    marker = store / "requests" / "renew.test.force"
     if not server_picks_up_force():
         assert marker.exists()
         assert stat.S_IMODE(marker.stat().st_mode) == 0o644

@@ -123,8 +123,8 @@ static int setup(void **state)
     acme_result_reset(&res);
     assert_int_equal(acme_seal_keypair_ensure(fx->pool, acme_store_base(fx->st), &fx->seal_pem,
                                               &res), APR_SUCCESS);
-    assert_int_equal(acme_seal_key_load(fx->pool, acme_store_base(fx->st), &fx->seal.key,
-                                        &fx->seal.cert, &res), APR_SUCCESS);
+    assert_int_equal(acme_activate_seal_open(fx->pool, acme_store_base(fx->st), geteuid(),
+                                             &fx->seal, &res), APR_SUCCESS);
     *state = fx;
     return 0;
 }
@@ -195,10 +195,22 @@ static void stage_spec(fixture_t *fx, const acme_domain_t *dom, const char *spec
                     sealed, 0600);
 }
 
+/* staged.json with the worker's proof over the files staged now, as the worker writes it. */
 static void stage_done(fixture_t *fx, const acme_domain_t *dom)
 {
+    const char *proof = NULL;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    /* A set the worker could not have made (a file missing) gets no proof at all. */
+    if (acme_activate_proof_make(fx->pool, fx->seal.proof_key, dom,
+                                 path_of(fx, ACME_STORE_STAGING, dom->name, NULL), &proof, &res)
+        != APR_SUCCESS) {
+        proof = "";
+    }
     unit_write_file(fx->pool, path_of(fx, ACME_STORE_STAGING, dom->name, ACME_WORKER_STAGED_FILE),
-                    "{\"staged\":1700000000}\n", 0644);
+                    apr_psprintf(fx->pool, "{\"staged\":1700000000,\"proof\":\"%s\"}\n", proof),
+                    0644);
 }
 
 /* A good staged set for dom's names with a fresh EC key; returns the key PEM. */
@@ -288,12 +300,11 @@ static const struct {
     { BAD_KEY_MISMATCH, "key mismatch", "public key" },
     { BAD_NAMES, "names not covered", "extra.example.org" },
     { BAD_EXPIRED, "expired leaf", "expired" },
-    { BAD_NOT_YET, "leaf not valid yet", "not valid before" },
+    { BAD_NOT_YET, "leaf not valid for two more days", "not valid before" },
     { BAD_ORDER, "broken chain order", "is not issued by" },
     { BAD_GARBAGE_SEALED, "garbage sealed key", "cannot be opened" },
     { BAD_SEALED_NOT_A_KEY, "sealed text that is no key", "private key" },
     { BAD_UNSEALED_KEY, "plain key instead of a sealed one", "cannot be opened" },
-    { BAD_NO_CHAIN, "no chain file", "pubcert." SPEC_EC ".pem" },
     { BAD_GARBAGE_CHAIN, "chain that is no PEM", "no certificate" },
     { BAD_SEALED_ELSEWHERE, "key sealed to another store", "cannot be opened" },
 };
@@ -318,7 +329,7 @@ static void stage_bad(fixture_t *fx, acme_domain_t *dom, bad_kind_t kind)
         chain = issue(fx->pool, key, SANS, -90 * DAY, -DAY, ORDER_GOOD);
         break;
     case BAD_NOT_YET:
-        chain = issue(fx->pool, key, SANS, DAY, 90 * DAY, ORDER_GOOD);
+        chain = issue(fx->pool, key, SANS, 2 * DAY, 90 * DAY, ORDER_GOOD);
         break;
     case BAD_ORDER:
         chain = issue(fx->pool, key, SANS, -3600, 90 * DAY, ORDER_ROOT_FIRST);
@@ -413,6 +424,8 @@ static void test_check_needs_every_spec(void **state)
     assert_int_not_equal(acme_activate_check(fx->pool, fx->st, &fx->seal, dom, &res),
                          APR_SUCCESS);
     assert_non_null(strstr(res.message, "rsa2048"));
+    /* The worker never stages half a set: one without its proof is not trusted, not refused. */
+    assert_int_equal(res.err_class, ACME_CLASS_ADMIN);
 }
 
 /* ------------------------------------------------------------------ install */
@@ -540,8 +553,9 @@ static void test_install_refuses_bad_set_and_keeps_active(void **state)
     assert_int_not_equal(acme_activate_install(fx->pool, fx->st, &fx->seal, dom, &res),
                          APR_SUCCESS);
     expect_refused(&res, "example.org", "install of an expired set", "expired");
-    /* The refused set is gone (it would be refused again), the served one untouched. */
+    /* The refused set is kept in rejected/ (never deleted), the served one untouched. */
     assert_false(acme_activate_staged(fx->pool, fx->st, dom));
+    assert_int_equal(acme_activate_rejected_count(fx->pool, fx->st, dom), 1);
     assert_string_equal(unit_read_text(fx->pool, key_path), good);
     assert_int_equal(dir_entries(fx->pool, path_of(fx, ACME_STORE_ARCHIVE, NULL, NULL),
                                  "example.org."), 0);
