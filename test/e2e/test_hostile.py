@@ -9,7 +9,7 @@ byte and mode for mode as it was, every SIGUSR1 gives a new generation, every na
 certificate that chains to Pebble's root (never a planted one), no root process of the server sits
 on a planted FIFO, nothing of the victim's bytes shows up in the store, and no restart loop starts.
 
-ACME_HOSTILE_ROUNDS=links,fifos,forged,markers (the default order) picks and orders the rounds of
+ACME_HOSTILE_ROUNDS=junk,links,fifos,forged,markers (the default order) picks and orders the rounds of
 test_hostile_user_cannot_make_root_follow_hang_or_install, to look at one kind of attack alone.
 """
 import hashlib
@@ -17,18 +17,19 @@ import json
 import os
 import pwd
 import re
-import signal
+import socket
 import ssl
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 import harness
-from acme_site import site_config, wait_for_pebble_cert
+from acme_site import site_config, wait_for_pebble_cert, new_orders
 
 USER = "www-data"
 NAMES = ["alpha.hostile.test", "beta.hostile.test", "gamma.hostile.test"]
@@ -38,7 +39,7 @@ TICKS = 4                       # seconds of monitor ticks (one a second) after 
 QUIET_WINDOW = 20               # seconds without any signal of ours at the end
 RESUMED = "resuming normal operations"
 RESTART = "Doing graceful restart"
-ALL_ROUNDS = ["links", "fifos", "forged", "markers"]
+ALL_ROUNDS = ["junk", "links", "fifos", "forged", "markers"]
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the parent must be root "
                                 "and the User another account")
@@ -367,6 +368,61 @@ class Forger:
         return chain, sealed
 
 
+def planted_in_root_store(store, planted):
+    """Certificates with a planted fingerprint among the installed and archived sets."""
+    hits = []
+    for sub in ("domains", "archive"):
+        for root, dirs, files in os.walk(store / sub):
+            for n in files:
+                p = os.path.join(root, n)
+                try:
+                    if not stat.S_ISREG(os.lstat(p).st_mode):
+                        continue
+                    text = Path(p).read_text(errors="replace")
+                except OSError:
+                    continue
+                for m in re.finditer(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----",
+                                     text, re.S):
+                    try:
+                        if fingerprint(m.group(0)) in planted:
+                            hits.append(p)
+                    except ValueError:
+                        pass
+    return hits
+
+
+class Watcher(threading.Thread):
+    """Handshakes with every name in a loop for the whole test and remembers any planted
+    certificate served, however briefly (a forced renewal may replace it within a second)."""
+
+    def __init__(self, port, names, planted):
+        super().__init__(daemon=True)
+        self.port, self.names, self.planted = port, names, planted
+        self.seen, self.handshakes, self.failures = [], 0, 0
+        self.stop_flag = threading.Event()
+
+    def run(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        while not self.stop_flag.is_set():
+            for name in self.names:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=3) as raw:
+                        with ctx.wrap_socket(raw, server_hostname=name) as tls:
+                            der = tls.getpeercert(binary_form=True)
+                    self.handshakes += 1
+                    if hashlib.sha256(der).hexdigest() in self.planted:
+                        self.seen.append(f"{name} at {time.strftime('%H:%M:%S')}")
+                except (OSError, ValueError):
+                    self.failures += 1
+            self.stop_flag.wait(0.2)
+
+    def stop(self):
+        self.stop_flag.set()
+        self.join(timeout=20)
+
+
 # ------------------------------------------------------------------ the server
 
 class Server:
@@ -380,6 +436,19 @@ class Server:
             return self.httpd.error_log.read_text(errors="replace").count(needle)
         except OSError:
             return 0
+
+    def log_size(self):
+        try:
+            return self.httpd.error_log.stat().st_size
+        except OSError:
+            return 0
+
+    def acme_lines_since(self, offset):
+        """mod_acme's lines above debug level logged since offset, for the test's output."""
+        with open(self.httpd.error_log, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+        return [l for l in text.splitlines() if "[acme:" in l and "[acme:debug]" not in l]
 
     def served(self, name):
         """(leaf PEM, chain verified against Pebble's root for name, s_client output)."""
@@ -436,7 +505,6 @@ def round_ops(kind, store, victim, specs, forged):
     """The plants of one round: [(op, path, arg)]."""
     A, B, C = NAMES
     st, sg, jb, ch = store, store / "staging", store / "jobs", store / "challenges"
-    spec = specs[0]
     via_link = f"{sg}/l{victim}"        # <store>/staging/l/<victim>, l -> /
     ops = []
     if kind == "links":
@@ -507,6 +575,8 @@ def round_ops(kind, store, victim, specs, forged):
             ops += [("write", sg / name / "staged.json", json.dumps(doc)),
                     ("write", jb / f"{name}.force", ""),
                     ("write", st / "requests" / f"{name}.force", "")]
+    elif kind == "junk":
+        ops += [("write", jb / f"{A}.json.tmp", "partial"), ("fifo", sg / "hostile.tmp", None)]
     elif kind == "markers":
         ops += [("link", sg / "l", "/"),
                 ("mkdir", sg / f".{A}.replacing", None),
@@ -541,9 +611,14 @@ def _specs(store, name):
     return specs
 
 
-def _check_round(kind, server, store, victim, before, forged, fifos, parent, answered):
+def _check_round(kind, server, store, victim, before, forged, fifos, parent, answered, watcher):
     """Every property after a round; returns the list of violations."""
     bad = []
+    if watcher.seen:
+        bad.append(f"a PLANTED certificate was served: {watcher.seen[:6]}")
+    installed = planted_in_root_store(store, forged.fingerprints)
+    if installed:
+        bad.append(f"the planted set was installed or archived as an active set: {installed}")
     httpd = server.httpd
     if not httpd.running() or httpd.proc.pid != parent:
         return [f"httpd exited (returncode {httpd.proc.poll()})"]
@@ -572,14 +647,6 @@ def _check_round(kind, server, store, victim, before, forged, fifos, parent, ans
         elif not verified:
             bad.append(f"{name}: the served chain does not verify against Pebble's root: "
                        + "; ".join(l for l in out.splitlines() if "erif" in l)[:500])
-        for active in (store / "domains" / name).glob("pubcert.*.pem"):
-            try:
-                text = active.read_text()
-            except OSError as e:
-                bad.append(f"{name}: {active} unreadable: {e}")
-                continue
-            if first_pem(text) and fingerprint(first_pem(text)) in forged.fingerprints:
-                bad.append(f"{name}: the planted set was installed as {active}")
     return bad
 
 
@@ -595,11 +662,14 @@ def test_hostile_user_cannot_make_root_follow_hang_or_install(httpd, pebble, wor
     for name in NAMES:
         pem, verified, out = server.served(name)
         assert pem and verified, f"{name} not served with a Pebble certificate: {out[-2000:]}"
+    orders = len(new_orders(pebble))
     victim = make_victim(workdir)
     before = snapshot(victim)
     user = User(workdir)
     forged = Forger(workdir, store)
     fifos = set()
+    watcher = Watcher(httpd.https_port, NAMES, forged.fingerprints)
+    watcher.start()
     try:
         for kind in rounds:
             results = user.plant(store, victim, round_ops(kind, store, victim, specs, forged))
@@ -612,11 +682,13 @@ def test_hostile_user_cannot_make_root_follow_hang_or_install(httpd, pebble, wor
             fifos |= {r[1] for r in planted if r[0] == "fifo"}
             print(f"\nround {kind}: {len(planted)} planted, "
                   f"{len(results) - len(planted)} where the User may not write")
+            mark = server.log_size()
             answered = server.graceful_and_wait()
             if answered:
                 time.sleep(TICKS)
+            print("\n".join(server.acme_lines_since(mark)))
             bad = _check_round(kind, server, store, victim, before, forged, fifos, parent,
-                               answered)
+                               answered, watcher)
             assert not bad, (f"round {kind}:\n  " + "\n  ".join(bad) + "\n"
                              + diagnose(server, store, parent))
 
@@ -629,11 +701,16 @@ def test_hostile_user_cannot_make_root_follow_hang_or_install(httpd, pebble, wor
         extra = server.count(RESTART) - restarts
         assert extra == 0, (f"{extra} graceful restarts in {QUIET_WINDOW} s without any signal "
                             f"from the test\n" + diagnose(server, store, parent))
-        bad = _check_round("quiet", server, store, victim, before, forged, fifos, parent, True)
+        bad = _check_round("quiet", server, store, victim, before, forged, fifos, parent, True,
+                           watcher)
         assert not bad, "after the quiet window:\n  " + "\n  ".join(bad)
         assert server.graceful_and_wait(), "no new generation after the last SIGUSR1"
         assert httpd.running() and httpd.proc.pid == parent
+        print(f"\n{watcher.handshakes} handshakes watched, {watcher.failures} failed, "
+              f"{len(new_orders(pebble)) - orders} orders sent to Pebble after the first "
+              f"certificates")
     finally:
+        watcher.stop()
         release_fifos(fifos)
 
 
