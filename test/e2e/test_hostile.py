@@ -33,7 +33,8 @@ from acme_site import site_config, wait_for_pebble_cert, new_orders
 
 USER = "www-data"
 NAMES = ["alpha.hostile.test", "beta.hostile.test", "gamma.hostile.test"]
-SECRET = b"victim-secret-5b1e7c0f"
+SECRET = b"victim-secret-5b1e7c0f"     # in the victim's files the User cannot read itself
+PUBLIC = b"victim-public-5b1e7c0f"     # in the world-readable ones
 NEW_GENERATION_WITHIN = 15      # seconds for a new generation after SIGUSR1 (normally < 1 s)
 TICKS = 4                       # seconds of monitor ticks (one a second) after it
 QUIET_WINDOW = 20               # seconds without any signal of ours at the end
@@ -170,7 +171,9 @@ def make_victim(workdir):
         if kind == "dir":
             p.mkdir()
         else:
-            p.write_bytes(SECRET + b" " + rel.encode() + b"\n" + os.urandom(64))
+            private = not mode & 0o004 or rel.startswith(("d1/", "d2/"))
+            p.write_bytes((SECRET if private else PUBLIC) + b" " + rel.encode() + b"\n"
+                          + os.urandom(64))
         p.chmod(mode)
     return v
 
@@ -198,8 +201,29 @@ def snapshot(top):
     return shot
 
 
+def victim_changes(before, now):
+    """What differs between two snapshots, readably."""
+    out = []
+    for rel in sorted(set(before) | set(now)):
+        a, b = before.get(rel), now.get(rel)
+        if a == b:
+            continue
+        if b is None:
+            out.append(f"{rel}: gone")
+        elif a is None:
+            out.append(f"{rel}: new")
+        else:
+            what = [f"{k} {x}->{y}" for k, x, y in
+                    zip(("type", "mode", "uid", "gid", "content"),
+                        (a[0], oct(a[1]), a[2], a[3], a[4]), (b[0], oct(b[1]), b[2], b[3], b[4]))
+                    if x != y]
+            out.append(f"{rel}: " + ", ".join(what))
+    return out
+
+
 def secret_in_store(store):
-    """Regular files of the store (links not followed) that hold the victim's bytes."""
+    """Regular files of the store (links not followed) that hold bytes of the victim's files
+    the User cannot read."""
     found = []
     for root, dirs, files in os.walk(store):
         for n in files:
@@ -620,16 +644,16 @@ def _check_round(kind, server, store, victim, before, forged, fifos, parent, ans
     if installed:
         bad.append(f"the planted set was installed or archived as an active set: {installed}")
     httpd = server.httpd
-    if not httpd.running() or httpd.proc.pid != parent:
-        return [f"httpd exited (returncode {httpd.proc.poll()})"]
-    if not answered:
+    up = httpd.running() and httpd.proc.pid == parent
+    if not up:
+        bad.append(f"httpd exited (returncode {httpd.proc.poll()})")
+        answered = False
+    elif not answered:
         bad.append(f"no new generation within {NEW_GENERATION_WITHIN} s after SIGUSR1 "
                    f"({RESUMED!r} not logged)")
-    now = snapshot(victim)
-    if now != before:
-        changed = sorted(set(before) ^ set(now)) + sorted(
-            k for k in set(before) & set(now) if before[k] != now[k])
-        bad.append(f"the victim tree changed: {changed[:20]}; now {dict(list(now.items())[:12])}")
+    changes = victim_changes(before, snapshot(victim))
+    if changes:
+        bad.append(f"the victim tree outside the store changed: {changes[:20]}")
     bad += root_on_fifos(parent, fifos)
     leaked = secret_in_store(store)
     if leaked:
