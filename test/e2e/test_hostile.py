@@ -9,8 +9,19 @@ byte and mode for mode as it was, every SIGUSR1 gives a new generation, every na
 certificate that chains to Pebble's root (never a planted one), no root process of the server sits
 on a planted FIFO, nothing of the victim's bytes shows up in the store, and no restart loop starts.
 
-ACME_HOSTILE_ROUNDS=junk,links,fifos,forged,markers (the default order) picks and orders the rounds of
-test_hostile_user_cannot_make_root_follow_hang_or_install, to look at one kind of attack alone.
+The rounds of the main test, each followed by SIGUSR1 and a few monitor ticks (plants pile up):
+  junk     a symlink to the victim, a FIFO and garbage in every store directory the User can write
+  links    staging/<name>, jobs/<name>.json, next-run, challenge directories and the files of a
+           staged set as symlinks to the victim; staging/l -> /; replacement markers naming the
+           victim through staging/l, through staging/<name> and by its plain absolute path
+  fifos    FIFOs as staged.json, pubcert/privkey of staged sets, a replacement marker, next-run,
+           job files, a challenge token and a tls-alpn-01 answer
+  forged   staged sets for managed names (self-signed; leaf + own CA named like Pebble's; a bogus
+           "mac"), keys sealed to the store's seal certificate, "forced": true, and force markers
+  markers  a directory, garbage, a NUL byte, "/../", a symlink as replacement markers; garbage
+           job files and next-run
+ACME_HOSTILE_ROUNDS=junk,links,fifos,forged,markers (the default) picks and orders the rounds, to
+look at one kind of attack alone.
 """
 import hashlib
 import json
