@@ -19,6 +19,7 @@
 #include <apr_thread_proc.h>
 
 #include "acme_activate.h"
+#include "acme_batch.h"
 #include "acme_job.h"
 #include "acme_perms.h"
 #include "acme_plan.h"
@@ -52,7 +53,7 @@ typedef struct {
     int restart_signalled;      /* graceful restart sent; the next generation clears it */
     int announced;              /* with ACMEAutoRestart off: "reload due" was logged */
     apr_proc_t configtest;      /* the "httpd -t" run before a restart; pid 0: none */
-    const char *batch;          /* names the running configtest is for (process pool) */
+    acme_batch_t batch;         /* names the running configtest is for; cleared per attempt */
     apr_time_t configtest_retry_at; /* after a failed configtest */
     int configtest_failures;
     char last_failure[512];     /* the configtest complaint logged last, to log it once */
@@ -426,7 +427,7 @@ static apr_status_t acme_supervise_configtest_start(acme_supervisor_t *sup, apr_
         apr_procattr_child_out_set(attr, out, NULL);
         apr_procattr_child_err_set(attr, out, NULL);
         apr_procattr_cmdtype_set(attr, APR_PROGRAM_ENV);
-        rv = apr_proc_create(&sup->configtest, argv[0], argv, NULL, attr, sup->pconf);
+        rv = apr_proc_create(&sup->configtest, argv[0], argv, NULL, attr, sup->batch.pool);
     }
     if (out) {
         apr_file_close(out);
@@ -435,7 +436,7 @@ static apr_status_t acme_supervise_configtest_start(acme_supervisor_t *sup, apr_
         sup->configtest.pid = 0;
         return rv;
     }
-    acme_supervise_configtest_register(sup, sup->pconf);
+    acme_supervise_configtest_register(sup, sup->batch.pool);
     return APR_SUCCESS;
 }
 
@@ -518,7 +519,7 @@ static void acme_supervise_configtest_done(acme_supervisor_t *sup, int status)
         acme_supervise_install(sup, p);
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "mod_acme: new certificates for %s "
                      "are ready and the configuration parses; restarting gracefully to serve "
-                     "them", sup->batch);
+                     "them", sup->batch.names);
         sup->restart_signalled = 1;
         sup->last_restart = apr_time_now();
         sup->configtest_failures = 0;
@@ -537,13 +538,14 @@ static void acme_supervise_configtest_done(acme_supervisor_t *sup, int status)
     }
     sup->configtest_retry_at = apr_time_now() + delay;
     /* The status first: whoever reads the log line finds the status saying the same. */
-    acme_supervise_state(sup, p, "configuration does not parse", complaint, sup->batch);
+    acme_supervise_state(sup, p, "configuration does not parse", complaint, sup->batch.names);
     if (strncmp(sup->last_failure, complaint, sizeof(sup->last_failure) - 1) != 0) {
         apr_cpystrn(sup->last_failure, complaint, sizeof(sup->last_failure));
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, sup->s, "mod_acme: activation waiting: the "
                      "configuration does not parse (%s); new certificates for %s stay staged "
                      "and the server keeps running; checking again in %d s and at the next "
-                     "'apachectl graceful'", complaint, sup->batch, (int)apr_time_sec(delay));
+                     "'apachectl graceful'", complaint, sup->batch.names,
+                     (int)apr_time_sec(delay));
     }
     apr_pool_destroy(p);
 }
@@ -706,6 +708,8 @@ static int acme_supervise_config_unchanged(acme_supervisor_t *sup, apr_pool_t *p
 static void acme_supervise_go(acme_supervisor_t *sup, apr_pool_t *p,
                               const acme_supervise_batch_t *batch, apr_time_t now)
 {
+    acme_result_t res;
+
     if (sup->conf->auto_restart == 0) {
         if (!sup->announced) {
             acme_supervise_state(sup, p, "ACMEAutoRestart off: waiting for 'apachectl graceful'",
@@ -725,7 +729,14 @@ static void acme_supervise_go(acme_supervisor_t *sup, apr_pool_t *p,
                      "the previous generation's processes to finish", batch->names);
         return;
     }
-    sup->batch = apr_pstrdup(sup->s->process->pool, batch->names);
+    acme_result_reset(&res);
+    /* The process pool only grows: one pool for the attempt, cleared by the next one. */
+    if (acme_batch_begin(&sup->batch, sup->s->process->pool, batch->names, &res) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, sup->s, "mod_acme: activation of %s: %s; trying "
+                     "again in 10 s", batch->names, acme_result_describe(&res, p));
+        sup->configtest_retry_at = now + ACME_SUPERVISE_CONFIGTEST_RETRY;
+        return;
+    }
     if (acme_supervise_config_unchanged(sup, p)) {
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "mod_acme: no configuration file "
                      "changed since the last start; activating %s", batch->names);
