@@ -245,8 +245,7 @@ static int a2_reason_parse(const char *text)
 
 static int a2_parse_args(apr_pool_t *p, int argc, const char *const *argv, a2_args_t *a)
 {
-    static const char *const with_value[] = { "--store", "--ca", "--ca-file", "--reason",
-                                               "--user" };
+    static const char *const valued[] = { "--store", "--ca", "--ca-file", "--reason", "--user" };
     int i;
 
     *a = (a2_args_t){ .reason = -1 };
@@ -280,8 +279,8 @@ static int a2_parse_args(apr_pool_t *p, int argc, const char *const *argv, a2_ar
             val = eq + 1;
             opt = apr_pstrmemdup(p, opt, (apr_size_t)(eq - opt));
         }
-        for (k = 0; k < sizeof(with_value) / sizeof(with_value[0]); ++k) {
-            takes |= !strcmp(opt, with_value[k]);
+        for (k = 0; k < sizeof(valued) / sizeof(valued[0]); ++k) {
+            takes |= !strcmp(opt, valued[k]);
         }
         if (takes && !val) {
             if (i + 1 >= argc) {

@@ -12,7 +12,7 @@
  * clears, so memory stays bounded however often it retries.
  */
 typedef struct {
-    apr_pool_t *pool;           /* created on first use under the parent given; cleared per attempt */
+    apr_pool_t *pool;           /* made under the given parent on first use; cleared per attempt */
     const char *names;          /* comma-separated, in pool; NULL before the first attempt */
 } acme_batch_t;
 
