@@ -99,6 +99,8 @@ def test_a_hanging_configtest_is_killed_and_tried_again(httpd, pebble, workdir, 
     monkeypatch.setenv("ACME_TEST_CONFIGTEST_TIMEOUT", "3")
     inc = Path(workdir) / "inc"
     inc.mkdir()
+    # A directive of its own makes the directory one the parent watches for changes.
+    (inc / "base.conf").write_text("ServerAdmin admin@example.test\n")
     serials = issued_site(httpd, pebble, [["hang.test"]],
                           global_first=f"IncludeOptional {inc}/*.conf")
     fifo = inc / "hang.conf"
@@ -127,6 +129,8 @@ def test_configtest_runs_when_the_httpd_binary_was_replaced(httpd, pebble, workd
     httpd._argv = lambda *extra: [str(binary), *argv(*extra)[1:]]
     inc = Path(workdir) / "inc"
     inc.mkdir()
+    # A directive of its own makes the directory one the parent watches for changes.
+    (inc / "base.conf").write_text("ServerAdmin admin@example.test\n")
     serials = issued_site(httpd, pebble, [["exe.test"]],
                           global_first=f"IncludeOptional {inc}/*.conf")
     # A package upgrade: the new binary is renamed over the running one.
