@@ -20,8 +20,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 
 #include <apr_general.h>
 #include <apr_file_info.h>
@@ -78,7 +83,15 @@ typedef struct {
     int json;
     int force;
     int no_renew;
+    const char *user;           /* --user: who ACMENotifyCommand runs as */
 } a2_args_t;
+
+/* Who the server runs ACMENotifyCommand as (its User), so that a2acme runs it the same. */
+typedef struct {
+    int known;
+    uid_t uid;
+    gid_t gid;
+} a2_hook_user_t;
 
 typedef struct {
     apr_pool_t *p;
@@ -87,6 +100,7 @@ typedef struct {
     apr_array_header_t *domains;    /* acme_domain_t * */
     const char *source;             /* "domains.json" or "store" */
     apr_array_header_t *notify_argv;/* ACMENotifyCommand from domains.json, or NULL */
+    a2_hook_user_t hook_user;       /* as domains.json records it */
     apr_hash_t *accounts;           /* ca_url -> a2_account_t * */
 } a2_t;
 
@@ -179,6 +193,8 @@ static void a2_help(void)
 "  --ca-file FILE        trust for the CA's HTTPS server (default: the domain's\n"
 "                        ACMECACertificate, else the system store)\n"
 "  --force               rollover: even while a renewal seems to be running\n"
+"  --user NAME           revoke: run ACMENotifyCommand as NAME (default: the httpd User\n"
+"                        the server recorded in the store)\n"
 "  --help, --version\n"
 "\n"
 "Exit status: 0 done, 1 the operation failed, 2 usage error or unknown domain.\n",
@@ -229,7 +245,7 @@ static int a2_reason_parse(const char *text)
 
 static int a2_parse_args(apr_pool_t *p, int argc, const char *const *argv, a2_args_t *a)
 {
-    static const char *const with_value[] = { "--store", "--ca", "--ca-file", "--reason" };
+    static const char *const valued[] = { "--store", "--ca", "--ca-file", "--reason", "--user" };
     int i;
 
     *a = (a2_args_t){ .reason = -1 };
@@ -263,8 +279,8 @@ static int a2_parse_args(apr_pool_t *p, int argc, const char *const *argv, a2_ar
             val = eq + 1;
             opt = apr_pstrmemdup(p, opt, (apr_size_t)(eq - opt));
         }
-        for (k = 0; k < sizeof(with_value) / sizeof(with_value[0]); ++k) {
-            takes |= !strcmp(opt, with_value[k]);
+        for (k = 0; k < sizeof(valued) / sizeof(valued[0]); ++k) {
+            takes |= !strcmp(opt, valued[k]);
         }
         if (takes && !val) {
             if (i + 1 >= argc) {
@@ -282,6 +298,7 @@ static int a2_parse_args(apr_pool_t *p, int argc, const char *const *argv, a2_ar
         else if (!strcmp(opt, "--json")) a->json = 1;
         else if (!strcmp(opt, "--force")) a->force = 1;
         else if (!strcmp(opt, "--no-renew")) a->no_renew = 1;
+        else if (!strcmp(opt, "--user")) a->user = val;
         else return a2_usage_error(apr_psprintf(p, "unknown option %s", opt));
     }
     if (!a->store_dir) {
@@ -562,6 +579,19 @@ static apr_array_header_t *a2_notify_argv(apr_pool_t *p, json_t *list)
     return argv;
 }
 
+/* The identity the server records for its hooks; known = 0 when it recorded none. */
+static a2_hook_user_t a2_hook_user_of(json_t *user)
+{
+    json_t *uid = json_object_get(user, "uid"), *gid = json_object_get(user, "gid");
+
+    if (!json_is_integer(uid) || !json_is_integer(gid) || json_integer_value(uid) < 0
+        || json_integer_value(gid) < 0) {
+        return (a2_hook_user_t){ .known = 0 };
+    }
+    return (a2_hook_user_t){ .known = 1, .uid = (uid_t)json_integer_value(uid),
+                             .gid = (gid_t)json_integer_value(gid) };
+}
+
 /* The configured set from <store>/domains.json when the server wrote one, else the scan. */
 static void a2_domains_load(a2_t *a)
 {
@@ -576,6 +606,7 @@ static void a2_domains_load(a2_t *a)
         && (rv = acme_domain_set_from_json(a->p, json, &a->domains, &res)) == APR_SUCCESS) {
         a->source = A2_DOMAIN_SET_FILE;
         a->notify_argv = a2_notify_argv(a->p, json_object_get(json, "notify_command"));
+        a->hook_user = a2_hook_user_of(json_object_get(json, "hook_user"));
         return;
     }
     if (!APR_STATUS_IS_ENOENT(rv)) {
@@ -1357,23 +1388,95 @@ static apr_status_t a2_revoke_one(a2_t *a, const acme_domain_t *dom,
     return rv;
 }
 
-/* The `revoked` event for ACMENotifyCommand, as the server would send it. */
+/* Who runs the hook: --user, else what the server recorded; NULL, or why it cannot be decided. */
+static const char *a2_hook_user(a2_t *a, a2_hook_user_t *who)
+{
+    const struct passwd *pw;
+
+    if (!a->args->user) {
+        *who = a->hook_user;
+        return who->known ? NULL : "the server recorded no httpd User in domains.json; pass "
+                                   "--user NAME";
+    }
+    pw = getpwnam(a->args->user);
+    if (!pw) {
+        return apr_psprintf(a->p, "--user %s: no such user", a->args->user);
+    }
+    *who = (a2_hook_user_t){ .known = 1, .uid = pw->pw_uid, .gid = pw->pw_gid };
+    return NULL;
+}
+
+static void a2_notify_exec(a2_t *a, const acme_domain_t *dom, json_t *doc)
+{
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    if (acme_notify_run(a->p, a->notify_argv, "revoked", dom->name, doc, &res) != APR_SUCCESS) {
+        a2_err(apr_psprintf(a->p, "%s: warning: %s", dom->name, acme_result_describe(&res, a->p)));
+    }
+}
+
+/*
+ * Run as root, a2acme would hand the admin's program root rights the server never gives it: the
+ * hook runs in a child that has become the server's User first (groups, group, then user, the
+ * order in which each step is still allowed), as the renewal worker does.
+ */
+static void a2_notify_as_user(a2_t *a, const acme_domain_t *dom, json_t *doc,
+                              const a2_hook_user_t *who)
+{
+    pid_t pid;
+    int status = 0;
+
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid < 0) {
+        a2_err(apr_psprintf(a->p, "%s: warning: ACMENotifyCommand not run: fork: %s", dom->name,
+                            strerror(errno)));
+        return;
+    }
+    if (pid == 0) {
+        if (setgroups(0, NULL) != 0 || setgid(who->gid) != 0 || setuid(who->uid) != 0
+            || getuid() != who->uid || geteuid() != who->uid) {
+            a2_err(apr_psprintf(a->p, "%s: warning: ACMENotifyCommand not run: cannot become "
+                                "uid %ld gid %ld: %s", dom->name, (long)who->uid,
+                                (long)who->gid, strerror(errno)));
+            _exit(1);
+        }
+        a2_notify_exec(a, dom, doc);
+        fflush(stdout);
+        fflush(stderr);
+        _exit(0);
+    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+}
+
+/* The `revoked` event for ACMENotifyCommand, as the server would send it: as its User. */
 static void a2_notify_revoked(a2_t *a, const acme_domain_t *dom, const apr_array_header_t *certs)
 {
     acme_notify_event_t ev = {
         .event = "revoked", .domain = dom->name, .idents = dom->idents, .certs = certs,
         .now = apr_time_now(),
     };
-    acme_result_t res;
+    a2_hook_user_t who = { .known = 0 };
+    const char *why;
     json_t *doc;
 
     if (!a->notify_argv || certs->nelts == 0) {
         return;
     }
+    why = a2_hook_user(a, &who);
+    if (why && geteuid() == 0) {
+        a2_err(apr_psprintf(a->p, "%s: warning: ACMENotifyCommand not run: %s", dom->name, why));
+        return;
+    }
     doc = acme_notify_document(&ev);
-    acme_result_reset(&res);
-    if (acme_notify_run(a->p, a->notify_argv, "revoked", dom->name, doc, &res) != APR_SUCCESS) {
-        a2_err(apr_psprintf(a->p, "%s: warning: %s", dom->name, acme_result_describe(&res, a->p)));
+    if (geteuid() == 0 && who.uid != 0) {
+        a2_notify_as_user(a, dom, doc, &who);
+    }
+    else {
+        a2_notify_exec(a, dom, doc);    /* not root: the hook runs as whoever runs a2acme */
     }
     json_decref(doc);
 }

@@ -234,9 +234,29 @@ void acme_serve_selfcheck_list(apr_pool_t *ptemp, server_rec *s, acme_conf_t *co
     json_decref(list);
 }
 
-/* <store>/domains.json: the configured set, for the admin command (no secrets in it). */
+/*
+ * Who the renewal worker, and so ACMENotifyCommand, runs as: a2acme runs the hook for `revoke`
+ * and must not give the admin's program more rights than the server gives it.
+ */
+static json_t *acme_serve_hook_user(void)
+{
+    if (geteuid() != 0) {
+        return json_pack("{s:I, s:I}", "uid", (json_int_t)geteuid(), "gid", (json_int_t)getegid());
+    }
+    return json_pack("{s:s?, s:I, s:I}", "name", ap_unixd_config.user_name,
+                     "uid", (json_int_t)ap_unixd_config.user_id,
+                     "gid", (json_int_t)ap_unixd_config.group_id);
+}
+
+/*
+ * <store>/domains.json: the configured set and the notification hook, for the admin command.
+ * The dns-01 and notification command lines may carry arguments an admin considers private
+ * (API endpoints, account names): 0640, readable by root and the User's group (the worker and
+ * a2acme run by an admin in that group), never by everyone.
+ */
 static void acme_serve_write_domains(apr_pool_t *ptemp, server_rec *s, acme_conf_t *conf)
 {
+    const char *path = apr_pstrcat(ptemp, conf->store_dir, "/domains.json", NULL);
     json_t *json = acme_domain_set_to_json(conf->domains);
     acme_result_t res;
     int i;
@@ -250,11 +270,16 @@ static void acme_serve_write_domains(apr_pool_t *ptemp, server_rec *s, acme_conf
         }
         json_object_set_new(json, "notify_command", argv);
     }
+    json_object_set_new(json, "hook_user", acme_serve_hook_user());
     acme_result_reset(&res);
-    if (acme_store_write_json(ptemp, apr_pstrcat(ptemp, conf->store_dir, "/domains.json", NULL),
-                              json, ACME_PERMS_0644, &res) != APR_SUCCESS) {
+    if (acme_store_write_json(ptemp, path, json, ACME_PERMS_0640, &res) != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "mod_acme: %s; the admin command will "
                      "not see the configured domains", acme_result_describe(&res, ptemp));
+    }
+    else if (geteuid() == 0 && chown(path, 0, ap_unixd_config.group_id) != 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, APR_FROM_OS_ERROR(errno), s, "mod_acme: cannot "
+                     "give %s to the User's group; only root can read it, a2acme run by others "
+                     "falls back to scanning the store", path);
     }
     json_decref(json);
 }

@@ -1,3 +1,8 @@
+/* dl_iterate_phdr (the modules this generation loaded) is a GNU extension. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+#include <link.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +24,7 @@
 #include <apr_thread_proc.h>
 
 #include "acme_activate.h"
+#include "acme_batch.h"
 #include "acme_job.h"
 #include "acme_perms.h"
 #include "acme_plan.h"
@@ -38,6 +44,8 @@ APLOG_USE_MODULE(acme);
 #define ACME_SUPERVISE_UNKNOWN_NEXT apr_time_from_sec(3600)
 #define ACME_SUPERVISE_CONFIGTEST_RETRY apr_time_from_sec(10)
 #define ACME_SUPERVISE_CONFIGTEST_RETRY_MAX apr_time_from_sec(600)
+/* A configuration test takes a second or two; one still running after this never ends. */
+#define ACME_SUPERVISE_CONFIGTEST_LIMIT 60
 #define ACME_SUPERVISE_STATE_FILE "activation.json"
 
 /* Lives in the process pool: it outlasts configuration generations, like the worker. */
@@ -52,8 +60,10 @@ typedef struct {
     int restart_signalled;      /* graceful restart sent; the next generation clears it */
     int announced;              /* with ACMEAutoRestart off: "reload due" was logged */
     apr_proc_t configtest;      /* the "httpd -t" run before a restart; pid 0: none */
-    const char *batch;          /* names the running configtest is for (process pool) */
+    acme_batch_t batch;         /* names the running configtest is for; cleared per attempt */
     apr_time_t configtest_retry_at; /* after a failed configtest */
+    apr_time_t configtest_deadline; /* when the running configtest is killed */
+    int configtest_timed_out;   /* it was killed for that */
     int configtest_failures;
     char last_failure[512];     /* the configtest complaint logged last, to log it once */
     apr_time_t last_restart;    /* our own last graceful restart */
@@ -429,21 +439,94 @@ static void acme_supervise_configtest_register(acme_supervisor_t *sup, apr_pool_
                                   pconf);
 }
 
+/*
+ * The binary the parent runs. After a package upgrade replaced it on disk, /proc/self/exe reads
+ * "<path> (deleted)", which cannot be executed: the file now at <path> is what a restart would
+ * not run but what `apachectl graceful` tests, and the best test there is; argv[0] when neither.
+ */
+static const char *acme_supervise_exe(apr_pool_t *p, const process_rec *process)
+{
+    static const char deleted[] = " (deleted)";
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    apr_size_t len;
+
+    if (n <= 0) {
+        return process->argv[0];
+    }
+    len = (apr_size_t)n;
+    exe[len] = '\0';
+    if (len > sizeof(deleted) - 1 && !strcmp(exe + len - (sizeof(deleted) - 1), deleted)) {
+        exe[len - (sizeof(deleted) - 1)] = '\0';
+    }
+    return access(exe, X_OK) == 0 ? apr_pstrdup(p, exe) : process->argv[0];
+}
+
+/* How long a configuration test may take; ACME_TEST_CONFIGTEST_TIMEOUT (seconds) for tests only. */
+static apr_interval_time_t acme_supervise_configtest_limit(void)
+{
+    const char *env = getenv("ACME_TEST_CONFIGTEST_TIMEOUT");
+    long sec = env ? strtol(env, NULL, 10) : 0;
+
+    return apr_time_from_sec(sec > 0 ? sec : ACME_SUPERVISE_CONFIGTEST_LIMIT);
+}
+
+/* The child: its own process group, so that a hanging test is killed with what it started. */
+static void acme_supervise_configtest_exec(const char *const *argv, int out_fd)
+{
+    sigset_t none;
+
+    setpgid(0, 0);
+    acme_supervise_child();
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (dup2(out_fd, STDOUT_FILENO) < 0 || dup2(out_fd, STDERR_FILENO) < 0) {
+        _exit(127);
+    }
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+}
+
+static apr_status_t acme_supervise_configtest_spawn(acme_supervisor_t *sup, apr_pool_t *p,
+                                                    const char *const *argv)
+{
+    const char *out_path = acme_store_path(p, sup->conf->store, ACME_STORE_TMP, "configtest.out",
+                                           NULL);
+    apr_file_t *out = NULL;
+    apr_os_file_t fd = -1;
+    apr_status_t rv;
+
+    rv = apr_file_open(&out, out_path, APR_FOPEN_WRITE | APR_FOPEN_CREATE | APR_FOPEN_TRUNCATE,
+                       ACME_PERMS_0600, p);
+    if (rv == APR_SUCCESS) {
+        apr_os_file_get(&fd, out);
+        rv = apr_proc_fork(&sup->configtest, sup->batch.pool);
+    }
+    if (rv == APR_INCHILD) {
+        acme_supervise_configtest_exec(argv, fd);
+    }
+    if (out) {
+        apr_file_close(out);
+    }
+    if (rv != APR_INPARENT) {
+        sup->configtest.pid = 0;
+        return rv == APR_SUCCESS ? APR_EGENERAL : rv;
+    }
+    setpgid(sup->configtest.pid, sup->configtest.pid);   /* no race with an early kill */
+    sup->configtest_deadline = apr_time_now() + acme_supervise_configtest_limit();
+    sup->configtest_timed_out = 0;
+    acme_supervise_configtest_register(sup, sup->batch.pool);
+    return APR_SUCCESS;
+}
+
 /* The running server's own command line with -t: the configuration exactly as a restart reads it. */
 static apr_status_t acme_supervise_configtest_start(acme_supervisor_t *sup, apr_pool_t *p)
 {
     process_rec *process = sup->s->process;
     const char **argv = apr_pcalloc(p, sizeof(char *) * (apr_size_t)(process->argc + 2));
-    const char *out_path = acme_store_path(p, sup->conf->store, ACME_STORE_TMP, "configtest.out",
-                                           NULL);
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    apr_procattr_t *attr = NULL;
-    apr_file_t *out = NULL;
-    apr_status_t rv;
     int i, argc = 0;
 
-    argv[argc++] = n > 0 ? apr_pstrmemdup(p, exe, (apr_size_t)n) : process->argv[0];
+    argv[argc++] = acme_supervise_exe(p, process);
     for (i = 1; i < process->argc; ++i) {
         if (!strcmp(process->argv[i], "-k") && i + 1 < process->argc) {
             ++i;                /* -k start/restart/graceful: a test must not signal anyone */
@@ -455,26 +538,29 @@ static apr_status_t acme_supervise_configtest_start(acme_supervisor_t *sup, apr_
         argv[argc++] = process->argv[i];
     }
     argv[argc++] = "-t";
-    rv = apr_file_open(&out, out_path, APR_FOPEN_WRITE | APR_FOPEN_CREATE | APR_FOPEN_TRUNCATE,
-                       ACME_PERMS_0600, p);
-    if (rv == APR_SUCCESS) {
-        rv = apr_procattr_create(&attr, p);
+    return acme_supervise_configtest_spawn(sup, p, argv);
+}
+
+/*
+ * A configuration test that hangs (an Include of a FIFO or of a hung network file system) would
+ * hold back activation for good: past its time it is killed with its process group, counts as
+ * failed, and is tried again later while the served certificates stay.
+ */
+static void acme_supervise_configtest_watch(acme_supervisor_t *sup, apr_time_t now)
+{
+    pid_t pid = sup->configtest.pid;
+
+    if (pid <= 0 || sup->configtest_timed_out || now < sup->configtest_deadline) {
+        return;
     }
-    if (rv == APR_SUCCESS) {
-        apr_procattr_child_out_set(attr, out, NULL);
-        apr_procattr_child_err_set(attr, out, NULL);
-        apr_procattr_cmdtype_set(attr, APR_PROGRAM_ENV);
-        rv = apr_proc_create(&sup->configtest, argv[0], argv, NULL, attr, sup->pconf);
+    sup->configtest_timed_out = 1;
+    if (kill(-pid, SIGKILL) != 0) {
+        kill(pid, SIGKILL);
     }
-    if (out) {
-        apr_file_close(out);
-    }
-    if (rv != APR_SUCCESS) {
-        sup->configtest.pid = 0;
-        return rv;
-    }
-    acme_supervise_configtest_register(sup, sup->pconf);
-    return APR_SUCCESS;
+    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sup->s, "mod_acme: the configuration test before "
+                 "activating %s (pid %d) did not finish within %d s and was killed; the "
+                 "certificates served now stay", sup->batch.names, (int)pid,
+                 (int)apr_time_sec(acme_supervise_configtest_limit()));
 }
 
 /* The first line that says where the configuration breaks, e.g. "...line 3 of /x.conf: ...". */
@@ -553,12 +639,12 @@ static void acme_supervise_configtest_done(acme_supervisor_t *sup, int status)
     const char *complaint;
 
     apr_pool_create(&p, sup->pconf);
-    if (status == 0) {
+    if (status == 0 && !sup->configtest_timed_out) {
         /* Installing now keeps the restart itself as short as an admin's graceful. */
         acme_supervise_install(sup, p);
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "mod_acme: new certificates for %s "
                      "are ready and the configuration parses; restarting gracefully to serve "
-                     "them", sup->batch);
+                     "them", sup->batch.names);
         sup->restart_signalled = 1;
         sup->last_restart = apr_time_now();
         sup->configtest_failures = 0;
@@ -568,7 +654,9 @@ static void acme_supervise_configtest_done(acme_supervisor_t *sup, int status)
         kill(getpid(), AP_SIG_GRACEFUL);
         return;
     }
-    complaint = acme_supervise_configtest_complaint(sup, p);
+    complaint = sup->configtest_timed_out ? "the configuration test did not finish in time"
+                                          : acme_supervise_configtest_complaint(sup, p);
+    sup->configtest_timed_out = 0;
     sup->configtest_failures++;
     delay = ACME_SUPERVISE_CONFIGTEST_RETRY << (sup->configtest_failures < 5
                                                 ? sup->configtest_failures - 1 : 4);
@@ -577,13 +665,14 @@ static void acme_supervise_configtest_done(acme_supervisor_t *sup, int status)
     }
     sup->configtest_retry_at = apr_time_now() + delay;
     /* The status first: whoever reads the log line finds the status saying the same. */
-    acme_supervise_state(sup, p, "configuration does not parse", complaint, sup->batch);
+    acme_supervise_state(sup, p, "configuration does not parse", complaint, sup->batch.names);
     if (strncmp(sup->last_failure, complaint, sizeof(sup->last_failure) - 1) != 0) {
         apr_cpystrn(sup->last_failure, complaint, sizeof(sup->last_failure));
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, sup->s, "mod_acme: activation waiting: the "
                      "configuration does not parse (%s); new certificates for %s stay staged "
                      "and the server keeps running; checking again in %d s and at the next "
-                     "'apachectl graceful'", complaint, sup->batch, (int)apr_time_sec(delay));
+                     "'apachectl graceful'", complaint, sup->batch.names,
+                     (int)apr_time_sec(delay));
     }
     apr_pool_destroy(p);
 }
@@ -622,6 +711,37 @@ static int acme_supervise_budget_allows(acme_supervisor_t *sup, apr_pool_t *p,
     return 0;
 }
 
+typedef struct {
+    apr_pool_t *p;
+    apr_hash_t *seen;
+} acme_supervise_objects_t;
+
+static int acme_supervise_collect_object(struct dl_phdr_info *info, size_t size, void *data)
+{
+    acme_supervise_objects_t *objects = data;
+
+    (void)size;
+    if (info->dlpi_name && info->dlpi_name[0] == '/') {
+        const char *path = apr_pstrdup(objects->p, info->dlpi_name);
+        apr_hash_set(objects->seen, path, APR_HASH_KEY_STRING, path);
+    }
+    return 0;
+}
+
+/*
+ * The shared objects this generation loaded (LoadModule, LoadFile and their libraries): a
+ * restart loads the modules again, so a module replaced on disk (a package upgrade of mod_ssl,
+ * a new mod_acme.so) is as much a change as an edited file and must be tested before the parent
+ * restarts itself. LoadModule leaves no node in the configuration tree (it runs while the
+ * configuration is read), so the loaded objects are asked for instead.
+ */
+static void acme_supervise_collect_modules(apr_pool_t *p, apr_hash_t *seen)
+{
+    acme_supervise_objects_t objects = { .p = p, .seen = seen };
+
+    dl_iterate_phdr(acme_supervise_collect_object, &objects);
+}
+
 /* Every file a directive of this generation came from, and the directories holding them. */
 static void acme_supervise_collect_files(apr_pool_t *p, const ap_directive_t *node,
                                          apr_hash_t *seen)
@@ -648,8 +768,9 @@ static int acme_supervise_path_cmp(const void *a, const void *b)
 static void acme_supervise_stamp_add(apr_sha1_ctx_t *ctx, apr_pool_t *p, const char *path,
                                      const apr_finfo_t *fi)
 {
-    const char *line = fi ? apr_psprintf(p, "%s %" APR_TIME_T_FMT " %" APR_OFF_T_FMT "\n", path,
-                                         fi->mtime, fi->size)
+    /* The inode too: a file replaced by rename may keep its size and time (dpkg, cp -p). */
+    const char *line = fi ? apr_psprintf(p, "%s %lu %" APR_TIME_T_FMT " %" APR_OFF_T_FMT "\n",
+                                         path, (unsigned long)fi->inode, fi->mtime, fi->size)
                           : apr_pstrcat(p, path, " missing\n", NULL);
 
     apr_sha1_update(ctx, line, (unsigned int)strlen(line));
@@ -670,7 +791,7 @@ static void acme_supervise_stamp_dir(apr_sha1_ctx_t *ctx, apr_pool_t *p, const c
     }
     for (;;) {
         apr_status_t rv = apr_dir_read(&fi, APR_FINFO_NAME | APR_FINFO_TYPE | APR_FINFO_MTIME
-                                           | APR_FINFO_SIZE, d);
+                                           | APR_FINFO_SIZE | APR_FINFO_INODE, d);
         if (rv != APR_SUCCESS && rv != APR_INCOMPLETE) {
             break;
         }
@@ -694,7 +815,8 @@ static void acme_supervise_config_stamp(apr_pool_t *p, const apr_array_header_t 
     for (i = 0; i < files->nelts; ++i) {
         const char *path = APR_ARRAY_IDX(files, i, const char *);
         apr_finfo_t fi;
-        if (apr_stat(&fi, path, APR_FINFO_MTIME | APR_FINFO_SIZE | APR_FINFO_TYPE, p)
+        if (apr_stat(&fi, path, APR_FINFO_MTIME | APR_FINFO_SIZE | APR_FINFO_TYPE
+                     | APR_FINFO_INODE, p)
             != APR_SUCCESS) {
             acme_supervise_stamp_add(&ctx, p, path, NULL);
             continue;
@@ -722,6 +844,7 @@ static void acme_supervise_config_remember(acme_supervisor_t *sup, apr_pool_t *p
     apr_hash_index_t *hi;
 
     acme_supervise_collect_files(pconf, ap_conftree, seen);
+    acme_supervise_collect_modules(pconf, seen);
     sup->config_files = apr_array_make(pconf, (int)apr_hash_count(seen) + 1, sizeof(char *));
     for (hi = apr_hash_first(pconf, seen); hi; hi = apr_hash_next(hi)) {
         APR_ARRAY_PUSH(sup->config_files, const char *) = apr_hash_this_key(hi);
@@ -746,6 +869,8 @@ static int acme_supervise_config_unchanged(acme_supervisor_t *sup, apr_pool_t *p
 static void acme_supervise_go(acme_supervisor_t *sup, apr_pool_t *p,
                               const acme_supervise_batch_t *batch, apr_time_t now)
 {
+    acme_result_t res;
+
     if (sup->conf->auto_restart == 0) {
         if (!sup->announced) {
             acme_supervise_state(sup, p, "ACMEAutoRestart off: waiting for 'apachectl graceful'",
@@ -765,7 +890,14 @@ static void acme_supervise_go(acme_supervisor_t *sup, apr_pool_t *p,
                      "the previous generation's processes to finish", batch->names);
         return;
     }
-    sup->batch = apr_pstrdup(sup->s->process->pool, batch->names);
+    acme_result_reset(&res);
+    /* The process pool only grows: one pool for the attempt, cleared by the next one. */
+    if (acme_batch_begin(&sup->batch, sup->s->process->pool, batch->names, &res) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, sup->s, "mod_acme: activation of %s: %s; trying "
+                     "again in 10 s", batch->names, acme_result_describe(&res, p));
+        sup->configtest_retry_at = now + ACME_SUPERVISE_CONFIGTEST_RETRY;
+        return;
+    }
     if (acme_supervise_config_unchanged(sup, p)) {
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "mod_acme: no configuration file "
                      "changed since the last start; activating %s", batch->names);
@@ -934,6 +1066,7 @@ int acme_supervise_monitor(apr_pool_t *p, server_rec *s)
     if (!sup->conf || !sup->conf->store || sup->conf->domains->nelts == 0) {
         return DECLINED;
     }
+    acme_supervise_configtest_watch(sup, apr_time_now());
     if (sup->proc.pid == 0 && !sup->restart_signalled
         && (apr_time_now() >= sup->next_run || acme_supervise_new_request(sup, p))) {
         acme_supervise_fork(sup);
