@@ -332,10 +332,11 @@ static void acme_supervise_check_staged(acme_supervisor_t *sup, apr_pool_t *p,
     int i;
 
     *batch = (acme_supervise_batch_t){ .names = NULL };
-    apr_pool_create(&untrusted_pool, sup->pconf);
+    /* Both outlive a generation's pconf (cleared at every restart): the process pool's. */
+    apr_pool_create(&untrusted_pool, sup->s->process->pool);
     untrusted = apr_hash_make(untrusted_pool);
     if (!sup->checked_pool) {
-        apr_pool_create(&sup->checked_pool, sup->pconf);
+        apr_pool_create(&sup->checked_pool, sup->s->process->pool);
     }
     apr_pool_clear(sup->checked_pool);
     sup->checked = apr_hash_make(sup->checked_pool);
