@@ -1,7 +1,9 @@
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/syscall.h>
 
 #include <httpd.h>
 #include <http_config.h>
@@ -136,6 +138,60 @@ static void acme_serve_fallback_remember(process_rec *process, const apr_array_h
     mem->known = known;
 }
 
+static apr_status_t acme_serve_memfd_close(void *data)
+{
+    close((int)(intptr_t)data);
+    return APR_SUCCESS;
+}
+
+/* PEM text in an anonymous memory file that mod_ssl reads through /proc/self/fd/N. */
+static const char *acme_serve_memfd(apr_pool_t *pconf, const char *name, const char *pem)
+{
+    int fd = (int)syscall(SYS_memfd_create, name, 1u /* MFD_CLOEXEC */);
+    apr_size_t len = strlen(pem), done = 0;
+
+    if (fd < 0) {
+        return NULL;
+    }
+    while (done < len) {
+        ssize_t n = write(fd, pem + done, len - done);
+        if (n <= 0) {
+            close(fd);
+            return NULL;
+        }
+        done += (apr_size_t)n;
+    }
+    apr_pool_cleanup_register(pconf, (void *)(intptr_t)fd, acme_serve_memfd_close,
+                              apr_pool_cleanup_null);
+    return apr_psprintf(pconf, "/proc/self/fd/%d", fd);
+}
+
+/*
+ * The last resort when not even a fallback file can be written (disk full, read-only store):
+ * a throw-away self-signed certificate in memory, so that mod_ssl still starts the vhost (and
+ * answers 503) instead of refusing to start httpd. Nothing of it reaches the disk.
+ */
+static int acme_serve_fallback_in_memory(apr_pool_t *pconf, const acme_domain_t *dom,
+                                         acme_active_t *active)
+{
+    acme_keyspec_t spec = { .kind = ACME_KEY_EC, .bits = 256 };
+    const char *cert_pem = NULL, *key_pem = NULL;
+    acme_key_t *key = NULL;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    if (acme_crypto_key_generate(pconf, &spec, &key, &res) != APR_SUCCESS
+        || acme_crypto_selfsigned_create_names(pconf, key, (const acme_ident_t *)dom->idents->elts,
+                                               dom->idents->nelts, apr_time_from_sec(86400),
+                                               NULL, &cert_pem, &res) != APR_SUCCESS
+        || acme_crypto_key_to_pem(pconf, key, &key_pem, &res) != APR_SUCCESS) {
+        return 0;
+    }
+    active->fallback_cert = acme_serve_memfd(pconf, "mod_acme-fallback-cert", cert_pem);
+    active->fallback_key = acme_serve_memfd(pconf, "mod_acme-fallback-key", key_pem);
+    return active->fallback_cert && active->fallback_key;
+}
+
 static void acme_serve_load_active(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf,
                                    apr_hash_t *errors)
 {
@@ -170,9 +226,12 @@ static void acme_serve_load_active(apr_pool_t *pconf, server_rec *s, acme_conf_t
         acme_result_reset(&res);
         if (acme_activate_load(pconf, conf->store, dom, now, &fallback, &active, &res)
             != APR_SUCCESS) {
+            int held = acme_serve_fallback_in_memory(pconf, dom, active);
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "mod_acme: %s: no certificate and no "
-                         "fallback certificate could be prepared: %s", dom->name,
-                         acme_result_describe(&res, pconf));
+                         "fallback certificate file could be prepared: %s; %s", dom->name,
+                         acme_result_describe(&res, pconf),
+                         held ? "a fallback held in memory is served until this is fixed"
+                              : "mod_ssl will refuse this virtual host");
         }
         active->last_activation_error = apr_hash_get(errors, dom->name, APR_HASH_KEY_STRING);
         apr_hash_set(conf->active, dom->name, APR_HASH_KEY_STRING, active);
