@@ -830,10 +830,170 @@ static void test_fallback_survives_lost_key(void **state)
     check_fallback(fx, act, "a.example", ACME_IDENT_DNS);
 }
 
+/* ------------------------------------------------------------------ trust (issue 13) */
+
+/* Only the worker's proof makes a set a candidate: forged, missing or stale proofs are ignored. */
+static void test_check_ignores_sets_without_the_workers_proof(void **state)
+{
+    fixture_t *fx = *state;
+    acme_domain_t *dom = domain(fx->pool, SPEC_EC, "example.org", "www.example.org", NULL);
+    const char *json = path_of(fx, ACME_STORE_STAGING, dom->name, ACME_WORKER_STAGED_FILE);
+    static const char *const forged[] = {
+        "{\"forced\":true}\n",
+        "{\"proof\":\"00\"}\n",
+        "{\"proof\":\"5f0c2a0f1c4d7b0e8a9e3e1d6c2b4a59f1e0d3c2b7a6958473625140f1e2d3c4\"}\n",
+        "not json\n",
+    };
+    acme_result_t res;
+    size_t i;
+
+    for (i = 0; i < sizeof(forged) / sizeof(forged[0]); ++i) {
+        stage_good(fx, dom, SANS);
+        unit_write_file(fx->pool, json, forged[i], 0644);
+        acme_result_reset(&res);
+        assert_int_not_equal(acme_activate_install(fx->pool, fx->st, &fx->seal, dom, &res),
+                             APR_SUCCESS);
+        assert_int_equal(res.err_class, ACME_CLASS_ADMIN);
+        /* Left where it is (the worker replaces it), nothing activated, nothing rejected. */
+        assert_true(acme_activate_staged(fx->pool, fx->st, dom));
+        assert_false(acme_activate_has_set(fx->pool, fx->st, dom));
+        assert_int_equal(acme_activate_rejected_count(fx->pool, fx->st, dom), 0);
+    }
+}
+
+/* The proof covers the names: a good set of the worker's for other names is not taken. */
+static void test_check_ignores_a_proof_for_other_names(void **state)
+{
+    fixture_t *fx = *state;
+    acme_domain_t *dom = domain(fx->pool, SPEC_EC, "example.org", "www.example.org", NULL);
+    acme_domain_t *other = domain(fx->pool, SPEC_EC, "example.org", NULL);
+    acme_result_t res;
+
+    stage_good(fx, other, "DNS:example.org");
+    acme_result_reset(&res);
+    assert_int_not_equal(acme_activate_check(fx->pool, fx->st, &fx->seal, dom, &res),
+                         APR_SUCCESS);
+    assert_int_equal(res.err_class, ACME_CLASS_ADMIN);
+    assert_non_null(strstr(res.message, "proof of origin"));
+}
+
+/* staging/<name> as a symlink to a directory holding a proper set: never read through. */
+static void test_check_does_not_follow_a_symlinked_set(void **state)
+{
+    fixture_t *fx = *state;
+    acme_domain_t *dom = domain(fx->pool, SPEC_EC, "example.org", "www.example.org", NULL);
+    const char *staged = path_of(fx, ACME_STORE_STAGING, dom->name, NULL);
+    const char *elsewhere = apr_pstrcat(fx->pool, fx->dir, "/elsewhere", NULL);
+    acme_result_t res;
+
+    stage_good(fx, dom, SANS);
+    assert_int_equal(rename(staged, elsewhere), 0);
+    assert_int_equal(symlink(elsewhere, staged), 0);
+    acme_result_reset(&res);
+    assert_int_not_equal(acme_activate_install(fx->pool, fx->st, &fx->seal, dom, &res),
+                         APR_SUCCESS);
+    assert_int_equal(res.err_class, ACME_CLASS_ADMIN);
+    assert_int_equal(unit_mode_of(apr_pstrcat(fx->pool, elsewhere, "/" ACME_WORKER_STAGED_FILE,
+                                              NULL)) >= 0, 1);
+    assert_false(acme_activate_has_set(fx->pool, fx->st, dom));
+}
+
+/* Staged files of another owner than the worker's user are not taken. */
+static void test_check_wants_the_workers_files(void **state)
+{
+    fixture_t *fx = *state;
+    acme_domain_t *dom = domain(fx->pool, SPEC_EC, "example.org", "www.example.org", NULL);
+    acme_activate_seal_t seal = fx->seal;
+    acme_result_t res;
+
+    stage_good(fx, dom, SANS);
+    seal.owner = geteuid() + 1;
+    acme_result_reset(&res);
+    assert_int_not_equal(acme_activate_check(fx->pool, fx->st, &seal, dom, &res), APR_SUCCESS);
+    assert_int_equal(res.err_class, ACME_CLASS_ADMIN);
+    assert_non_null(strstr(res.message, "owner"));
+}
+
+/* Even with the worker's proof, a lone self-signed leaf is no CA's certificate: refused. */
+static void test_check_refuses_a_lone_self_signed_certificate(void **state)
+{
+    fixture_t *fx = *state;
+    acme_domain_t *dom = domain(fx->pool, SPEC_EC, "example.org", "www.example.org", NULL);
+    acme_key_t *key = unit_key_generate(fx->pool, ACME_KEY_EC, 256);
+    X509 *self = unit_cert_make(&(unit_cert_spec_t){
+        .cn = "example.org", .key = key, .sans = SANS, .serial = 7,
+        .not_before = -3600, .not_after = 90 * DAY });
+    acme_result_t res;
+
+    assert_non_null(self);
+    stage_spec(fx, dom, SPEC_EC, unit_x509_pem(fx->pool, self), seal(fx, key_pem(fx->pool, key)));
+    X509_free(self);
+    stage_done(fx, dom);
+    acme_result_reset(&res);
+    assert_int_not_equal(acme_activate_install(fx->pool, fx->st, &fx->seal, dom, &res),
+                         APR_SUCCESS);
+    expect_refused(&res, "example.org", "lone self-signed", "self-signed");
+    assert_int_equal(res.err_class, ACME_CLASS_PERMANENT);
+    /* Proven bad: kept in rejected/, out of the User's reach, not deleted. */
+    assert_false(acme_activate_staged(fx->pool, fx->st, dom));
+    assert_int_equal(acme_activate_rejected_count(fx->pool, fx->st, dom), 1);
+}
+
+/* A notBefore a little ahead of this clock is no verdict: the set waits and is taken later. */
+static void test_check_waits_for_a_certificate_not_valid_yet(void **state)
+{
+    fixture_t *fx = *state;
+    acme_domain_t *dom = domain(fx->pool, SPEC_EC, "example.org", "www.example.org", NULL);
+    acme_key_t *key = unit_key_generate(fx->pool, ACME_KEY_EC, 256);
+    acme_result_t res;
+
+    stage_spec(fx, dom, SPEC_EC, issue(fx->pool, key, SANS, 600, 90 * DAY, ORDER_GOOD),
+               seal(fx, key_pem(fx->pool, key)));
+    stage_done(fx, dom);
+    acme_result_reset(&res);
+    assert_int_not_equal(acme_activate_install(fx->pool, fx->st, &fx->seal, dom, &res),
+                         APR_SUCCESS);
+    assert_int_equal(res.err_class, ACME_CLASS_RETRY_SOON);
+    assert_non_null(strstr(res.message, "becomes valid"));
+    assert_true(acme_activate_staged(fx->pool, fx->st, dom));
+    assert_int_equal(acme_activate_rejected_count(fx->pool, fx->st, dom), 0);
+}
+
+/* Only the newest few refused sets of a domain are kept. */
+static void test_rejected_sets_are_bounded(void **state)
+{
+    fixture_t *fx = *state;
+    acme_domain_t *dom = domain(fx->pool, SPEC_EC, "example.org", "www.example.org", NULL);
+    acme_result_t res;
+    int i;
+
+    for (i = 0; i < ACME_ACTIVATE_REJECTED_KEEP + 3; ++i) {
+        stage_bad(fx, dom, BAD_EXPIRED);
+        acme_result_reset(&res);
+        assert_int_not_equal(acme_activate_install(fx->pool, fx->st, &fx->seal, dom, &res),
+                             APR_SUCCESS);
+        apr_sleep(2000);
+    }
+    assert_int_equal(acme_activate_rejected_count(fx->pool, fx->st, dom),
+                     ACME_ACTIVATE_REJECTED_KEEP);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_staged_flag, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_ignores_sets_without_the_workers_proof, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_check_ignores_a_proof_for_other_names, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_check_does_not_follow_a_symlinked_set, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_check_wants_the_workers_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_refuses_a_lone_self_signed_certificate, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_check_waits_for_a_certificate_not_valid_yet, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_rejected_sets_are_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_accepts_good_set, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_accepts_ip_identifiers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_refuses_bad_sets, setup, teardown),

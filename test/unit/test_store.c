@@ -527,6 +527,49 @@ static void test_recover_without_marker_resurrects_nothing(void **state)
     assert_false(exists(ps.domain));
 }
 
+/* The attack of issue 13: a marker naming a path through a symlink the User made in staging/. */
+static void test_recover_never_acts_in_staging_or_through_a_symlink(void **state)
+{
+    fixture_t *fx = *state;
+    paths_t ps = paths_of(fx, "example.org");
+    const char *victim = apr_pstrcat(fx->pool, fx->dir, "/victim", NULL);
+    const char *staging = apr_pstrcat(fx->pool, acme_store_base(fx->st), "/staging", NULL);
+    const char *link = apr_pstrcat(fx->pool, staging, "/l", NULL);
+    acme_result_t res;
+
+    put(fx, apr_pstrcat(fx->pool, victim, "/pubcert.pem", NULL), "root's");
+    assert_int_equal(symlink(fx->dir, link), 0);
+    /* In staging/ (the User's): root does not look at it at all. */
+    put(fx, apr_pstrcat(fx->pool, staging, "/.example.org.replacing", NULL),
+        apr_pstrcat(fx->pool, link, "/victim\n", NULL));
+    /* In domains/: the path goes through the User's symlink, so it is no archive entry. */
+    put(fx, apr_pstrcat(fx->pool, ps.domains, "/.example.org.replacing", NULL),
+        apr_pstrcat(fx->pool, link, "/victim\n", NULL));
+    acme_result_reset(&res);
+    assert_int_equal(acme_store_recover(fx->pool, fx->st, &res), APR_SUCCESS);
+    assert_string_equal(cert_in(fx, victim), "root's");
+    assert_false(exists(ps.domain));
+    assert_false(exists(apr_pstrcat(fx->pool, staging, "/example.org", NULL)));
+}
+
+/* A marker that cannot be read does not keep the others from being finished. */
+static void test_recover_goes_on_past_a_bad_marker(void **state)
+{
+    fixture_t *fx = *state;
+    paths_t ps = paths_of(fx, "example.org");
+    acme_result_t res;
+
+    crash_between_renames(fx, &ps);
+    assert_int_equal(mkdir(apr_pstrcat(fx->pool, ps.domains, "/.aaa.example.replacing", NULL),
+                           0700), 0);
+    assert_int_equal(mkfifo(apr_pstrcat(fx->pool, ps.domains, "/.zzz.example.replacing", NULL),
+                            0600), 0);
+    acme_result_reset(&res);
+    assert_int_not_equal(acme_store_recover(fx->pool, fx->st, &res), APR_SUCCESS);
+    assert_non_null(strstr(res.message, "replacing"));
+    assert_string_equal(cert_in(fx, ps.domain), "v1");
+}
+
 /* ------------------------------------------------------------------ locks */
 
 /* In a child process: 0 when a non-blocking lock attempt returns `expect`. */
@@ -615,6 +658,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recover_after_completed_swap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_finishes_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_ignores_foreign_marker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover_never_acts_in_staging_or_through_a_symlink,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover_goes_on_past_a_bad_marker, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_without_marker_resurrects_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_lock_excludes_other_process, setup, teardown),
