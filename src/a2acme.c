@@ -120,6 +120,7 @@ typedef struct {
     acme_active_t *active;
     acme_job_t *job;
     int staged;
+    int rejected;               /* refused sets kept in rejected/ */
     apr_time_t force_at;        /* 0: no renewal requested */
     int ca_known;
 } a2_entry_t;
@@ -708,6 +709,7 @@ static json_t *a2_entry_json(const a2_entry_t *e)
         json_object_set_new(out, "ca", json_null());
     }
     json_object_set_new(out, "staged", json_boolean(e->staged));
+    json_object_set_new(out, "rejected_sets", json_integer(e->rejected));
     json_object_set_new(out, "renewal_requested",
                         e->force_at ? json_integer(apr_time_sec(e->force_at)) : json_null());
     return out;
@@ -751,7 +753,7 @@ static void a2_list_notes(apr_pool_t *p, const a2_entry_t *e, apr_array_header_t
 {
     const acme_job_t *job = e->job;
     a2_row_t *row;
-    const char *note[6];
+    const char *note[8];
     int n = 0, i;
 
     if (e->ca_known) {
@@ -769,6 +771,10 @@ static void a2_list_notes(apr_pool_t *p, const a2_entry_t *e, apr_array_header_t
     }
     if (e->staged) {
         note[n++] = "a new certificate is staged and waits for activation";
+    }
+    if (e->rejected) {
+        note[n++] = apr_psprintf(p, "%d refused staged set%s kept in rejected/ for a look",
+                                 e->rejected, e->rejected == 1 ? "" : "s");
     }
     if (e->force_at) {
         note[n++] = apr_pstrcat(p, "renewal requested at ", a2_time(p, e->force_at),
@@ -856,6 +862,7 @@ static int a2_cmd_list(a2_t *a)
             e.job = NULL;
         }
         e.staged = acme_activate_staged(a->p, a->store, e.dom);
+        e.rejected = acme_activate_rejected_count(a->p, a->store, e.dom);
         e.force_at = a2_force_time(a, e.dom->name);
         status = a2_entry_json(&e);
         if (a->args->json) {

@@ -46,6 +46,7 @@ typedef struct {
     apr_time_t notified_at;
     apr_time_t notified_errored_at;  /* last `errored` / `expiring`, for rate limiting; */
     apr_time_t notified_expiring_at; /* cleared by a success */
+    int rejected;               /* staged sets the parent refused for good (kept in rejected/) */
 } acme_job_t;
 
 acme_job_t *acme_job_make(apr_pool_t *p, const char *name);

@@ -263,6 +263,7 @@ static void acme_supervise_refuse(acme_supervisor_t *sup, apr_pool_t *p, const a
     acme_activate_reject(p, sup->conf->store, dom, &ignored);
     if (acme_job_load(p, sup->conf->store, dom->name, &job, &ignored) == APR_SUCCESS) {
         acme_job_failed(job, p, res, apr_time_now());
+        job->rejected++;
         job->next_run = apr_time_now() + ACME_SUPERVISE_CRASH_DELAY;
         acme_job_save(p, sup->conf->store, job, &ignored);
     }
