@@ -51,11 +51,21 @@ int acme_activate_has_set(apr_pool_t *p, const acme_store_t *st, const acme_doma
 
 int acme_activate_staged(apr_pool_t *p, const acme_store_t *st, const acme_domain_t *dom)
 {
-    const char *dir = acme_store_path(p, st, ACME_STORE_STAGING, dom->name, NULL);
-    apr_finfo_t finfo;
+    const char *dir = acme_store_path(p, st, ACME_STORE_STAGING, NULL, NULL);
+    acme_safefs_dir_t *staging = NULL, *set = NULL;
+    apr_pool_t *sp = NULL;
+    acme_result_t res;
+    int found;
 
-    return dir && apr_stat(&finfo, apr_pstrcat(p, dir, "/" ACME_WORKER_STAGED_FILE, NULL),
-                           APR_FINFO_TYPE, p) == APR_SUCCESS;
+    /* Looked at by descriptor too: staging/<name> may be anything the User made. */
+    apr_pool_create(&sp, p);
+    acme_result_reset(&res);
+    found = dir && acme_safefs_dir_open(sp, dir, &staging, &res) == APR_SUCCESS
+            && acme_safefs_dir_sub(sp, staging, dom->name, ACME_SAFEFS_ANY_OWNER, &set, &res)
+               == APR_SUCCESS
+            && acme_safefs_exists(set, ACME_WORKER_STAGED_FILE);
+    apr_pool_destroy(sp);
+    return found;
 }
 
 static int acme_activate_cmp_names(const void *a, const void *b)

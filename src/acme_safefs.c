@@ -290,6 +290,14 @@ apr_status_t acme_safefs_move(apr_pool_t *p, const acme_safefs_dir_t *from, cons
     return APR_SUCCESS;
 }
 
+int acme_safefs_exists(const acme_safefs_dir_t *dir, const char *name)
+{
+    struct stat st;
+
+    return acme_safefs_component_ok(name)
+           && fstatat(dir->fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
 int acme_safefs_is_dir(const acme_safefs_dir_t *dir, const char *name)
 {
     struct stat st;

@@ -69,6 +69,9 @@ apr_status_t acme_safefs_move(apr_pool_t *p, const acme_safefs_dir_t *from, cons
                               const acme_safefs_dir_t *to, const char *to_name,
                               acme_result_t *res);
 
+/* 1 when dir has an entry `name` of any type (nothing is followed or opened). */
+int acme_safefs_exists(const acme_safefs_dir_t *dir, const char *name);
+
 /* 1 when `name` exists in dir as a directory (not a symlink to one), 0 otherwise. */
 int acme_safefs_is_dir(const acme_safefs_dir_t *dir, const char *name);
 
