@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -117,6 +118,31 @@ static void test_exit_status_and_stderr_in_message(void **state)
     assert_non_null(strstr(res.message, "exit status 3"));
     assert_non_null(strstr(res.message, "zone refused the update"));
     assert_non_null(strstr(res.message, "ACMEDns01Command (setup)"));
+}
+
+/*
+ * A descriptor the worker holds without close-on-exec (a library's socket, a lock file) must not
+ * reach the admin's program: the hook lists its own descriptors, and only 0, 1 and 2 may be there.
+ */
+static void test_hook_inherits_only_stdio(void **state)
+{
+    apr_pool_t *p = *state;
+    int leaky = open("/dev/null", O_RDONLY);        /* deliberately without O_CLOEXEC */
+    int high = leaky >= 0 ? fcntl(leaky, F_DUPFD, 40) : -1;
+    acme_command_outcome_t out;
+    acme_result_t res;
+    acme_command_t cmd = {
+        .argv = sh(p, "ls /proc/$$/fd | tr '\\n' ' ' >&2"),
+        .timeout = apr_time_from_sec(10), .what = "test",
+    };
+
+    assert_true(leaky > 2);
+    assert_true(high >= 40);
+    acme_result_reset(&res);
+    assert_int_equal(acme_command_run(p, &cmd, &out, &res), APR_SUCCESS);
+    close(leaky);
+    close(high);
+    assert_string_equal(out.stderr_text, "0 1 2 ");
 }
 
 static void test_timeout_kills_the_process_group(void **state)
@@ -251,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_input_on_stdin),
         cmocka_unit_test(test_unread_input_does_not_block),
         cmocka_unit_test(test_exit_status_and_stderr_in_message),
+        cmocka_unit_test(test_hook_inherits_only_stdio),
         cmocka_unit_test(test_timeout_kills_the_process_group),
         cmocka_unit_test(test_cancel_stops_the_program),
         cmocka_unit_test(test_missing_program),
