@@ -250,7 +250,9 @@ static int acme_command_wait(apr_pool_t *p, pid_t pid, int err_fd, acme_command_
      * reaped and may be reused). */
     kill(-pid, SIGKILL);
     buf[len] = '\0';
-    out->stderr_text = buf;
+    /* Programs write any bytes, and the cut at ACME_COMMAND_STDERR_MAX can split a character:
+     * the text goes into the job file and notifications, which are JSON. */
+    out->stderr_text = acme_result_utf8(p, buf);
     out->elapsed = apr_time_now() - start;
     return status;
 }

@@ -122,6 +122,31 @@ static void acme_worker_note_next(acme_worker_t *w, apr_time_t t)
     apr_thread_mutex_unlock(w->lock);
 }
 
+/*
+ * Saves a job; a failure is logged, never silent, and brings the worker back soon: every later
+ * save writes the whole job again. res may be NULL when the caller has no use for the detail.
+ */
+static apr_status_t acme_worker_job_save(acme_worker_t *w, apr_pool_t *p, const acme_job_t *job,
+                                         acme_result_t *res)
+{
+    acme_result_t local;
+    apr_status_t rv;
+
+    if (!res) {
+        acme_result_reset(&local);
+        res = &local;
+    }
+    rv = acme_job_save(p, w->store, job, res);
+    if (rv != APR_SUCCESS) {
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "%s: the job state could not be "
+                                                          "saved (%s); it is written again at "
+                                                          "the next step or check", job->name,
+                                                          acme_result_describe(res, p)));
+        acme_worker_note_next(w, apr_time_now() + ACME_PLAN_RETRY_FIRST);
+    }
+    return rv;
+}
+
 static const char *acme_worker_file(apr_pool_t *p, const char *dir, const char *prefix,
                                     const acme_keyspec_t *spec, const char *suffix)
 {
@@ -638,14 +663,14 @@ static void acme_worker_plan(acme_worker_t *w, apr_interval_time_t interval)
                 job->activity = NULL;
                 job->order_json = NULL;
                 job->updated = now;
-                acme_job_save(w->pool, w->store, job, &res);
+                acme_worker_job_save(w, w->pool, job, NULL);
             }
             acme_worker_note_next(w, renew_at < now + interval ? renew_at : now + interval);
             continue;
         }
         if (dirty) {
             job->renew_at = renew_at;
-            acme_job_save(w->pool, w->store, job, &res);
+            acme_worker_job_save(w, w->pool, job, NULL);
             acme_result_reset(&res);
         }
         if (job->state == ACME_JOB_FAILED && job->next_run > now) {
@@ -671,12 +696,9 @@ typedef struct {
 
 static void acme_worker_activity(acme_worker_run_t *run, const char *what)
 {
-    acme_result_t res;
-
-    acme_result_reset(&res);
     run->job->activity = what;
     run->job->updated = apr_time_now();
-    acme_job_save(run->p, run->w->store, run->job, &res);
+    acme_worker_job_save(run->w, run->p, run->job, NULL);
 }
 
 static apr_status_t acme_worker_save_order(acme_worker_run_t *run, const acme_order_t *order,
@@ -691,7 +713,7 @@ static apr_status_t acme_worker_save_order(acme_worker_run_t *run, const acme_or
     run->job->order_json = json;
     run->job->ca_url = run->item->ca->ca_url;
     run->job->updated = apr_time_now();
-    return acme_job_save(run->p, run->w->store, run->job, res);
+    return acme_worker_job_save(run->w, run->p, run->job, res);
 }
 
 static apr_status_t acme_worker_account(acme_worker_run_t *run, acme_result_t *res)
@@ -1286,7 +1308,6 @@ static int acme_worker_failover(acme_worker_run_t *run, const acme_result_t *res
 {
     acme_worker_item_t *item = run->item;
     const char *from = item->ca->ca_url;
-    acme_result_t sres;
 
     if (!acme_renewal_failover(res, item->n_cas, &run->job->ca_index, &run->job->ca_failures)) {
         return 0;
@@ -1299,8 +1320,7 @@ static int acme_worker_failover(acme_worker_run_t *run, const acme_result_t *res
                                                            item->dom->name, from,
                                                            acme_result_describe(res, run->p),
                                                            item->ca->ca_url));
-    acme_result_reset(&sres);
-    acme_job_save(run->p, run->w->store, run->job, &sres);
+    acme_worker_job_save(run->w, run->p, run->job, NULL);
     return ++*switches < item->n_cas;
 }
 
@@ -1370,7 +1390,7 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
                                                                          ACME_STORE_STAGING,
                                                                          dom->name, NULL)),
                            NULL);
-        acme_job_save(p, w->store, run.job, &res);
+        acme_worker_job_save(w, p, run.job, NULL);
         acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(p, "%s: new certificate staged; it is "
                                                          "activated by a graceful restart",
                                                          dom->name));
@@ -1394,7 +1414,7 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
     acme_worker_notify(w, p, dom, run.job, "errored", acme_worker_active_certs(p, item),
                        acme_result_describe(&res, p));
     acme_result_reset(&res);
-    acme_job_save(p, w->store, run.job, &res);
+    acme_worker_job_save(w, p, run.job, NULL);
     apr_thread_mutex_lock(w->lock);
     w->failures++;
     apr_thread_mutex_unlock(w->lock);
@@ -1534,7 +1554,7 @@ static void acme_worker_installed(acme_worker_t *w, const char *name)
         if (acme_job_load(w->pool, w->store, name, &job, &res) == APR_SUCCESS) {
             acme_worker_notify(w, w->pool, item->dom, job, "installed",
                                acme_worker_active_certs(w->pool, item), NULL);
-            acme_job_save(w->pool, w->store, job, &res);
+            acme_worker_job_save(w, w->pool, job, NULL);
         }
         return;
     }
@@ -1571,7 +1591,7 @@ static void acme_worker_selfcheck(acme_worker_t *w)
         if (acme_job_load(w->pool, w->store, name, &job, &res) == APR_SUCCESS) {
             acme_job_failed(job, w->pool, &res, apr_time_now());
             job->failures = 0;      /* not an ordering failure: no backoff from it */
-            acme_job_save(w->pool, w->store, job, &res);
+            acme_worker_job_save(w, w->pool, job, NULL);
         }
     }
 }
@@ -1641,7 +1661,7 @@ static void acme_worker_warn(acme_worker_t *w)
                                                                           w->pool),
                                                      job->next_run);
             /* Saved first: whoever reads the CRIT line finds the warning in the status. */
-            acme_job_save(w->pool, w->store, job, &res);
+            acme_worker_job_save(w, w->pool, job, NULL);
             acme_worker_log(w, ACME_LOG_CRIT, job->warning);
             acme_worker_notify(w, w->pool, item->dom, job, "expiring",
                                acme_worker_active_certs(w->pool, item),
@@ -1653,7 +1673,7 @@ static void acme_worker_warn(acme_worker_t *w)
         else {
             continue;
         }
-        acme_job_save(w->pool, w->store, job, &res);
+        acme_worker_job_save(w, w->pool, job, NULL);
     }
 }
 
