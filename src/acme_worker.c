@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <sys/prctl.h>
 
+#include <apr_escape.h>
 #include <apr_strings.h>
 #include <apr_thread_proc.h>
 #include <apr_thread_mutex.h>
@@ -997,86 +998,129 @@ static apr_status_t acme_worker_dns01_setup(acme_worker_run_t *run, const acme_d
 }
 
 /*
+ * The CA's authorization must be for one of the domain's identifiers: its value becomes a file
+ * name under challenges/ and a dns-01 record name, and a CA (or whoever answers in its name)
+ * must not pick either. A wildcard authorization stands for "*." + its value.
+ */
+static apr_status_t acme_worker_authz_check(acme_worker_run_t *run,
+                                            const acme_client_authz_t *authz, acme_result_t *res)
+{
+    const char *value = authz->identifier.value ? authz->identifier.value : "";
+    acme_ident_t want = {
+        .type = authz->identifier.type,
+        .value = authz->wildcard ? apr_pstrcat(run->p, "*.", value, NULL) : value,
+    };
+
+    if (authz->identifier.value && acme_domain_has_ident(run->item->dom, &want)) {
+        return APR_SUCCESS;
+    }
+    if (strlen(value) > 100) {
+        value = apr_pstrcat(run->p, apr_pstrndup(run->p, value, 100), "...", NULL);
+    }
+    return acme_result_fail(res, APR_EINVAL, ACME_CLASS_PERMANENT, apr_psprintf(run->p,
+        "%s: the CA sent an authorization for '%s', which is not one of the domain's names; "
+        "nothing was answered and the order is given up", run->item->dom->name,
+        acme_result_utf8(run->p, apr_pescape_echo(run->p, want.value, 0))));
+}
+
+typedef struct {
+    acme_dns01_t d;
+    apr_array_header_t *answers;        /* acme_worker_answer_t */
+    apr_array_header_t *records;        /* acme_dns01_record_t */
+    apr_array_header_t *respond;        /* const acme_client_challenge_t * */
+    int dns_ok;
+} acme_worker_answering_t;
+
+/* Provisions the answer to one pending authorization (dns-01 falling back to another type). */
+static apr_status_t acme_worker_answer_one(acme_worker_run_t *run, acme_worker_answering_t *an,
+                                           const acme_client_authz_t *authz, acme_result_t *res)
+{
+    const acme_domain_t *dom = run->item->dom;
+    const acme_client_challenge_t *chal = acme_worker_choose(dom, authz, NULL), *alt;
+    const char *key_authz = NULL;
+    acme_worker_answer_t answer;
+    apr_status_t rv;
+
+    if (!chal) {
+        return acme_worker_no_challenge(run, authz, res);
+    }
+    rv = acme_client_key_authorization(run->client, run->p, chal->token, &key_authz, res);
+    if (rv == APR_SUCCESS && !strcmp(chal->type, "dns-01")) {
+        rv = acme_worker_dns01_setup(run, &an->d, authz, key_authz, an->records, res);
+        if (rv == APR_SUCCESS) {
+            an->dns_ok = 1;
+            APR_ARRAY_PUSH(an->respond, const acme_client_challenge_t *) = chal;
+            return APR_SUCCESS;
+        }
+        if (!(alt = acme_worker_choose(dom, authz, "dns-01"))) {
+            return rv;
+        }
+        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s: %s; trying %s for %s "
+                                                               "instead", dom->name,
+                                                               acme_result_describe(res, run->p),
+                                                               alt->type,
+                                                               authz->identifier.value));
+        acme_result_reset(res);
+        chal = alt;
+        rv = acme_client_key_authorization(run->client, run->p, chal->token, &key_authz, res);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = acme_worker_publish(run, authz, chal, key_authz, &answer, res);
+    }
+    if (rv == APR_SUCCESS) {
+        APR_ARRAY_PUSH(an->answers, acme_worker_answer_t) = answer;
+        APR_ARRAY_PUSH(an->respond, const acme_client_challenge_t *) = chal;
+    }
+    return rv;
+}
+
+/*
  * Answers every pending authorization: http-01/tls-alpn-01 answers are published and dns-01
  * records set up first (a failing dns-01 setup falls back to the next listed type the CA
  * offers for that name), then the propagation wait, then the CA is told to validate. Answers
- * and records are withdrawn whatever happened.
+ * and records are withdrawn whatever happened. Every authorization is checked against the
+ * domain's names before anything is set up.
  */
 static apr_status_t acme_worker_answer(acme_worker_run_t *run, acme_order_t *order,
                                        acme_result_t *res)
 {
-    const acme_domain_t *dom = run->item->dom;
-    apr_array_header_t *answers = apr_array_make(run->p, 4, sizeof(acme_worker_answer_t));
-    apr_array_header_t *records = apr_array_make(run->p, 4, sizeof(acme_dns01_record_t));
-    apr_array_header_t *respond = apr_array_make(run->p, 4, sizeof(acme_client_challenge_t *));
-    acme_dns01_t d = acme_worker_dns01_of(run->w, run->p, dom);
+    acme_worker_answering_t an = {
+        .d = acme_worker_dns01_of(run->w, run->p, run->item->dom),
+        .answers = apr_array_make(run->p, 4, sizeof(acme_worker_answer_t)),
+        .records = apr_array_make(run->p, 4, sizeof(acme_dns01_record_t)),
+        .respond = apr_array_make(run->p, 4, sizeof(acme_client_challenge_t *)),
+    };
     apr_array_header_t *authzs = NULL;
-    int dns_ok = 0;
     apr_status_t rv;
     int i;
 
     rv = acme_client_order_authzs(run->client, run->p, order, &authzs, res);
     for (i = 0; rv == APR_SUCCESS && i < authzs->nelts; ++i) {
+        rv = acme_worker_authz_check(run, APR_ARRAY_IDX(authzs, i, const acme_client_authz_t *),
+                                     res);
+    }
+    for (i = 0; rv == APR_SUCCESS && i < authzs->nelts; ++i) {
         const acme_client_authz_t *authz = APR_ARRAY_IDX(authzs, i, const acme_client_authz_t *);
-        const acme_client_challenge_t *chal;
-        const char *key_authz = NULL;
-        acme_worker_answer_t answer;
-        if (strcmp(authz->status, "pending") != 0) {
-            continue;
-        }
-        chal = acme_worker_choose(dom, authz, NULL);
-        if (!chal) {
-            rv = acme_worker_no_challenge(run, authz, res);
-            break;
-        }
-        rv = acme_client_key_authorization(run->client, run->p, chal->token, &key_authz, res);
-        if (rv == APR_SUCCESS && !strcmp(chal->type, "dns-01")) {
-            const acme_client_challenge_t *alt;
-            rv = acme_worker_dns01_setup(run, &d, authz, key_authz, records, res);
-            if (rv == APR_SUCCESS) {
-                dns_ok = 1;
-                APR_ARRAY_PUSH(respond, const acme_client_challenge_t *) = chal;
-                continue;
-            }
-            alt = acme_worker_choose(dom, authz, "dns-01");
-            if (!alt) {
-                break;
-            }
-            acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s: %s; trying %s "
-                                                                   "for %s instead", dom->name,
-                                                                   acme_result_describe(res,
-                                                                                        run->p),
-                                                                   alt->type,
-                                                                   authz->identifier.value));
-            acme_result_reset(res);
-            chal = alt;
-            rv = acme_client_key_authorization(run->client, run->p, chal->token, &key_authz,
-                                               res);
-        }
-        if (rv == APR_SUCCESS) {
-            rv = acme_worker_publish(run, authz, chal, key_authz, &answer, res);
-        }
-        if (rv == APR_SUCCESS) {
-            APR_ARRAY_PUSH(answers, acme_worker_answer_t) = answer;
-            APR_ARRAY_PUSH(respond, const acme_client_challenge_t *) = chal;
+        if (!strcmp(authz->status, "pending")) {
+            rv = acme_worker_answer_one(run, &an, authz, res);
         }
     }
-    if (rv == APR_SUCCESS && dns_ok) {
+    if (rv == APR_SUCCESS && an.dns_ok) {
         acme_worker_activity(run, "waiting for the DNS records to propagate");
-        rv = acme_dns01_wait(run->p, &d, records, (volatile const int *)&acme_worker_stopping,
-                             res);
+        rv = acme_dns01_wait(run->p, &an.d, an.records,
+                             (volatile const int *)&acme_worker_stopping, res);
     }
-    for (i = 0; rv == APR_SUCCESS && i < respond->nelts; ++i) {
+    for (i = 0; rv == APR_SUCCESS && i < an.respond->nelts; ++i) {
         rv = acme_client_challenge_respond(run->client, run->p,
-                                           APR_ARRAY_IDX(respond, i,
+                                           APR_ARRAY_IDX(an.respond, i,
                                                          const acme_client_challenge_t *), res);
     }
     if (rv == APR_SUCCESS) {
         acme_worker_activity(run, "waiting for the CA to validate");
         rv = acme_client_order_wait(run->client, run->p, order, res);
     }
-    acme_worker_withdraw(run, answers);
-    acme_worker_dns01_teardown(run, &d, records);
+    acme_worker_withdraw(run, an.answers);
+    acme_worker_dns01_teardown(run, &an.d, an.records);
     return rv;
 }
 
