@@ -32,6 +32,7 @@
 #define ACME_WORKER_MAX_STEPS 12
 #define ACME_WORKER_STOP_GRACE apr_time_from_sec(2)
 #define ACME_WORKER_SAME_CA_PAUSE apr_time_from_sec(2)
+#define ACME_WORKER_ACCOUNT_LOCK_WAIT apr_time_from_sec(3)
 
 /*
  * Set from a signal handler or the supervising thread, read by the order
@@ -51,6 +52,10 @@ typedef struct {
     acme_key_t *account_key;
     const char *account_url;            /* NULL until looked up or registered */
     apr_thread_mutex_t *lock;           /* one registration at a time */
+    apr_pool_t *pool;                   /* account_url's memory, used under lock only: order
+                                         * threads must not allocate from the run's pool */
+    acme_store_lock_t *account_lock;    /* the store lock a2acme rollover takes, or NULL */
+    int busy;                           /* another process held it: no orders at this CA */
 } acme_worker_ca_t;
 
 /* The certificate served now for one key spec, read as root. */
@@ -291,6 +296,87 @@ static void acme_worker_account_url_load(acme_worker_t *w, acme_worker_ca_t *ca)
     }
 }
 
+/*
+ * A pool with an allocator of its own, guarded by a mutex: what threads allocate from it (or
+ * create and destroy as its children) never races with the run's pool. Pools are not
+ * thread-safe; this one is, as far as its allocator and child list go.
+ */
+static apr_status_t acme_worker_pool_make(apr_pool_t *parent, apr_pool_t **pp)
+{
+    apr_allocator_t *alloc = NULL;
+    apr_thread_mutex_t *mutex = NULL;
+    apr_status_t rv = apr_allocator_create(&alloc);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if ((rv = apr_pool_create_ex(pp, parent, NULL, alloc)) != APR_SUCCESS) {
+        apr_allocator_destroy(alloc);
+        return rv;
+    }
+    apr_allocator_owner_set(alloc, *pp);
+    if ((rv = apr_thread_mutex_create(&mutex, APR_THREAD_MUTEX_DEFAULT, *pp)) == APR_SUCCESS) {
+        apr_allocator_mutex_set(alloc, mutex);
+    }
+    return rv;
+}
+
+/*
+ * The account lock a2acme rollover takes ("account-<ca id>"), taken as root before the key is
+ * read, so a renewal never uses a key being replaced. fcntl locks belong to the process, so one
+ * lock serves every order thread. Busy after a short wait: the CA's orders are retried soon.
+ * Any other failure is logged and the run goes on unlocked: a broken lock directory must not
+ * stop renewals.
+ */
+static void acme_worker_ca_lock(acme_worker_t *w, acme_worker_ca_t *ca)
+{
+    const char *name = apr_pstrcat(w->pool, "account-", ca->ca_id, NULL);
+    apr_time_t until = apr_time_now() + ACME_WORKER_ACCOUNT_LOCK_WAIT;
+    acme_result_t res;
+    apr_status_t rv;
+
+    for (;;) {
+        acme_result_reset(&res);
+        rv = acme_store_lock(w->pool, w->store, name, 0, &ca->account_lock, &res);
+        if (rv != APR_EAGAIN || apr_time_now() >= until) {
+            break;
+        }
+        apr_sleep(apr_time_from_msec(200));
+    }
+    if (rv == APR_SUCCESS) {
+        return;
+    }
+    ca->account_lock = NULL;
+    ca->busy = rv == APR_EAGAIN;
+    acme_worker_log(w, ca->busy ? ACME_LOG_NOTICE : ACME_LOG_WARNING, apr_psprintf(w->pool,
+        "the account at %s %s (%s)", ca->ca_url,
+        ca->busy ? "is in use by another process (a2acme rollover?); its orders are retried "
+                   "soon" : "cannot be locked; going on without the lock",
+        acme_result_describe(&res, w->pool)));
+}
+
+/* Gives up the account locks of CAs none of the due domains can use: a rollover may go on. */
+static void acme_worker_ca_unlock_idle(acme_worker_t *w, int all)
+{
+    apr_hash_index_t *hi;
+    int i, j;
+
+    for (hi = apr_hash_first(w->pool, w->cas); hi; hi = apr_hash_next(hi)) {
+        acme_worker_ca_t *ca = apr_hash_this_val(hi);
+        int needed = 0;
+        for (i = 0; !all && i < w->due->nelts && !needed; ++i) {
+            const acme_worker_item_t *item = APR_ARRAY_IDX(w->due, i, acme_worker_item_t *);
+            for (j = 0; j < item->n_cas; ++j) {
+                needed |= item->cas[j] == ca;
+            }
+        }
+        if (!needed && ca->account_lock) {
+            acme_store_unlock(ca->account_lock);
+            ca->account_lock = NULL;
+        }
+    }
+}
+
 static apr_status_t acme_worker_ca_get(acme_worker_t *w, const char *ca_url,
                                        acme_worker_ca_t **pca, acme_result_t *res)
 {
@@ -302,6 +388,10 @@ static apr_status_t acme_worker_ca_get(acme_worker_t *w, const char *ca_url,
         ca->ca_url = ca_url;
         ca->ca_id = acme_domain_ca_id(w->pool, ca_url);
         apr_thread_mutex_create(&ca->lock, APR_THREAD_MUTEX_DEFAULT, w->pool);
+        if ((rv = acme_worker_pool_make(w->pool, &ca->pool)) != APR_SUCCESS) {
+            return acme_result_fail(res, rv, ACME_CLASS_RETRY_SOON, "out of memory");
+        }
+        acme_worker_ca_lock(w, ca);
         rv = acme_worker_account_key(w, ca, res);
         if (rv != APR_SUCCESS) {
             return rv;
@@ -731,12 +821,17 @@ static apr_status_t acme_worker_account(acme_worker_run_t *run, acme_result_t *r
     apr_status_t rv = APR_SUCCESS;
     json_t *json;
 
+    if (ca->busy) {
+        return acme_result_fail(res, APR_EAGAIN, ACME_CLASS_RETRY_SOON, apr_psprintf(run->p,
+            "the account at %s was locked by another process (a2acme rollover?) when the "
+            "renewal worker started; the order is retried soon", ca->ca_url));
+    }
     apr_thread_mutex_lock(ca->lock);
     if (!ca->account_url) {
         acme_client_account_use(run->client, ca->account_key, NULL);
         rv = acme_client_account_register(run->client, run->p, &params, &acct, res);
         if (rv == APR_SUCCESS) {
-            ca->account_url = apr_pstrdup(run->w->pool, acct->url);
+            ca->account_url = apr_pstrdup(ca->pool, acct->url);
             json = json_pack("{s:s, s:s}", "url", acct->url, "ca_url", ca->ca_url);
             acme_store_write_json(run->p, acme_worker_account_url_path(run->w, run->p, ca), json,
                                   ACME_PERMS_0644, res);
@@ -1508,15 +1603,21 @@ static void acme_worker_run_due(acme_worker_t *w)
 {
     int n = w->due->nelts < w->cfg->parallel_orders ? w->due->nelts : w->cfg->parallel_orders;
     apr_thread_t **threads = apr_pcalloc(w->pool, sizeof(*threads) * (apr_size_t)(n + 1));
+    apr_pool_t *tpool = NULL;
     apr_time_t stop_seen = 0;
     apr_status_t trv;
     int i;
+
+    /* Threads end (and free their pools) while the next ones start: not from the run's pool. */
+    if (acme_worker_pool_make(w->pool, &tpool) != APR_SUCCESS) {
+        n = 0;
+    }
 
     for (i = 0; i < n; ++i) {
         apr_thread_mutex_lock(w->lock);
         w->running++;
         apr_thread_mutex_unlock(w->lock);
-        if (apr_thread_create(&threads[i], NULL, acme_worker_thread, w, w->pool) != APR_SUCCESS) {
+        if (apr_thread_create(&threads[i], NULL, acme_worker_thread, w, tpool) != APR_SUCCESS) {
             threads[i] = NULL;
             apr_thread_mutex_lock(w->lock);
             w->running--;
@@ -1747,6 +1848,7 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
     acme_worker_dns01_leftovers(&w);
     interval = acme_plan_check_interval(cfg->check_interval, acme_worker_shortest_lifetime(&w));
     acme_worker_plan(&w, acme_plan_jitter(interval, acme_worker_random()));
+    acme_worker_ca_unlock_idle(&w, 0);
     if (w.due->nelts > 0) {
         acme_worker_log(&w, ACME_LOG_INFO, apr_psprintf(p, "renewal worker: %d of %d domains "
                                                         "need a certificate", w.due->nelts,
@@ -1758,6 +1860,7 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
                         "at its next start");
         return 3;
     }
+    acme_worker_ca_unlock_idle(&w, 1);
     acme_worker_warn(&w);
     acme_worker_note_next(&w, apr_time_now() + acme_plan_jitter(interval, acme_worker_random()));
     acme_job_next_run_save(p, w.store, w.next_run, &res);
