@@ -4,7 +4,9 @@
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -67,7 +69,52 @@ static char **acme_command_vector(apr_pool_t *p, const apr_array_header_t *list,
     return v;
 }
 
-static void acme_command_child(char **argv, char **envp, int in_fd, int err_fd, int status_fd)
+#ifndef ACME_COMMAND_CLOSE_RANGE_CLOEXEC
+#define ACME_COMMAND_CLOSE_RANGE_CLOEXEC (1U << 2)   /* linux/close_range.h, not always there */
+#endif
+
+/*
+ * The highest descriptor number the child may have to close, found before fork: sysconf and
+ * getrlimit are not on the async-signal-safe list.
+ */
+static int acme_command_fd_limit(void)
+{
+    struct rlimit rl;
+    long max = sysconf(_SC_OPEN_MAX);
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+        && (long)rl.rlim_cur > max) {
+        max = (long)rl.rlim_cur;
+    }
+    /* An absurd limit must not make every hook start cost seconds of fcntl calls. */
+    return max > 0 && max < 65536 ? (int)max : 65536;
+}
+
+/*
+ * In the child: every descriptor above 2 is closed at exec. httpd, OpenSSL, curl or a library
+ * may hold descriptors without close-on-exec (sockets, the store's lock files, log pipes), and
+ * an admin's program must not get them. Marked close-on-exec rather than closed, so that the
+ * exec status pipe still reports a failed exec; only async-signal-safe calls.
+ */
+static void acme_command_close_inherited(int fd_limit)
+{
+    int fd;
+
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, 3U, ~0U, ACME_COMMAND_CLOSE_RANGE_CLOEXEC) == 0) {
+        return;
+    }
+#endif
+    for (fd = 3; fd < fd_limit; ++fd) {
+        int flags = fcntl(fd, F_GETFD);
+        if (flags >= 0 && !(flags & FD_CLOEXEC)) {
+            fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+        }
+    }
+}
+
+static void acme_command_child(char **argv, char **envp, int in_fd, int err_fd, int status_fd,
+                               int fd_limit)
 {
     int null_fd = open("/dev/null", O_RDWR);
     int e;
@@ -79,6 +126,7 @@ static void acme_command_child(char **argv, char **envp, int in_fd, int err_fd, 
         (void)!write(status_fd, &e, sizeof(e));
         _exit(127);
     }
+    acme_command_close_inherited(fd_limit);
     /* Signals the worker blocks or ignores must not leak into the program. */
     {
         static const int sigs[] = { SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR1 };
@@ -202,7 +250,9 @@ static int acme_command_wait(apr_pool_t *p, pid_t pid, int err_fd, acme_command_
      * reaped and may be reused). */
     kill(-pid, SIGKILL);
     buf[len] = '\0';
-    out->stderr_text = buf;
+    /* Programs write any bytes, and the cut at ACME_COMMAND_STDERR_MAX can split a character:
+     * the text goes into the job file and notifications, which are JSON. */
+    out->stderr_text = acme_result_utf8(p, buf);
     out->elapsed = apr_time_now() - start;
     return status;
 }
@@ -248,7 +298,7 @@ apr_status_t acme_command_run(apr_pool_t *p, const acme_command_t *cmd,
     const char *prog = cmd->argv && cmd->argv->nelts > 0
                        ? APR_ARRAY_IDX(cmd->argv, 0, const char *) : NULL;
     char **argv, **envp;
-    int pipes[6], status, child_errno = 0;
+    int pipes[6], status, child_errno = 0, fd_limit = acme_command_fd_limit();
     acme_command_input_t in;
     const char *last;
     pid_t pid;
@@ -266,7 +316,7 @@ apr_status_t acme_command_run(apr_pool_t *p, const acme_command_t *cmd,
     }
     pid = fork();
     if (pid == 0) {
-        acme_command_child(argv, envp, pipes[4], pipes[1], pipes[3]);
+        acme_command_child(argv, envp, pipes[4], pipes[1], pipes[3], fd_limit);
     }
     acme_command_close(&pipes[1]);
     acme_command_close(&pipes[3]);

@@ -220,12 +220,36 @@ static json_t *acme_job_to_json_base(const acme_job_t *job)
                      "updated", acme_job_time_json(job->updated));
 }
 
+/*
+ * The job with every text made valid UTF-8: messages carry hooks' stderr and other outside text,
+ * and one bad byte would make the whole file unwritable (json_pack refuses it).
+ */
+static acme_job_t acme_job_clean(apr_pool_t *p, const acme_job_t *job)
+{
+    acme_job_t c = *job;
+
+    c.activity = acme_result_utf8(p, c.activity);
+    c.last_error.message = acme_result_utf8(p, c.last_error.message);
+    c.last_error.problem_type = acme_result_utf8(p, c.last_error.problem_type);
+    c.last_error.detail = acme_result_utf8(p, c.last_error.detail);
+    c.last_error.instance = acme_result_utf8(p, c.last_error.instance);
+    c.last_error.subproblems = acme_result_utf8(p, c.last_error.subproblems);
+    c.order_json = acme_result_utf8(p, c.order_json);
+    c.ca_url = acme_result_utf8(p, c.ca_url);
+    c.renew_reason = acme_result_utf8(p, c.renew_reason);
+    c.ari_explanation = acme_result_utf8(p, c.ari_explanation);
+    c.warning = acme_result_utf8(p, c.warning);
+    c.notified_event = acme_result_utf8(p, c.notified_event);
+    return c;
+}
+
 apr_status_t acme_job_save(apr_pool_t *p, const acme_store_t *st, const acme_job_t *job,
                            acme_result_t *res)
 {
     const char *path = acme_store_path(p, st, ACME_STORE_JOBS,
                                        apr_pstrcat(p, job->name, ".json", NULL), NULL);
-    json_t *json = acme_job_to_json(job);
+    acme_job_t clean = acme_job_clean(p, job);
+    json_t *json = acme_job_to_json(&clean);
     apr_status_t rv;
 
     if (!path || !json) {

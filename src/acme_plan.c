@@ -349,25 +349,57 @@ static apr_time_t ca_retry_at(apr_time_t now, apr_time_t retry_after, double u)
     return at + scale(spread, clamp_u(u));
 }
 
-apr_time_t acme_plan_retry_at(acme_class_t cls, int consecutive_failures, apr_time_t now,
-                              apr_time_t retry_after, apr_time_t not_before,
-                              apr_time_t not_after, double u)
+/*
+ * The latest retry a served certificate allows, whatever the CA asked for or the backoff says:
+ * its emergency point while that is ahead; past it, a quarter of the time left (as the transient
+ * cap), but never sooner than min_wait. 0 (no bound) without a certificate or once it expired:
+ * then nothing is lost by waiting as asked.
+ */
+static apr_time_t emergency_floor(apr_time_t now, apr_time_t nb, apr_time_t na,
+                                  apr_interval_time_t min_wait)
 {
-    int failures = consecutive_failures < 1 ? 1 : consecutive_failures;
+    apr_time_t emergency = acme_plan_emergency_at(nb, na);
 
+    if (na <= nb || now >= na) {
+        return 0;
+    }
+    if (now < emergency) {
+        return max_time(emergency, now + min_wait);
+    }
+    return now + max_time((na - now) / 4, min_wait);
+}
+
+static apr_time_t retry_unbounded(acme_class_t cls, int failures, apr_time_t now,
+                                  apr_time_t retry_after, apr_time_t nb, apr_time_t na, double u)
+{
     switch (cls) {
     case ACME_CLASS_NONE:
         return now;
     case ACME_CLASS_RETRY_AFTER:    /* without the CA's time: as transient */
         return retry_after > 0 ? ca_retry_at(now, retry_after, u)
-                               : now + transient_delay(failures, now, not_before, not_after, u);
+                               : now + transient_delay(failures, now, nb, na, u);
     case ACME_CLASS_RETRY_SOON:
-        return now + transient_delay(failures, now, not_before, not_after, u);
+        return now + transient_delay(failures, now, nb, na, u);
     case ACME_CLASS_ADMIN:
     case ACME_CLASS_PERMANENT:
         break;
     }
-    return now + admin_delay(failures, not_before, not_after, u);
+    return now + admin_delay(failures, nb, na, u);
+}
+
+apr_time_t acme_plan_retry_at(acme_class_t cls, int consecutive_failures, apr_time_t now,
+                              apr_time_t retry_after, apr_time_t not_before,
+                              apr_time_t not_after, double u)
+{
+    int failures = consecutive_failures < 1 ? 1 : consecutive_failures;
+    apr_time_t at = retry_unbounded(cls, failures, now, retry_after, not_before, not_after, u);
+    /* A CA's Retry-After is still at least a minute: the floor pulls it forward, not to now. */
+    apr_time_t floor = cls == ACME_CLASS_NONE ? 0
+                       : emergency_floor(now, not_before, not_after,
+                                         cls == ACME_CLASS_RETRY_AFTER && retry_after > 0
+                                         ? ACME_PLAN_RETRY_AFTER_MIN : apr_time_from_sec(1));
+
+    return floor > 0 ? min_time(at, floor) : at;
 }
 
 apr_interval_time_t acme_plan_check_interval(apr_interval_time_t configured,

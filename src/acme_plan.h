@@ -22,9 +22,12 @@
  *   retry RETRY_SOON  60 s (L/60 when L < 1 h) doubling per consecutive failure; cap
  *                     min(L/10, a quarter of the time left); 6 h without a cert, min(L/10, 6 h)
  *                     once it expired
- *   retry RETRY_AFTER the CA's time, at least now + 60 s, plus up to min(wait/10, 5 min);
- *                     deliberately NOT pulled forward near expiry: hammering a CA that asked us
- *                     to wait gets accounts blocked
+ *   retry RETRY_AFTER the CA's time, at least now + 60 s, plus up to min(wait/10, 5 min)
+ *   every retry       (any class, the CA's time included) at the latest at the emergency point
+ *                     of the served certificate; past it, within a quarter of the time left (a
+ *                     CA's time: at least 60 s). A CA's hint (Retry-After of up to a year) must
+ *                     not let a certificate expire; a quarter of the time left still spaces the
+ *                     attempts out. No bound without a certificate or once it expired.
  *   retry ADMIN,      6 h, 12 h, then 24 h per consecutive failure; cap min(24 h, L/10)
  *         PERMANENT
  *   (RETRY_SOON, ADMIN and PERMANENT delays carry +-25 % jitter, folded back below the cap so
@@ -93,8 +96,9 @@ apr_time_t acme_plan_ari_pick(apr_time_t start, apr_time_t end, double u,
 /*
  * When to try again after `consecutive_failures` (>= 1) failures of class cls, the last one at
  * now. retry_after is the CA's requested time (0: none; RETRY_AFTER without it is treated as
- * RETRY_SOON). not_before/not_after describe the current certificate (0, 0: none yet) and only
- * serve to scale the caps. Never returns a time before now; ACME_CLASS_NONE returns now.
+ * RETRY_SOON). not_before/not_after describe the current certificate (0, 0: none yet); they scale
+ * the caps and bound every retry by the emergency floor (see above). Never returns a time before
+ * now; ACME_CLASS_NONE returns now.
  */
 apr_time_t acme_plan_retry_at(acme_class_t cls, int consecutive_failures, apr_time_t now,
                               apr_time_t retry_after, apr_time_t not_before,

@@ -4,8 +4,9 @@
 
 int acme_renewal_ca_side(const acme_result_t *res)
 {
+    /* EAGAIN: a lock held here (a2acme rollover), not the CA's doing: no failover for it. */
     return res->status != APR_SUCCESS && res->err_class == ACME_CLASS_RETRY_SOON
-           && !APR_STATUS_IS_EINTR(res->status);
+           && !APR_STATUS_IS_EINTR(res->status) && !APR_STATUS_IS_EAGAIN(res->status);
 }
 
 int acme_renewal_failover(const acme_result_t *res, int n_cas, int *ca_index, int *ca_failures)

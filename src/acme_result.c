@@ -40,3 +40,54 @@ const char *acme_result_describe(const acme_result_t *res, apr_pool_t *p)
     }
     return line;
 }
+
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs, surrogates or
+ * values above U+10FFFF), 0 when it is not one. */
+static apr_size_t acme_result_utf8_len(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    apr_size_t n, i;
+
+    if (c < 0x80) {
+        return 1;
+    }
+    n = (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3
+        : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
+    for (i = 1; i < n; ++i) {
+        if ((s[i] & 0xC0) != 0x80) {
+            return 0;
+        }
+    }
+    if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] > 0x9F)
+        || (c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] > 0x8F)) {
+        return 0;
+    }
+    return n;
+}
+
+const char *acme_result_utf8(apr_pool_t *p, const char *text)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    apr_size_t i = 0, n;
+    char *out;
+
+    if (!text) {
+        return NULL;
+    }
+    while (s[i] && (n = acme_result_utf8_len(s + i)) > 0) {
+        i += n;
+    }
+    if (!s[i]) {
+        return text;            /* the common case: nothing to copy */
+    }
+    out = apr_pstrdup(p, text);
+    while (out[i]) {
+        n = acme_result_utf8_len((const unsigned char *)out + i);
+        if (n == 0) {
+            out[i] = '?';
+            n = 1;
+        }
+        i += n;
+    }
+    return out;
+}

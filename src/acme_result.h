@@ -50,4 +50,11 @@ const char *acme_class_name(acme_class_t err_class);
 /* One line for a log: message, then the CA's type and detail when present. */
 const char *acme_result_describe(const acme_result_t *res, apr_pool_t *p);
 
+/*
+ * text as valid UTF-8: every byte that does not belong to a well-formed sequence becomes '?'.
+ * JSON (jobs, the status page, notifications) cannot hold anything else, and a hook's stderr
+ * or a truncated message can. text itself when it is valid; NULL for NULL.
+ */
+const char *acme_result_utf8(apr_pool_t *p, const char *text);
+
 #endif

@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <sys/prctl.h>
 
+#include <apr_escape.h>
 #include <apr_strings.h>
 #include <apr_thread_proc.h>
 #include <apr_thread_mutex.h>
@@ -31,6 +32,7 @@
 #define ACME_WORKER_MAX_STEPS 12
 #define ACME_WORKER_STOP_GRACE apr_time_from_sec(2)
 #define ACME_WORKER_SAME_CA_PAUSE apr_time_from_sec(2)
+#define ACME_WORKER_ACCOUNT_LOCK_WAIT apr_time_from_sec(3)
 
 /*
  * Set from a signal handler or the supervising thread, read by the order
@@ -50,6 +52,10 @@ typedef struct {
     acme_key_t *account_key;
     const char *account_url;            /* NULL until looked up or registered */
     apr_thread_mutex_t *lock;           /* one registration at a time */
+    apr_pool_t *pool;                   /* account_url's memory, used under lock only: order
+                                         * threads must not allocate from the run's pool */
+    acme_store_lock_t *account_lock;    /* the store lock a2acme rollover takes, or NULL */
+    int busy;                           /* another process held it: no orders at this CA */
 } acme_worker_ca_t;
 
 /* The certificate served now for one key spec, read as root. */
@@ -121,6 +127,31 @@ static void acme_worker_note_next(acme_worker_t *w, apr_time_t t)
         w->next_run = t;
     }
     apr_thread_mutex_unlock(w->lock);
+}
+
+/*
+ * Saves a job; a failure is logged, never silent, and brings the worker back soon: every later
+ * save writes the whole job again. res may be NULL when the caller has no use for the detail.
+ */
+static apr_status_t acme_worker_job_save(acme_worker_t *w, apr_pool_t *p, const acme_job_t *job,
+                                         acme_result_t *res)
+{
+    acme_result_t local;
+    apr_status_t rv;
+
+    if (!res) {
+        acme_result_reset(&local);
+        res = &local;
+    }
+    rv = acme_job_save(p, w->store, job, res);
+    if (rv != APR_SUCCESS) {
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "%s: the job state could not be "
+                                                          "saved (%s); it is written again at "
+                                                          "the next step or check", job->name,
+                                                          acme_result_describe(res, p)));
+        acme_worker_note_next(w, apr_time_now() + ACME_PLAN_RETRY_FIRST);
+    }
+    return rv;
 }
 
 static const char *acme_worker_file(apr_pool_t *p, const char *dir, const char *prefix,
@@ -266,6 +297,87 @@ static void acme_worker_account_url_load(acme_worker_t *w, acme_worker_ca_t *ca)
     }
 }
 
+/*
+ * A pool with an allocator of its own, guarded by a mutex: what threads allocate from it (or
+ * create and destroy as its children) never races with the run's pool. Pools are not
+ * thread-safe; this one is, as far as its allocator and child list go.
+ */
+static apr_status_t acme_worker_pool_make(apr_pool_t *parent, apr_pool_t **pp)
+{
+    apr_allocator_t *alloc = NULL;
+    apr_thread_mutex_t *mutex = NULL;
+    apr_status_t rv = apr_allocator_create(&alloc);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if ((rv = apr_pool_create_ex(pp, parent, NULL, alloc)) != APR_SUCCESS) {
+        apr_allocator_destroy(alloc);
+        return rv;
+    }
+    apr_allocator_owner_set(alloc, *pp);
+    if ((rv = apr_thread_mutex_create(&mutex, APR_THREAD_MUTEX_DEFAULT, *pp)) == APR_SUCCESS) {
+        apr_allocator_mutex_set(alloc, mutex);
+    }
+    return rv;
+}
+
+/*
+ * The account lock a2acme rollover takes ("account-<ca id>"), taken as root before the key is
+ * read, so a renewal never uses a key being replaced. fcntl locks belong to the process, so one
+ * lock serves every order thread. Busy after a short wait: the CA's orders are retried soon.
+ * Any other failure is logged and the run goes on unlocked: a broken lock directory must not
+ * stop renewals.
+ */
+static void acme_worker_ca_lock(acme_worker_t *w, acme_worker_ca_t *ca)
+{
+    const char *name = apr_pstrcat(w->pool, "account-", ca->ca_id, NULL);
+    apr_time_t until = apr_time_now() + ACME_WORKER_ACCOUNT_LOCK_WAIT;
+    acme_result_t res;
+    apr_status_t rv;
+
+    for (;;) {
+        acme_result_reset(&res);
+        rv = acme_store_lock(w->pool, w->store, name, 0, &ca->account_lock, &res);
+        if (rv != APR_EAGAIN || apr_time_now() >= until) {
+            break;
+        }
+        apr_sleep(apr_time_from_msec(200));
+    }
+    if (rv == APR_SUCCESS) {
+        return;
+    }
+    ca->account_lock = NULL;
+    ca->busy = rv == APR_EAGAIN;
+    acme_worker_log(w, ca->busy ? ACME_LOG_NOTICE : ACME_LOG_WARNING, apr_psprintf(w->pool,
+        "the account at %s %s (%s)", ca->ca_url,
+        ca->busy ? "is in use by another process (a2acme rollover?); its orders are retried "
+                   "soon" : "cannot be locked; going on without the lock",
+        acme_result_describe(&res, w->pool)));
+}
+
+/* Gives up the account locks of CAs none of the due domains can use: a rollover may go on. */
+static void acme_worker_ca_unlock_idle(acme_worker_t *w, int all)
+{
+    apr_hash_index_t *hi;
+    int i, j;
+
+    for (hi = apr_hash_first(w->pool, w->cas); hi; hi = apr_hash_next(hi)) {
+        acme_worker_ca_t *ca = apr_hash_this_val(hi);
+        int needed = 0;
+        for (i = 0; !all && i < w->due->nelts && !needed; ++i) {
+            const acme_worker_item_t *item = APR_ARRAY_IDX(w->due, i, acme_worker_item_t *);
+            for (j = 0; j < item->n_cas; ++j) {
+                needed |= item->cas[j] == ca;
+            }
+        }
+        if (!needed && ca->account_lock) {
+            acme_store_unlock(ca->account_lock);
+            ca->account_lock = NULL;
+        }
+    }
+}
+
 static apr_status_t acme_worker_ca_get(acme_worker_t *w, const char *ca_url,
                                        acme_worker_ca_t **pca, acme_result_t *res)
 {
@@ -277,6 +389,10 @@ static apr_status_t acme_worker_ca_get(acme_worker_t *w, const char *ca_url,
         ca->ca_url = ca_url;
         ca->ca_id = acme_domain_ca_id(w->pool, ca_url);
         apr_thread_mutex_create(&ca->lock, APR_THREAD_MUTEX_DEFAULT, w->pool);
+        if ((rv = acme_worker_pool_make(w->pool, &ca->pool)) != APR_SUCCESS) {
+            return acme_result_fail(res, rv, ACME_CLASS_RETRY_SOON, "out of memory");
+        }
+        acme_worker_ca_lock(w, ca);
         rv = acme_worker_account_key(w, ca, res);
         if (rv != APR_SUCCESS) {
             return rv;
@@ -695,14 +811,14 @@ static void acme_worker_plan(acme_worker_t *w, apr_interval_time_t interval)
                 job->activity = NULL;
                 job->order_json = NULL;
                 job->updated = now;
-                acme_job_save(w->pool, w->store, job, &res);
+                acme_worker_job_save(w, w->pool, job, NULL);
             }
             acme_worker_note_next(w, renew_at < now + interval ? renew_at : now + interval);
             continue;
         }
         if (dirty) {
             job->renew_at = renew_at;
-            acme_job_save(w->pool, w->store, job, &res);
+            acme_worker_job_save(w, w->pool, job, NULL);
             acme_result_reset(&res);
         }
         if (job->state == ACME_JOB_FAILED && job->next_run > now) {
@@ -728,12 +844,9 @@ typedef struct {
 
 static void acme_worker_activity(acme_worker_run_t *run, const char *what)
 {
-    acme_result_t res;
-
-    acme_result_reset(&res);
     run->job->activity = what;
     run->job->updated = apr_time_now();
-    acme_job_save(run->p, run->w->store, run->job, &res);
+    acme_worker_job_save(run->w, run->p, run->job, NULL);
 }
 
 static apr_status_t acme_worker_save_order(acme_worker_run_t *run, const acme_order_t *order,
@@ -748,7 +861,7 @@ static apr_status_t acme_worker_save_order(acme_worker_run_t *run, const acme_or
     run->job->order_json = json;
     run->job->ca_url = run->item->ca->ca_url;
     run->job->updated = apr_time_now();
-    return acme_job_save(run->p, run->w->store, run->job, res);
+    return acme_worker_job_save(run->w, run->p, run->job, res);
 }
 
 static apr_status_t acme_worker_account(acme_worker_run_t *run, acme_result_t *res)
@@ -765,12 +878,17 @@ static apr_status_t acme_worker_account(acme_worker_run_t *run, acme_result_t *r
     apr_status_t rv = APR_SUCCESS;
     json_t *json;
 
+    if (ca->busy) {
+        return acme_result_fail(res, APR_EAGAIN, ACME_CLASS_RETRY_SOON, apr_psprintf(run->p,
+            "the account at %s was locked by another process (a2acme rollover?) when the "
+            "renewal worker started; the order is retried soon", ca->ca_url));
+    }
     apr_thread_mutex_lock(ca->lock);
     if (!ca->account_url) {
         acme_client_account_use(run->client, ca->account_key, NULL);
         rv = acme_client_account_register(run->client, run->p, &params, &acct, res);
         if (rv == APR_SUCCESS) {
-            ca->account_url = apr_pstrdup(run->w->pool, acct->url);
+            ca->account_url = apr_pstrdup(ca->pool, acct->url);
             json = json_pack("{s:s, s:s}", "url", acct->url, "ca_url", ca->ca_url);
             acme_store_write_json(run->p, acme_worker_account_url_path(run->w, run->p, ca), json,
                                   ACME_PERMS_0644, res);
@@ -1032,86 +1150,129 @@ static apr_status_t acme_worker_dns01_setup(acme_worker_run_t *run, const acme_d
 }
 
 /*
+ * The CA's authorization must be for one of the domain's identifiers: its value becomes a file
+ * name under challenges/ and a dns-01 record name, and a CA (or whoever answers in its name)
+ * must not pick either. A wildcard authorization stands for "*." + its value.
+ */
+static apr_status_t acme_worker_authz_check(acme_worker_run_t *run,
+                                            const acme_client_authz_t *authz, acme_result_t *res)
+{
+    const char *value = authz->identifier.value ? authz->identifier.value : "";
+    acme_ident_t want = {
+        .type = authz->identifier.type,
+        .value = authz->wildcard ? apr_pstrcat(run->p, "*.", value, NULL) : value,
+    };
+
+    if (authz->identifier.value && acme_domain_has_ident(run->item->dom, &want)) {
+        return APR_SUCCESS;
+    }
+    if (strlen(value) > 100) {
+        value = apr_pstrcat(run->p, apr_pstrndup(run->p, value, 100), "...", NULL);
+    }
+    return acme_result_fail(res, APR_EINVAL, ACME_CLASS_PERMANENT, apr_psprintf(run->p,
+        "%s: the CA sent an authorization for '%s', which is not one of the domain's names; "
+        "nothing was answered and the order is given up", run->item->dom->name,
+        acme_result_utf8(run->p, apr_pescape_echo(run->p, want.value, 0))));
+}
+
+typedef struct {
+    acme_dns01_t d;
+    apr_array_header_t *answers;        /* acme_worker_answer_t */
+    apr_array_header_t *records;        /* acme_dns01_record_t */
+    apr_array_header_t *respond;        /* const acme_client_challenge_t * */
+    int dns_ok;
+} acme_worker_answering_t;
+
+/* Provisions the answer to one pending authorization (dns-01 falling back to another type). */
+static apr_status_t acme_worker_answer_one(acme_worker_run_t *run, acme_worker_answering_t *an,
+                                           const acme_client_authz_t *authz, acme_result_t *res)
+{
+    const acme_domain_t *dom = run->item->dom;
+    const acme_client_challenge_t *chal = acme_worker_choose(dom, authz, NULL), *alt;
+    const char *key_authz = NULL;
+    acme_worker_answer_t answer;
+    apr_status_t rv;
+
+    if (!chal) {
+        return acme_worker_no_challenge(run, authz, res);
+    }
+    rv = acme_client_key_authorization(run->client, run->p, chal->token, &key_authz, res);
+    if (rv == APR_SUCCESS && !strcmp(chal->type, "dns-01")) {
+        rv = acme_worker_dns01_setup(run, &an->d, authz, key_authz, an->records, res);
+        if (rv == APR_SUCCESS) {
+            an->dns_ok = 1;
+            APR_ARRAY_PUSH(an->respond, const acme_client_challenge_t *) = chal;
+            return APR_SUCCESS;
+        }
+        if (!(alt = acme_worker_choose(dom, authz, "dns-01"))) {
+            return rv;
+        }
+        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s: %s; trying %s for %s "
+                                                               "instead", dom->name,
+                                                               acme_result_describe(res, run->p),
+                                                               alt->type,
+                                                               authz->identifier.value));
+        acme_result_reset(res);
+        chal = alt;
+        rv = acme_client_key_authorization(run->client, run->p, chal->token, &key_authz, res);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = acme_worker_publish(run, authz, chal, key_authz, &answer, res);
+    }
+    if (rv == APR_SUCCESS) {
+        APR_ARRAY_PUSH(an->answers, acme_worker_answer_t) = answer;
+        APR_ARRAY_PUSH(an->respond, const acme_client_challenge_t *) = chal;
+    }
+    return rv;
+}
+
+/*
  * Answers every pending authorization: http-01/tls-alpn-01 answers are published and dns-01
  * records set up first (a failing dns-01 setup falls back to the next listed type the CA
  * offers for that name), then the propagation wait, then the CA is told to validate. Answers
- * and records are withdrawn whatever happened.
+ * and records are withdrawn whatever happened. Every authorization is checked against the
+ * domain's names before anything is set up.
  */
 static apr_status_t acme_worker_answer(acme_worker_run_t *run, acme_order_t *order,
                                        acme_result_t *res)
 {
-    const acme_domain_t *dom = run->item->dom;
-    apr_array_header_t *answers = apr_array_make(run->p, 4, sizeof(acme_worker_answer_t));
-    apr_array_header_t *records = apr_array_make(run->p, 4, sizeof(acme_dns01_record_t));
-    apr_array_header_t *respond = apr_array_make(run->p, 4, sizeof(acme_client_challenge_t *));
-    acme_dns01_t d = acme_worker_dns01_of(run->w, run->p, dom);
+    acme_worker_answering_t an = {
+        .d = acme_worker_dns01_of(run->w, run->p, run->item->dom),
+        .answers = apr_array_make(run->p, 4, sizeof(acme_worker_answer_t)),
+        .records = apr_array_make(run->p, 4, sizeof(acme_dns01_record_t)),
+        .respond = apr_array_make(run->p, 4, sizeof(acme_client_challenge_t *)),
+    };
     apr_array_header_t *authzs = NULL;
-    int dns_ok = 0;
     apr_status_t rv;
     int i;
 
     rv = acme_client_order_authzs(run->client, run->p, order, &authzs, res);
     for (i = 0; rv == APR_SUCCESS && i < authzs->nelts; ++i) {
+        rv = acme_worker_authz_check(run, APR_ARRAY_IDX(authzs, i, const acme_client_authz_t *),
+                                     res);
+    }
+    for (i = 0; rv == APR_SUCCESS && i < authzs->nelts; ++i) {
         const acme_client_authz_t *authz = APR_ARRAY_IDX(authzs, i, const acme_client_authz_t *);
-        const acme_client_challenge_t *chal;
-        const char *key_authz = NULL;
-        acme_worker_answer_t answer;
-        if (strcmp(authz->status, "pending") != 0) {
-            continue;
-        }
-        chal = acme_worker_choose(dom, authz, NULL);
-        if (!chal) {
-            rv = acme_worker_no_challenge(run, authz, res);
-            break;
-        }
-        rv = acme_client_key_authorization(run->client, run->p, chal->token, &key_authz, res);
-        if (rv == APR_SUCCESS && !strcmp(chal->type, "dns-01")) {
-            const acme_client_challenge_t *alt;
-            rv = acme_worker_dns01_setup(run, &d, authz, key_authz, records, res);
-            if (rv == APR_SUCCESS) {
-                dns_ok = 1;
-                APR_ARRAY_PUSH(respond, const acme_client_challenge_t *) = chal;
-                continue;
-            }
-            alt = acme_worker_choose(dom, authz, "dns-01");
-            if (!alt) {
-                break;
-            }
-            acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s: %s; trying %s "
-                                                                   "for %s instead", dom->name,
-                                                                   acme_result_describe(res,
-                                                                                        run->p),
-                                                                   alt->type,
-                                                                   authz->identifier.value));
-            acme_result_reset(res);
-            chal = alt;
-            rv = acme_client_key_authorization(run->client, run->p, chal->token, &key_authz,
-                                               res);
-        }
-        if (rv == APR_SUCCESS) {
-            rv = acme_worker_publish(run, authz, chal, key_authz, &answer, res);
-        }
-        if (rv == APR_SUCCESS) {
-            APR_ARRAY_PUSH(answers, acme_worker_answer_t) = answer;
-            APR_ARRAY_PUSH(respond, const acme_client_challenge_t *) = chal;
+        if (!strcmp(authz->status, "pending")) {
+            rv = acme_worker_answer_one(run, &an, authz, res);
         }
     }
-    if (rv == APR_SUCCESS && dns_ok) {
+    if (rv == APR_SUCCESS && an.dns_ok) {
         acme_worker_activity(run, "waiting for the DNS records to propagate");
-        rv = acme_dns01_wait(run->p, &d, records, (volatile const int *)&acme_worker_stopping,
-                             res);
+        rv = acme_dns01_wait(run->p, &an.d, an.records,
+                             (volatile const int *)&acme_worker_stopping, res);
     }
-    for (i = 0; rv == APR_SUCCESS && i < respond->nelts; ++i) {
+    for (i = 0; rv == APR_SUCCESS && i < an.respond->nelts; ++i) {
         rv = acme_client_challenge_respond(run->client, run->p,
-                                           APR_ARRAY_IDX(respond, i,
+                                           APR_ARRAY_IDX(an.respond, i,
                                                          const acme_client_challenge_t *), res);
     }
     if (rv == APR_SUCCESS) {
         acme_worker_activity(run, "waiting for the CA to validate");
         rv = acme_client_order_wait(run->client, run->p, order, res);
     }
-    acme_worker_withdraw(run, answers);
-    acme_worker_dns01_teardown(run, &d, records);
+    acme_worker_withdraw(run, an.answers);
+    acme_worker_dns01_teardown(run, &an.d, an.records);
     return rv;
 }
 
@@ -1350,7 +1511,6 @@ static int acme_worker_failover(acme_worker_run_t *run, const acme_result_t *res
 {
     acme_worker_item_t *item = run->item;
     const char *from = item->ca->ca_url;
-    acme_result_t sres;
 
     if (!acme_renewal_failover(res, item->n_cas, &run->job->ca_index, &run->job->ca_failures)) {
         return 0;
@@ -1363,8 +1523,7 @@ static int acme_worker_failover(acme_worker_run_t *run, const acme_result_t *res
                                                            item->dom->name, from,
                                                            acme_result_describe(res, run->p),
                                                            item->ca->ca_url));
-    acme_result_reset(&sres);
-    acme_job_save(run->p, run->w->store, run->job, &sres);
+    acme_worker_job_save(run->w, run->p, run->job, NULL);
     return ++*switches < item->n_cas;
 }
 
@@ -1434,7 +1593,7 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
                                                                          ACME_STORE_STAGING,
                                                                          dom->name, NULL)),
                            NULL);
-        acme_job_save(p, w->store, run.job, &res);
+        acme_worker_job_save(w, p, run.job, NULL);
         acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(p, "%s: new certificate staged; it is "
                                                          "activated by a graceful restart",
                                                          dom->name));
@@ -1458,7 +1617,7 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
     acme_worker_notify(w, p, dom, run.job, "errored", acme_worker_active_certs(p, item),
                        acme_result_describe(&res, p));
     acme_result_reset(&res);
-    acme_job_save(p, w->store, run.job, &res);
+    acme_worker_job_save(w, p, run.job, NULL);
     apr_thread_mutex_lock(w->lock);
     w->failures++;
     apr_thread_mutex_unlock(w->lock);
@@ -1508,15 +1667,21 @@ static void acme_worker_run_due(acme_worker_t *w)
 {
     int n = w->due->nelts < w->cfg->parallel_orders ? w->due->nelts : w->cfg->parallel_orders;
     apr_thread_t **threads = apr_pcalloc(w->pool, sizeof(*threads) * (apr_size_t)(n + 1));
+    apr_pool_t *tpool = NULL;
     apr_time_t stop_seen = 0;
     apr_status_t trv;
     int i;
+
+    /* Threads end (and free their pools) while the next ones start: not from the run's pool. */
+    if (acme_worker_pool_make(w->pool, &tpool) != APR_SUCCESS) {
+        n = 0;
+    }
 
     for (i = 0; i < n; ++i) {
         apr_thread_mutex_lock(w->lock);
         w->running++;
         apr_thread_mutex_unlock(w->lock);
-        if (apr_thread_create(&threads[i], NULL, acme_worker_thread, w, w->pool) != APR_SUCCESS) {
+        if (apr_thread_create(&threads[i], NULL, acme_worker_thread, w, tpool) != APR_SUCCESS) {
             threads[i] = NULL;
             apr_thread_mutex_lock(w->lock);
             w->running--;
@@ -1598,7 +1763,7 @@ static void acme_worker_installed(acme_worker_t *w, const char *name)
         if (acme_job_load(w->pool, w->store, name, &job, &res) == APR_SUCCESS) {
             acme_worker_notify(w, w->pool, item->dom, job, "installed",
                                acme_worker_active_certs(w->pool, item), NULL);
-            acme_job_save(w->pool, w->store, job, &res);
+            acme_worker_job_save(w, w->pool, job, NULL);
         }
         return;
     }
@@ -1635,7 +1800,7 @@ static void acme_worker_selfcheck(acme_worker_t *w)
         if (acme_job_load(w->pool, w->store, name, &job, &res) == APR_SUCCESS) {
             acme_job_failed(job, w->pool, &res, apr_time_now());
             job->failures = 0;      /* not an ordering failure: no backoff from it */
-            acme_job_save(w->pool, w->store, job, &res);
+            acme_worker_job_save(w, w->pool, job, NULL);
         }
     }
 }
@@ -1705,7 +1870,7 @@ static void acme_worker_warn(acme_worker_t *w)
                                                                           w->pool),
                                                      job->next_run);
             /* Saved first: whoever reads the CRIT line finds the warning in the status. */
-            acme_job_save(w->pool, w->store, job, &res);
+            acme_worker_job_save(w, w->pool, job, NULL);
             acme_worker_log(w, ACME_LOG_CRIT, job->warning);
             acme_worker_notify(w, w->pool, item->dom, job, "expiring",
                                acme_worker_active_certs(w->pool, item),
@@ -1717,7 +1882,7 @@ static void acme_worker_warn(acme_worker_t *w)
         else {
             continue;
         }
-        acme_job_save(w->pool, w->store, job, &res);
+        acme_worker_job_save(w, w->pool, job, NULL);
     }
 }
 
@@ -1748,6 +1913,7 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
     acme_worker_dns01_leftovers(&w);
     interval = acme_plan_check_interval(cfg->check_interval, acme_worker_shortest_lifetime(&w));
     acme_worker_plan(&w, acme_plan_jitter(interval, acme_worker_random()));
+    acme_worker_ca_unlock_idle(&w, 0);
     if (w.due->nelts > 0) {
         acme_worker_log(&w, ACME_LOG_INFO, apr_psprintf(p, "renewal worker: %d of %d domains "
                                                         "need a certificate", w.due->nelts,
@@ -1759,6 +1925,7 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
                         "at its next start");
         return 3;
     }
+    acme_worker_ca_unlock_idle(&w, 1);
     acme_worker_warn(&w);
     acme_worker_note_next(&w, apr_time_now() + acme_plan_jitter(interval, acme_worker_random()));
     acme_job_next_run_save(p, w.store, w.next_run, &res);

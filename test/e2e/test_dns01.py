@@ -319,3 +319,42 @@ def test_example_nsupdate_hook_against_bind(workdir):
             httpd.stop()
         pebble.stop()
         harness.stop_process(named)
+
+
+def run_nsupdate_hook(workdir, *args):
+    """The example hook with a stand-in nsupdate that records the command stream it gets."""
+    log = Path(workdir) / "nsupdate-input"
+    fake = Path(workdir) / "fake-nsupdate"
+    fake.write_text(f"#!/bin/sh\ncat >> '{log}'\n")
+    fake.chmod(0o755)
+    env = dict(os.environ, NSUPDATE=str(fake))
+    res = subprocess.run(["/bin/sh", str(NSUPDATE_HOOK), *args], capture_output=True, text=True,
+                         env=env, timeout=20)
+    return res, (log.read_text() if log.exists() else "")
+
+
+def test_example_nsupdate_hook_refuses_command_injection(workdir):
+    """A name, value, server, zone or port that could carry an nsupdate command never reaches
+    nsupdate; a sound request still does, as one update."""
+    res, stream = run_nsupdate_hook(workdir, "127.0.0.1", "/k", "bind.test", "5353", "setup",
+                                    "_acme-challenge.www.bind.test", "abc-DEF_1")
+    assert res.returncode == 0, res.stderr
+    assert stream == ("server 127.0.0.1 5353\nzone bind.test\n"
+                      'update add _acme-challenge.www.bind.test. 60 IN TXT "abc-DEF_1"\nsend\n')
+    injected = "\nupdate add evil.bind.test. 60 IN A 192.0.2.1\nsend"
+    bad = [
+        ("127.0.0.1", "/k", "setup", "_acme-challenge.www.bind.test" + injected, "abc"),
+        ("127.0.0.1", "/k", "setup", "_acme-challenge.www.bind.test. IN A", "abc"),
+        ("127.0.0.1", "/k", "setup", "_acme-challenge.a\rb", "abc"),
+        ("127.0.0.1", "/k", "setup", "_acme-challenge.", "abc"),
+        ("127.0.0.1", "/k", "teardown", "_acme-challenge.www.bind.test", "abc" + injected),
+        ("127.0.0.1" + injected, "/k", "setup", "_acme-challenge.www.bind.test", "abc"),
+        ("127.0.0.1", "/k", "bind.test" + injected, "setup", "_acme-challenge.www.bind.test", "abc"),
+        ("127.0.0.1", "/k", "bind.test", "53" + injected, "setup", "_acme-challenge.x.bind.test",
+         "abc"),
+    ]
+    for args in bad:
+        res, after = run_nsupdate_hook(workdir, *args)
+        assert res.returncode == 2, (args, res.stderr)
+        assert after == stream, args            # nothing more reached nsupdate
+        assert "evil" not in res.stderr

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -13,6 +14,7 @@
 #include <apr_pools.h>
 #include <apr_strings.h>
 #include <apr_tables.h>
+#include <jansson.h>
 
 #include "acme_command.h"
 #include "acme_dns01.h"
@@ -117,6 +119,52 @@ static void test_exit_status_and_stderr_in_message(void **state)
     assert_non_null(strstr(res.message, "exit status 3"));
     assert_non_null(strstr(res.message, "zone refused the update"));
     assert_non_null(strstr(res.message, "ACMEDns01Command (setup)"));
+}
+
+/*
+ * A descriptor the worker holds without close-on-exec (a library's socket, a lock file) must not
+ * reach the admin's program: the hook lists its own descriptors, and only 0, 1 and 2 may be there.
+ */
+static void test_hook_inherits_only_stdio(void **state)
+{
+    apr_pool_t *p = *state;
+    int leaky = open("/dev/null", O_RDONLY);        /* deliberately without O_CLOEXEC */
+    int high = leaky >= 0 ? fcntl(leaky, F_DUPFD, 40) : -1;
+    acme_command_outcome_t out;
+    acme_result_t res;
+    acme_command_t cmd = {
+        .argv = sh(p, "ls /proc/$$/fd | tr '\\n' ' ' >&2"),
+        .timeout = apr_time_from_sec(10), .what = "test",
+    };
+
+    assert_true(leaky > 2);
+    assert_true(high >= 40);
+    acme_result_reset(&res);
+    assert_int_equal(acme_command_run(p, &cmd, &out, &res), APR_SUCCESS);
+    close(leaky);
+    close(high);
+    assert_string_equal(out.stderr_text, "0 1 2 ");
+}
+
+/* A program writing Latin-1 or binary to stderr: the captured text is valid UTF-8 (it goes into
+ * JSON), the bad bytes replaced and the rest kept. */
+static void test_stderr_is_valid_utf8(void **state)
+{
+    apr_pool_t *p = *state;
+    acme_command_outcome_t out;
+    acme_result_t res;
+    acme_command_t cmd = {
+        .argv = sh(p, "printf 'r\\351ponse \\342\\202\\254 \\377\\n' >&2; exit 1"),
+        .timeout = apr_time_from_sec(10), .what = "test",
+    };
+    json_t *js;
+
+    acme_result_reset(&res);
+    assert_int_not_equal(acme_command_run(p, &cmd, &out, &res), APR_SUCCESS);
+    assert_string_equal(out.stderr_text, "r?ponse \xe2\x82\xac ?\n");
+    js = json_string(res.message);
+    assert_non_null(js);
+    json_decref(js);
 }
 
 static void test_timeout_kills_the_process_group(void **state)
@@ -251,6 +299,8 @@ int main(void)
         cmocka_unit_test(test_input_on_stdin),
         cmocka_unit_test(test_unread_input_does_not_block),
         cmocka_unit_test(test_exit_status_and_stderr_in_message),
+        cmocka_unit_test(test_hook_inherits_only_stdio),
+        cmocka_unit_test(test_stderr_is_valid_utf8),
         cmocka_unit_test(test_timeout_kills_the_process_group),
         cmocka_unit_test(test_cancel_stops_the_program),
         cmocka_unit_test(test_missing_program),

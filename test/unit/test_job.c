@@ -240,6 +240,42 @@ static void test_next_run_file(void **state)
     assert_int_equal(acme_job_next_run_load(fx->pool, fx->st), 0);
 }
 
+/*
+ * A hook's stderr in the error message may be any bytes (Latin-1, a cut UTF-8 character): the job
+ * must still be saved, with the bad bytes replaced, not silently left as it was.
+ */
+static void test_invalid_utf8_is_saved_sanitised(void **state)
+{
+    fixture_t *fx = *state;
+    acme_job_t *job = acme_job_make(fx->pool, "bytes.example"), *back = NULL;
+    acme_result_t err, res;
+
+    acme_result_reset(&err);
+    acme_result_fail(&err, APR_EGENERAL, ACME_CLASS_RETRY_SOON,
+                     "ACMEDns01Command (setup) failed; it said: Zone \xe9" "chou\xe9" "e \xc3");
+    acme_job_failed(job, fx->pool, &err, apr_time_now());
+    job->activity = "caf\xc3\xa9 \xff";
+    acme_result_reset(&res);
+    assert_int_equal(acme_job_save(fx->pool, fx->st, job, &res), APR_SUCCESS);
+    assert_int_equal(acme_job_load(fx->pool, fx->st, "bytes.example", &back, &res), APR_SUCCESS);
+    assert_int_equal(back->state, ACME_JOB_FAILED);
+    assert_string_equal(back->last_error.message,
+                        "ACMEDns01Command (setup) failed; it said: Zone ?chou?e ?");
+    assert_string_equal(back->activity, "caf\xc3\xa9 ?");
+}
+
+static void test_utf8_sanitiser(void **state)
+{
+    fixture_t *fx = *state;
+    const char *ok = "\xe2\x82\xac \xf0\x9f\x94\x92 plain";
+
+    assert_ptr_equal(acme_result_utf8(fx->pool, ok), ok);
+    assert_null(acme_result_utf8(fx->pool, NULL));
+    /* overlong, surrogate, above U+10FFFF, lone continuation, truncated sequence */
+    assert_string_equal(acme_result_utf8(fx->pool, "\xc0\xaf|\xed\xa0\x80|\xf4\x90\x80\x80|\x80|\xe2\x82"),
+                        "??|???|????|?|??");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -252,6 +288,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unusable_names_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_file_is_an_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_next_run_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_utf8_is_saved_sanitised, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_utf8_sanitiser, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, unit_setup_apr, unit_teardown_apr);

@@ -224,9 +224,9 @@ static void test_retry_after_ca_time(void **state)
                 NOW + HOUR(1) + MIN(5), SEC(1));
     assert_near(acme_plan_retry_at(ACME_CLASS_RETRY_AFTER, 1, NOW, NOW + MIN(10), nb, na, U_MAX),
                 NOW + MIN(11), SEC(1));
-    /* never hammer: the CA's time holds even beyond expiry */
+    /* past the emergency point, not beyond expiry: a quarter of the day left */
     assert_int_equal(acme_plan_retry_at(ACME_CLASS_RETRY_AFTER, 5, NOW, NOW + DAY(3), nb, na, 0),
-                     NOW + DAY(3));
+                     NOW + HOUR(6));
     /* a time in the past or too soon: at least a minute */
     assert_int_equal(acme_plan_retry_at(ACME_CLASS_RETRY_AFTER, 1, NOW, NOW - HOUR(1), nb, na, 0),
                      NOW + SEC(60));
@@ -235,6 +235,36 @@ static void test_retry_after_ca_time(void **state)
     /* no time from the CA: transient schedule */
     assert_int_equal(acme_plan_retry_at(ACME_CLASS_RETRY_AFTER, 2, NOW, 0, 0, 0, 0.5),
                      NOW + SEC(120));
+}
+
+/* A CA asking for 400 days must not let a certificate that expires sooner lapse. */
+static void test_retry_bounded_by_emergency_floor(void **state)
+{
+    apr_time_t nb = NOW - DAY(30), na = NOW + DAY(60);     /* emergency point: na - 4.5 d */
+    apr_time_t emergency = acme_plan_emergency_at(nb, na);
+    acme_class_t classes[] = { ACME_CLASS_RETRY_AFTER, ACME_CLASS_RETRY_SOON, ACME_CLASS_ADMIN,
+                               ACME_CLASS_PERMANENT };
+    unsigned i;
+
+    (void)state;
+    assert_int_equal(acme_plan_retry_at(ACME_CLASS_RETRY_AFTER, 1, NOW, NOW + DAY(400), nb, na,
+                                        U_MAX), emergency);
+    /* just before the emergency point: the backoff ends there too */
+    for (i = 0; i < sizeof(classes) / sizeof(classes[0]); ++i) {
+        apr_time_t t = emergency - MIN(30);
+        assert_true(acme_plan_retry_at(classes[i], 9, t, t + DAY(400), nb, na, U_MAX)
+                    <= emergency + SEC(60));
+    }
+    /* past it: within a quarter of the time left, a CA's time at least a minute */
+    assert_int_equal(acme_plan_retry_at(ACME_CLASS_RETRY_AFTER, 1, na - HOUR(8), na + DAY(400),
+                                        nb, na, 0), na - HOUR(6));
+    assert_int_equal(acme_plan_retry_at(ACME_CLASS_RETRY_AFTER, 1, na - SEC(20), na + DAY(400),
+                                        nb, na, 0), na - SEC(20) + SEC(60));
+    /* without a certificate, or once it expired, the CA's time holds */
+    assert_int_equal(acme_plan_retry_at(ACME_CLASS_RETRY_AFTER, 1, NOW, NOW + DAY(400), 0, 0, 0),
+                     NOW + DAY(400));
+    assert_int_equal(acme_plan_retry_at(ACME_CLASS_RETRY_AFTER, 1, na + SEC(1), na + DAY(400),
+                                        nb, na, 0), na + DAY(400));
 }
 
 static void test_retry_admin_and_permanent(void **state)
@@ -447,6 +477,7 @@ int main(void)
         cmocka_unit_test(test_retry_transient_caps),
         cmocka_unit_test(test_retry_transient_remaining),
         cmocka_unit_test(test_retry_after_ca_time),
+        cmocka_unit_test(test_retry_bounded_by_emergency_floor),
         cmocka_unit_test(test_retry_admin_and_permanent),
         cmocka_unit_test(test_retry_never_before_now),
         cmocka_unit_test(test_check_interval),

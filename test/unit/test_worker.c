@@ -1,0 +1,441 @@
+/*
+ * The renewal worker's account and authorization steps, without a CA: this program compiles
+ * src/acme_worker.c itself, with the few client calls those steps make replaced by fakes and
+ * every pool allocation in it checked for the thread it comes from.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+#include <cmocka.h>
+
+#include <apr_atomic.h>
+#include <apr_general.h>
+#include <apr_hash.h>
+#include <apr_pools.h>
+#include <apr_portable.h>
+#include <apr_strings.h>
+#include <apr_tables.h>
+#include <apr_thread_proc.h>
+
+#include "acme_client.h"
+#include "acme_domain.h"
+#include "acme_job.h"
+#include "acme_renewal.h"
+#include "acme_store.h"
+#include "unit_support.h"
+
+/* ------------------------------------------------------------------ allocation watch */
+
+/* The run's shared pool: only the thread that made it may allocate from it. */
+static apr_pool_t *watched_pool;
+static apr_os_thread_t watched_owner;
+static volatile apr_uint32_t foreign_allocations;
+
+static void unit_pool_note(apr_pool_t *p)
+{
+    if (watched_pool && p == watched_pool
+        && !apr_os_thread_equal(apr_os_thread_current(), watched_owner)) {
+        apr_atomic_inc32(&foreign_allocations);
+    }
+}
+
+/* ------------------------------------------------------------------ fake client calls */
+
+static volatile apr_uint32_t registers_arrived;
+static apr_uint32_t registers_expected;
+static volatile apr_uint32_t key_authorizations;
+static apr_array_header_t *fake_authzs;
+
+/* Holds each caller until all expected callers are inside: the registrations overlap. */
+static apr_status_t fake_account_register(acme_client_t *c, apr_pool_t *p,
+                                          const acme_client_account_params_t *params,
+                                          acme_client_account_t **acct, acme_result_t *res)
+{
+    apr_uint32_t n = apr_atomic_inc32(&registers_arrived) + 1;
+    int i;
+
+    (void)c;
+    (void)params;
+    (void)res;
+    for (i = 0; i < 2000 && apr_atomic_read32(&registers_arrived) < registers_expected; ++i) {
+        apr_sleep(apr_time_from_msec(1));
+    }
+    *acct = apr_pcalloc(p, sizeof(**acct));
+    (*acct)->url = apr_psprintf(p, "https://ca.test/acct/%u", (unsigned)n);
+    return APR_SUCCESS;
+}
+
+static void fake_account_use(acme_client_t *c, const acme_key_t *key, const char *url)
+{
+    (void)c;
+    (void)key;
+    (void)url;
+}
+
+static apr_status_t fake_order_authzs(acme_client_t *c, apr_pool_t *p, const acme_order_t *order,
+                                      apr_array_header_t **authzs, acme_result_t *res)
+{
+    (void)c;
+    (void)p;
+    (void)order;
+    (void)res;
+    *authzs = fake_authzs;
+    return APR_SUCCESS;
+}
+
+/* The first step of answering: counted, and the end of the road for these tests. */
+static apr_status_t fake_key_authorization(acme_client_t *c, apr_pool_t *p, const char *token,
+                                           const char **out, acme_result_t *res)
+{
+    (void)c;
+    (void)p;
+    (void)token;
+    (void)out;
+    apr_atomic_inc32(&key_authorizations);
+    return acme_result_fail(res, APR_EGENERAL, ACME_CLASS_RETRY_SOON, "fake: stop here");
+}
+
+#define acme_client_account_register fake_account_register
+#define acme_client_account_use fake_account_use
+#define acme_client_order_authzs fake_order_authzs
+#define acme_client_key_authorization fake_key_authorization
+
+#define apr_palloc(p, n) (unit_pool_note(p), apr_palloc(p, n))
+#define apr_pstrdup(p, s) (unit_pool_note(p), apr_pstrdup(p, s))
+#define apr_pstrndup(p, s, n) (unit_pool_note(p), apr_pstrndup(p, s, n))
+#define apr_pstrmemdup(p, s, n) (unit_pool_note(p), apr_pstrmemdup(p, s, n))
+#define apr_pstrcat(p, ...) (unit_pool_note(p), apr_pstrcat(p, __VA_ARGS__))
+#define apr_psprintf(p, ...) (unit_pool_note(p), apr_psprintf(p, __VA_ARGS__))
+#define apr_array_make(p, n, size) (unit_pool_note(p), apr_array_make(p, n, size))
+#define apr_hash_make(p) (unit_pool_note(p), apr_hash_make(p))
+
+#include "acme_worker.c"
+
+#undef apr_palloc
+#undef apr_pstrdup
+#undef apr_pstrndup
+#undef apr_pstrmemdup
+#undef apr_pstrcat
+#undef apr_psprintf
+#undef apr_array_make
+#undef apr_hash_make
+
+/* ------------------------------------------------------------------ fixture */
+
+#define CA_ONE "https://ca-one.test/directory"
+#define CA_TWO "https://ca-two.test/directory"
+
+typedef struct {
+    unit_store_fixture_t *fx;
+    acme_worker_config_t cfg;
+    acme_worker_t w;
+} fixture_t;
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+    acme_result_t res;
+
+    f->fx = unit_store_fixture_make("worker");
+    f->cfg = (acme_worker_config_t){ .store_dir = f->fx->store, .parallel_orders = 2 };
+    f->w = (acme_worker_t){
+        .cfg = &f->cfg, .pool = f->fx->pool, .cas = apr_hash_make(f->fx->pool),
+        .items = apr_array_make(f->fx->pool, 2, sizeof(acme_worker_item_t)),
+        .due = apr_array_make(f->fx->pool, 2, sizeof(acme_worker_item_t *)),
+    };
+    apr_thread_mutex_create(&f->w.lock, APR_THREAD_MUTEX_DEFAULT, f->fx->pool);
+    acme_result_reset(&res);
+    assert_int_equal(acme_store_open(f->fx->pool, f->fx->store, &f->w.store, &res), APR_SUCCESS);
+    registers_arrived = key_authorizations = foreign_allocations = 0;
+    registers_expected = 1;
+    watched_pool = NULL;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+
+    watched_pool = NULL;
+    unit_store_fixture_free(f->fx);
+    free(f);
+    return 0;
+}
+
+static acme_domain_t *domain(apr_pool_t *p, const char *name, const char *ca_url)
+{
+    acme_domain_t *dom = acme_domain_make(p, "test", 1);
+    const char *reason = NULL;
+
+    assert_int_equal(acme_domain_add_name(p, dom, name, &reason), APR_SUCCESS);
+    dom->policy.ca_urls = apr_array_make(p, 1, sizeof(const char *));
+    APR_ARRAY_PUSH(dom->policy.ca_urls, const char *) = ca_url;
+    acme_policy_defaults(&dom->policy, p);
+    return dom;
+}
+
+static acme_worker_item_t *item_at(fixture_t *f, const char *name, const char *ca_url)
+{
+    acme_worker_item_t *item = apr_pcalloc(f->fx->pool, sizeof(*item));
+    acme_result_t res;
+
+    item->dom = domain(f->fx->pool, name, ca_url);
+    acme_result_reset(&res);
+    assert_int_equal(acme_worker_ca_get(&f->w, ca_url, &item->ca, &res), APR_SUCCESS);
+    item->cas = &item->ca;
+    item->n_cas = 1;
+    return item;
+}
+
+static acme_worker_run_t run_of(fixture_t *f, apr_pool_t *p, acme_worker_item_t *item)
+{
+    static int not_a_client;
+
+    return (acme_worker_run_t){
+        .w = &f->w, .p = p, .item = item, .client = (acme_client_t *)&not_a_client,
+        .job = acme_job_make(p, item->dom->name),
+    };
+}
+
+/* ------------------------------------------------------------------ item 1: shared pool */
+
+typedef struct {
+    acme_worker_run_t run;
+    apr_status_t rv;
+} account_call_t;
+
+static void *APR_THREAD_FUNC account_thread(apr_thread_t *thread, void *data)
+{
+    account_call_t *call = data;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    (void)thread;
+    call->rv = acme_worker_account(&call->run, &res);
+    return NULL;        /* not apr_thread_exit: pthread_exit upsets ASan's thread teardown */
+}
+
+/*
+ * Two order threads registering at two CAs at once: neither may allocate from the run's pool
+ * (APR pools are not thread-safe; the main thread uses that pool meanwhile).
+ */
+static void test_concurrent_registrations_leave_the_run_pool_alone(void **state)
+{
+    fixture_t *f = *state;
+    acme_worker_item_t *one = item_at(f, "one.example", CA_ONE);
+    acme_worker_item_t *two = item_at(f, "two.example", CA_TWO);
+    apr_pool_t *tp1 = NULL, *tp2 = NULL, *threads_pool = NULL;
+    account_call_t calls[2];
+    apr_thread_t *t[2];
+    apr_status_t trv;
+
+    apr_pool_create(&threads_pool, NULL);
+    apr_pool_create(&tp1, NULL);
+    apr_pool_create(&tp2, NULL);
+    calls[0] = (account_call_t){ .run = run_of(f, tp1, one), .rv = APR_EGENERAL };
+    calls[1] = (account_call_t){ .run = run_of(f, tp2, two), .rv = APR_EGENERAL };
+    registers_expected = 2;
+    watched_owner = apr_os_thread_current();
+    watched_pool = f->w.pool;
+    assert_int_equal(apr_thread_create(&t[0], NULL, account_thread, &calls[0], threads_pool),
+                     APR_SUCCESS);
+    assert_int_equal(apr_thread_create(&t[1], NULL, account_thread, &calls[1], threads_pool),
+                     APR_SUCCESS);
+    apr_thread_join(&trv, t[0]);
+    apr_thread_join(&trv, t[1]);
+    watched_pool = NULL;
+
+    assert_int_equal(calls[0].rv, APR_SUCCESS);
+    assert_int_equal(calls[1].rv, APR_SUCCESS);
+    assert_int_equal(apr_atomic_read32(&registers_arrived), 2);
+    assert_int_equal(apr_atomic_read32(&foreign_allocations), 0);
+    assert_non_null(one->ca->account_url);
+    assert_non_null(two->ca->account_url);
+    assert_string_not_equal(one->ca->account_url, two->ca->account_url);
+    apr_pool_destroy(tp1);
+    apr_pool_destroy(tp2);
+    apr_pool_destroy(threads_pool);
+}
+
+/* ------------------------------------------------------------------ item 6: account lock */
+
+static const char *account_lock_name(apr_pool_t *p, const char *ca_url)
+{
+    return apr_pstrcat(p, "account-", acme_domain_ca_id(p, ca_url), NULL);
+}
+
+/* What a2acme rollover does first, in another process: 0 when the lock was busy. */
+static int rollover_lock_busy_elsewhere(fixture_t *f, const char *ca_url)
+{
+    int status = -1;
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        acme_store_lock_t *lock = NULL;
+        acme_result_t res;
+        alarm(20);
+        acme_result_reset(&res);
+        _exit(acme_store_lock(f->fx->pool, f->w.store, account_lock_name(f->fx->pool, ca_url),
+                              0, &lock, &res) == APR_EAGAIN ? 0 : 1);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* While the worker may use the account, a rollover cannot take the account's lock. */
+static void test_worker_holds_the_account_lock(void **state)
+{
+    fixture_t *f = *state;
+
+    item_at(f, "one.example", CA_ONE);
+    assert_true(rollover_lock_busy_elsewhere(f, CA_ONE));
+    /* Once no due domain uses the CA, it is released for a rollover. */
+    acme_worker_ca_unlock_idle(&f->w, 0);
+    assert_false(rollover_lock_busy_elsewhere(f, CA_ONE));
+}
+
+/*
+ * A rollover holding the lock when the worker starts: the CA's orders fail as retry-soon, the
+ * account is not touched, and it is no reason to fail over to another CA.
+ */
+static void test_rollover_in_progress_means_retry_soon(void **state)
+{
+    fixture_t *f = *state;
+    int ready[2], hold[2], status = 0;
+    acme_worker_item_t *item;
+    acme_worker_run_t run;
+    acme_result_t res;
+    char byte = 0;
+    pid_t pid;
+
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(hold), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        acme_store_lock_t *lock = NULL;
+        acme_result_t cres;
+        alarm(30);
+        close(ready[0]);
+        close(hold[1]);
+        acme_result_reset(&cres);
+        if (acme_store_lock(f->fx->pool, f->w.store, account_lock_name(f->fx->pool, CA_ONE), 0,
+                            &lock, &cres) != APR_SUCCESS) {
+            _exit(1);
+        }
+        (void)!write(ready[1], "L", 1);
+        (void)!read(hold[0], &byte, 1);     /* until the test closes its end */
+        _exit(0);
+    }
+    close(ready[1]);
+    close(hold[0]);
+    assert_int_equal(read(ready[0], &byte, 1), 1);
+
+    item = item_at(f, "one.example", CA_ONE);
+    run = run_of(f, f->fx->pool, item);
+    acme_result_reset(&res);
+    assert_int_not_equal(acme_worker_account(&run, &res), APR_SUCCESS);
+    close(hold[1]);
+    close(ready[0]);
+    kill(pid, SIGTERM);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+
+    assert_int_equal(res.err_class, ACME_CLASS_RETRY_SOON);
+    assert_non_null(strstr(res.message, "locked by another process"));
+    assert_int_equal(apr_atomic_read32(&registers_arrived), 0);
+    assert_false(acme_renewal_ca_side(&res));
+}
+
+/* ------------------------------------------------------------------ item 3: authorizations */
+
+static acme_client_authz_t *authz(apr_pool_t *p, const char *value, int wildcard)
+{
+    acme_client_authz_t *a = apr_pcalloc(p, sizeof(*a));
+
+    a->url = "https://ca.test/authz/1";
+    a->identifier = (acme_ident_t){ .type = ACME_IDENT_DNS, .value = value };
+    a->status = "pending";
+    a->wildcard = wildcard;
+    a->challenges = apr_array_make(p, 1, sizeof(acme_client_challenge_t));
+    APR_ARRAY_PUSH(a->challenges, acme_client_challenge_t) = (acme_client_challenge_t){
+        .type = "http-01", .url = "https://ca.test/chall/1", .token = "tok", .status = "pending",
+    };
+    return a;
+}
+
+static apr_status_t answer_with(fixture_t *f, const char *name, acme_result_t *res, int n, ...)
+{
+    acme_worker_item_t *item = apr_pcalloc(f->fx->pool, sizeof(*item));
+    acme_worker_run_t run;
+    va_list ap;
+    int i;
+
+    item->dom = domain(f->fx->pool, name, CA_ONE);
+    run = run_of(f, f->fx->pool, item);
+    fake_authzs = apr_array_make(f->fx->pool, n, sizeof(acme_client_authz_t *));
+    va_start(ap, n);
+    for (i = 0; i < n; ++i) {
+        APR_ARRAY_PUSH(fake_authzs, acme_client_authz_t *) = va_arg(ap, acme_client_authz_t *);
+    }
+    va_end(ap);
+    acme_result_reset(res);
+    return acme_worker_answer(&run, acme_order_make(f->fx->pool, NULL, 0, "secp256r1"), res);
+}
+
+/* An authorization for a name the domain does not have: nothing is set up, the order is given up. */
+static void test_foreign_authorization_refused(void **state)
+{
+    fixture_t *f = *state;
+    apr_pool_t *p = f->fx->pool;
+    acme_result_t res;
+
+    assert_int_not_equal(answer_with(f, "example.org", &res, 2, authz(p, "example.org", 0),
+                                     authz(p, "../../etc\nevil", 0)), APR_SUCCESS);
+    assert_int_equal(res.err_class, ACME_CLASS_PERMANENT);
+    assert_non_null(strstr(res.message, "not one of the domain's names"));
+    assert_null(strchr(res.message, '\n'));
+    assert_int_equal(apr_atomic_read32(&key_authorizations), 0);
+
+    /* a wildcard authorization for a domain without that wildcard */
+    assert_int_not_equal(answer_with(f, "www.example.org", &res, 1, authz(p, "example.org", 1)),
+                         APR_SUCCESS);
+    assert_int_equal(res.err_class, ACME_CLASS_PERMANENT);
+    assert_int_equal(apr_atomic_read32(&key_authorizations), 0);
+}
+
+/* The domain's own names, wildcard included, pass the check (and reach the first CA call). */
+static void test_own_authorizations_accepted(void **state)
+{
+    fixture_t *f = *state;
+    apr_pool_t *p = f->fx->pool;
+    acme_result_t res;
+
+    answer_with(f, "*.example.org", &res, 1, authz(p, "example.org", 1));
+    assert_string_equal(res.message, "fake: stop here");
+    answer_with(f, "example.org", &res, 1, authz(p, "example.org", 0));
+    assert_string_equal(res.message, "fake: stop here");
+    assert_int_equal(apr_atomic_read32(&key_authorizations), 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_concurrent_registrations_leave_the_run_pool_alone,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_worker_holds_the_account_lock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rollover_in_progress_means_retry_soon, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_authorization_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_own_authorizations_accepted, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, unit_setup_apr, unit_teardown_apr);
+}
