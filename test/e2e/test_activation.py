@@ -1,6 +1,10 @@
 """Activation that can never take the server down (issue 9): configtest before every self-restart,
 staged sets checked as strictly as mod_ssl loads them, fast activation, every MPM."""
+import hashlib
+import hmac
 import json
+import os
+import pwd
 import re
 import subprocess
 import threading
@@ -93,15 +97,30 @@ def _expired_cert(d, name):
              "-enddate", "20200201000000Z", "-notext", cwd=d)
 
 
+def _proof(store, name, parts):
+    """The worker's proof of origin (src/acme_activate.c): HMAC-SHA256 with seal/proof.key over
+    the context and every file, each prefixed with its length (8 bytes, big-endian)."""
+    context = f"mod_acme staged set 1\n{name}\ndns:{name}\n".encode()
+    data = b"".join(len(x).to_bytes(8, "big") + x for x in [context, *parts])
+    return hmac.new((store / "seal" / "proof.key").read_bytes(), data, hashlib.sha256).hexdigest()
+
+
 def _stage(store, name, cert_pem, key_path):
-    """A staged set as the worker leaves it: chain, key sealed to the store, staged.json."""
+    """A staged set exactly as the worker leaves it: chain, key sealed to the store, staged.json
+    with the worker's proof, all owned by the httpd User. Only root (this test) can make one."""
     staged = store / "staging" / name
     staged.mkdir(parents=True)
     (staged / "pubcert.secp256r1.pem").write_text(cert_pem)
     subprocess.run(["openssl", "cms", "-encrypt", "-binary", "-aes256", "-in", str(key_path),
                     "-outform", "PEM", "-out", str(staged / "privkey.secp256r1.sealed"),
                     str(store / "seal" / "seal.pem")], check=True, capture_output=True)
-    (staged / "staged.json").write_text(json.dumps({"name": name, "landed": int(time.time())}))
+    proof = _proof(store, name, [(staged / "pubcert.secp256r1.pem").read_bytes(),
+                                 (staged / "privkey.secp256r1.sealed").read_bytes()])
+    (staged / "staged.json").write_text(json.dumps({"name": name, "landed": int(time.time()),
+                                                    "proof": proof}))
+    user = pwd.getpwnam("www-data")
+    for path in [staged, *staged.iterdir()]:
+        os.chown(path, user.pw_uid, user.pw_gid)
 
 
 def test_bad_staged_sets_are_never_activated(httpd, pebble):
@@ -135,6 +154,9 @@ def test_bad_staged_sets_are_never_activated(httpd, pebble):
                          log), (name, log[-4000:])
     assert "seg fault" not in log
     assert is_pebble_cert(served_cert(httpd, good[0]), good)
+    # Refused for good: kept out of the User's reach in rejected/, never deleted.
+    kept = sorted(p.name.split(".test.")[0] for p in (store / "rejected").iterdir())
+    assert kept == ["corrupt", "expired", "mismatch"], kept
 
 
 def _log_time(line):
