@@ -1,4 +1,6 @@
+#include <dlfcn.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
@@ -22,6 +24,27 @@
 
 #define PERMS_0600 (APR_FPROT_UREAD | APR_FPROT_UWRITE)
 #define PERMS_0644 (PERMS_0600 | APR_FPROT_GREAD | APR_FPROT_WREAD)
+
+/*
+ * fsync as the store (and APR for it) calls it, interposed: records which directories were
+ * flushed, so a test can see that a new directory is made durable in its parent.
+ */
+static char synced[4096];
+
+int fsync(int fd)
+{
+    int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    char link[64], path[1024];
+    ssize_t n;
+
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    n = readlink(link, path, sizeof(path) - 1);
+    if (n > 0 && strlen(synced) + (size_t)n + 2 < sizeof(synced)) {
+        path[n] = '\0';
+        strcat(strcat(synced, path), "\n");
+    }
+    return real ? real(fd) : 0;
+}
 
 /* A fresh scratch directory per test, with the store opened at dir/store as fx->st. */
 typedef unit_store_fixture_t fixture_t;
@@ -570,6 +593,25 @@ static void test_recover_goes_on_past_a_bad_marker(void **state)
     assert_string_equal(cert_in(fx, ps.domain), "v1");
 }
 
+/* Each directory mkdirs makes is flushed into its parent (a crash must not lose it). */
+static void test_mkdirs_syncs_each_new_directory_into_its_parent(void **state)
+{
+    fixture_t *fx = *state;
+    const char *a = apr_pstrcat(fx->pool, fx->dir, "/accounts-x", NULL);
+    const char *b = apr_pstrcat(fx->pool, a, "/ca-1", NULL);
+    char *real_dir = realpath(fx->dir, NULL), *real_a;
+    acme_result_t res;
+
+    synced[0] = '\0';
+    acme_result_reset(&res);
+    assert_int_equal(acme_store_mkdirs(fx->pool, b, &res), APR_SUCCESS);
+    real_a = realpath(a, NULL);
+    assert_non_null(strstr(synced, apr_pstrcat(fx->pool, real_dir, "\n", NULL)));
+    assert_non_null(strstr(synced, apr_pstrcat(fx->pool, real_a, "\n", NULL)));
+    free(real_dir);
+    free(real_a);
+}
+
 /* ------------------------------------------------------------------ locks */
 
 /* In a child process: 0 when a non-blocking lock attempt returns `expect`. */
@@ -661,6 +703,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recover_never_acts_in_staging_or_through_a_symlink,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_goes_on_past_a_bad_marker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mkdirs_syncs_each_new_directory_into_its_parent,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_without_marker_resurrects_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_lock_excludes_other_process, setup, teardown),
