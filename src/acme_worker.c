@@ -1524,8 +1524,8 @@ static apr_status_t acme_worker_order_resume(acme_worker_run_t *run, const acme_
         && acme_order_from_json(run->p, run->job->order_json, strlen(run->job->order_json),
                                 &order, res) == APR_SUCCESS
         && order->key_spec && !strcmp(order->key_spec, spec_name)
-        && order->account_url && run->item->ca->account_url
-        && !strcmp(order->account_url, run->item->ca->account_url)
+        && order->account_url && acme_client_account_url(run->client)
+        && !strcmp(order->account_url, acme_client_account_url(run->client))
         && acme_order_same_identifiers(order, (const acme_ident_t *)dom->idents->elts,
                                        dom->idents->nelts)
         && order->url
@@ -1537,7 +1537,8 @@ static apr_status_t acme_worker_order_resume(acme_worker_run_t *run, const acme_
     acme_result_reset(res);
     *porder = acme_order_make(run->p, (const acme_ident_t *)dom->idents->elts, dom->idents->nelts,
                               spec_name);
-    (*porder)->account_url = run->item->ca->account_url;
+    /* The URL this thread signs with: another thread may recover the CA's account meanwhile. */
+    (*porder)->account_url = acme_client_account_url(run->client);
     (*porder)->replaces = acme_worker_replaces(run, spec_name);
     return APR_SUCCESS;
 }
