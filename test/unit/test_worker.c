@@ -105,6 +105,7 @@ static apr_status_t fake_key_authorization(acme_client_t *c, apr_pool_t *p, cons
 /* The account the CA forgot: every fake client signs with it until recovered. */
 #define LOST_URL "https://ca.test/acct/lost"
 static volatile apr_uint32_t finds;
+static int find_deactivated;            /* the CA reports the key's account deactivated */
 
 static const char *fake_account_url(const acme_client_t *c)
 {
@@ -119,10 +120,18 @@ static apr_status_t fake_account_find(acme_client_t *c, apr_pool_t *p,
     static const char body[] = "{\"type\":\"urn:ietf:params:acme:error:accountDoesNotExist\","
                                "\"detail\":\"no account for the key\"}";
 
+    static const char gone[] = "{\"type\":\"urn:ietf:params:acme:error:unauthorized\","
+                               "\"detail\":\"An account with the provided public key exists "
+                               "but is deactivated\"}";
+
     (void)c;
     (void)acct;
     apr_atomic_inc32(&finds);
     apr_sleep(apr_time_from_msec(50));
+    if (find_deactivated) {
+        return acme_problem_from_response(res, p, "account lookup", 403,
+                                          "application/problem+json", gone, sizeof(gone) - 1, 0);
+    }
     return acme_problem_from_response(res, p, "account lookup", 400, "application/problem+json",
                                       body, sizeof(body) - 1, 0);
 }
@@ -181,6 +190,7 @@ static int setup(void **state)
     acme_result_reset(&res);
     assert_int_equal(acme_store_open(f->fx->pool, f->fx->store, &f->w.store, &res), APR_SUCCESS);
     registers_arrived = key_authorizations = foreign_allocations = finds = 0;
+    find_deactivated = 0;
     registers_expected = 1;
     watched_pool = NULL;
     *state = f;
@@ -417,6 +427,27 @@ static void test_lost_account_not_registered_twice_an_hour(void **state)
     assert_int_equal(acme_worker_account_recover(&run, &res, &tried), 0);
 }
 
+/* A key whose account the CA deactivated is never registered again: the admin decides. */
+static void test_deactivated_account_is_not_recreated(void **state)
+{
+    fixture_t *f = *state;
+    acme_worker_item_t *item = item_with_lost_account(f, "one.example");
+    acme_worker_run_t run = run_of(f, f->fx->pool, item);
+    acme_result_t res;
+    int tried = 0;
+
+    find_deactivated = 1;
+    lost_account_result(f->fx->pool, &res);
+    assert_int_equal(acme_worker_account_recover(&run, &res, &tried), 0);
+    assert_int_equal(apr_atomic_read32(&finds), 1);
+    assert_int_equal(apr_atomic_read32(&registers_arrived), 0);
+    assert_int_equal(res.err_class, ACME_CLASS_ADMIN);
+    assert_non_null(strstr(res.message, "deactivated"));
+    assert_non_null(strstr(res.message, "account.key"));
+    assert_int_equal(item->ca->record->reregistered_at, 0);
+    assert_string_equal(item->ca->account_url, LOST_URL);
+}
+
 /* ------------------------------------------------------------------ item 6: account lock */
 
 static const char *account_lock_name(apr_pool_t *p, const char *ca_url)
@@ -591,6 +622,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lost_account_recovered_once_for_all_threads, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_lost_account_not_registered_twice_an_hour, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_deactivated_account_is_not_recreated, setup,
                                         teardown),
     };
 
