@@ -86,6 +86,13 @@ def test_ca_reset_is_survived_with_one_new_account(httpd, pebble):
     notices = [l for l in log.splitlines() if REREGISTERED in l]
     assert len(notices) == 1, notices
     print(f"notice: {notices[0]}")
+    stamp = re.match(r"\[(\w+ \w+ +\d+ [\d:]+)\.\d+ (\d+)\]", notices[0])
+    if stamp:
+        noticed = datetime.strptime(" ".join(stamp.groups()), "%a %b %d %H:%M:%S %Y")
+        noticed = noticed.astimezone().timestamp()  # httpd logs local time
+        print(f"re-registration {noticed - reset_at:.1f} s after the reset (the renewal window "
+              f"opened then); all renewed {max(renewed_at.values()) - (noticed - reset_at):.1f} "
+              f"s after it")
     assert ":notice]" in notices[0] and pebble.directory_url in notices[0], notices[0]
     assert "next" in notices[0] or "waits until" in notices[0], notices[0]
     crits = [l for l in log.splitlines() if ":crit]" in l]
