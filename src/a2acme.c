@@ -1120,6 +1120,34 @@ static const char *a2_key_type(const acme_key_t *key)
     return acme_crypto_keyspec_name(&spec);
 }
 
+/* The worker's record of the account at ca_url: URL history and last re-registration. */
+static acme_job_account_t *a2_account_record(a2_t *a, const a2_account_t *acct)
+{
+    acme_job_account_t *rec = NULL;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    acme_job_account_load(a->p, a2_account_url_path(a, acct->ca_id), acct->ca_url, &rec, &res);
+    return rec;
+}
+
+/* "history:" lines, oldest first: when, which URL, why. */
+static void a2_account_history_print(a2_t *a, const acme_job_account_t *rec)
+{
+    int i;
+
+    for (i = 0; i < rec->history->nelts; ++i) {
+        const acme_job_account_event_t *ev = &APR_ARRAY_IDX(rec->history, i,
+                                                            acme_job_account_event_t);
+        printf("%s%s  %s  %s\n", i ? "          " : "history:  ", a2_time(a->p, ev->at),
+               ev->url, ev->reason ? ev->reason : "-");
+    }
+    if (rec->reregistered_at) {
+        printf("re-registered: %s (at most once an hour per CA)\n",
+               a2_time(a->p, rec->reregistered_at));
+    }
+}
+
 static int a2_cmd_account(a2_t *a)
 {
     apr_array_header_t *unmapped = NULL;
@@ -1141,6 +1169,7 @@ static int a2_cmd_account(a2_t *a)
     for (i = 0; i < cas->nelts; ++i) {
         const char *ca_url = APR_ARRAY_IDX(cas, i, const char *);
         acme_client_account_t *info = NULL;
+        acme_job_account_t *rec;
         a2_account_t *acct = NULL;
         acme_result_t res;
 
@@ -1151,19 +1180,27 @@ static int a2_cmd_account(a2_t *a)
             rc = A2_EXIT_FAILED;
             continue;
         }
+        rec = a2_account_record(a, acct);
         if (a->args->json) {
-            json_array_append_new(list, json_pack("{s:s, s:s, s:s?, s:o, s:s, s:s, s:s?}",
+            json_t *hist = acme_job_account_to_json(rec);
+            json_array_append_new(list, json_pack("{s:s, s:s, s:s?, s:o, s:s, s:s, s:s?, s:O, "
+                                                  "s:O}",
                                                   "ca", ca_url, "url", acct->url,
                                                   "status", info->status,
                                                   "contact", a2_contact_json(info->contact),
                                                   "key_type", a2_key_type(acct->key),
                                                   "key_file", acct->key_path,
-                                                  "orders", info->orders));
+                                                  "orders", info->orders,
+                                                  "history", json_object_get(hist, "history"),
+                                                  "reregistered_at",
+                                                  json_object_get(hist, "reregistered_at")));
+            json_decref(hist);
             continue;
         }
         printf("%sCA:       %s\naccount:  %s\nstatus:   %s\ncontact:  %s\nkey:      %s (%s)\n",
                i ? "\n" : "", ca_url, acct->url, info->status ? info->status : "-",
                a2_contact_text(a->p, info->contact), a2_key_type(acct->key), acct->key_path);
+        a2_account_history_print(a, rec);
     }
     if (a->args->json) {
         doc = json_pack("{s:s, s:o}", "store", acme_store_base(a->store), "accounts", list);

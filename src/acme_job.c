@@ -377,3 +377,116 @@ const char *acme_job_force_stamp(apr_pool_t *p, const acme_store_t *st)
     apr_dir_close(d);
     return stamp;
 }
+
+/* ------------------------------------------------------------------ account record */
+
+acme_job_account_t *acme_job_account_make(apr_pool_t *p, const char *ca_url)
+{
+    acme_job_account_t *acct = apr_pcalloc(p, sizeof(*acct));
+
+    acct->ca_url = ca_url ? apr_pstrdup(p, ca_url) : NULL;
+    acct->history = apr_array_make(p, 4, sizeof(acme_job_account_event_t));
+    return acct;
+}
+
+static void acme_job_account_history_from(acme_job_account_t *acct, apr_pool_t *p, json_t *list)
+{
+    json_t *v;
+    size_t i;
+
+    json_array_foreach(list, i, v) {
+        acme_job_account_event_t ev = {
+            .url = acme_job_str_get(p, v, "url"),
+            .at = acme_job_time_get(v, "at"),
+            .reason = acme_job_str_get(p, v, "reason"),
+        };
+        if (json_is_object(v) && ev.url) {
+            APR_ARRAY_PUSH(acct->history, acme_job_account_event_t) = ev;
+        }
+    }
+}
+
+apr_status_t acme_job_account_load(apr_pool_t *p, const char *path, const char *ca_url,
+                                   acme_job_account_t **pacct, acme_result_t *res)
+{
+    acme_job_account_t *acct = acme_job_account_make(p, ca_url);
+    json_t *json = NULL;
+    const char *recorded;
+    apr_status_t rv;
+
+    *pacct = acct;
+    rv = acme_store_read_json(p, path, &json, res);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    recorded = json_string_value(json_object_get(json, "ca_url"));
+    if (!recorded || !ca_url || strcmp(recorded, ca_url)) {
+        return acme_result_fail(res, APR_ENOENT, ACME_CLASS_ADMIN,
+                                apr_psprintf(p, "%s belongs to another CA", path));
+    }
+    acct->url = acme_job_str_get(p, json, "url");
+    acct->reregistered_at = acme_job_time_get(json, "reregistered_at");
+    acme_job_account_history_from(acct, p, json_object_get(json, "history"));
+    return APR_SUCCESS;
+}
+
+json_t *acme_job_account_to_json(const acme_job_account_t *acct)
+{
+    json_t *list = json_array();
+    int i;
+
+    for (i = 0; i < acct->history->nelts; ++i) {
+        const acme_job_account_event_t *ev = &APR_ARRAY_IDX(acct->history, i,
+                                                            acme_job_account_event_t);
+        json_array_append_new(list, json_pack("{s:s, s:o, s:s?}", "url", ev->url,
+                                              "at", acme_job_time_json(ev->at),
+                                              "reason", ev->reason));
+    }
+    return json_pack("{s:s?, s:s?, s:o, s:o}", "ca_url", acct->ca_url, "url", acct->url,
+                     "reregistered_at", acme_job_time_json(acct->reregistered_at),
+                     "history", list);
+}
+
+apr_status_t acme_job_account_save(apr_pool_t *p, const char *path,
+                                   const acme_job_account_t *acct, acme_result_t *res)
+{
+    json_t *json = acme_job_account_to_json(acct);
+    apr_status_t rv = acme_store_write_json(p, path, json, ACME_PERMS_0644, res);
+
+    json_decref(json);
+    return rv;
+}
+
+void acme_job_account_note(acme_job_account_t *acct, apr_pool_t *p, const char *url,
+                           const char *reason, apr_time_t now)
+{
+    acme_job_account_event_t *ev;
+    int drop = acct->history->nelts + 1 - ACME_JOB_ACCOUNT_HISTORY_MAX;
+
+    if (drop > 0) {
+        memmove(acct->history->elts, acct->history->elts + drop * sizeof(*ev),
+                (size_t)(acct->history->nelts - drop) * sizeof(*ev));
+        acct->history->nelts -= drop;
+    }
+    ev = &APR_ARRAY_PUSH(acct->history, acme_job_account_event_t);
+    ev->url = apr_pstrdup(p, url);
+    ev->at = now;
+    ev->reason = reason ? apr_pstrdup(p, reason) : NULL;
+    acct->url = ev->url;
+}
+
+int acme_job_account_may_reregister(const acme_job_account_t *acct, apr_time_t now,
+                                    apr_time_t *not_before)
+{
+    apr_time_t next = acct->reregistered_at + ACME_JOB_ACCOUNT_REREGISTER_GAP;
+
+    /* A time more than the gap ahead means the clock was set back: the record says nothing. */
+    if (acct->reregistered_at == 0 || now >= next
+        || acct->reregistered_at > now + ACME_JOB_ACCOUNT_REREGISTER_GAP) {
+        return 1;
+    }
+    if (not_before) {
+        *not_before = next;
+    }
+    return 0;
+}

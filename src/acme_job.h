@@ -2,6 +2,7 @@
 #define ACME_JOB_H
 
 #include <apr_pools.h>
+#include <apr_tables.h>
 #include <apr_time.h>
 #include <jansson.h>
 
@@ -95,5 +96,55 @@ apr_status_t acme_job_next_run_save(apr_pool_t *p, const acme_store_t *st, apr_t
                                     acme_result_t *res);
 /* 0 when unknown (no file, unreadable). */
 apr_time_t acme_job_next_run_load(apr_pool_t *p, const acme_store_t *st);
+
+/*
+ * The account the worker uses at one CA, jobs/account.<ca-id>.json (0644: a2acme and the status
+ * read it; no secrets). Besides the URL it keeps the account's history, so an admin can see when
+ * and why the server looked the account up or registered it again, and the time of the last
+ * re-registration, which limits re-registrations to one per CA per hour: an account whose key
+ * an admin had the CA deactivate must not be recreated in a loop.
+ */
+#define ACME_JOB_ACCOUNT_HISTORY_MAX 10
+#define ACME_JOB_ACCOUNT_REREGISTER_GAP apr_time_from_sec(3600)
+
+typedef struct {
+    const char *url;            /* the account URL from then on */
+    apr_time_t at;
+    const char *reason;         /* e.g. "registered", "registered again: ..." */
+} acme_job_account_event_t;
+
+typedef struct {
+    const char *ca_url;
+    const char *url;            /* NULL until registered or looked up */
+    apr_time_t reregistered_at; /* the last registration after a lost account, 0: never */
+    apr_array_header_t *history;/* of acme_job_account_event_t, oldest first, bounded */
+} acme_job_account_t;
+
+acme_job_account_t *acme_job_account_make(apr_pool_t *p, const char *ca_url);
+
+/*
+ * Reads the record at path. A missing file, one of another CA or an unreadable one gives an
+ * empty record for ca_url (and the status of the read: APR_SUCCESS only for a record read).
+ */
+apr_status_t acme_job_account_load(apr_pool_t *p, const char *path, const char *ca_url,
+                                   acme_job_account_t **acct, acme_result_t *res);
+
+/* Writes the record atomically (acme_store_write_json). */
+apr_status_t acme_job_account_save(apr_pool_t *p, const char *path,
+                                   const acme_job_account_t *acct, acme_result_t *res);
+
+/* The account is `url` from `now` on, for `reason`; keeps the last HISTORY_MAX events. */
+void acme_job_account_note(acme_job_account_t *acct, apr_pool_t *p, const char *url,
+                           const char *reason, apr_time_t now);
+
+/*
+ * 1 when a lost account may be registered again at `now` (none in the last hour); otherwise 0
+ * and *not_before (if given) is when it may.
+ */
+int acme_job_account_may_reregister(const acme_job_account_t *acct, apr_time_t now,
+                                    apr_time_t *not_before);
+
+/* The record as JSON (history times in seconds), for a2acme. */
+json_t *acme_job_account_to_json(const acme_job_account_t *acct);
 
 #endif

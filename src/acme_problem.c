@@ -1,5 +1,6 @@
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <apr_strings.h>
 #include <jansson.h>
@@ -88,6 +89,41 @@ int acme_problem_is(const acme_result_t *res, const char *short_name)
     const char *name = res ? acme_problem_short_name(res->problem_type) : NULL;
 
     return name && strcmp(name, short_name) == 0;
+}
+
+static int text_has(const char *text, const char *word)
+{
+    apr_size_t n = strlen(word);
+
+    for (; text && *text; ++text) {
+        if (strncasecmp(text, word, n) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int acme_problem_account_lost(const acme_result_t *res)
+{
+    static const char *const gone[] = { "deactivated", "not found", "does not exist",
+                                        "unknown", "no such", "no registration" };
+    const char *detail = res ? res->detail : NULL;
+    size_t i;
+
+    if (acme_problem_is(res, "accountDoesNotExist")) {
+        return 1;
+    }
+    /* unauthorized is also a name the CA will not issue for: only the account's own state. */
+    if (!acme_problem_is(res, "unauthorized")
+        || !(text_has(detail, "account") || text_has(detail, "registration"))) {
+        return 0;
+    }
+    for (i = 0; i < sizeof(gone) / sizeof(gone[0]); ++i) {
+        if (text_has(detail, gone[i])) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* How much a class weighs when subproblems disagree: a human first, then giving up. */

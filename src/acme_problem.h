@@ -35,6 +35,13 @@ acme_class_t acme_problem_class(const char *type, int http_status);
 int acme_problem_is(const acme_result_t *res, const char *short_name);
 
 /*
+ * 1 when res says the CA no longer has the account that signed: accountDoesNotExist, or
+ * unauthorized whose detail reports the account (or registration) deactivated or unknown.
+ * The worker then looks the account up by key and registers it again if need be.
+ */
+int acme_problem_account_lost(const acme_result_t *res);
+
+/*
  * Fills res from a failed response: `what` says what we tried (no secrets),
  * the body is parsed when it is a problem document. Returns res->status:
  * APR_ENOENT for 404 and accountDoesNotExist, APR_EGENERAL otherwise.

@@ -21,6 +21,7 @@
 #include "acme_domain.h"
 #include "acme_job.h"
 #include "acme_plan.h"
+#include "acme_problem.h"
 #include "acme_renewal.h"
 #include "acme_notify.h"
 #include "acme_seal.h"
@@ -56,6 +57,10 @@ typedef struct {
                                          * threads must not allocate from the run's pool */
     acme_store_lock_t *account_lock;    /* the store lock a2acme rollover takes, or NULL */
     int busy;                           /* another process held it: no orders at this CA */
+    int key_new;                        /* the key was made this run: no account has it yet */
+    acme_job_account_t *record;         /* jobs/account.<ca-id>.json, in pool, under lock */
+    acme_result_t *recovery_failed;     /* this run's failed account recovery, in pool, under
+                                         * lock: the other orders fail alike without requests */
 } acme_worker_ca_t;
 
 /* The certificate served now for one key spec, read as root. */
@@ -265,6 +270,7 @@ static apr_status_t acme_worker_account_key(acme_worker_t *w, acme_worker_ca_t *
         return rv;
     }
     acme_result_reset(res);
+    ca->key_new = 1;
     if ((rv = acme_crypto_key_generate(w->pool, &spec, &ca->account_key, res)) != APR_SUCCESS
         || (rv = acme_crypto_key_to_pem(w->pool, ca->account_key, &pem, res)) != APR_SUCCESS) {
         return rv;
@@ -279,22 +285,19 @@ static const char *acme_worker_account_url_path(acme_worker_t *w, apr_pool_t *p,
                            apr_pstrcat(p, "account.", ca->ca_id, ".json", NULL), NULL);
 }
 
+/*
+ * The account record, in ca->pool (order threads add to it under ca->lock). A key made this run
+ * has no account yet, whatever the record says: e.g. an admin removed the key of an account the
+ * CA deactivated, to get a new one.
+ */
 static void acme_worker_account_url_load(acme_worker_t *w, acme_worker_ca_t *ca)
 {
     acme_result_t res;
-    json_t *json = NULL;
-    const char *url;
 
     acme_result_reset(&res);
-    if (acme_store_read_json(w->pool, acme_worker_account_url_path(w, w->pool, ca), &json, &res)
-        != APR_SUCCESS) {
-        return;
-    }
-    url = json_string_value(json_object_get(json, "url"));
-    if (url && !strcmp(ca->ca_url, json_string_value(json_object_get(json, "ca_url"))
-                                   ? json_string_value(json_object_get(json, "ca_url")) : "")) {
-        ca->account_url = apr_pstrdup(w->pool, url);
-    }
+    acme_job_account_load(ca->pool, acme_worker_account_url_path(w, w->pool, ca), ca->ca_url,
+                          &ca->record, &res);
+    ca->account_url = ca->key_new ? NULL : ca->record->url;
 }
 
 /*
@@ -864,36 +867,68 @@ static apr_status_t acme_worker_save_order(acme_worker_run_t *run, const acme_or
     return acme_worker_job_save(run->w, run->p, run->job, res);
 }
 
+/*
+ * What a new account at the domain's CA is registered with. External account binding: once a
+ * directive for it exists, its key id and HMAC key go into eab_kid / eab_hmac here (the client
+ * already signs the binding), so first registrations and re-registrations both carry it.
+ */
+static void acme_worker_account_params(acme_worker_run_t *run, acme_client_account_params_t *params)
+{
+    const acme_policy_t *pol = &run->item->dom->policy;
+    const char **contact = apr_palloc(run->p, sizeof(*contact));
+
+    *contact = pol->contact ? apr_pstrcat(run->p, "mailto:", pol->contact, NULL) : NULL;
+    *params = (acme_client_account_params_t){
+        .contact = *contact ? contact : NULL,
+        .n_contact = *contact ? 1 : 0,
+        .agree_tos = pol->agreement > 0,
+    };
+}
+
+/* Under ca->lock: the CA's account is `url` from now on; the record says why. */
+static void acme_worker_account_adopt(acme_worker_run_t *run, const char *url, const char *why,
+                                      int reregistered)
+{
+    acme_worker_ca_t *ca = run->item->ca;
+    apr_time_t now = apr_time_now();
+    acme_result_t res;
+
+    acme_job_account_note(ca->record, ca->pool, url, why, now);
+    if (reregistered) {
+        ca->record->reregistered_at = now;
+    }
+    ca->account_url = ca->record->url;
+    ca->key_new = 0;
+    acme_result_reset(&res);
+    if (acme_job_account_save(run->p, acme_worker_account_url_path(run->w, run->p, ca),
+                              ca->record, &res) != APR_SUCCESS) {
+        /* The next run looks the account up by its key: one request, no new account. */
+        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p,
+            "the account URL %s at %s could not be recorded (%s); the next run looks it up "
+            "by its key", url, ca->ca_url, acme_result_describe(&res, run->p)));
+    }
+}
+
 static apr_status_t acme_worker_account(acme_worker_run_t *run, acme_result_t *res)
 {
     acme_worker_ca_t *ca = run->item->ca;
-    const acme_policy_t *pol = &run->item->dom->policy;
-    const char *contact = pol->contact ? apr_pstrcat(run->p, "mailto:", pol->contact, NULL) : NULL;
-    acme_client_account_params_t params = {
-        .contact = contact ? &contact : NULL,
-        .n_contact = contact ? 1 : 0,
-        .agree_tos = pol->agreement > 0,
-    };
+    acme_client_account_params_t params;
     acme_client_account_t *acct = NULL;
     apr_status_t rv = APR_SUCCESS;
-    json_t *json;
 
     if (ca->busy) {
         return acme_result_fail(res, APR_EAGAIN, ACME_CLASS_RETRY_SOON, apr_psprintf(run->p,
             "the account at %s was locked by another process (a2acme rollover?) when the "
             "renewal worker started; the order is retried soon", ca->ca_url));
     }
+    acme_worker_account_params(run, &params);
     apr_thread_mutex_lock(ca->lock);
     if (!ca->account_url) {
         acme_client_account_use(run->client, ca->account_key, NULL);
         rv = acme_client_account_register(run->client, run->p, &params, &acct, res);
         if (rv == APR_SUCCESS) {
-            ca->account_url = apr_pstrdup(ca->pool, acct->url);
-            json = json_pack("{s:s, s:s}", "url", acct->url, "ca_url", ca->ca_url);
-            acme_store_write_json(run->p, acme_worker_account_url_path(run->w, run->p, ca), json,
-                                  ACME_PERMS_0644, res);
-            json_decref(json);
-            acme_result_reset(res);
+            acme_worker_account_adopt(run, acct->url, acct->created ? "registered"
+                                      : "the CA already had an account for the key", 0);
         }
     }
     if (rv == APR_SUCCESS) {
@@ -901,6 +936,151 @@ static apr_status_t acme_worker_account(acme_worker_run_t *run, acme_result_t *r
     }
     apr_thread_mutex_unlock(ca->lock);
     return rv;
+}
+
+/*
+ * Under ca->lock: a failed recovery is remembered for the run (the other orders at this CA fail
+ * alike, without asking the CA again) and logged once, at notice: which CA, what happened, what
+ * happens next.
+ */
+static apr_status_t acme_worker_account_unrecovered(acme_worker_run_t *run, const char *lost,
+                                                    acme_result_t *res)
+{
+    acme_worker_ca_t *ca = run->item->ca;
+    acme_result_t *keep = apr_pcalloc(ca->pool, sizeof(*keep));
+
+    *keep = *res;
+    keep->message = apr_pstrdup(ca->pool, acme_result_describe(res, run->p));
+    keep->problem_type = keep->detail = keep->instance = keep->subproblems = NULL;
+    ca->recovery_failed = keep;
+    acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(run->p,
+        "account at %s: the CA no longer accepts account %s and it could not be recovered: %s; "
+        "orders at this CA fail until then%s", ca->ca_url, lost ? lost : "(none)",
+        keep->message, keep->retry_after ? apr_psprintf(run->p, " (next attempt not before %s)",
+                                       acme_worker_time_text(run->p, keep->retry_after)) : ""));
+    return res->status;
+}
+
+/* Under ca->lock, after the CA said it has no account for the key: register it again. */
+static apr_status_t acme_worker_account_reregister(acme_worker_run_t *run, const char *lost,
+                                                   const char *why, acme_result_t *res)
+{
+    acme_worker_ca_t *ca = run->item->ca;
+    acme_client_account_params_t params;
+    acme_client_account_t *acct = NULL;
+    apr_time_t not_before = 0;
+    apr_status_t rv;
+
+    if (!acme_job_account_may_reregister(ca->record, apr_time_now(), &not_before)) {
+        acme_result_fail(res, APR_EAGAIN, ACME_CLASS_ADMIN, apr_psprintf(run->p,
+            "the account was already registered again at %s; another re-registration "
+            "waits an hour, so that an account deactivated on purpose is not recreated in a "
+            "loop", acme_worker_time_text(run->p, ca->record->reregistered_at)));
+        res->retry_after = not_before;
+        return acme_worker_account_unrecovered(run, lost, res);
+    }
+    acme_worker_account_params(run, &params);
+    rv = acme_client_account_register(run->client, run->p, &params, &acct, res);
+    if (rv != APR_SUCCESS) {
+        return acme_worker_account_unrecovered(run, lost, res);
+    }
+    acme_worker_account_adopt(run, acct->url, apr_psprintf(run->p, "registered again: the CA "
+                              "no longer knew %s (%s)", lost ? lost : "(none)", why), 1);
+    acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(run->p,
+        "account at %s: the CA no longer knew account %s (%s); registered the account key again "
+        "as %s, and orders at this CA go on with it now. Another re-registration at this CA "
+        "waits until %s", ca->ca_url, lost ? lost : "(none)", why, acct->url,
+        acme_worker_time_text(run->p, ca->record->reregistered_at
+                                      + ACME_JOB_ACCOUNT_REREGISTER_GAP)));
+    return APR_SUCCESS;
+}
+
+/*
+ * Under ca->lock: the account `lost` is gone at the CA. The key is looked up first
+ * (onlyReturnExisting): the CA may know it under another URL. A key whose account the CA
+ * deactivated is never registered again here: that takes a new key, an admin's decision.
+ */
+static apr_status_t acme_worker_account_reestablish(acme_worker_run_t *run, const char *lost,
+                                                    acme_result_t *res)
+{
+    acme_worker_ca_t *ca = run->item->ca;
+    const char *why = acme_result_describe(res, run->p);
+    acme_client_account_t *acct = NULL;
+    apr_status_t rv;
+
+    acme_client_account_use(run->client, ca->account_key, NULL);
+    acme_result_reset(res);
+    rv = acme_client_account_find(run->client, run->p, &acct, res);
+    if (APR_STATUS_IS_ENOENT(rv)) {
+        acme_result_reset(res);
+        return acme_worker_account_reregister(run, lost, why, res);
+    }
+    if (rv == APR_SUCCESS && acct->status && strcmp(acct->status, "valid")) {
+        rv = acme_result_fail(res, APR_EACCES, ACME_CLASS_ADMIN, "");
+    }
+    if (rv != APR_SUCCESS && (acme_problem_account_lost(res) || res->status == APR_EACCES)) {
+        res->err_class = ACME_CLASS_ADMIN;
+        res->message = apr_psprintf(run->p, "the CA reports the account of the key in "
+            "accounts/%s/ deactivated (%s); a new account needs a new key: remove that "
+            "account.key (the server then makes a new key and account) or restore the account "
+            "at the CA", ca->ca_id, acct && acct->status ? acct->status : why);
+        res->retry_after = 0;
+    }
+    if (rv != APR_SUCCESS) {
+        return acme_worker_account_unrecovered(run, lost, res);
+    }
+    if (!lost || strcmp(acct->url, lost)) {
+        acme_worker_account_adopt(run, acct->url, apr_psprintf(run->p, "found again by key: "
+                                  "the CA no longer knew %s (%s)", lost ? lost : "(none)", why),
+                                  0);
+        acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(run->p,
+            "account at %s: the CA no longer knew account %s (%s) but has the key's account "
+            "as %s; orders at this CA go on with it now", ca->ca_url, lost ? lost : "(none)",
+            why, acct->url));
+    }
+    return APR_SUCCESS;
+}
+
+/*
+ * The CA no longer has the account the order was signed with (res): accountDoesNotExist, or
+ * unauthorized for a deactivated or unknown account. Under the CA's lock, so that when several
+ * order threads meet it at once only the first recovers and the others take its URL. 1 when
+ * the domain should be ordered again at once, with a fresh order (the old one was the lost
+ * account's). At most once per domain and run.
+ */
+static int acme_worker_account_recover(acme_worker_run_t *run, acme_result_t *res, int *tried)
+{
+    acme_worker_ca_t *ca = run->item->ca;
+    const char *lost;
+    apr_status_t rv = APR_SUCCESS;
+
+    if (*tried || !run->client || !acme_problem_account_lost(res)) {
+        return 0;
+    }
+    *tried = 1;
+    lost = acme_client_account_url(run->client);
+    lost = lost ? apr_pstrdup(run->p, lost) : NULL;
+    apr_thread_mutex_lock(ca->lock);
+    if (ca->account_url && lost && strcmp(ca->account_url, lost)) {
+        rv = APR_SUCCESS;       /* another order thread recovered it already */
+    }
+    else if (ca->recovery_failed) {
+        *res = *ca->recovery_failed;
+        rv = res->status;
+    }
+    else {
+        rv = acme_worker_account_reestablish(run, lost, res);
+    }
+    if (rv == APR_SUCCESS) {
+        acme_client_account_use(run->client, ca->account_key, ca->account_url);
+    }
+    apr_thread_mutex_unlock(ca->lock);
+    if (rv != APR_SUCCESS) {
+        return 0;
+    }
+    acme_result_reset(res);
+    run->job->order_json = NULL;
+    return 1;
 }
 
 /* The types this build answers for the identifier; dns-01 only through ACMEDns01Command. */
@@ -1344,8 +1524,8 @@ static apr_status_t acme_worker_order_resume(acme_worker_run_t *run, const acme_
         && acme_order_from_json(run->p, run->job->order_json, strlen(run->job->order_json),
                                 &order, res) == APR_SUCCESS
         && order->key_spec && !strcmp(order->key_spec, spec_name)
-        && order->account_url && run->item->ca->account_url
-        && !strcmp(order->account_url, run->item->ca->account_url)
+        && order->account_url && acme_client_account_url(run->client)
+        && !strcmp(order->account_url, acme_client_account_url(run->client))
         && acme_order_same_identifiers(order, (const acme_ident_t *)dom->idents->elts,
                                        dom->idents->nelts)
         && order->url
@@ -1357,7 +1537,8 @@ static apr_status_t acme_worker_order_resume(acme_worker_run_t *run, const acme_
     acme_result_reset(res);
     *porder = acme_order_make(run->p, (const acme_ident_t *)dom->idents->elts, dom->idents->nelts,
                               spec_name);
-    (*porder)->account_url = run->item->ca->account_url;
+    /* The URL this thread signs with: another thread may recover the CA's account meanwhile. */
+    (*porder)->account_url = acme_client_account_url(run->client);
     (*porder)->replaces = acme_worker_replaces(run, spec_name);
     return APR_SUCCESS;
 }
@@ -1560,7 +1741,7 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
     acme_result_t res;
     apr_time_t now, nb = 0, na = 0;
     apr_status_t rv;
-    int switches = 0, retried = 0;
+    int switches = 0, retried = 0, recovered = 0;
 
     acme_result_reset(&res);
     acme_job_load(p, w->store, dom->name, &run.job, &res);
@@ -1569,7 +1750,8 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
     acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(p, "%s: requesting a certificate from %s",
                                                    dom->name, item->ca->ca_url));
     rv = acme_worker_issue(&run, &res);
-    while (rv != APR_SUCCESS && (acme_worker_failover(&run, &res, &switches)
+    while (rv != APR_SUCCESS && (acme_worker_account_recover(&run, &res, &recovered)
+                                 || acme_worker_failover(&run, &res, &switches)
                                  || acme_worker_retry_same_ca(&run, &res, &retried))) {
         acme_result_reset(&res);
         rv = acme_worker_issue(&run, &res);

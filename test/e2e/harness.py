@@ -255,13 +255,28 @@ class Pebble:
         env.update({"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0",
                     "PEBBLE_AUTHZREUSE": "0"})
         env.update(self.env_extra)
+        self._env = env
+        self._launch()
+        return self
+
+    def _launch(self):
+        pdir = self.workdir / "pebble"
         argv = [PEBBLE_BIN, "-config", str(pdir / "pebble.json"),
                 "-dnsserver", f"127.0.0.1:{self.challtestsrv.dns_port}"]
-        self.proc = start_process("pebble", argv, self.log_path, env=env, cwd=str(pdir))
+        self.proc = start_process("pebble", argv, self.log_path, env=self._env, cwd=str(pdir))
         wait_for(lambda: (port_open(self.port) and port_open(self.mgmt_port))
                  or self.proc.poll() is not None, 20, "pebble to listen")
         if self.proc.poll() is not None:
             raise RuntimeError(f"pebble exited: {self.log_path.read_text()}")
+
+    def restart_fresh(self):
+        """Stops Pebble (by PID) and starts a new one on the same ports, URL and HTTPS
+        certificate: a CA that was reset. It knows no account, order or certificate of the old
+        one and issues under new roots. Its log (requests()) starts empty, in a new file."""
+        stop_process(self.proc)
+        self.restarts = getattr(self, "restarts", 0) + 1
+        self.log_path = self.workdir / f"pebble.{self.restarts}.log"
+        self._launch()
         return self
 
     def stop(self):

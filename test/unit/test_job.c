@@ -276,6 +276,77 @@ static void test_utf8_sanitiser(void **state)
                         "??|???|????|?|??");
 }
 
+static const char *account_path(fixture_t *fx)
+{
+    return acme_store_path(fx->pool, fx->st, ACME_STORE_JOBS, "account.ca1.json", NULL);
+}
+
+/* At most one re-registration per CA per hour, whatever the clock does. */
+static void test_account_reregister_once_per_hour(void **state)
+{
+    fixture_t *fx = *state;
+    acme_job_account_t *acct = acme_job_account_make(fx->pool, "https://ca/dir");
+    apr_time_t t0 = apr_time_from_sec(1700000000), nb = 0;
+    apr_time_t hour = apr_time_from_sec(3600);
+
+    assert_true(acme_job_account_may_reregister(acct, t0, &nb));
+    acct->reregistered_at = t0;
+    assert_false(acme_job_account_may_reregister(acct, t0, &nb));
+    assert_int_equal(nb, t0 + hour);
+    nb = 0;
+    assert_false(acme_job_account_may_reregister(acct, t0 + hour - apr_time_from_sec(1), &nb));
+    assert_int_equal(nb, t0 + hour);
+    assert_true(acme_job_account_may_reregister(acct, t0 + hour, NULL));
+    /* The clock set back a little: still within the hour. */
+    assert_false(acme_job_account_may_reregister(acct, t0 - apr_time_from_sec(60), NULL));
+    /* ... set back by more than the hour: the stored time says nothing any more. */
+    assert_true(acme_job_account_may_reregister(acct, t0 - 2 * hour, NULL));
+}
+
+/* The limit survives a restart: the time is in the record, and so is the bounded history. */
+static void test_account_record_round_trip(void **state)
+{
+    fixture_t *fx = *state;
+    acme_job_account_t *acct = acme_job_account_make(fx->pool, "https://ca/dir"), *back = NULL;
+    apr_time_t t0 = apr_time_from_sec(1700000000);
+    acme_result_t res;
+    int i;
+
+    for (i = 0; i < ACME_JOB_ACCOUNT_HISTORY_MAX + 3; ++i) {
+        acme_job_account_note(acct, fx->pool, apr_psprintf(fx->pool, "https://ca/acct/%d", i),
+                              i ? "registered again" : "registered", t0 + apr_time_from_sec(i));
+    }
+    acct->reregistered_at = t0 + apr_time_from_sec(5);
+    acme_result_reset(&res);
+    assert_int_equal(acme_job_account_save(fx->pool, account_path(fx), acct, &res), APR_SUCCESS);
+    assert_int_equal(unit_mode_of(account_path(fx)), 0644);
+    assert_int_equal(acme_job_account_load(fx->pool, account_path(fx), "https://ca/dir", &back,
+                                           &res), APR_SUCCESS);
+    assert_string_equal(back->url, "https://ca/acct/12");
+    assert_int_equal(back->reregistered_at, t0 + apr_time_from_sec(5));
+    assert_false(acme_job_account_may_reregister(back, t0 + apr_time_from_sec(60), NULL));
+    assert_int_equal(back->history->nelts, ACME_JOB_ACCOUNT_HISTORY_MAX);
+    assert_string_equal(APR_ARRAY_IDX(back->history, 0, acme_job_account_event_t).url,
+                        "https://ca/acct/3");
+    assert_int_equal(APR_ARRAY_IDX(back->history, 0, acme_job_account_event_t).at,
+                     t0 + apr_time_from_sec(3));
+    assert_string_equal(APR_ARRAY_IDX(back->history, ACME_JOB_ACCOUNT_HISTORY_MAX - 1,
+                                      acme_job_account_event_t).reason, "registered again");
+    /* Another CA's record is not this CA's account; an old file without history still reads. */
+    assert_int_not_equal(acme_job_account_load(fx->pool, account_path(fx), "https://other/dir",
+                                               &back, &res), APR_SUCCESS);
+    assert_null(back->url);
+    assert_int_equal(back->history->nelts, 0);
+    unit_write_file(fx->pool, account_path(fx),
+                    "{\"url\":\"https://ca/acct/0\",\"ca_url\":\"https://ca/dir\"}\n", 0644);
+    acme_result_reset(&res);
+    assert_int_equal(acme_job_account_load(fx->pool, account_path(fx), "https://ca/dir", &back,
+                                           &res), APR_SUCCESS);
+    assert_string_equal(back->url, "https://ca/acct/0");
+    assert_int_equal(back->reregistered_at, 0);
+    assert_int_equal(back->history->nelts, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -290,6 +361,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_next_run_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_utf8_is_saved_sanitised, setup, teardown),
         cmocka_unit_test_setup_teardown(test_utf8_sanitiser, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_account_reregister_once_per_hour, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_account_record_round_trip, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, unit_setup_apr, unit_teardown_apr);

@@ -225,6 +225,36 @@ static void test_embedded_problem_forces_class(void **state)
                         "order invalid [" NS "connection]: refused");
 }
 
+static int lost_by(apr_pool_t *p, const char *type, const char *detail)
+{
+    const char *body = apr_psprintf(p, "{\"type\":\"" NS "%s\",\"detail\":\"%s\"}", type, detail);
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    acme_problem_from_response(&res, p, "newOrder", type[0] == 'a' ? 400 : 403,
+                               "application/problem+json", body, strlen(body), 0);
+    return acme_problem_account_lost(&res);
+}
+
+static void test_account_lost(void **state)
+{
+    apr_pool_t *p = *state;
+    acme_result_t res;
+
+    assert_true(lost_by(p, "accountDoesNotExist", "Account https://ca/acct/1 not found."));
+    assert_true(lost_by(p, "unauthorized", "Account is not valid, has status \\\"deactivated\\\""));
+    assert_true(lost_by(p, "unauthorized", "No registration exists matching provided key"));
+    assert_true(lost_by(p, "unauthorized", "account https://ca/acct/1 is unknown"));
+    /* unauthorized about a name, or an account that is fine: not lost. */
+    assert_false(lost_by(p, "unauthorized", "policy forbids issuing for \\\"a.example\\\""));
+    assert_false(lost_by(p, "unauthorized", "Account does not own authorization"));
+    assert_false(lost_by(p, "unauthorized", "deactivated authorization"));
+    assert_false(lost_by(p, "malformed", "Account https://ca/acct/1 not found."));
+    acme_result_reset(&res);
+    assert_false(acme_problem_account_lost(&res));
+    assert_false(acme_problem_account_lost(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -239,6 +269,7 @@ int main(void)
         cmocka_unit_test(test_broken_bodies),
         cmocka_unit_test(test_detail_is_one_bounded_line),
         cmocka_unit_test(test_embedded_problem_forces_class),
+        cmocka_unit_test(test_account_lost),
     };
     return cmocka_run_group_tests_name("problem", tests, unit_setup_pool, unit_teardown_pool);
 }

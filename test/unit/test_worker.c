@@ -26,6 +26,7 @@
 #include "acme_client.h"
 #include "acme_domain.h"
 #include "acme_job.h"
+#include "acme_problem.h"
 #include "acme_renewal.h"
 #include "acme_store.h"
 #include "unit_support.h"
@@ -101,6 +102,42 @@ static apr_status_t fake_key_authorization(acme_client_t *c, apr_pool_t *p, cons
     return acme_result_fail(res, APR_EGENERAL, ACME_CLASS_RETRY_SOON, "fake: stop here");
 }
 
+/* The account the CA forgot: every fake client signs with it until recovered. */
+#define LOST_URL "https://ca.test/acct/lost"
+static volatile apr_uint32_t finds;
+static int find_deactivated;            /* the CA reports the key's account deactivated */
+
+static const char *fake_account_url(const acme_client_t *c)
+{
+    (void)c;
+    return LOST_URL;
+}
+
+/* The CA has no account for the key; slow enough that the callers would overlap. */
+static apr_status_t fake_account_find(acme_client_t *c, apr_pool_t *p,
+                                      acme_client_account_t **acct, acme_result_t *res)
+{
+    static const char body[] = "{\"type\":\"urn:ietf:params:acme:error:accountDoesNotExist\","
+                               "\"detail\":\"no account for the key\"}";
+
+    static const char gone[] = "{\"type\":\"urn:ietf:params:acme:error:unauthorized\","
+                               "\"detail\":\"An account with the provided public key exists "
+                               "but is deactivated\"}";
+
+    (void)c;
+    (void)acct;
+    apr_atomic_inc32(&finds);
+    apr_sleep(apr_time_from_msec(50));
+    if (find_deactivated) {
+        return acme_problem_from_response(res, p, "account lookup", 403,
+                                          "application/problem+json", gone, sizeof(gone) - 1, 0);
+    }
+    return acme_problem_from_response(res, p, "account lookup", 400, "application/problem+json",
+                                      body, sizeof(body) - 1, 0);
+}
+
+#define acme_client_account_url fake_account_url
+#define acme_client_account_find fake_account_find
 #define acme_client_account_register fake_account_register
 #define acme_client_account_use fake_account_use
 #define acme_client_order_authzs fake_order_authzs
@@ -152,7 +189,8 @@ static int setup(void **state)
     apr_thread_mutex_create(&f->w.lock, APR_THREAD_MUTEX_DEFAULT, f->fx->pool);
     acme_result_reset(&res);
     assert_int_equal(acme_store_open(f->fx->pool, f->fx->store, &f->w.store, &res), APR_SUCCESS);
-    registers_arrived = key_authorizations = foreign_allocations = 0;
+    registers_arrived = key_authorizations = foreign_allocations = finds = 0;
+    find_deactivated = 0;
     registers_expected = 1;
     watched_pool = NULL;
     *state = f;
@@ -262,6 +300,152 @@ static void test_concurrent_registrations_leave_the_run_pool_alone(void **state)
     apr_pool_destroy(tp1);
     apr_pool_destroy(tp2);
     apr_pool_destroy(threads_pool);
+}
+
+/* ------------------------------------------------------------------ issue 14: lost account */
+
+typedef struct {
+    acme_worker_run_t run;
+    int again;
+    acme_result_t res;
+} recover_call_t;
+
+static void lost_account_result(apr_pool_t *p, acme_result_t *res)
+{
+    static const char body[] = "{\"type\":\"urn:ietf:params:acme:error:accountDoesNotExist\","
+                               "\"detail\":\"Account " LOST_URL " not found.\"}";
+
+    acme_result_reset(res);
+    acme_problem_from_response(res, p, "newOrder", 400, "application/problem+json", body,
+                               sizeof(body) - 1, 0);
+}
+
+static void *APR_THREAD_FUNC recover_thread(apr_thread_t *thread, void *data)
+{
+    recover_call_t *call = data;
+    int tried = 0;
+
+    (void)thread;
+    lost_account_result(call->run.p, &call->res);
+    call->again = acme_worker_account_recover(&call->run, &call->res, &tried);
+    return NULL;
+}
+
+/* The CA's account as the store had it before the CA forgot it. */
+static acme_worker_item_t *item_with_lost_account(fixture_t *f, const char *name)
+{
+    acme_worker_item_t *item = item_at(f, name, CA_ONE);
+
+    acme_job_account_note(item->ca->record, item->ca->pool, LOST_URL, "registered",
+                          apr_time_now() - apr_time_from_sec(86400));
+    item->ca->account_url = item->ca->record->url;
+    item->ca->key_new = 0;
+    return item;
+}
+
+/*
+ * Four order threads meet the lost account at once: one looks the key up and registers it
+ * again, the others take its URL; all order again at once; nothing from the run's pool.
+ */
+static void test_lost_account_recovered_once_for_all_threads(void **state)
+{
+    fixture_t *f = *state;
+    acme_worker_item_t *item = item_with_lost_account(f, "one.example");
+    apr_pool_t *pools[4] = { NULL }, *threads_pool = NULL;
+    recover_call_t calls[4];
+    apr_thread_t *t[4];
+    apr_status_t trv;
+    acme_job_account_t *rec = NULL;
+    acme_result_t res;
+    int i;
+
+    apr_pool_create(&threads_pool, NULL);
+    for (i = 0; i < 4; ++i) {
+        apr_pool_create(&pools[i], NULL);
+        calls[i] = (recover_call_t){ .run = run_of(f, pools[i], item) };
+        calls[i].run.job->order_json = "{}";
+    }
+    watched_owner = apr_os_thread_current();
+    watched_pool = f->w.pool;
+    for (i = 0; i < 4; ++i) {
+        assert_int_equal(apr_thread_create(&t[i], NULL, recover_thread, &calls[i],
+                                           threads_pool), APR_SUCCESS);
+    }
+    for (i = 0; i < 4; ++i) {
+        apr_thread_join(&trv, t[i]);
+    }
+    watched_pool = NULL;
+    for (i = 0; i < 4; ++i) {
+        assert_int_equal(calls[i].again, 1);
+        assert_int_equal(calls[i].res.status, APR_SUCCESS);
+        assert_null(calls[i].run.job->order_json);       /* a fresh order, not the old one */
+    }
+    assert_int_equal(apr_atomic_read32(&finds), 1);
+    assert_int_equal(apr_atomic_read32(&registers_arrived), 1);
+    assert_int_equal(apr_atomic_read32(&foreign_allocations), 0);
+    assert_string_equal(item->ca->account_url, "https://ca.test/acct/1");
+    /* Recorded: both accounts in the history, and when it was registered again. */
+    acme_result_reset(&res);
+    assert_int_equal(acme_job_account_load(f->fx->pool, acme_worker_account_url_path(&f->w,
+                                           f->fx->pool, item->ca), CA_ONE, &rec, &res),
+                     APR_SUCCESS);
+    assert_string_equal(rec->url, "https://ca.test/acct/1");
+    assert_int_equal(rec->history->nelts, 2);
+    assert_true(rec->reregistered_at > apr_time_now() - apr_time_from_sec(60));
+    for (i = 0; i < 4; ++i) {
+        apr_pool_destroy(pools[i]);
+    }
+    apr_pool_destroy(threads_pool);
+}
+
+/* Registered again 10 minutes ago and lost again: no new account before the hour is over. */
+static void test_lost_account_not_registered_twice_an_hour(void **state)
+{
+    fixture_t *f = *state;
+    acme_worker_item_t *item = item_with_lost_account(f, "one.example");
+    apr_time_t before = apr_time_now() - apr_time_from_sec(600);
+    acme_worker_run_t run = run_of(f, f->fx->pool, item);
+    acme_result_t res;
+    int tried = 0;
+
+    item->ca->record->reregistered_at = before;
+    lost_account_result(f->fx->pool, &res);
+    assert_int_equal(acme_worker_account_recover(&run, &res, &tried), 0);
+    assert_int_equal(apr_atomic_read32(&registers_arrived), 0);
+    assert_int_equal(apr_atomic_read32(&finds), 1);
+    assert_int_equal(res.err_class, ACME_CLASS_ADMIN);
+    assert_int_equal(res.retry_after, before + apr_time_from_sec(3600));
+    assert_string_equal(item->ca->account_url, LOST_URL);
+    /* Another order of the run fails alike without asking the CA again. */
+    run = run_of(f, f->fx->pool, item);
+    tried = 0;
+    lost_account_result(f->fx->pool, &res);
+    assert_int_equal(acme_worker_account_recover(&run, &res, &tried), 0);
+    assert_int_equal(apr_atomic_read32(&finds), 1);
+    assert_int_equal(res.err_class, ACME_CLASS_ADMIN);
+    /* And once per domain and run: the second call does not even look. */
+    assert_int_equal(acme_worker_account_recover(&run, &res, &tried), 0);
+}
+
+/* A key whose account the CA deactivated is never registered again: the admin decides. */
+static void test_deactivated_account_is_not_recreated(void **state)
+{
+    fixture_t *f = *state;
+    acme_worker_item_t *item = item_with_lost_account(f, "one.example");
+    acme_worker_run_t run = run_of(f, f->fx->pool, item);
+    acme_result_t res;
+    int tried = 0;
+
+    find_deactivated = 1;
+    lost_account_result(f->fx->pool, &res);
+    assert_int_equal(acme_worker_account_recover(&run, &res, &tried), 0);
+    assert_int_equal(apr_atomic_read32(&finds), 1);
+    assert_int_equal(apr_atomic_read32(&registers_arrived), 0);
+    assert_int_equal(res.err_class, ACME_CLASS_ADMIN);
+    assert_non_null(strstr(res.message, "deactivated"));
+    assert_non_null(strstr(res.message, "account.key"));
+    assert_int_equal(item->ca->record->reregistered_at, 0);
+    assert_string_equal(item->ca->account_url, LOST_URL);
 }
 
 /* ------------------------------------------------------------------ item 6: account lock */
@@ -435,6 +619,12 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_foreign_authorization_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_own_authorizations_accepted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_account_recovered_once_for_all_threads, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_lost_account_not_registered_twice_an_hour, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_deactivated_account_is_not_recreated, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, unit_setup_apr, unit_teardown_apr);
