@@ -1280,9 +1280,14 @@ static apr_status_t acme_worker_answer(acme_worker_run_t *run, acme_order_t *ord
     return rv;
 }
 
-/* The certificate key of this order: created and sealed before finalize, so a resumed run finds it. */
+/*
+ * The certificate key of this order. fresh (finalize): a new key, created and sealed before the
+ * CSR goes out, so a resumed run finds its public part; a stored one is never reused there, as
+ * the worker cannot unseal it and a ready order has accepted no CSR yet. Else the stored key's
+ * public part, to check the certificate against.
+ */
 static apr_status_t acme_worker_cert_key(acme_worker_run_t *run, const acme_keyspec_t *spec,
-                                         int create, acme_key_t **key, acme_result_t *res)
+                                         int fresh, acme_key_t **key, acme_result_t *res)
 {
     const char *pub_path = acme_worker_file(run->p, run->pending_dir, "pubkey", spec, ".pem");
     const char *sealed_path = acme_worker_file(run->p, run->pending_dir, "privkey", spec,
@@ -1293,12 +1298,12 @@ static apr_status_t acme_worker_cert_key(acme_worker_run_t *run, const acme_keys
     apr_size_t len = 0;
     apr_status_t rv;
 
-    if (apr_stat(&finfo, sealed_path, APR_FINFO_TYPE, run->p) == APR_SUCCESS
+    if (!fresh && apr_stat(&finfo, sealed_path, APR_FINFO_TYPE, run->p) == APR_SUCCESS
         && acme_store_read_file(run->p, pub_path, &text, &len, 0, res) == APR_SUCCESS) {
         return acme_seal_public_from_pem(run->p, text, len, key, res);
     }
     acme_result_reset(res);
-    if (!create) {
+    if (!fresh) {
         return acme_result_fail(res, APR_ENOENT, ACME_CLASS_PERMANENT,
                                 "the key of the pending order is gone; a new order follows");
     }

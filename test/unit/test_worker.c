@@ -546,6 +546,35 @@ static void test_quick_retries_are_bounded_and_transient_only(void **state)
     assert_true(acme_worker_quick_due(&run, &res, 0));      /* newOrder itself refused */
 }
 
+/* Finalizing a resumed ready order (finalize failed before) needs a key that can sign the CSR. */
+static void test_finalize_after_a_failed_finalize_gets_a_signing_key(void **state)
+{
+    fixture_t *f = *state;
+    acme_keyspec_t *spec;
+    acme_worker_run_t run = run_with_order(f, &spec);
+    acme_key_t *first = NULL, *again = NULL, *stored = NULL;
+    const char *pub_first = NULL, *pub_again = NULL, *pub_stored = NULL;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    assert_int_equal(acme_seal_keypair_ensure(f->fx->pool, f->fx->store, &f->cfg.seal_cert_pem,
+                                              &res), APR_SUCCESS);
+    run.pending_dir = apr_pstrcat(f->fx->pool, f->fx->dir, "/pending", NULL);
+    assert_int_equal(acme_store_mkdirs(f->fx->pool, run.pending_dir, &res), APR_SUCCESS);
+    assert_int_equal(acme_worker_cert_key(&run, spec, 1, &first, &res), APR_SUCCESS);
+    assert_true(acme_crypto_key_is_private(first));
+    assert_int_equal(acme_worker_cert_key(&run, spec, 1, &again, &res), APR_SUCCESS);
+    assert_true(acme_crypto_key_is_private(again));
+    /* Processing or valid: the public part of the key the last CSR carried. */
+    assert_int_equal(acme_worker_cert_key(&run, spec, 0, &stored, &res), APR_SUCCESS);
+    assert_false(acme_crypto_key_is_private(stored));
+    assert_int_equal(acme_seal_public_pem(f->fx->pool, first, &pub_first, &res), APR_SUCCESS);
+    assert_int_equal(acme_seal_public_pem(f->fx->pool, again, &pub_again, &res), APR_SUCCESS);
+    assert_int_equal(acme_seal_public_pem(f->fx->pool, stored, &pub_stored, &res), APR_SUCCESS);
+    assert_string_equal(pub_stored, pub_again);
+    assert_string_not_equal(pub_first, pub_again);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -561,6 +590,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_order_the_ca_forgot_is_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quick_retries_are_bounded_and_transient_only, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_after_a_failed_finalize_gets_a_signing_key,
+                                        setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, unit_setup_apr, unit_teardown_apr);
