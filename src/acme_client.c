@@ -13,7 +13,11 @@
 #include "acme_jose.h"
 #include "acme_problem.h"
 
-#define CLIENT_DEFAULT_NONCE_RETRIES 5
+#define CLIENT_DEFAULT_RETRY_BUDGET apr_time_from_sec(45)
+/* Re-sends after badNonce go out at once this many times, then with a growing pause. */
+#define CLIENT_RETRY_QUICK           8
+#define CLIENT_RETRY_PAUSE_FIRST     apr_time_from_msec(50)
+#define CLIENT_RETRY_PAUSE_MAX       apr_time_from_sec(1)
 #define CLIENT_DEFAULT_POLL_INTERVAL apr_time_from_sec(1)
 #define CLIENT_POLL_FIRST apr_time_from_msec(50)
 #define CLIENT_DEFAULT_POLL_STEP_MAX apr_time_from_sec(10)
@@ -112,8 +116,11 @@ apr_status_t acme_client_create(acme_client_t **out, apr_pool_t *p, const char *
     c->pool = p;
     c->directory_url = apr_pstrdup(p, directory_url);
     c->opts = opts ? *opts : (acme_client_options_t){ 0 };
-    if (c->opts.max_bad_nonce_retries <= 0) {
-        c->opts.max_bad_nonce_retries = CLIENT_DEFAULT_NONCE_RETRIES;
+    if (c->opts.max_bad_nonce_retries < 0) {
+        c->opts.max_bad_nonce_retries = 0;
+    }
+    if (c->opts.retry_budget <= 0) {
+        c->opts.retry_budget = CLIENT_DEFAULT_RETRY_BUDGET;
     }
     if (c->opts.poll_interval <= 0) {
         c->opts.poll_interval = CLIENT_DEFAULT_POLL_INTERVAL;
@@ -353,15 +360,87 @@ typedef struct {
     int embed_jwk;                  /* jwk instead of kid */
 } client_post_t;
 
+int acme_client_retry_plan(const acme_client_options_t *opts, int retries, apr_time_t started,
+                           apr_time_t now, apr_interval_time_t *pause)
+{
+    apr_interval_time_t budget = opts && opts->retry_budget > 0 ? opts->retry_budget
+                                                               : CLIENT_DEFAULT_RETRY_BUDGET;
+    apr_time_t deadline = started + budget;
+    apr_interval_time_t wait = 0;
+
+    *pause = 0;
+    if (now >= deadline || (opts && opts->max_bad_nonce_retries > 0
+                            && retries >= opts->max_bad_nonce_retries)) {
+        return 0;
+    }
+    if (retries >= CLIENT_RETRY_QUICK) {
+        /* A CA refusing (nearly) every nonce is not hammered for the whole budget. */
+        int shift = retries - CLIENT_RETRY_QUICK;
+        wait = shift >= 5 ? CLIENT_RETRY_PAUSE_MAX : CLIENT_RETRY_PAUSE_FIRST << shift;
+        wait = wait > CLIENT_RETRY_PAUSE_MAX ? CLIENT_RETRY_PAUSE_MAX : wait;
+    }
+    if (now + wait >= deadline) {
+        return 0;
+    }
+    *pause = wait;
+    return 1;
+}
+
+/* Refusals that say nothing about the request itself: sending it again is the cure. */
+static int client_transient(const acme_result_t *res)
+{
+    return acme_problem_is(res, "badNonce");
+}
+
+static apr_status_t client_post_once(acme_client_t *c, apr_pool_t *p, const client_post_t *req,
+                                     const acme_key_t *key, const char *kid,
+                                     acme_http_response_t **out, acme_result_t *res)
+{
+    const char *nonce = NULL, *jws = NULL;
+    acme_http_response_t *resp = NULL;
+    apr_status_t rv;
+
+    rv = nonce_take(c, p, &nonce, res);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    rv = acme_jose_sign(p, key, req->payload, req->url, nonce, kid, &jws, res);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    rv = acme_http_post_jose(c->http, p, req->url, jws, &resp, res);
+    ++c->counts.total;
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    /* An error's Replay-Nonce too (RFC 8555 6.5): the re-send after badNonce signs with it. */
+    note_response(c, resp);
+    *out = resp;
+    if (is_2xx(resp)) {
+        return APR_SUCCESS;
+    }
+    rv = acme_problem_from_response(res, p, req->what, resp->status, resp->content_type,
+                                    resp->body, resp->body_len, resp->retry_after);
+    if (acme_problem_is(res, "userActionRequired") && acme_http_link(resp, "terms-of-service")) {
+        /* New terms: the operator must read and agree to them, so name them. */
+        res->message = apr_psprintf(p, "%s (terms of service: %s)", res->message,
+                                    acme_http_link(resp, "terms-of-service"));
+    }
+    return rv;
+}
+
 /*
- * One signed POST, re-signed with a fresh nonce after badNonce (bounded).
- * Non-2xx answers become a problem in res.
+ * One signed POST, sent again after badNonce (signed with the error's nonce) until
+ * acme_client_retry_plan says the request's time budget is spent. Non-2xx answers become a
+ * problem in res.
  */
 static apr_status_t client_post(acme_client_t *c, apr_pool_t *p, const client_post_t *req,
                                 acme_http_response_t **out, acme_result_t *res)
 {
     const acme_key_t *key = req->key ? req->key : c->account_key;
     const char *kid = req->embed_jwk ? NULL : c->account_url;
+    apr_time_t started = apr_time_now();
+    apr_interval_time_t pause = 0;
     apr_status_t rv;
 
     acme_result_reset(res);
@@ -374,41 +453,22 @@ static apr_status_t client_post(acme_client_t *c, apr_pool_t *p, const client_po
                                 apr_psprintf(p, "%s: no account URL (register or find the "
                                              "account first)", req->what));
     }
-    for (int attempt = 0;; ++attempt) {
-        const char *nonce = NULL, *jws = NULL;
-        acme_http_response_t *resp = NULL;
-
-        rv = nonce_take(c, p, &nonce, res);
-        if (rv != APR_SUCCESS) {
-            return rv;
-        }
-        rv = acme_jose_sign(p, key, req->payload, req->url, nonce, kid, &jws, res);
-        if (rv != APR_SUCCESS) {
-            return rv;
-        }
-        rv = acme_http_post_jose(c->http, p, req->url, jws, &resp, res);
-        ++c->counts.total;
-        if (rv != APR_SUCCESS) {
-            return rv;
-        }
-        note_response(c, resp);
-        if (is_2xx(resp)) {
-            *out = resp;
-            return APR_SUCCESS;
-        }
-        rv = acme_problem_from_response(res, p, req->what, resp->status, resp->content_type,
-                                        resp->body, resp->body_len, resp->retry_after);
-        if (acme_problem_is(res, "userActionRequired")
-            && acme_http_link(resp, "terms-of-service")) {
-            /* New terms: the operator must read and agree to them, so name them. */
-            res->message = apr_psprintf(p, "%s (terms of service: %s)", res->message,
-                                        acme_http_link(resp, "terms-of-service"));
-        }
-        if (!acme_problem_is(res, "badNonce") || attempt >= c->opts.max_bad_nonce_retries) {
-            *out = resp;
+    for (int retries = 0;; ++retries) {
+        acme_result_reset(res);
+        rv = client_post_once(c, p, req, key, kid, out, res);
+        if (rv == APR_SUCCESS || !client_transient(res)
+            || !acme_client_retry_plan(&c->opts, retries, started, apr_time_now(), &pause)) {
+            if (rv != APR_SUCCESS && client_transient(res)) {
+                res->message = apr_psprintf(p, "%s (sent %d times in %" APR_TIME_T_FMT " s)",
+                                            res->message, retries + 1,
+                                            apr_time_sec(apr_time_now() - started));
+            }
             return rv;
         }
         ++c->counts.bad_nonce_retries;
+        if (pause > 0) {
+            apr_sleep(pause);
+        }
     }
 }
 

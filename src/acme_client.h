@@ -15,7 +15,9 @@
  *
  * It fetches the directory at most once per instance, keeps a pool of
  * nonces fed by every response (HEAD newNonce only when the pool is empty)
- * and retries badNonce with the nonce the error carried (bounded). It never
+ * and re-sends a request refused with badNonce, signed with the nonce the
+ * error carried, until the request's time budget (retry_budget) runs out:
+ * a CA refusing many good nonces costs requests, never a failed order. It never
  * knows how challenge answers are published: the caller sequences the steps
  *   acme_client_order_new → acme_client_order_authzs → (caller provisions)
  *   → acme_client_challenge_respond → acme_client_order_wait
@@ -36,7 +38,10 @@ typedef struct {
     apr_interval_time_t connect_timeout;    /* 0: 10 s */
     apr_interval_time_t timeout;            /* one whole request; 0: 30 s */
     apr_size_t max_response_size;           /* 0: 1 MiB */
-    int max_bad_nonce_retries;              /* 0: 5 */
+    int max_bad_nonce_retries;              /* optional cap on badNonce retries per request;
+                                             * 0: none, the time budget alone bounds them */
+    apr_interval_time_t retry_budget;       /* time one signed request may spend re-sending
+                                             * after badNonce, from its first send; 0: 45 s */
     apr_interval_time_t poll_interval;      /* wait when the CA sends no Retry-After; 0: 1 s */
     apr_interval_time_t poll_step_max;      /* longest wait slept through in one
                                              * acme_client_order_wait step; 0: 10 s */
@@ -270,7 +275,17 @@ typedef struct {
 apr_status_t acme_client_renewal_info(acme_client_t *c, apr_pool_t *p, const char *cert_id,
                                       acme_client_renewal_info_t *info, acme_result_t *res);
 
-/* ---- pure parsing, public for the unit tests ---- */
+/* ---- pure parsing and policy, public for the unit tests ---- */
+
+/*
+ * Whether a signed request refused with a transient protocol error (badNonce)
+ * is sent again: `retries` re-sends so far, first sent at `started`. 1 with
+ * *pause (0 for the first few, then growing to 1 s, never past the budget)
+ * while the budget (opts->retry_budget, 0: the default) and the optional
+ * count cap allow; 0 once either is spent.
+ */
+int acme_client_retry_plan(const acme_client_options_t *opts, int retries, apr_time_t started,
+                           apr_time_t now, apr_interval_time_t *pause);
 
 apr_status_t acme_client_renewal_info_parse(apr_pool_t *p, const char *json, apr_size_t len,
                                             apr_time_t retry_after,

@@ -34,6 +34,9 @@
 #define ACME_WORKER_STOP_GRACE apr_time_from_sec(2)
 #define ACME_WORKER_SAME_CA_PAUSE apr_time_from_sec(2)
 #define ACME_WORKER_ACCOUNT_LOCK_WAIT apr_time_from_sec(3)
+/* Quick retries in one run after a transient failure: pauses of 1, 2 and 4 s, then the backoff. */
+#define ACME_WORKER_QUICK_RETRIES 3
+#define ACME_WORKER_QUICK_PAUSE apr_time_from_sec(1)
 
 /*
  * Set from a signal handler or the supervising thread, read by the order
@@ -1456,9 +1459,14 @@ static apr_status_t acme_worker_answer(acme_worker_run_t *run, acme_order_t *ord
     return rv;
 }
 
-/* The certificate key of this order: created and sealed before finalize, so a resumed run finds it. */
+/*
+ * The certificate key of this order. fresh (finalize): a new key, created and sealed before the
+ * CSR goes out, so a resumed run finds its public part; a stored one is never reused there, as
+ * the worker cannot unseal it and a ready order has accepted no CSR yet. Else the stored key's
+ * public part, to check the certificate against.
+ */
 static apr_status_t acme_worker_cert_key(acme_worker_run_t *run, const acme_keyspec_t *spec,
-                                         int create, acme_key_t **key, acme_result_t *res)
+                                         int fresh, acme_key_t **key, acme_result_t *res)
 {
     const char *pub_path = acme_worker_file(run->p, run->pending_dir, "pubkey", spec, ".pem");
     const char *sealed_path = acme_worker_file(run->p, run->pending_dir, "privkey", spec,
@@ -1469,12 +1477,12 @@ static apr_status_t acme_worker_cert_key(acme_worker_run_t *run, const acme_keys
     apr_size_t len = 0;
     apr_status_t rv;
 
-    if (apr_stat(&finfo, sealed_path, APR_FINFO_TYPE, run->p) == APR_SUCCESS
+    if (!fresh && apr_stat(&finfo, sealed_path, APR_FINFO_TYPE, run->p) == APR_SUCCESS
         && acme_store_read_file(run->p, pub_path, &text, &len, 0, res) == APR_SUCCESS) {
         return acme_seal_public_from_pem(run->p, text, len, key, res);
     }
     acme_result_reset(res);
-    if (!create) {
+    if (!fresh) {
         return acme_result_fail(res, APR_ENOENT, ACME_CLASS_PERMANENT,
                                 "the key of the pending order is gone; a new order follows");
     }
@@ -1513,26 +1521,52 @@ static const char *acme_worker_replaces(acme_worker_run_t *run, const char *spec
     return NULL;
 }
 
-static apr_status_t acme_worker_order_resume(acme_worker_run_t *run, const acme_keyspec_t *spec,
-                                             acme_order_t **porder, acme_result_t *res)
+/* The stored order, if it is this key type's, this account's and for these names; else NULL. */
+static acme_order_t *acme_worker_order_stored(acme_worker_run_t *run, const char *spec_name)
 {
     const acme_domain_t *dom = run->item->dom;
-    const char *spec_name = acme_crypto_keyspec_name(spec);
     acme_order_t *order = NULL;
+    acme_result_t res;
 
+    acme_result_reset(&res);
     if (run->job->order_json
         && acme_order_from_json(run->p, run->job->order_json, strlen(run->job->order_json),
-                                &order, res) == APR_SUCCESS
+                                &order, &res) == APR_SUCCESS
         && order->key_spec && !strcmp(order->key_spec, spec_name)
         && order->account_url && acme_client_account_url(run->client)
         && !strcmp(order->account_url, acme_client_account_url(run->client))
         && acme_order_same_identifiers(order, (const acme_ident_t *)dom->idents->elts,
                                        dom->idents->nelts)
-        && order->url
-        && acme_client_order_refresh(run->client, run->p, order, res) == APR_SUCCESS
-        && order->status != ACME_ORDER_INVALID) {
-        *porder = order;
-        return APR_SUCCESS;
+        && order->url) {
+        return order;
+    }
+    return NULL;
+}
+
+/*
+ * The stored order, refreshed, or a new one when there is none or the CA gave it up (invalid,
+ * gone). A refresh that fails transiently fails the step and keeps the order for the next
+ * attempt: one name, one order.
+ */
+static apr_status_t acme_worker_order_resume(acme_worker_run_t *run, const acme_keyspec_t *spec,
+                                             acme_order_t **porder, acme_result_t *res)
+{
+    const acme_domain_t *dom = run->item->dom;
+    const char *spec_name = acme_crypto_keyspec_name(spec);
+    acme_order_t *order = acme_worker_order_stored(run, spec_name);
+    apr_status_t rv;
+
+    *porder = NULL;
+    if (order) {
+        rv = acme_client_order_refresh(run->client, run->p, order, res);
+        if (rv == APR_SUCCESS && order->status != ACME_ORDER_INVALID) {
+            *porder = order;
+            return APR_SUCCESS;
+        }
+        if (rv != APR_SUCCESS && (res->err_class == ACME_CLASS_RETRY_SOON
+                                  || res->err_class == ACME_CLASS_RETRY_AFTER)) {
+            return rv;
+        }
     }
     acme_result_reset(res);
     *porder = acme_order_make(run->p, (const acme_ident_t *)dom->idents->elts, dom->idents->nelts,
@@ -1729,6 +1763,43 @@ static int acme_worker_retry_same_ca(acme_worker_run_t *run, const acme_result_t
     return !acme_worker_stopping;
 }
 
+/*
+ * Whether a failed attempt is tried again in this run after a short pause: a transient,
+ * CA-side failure (badNonce out of budget, a 5xx mid-order) with an order to resume (or none
+ * opened yet because of badNonce), no time named by the CA, and quick retries left.
+ */
+static int acme_worker_quick_due(const acme_worker_run_t *run, const acme_result_t *res,
+                                 int quick)
+{
+    return quick < ACME_WORKER_QUICK_RETRIES && !acme_worker_stopping
+           && acme_renewal_ca_side(res) && res->retry_after == 0
+           && (run->job->order_json || acme_problem_is(res, "badNonce"));
+}
+
+/* Pauses 1, 2, 4 s (stopping cuts it short) before a quick retry. 1 when the caller retries. */
+static int acme_worker_retry_quick(acme_worker_run_t *run, const acme_result_t *res, int *quick)
+{
+    apr_time_t until;
+
+    if (!acme_worker_quick_due(run, res, *quick)) {
+        return 0;
+    }
+    until = apr_time_now() + (ACME_WORKER_QUICK_PAUSE << *quick);
+    ++*quick;
+    acme_worker_log(run->w, ACME_LOG_INFO, apr_psprintf(run->p, "%s: %s; the order is resumed "
+                                                        "in %d s (quick retry %d of %d)",
+                                                        run->item->dom->name,
+                                                        acme_result_describe(res, run->p),
+                                                        1 << (*quick - 1), *quick,
+                                                        ACME_WORKER_QUICK_RETRIES));
+    run->job->activity = "retrying soon";
+    acme_worker_job_save(run->w, run->p, run->job, NULL);
+    while (!acme_worker_stopping && apr_time_now() < until) {
+        apr_sleep(apr_time_from_msec(100));
+    }
+    return !acme_worker_stopping;
+}
+
 static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
                                apr_hash_t *clients, acme_worker_item_t *item)
 {
@@ -1741,7 +1812,7 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
     acme_result_t res;
     apr_time_t now, nb = 0, na = 0;
     apr_status_t rv;
-    int switches = 0, retried = 0, recovered = 0;
+    int switches = 0, retried = 0, recovered = 0, quick = 0;
 
     acme_result_reset(&res);
     acme_job_load(p, w->store, dom->name, &run.job, &res);
@@ -1752,7 +1823,8 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
     rv = acme_worker_issue(&run, &res);
     while (rv != APR_SUCCESS && (acme_worker_account_recover(&run, &res, &recovered)
                                  || acme_worker_failover(&run, &res, &switches)
-                                 || acme_worker_retry_same_ca(&run, &res, &retried))) {
+                                 || acme_worker_retry_same_ca(&run, &res, &retried)
+                                 || acme_worker_retry_quick(&run, &res, &quick))) {
         acme_result_reset(&res);
         rv = acme_worker_issue(&run, &res);
     }

@@ -57,6 +57,7 @@ typedef struct {
     int reason;
     int by_cert_key;
     int max_bad_nonce_retries;
+    double retry_budget;
     int skip_provision;             /* respond without publishing: makes validation fail */
     double timeout;
     double connect_timeout;
@@ -155,7 +156,7 @@ static int usage_error(const char *msg)
             "usage: acmedrv --dir URL [--ca-file F] --state DIR [--challtestsrv URL]\n"
             "         [--eab-kid K --eab-hmac H [--eab-alg HS256]] [--contact URI]... [--no-agree-tos]\n"
             "         [--timeout S] [--connect-timeout S] [--poll-timeout S] [--account-key-type T]\n"
-            "         [--max-bad-nonce-retries N]\n"
+            "         [--max-bad-nonce-retries N] [--retry-budget S]\n"
             "         COMMAND ...\n"
             "commands: directory | account | contact (with --contact) | issue [--key-type T] [--challenge http-01|tls-alpn-01|dns-01]\n"
             "          [--alt-issuer NAME] [--profile P] [--skip-provision]\n"
@@ -895,7 +896,7 @@ static int parse_args(apr_pool_t *p, int argc, const char *const *argv, drv_args
         "--dir", "--ca-file", "--state", "--challtestsrv", "--eab-kid", "--eab-hmac", "--eab-alg",
         "--key-type", "--account-key-type", "--challenge", "--alt-issuer", "--crash-after",
         "--profile", "--cert", "--contact", "--reason", "--timeout", "--connect-timeout",
-        "--poll-timeout", "--max-bad-nonce-retries",
+        "--poll-timeout", "--max-bad-nonce-retries", "--retry-budget",
     };
 
     *a = (drv_args_t){
@@ -937,6 +938,7 @@ static int parse_args(apr_pool_t *p, int argc, const char *const *argv, drv_args
         else if (!strcmp(opt, "--connect-timeout")) a->connect_timeout = atof(val);
         else if (!strcmp(opt, "--poll-timeout")) a->poll_timeout = atof(val);
         else if (!strcmp(opt, "--max-bad-nonce-retries")) a->max_bad_nonce_retries = atoi(val);
+        else if (!strcmp(opt, "--retry-budget")) a->retry_budget = atof(val);
         else if (!strcmp(opt, "--no-agree-tos")) a->agree_tos = 0;
         else if (!strcmp(opt, "--by-cert-key")) a->by_cert_key = 1;
         else if (!strcmp(opt, "--skip-provision")) a->skip_provision = 1;
@@ -978,6 +980,7 @@ static int run(apr_pool_t *p, int argc, const char *const *argv)
         .connect_timeout = seconds(args.connect_timeout),
         .poll_timeout = seconds(args.poll_timeout),
         .max_bad_nonce_retries = args.max_bad_nonce_retries,
+        .retry_budget = seconds(args.retry_budget),
     };
     d.out = json_pack("{s:s}", "command", args.command);
     if (acme_client_create(&d.client, p, args.dir_url, &opts, &res) != APR_SUCCESS) {

@@ -203,9 +203,9 @@ def test_ip_identifier(pebble, drv, workdir):
 
 @pytest.mark.parametrize("pebble", [variant(env={"PEBBLE_WFE_NONCEREJECT": "50"})], indirect=True)
 def test_bad_nonce_rejection_recovers(pebble, drv, workdir):
-    # Half of all nonces are refused. 5 retries would still fail 1 request in 64; the bound is
-    # raised so the test is about recovering, not about luck.
-    out = ok(drv("issue", "nonce.example.test", extra=["--max-bad-nonce-retries", "20"]))
+    # Half of all nonces are refused. No count bounds the re-sends, only the request's time
+    # budget: a run of refusals costs requests, never the issuance.
+    out = ok(drv("issue", "nonce.example.test"))
     assert out["requests"]["bad_nonce_retries"] > 0
     directory, nonce, rest = split(pebble.requests())
     # Each retry used the nonce the badNonce error carried: never another HEAD.
@@ -222,6 +222,21 @@ def test_bad_nonce_gives_up(pebble, drv, workdir):
     assert run.error["type"] == "urn:ietf:params:acme:error:badNonce"
     assert run.requests["bad_nonce_retries"] == 3
     assert [r for r in pebble.requests() if r[1] == "/sign-me-up"] == [("POST", "/sign-me-up")] * 4
+
+
+@pytest.mark.parametrize("pebble", [variant(env={"PEBBLE_WFE_NONCEREJECT": "100"})], indirect=True)
+def test_bad_nonce_retries_end_with_the_time_budget(pebble, drv, workdir):
+    # Without a count cap the request's time budget ends the re-sends, not a number of them.
+    start = time.monotonic()
+    run = drv("account", extra=["--retry-budget", "2"])
+    elapsed = time.monotonic() - start
+    assert run.rc == 1, run
+    assert run.error["class"] == "retry-soon"
+    assert run.error["type"] == "urn:ietf:params:acme:error:badNonce"
+    assert run.requests["bad_nonce_retries"] > 5, run
+    assert 1.5 < elapsed < 15, elapsed
+    signups = [r for r in pebble.requests() if r[1] == "/sign-me-up"]
+    assert len(signups) == run.requests["bad_nonce_retries"] + 1
 
 
 @pytest.mark.parametrize("pebble", [variant(env={"PEBBLE_AUTHZREUSE": "100"})], indirect=True)

@@ -6,10 +6,15 @@
 #include <cmocka.h>
 
 #include <apr_general.h>
+#include <apr_network_io.h>
 #include <apr_pools.h>
 #include <apr_strings.h>
+#include <apr_thread_proc.h>
+#include <jansson.h>
 
+#include "acme_b64.h"
 #include "acme_client.h"
+#include "acme_http.h"
 #include "unit_support.h"
 
 static void test_rfc3339(void **state)
@@ -176,6 +181,257 @@ static void test_dns01_value(void **state)
                         "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0");
 }
 
+/* ------------------------------------------------------------------ a CA refusing nonces */
+
+/*
+ * A plain-HTTP CA on loopback, one request per connection: a directory, HEAD newNonce, and one
+ * order whose POST-as-GET is refused with badNonce `refusals` times (< 0: always) before it is
+ * answered. It checks that every re-sent POST is signed with the nonce the refusal carried.
+ */
+typedef struct {
+    apr_socket_t *listener;
+    const char *base;
+    int refusals;
+    volatile int stop;
+    int posts, heads;
+    int nonce_mismatches;       /* re-sends signed with anything but the refusal's nonce */
+    char last_nonce[32];        /* the Replay-Nonce of the last answer */
+} fake_ca_t;
+
+static apr_size_t fake_ca_read(apr_socket_t *conn, char *buf, apr_size_t size)
+{
+    apr_size_t len = 0;
+    const char *end, *cl;
+
+    for (;;) {
+        apr_size_t n = size - 1 - len;
+
+        buf[len] = '\0';
+        end = strstr(buf, "\r\n\r\n");
+        cl = strstr(buf, "Content-Length:");
+        if (end && (!cl || cl > end || len >= (apr_size_t)(end + 4 - buf) + strtoul(cl + 15, NULL, 10))) {
+            return len;
+        }
+        if (n == 0 || apr_socket_recv(conn, buf + len, &n) != APR_SUCCESS) {
+            return len;
+        }
+        len += n;
+    }
+}
+
+/* The nonce in the JWS's protected header, or "". */
+static const char *fake_ca_jws_nonce(apr_pool_t *p, const char *body)
+{
+    json_t *jws = json_loads(body ? body : "", 0, NULL), *prot = NULL;
+    const char *b64 = json_string_value(json_object_get(jws, "protected")), *nonce = "";
+    unsigned char *text = NULL;
+    apr_size_t len = 0;
+
+    if (b64 && acme_b64_decode(p, b64, &text, &len) == APR_SUCCESS) {
+        prot = json_loadb((const char *)text, len, 0, NULL);
+        nonce = apr_pstrdup(p, json_string_value(json_object_get(prot, "nonce")) ?
+                               json_string_value(json_object_get(prot, "nonce")) : "");
+    }
+    json_decref(prot);
+    json_decref(jws);
+    return nonce;
+}
+
+static const char *fake_ca_post(fake_ca_t *ca, apr_pool_t *p, const char *body)
+{
+    int refuse = ca->refusals < 0 || ca->posts < ca->refusals;
+
+    if (ca->posts > 0 && strcmp(fake_ca_jws_nonce(p, body), ca->last_nonce) != 0) {
+        ++ca->nonce_mismatches;
+    }
+    ++ca->posts;
+    apr_snprintf(ca->last_nonce, sizeof(ca->last_nonce), "nonce-%d", ca->posts);
+    if (refuse) {
+        static const char problem[] = "{\"type\":\"urn:ietf:params:acme:error:badNonce\","
+                                      "\"detail\":\"JWS has an invalid anti-replay nonce\"}";
+        return apr_psprintf(p, "HTTP/1.1 400 Bad Request\r\nContent-Type: application/problem+json"
+                            "\r\nReplay-Nonce: %s\r\nContent-Length: %d\r\nConnection: close"
+                            "\r\n\r\n%s", ca->last_nonce, (int)strlen(problem), problem);
+    }
+    body = apr_psprintf(p, "{\"status\":\"pending\",\"identifiers\":[{\"type\":\"dns\","
+                        "\"value\":\"nonce.test\"}],\"authorizations\":[\"%s/authz/1\"],"
+                        "\"finalize\":\"%s/finalize/1\"}", ca->base, ca->base);
+    return apr_psprintf(p, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nReplay-Nonce: "
+                        "%s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+                        ca->last_nonce, (int)strlen(body), body);
+}
+
+static const char *fake_ca_answer(fake_ca_t *ca, apr_pool_t *p, const char *req)
+{
+    const char *body = strstr(req, "\r\n\r\n");
+
+    if (!strncmp(req, "GET /dir ", 9)) {
+        body = apr_psprintf(p, "{\"newNonce\":\"%s/nonce\",\"newAccount\":\"%s/acct\","
+                            "\"newOrder\":\"%s/order-plz\"}", ca->base, ca->base, ca->base);
+        return apr_psprintf(p, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                            "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
+                            (int)strlen(body), body);
+    }
+    if (!strncmp(req, "HEAD /nonce ", 12)) {
+        ++ca->heads;
+        apr_snprintf(ca->last_nonce, sizeof(ca->last_nonce), "head-%d", ca->heads);
+        return apr_psprintf(p, "HTTP/1.1 200 OK\r\nReplay-Nonce: %s\r\nContent-Length: 0\r\n"
+                            "Connection: close\r\n\r\n", ca->last_nonce);
+    }
+    if (!strncmp(req, "POST /order/1 ", 14)) {
+        return fake_ca_post(ca, p, body ? body + 4 : NULL);
+    }
+    return "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+}
+
+/* Serves until told to stop; the listener's timeout bounds each wait for a connection. */
+static void *APR_THREAD_FUNC fake_ca_serve(apr_thread_t *thread, void *data)
+{
+    fake_ca_t *ca = data;
+    apr_pool_t *p;
+    apr_socket_t *conn;
+    char req[16384];
+
+    apr_pool_create(&p, NULL);
+    while (!ca->stop) {
+        if (apr_socket_accept(&conn, ca->listener, p) != APR_SUCCESS) {
+            continue;
+        }
+        apr_socket_timeout_set(conn, apr_time_from_sec(2));
+        if (fake_ca_read(conn, req, sizeof(req)) > 0) {
+            const char *answer = fake_ca_answer(ca, p, req);
+            apr_size_t n = strlen(answer);
+
+            apr_socket_send(conn, answer, &n);
+        }
+        apr_socket_close(conn);
+        apr_pool_clear(p);
+    }
+    apr_pool_destroy(p);
+    (void)thread;
+    return NULL;
+}
+
+static void fake_ca_start(apr_pool_t *p, fake_ca_t *ca, apr_thread_t **thread)
+{
+    apr_sockaddr_t *sa;
+
+    acme_http_global_init();
+    assert_int_equal(apr_sockaddr_info_get(&sa, "127.0.0.1", APR_INET, 0, 0, p), APR_SUCCESS);
+    assert_int_equal(apr_socket_create(&ca->listener, APR_INET, SOCK_STREAM, APR_PROTO_TCP, p),
+                     APR_SUCCESS);
+    assert_int_equal(apr_socket_bind(ca->listener, sa), APR_SUCCESS);
+    assert_int_equal(apr_socket_listen(ca->listener, 8), APR_SUCCESS);
+    assert_int_equal(apr_socket_addr_get(&sa, APR_LOCAL, ca->listener), APR_SUCCESS);
+    apr_socket_timeout_set(ca->listener, apr_time_from_msec(100));
+    ca->base = apr_psprintf(p, "http://127.0.0.1:%d", (int)sa->port);
+    assert_int_equal(apr_thread_create(thread, NULL, fake_ca_serve, ca, p), APR_SUCCESS);
+}
+
+static void fake_ca_stop(fake_ca_t *ca, apr_thread_t *thread)
+{
+    apr_status_t trv;
+
+    ca->stop = 1;
+    apr_thread_join(&trv, thread);
+    apr_socket_close(ca->listener);
+}
+
+/* Re-reads the fake CA's order with a client whose retry budget is `budget`. */
+static apr_status_t refresh_at(apr_pool_t *p, fake_ca_t *ca, apr_interval_time_t budget,
+                               acme_client_counts_t *counts, acme_result_t *res)
+{
+    acme_client_options_t opts = { .timeout = apr_time_from_sec(3), .retry_budget = budget };
+    const acme_ident_t ident = { .type = ACME_IDENT_DNS, .value = "nonce.test" };
+    acme_key_t *key = unit_key_generate(p, ACME_KEY_EC, 256);
+    acme_order_t *order = acme_order_make(p, &ident, 1, "secp256r1");
+    acme_client_t *c;
+    apr_status_t rv;
+
+    assert_int_equal(acme_client_create(&c, p, apr_pstrcat(p, ca->base, "/dir", NULL), &opts,
+                                        res), APR_SUCCESS);
+    acme_client_account_use(c, key, apr_pstrcat(p, ca->base, "/acct/1", NULL));
+    order->url = apr_pstrcat(p, ca->base, "/order/1", NULL);
+    rv = acme_client_order_refresh(c, p, order, res);
+    acme_client_counts(c, counts);
+    if (rv == APR_SUCCESS) {
+        assert_int_equal(order->status, ACME_ORDER_PENDING);
+    }
+    return rv;
+}
+
+static void test_bad_nonce_retried_past_any_count(void **state)
+{
+    apr_pool_t *p = *state;
+    fake_ca_t ca = { .refusals = 12 };
+    acme_client_counts_t counts;
+    apr_thread_t *thread;
+    acme_result_t res;
+    apr_status_t rv;
+
+    fake_ca_start(p, &ca, &thread);
+    /* Twelve refusals in a row (1 in 4096 at Pebble's 50 %): within the budget, no failure. */
+    rv = refresh_at(p, &ca, apr_time_from_sec(20), &counts, &res);
+    fake_ca_stop(&ca, thread);
+    assert_int_equal(rv, APR_SUCCESS);
+    assert_int_equal(ca.posts, 13);
+    assert_int_equal(counts.bad_nonce_retries, 12);
+    assert_int_equal(ca.heads, 1);              /* every re-send used the refusal's nonce */
+    assert_int_equal(ca.nonce_mismatches, 0);
+}
+
+static void test_bad_nonce_retries_end_with_the_budget(void **state)
+{
+    apr_pool_t *p = *state;
+    fake_ca_t ca = { .refusals = -1 };
+    acme_client_counts_t counts;
+    apr_thread_t *thread;
+    acme_result_t res;
+    apr_time_t start = apr_time_now(), took;
+    apr_status_t rv;
+
+    fake_ca_start(p, &ca, &thread);
+    rv = refresh_at(p, &ca, apr_time_from_sec(3), &counts, &res);
+    took = apr_time_now() - start;
+    fake_ca_stop(&ca, thread);
+    assert_int_not_equal(rv, APR_SUCCESS);
+    assert_int_equal(res.err_class, ACME_CLASS_RETRY_SOON);
+    assert_non_null(strstr(res.problem_type, "badNonce"));
+    assert_true(counts.bad_nonce_retries > 8);
+    assert_int_equal(ca.posts, (int)counts.bad_nonce_retries + 1);
+    assert_int_equal(ca.nonce_mismatches, 0);
+    /* It keeps trying for the budget, short of the last pause (1 s at most) that would end past
+     * it, and stops then. */
+    assert_true(took >= apr_time_from_sec(2));
+    assert_true(took < apr_time_from_sec(5));
+}
+
+static void test_retry_plan(void **state)
+{
+    acme_client_options_t opts = { .retry_budget = apr_time_from_sec(10) };
+    const apr_time_t t0 = apr_time_from_sec(1000);
+    apr_interval_time_t pause = -1, last = 0;
+    int r;
+
+    (void)state;
+    assert_true(acme_client_retry_plan(&opts, 0, t0, t0, &pause));
+    assert_true(pause == 0);
+    for (r = 1; r < 40; ++r) {          /* a count never ends it, and pauses grow to 1 s */
+        assert_true(acme_client_retry_plan(&opts, r, t0, t0 + apr_time_from_sec(1), &pause));
+        assert_true(pause >= last && pause <= apr_time_from_sec(1));
+        last = pause;
+    }
+    assert_true(last == apr_time_from_sec(1));
+    assert_false(acme_client_retry_plan(&opts, 1, t0, t0 + apr_time_from_sec(10), &pause));
+    /* A pause that would end past the budget is not started. */
+    assert_false(acme_client_retry_plan(&opts, 30, t0, t0 + apr_time_from_msec(9500), &pause));
+    assert_true(acme_client_retry_plan(&opts, 3, t0, t0 + apr_time_from_msec(9500), &pause));
+    opts.max_bad_nonce_retries = 3;     /* the optional cap */
+    assert_false(acme_client_retry_plan(&opts, 3, t0, t0, &pause));
+    assert_true(acme_client_retry_plan(NULL, 0, t0, t0 + apr_time_from_sec(44), &pause));
+    assert_false(acme_client_retry_plan(NULL, 0, t0, t0 + apr_time_from_sec(45), &pause));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -188,6 +444,9 @@ int main(void)
         cmocka_unit_test(test_directory_without_meta),
         cmocka_unit_test(test_create_needs_a_directory),
         cmocka_unit_test(test_dns01_value),
+        cmocka_unit_test(test_retry_plan),
+        cmocka_unit_test(test_bad_nonce_retried_past_any_count),
+        cmocka_unit_test(test_bad_nonce_retries_end_with_the_budget),
     };
     return cmocka_run_group_tests_name("client", tests, unit_setup_pool, unit_teardown_pool);
 }

@@ -138,7 +138,26 @@ static apr_status_t fake_account_find(acme_client_t *c, apr_pool_t *p,
 
 #define acme_client_account_url fake_account_url
 #define acme_client_account_find fake_account_find
+/* The CA's answer to re-reading a stored order: pending, or the failure scripted here. */
+static int refreshes;
+static apr_status_t refresh_rv;
+static acme_class_t refresh_class;
+
+static apr_status_t fake_order_refresh(acme_client_t *c, apr_pool_t *p, acme_order_t *order,
+                                       acme_result_t *res)
+{
+    (void)c;
+    (void)p;
+    ++refreshes;
+    if (refresh_rv == APR_SUCCESS) {
+        order->status = ACME_ORDER_PENDING;
+        return APR_SUCCESS;
+    }
+    return acme_result_fail(res, refresh_rv, refresh_class, "fake: the order refresh failed");
+}
+
 #define acme_client_account_register fake_account_register
+#define acme_client_order_refresh fake_order_refresh
 #define acme_client_account_use fake_account_use
 #define acme_client_order_authzs fake_order_authzs
 #define acme_client_key_authorization fake_key_authorization
@@ -609,6 +628,138 @@ static void test_own_authorizations_accepted(void **state)
     assert_int_equal(apr_atomic_read32(&key_authorizations), 2);
 }
 
+/* ------------------------------------------------------------------ resuming the order */
+
+#define ORDER_URL "https://ca-one.test/order/7"
+
+/* A run whose job holds a pending order of this item's names, account and key type. */
+static acme_worker_run_t run_with_order(fixture_t *f, acme_keyspec_t **spec)
+{
+    acme_worker_item_t *item = item_at(f, "resume.test", CA_ONE);
+    acme_worker_run_t run = run_of(f, f->fx->pool, item);
+    acme_order_t *order;
+    acme_result_t res;
+
+    /* The account the fake clients sign with, so that the stored order is theirs. */
+    item->ca->account_url = LOST_URL;
+    item->active = apr_pcalloc(f->fx->pool, sizeof(*item->active)
+                               * (apr_size_t)item->dom->policy.key_specs->nelts);
+    *spec = &APR_ARRAY_IDX(item->dom->policy.key_specs, 0, acme_keyspec_t);
+    order = acme_order_make(f->fx->pool, (const acme_ident_t *)item->dom->idents->elts,
+                            item->dom->idents->nelts, acme_crypto_keyspec_name(*spec));
+    order->url = ORDER_URL;
+    order->account_url = item->ca->account_url;
+    order->status = ACME_ORDER_PENDING;
+    acme_result_reset(&res);
+    assert_int_equal(acme_order_to_json(order, f->fx->pool, &run.job->order_json, &res),
+                     APR_SUCCESS);
+    refreshes = 0;
+    return run;
+}
+
+static void test_transient_refresh_failure_keeps_the_order(void **state)
+{
+    fixture_t *f = *state;
+    acme_keyspec_t *spec;
+    acme_worker_run_t run = run_with_order(f, &spec);
+    const char *stored = run.job->order_json;
+    acme_order_t *order = NULL;
+    acme_result_t res;
+
+    /* badNonce past the request's budget, a 503: the same order is resumed next time. */
+    refresh_rv = APR_EGENERAL;
+    refresh_class = ACME_CLASS_RETRY_SOON;
+    acme_result_reset(&res);
+    assert_int_not_equal(acme_worker_order_resume(&run, spec, &order, &res), APR_SUCCESS);
+    assert_int_equal(refreshes, 1);
+    assert_null(order);
+    assert_int_equal(res.err_class, ACME_CLASS_RETRY_SOON);
+    assert_ptr_equal(run.job->order_json, stored);
+    assert_true(acme_worker_quick_due(&run, &res, 0));
+
+    refresh_rv = APR_SUCCESS;
+    acme_result_reset(&res);
+    assert_int_equal(acme_worker_order_resume(&run, spec, &order, &res), APR_SUCCESS);
+    assert_non_null(order);
+    assert_string_equal(order->url, ORDER_URL);
+    assert_int_equal(order->status, ACME_ORDER_PENDING);
+}
+
+static void test_order_the_ca_forgot_is_replaced(void **state)
+{
+    fixture_t *f = *state;
+    acme_keyspec_t *spec;
+    acme_worker_run_t run = run_with_order(f, &spec);
+    acme_order_t *order = NULL;
+    acme_result_t res;
+
+    refresh_rv = APR_ENOENT;
+    refresh_class = ACME_CLASS_PERMANENT;
+    acme_result_reset(&res);
+    assert_int_equal(acme_worker_order_resume(&run, spec, &order, &res), APR_SUCCESS);
+    assert_int_equal(refreshes, 1);
+    assert_non_null(order);
+    assert_null(order->url);
+    assert_int_equal(order->status, ACME_ORDER_NEW);
+}
+
+static void test_quick_retries_are_bounded_and_transient_only(void **state)
+{
+    fixture_t *f = *state;
+    acme_keyspec_t *spec;
+    acme_worker_run_t run = run_with_order(f, &spec);
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    acme_result_fail(&res, APR_EGENERAL, ACME_CLASS_RETRY_SOON, "fake: 503 mid-order");
+    res.http_status = 503;
+    assert_true(acme_worker_quick_due(&run, &res, 0));
+    assert_true(acme_worker_quick_due(&run, &res, ACME_WORKER_QUICK_RETRIES - 1));
+    assert_false(acme_worker_quick_due(&run, &res, ACME_WORKER_QUICK_RETRIES));
+    res.retry_after = apr_time_now() + apr_time_from_sec(30);
+    assert_false(acme_worker_quick_due(&run, &res, 0));     /* the CA named the time */
+    res.retry_after = 0;
+    res.err_class = ACME_CLASS_ADMIN;
+    assert_false(acme_worker_quick_due(&run, &res, 0));
+    res.err_class = ACME_CLASS_RETRY_SOON;
+    res.status = APR_EAGAIN;                                 /* our own lock: not the CA */
+    assert_false(acme_worker_quick_due(&run, &res, 0));
+    res.status = APR_EGENERAL;
+    run.job->order_json = NULL;
+    assert_false(acme_worker_quick_due(&run, &res, 0));     /* nothing to resume */
+    res.problem_type = "urn:ietf:params:acme:error:badNonce";
+    assert_true(acme_worker_quick_due(&run, &res, 0));      /* newOrder itself refused */
+}
+
+/* Finalizing a resumed ready order (finalize failed before) needs a key that can sign the CSR. */
+static void test_finalize_after_a_failed_finalize_gets_a_signing_key(void **state)
+{
+    fixture_t *f = *state;
+    acme_keyspec_t *spec;
+    acme_worker_run_t run = run_with_order(f, &spec);
+    acme_key_t *first = NULL, *again = NULL, *stored = NULL;
+    const char *pub_first = NULL, *pub_again = NULL, *pub_stored = NULL;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    assert_int_equal(acme_seal_keypair_ensure(f->fx->pool, f->fx->store, &f->cfg.seal_cert_pem,
+                                              &res), APR_SUCCESS);
+    run.pending_dir = apr_pstrcat(f->fx->pool, f->fx->dir, "/pending", NULL);
+    assert_int_equal(acme_store_mkdirs(f->fx->pool, run.pending_dir, &res), APR_SUCCESS);
+    assert_int_equal(acme_worker_cert_key(&run, spec, 1, &first, &res), APR_SUCCESS);
+    assert_true(acme_crypto_key_is_private(first));
+    assert_int_equal(acme_worker_cert_key(&run, spec, 1, &again, &res), APR_SUCCESS);
+    assert_true(acme_crypto_key_is_private(again));
+    /* Processing or valid: the public part of the key the last CSR carried. */
+    assert_int_equal(acme_worker_cert_key(&run, spec, 0, &stored, &res), APR_SUCCESS);
+    assert_false(acme_crypto_key_is_private(stored));
+    assert_int_equal(acme_seal_public_pem(f->fx->pool, first, &pub_first, &res), APR_SUCCESS);
+    assert_int_equal(acme_seal_public_pem(f->fx->pool, again, &pub_again, &res), APR_SUCCESS);
+    assert_int_equal(acme_seal_public_pem(f->fx->pool, stored, &pub_stored, &res), APR_SUCCESS);
+    assert_string_equal(pub_stored, pub_again);
+    assert_string_not_equal(pub_first, pub_again);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -625,6 +776,13 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_deactivated_account_is_not_recreated, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_transient_refresh_failure_keeps_the_order, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_order_the_ca_forgot_is_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quick_retries_are_bounded_and_transient_only, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_after_a_failed_finalize_gets_a_signing_key,
+                                        setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, unit_setup_apr, unit_teardown_apr);
