@@ -975,7 +975,8 @@ static apr_status_t acme_worker_account_reregister(acme_worker_run_t *run, const
     apr_status_t rv;
 
     if (!acme_job_account_may_reregister(ca->record, apr_time_now(), &not_before)) {
-        acme_result_fail(res, APR_EAGAIN, ACME_CLASS_ADMIN, apr_psprintf(run->p,
+        /* Retried when the hour is up, not after the long admin backoff. */
+        acme_result_fail(res, APR_EAGAIN, ACME_CLASS_RETRY_AFTER, apr_psprintf(run->p,
             "the account was already registered again at %s; another re-registration "
             "waits an hour, so that an account deactivated on purpose is not recreated in a "
             "loop", acme_worker_time_text(run->p, ca->record->reregistered_at)));

@@ -432,7 +432,7 @@ static void test_lost_account_not_registered_twice_an_hour(void **state)
     assert_int_equal(acme_worker_account_recover(&run, &res, &tried), 0);
     assert_int_equal(apr_atomic_read32(&registers_arrived), 0);
     assert_int_equal(apr_atomic_read32(&finds), 1);
-    assert_int_equal(res.err_class, ACME_CLASS_ADMIN);
+    assert_int_equal(res.err_class, ACME_CLASS_RETRY_AFTER);
     assert_int_equal(res.retry_after, before + apr_time_from_sec(3600));
     assert_string_equal(item->ca->account_url, LOST_URL);
     /* Another order of the run fails alike without asking the CA again. */
@@ -441,7 +441,7 @@ static void test_lost_account_not_registered_twice_an_hour(void **state)
     lost_account_result(f->fx->pool, &res);
     assert_int_equal(acme_worker_account_recover(&run, &res, &tried), 0);
     assert_int_equal(apr_atomic_read32(&finds), 1);
-    assert_int_equal(res.err_class, ACME_CLASS_ADMIN);
+    assert_int_equal(res.err_class, ACME_CLASS_RETRY_AFTER);
     /* And once per domain and run: the second call does not even look. */
     assert_int_equal(acme_worker_account_recover(&run, &res, &tried), 0);
 }
