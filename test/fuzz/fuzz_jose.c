@@ -49,11 +49,17 @@ static void fuzz_jwk(apr_pool_t *p, const char *text, size_t len)
         FUZZ_ASSERT(acme_jose_alg(key) != NULL);
         if (acme_jose_thumbprint(p, key, &thumb, &res) == APR_SUCCESS
             && acme_jose_jwk_canonical(p, key, &canon, &res) == APR_SUCCESS) {
-            /* The canonical form must name the same key. */
+            /*
+             * The canonical form must name the same key. OpenSSL's RSA public check is
+             * probabilistic (Miller-Rabin with random bases may find a factor of a weak n), so
+             * a second parse of a mutated modulus may refuse what the first accepted.
+             */
             again = json_loads(canon, 0, NULL);
-            FUZZ_ASSERT(acme_jose_key_from_jwk(p, again, &key2, &res) == APR_SUCCESS);
-            FUZZ_ASSERT(acme_jose_thumbprint(p, key2, &thumb2, &res) == APR_SUCCESS);
-            FUZZ_ASSERT(strcmp(thumb, thumb2) == 0);
+            FUZZ_ASSERT(again != NULL);
+            if (acme_jose_key_from_jwk(p, again, &key2, &res) == APR_SUCCESS) {
+                FUZZ_ASSERT(acme_jose_thumbprint(p, key2, &thumb2, &res) == APR_SUCCESS);
+                FUZZ_ASSERT(strcmp(thumb, thumb2) == 0);
+            }
             (void)acme_jose_key_authorization(p, "token", thumb);
         }
     }
