@@ -7,8 +7,10 @@
  * harness), the rest is the text handed to it.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <apr_general.h>
 #include <apr_pools.h>
@@ -70,6 +72,22 @@ static inline char *fuzz_line(apr_pool_t *p, const uint8_t *data, size_t size, s
     }
     *off = end + 1;
     return apr_pstrmemdup(p, (const char *)data + start, end - start);
+}
+
+/*
+ * A path under the current directory for the harnesses that read files (test/fuzz/run.sh runs
+ * each harness in a work directory of its own and removes it afterwards).
+ */
+static inline const char *fuzz_scratch(const char *name)
+{
+    static char path[4096];
+    char cwd[3800];
+
+    if (!getcwd(cwd, sizeof(cwd))) {
+        abort();
+    }
+    snprintf(path, sizeof(path), "%s/%s.%ld", cwd, name, (long)getpid());
+    return path;
 }
 
 /* Stops the run when a parser broke its own contract: libFuzzer records the input. */

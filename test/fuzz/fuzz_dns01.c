@@ -7,9 +7,6 @@
  *   1  a name: query built, then walked back by the answer parser's name skipper
  *   2  a pending-teardown file
  */
-#include <stdio.h>
-#include <unistd.h>
-
 #include "fuzz_common.h"
 #include "../../src/acme_dns01.c"
 
@@ -17,11 +14,10 @@
 
 static const char *scratch_file(void)
 {
-    static char path[256];
+    static char path[4096];
 
     if (!path[0]) {
-        const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-        snprintf(path, sizeof(path), "%s/fuzz_dns01.%ld.json", dir, (long)getpid());
+        snprintf(path, sizeof(path), "%s", fuzz_scratch("fuzz_dns01.json"));
     }
     return path;
 }

@@ -23,11 +23,10 @@
 
 static const char *scratch_dir(void)
 {
-    static char dir[256];
+    static char dir[4096];
 
     if (!dir[0]) {
-        const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-        snprintf(dir, sizeof(dir), "%s/fuzz_store.%ld", base, (long)getpid());
+        snprintf(dir, sizeof(dir), "%s", fuzz_scratch("fuzz_store"));
         if (mkdir(dir, 0700) != 0) {
             abort();
         }
