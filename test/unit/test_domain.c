@@ -297,7 +297,7 @@ static void test_json_optional_fields_absent(void **state)
                         ACME_CA_LETSENCRYPT);
 }
 
-/* Found by fuzzing: a timeout no apr_time_t holds overflowed; it falls back to the default. */
+/* Like the job times fuzz_store caught: a timeout no apr_time_t holds falls back to the default. */
 static void test_json_huge_dns01_timeout(void **state)
 {
     apr_pool_t *p = *state;
