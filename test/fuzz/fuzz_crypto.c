@@ -5,10 +5,32 @@
  *   0  a PEM chain: parse, per certificate info/ARI id/coverage/time, chain checks, round trip
  *   1  a PEM private key: parse, spec, JWS alg, match against the chain's leaf if any
  *   2  a key spec ("secp256r1", "rsa3072", ...): parse and name round trip
+ *   3  a sealed key (CMS PEM the worker writes, the parent opens) with a fixed test seal key
+ *   4  the public key PEM of a pending order (acme_seal_public_from_pem)
  */
 #include "fuzz_common.h"
 #include "acme_crypto.h"
 #include "acme_jose.h"
+#include "acme_seal.h"
+
+/* A test-only seal key pair (test/fuzz/corpus/fuzz_crypto/sealed-* are sealed to it). */
+static const char seal_key_pem[] =
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgfCOiExUcq6GKY/y/\n"
+    "8eYt4Hf8dzSFKkWSc5idJ6Tx9RGhRANCAATxUgbfRU9NBfUs13W+r7vvYrSgfvPa\n"
+    "XQwC/YIPL3/vTxbR50qgi2mc368LYPJawF7aNtf7JpIXbg5UL9tGQ4CW\n"
+    "-----END PRIVATE KEY-----\n";
+static const char seal_cert_pem[] =
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBdTCCARugAwIBAgIUf0Mz+W8vJRe9boDyOFcRX1KDkSUwCgYIKoZIzj0EAwIw\n"
+    "DzENMAsGA1UEAwwEc2VhbDAgFw0yNjEyMDIwODU0MjRaGA8yMTI2MTEwODA4NTQy\n"
+    "NFowDzENMAsGA1UEAwwEc2VhbDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABPFS\n"
+    "Bt9FT00F9SzXdb6vu+9itKB+89pdDAL9gg8vf+9PFtHnSqCLaZzfrwtg8lrAXto2\n"
+    "1/smkhduDlQv20ZDgJajUzBRMB0GA1UdDgQWBBTYaQBrRPMiwNegeyA+ibu63rKT\n"
+    "UzAfBgNVHSMEGDAWgBTYaQBrRPMiwNegeyA+ibu63rKTUzAPBgNVHRMBAf8EBTAD\n"
+    "AQH/MAoGCCqGSM49BAMCA0gAMEUCIAS1Y4SG7T4ci0hPriIqEyh5+OSzbVaLxaPl\n"
+    "rZqjIKPPAiEAzHy26ygT17UynUtObs/Df/Km4kLQ5CvCaTq4fZ8CIpI=\n"
+    "-----END CERTIFICATE-----\n";
 
 static void fuzz_cert(apr_pool_t *p, const acme_cert_t *cert)
 {
@@ -97,6 +119,41 @@ static void fuzz_keyspec(apr_pool_t *p, const char *text)
     }
 }
 
+static void fuzz_sealed(apr_pool_t *p, const char *sealed, size_t len)
+{
+    acme_key_t *key = NULL;
+    apr_array_header_t *chain = NULL;
+    char *plain = NULL;
+    apr_size_t plain_len = 0;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    if (acme_crypto_key_from_pem(p, seal_key_pem, strlen(seal_key_pem), &key, &res)
+        != APR_SUCCESS
+        || acme_crypto_chain_parse(p, seal_cert_pem, strlen(seal_cert_pem), &chain, &res)
+           != APR_SUCCESS) {
+        abort();
+    }
+    if (acme_seal_decrypt(p, key, APR_ARRAY_IDX(chain, 0, const acme_cert_t *), sealed, len,
+                          &plain, &plain_len, &res) == APR_SUCCESS) {
+        FUZZ_ASSERT(plain != NULL);
+        fuzz_key(p, plain, plain_len);
+    }
+}
+
+static void fuzz_seal_public(apr_pool_t *p, const char *pem, size_t len)
+{
+    acme_key_t *key = NULL;
+    const char *again = NULL;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    if (acme_seal_public_from_pem(p, pem, len, &key, &res) == APR_SUCCESS) {
+        FUZZ_ASSERT(!acme_crypto_key_is_private(key));
+        FUZZ_ASSERT(acme_seal_public_pem(p, key, &again, &res) == APR_SUCCESS);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     apr_pool_t *p = fuzz_pool();
@@ -106,15 +163,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     text = fuzz_str(p, data + 1, size - 1);
-    switch (data[0] % 3) {
+    switch (data[0] % 5) {
     case 0:
         fuzz_chain(p, (const char *)data + 1, size - 1);
         break;
     case 1:
         fuzz_key(p, (const char *)data + 1, size - 1);
         break;
-    default:
+    case 2:
         fuzz_keyspec(p, text);
+        break;
+    case 3:
+        fuzz_sealed(p, (const char *)data + 1, size - 1);
+        break;
+    default:
+        fuzz_seal_public(p, (const char *)data + 1, size - 1);
         break;
     }
     return 0;
