@@ -27,7 +27,9 @@ for name in "${harnesses[@]}"; do
   work="$out/work/$name"
   rm -rf "$work"
   mkdir -p "$work/corpus"
-  [ -d "$top/test/fuzz/corpus/$name" ] && cp "$top/test/fuzz/corpus/$name"/* "$work/corpus/" 2>/dev/null || true
+  if [ -d "$top/test/fuzz/corpus/$name" ]; then
+    cp -r -- "$top/test/fuzz/corpus/$name"/. "$work/corpus/"
+  fi
   rc=0
   (cd "$work" && ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -44,7 +46,7 @@ for name in "${harnesses[@]}"; do
   total_execs=$((total_execs + execs))
   total_crashes=$((total_crashes + crashes))
   printf '%-16s %12s executions %3s crashes  (%ss, corpus %s)\n' "$name" "$execs" "$crashes" \
-    "$each" "$(ls "$work/corpus" | wc -l)"
+    "$each" "$(find "$work/corpus" -type f | wc -l)"
   if [ "$rc" -ne 0 ]; then
     echo "--- $name failed (exit $rc); log $work/log:"
     grep -E 'ERROR|runtime error|SUMMARY|Test unit written|^Base64' "$work/log" | head -20 || true
