@@ -10,6 +10,10 @@ PACKAGES=(
   python3 python3-pytest python3-pytest-timeout wrk
   bind9 bind9-dnsutils
 )
+# The sanitizer and libFuzzer runtimes (build/san, test/fuzz) are only Recommended by Debian's
+# clang, and recommends are not installed below: name the package for clang's version.
+clang_major=$(apt-cache depends clang 2>/dev/null | sed -n 's/.*Depends: clang-\([0-9][0-9]*\)$/\1/p' | head -1 || true)
+[ -z "$clang_major" ] || PACKAGES+=("libclang-rt-$clang_major-dev")
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
