@@ -303,6 +303,7 @@ apr_status_t acme_domain_from_json(apr_pool_t *p, json_t *json, acme_domain_t **
                                                                           "dns01_command"));
     }
     dom->policy.dns01_timeout = json_integer_value(json_object_get(json, "dns01_timeout_ms")) > 0
+        && json_integer_value(json_object_get(json, "dns01_timeout_ms")) <= APR_INT64_MAX / 1000
         ? apr_time_from_msec(json_integer_value(json_object_get(json, "dns01_timeout_ms")))
         : apr_time_from_sec(60);
     if (json_string_value(json_object_get(json, "dns01_propagation"))) {

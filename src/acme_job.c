@@ -29,11 +29,19 @@ const char *acme_job_state_name(acme_job_state_t state)
            ? acme_job_state_names[state] : "unknown";
 }
 
+/* Seconds as an apr_time_t; 0 (none) for a count no apr_time_t holds. */
+static apr_time_t acme_job_time_from_sec(apr_int64_t sec)
+{
+    const apr_int64_t max = APR_INT64_MAX / APR_USEC_PER_SEC;
+
+    return (sec > max || sec < -max) ? 0 : apr_time_from_sec(sec);
+}
+
 static apr_time_t acme_job_time_get(json_t *obj, const char *key)
 {
     json_t *v = json_object_get(obj, key);
 
-    return json_is_integer(v) ? apr_time_from_sec(json_integer_value(v)) : 0;
+    return json_is_integer(v) ? acme_job_time_from_sec(json_integer_value(v)) : 0;
 }
 
 static const char *acme_job_str_get(apr_pool_t *p, json_t *obj, const char *key)
@@ -307,9 +315,9 @@ static apr_int64_t acme_job_number_read(apr_pool_t *p, const char *path)
 
 apr_time_t acme_job_next_run_load(apr_pool_t *p, const acme_store_t *st)
 {
-    return apr_time_from_sec(acme_job_number_read(p, acme_store_path(p, st, ACME_STORE_JOBS,
-                                                                     ACME_JOB_NEXT_RUN_FILE,
-                                                                     NULL)));
+    return acme_job_time_from_sec(acme_job_number_read(p, acme_store_path(p, st, ACME_STORE_JOBS,
+                                                                          ACME_JOB_NEXT_RUN_FILE,
+                                                                          NULL)));
 }
 
 /* requests/<name>.force: the time root wrote it, 0 when there is none (or it is no file). */

@@ -10,6 +10,9 @@ PACKAGES=(
   python3 python3-pytest python3-pytest-timeout wrk
   bind9 bind9-dnsutils
 )
+# The sanitizer and libFuzzer runtimes (build/san, test/fuzz) are only Recommended by Debian's
+# clang, and recommends are not installed below: libclang-rt-dev names the default clang's.
+PACKAGES+=(libclang-rt-dev)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -297,6 +297,27 @@ static void test_json_optional_fields_absent(void **state)
                         ACME_CA_LETSENCRYPT);
 }
 
+/* Like the job times fuzz_store caught: a timeout no apr_time_t holds falls back to the default. */
+static void test_json_huge_dns01_timeout(void **state)
+{
+    apr_pool_t *p = *state;
+    static const char *const names[] = { "a.example" };
+    acme_domain_t *dom = make_domain(p, names, 1), *back = NULL;
+    acme_result_t res;
+    json_t *json;
+
+    acme_policy_defaults(&dom->policy, p);
+    json = acme_domain_to_json(dom);
+    json_object_set_new(json, "dns01_timeout_ms", json_integer(APR_INT64_MAX));
+    acme_result_reset(&res);
+    assert_int_equal(acme_domain_from_json(p, json, &back, &res), APR_SUCCESS);
+    assert_true(back->policy.dns01_timeout == apr_time_from_sec(60));
+    json_object_set_new(json, "dns01_timeout_ms", json_integer(90000));
+    assert_int_equal(acme_domain_from_json(p, json, &back, &res), APR_SUCCESS);
+    assert_true(back->policy.dns01_timeout == apr_time_from_sec(90));
+    json_decref(json);
+}
+
 static void expect_bad_json(apr_pool_t *p, const char *text, const char *fragment)
 {
     json_error_t jerr;
@@ -383,6 +404,7 @@ int main(void)
         T(test_ca_id_stable_distinct_and_safe),
         T(test_json_round_trip),
         T(test_json_optional_fields_absent),
+        T(test_json_huge_dns01_timeout),
         T(test_json_refuses_broken_domains),
         T(test_json_set_round_trip),
     };

@@ -240,6 +240,32 @@ static void test_next_run_file(void **state)
     assert_int_equal(acme_job_next_run_load(fx->pool, fx->st), 0);
 }
 
+/* Found by fuzz_store: a count of seconds no apr_time_t holds overflowed (undefined behaviour). */
+static void test_huge_times_are_none(void **state)
+{
+    fixture_t *fx = *state;
+    const char *path = acme_store_path(fx->pool, fx->st, ACME_STORE_JOBS, ACME_JOB_NEXT_RUN_FILE,
+                                       NULL);
+    const char *json = "{\"state\": \"idle\", \"next_run\": 9223372036854775807, "
+                       "\"renew_at\": -9223372036854775807, \"updated\": 1700000000}";
+    acme_result_t res;
+    acme_job_t *job = NULL;
+
+    acme_result_reset(&res);
+    assert_int_equal(acme_store_write_file(fx->pool, path, "66666666666666666666\n", 21, 0644,
+                                           &res), APR_SUCCESS);
+    assert_int_equal(acme_job_next_run_load(fx->pool, fx->st), 0);
+    assert_int_equal(acme_store_write_file(fx->pool, path, "9300000000000\n", 14, 0644, &res),
+                     APR_SUCCESS);
+    assert_int_equal(acme_job_next_run_load(fx->pool, fx->st), 0);
+    assert_int_equal(acme_store_write_file(fx->pool, job_path(fx, "huge.example"), json,
+                                           strlen(json), 0644, &res), APR_SUCCESS);
+    assert_int_equal(acme_job_load(fx->pool, fx->st, "huge.example", &job, &res), APR_SUCCESS);
+    assert_true(job->next_run == 0);
+    assert_true(job->renew_at == 0);
+    assert_true(job->updated == apr_time_from_sec(1700000000));
+}
+
 /*
  * A hook's stderr in the error message may be any bytes (Latin-1, a cut UTF-8 character): the job
  * must still be saved, with the bad bytes replaced, not silently left as it was.
@@ -359,6 +385,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unusable_names_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_file_is_an_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_next_run_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_huge_times_are_none, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_utf8_is_saved_sanitised, setup, teardown),
         cmocka_unit_test_setup_teardown(test_utf8_sanitiser, setup, teardown),
         cmocka_unit_test_setup_teardown(test_account_reregister_once_per_hour, setup, teardown),
