@@ -103,7 +103,8 @@ apr_status_t acme_safefs_dir_sub(apr_pool_t *p, const acme_safefs_dir_t *parent,
         }
         return acme_safefs_os_fail(p, res, errno, "opening the directory", parent->path, name);
     }
-    why = fstat(fd, &st) != 0 ? "cannot be examined" : acme_safefs_mismatch(&st, S_IFDIR, owner);
+    why = fstat(fd, &st) != 0 ? "cannot be examined"
+          : acme_safefs_mismatch(&st, S_IFDIR, owner);
     if (why) {
         close(fd);
         return acme_safefs_refuse(p, res, parent->path, name, why);
@@ -150,7 +151,8 @@ apr_status_t acme_safefs_read(apr_pool_t *p, const acme_safefs_dir_t *dir, const
         return errno == ELOOP ? acme_safefs_refuse(p, res, dir->path, name, "is a symlink")
                : acme_safefs_os_fail(p, res, errno, "opening", dir->path, name);
     }
-    why = fstat(fd, &st) != 0 ? "cannot be examined" : acme_safefs_mismatch(&st, S_IFREG, owner);
+    why = fstat(fd, &st) != 0 ? "cannot be examined"
+          : acme_safefs_mismatch(&st, S_IFREG, owner);
     if (!why && (st.st_size < 0 || (apr_uint64_t)st.st_size > (apr_uint64_t)max_len)) {
         why = "is larger than expected";
     }

@@ -75,7 +75,7 @@ int acme_safefs_exists(const acme_safefs_dir_t *dir, const char *name);
 /* 1 when `name` exists in dir as a directory (not a symlink to one), 0 otherwise. */
 int acme_safefs_is_dir(const acme_safefs_dir_t *dir, const char *name);
 
-/* Makes the directory's entries durable (fsync of its descriptor); filesystems that cannot are fine. */
+/* Makes the directory's entries durable (fsync); filesystems that cannot are fine. */
 apr_status_t acme_safefs_sync(const acme_safefs_dir_t *dir);
 
 #endif

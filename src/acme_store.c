@@ -354,9 +354,11 @@ static const char *temp_name(apr_pool_t *p, const char *dir, const char *base)
 static mode_t unix_mode(apr_fileperms_t perms)
 {
     static const struct { apr_fileperms_t apr; mode_t unix_bit; } bits[] = {
-        { APR_FPROT_UREAD, S_IRUSR }, { APR_FPROT_UWRITE, S_IWUSR }, { APR_FPROT_UEXECUTE, S_IXUSR },
-        { APR_FPROT_GREAD, S_IRGRP }, { APR_FPROT_GWRITE, S_IWGRP }, { APR_FPROT_GEXECUTE, S_IXGRP },
-        { APR_FPROT_WREAD, S_IROTH }, { APR_FPROT_WWRITE, S_IWOTH }, { APR_FPROT_WEXECUTE, S_IXOTH },
+        { APR_FPROT_UREAD, S_IRUSR }, { APR_FPROT_UWRITE, S_IWUSR },
+        { APR_FPROT_UEXECUTE, S_IXUSR }, { APR_FPROT_GREAD, S_IRGRP },
+        { APR_FPROT_GWRITE, S_IWGRP }, { APR_FPROT_GEXECUTE, S_IXGRP },
+        { APR_FPROT_WREAD, S_IROTH }, { APR_FPROT_WWRITE, S_IWOTH },
+        { APR_FPROT_WEXECUTE, S_IXOTH },
     };
     mode_t mode = 0;
 
