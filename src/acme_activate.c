@@ -54,13 +54,19 @@ int acme_activate_staged(apr_pool_t *p, const acme_store_t *st, const acme_domai
     const char *dir = acme_store_path(p, st, ACME_STORE_STAGING, NULL, NULL);
     acme_safefs_dir_t *staging = NULL, *set = NULL;
     apr_pool_t *sp = NULL;
+    apr_finfo_t finfo;
     acme_result_t res;
     int found;
 
-    /* Looked at by descriptor too: staging/<name> may be anything the User made. */
+    /* Asked for every domain at every monitor tick: nothing there costs one lstat, no open. */
+    if (!dir || apr_stat(&finfo, apr_pstrcat(p, dir, "/", dom->name, NULL),
+                         APR_FINFO_TYPE | APR_FINFO_LINK, p) != APR_SUCCESS) {
+        return 0;
+    }
+    /* Looked at by descriptor: staging/<name> may be anything the User made. */
     apr_pool_create(&sp, p);
     acme_result_reset(&res);
-    found = dir && acme_safefs_dir_open(sp, dir, &staging, &res) == APR_SUCCESS
+    found = acme_safefs_dir_open(sp, dir, &staging, &res) == APR_SUCCESS
             && acme_safefs_dir_sub(sp, staging, dom->name, ACME_SAFEFS_ANY_OWNER, &set, &res)
                == APR_SUCCESS
             && acme_safefs_exists(set, ACME_WORKER_STAGED_FILE);
