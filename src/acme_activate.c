@@ -31,12 +31,42 @@ apr_status_t acme_activate_chain_read(apr_pool_t *p, const char *path, apr_array
     apr_size_t len = 0;
     apr_status_t rv = acme_store_read_file(p, path, &text, &len, 0, res);
 
-    if (rv == APR_SUCCESS) {
-        rv = acme_crypto_chain_parse(p, text, len, chain, res);
+    if (rv == APR_SUCCESS && acme_crypto_chain_parse(p, text, len, chain, res) != APR_SUCCESS) {
+        return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN,
+                                apr_psprintf(p, "%s is damaged (%s)", path, res->message));
     }
     if (rv == APR_SUCCESS && info) {
         rv = acme_crypto_cert_info(p, APR_ARRAY_IDX(*chain, 0, acme_cert_t *), info, res);
     }
+    return rv;
+}
+
+apr_status_t acme_activate_key_check(apr_pool_t *p, const char *key_file, const acme_cert_t *leaf,
+                                     acme_result_t *res)
+{
+    apr_pool_t *kp;
+    acme_key_t *key = NULL;
+    char *text = NULL;
+    apr_size_t len = 0;
+    apr_status_t rv;
+
+    apr_pool_create(&kp, p);
+    rv = acme_store_read_file(kp, key_file, &text, &len, 0, res);
+    if (rv == APR_SUCCESS) {
+        rv = acme_crypto_key_from_pem(kp, text, len, &key, res);
+        OPENSSL_cleanse(text, len);
+        if (rv == APR_SUCCESS) {
+            rv = acme_crypto_key_matches_cert(key, leaf, res);
+        }
+        if (rv != APR_SUCCESS) {
+            rv = acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN,
+                                  apr_psprintf(p, "%s is damaged (%s)", key_file, res->message));
+        }
+    }
+    else {
+        res->message = apr_pstrdup(p, res->message);
+    }
+    apr_pool_destroy(kp);
     return rv;
 }
 
@@ -646,12 +676,20 @@ static apr_status_t acme_activate_load_spec(apr_pool_t *p, const char *dir,
         .cert_file = acme_activate_file(p, dir, "pubcert", spec, ".pem"),
         .key_file = acme_activate_file(p, dir, "privkey", spec, ".pem"),
     };
-    if ((rv = apr_stat(&finfo, out->key_file, APR_FINFO_TYPE, p)) != APR_SUCCESS
-        || (rv = acme_activate_chain_read(p, out->cert_file, &chain, &out->info, res))
-           != APR_SUCCESS) {
+    if ((rv = apr_stat(&finfo, out->key_file, APR_FINFO_TYPE | APR_FINFO_LINK, p)) != APR_SUCCESS
+        && APR_STATUS_IS_ENOENT(rv)) {
+        return rv;
+    }
+    if ((rv = acme_activate_chain_read(p, out->cert_file, &chain, &out->info, res))
+        != APR_SUCCESS) {
         return rv;
     }
     leaf = APR_ARRAY_IDX(chain, 0, acme_cert_t *);
+    /* mod_ssl refuses to start on a key it cannot load: the set is not served, the worker
+     * orders a new one. */
+    if ((rv = acme_activate_key_check(p, out->key_file, leaf, res)) != APR_SUCCESS) {
+        return rv;
+    }
     /* An expired certificate is still served (better than nothing) but never counts as complete. */
     if (acme_crypto_cert_check_time(p, leaf, now, res) != APR_SUCCESS
         || acme_crypto_cert_covers(p, leaf, (const acme_ident_t *)dom->idents->elts,
@@ -964,6 +1002,10 @@ apr_status_t acme_activate_load(apr_pool_t *p, const acme_store_t *st, const acm
                                      &cert, &ignored);
         if (rv != APR_SUCCESS) {
             active->complete = 0;
+        }
+        if (rv != APR_SUCCESS && rv != APR_EGENERAL && !APR_STATUS_IS_ENOENT(rv)
+            && !active->load_error) {
+            active->load_error = acme_result_describe(&ignored, p);
         }
         if (rv == APR_SUCCESS || rv == APR_EGENERAL) {
             APR_ARRAY_PUSH(active->certs, acme_active_cert_t) = cert;

@@ -36,6 +36,7 @@ typedef struct {
     const char *fallback_cert;      /* when not complete */
     const char *fallback_key;
     const char *last_activation_error; /* why a staged set was refused, or NULL */
+    const char *load_error;         /* why a file in domains/<name>/ is not served, or NULL */
 } acme_active_t;
 
 /* The opened seal key and proof key, held only while activating. */
@@ -170,6 +171,13 @@ apr_status_t acme_activate_fallback_prepare(apr_pool_t *p, const acme_store_t *s
 #define ACME_ACTIVATE_FALLBACK_GROUP_FROM 128
 
 /* 1 when domains/<name>/ exists: the domain has (or had) a certificate set of its own. */
+/*
+ * The private key of an active set (domains/<name>/privkey.*.pem) loads and belongs to leaf;
+ * on failure the message names the file. The key text is wiped before it returns.
+ */
+apr_status_t acme_activate_key_check(apr_pool_t *p, const char *key_file, const acme_cert_t *leaf,
+                                     acme_result_t *res);
+
 int acme_activate_has_set(apr_pool_t *p, const acme_store_t *st, const acme_domain_t *dom);
 
 apr_status_t acme_activate_fallback_groups(apr_pool_t *p, const acme_store_t *st,

@@ -412,3 +412,18 @@ apr_interval_time_t acme_plan_check_interval(apr_interval_time_t configured,
     }
     return max_time(every, ACME_PLAN_CHECK_MIN);
 }
+
+apr_time_t acme_plan_worker_next(apr_time_t asked, apr_time_t now,
+                                 apr_interval_time_t shortest_lifetime)
+{
+    apr_interval_time_t floor = ACME_PLAN_RETRY_FIRST;
+
+    if (asked <= 0) {
+        return now + ACME_PLAN_WORKER_UNKNOWN_NEXT;
+    }
+    if (shortest_lifetime > 0) {
+        floor = max_time(min_time(shortest_lifetime / 60, ACME_PLAN_RETRY_FIRST),
+                         apr_time_from_sec(1));
+    }
+    return max_time(asked, now + floor);
+}

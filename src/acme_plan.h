@@ -105,6 +105,19 @@ apr_time_t acme_plan_retry_at(acme_class_t cls, int consecutive_failures, apr_ti
                               apr_time_t not_after, double u);
 
 /*
+ * When the parent starts the worker again after a normal exit, given the time the worker asked
+ * for in the User-writable jobs/next-run (0: none or unreadable): never sooner than the
+ * shortest retry the worker plans for the served certificates (L/60 of the shortest lifetime,
+ * between 1 s and ACME_PLAN_RETRY_FIRST; ACME_PLAN_RETRY_FIRST without one), so a forged or
+ * stale time in the past cannot fork a worker at every monitor tick; an hour when nothing was
+ * asked for.
+ */
+apr_time_t acme_plan_worker_next(apr_time_t asked, apr_time_t now,
+                                 apr_interval_time_t shortest_lifetime);
+
+#define ACME_PLAN_WORKER_UNKNOWN_NEXT apr_time_from_sec(3600)
+
+/*
  * The period between checks: configured (0: 12 h), at most shortest_lifetime / 20 (0: no
  * certificate yet), at least 1 minute. Apply acme_plan_jitter to each sleep.
  */

@@ -30,6 +30,67 @@ static apr_status_t acme_seal_fail(acme_result_t *res, apr_pool_t *p, const char
                             apr_pstrcat(p, "sealing: ", what, NULL));
 }
 
+/* Names the file in a parse failure: "certificate chain holds no certificate" says nothing. */
+static apr_status_t acme_seal_damaged(apr_pool_t *p, acme_result_t *res, const char *path)
+{
+    return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN,
+                            apr_psprintf(p, "%s is damaged (%s)", path,
+                                         res->message ? res->message : "does not parse"));
+}
+
+/* Sets path aside when it exists in any form; appends what was done to *note. */
+static apr_status_t acme_seal_set_aside(apr_pool_t *p, const char *path, const char *why,
+                                        const char **note, acme_result_t *res)
+{
+    apr_finfo_t fi;
+    const char *aside = NULL;
+    apr_status_t rv;
+
+    if (apr_stat(&fi, path, APR_FINFO_LINK | APR_FINFO_TYPE, p) != APR_SUCCESS) {
+        return APR_SUCCESS;
+    }
+    if ((rv = acme_store_set_aside(p, path, &aside, res)) != APR_SUCCESS) {
+        return rv;
+    }
+    *note = apr_psprintf(p, "%s%s%s could not be used (%s); set aside as %s and made anew",
+                         *note ? *note : "", *note ? "; " : "", path, why, aside);
+    return APR_SUCCESS;
+}
+
+apr_status_t acme_seal_repair(apr_pool_t *p, const char *store_dir, const char **note,
+                              acme_result_t *res)
+{
+    const char *proof_path = acme_seal_path(p, store_dir, "proof.key");
+    const unsigned char *proof = NULL;
+    acme_key_t *key = NULL;
+    acme_cert_t *cert = NULL;
+    acme_result_t why;
+    apr_status_t rv = APR_SUCCESS;
+    apr_pool_t *sp;
+
+    *note = NULL;
+    apr_pool_create(&sp, p);
+    acme_result_reset(&why);
+    if (acme_seal_proof_key_load(sp, store_dir, &proof, &why) != APR_SUCCESS
+        && !APR_STATUS_IS_ENOENT(why.status)) {
+        rv = acme_seal_set_aside(p, proof_path, acme_result_describe(&why, p), note, res);
+    }
+    acme_result_reset(&why);
+    if (rv == APR_SUCCESS
+        && (acme_seal_key_load(sp, store_dir, &key, &cert, &why) != APR_SUCCESS
+            || acme_crypto_key_matches_cert(key, cert, &why) != APR_SUCCESS)
+        && !APR_STATUS_IS_ENOENT(why.status)) {
+        const char *text = acme_result_describe(&why, p);
+        rv = acme_seal_set_aside(p, acme_seal_path(p, store_dir, "seal.key"), text, note, res);
+        if (rv == APR_SUCCESS) {
+            rv = acme_seal_set_aside(p, acme_seal_path(p, store_dir, "seal.pem"), text, note,
+                                     res);
+        }
+    }
+    apr_pool_destroy(sp);
+    return rv;
+}
+
 static const char *acme_seal_bio_text(apr_pool_t *p, BIO *bio)
 {
     char *data = NULL;
@@ -80,21 +141,24 @@ apr_status_t acme_seal_key_load(apr_pool_t *p, const char *store_dir, acme_key_t
     apr_size_t len = 0;
     apr_status_t rv;
 
-    rv = acme_store_read_file(p, acme_seal_path(p, store_dir, "seal.pem"), &text, &len, 0, res);
-    if (rv == APR_SUCCESS) {
-        rv = acme_crypto_chain_parse(p, text, len, &chain, res);
+    const char *cert_path = acme_seal_path(p, store_dir, "seal.pem");
+    const char *key_path = acme_seal_path(p, store_dir, "seal.key");
+
+    rv = acme_store_read_file(p, cert_path, &text, &len, 0, res);
+    if (rv == APR_SUCCESS && acme_crypto_chain_parse(p, text, len, &chain, res) != APR_SUCCESS) {
+        return acme_seal_damaged(p, res, cert_path);
     }
     if (rv != APR_SUCCESS) {
         return rv;
     }
     *cert = APR_ARRAY_IDX(chain, 0, acme_cert_t *);
-    rv = acme_store_read_file(p, acme_seal_path(p, store_dir, "seal.key"), &text, &len, 0, res);
+    rv = acme_store_read_file(p, key_path, &text, &len, 0, res);
     if (rv != APR_SUCCESS) {
         return rv;
     }
     rv = acme_crypto_key_from_pem(p, text, len, key, res);
     OPENSSL_cleanse(text, len);
-    return rv;
+    return rv == APR_SUCCESS ? rv : acme_seal_damaged(p, res, key_path);
 }
 
 apr_status_t acme_seal_encrypt(apr_pool_t *p, const char *seal_cert_pem, const void *data,
@@ -211,7 +275,7 @@ apr_status_t acme_seal_proof_key_ensure(apr_pool_t *p, const char *store_dir,
     rv = acme_seal_proof_key_load(sp, store_dir, &loaded, res);
     apr_pool_destroy(sp);
     if (rv == APR_SUCCESS || !APR_STATUS_IS_ENOENT(rv)) {
-        return rv;      /* present, or there but broken: never replaced behind the admin's back */
+        return rv;      /* there but broken: acme_seal_repair sets it aside first, logged */
     }
     acme_result_reset(res);
     if (RAND_bytes(key, sizeof(key)) != 1) {
@@ -235,9 +299,10 @@ apr_status_t acme_seal_proof_key_load(apr_pool_t *p, const char *store_dir,
     }
     if (len != ACME_SEAL_PROOF_KEY_LEN) {
         return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN,
-                                apr_pstrcat(p, path, " is damaged (wrong length); remove it and "
-                                            "restart httpd: staged certificates are then "
-                                            "ordered again", NULL));
+                                apr_pstrcat(p, path, " is damaged (wrong length); httpd sets it "
+                                            "aside and makes a new one at its next (graceful) "
+                                            "restart: staged certificates are then ordered "
+                                            "again", NULL));
     }
     apr_pool_cleanup_register(p, data, acme_seal_wipe_key, apr_pool_cleanup_null);
     *key = (const unsigned char *)data;

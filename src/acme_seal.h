@@ -21,6 +21,16 @@
 apr_status_t acme_seal_keypair_ensure(apr_pool_t *p, const char *store_dir,
                                       const char **cert_pem, acme_result_t *res);
 
+/*
+ * Before acme_seal_keypair_ensure (as root, at start-up): a seal key pair or proof key that is
+ * there but cannot be used (truncated, garbage, not a file, key and certificate apart) would
+ * keep every staged set out for good. It is set aside (acme_store_set_aside) so that
+ * acme_seal_keypair_ensure makes a new one; sets staged under the old one are then refused or
+ * left to the worker, which orders them again. *note says what was set aside, NULL when nothing.
+ */
+apr_status_t acme_seal_repair(apr_pool_t *p, const char *store_dir, const char **note,
+                              acme_result_t *res);
+
 /* Loads the seal private key (parent, at activation only). */
 apr_status_t acme_seal_key_load(apr_pool_t *p, const char *store_dir, acme_key_t **key,
                                 acme_cert_t **cert, acme_result_t *res);

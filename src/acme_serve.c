@@ -233,6 +233,12 @@ static void acme_serve_load_active(apr_pool_t *pconf, server_rec *s, acme_conf_t
                          held ? "a fallback held in memory is served until this is fixed"
                               : "mod_ssl will refuse this virtual host");
         }
+        if (active->load_error) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "mod_acme: %s: %s; %s, and the renewal "
+                         "worker orders a new certificate", dom->name, active->load_error,
+                         active->certs->nelts ? "the other certificates are served"
+                                              : "a fallback certificate is served");
+        }
         active->last_activation_error = apr_hash_get(errors, dom->name, APR_HASH_KEY_STRING);
         apr_hash_set(conf->active, dom->name, APR_HASH_KEY_STRING, active);
     }
@@ -349,6 +355,7 @@ int acme_serve_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, acme
     apr_hash_t *errors = apr_hash_make(pconf);
     acme_store_t *st = NULL;
     acme_result_t res;
+    const char *note = NULL;
 
     if (conf->domains->nelts == 0) {
         return OK;
@@ -365,6 +372,15 @@ int acme_serve_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, acme
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "mod_acme: recovering an interrupted "
                      "replacement in %s: %s; the certificates found are served, fix or remove "
                      "the marker named", conf->store_dir, acme_result_describe(&res, ptemp));
+    }
+    acme_result_reset(&res);
+    if (acme_seal_repair(ptemp, conf->store_dir, &note, &res) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "mod_acme: a damaged seal key in %s: %s",
+                     conf->store_dir, acme_result_describe(&res, ptemp));
+    }
+    else if (note) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "mod_acme: %s; certificates staged under "
+                     "the old key are ordered again", note);
     }
     acme_result_reset(&res);
     if (acme_seal_keypair_ensure(pconf, conf->store_dir, &conf->seal_cert_pem, &res)

@@ -95,11 +95,29 @@ static apr_status_t fs_fail(acme_result_t *res, apr_status_t rv, const char *mes
     return result_fail(res, rv, fs_class(rv), message);
 }
 
-/* "<what> <path>: <OS error>" */
+const char *acme_store_error_hint(apr_status_t rv)
+{
+#ifdef EDQUOT
+    if (rv == APR_FROM_OS_ERROR(EDQUOT)) {
+        return "the disk quota of the store is used up (EDQUOT): nothing was changed, the "
+               "old files stay in use, and the write is tried again soon; free some space";
+    }
+#endif
+    if (rv == APR_FROM_OS_ERROR(ENOSPC)) {
+        return "the file system holding the store is full (ENOSPC): nothing was changed, the "
+               "old files stay in use, and the write is tried again soon; free some space";
+    }
+    return NULL;
+}
+
+/* "<what> <path>: <OS error>[; <what happens next>]" */
 static apr_status_t os_fail(apr_pool_t *p, acme_result_t *res, apr_status_t rv, const char *what,
                             const char *path)
 {
-    return fs_fail(res, rv, apr_pstrcat(p, what, " ", path, ": ", os_error(p, rv), NULL));
+    const char *hint = acme_store_error_hint(rv);
+
+    return fs_fail(res, rv, apr_pstrcat(p, what, " ", path, ": ", os_error(p, rv),
+                                        hint ? "; " : "", hint ? hint : "", NULL));
 }
 
 static apr_status_t succeed(acme_result_t *res)
@@ -436,8 +454,7 @@ static apr_status_t write_file(apr_pool_t *p, const char *path, const void *data
     }
     if ((rv = fill_temp(f, data, len, durable, &what)) != APR_SUCCESS) {
         apr_file_remove(tmp, p);
-        return fs_fail(res, rv, apr_pstrcat(p, what, " the temporary file for ", path, ": ",
-                                            os_error(p, rv), NULL));
+        return os_fail(p, res, rv, apr_pstrcat(p, what, " the temporary file for", NULL), path);
     }
     if ((rv = apr_file_rename(tmp, path, p)) != APR_SUCCESS) {
         apr_file_remove(tmp, p);
@@ -604,6 +621,27 @@ apr_status_t acme_store_remove_tree(apr_pool_t *p, const char *path, acme_result
 }
 
 /* ------------------------------------------------------------------ directory replacement */
+
+static const char *archive_stamp(apr_pool_t *p, apr_time_t t);
+
+apr_status_t acme_store_set_aside(apr_pool_t *p, const char *path, const char **aside,
+                                  acme_result_t *res)
+{
+    const char *clean = strip_slashes(p, path);
+    apr_time_t t = apr_time_now();
+    const char *to;
+    apr_status_t rv;
+
+    do {
+        to = apr_pstrcat(p, clean, ".damaged-", archive_stamp(p, t++), NULL);
+    } while (path_exists(p, to));
+    if ((rv = apr_file_rename(clean, to, p)) != APR_SUCCESS) {
+        return os_fail(p, res, rv, "setting aside the damaged", clean);
+    }
+    sync_dir(p, parent_of(p, clean));
+    *aside = to;
+    return succeed(res);
+}
 
 static const char *archive_stamp(apr_pool_t *p, apr_time_t t)
 {

@@ -158,6 +158,20 @@ apr_status_t acme_store_recover(apr_pool_t *p, const acme_store_t *st, acme_resu
 apr_status_t acme_store_recover_group(apr_pool_t *p, const acme_store_t *st, const char *group,
                                       acme_result_t *res);
 
+/*
+ * Renames a damaged file (or whatever stands in its place) of a root-owned directory to
+ * "<path>.damaged-<UTC stamp>", so the module can make a new one while the old stays for the
+ * admin. *aside is the new name. Only for accounts/, domains/ and seal/: never a User's name.
+ */
+apr_status_t acme_store_set_aside(apr_pool_t *p, const char *path, const char **aside,
+                                  acme_result_t *res);
+
+/*
+ * The sentence a failed store write adds for the admin: for a full file system (ENOSPC,
+ * EDQUOT) what happens next, NULL for other errors. Pure: unit tested.
+ */
+const char *acme_store_error_hint(apr_status_t rv);
+
 /* Removes path and, for a directory, everything below it; symlinks are removed, not followed. */
 apr_status_t acme_store_remove_tree(apr_pool_t *p, const char *path, acme_result_t *res);
 

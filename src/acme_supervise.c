@@ -41,7 +41,6 @@ APLOG_USE_MODULE(acme);
 #define ACME_SUPERVISE_COALESCE apr_time_from_sec(30)
 #define ACME_SUPERVISE_CRASH_DELAY apr_time_from_sec(5)
 #define ACME_SUPERVISE_CRASH_DELAY_MAX apr_time_from_sec(3600)
-#define ACME_SUPERVISE_UNKNOWN_NEXT apr_time_from_sec(3600)
 #define ACME_SUPERVISE_CONFIGTEST_RETRY apr_time_from_sec(10)
 #define ACME_SUPERVISE_CONFIGTEST_RETRY_MAX apr_time_from_sec(600)
 /* A configuration test takes a second or two; one still running after this never ends. */
@@ -941,6 +940,27 @@ static void acme_supervise_activate(acme_supervisor_t *sup, int worker_done)
     apr_pool_destroy(p);
 }
 
+/* Of the certificates this generation serves (root read them from domains/). */
+static apr_interval_time_t acme_supervise_shortest_lifetime(const acme_supervisor_t *sup)
+{
+    apr_interval_time_t shortest = 0;
+    apr_hash_index_t *hi;
+    int i;
+
+    for (hi = apr_hash_first(NULL, sup->conf->active); hi; hi = apr_hash_next(hi)) {
+        const acme_active_t *active = apr_hash_this_val(hi);
+        for (i = 0; active && i < active->certs->nelts; ++i) {
+            const acme_cert_info_t *info = &APR_ARRAY_IDX(active->certs, i,
+                                                          acme_active_cert_t).info;
+            apr_interval_time_t l = info->not_after - info->not_before;
+            if (l > 0 && (shortest == 0 || l < shortest)) {
+                shortest = l;
+            }
+        }
+    }
+    return shortest;
+}
+
 static void acme_supervise_exited(acme_supervisor_t *sup, int status)
 {
     apr_time_t now = apr_time_now();
@@ -958,16 +978,23 @@ static void acme_supervise_exited(acme_supervisor_t *sup, int status)
         }
         sup->next_run = now + delay;
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sup->s, "mod_acme: renewal worker (pid %d) "
-                     "ended abnormally (status %d); it starts again in %d s and resumes its "
-                     "orders", pid, status, (int)apr_time_sec(delay));
+                     "%s (status %d); it starts again in %d s and resumes its orders", pid,
+                     status == ACME_WORKER_EXIT_UNSCHEDULED ? "could not record its next run"
+                                                            : "ended abnormally",
+                     status, (int)apr_time_sec(delay));
     }
     else {
         sup->crashes = 0;
         apr_pool_create(&p, sup->pconf);
-        sup->next_run = sup->conf->store ? acme_job_next_run_load(p, sup->conf->store) : 0;
+        /* jobs/next-run is the User's: a time in the past must not fork at every tick. */
+        sup->next_run = acme_plan_worker_next(sup->conf->store
+                                              ? acme_job_next_run_load(p, sup->conf->store) : 0,
+                                              now, acme_supervise_shortest_lifetime(sup));
         apr_pool_destroy(p);
-        if (sup->next_run == 0) {
-            sup->next_run = now + ACME_SUPERVISE_UNKNOWN_NEXT;
+        if (sup->next_run - now > apr_time_from_sec(1)) {
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "mod_acme: renewal worker (pid %d) "
+                         "ended; it starts again in %d s", pid,
+                         (int)apr_time_sec(sup->next_run - now));
         }
     }
     acme_supervise_activate(sup, 1);

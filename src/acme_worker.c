@@ -84,6 +84,7 @@ typedef struct {
     acme_worker_active_t *active;       /* one per key spec */
     int staged;                         /* a finished set waits for activation */
     int forced;                         /* an admin asked for it: activate without waiting */
+    const char *job_damaged;            /* why jobs/<name>.json could not be read, or NULL */
 } acme_worker_item_t;
 
 typedef struct {
@@ -254,6 +255,25 @@ static void acme_worker_notify(acme_worker_t *w, apr_pool_t *p, const acme_domai
 
 /* ------------------------------------------------------------------ preparation (as root) */
 
+/*
+ * A key that cannot be read or parsed can never sign again: it is kept for the admin and a new
+ * key makes a new account (the CA's certificates stay valid), so renewals go on.
+ */
+static apr_status_t acme_worker_account_key_aside(acme_worker_t *w, const char *path,
+                                                  acme_result_t *res)
+{
+    const char *why = acme_result_describe(res, w->pool), *aside = NULL;
+    apr_status_t rv = acme_store_set_aside(w->pool, path, &aside, res);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "the account key %s cannot be "
+                                                      "used (%s); set aside as %s, a new key and "
+                                                      "account are made", path, why, aside));
+    return APR_SUCCESS;
+}
+
 static apr_status_t acme_worker_account_key(acme_worker_t *w, acme_worker_ca_t *ca,
                                             acme_result_t *res)
 {
@@ -266,10 +286,13 @@ static apr_status_t acme_worker_account_key(acme_worker_t *w, acme_worker_ca_t *
     apr_status_t rv;
 
     rv = acme_store_read_file(w->pool, path, &text, &len, 0, res);
-    if (rv == APR_SUCCESS) {
-        return acme_crypto_key_from_pem(w->pool, text, len, &ca->account_key, res);
+    if (rv == APR_SUCCESS
+        && (rv = acme_crypto_key_from_pem(w->pool, text, len, &ca->account_key, res))
+           == APR_SUCCESS) {
+        return rv;
     }
-    if (!APR_STATUS_IS_ENOENT(rv)) {
+    if (!APR_STATUS_IS_ENOENT(rv) && (rv = acme_worker_account_key_aside(w, path, res))
+                                     != APR_SUCCESS) {
         return rv;
     }
     acme_result_reset(res);
@@ -298,8 +321,14 @@ static void acme_worker_account_url_load(acme_worker_t *w, acme_worker_ca_t *ca)
     acme_result_t res;
 
     acme_result_reset(&res);
-    acme_job_account_load(ca->pool, acme_worker_account_url_path(w, w->pool, ca), ca->ca_url,
-                          &ca->record, &res);
+    if (acme_job_account_load(ca->pool, acme_worker_account_url_path(w, w->pool, ca), ca->ca_url,
+                              &ca->record, &res) != APR_SUCCESS
+        && !APR_STATUS_IS_ENOENT(res.status)) {
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "%s; the account is looked "
+                                                          "up by its key and the file written "
+                                                          "again", acme_result_describe(&res,
+                                                                                        w->pool)));
+    }
     ca->account_url = ca->key_new ? NULL : ca->record->url;
 }
 
@@ -425,9 +454,23 @@ static void acme_worker_active_read(acme_worker_t *w, const acme_domain_t *dom,
         || acme_activate_chain_read(w->pool, acme_worker_file(w->pool, dir, "pubcert", spec,
                                                               ".pem"),
                                     &chain, &info, &res) != APR_SUCCESS) {
+        if (!APR_STATUS_IS_ENOENT(res.status)) {
+            acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "%s: %s; a new "
+                                                              "certificate is ordered", dom->name,
+                                                              acme_result_describe(&res,
+                                                                                   w->pool)));
+        }
         return;
     }
     leaf = APR_ARRAY_IDX(chain, 0, acme_cert_t *);
+    /* The parent does not serve a set whose key is damaged: order a new one. */
+    if (acme_activate_key_check(w->pool, acme_worker_file(w->pool, dir, "privkey", spec, ".pem"),
+                                leaf, &res) != APR_SUCCESS) {
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "%s: %s; a new certificate "
+                                                          "is ordered", dom->name,
+                                                          acme_result_describe(&res, w->pool)));
+        return;
+    }
     act->present = 1;
     act->not_before = info.not_before;
     act->not_after = info.not_after;
@@ -479,7 +522,9 @@ static apr_status_t acme_worker_prepare(acme_worker_t *w, acme_result_t *res)
             }
         }
         acme_result_reset(&jres);
-        acme_job_load(w->pool, w->store, dom->name, &job, &jres);
+        if (acme_job_load(w->pool, w->store, dom->name, &job, &jres) != APR_SUCCESS) {
+            item->job_damaged = acme_result_describe(&jres, w->pool);
+        }
         item->ca = item->cas[job->ca_index > 0 ? job->ca_index % item->n_cas : 0];
         item->active = apr_pcalloc(w->pool, sizeof(*item->active) * (apr_size_t)specs->nelts);
         for (j = 0; j < specs->nelts; ++j) {
@@ -2141,6 +2186,25 @@ static void acme_worker_warn(acme_worker_t *w)
     }
 }
 
+/* As the User (jobs/ is the User's): a job file that cannot be read starts afresh. */
+static void acme_worker_jobs_repair(acme_worker_t *w)
+{
+    int i;
+
+    for (i = 0; i < w->items->nelts; ++i) {
+        const acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
+        if (!item->job_damaged) {
+            continue;
+        }
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "%s: %s; the job starts "
+                                                          "afresh (failure counts and any open "
+                                                          "order are forgotten) and is written "
+                                                          "again", item->dom->name,
+                                                          item->job_damaged));
+        acme_worker_job_save(w, w->pool, acme_job_make(w->pool, item->dom->name), NULL);
+    }
+}
+
 int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
 {
     apr_interval_time_t interval = cfg->check_interval ? cfg->check_interval
@@ -2163,6 +2227,7 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
                                                          acme_result_describe(&res, p)));
         return 2;
     }
+    acme_worker_jobs_repair(&w);
     acme_worker_staging_tidy(&w);
     acme_worker_selfcheck(&w);
     acme_worker_dns01_leftovers(&w);
@@ -2183,6 +2248,12 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
     acme_worker_ca_unlock_idle(&w, 1);
     acme_worker_warn(&w);
     acme_worker_note_next(&w, apr_time_now() + acme_plan_jitter(interval, acme_worker_random()));
-    acme_job_next_run_save(p, w.store, w.next_run, &res);
+    if (acme_job_next_run_save(p, w.store, w.next_run, &res) != APR_SUCCESS) {
+        acme_worker_log(&w, ACME_LOG_ERROR, apr_psprintf(p, "renewal worker: when to run next "
+                                                         "could not be recorded (%s); the "
+                                                         "server starts it again soon",
+                                                         acme_result_describe(&res, p)));
+        return ACME_WORKER_EXIT_UNSCHEDULED;
+    }
     return w.failures ? 1 : 0;
 }

@@ -52,6 +52,12 @@ typedef struct {
     void *log_baton;
 } acme_worker_config_t;
 
+/*
+ * The worker could not write jobs/next-run (a full or broken store): the parent's copy of it
+ * is stale, so the parent starts the worker again soon, backing off, instead of trusting it.
+ */
+#define ACME_WORKER_EXIT_UNSCHEDULED 4
+
 /* One run; returns the process exit status (0: every due domain was handled). */
 int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg);
 

@@ -39,6 +39,28 @@ typedef struct {
     apr_interval_time_t pct33_elapsed;      /* acme-protocol.md §6, mod_md 33 % column */
 } lifetime_case_t;
 
+/* jobs/next-run is the User's: a past time is pulled up to the shortest planned retry. */
+static void test_worker_next_floor(void **state)
+{
+    apr_time_t now = apr_time_from_sec(1000000);
+    apr_interval_time_t day = apr_time_from_sec(86400);
+
+    (void)state;
+    /* Nothing asked for: an hour. */
+    assert_true(acme_plan_worker_next(0, now, day) == now + ACME_PLAN_WORKER_UNKNOWN_NEXT);
+    /* A forged past time: a minute for certificates of a day and more, or without one. */
+    assert_true(acme_plan_worker_next(apr_time_from_sec(1), now, 90 * day)
+                == now + ACME_PLAN_RETRY_FIRST);
+    assert_true(acme_plan_worker_next(now - 1, now, 0) == now + ACME_PLAN_RETRY_FIRST);
+    /* Short-lived certificates: L/60, never under a second. */
+    assert_true(acme_plan_worker_next(now, now, apr_time_from_sec(600))
+                == now + apr_time_from_sec(10));
+    assert_true(acme_plan_worker_next(now, now, apr_time_from_sec(6))
+                == now + apr_time_from_sec(1));
+    /* A time later than the floor is kept as asked. */
+    assert_true(acme_plan_worker_next(now + day, now, 90 * day) == now + day);
+}
+
 static void test_renew_at_table(void **state)
 {
     const lifetime_case_t cases[] = {
@@ -484,6 +506,7 @@ int main(void)
         cmocka_unit_test(test_jitter),
         cmocka_unit_test(test_duration_parse),
         cmocka_unit_test(test_window_parse),
+        cmocka_unit_test(test_worker_next_floor),
     };
     return cmocka_run_group_tests_name("plan", tests, unit_setup_pool, unit_teardown_pool);
 }

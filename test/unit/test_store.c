@@ -1,4 +1,5 @@
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stddef.h>
@@ -676,6 +677,41 @@ static void test_lock_message_and_bad_name(void **state)
     assert_null(lock);
 }
 
+/* A full disk says so and what happens next; other errors get no hint. */
+static void test_error_hint(void **state)
+{
+    (void)state;
+    assert_non_null(strstr(acme_store_error_hint(APR_FROM_OS_ERROR(ENOSPC)), "ENOSPC"));
+    assert_non_null(strstr(acme_store_error_hint(APR_FROM_OS_ERROR(ENOSPC)), "tried again"));
+    assert_non_null(acme_store_error_hint(APR_FROM_OS_ERROR(EDQUOT)));
+    assert_null(acme_store_error_hint(APR_FROM_OS_ERROR(EACCES)));
+    assert_null(acme_store_error_hint(APR_SUCCESS));
+}
+
+/* A damaged file is renamed next to itself, never removed; a directory in its place too. */
+static void test_set_aside(void **state)
+{
+    unit_store_fixture_t *fx = *state;
+    const char *path = apr_pstrcat(fx->pool, fx->dir, "/account.key", NULL);
+    const char *aside = NULL;
+    acme_result_t res;
+    char *data = NULL;
+
+    acme_result_reset(&res);
+    assert_int_equal(apr_dir_make(path, APR_OS_DEFAULT, fx->pool), APR_SUCCESS);
+    assert_int_equal(acme_store_set_aside(fx->pool, path, &aside, &res), APR_SUCCESS);
+    assert_non_null(strstr(aside, "/account.key.damaged-"));
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(access(aside, F_OK), 0);
+    assert_int_equal(acme_store_write_file(fx->pool, path, "x", 1, APR_OS_DEFAULT, &res),
+                     APR_SUCCESS);
+    assert_int_equal(acme_store_set_aside(fx->pool, path, &aside, &res), APR_SUCCESS);
+    assert_int_equal(acme_store_read_file(fx->pool, aside, &data, NULL, 0, &res), APR_SUCCESS);
+    assert_string_equal(data, "x");
+    assert_int_not_equal(acme_store_set_aside(fx->pool, path, &aside, &res), APR_SUCCESS);
+    assert_non_null(strstr(res.message, path));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -710,6 +746,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lock_excludes_other_process, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_released_with_pool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_message_and_bad_name, setup, teardown),
+        cmocka_unit_test(test_error_hint),
+        cmocka_unit_test_setup_teardown(test_set_aside, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, unit_setup_apr, unit_teardown_apr);
 }
