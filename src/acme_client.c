@@ -968,7 +968,8 @@ static apr_status_t parse_challenges(apr_pool_t *p, json_t *list, apr_array_head
     size_t i;
     json_t *item;
 
-    if (!json_is_array(list)) {
+    /* Absent is no challenge to answer; anything but an array is not the CA's object. */
+    if (list && !json_is_array(list)) {
         return APR_EINVAL;
     }
     json_array_foreach(list, i, item) {
