@@ -100,6 +100,71 @@ static apr_status_t bad_answer(acme_result_t *res, apr_pool_t *p, const char *wh
     return res->status;
 }
 
+/*
+ * What the CA actually sent, for messages about answers we cannot use: the media type, the
+ * size and the first bytes, printable ASCII only (a CA's HTML error page lands in logs).
+ */
+static const char *body_note(apr_pool_t *p, const acme_http_response_t *resp)
+{
+    char start[41];
+    apr_size_t n = 0;
+
+    for (apr_size_t i = 0; i < resp->body_len && n < sizeof(start) - 1; ++i) {
+        unsigned char ch = (unsigned char)resp->body[i];
+
+        start[n++] = ch >= 0x20 && ch < 0x7f && ch != '"' ? (char)ch : '.';
+    }
+    start[n] = '\0';
+    return apr_psprintf(p, " (got %s, %" APR_SIZE_T_FMT " bytes%s%s%s)",
+                        resp->content_type ? resp->content_type : "no Content-Type",
+                        resp->body_len, n ? ": \"" : "", start,
+                        n ? (resp->body_len > n ? "...\"" : "\"") : "");
+}
+
+/* A success status is no success when the body is a problem document (RFC 7807). */
+static int is_failure(const acme_http_response_t *resp)
+{
+    return !is_2xx(resp) || acme_http_is_type(resp, "application/problem+json");
+}
+
+/* The result for an answer that is_failure(): the CA's problem, or a redirect we ignored. */
+static apr_status_t answer_failed(acme_result_t *res, apr_pool_t *p, const char *what,
+                                  const acme_http_response_t *resp)
+{
+    apr_status_t rv = acme_problem_from_response(res, p, what, resp->status, resp->content_type,
+                                                 resp->body, resp->body_len, resp->retry_after);
+
+    /* An ACME CA names every resource itself; following redirects would only let it (or
+     * someone between us) send our signed requests elsewhere. */
+    if (resp->status >= 300 && resp->status < 400) {
+        res->message = apr_psprintf(p, "%s: HTTP %d redirect to %s, not followed", what,
+                                    resp->status, resp->location ? resp->location : "nowhere");
+    }
+    else if (is_2xx(resp)) {
+        res->message = apr_psprintf(p, "%s: a problem document with HTTP %d", what,
+                                    resp->status);
+    }
+    return rv;
+}
+
+/*
+ * Every request goes to the directory's origin: an order, authorization or certificate URL
+ * elsewhere would make us sign requests for (or fetch from) a host that is not the CA.
+ */
+static apr_status_t check_origin(acme_client_t *c, apr_pool_t *p, const char *what,
+                                 const char *kind, const char *url, acme_result_t *res)
+{
+    if (acme_http_same_origin(p, c->directory_url, url)) {
+        return APR_SUCCESS;
+    }
+    acme_result_fail(res, APR_EACCES, ACME_CLASS_PERMANENT,
+                     apr_psprintf(p, "%s: %s%s%s is not on the CA's host %s; refused, "
+                                  "nothing is sent there", what, kind ? kind : "",
+                                  kind ? " " : "", url ? url : "(none)",
+                                  acme_http_origin(p, c->directory_url)));
+    return res->status;
+}
+
 /* ------------------------------------------------------------------ create, counts */
 
 apr_status_t acme_client_create(acme_client_t **out, apr_pool_t *p, const char *directory_url,
@@ -187,8 +252,13 @@ static void note_response(acme_client_t *c, const acme_http_response_t *resp)
 static apr_status_t client_get(acme_client_t *c, apr_pool_t *p, const char *url,
                                acme_http_response_t **resp, acme_result_t *res)
 {
-    apr_status_t rv = acme_http_get(c->http, p, url, resp, res);
+    apr_status_t rv;
 
+    if (strcmp(url, c->directory_url) != 0
+        && check_origin(c, p, apr_psprintf(p, "GET %s", url), NULL, url, res) != APR_SUCCESS) {
+        return res->status;
+    }
+    rv = acme_http_get(c->http, p, url, resp, res);
     ++c->counts.total;
     if (rv == APR_SUCCESS) {
         note_response(c, *resp);
@@ -206,6 +276,10 @@ static apr_status_t nonce_take(acme_client_t *c, apr_pool_t *p, const char **non
 
     if (c->n_nonces == 0) {
         rv = client_directory(c, res);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        rv = check_origin(c, p, "HEAD newNonce", NULL, c->dir->new_nonce, res);
         if (rv != APR_SUCCESS) {
             return rv;
         }
@@ -288,6 +362,9 @@ static apr_status_t directory_parse(acme_client_t *c, const acme_http_response_t
 
     rv = acme_client_meta_parse(c->pool, resp->body, resp->body_len, &dir->meta, res);
     if (rv != APR_SUCCESS) {
+        res->message = apr_psprintf(c->pool, "the ACME directory %s is not a JSON object%s",
+                                    c->directory_url, body_note(c->pool, resp));
+        res->http_status = resp->status;
         return rv;
     }
     doc = json_loadb(resp->body, resp->body_len, 0, NULL);
@@ -319,12 +396,14 @@ static apr_status_t client_directory(acme_client_t *c, acme_result_t *res)
     apr_pool_create(&tmp, c->pool);
     ++c->counts.directory;
     rv = client_get(c, tmp, c->directory_url, &resp, res);
-    if (rv == APR_SUCCESS && !is_2xx(resp)) {
-        rv = acme_problem_from_response(res, c->pool,
-                                        apr_psprintf(c->pool, "GET directory %s",
-                                                     c->directory_url),
-                                        resp->status, resp->content_type, resp->body,
-                                        resp->body_len, resp->retry_after);
+    if (rv == APR_SUCCESS && is_failure(resp)) {
+        rv = answer_failed(res, c->pool, apr_psprintf(c->pool, "GET directory %s",
+                                                      c->directory_url), resp);
+        if (resp->status >= 300 && resp->status < 400) {
+            /* The configured URL is not the directory: a human decides whether to trust the
+             * new one. */
+            res->err_class = ACME_CLASS_ADMIN;
+        }
     }
     else if (rv == APR_SUCCESS) {
         rv = directory_parse(c, resp, res);
@@ -416,11 +495,10 @@ static apr_status_t client_post_once(acme_client_t *c, apr_pool_t *p, const clie
     /* An error's Replay-Nonce too (RFC 8555 6.5): the re-send after badNonce signs with it. */
     note_response(c, resp);
     *out = resp;
-    if (is_2xx(resp)) {
+    if (!is_failure(resp)) {
         return APR_SUCCESS;
     }
-    rv = acme_problem_from_response(res, p, req->what, resp->status, resp->content_type,
-                                    resp->body, resp->body_len, resp->retry_after);
+    rv = answer_failed(res, p, req->what, resp);
     if (acme_problem_is(res, "userActionRequired") && acme_http_link(resp, "terms-of-service")) {
         /* New terms: the operator must read and agree to them, so name them. */
         res->message = apr_psprintf(p, "%s (terms of service: %s)", res->message,
@@ -444,6 +522,9 @@ static apr_status_t client_post(acme_client_t *c, apr_pool_t *p, const client_po
     apr_status_t rv;
 
     acme_result_reset(res);
+    if (check_origin(c, p, req->what, NULL, req->url, res) != APR_SUCCESS) {
+        return res->status;
+    }
     if (!key) {
         return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN,
                                 apr_psprintf(p, "%s: no account key", req->what));
@@ -721,6 +802,53 @@ apr_status_t acme_client_account_key_change(acme_client_t *c, apr_pool_t *p,
 
 /* ------------------------------------------------------------------ orders */
 
+/* Every URL of an order, before any of them is used or stored. */
+static apr_status_t order_check_urls(acme_client_t *c, apr_pool_t *p, const acme_order_t *order,
+                                     const char *what, acme_result_t *res)
+{
+    apr_status_t rv = check_origin(c, p, what, "the order URL", order->url, res);
+
+    for (int i = 0; rv == APR_SUCCESS && i < order->authz_urls->nelts; ++i) {
+        rv = check_origin(c, p, what, "authorization", str_array_item(order->authz_urls, i),
+                          res);
+    }
+    if (rv == APR_SUCCESS && order->finalize_url) {
+        rv = check_origin(c, p, what, "finalize URL", order->finalize_url, res);
+    }
+    if (rv == APR_SUCCESS && order->certificate_url) {
+        rv = check_origin(c, p, what, "certificate URL", order->certificate_url, res);
+    }
+    return rv;
+}
+
+/* The CA's answer becomes the order only when it is a valid order whose URLs are the CA's. */
+static apr_status_t order_take(acme_client_t *c, apr_pool_t *p, acme_order_t *order,
+                               const char *what, const acme_http_response_t *resp,
+                               acme_result_t *res)
+{
+    acme_order_t next = *order;
+    apr_status_t rv;
+
+    if (!order->url) {
+        /* newOrder: its Location is the order's URL from now on. */
+        next.url = apr_pstrdup(p, resp->location);
+        next.account_url = apr_pstrdup(p, c->account_url);
+    }
+    rv = acme_order_update(&next, p, resp->body, resp->body_len, res);
+
+    if (rv != APR_SUCCESS) {
+        res->message = apr_psprintf(p, "%s: %s%s", what, res->message, body_note(p, resp));
+        res->http_status = resp->status;
+        return rv;
+    }
+    rv = order_check_urls(c, p, &next, what, res);
+    if (rv == APR_SUCCESS) {
+        next.retry_after = resp->retry_after;
+        *order = next;
+    }
+    return rv;
+}
+
 static json_t *identifiers_json(const apr_array_header_t *idents)
 {
     json_t *list = json_array();
@@ -809,10 +937,9 @@ apr_status_t acme_client_order_new(acme_client_t *c, apr_pool_t *p, acme_order_t
     if (!resp->location) {
         return bad_answer(res, p, "newOrder (no Location)", resp);
     }
-    order->url = apr_pstrdup(p, resp->location);
-    order->account_url = apr_pstrdup(p, c->account_url);
-    order->retry_after = resp->retry_after;
-    return acme_order_update(order, p, resp->body, resp->body_len, res);
+    order->url = NULL;
+    return order_take(c, p, order, apr_psprintf(p, "newOrder for %s",
+                                                idents_text(p, order->identifiers)), resp, res);
 }
 
 apr_status_t acme_client_order_refresh(acme_client_t *c, apr_pool_t *p, acme_order_t *order,
@@ -833,8 +960,7 @@ apr_status_t acme_client_order_refresh(acme_client_t *c, apr_pool_t *p, acme_ord
         }
         return rv;
     }
-    order->retry_after = resp->retry_after;
-    return acme_order_update(order, p, resp->body, resp->body_len, res);
+    return order_take(c, p, order, apr_psprintf(p, "order %s", order->url), resp, res);
 }
 
 static apr_status_t parse_challenges(apr_pool_t *p, json_t *list, apr_array_header_t *out)
@@ -842,6 +968,10 @@ static apr_status_t parse_challenges(apr_pool_t *p, json_t *list, apr_array_head
     size_t i;
     json_t *item;
 
+    /* Absent is no challenge to answer; anything but an array is not the CA's object. */
+    if (list && !json_is_array(list)) {
+        return APR_EINVAL;
+    }
     json_array_foreach(list, i, item) {
         acme_client_challenge_t *chal;
 
@@ -894,14 +1024,32 @@ apr_status_t acme_client_authz_parse(apr_pool_t *p, const char *url, const char 
 apr_status_t acme_client_authz_get(acme_client_t *c, apr_pool_t *p, const char *url,
                                    acme_client_authz_t **authz, acme_result_t *res)
 {
+    const char *what = apr_psprintf(p, "authorization %s", url);
     acme_http_response_t *resp;
     apr_status_t rv;
 
-    rv = post_as_get(c, p, apr_psprintf(p, "authorization %s", url), url, &resp, res);
+    rv = post_as_get(c, p, what, url, &resp, res);
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    return acme_client_authz_parse(p, url, resp->body, resp->body_len, authz, res);
+    rv = acme_client_authz_parse(p, url, resp->body, resp->body_len, authz, res);
+    if (rv != APR_SUCCESS) {
+        res->message = apr_pstrcat(p, res->message, body_note(p, resp), NULL);
+        res->http_status = resp->status;
+        return rv;
+    }
+    /* Refused before anything is provisioned for it, not only when we would answer it. */
+    for (int i = 0; i < (*authz)->challenges->nelts; ++i) {
+        const acme_client_challenge_t *chal =
+            &APR_ARRAY_IDX((*authz)->challenges, i, acme_client_challenge_t);
+
+        rv = check_origin(c, p, what, apr_pstrcat(p, chal->type, " challenge", NULL), chal->url,
+                          res);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+    }
+    return APR_SUCCESS;
 }
 
 apr_status_t acme_client_order_authzs(acme_client_t *c, apr_pool_t *p, const acme_order_t *order,
@@ -1117,8 +1265,7 @@ static apr_status_t finalize_post(acme_client_t *c, apr_pool_t *p, acme_order_t 
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    order->retry_after = resp->retry_after;
-    return acme_order_update(order, p, resp->body, resp->body_len, res);
+    return order_take(c, p, order, req.what, resp, res);
 }
 
 apr_status_t acme_client_order_finalize(acme_client_t *c, apr_pool_t *p, acme_order_t *order,
@@ -1207,15 +1354,25 @@ static apr_status_t chain_fetch(acme_client_t *c, apr_pool_t *p, const acme_orde
         return rv;
     }
     rv = acme_crypto_chain_parse(p, resp->body, resp->body_len, &chain->certs, res);
-    if (rv == APR_SUCCESS) {
+    if (rv != APR_SUCCESS) {
+        res->message = apr_pstrcat(p, res->message ? res->message : "invalid",
+                                   body_note(p, resp), NULL);
+    }
+    else {
         leaf = APR_ARRAY_IDX(chain->certs, 0, const acme_cert_t *);
         top = APR_ARRAY_IDX(chain->certs, chain->certs->nelts - 1, const acme_cert_t *);
-        if (cert_key) {
-            rv = acme_crypto_key_matches_cert(cert_key, leaf, res);
+        if (cert_key && acme_crypto_key_matches_cert(cert_key, leaf, res) != APR_SUCCESS) {
+            /* Someone else's certificate: installing it would break TLS for every client. */
+            rv = res->status;
+            res->message = "the leaf certificate is for another key than the one in our CSR";
         }
         if (rv == APR_SUCCESS) {
             rv = acme_crypto_cert_covers(p, leaf, (const acme_ident_t *)order->identifiers->elts,
                                          order->identifiers->nelts, res);
+            if (rv != APR_SUCCESS) {
+                res->message = apr_psprintf(p, "the leaf certificate is not for the names "
+                                            "ordered: %s", res->message);
+            }
         }
         if (rv == APR_SUCCESS) {
             rv = acme_crypto_chain_check(p, chain->certs, res);
@@ -1452,10 +1609,8 @@ apr_status_t acme_client_renewal_info(acme_client_t *c, apr_pool_t *p, const cha
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    if (!is_2xx(resp)) {
-        return acme_problem_from_response(res, p, apr_psprintf(p, "GET renewalInfo %s", url),
-                                          resp->status, resp->content_type, resp->body,
-                                          resp->body_len, resp->retry_after);
+    if (is_failure(resp)) {
+        return answer_failed(res, p, apr_psprintf(p, "GET renewalInfo %s", url), resp);
     }
     rv = acme_client_renewal_info_parse(p, resp->body, resp->body_len, resp->retry_after, info,
                                         res);

@@ -112,6 +112,67 @@ const char *acme_http_resolve_url(apr_pool_t *p, const char *base, const char *r
     return apr_pstrcat(p, apr_pstrndup(p, base, (apr_size_t)(end - base)), ref, NULL);
 }
 
+static char *lower(char *s)
+{
+    for (char *c = s; *c; ++c) {
+        *c = (char)apr_tolower(*c);
+    }
+    return s;
+}
+
+const char *acme_http_origin(apr_pool_t *p, const char *url)
+{
+    const char *sep, *auth, *end, *at, *host_end, *port = NULL;
+    char *scheme;
+
+    sep = url ? strstr(url, "://") : NULL;
+    if (!sep || !has_scheme(url)) {
+        return NULL;
+    }
+    scheme = lower(apr_pstrndup(p, url, (apr_size_t)(sep - url)));
+    if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) {
+        return NULL;
+    }
+    auth = sep + 3;
+    end = auth + strcspn(auth, "/?#");
+    /* user@host: only the last '@' ends the user info. */
+    for (at = end; at > auth && at[-1] != '@'; --at) {
+    }
+    auth = at > auth ? at : auth;
+    if (*auth == '[') {
+        host_end = memchr(auth, ']', (apr_size_t)(end - auth));
+        host_end = host_end ? host_end + 1 : NULL;
+    }
+    else {
+        host_end = memchr(auth, ':', (apr_size_t)(end - auth));
+        host_end = host_end ? host_end : end;
+    }
+    if (!host_end || host_end == auth || (host_end < end && *host_end != ':')) {
+        return NULL;
+    }
+    if (host_end < end) {
+        port = apr_pstrndup(p, host_end + 1, (apr_size_t)(end - host_end - 1));
+        if (!*port || strspn(port, "0123456789") != strlen(port) || strlen(port) > 5) {
+            return NULL;
+        }
+        /* "https://ca:443" and "https://ca" are one origin, and so are ports "0443" and "443". */
+        port = apr_ltoa(p, atol(port));
+        if (strcmp(port, strcmp(scheme, "https") == 0 ? "443" : "80") == 0) {
+            port = NULL;
+        }
+    }
+    return apr_pstrcat(p, scheme, "://",
+                       lower(apr_pstrndup(p, auth, (apr_size_t)(host_end - auth))),
+                       port ? ":" : "", port ? port : "", NULL);
+}
+
+int acme_http_same_origin(apr_pool_t *p, const char *a, const char *b)
+{
+    const char *oa = acme_http_origin(p, a), *ob = acme_http_origin(p, b);
+
+    return oa && ob && strcmp(oa, ob) == 0;
+}
+
 apr_time_t acme_http_parse_retry_after(const char *value, apr_time_t now)
 {
     const char *s;

@@ -99,6 +99,15 @@ apr_time_t acme_http_parse_retry_after(const char *value, apr_time_t now);
 void acme_http_parse_links(apr_pool_t *p, const char *value, const char *base_url,
                            apr_array_header_t *links);
 
+/*
+ * The origin of an absolute http(s) URL as "scheme://host[:port]": scheme and host in lower
+ * case, user info dropped, the scheme's default port left out. NULL for anything else.
+ */
+const char *acme_http_origin(apr_pool_t *p, const char *url);
+
+/* Whether both are http(s) URLs of one origin (same scheme, host and port). */
+int acme_http_same_origin(apr_pool_t *p, const char *a, const char *b);
+
 /* A URL reference resolved against an absolute base (RFC 3986 §5, common cases). */
 const char *acme_http_resolve_url(apr_pool_t *p, const char *base, const char *ref);
 

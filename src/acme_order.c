@@ -151,6 +151,14 @@ static apr_status_t read_urls(apr_pool_t *p, json_t *list, apr_array_header_t *a
     return APR_SUCCESS;
 }
 
+/* A member that is either absent or a string: anything else is not the CA's order object. */
+static int absent_or_string(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+
+    return !v || json_is_string(v);
+}
+
 static const char *opt_string(apr_pool_t *p, json_t *obj, const char *key)
 {
     const char *s = json_string_value(json_object_get(obj, key));
@@ -187,11 +195,12 @@ apr_status_t acme_order_update(acme_order_t *order, apr_pool_t *p, const char *j
     if (!json_is_object(doc)
         || acme_order_status_parse(json_string_value(json_object_get(doc, "status")), &status)
         || status == ACME_ORDER_NEW
+        || !absent_or_string(doc, "finalize") || !absent_or_string(doc, "certificate")
+        || !absent_or_string(doc, "expires")
         || read_urls(p, json_object_get(doc, "authorizations"), authz)) {
         json_decref(doc);
         return acme_result_fail(res, APR_EINVAL, ACME_CLASS_PERMANENT,
-                                apr_psprintf(p, "order %s: the CA sent no valid order object",
-                                             order->url ? order->url : "(new)"));
+                                "the CA sent no valid order object");
     }
     if (read_identifiers(p, json_object_get(doc, "identifiers"), idents) == APR_SUCCESS
         && !ident_sets_equal((const acme_ident_t *)order->identifiers->elts,
@@ -199,9 +208,7 @@ apr_status_t acme_order_update(acme_order_t *order, apr_pool_t *p, const char *j
                              (const acme_ident_t *)idents->elts, idents->nelts)) {
         json_decref(doc);
         return acme_result_fail(res, APR_EINVAL, ACME_CLASS_PERMANENT,
-                                apr_psprintf(p, "order %s: the CA's identifiers differ from "
-                                             "the ones requested",
-                                             order->url ? order->url : "(new)"));
+                                "the CA's identifiers differ from the ones requested");
     }
     order->status = status;
     if (authz->nelts > 0) {

@@ -54,8 +54,11 @@ const char *acme_order_ident_type_name(acme_ident_type_t type);
 /*
  * Takes the CA's order object (RFC 8555 §7.1.3) into `order`: status,
  * authorizations, finalize, certificate, expires, error. Fails (PERMANENT)
- * for an object without a known status, and when the CA's identifier set is
- * not the one requested (a CA must not change what it issues for).
+ * for an object without a known status, with a field of the wrong JSON type
+ * (authorizations not an array of strings, finalize, certificate or expires
+ * not a string), and when the CA's identifier set is not the one requested
+ * (a CA must not change what it issues for). The message does not name the
+ * order: the caller knows which request it was.
  */
 apr_status_t acme_order_update(acme_order_t *order, apr_pool_t *p, const char *json,
                                apr_size_t len, acme_result_t *res);

@@ -114,6 +114,12 @@ static void test_authz_parse_rejects_garbage(void **state)
         "{\"identifier\":{\"type\":\"dns\",\"value\":\"a\"},\"challenges\":[]}",
         "{\"status\":\"pending\",\"identifier\":{\"type\":\"dns\",\"value\":\"a\"},\"challenges\":[{\"type\":\"x\"}]}",
         "[]",
+        /* the right fields with the wrong JSON types */
+        "{\"status\":\"pending\",\"identifier\":{\"type\":\"dns\",\"value\":12},\"challenges\":[]}",
+        "{\"status\":\"pending\",\"identifier\":{\"type\":\"dns\",\"value\":\"a\"},"
+        "\"challenges\":\"http-01\"}",
+        "{\"status\":\"pending\",\"identifier\":{\"type\":\"dns\",\"value\":\"a\"},"
+        "\"challenges\":[{\"type\":\"http-01\",\"url\":7}]}",
     };
     acme_client_authz_t *authz;
     acme_result_t res;

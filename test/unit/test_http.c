@@ -192,6 +192,48 @@ static void test_resolve_url(void **state)
     assert_string_equal(acme_http_resolve_url(p, "https://ca.example", "x"), "https://ca.example/x");
 }
 
+static void test_origin(void **state)
+{
+    apr_pool_t *p = *state;
+
+    assert_string_equal(acme_http_origin(p, BASE), "https://ca.example");
+    assert_string_equal(acme_http_origin(p, "HTTPS://CA.Example:443/dir"), "https://ca.example");
+    assert_string_equal(acme_http_origin(p, "http://ca.example:80"), "http://ca.example");
+    assert_string_equal(acme_http_origin(p, "http://ca.example:8443?x"), "http://ca.example:8443");
+    assert_string_equal(acme_http_origin(p, "https://u:pw@ca.example:0443/x"),
+                        "https://ca.example");
+    assert_string_equal(acme_http_origin(p, "https://[::1]:14000/dir"), "https://[::1]:14000");
+    assert_string_equal(acme_http_origin(p, "https://a.example#@b.example/"), "https://a.example");
+    /* not an http(s) URL with a host and a numeric port: no origin at all */
+    assert_null(acme_http_origin(p, NULL));
+    assert_null(acme_http_origin(p, "/relative/path"));
+    assert_null(acme_http_origin(p, "ftp://ca.example/"));
+    assert_null(acme_http_origin(p, "https:///path"));
+    assert_null(acme_http_origin(p, "https://ca.example:/x"));
+    assert_null(acme_http_origin(p, "https://ca.example:12x/x"));
+    assert_null(acme_http_origin(p, "https://ca.example:123456/x"));
+    assert_null(acme_http_origin(p, "https://[::1/x"));
+    assert_null(acme_http_origin(p, "https://[::1]x:1/x"));
+}
+
+/* The check that keeps signed requests on the CA's host. */
+static void test_same_origin(void **state)
+{
+    apr_pool_t *p = *state;
+    const char *dir = "https://acme.example/directory";
+
+    assert_true(acme_http_same_origin(p, dir, "https://acme.example/acme/authz/1"));
+    assert_true(acme_http_same_origin(p, dir, "https://ACME.example:443/cert/9"));
+    assert_false(acme_http_same_origin(p, dir, "https://acme.example.evil.test/authz/1"));
+    assert_false(acme_http_same_origin(p, dir, "https://evil.test/acme.example/authz"));
+    assert_false(acme_http_same_origin(p, dir, "https://acme.example@evil.test/authz/1"));
+    assert_false(acme_http_same_origin(p, dir, "http://acme.example/authz/1"));
+    assert_false(acme_http_same_origin(p, dir, "https://acme.example:8443/authz/1"));
+    assert_false(acme_http_same_origin(p, dir, "/authz/1"));
+    assert_false(acme_http_same_origin(p, dir, NULL));
+    assert_false(acme_http_same_origin(p, "not a url", "not a url"));
+}
+
 /* ------------------------------------------------------------------ transport, on loopback */
 
 typedef struct {
@@ -372,6 +414,8 @@ int main(void)
         cmocka_unit_test(test_content_type),
         cmocka_unit_test(test_status_line_starts_over),
         cmocka_unit_test(test_resolve_url),
+        cmocka_unit_test(test_origin),
+        cmocka_unit_test(test_same_origin),
         cmocka_unit_test(test_post_roundtrip),
         cmocka_unit_test(test_response_size_cap),
         cmocka_unit_test(test_hanging_server_times_out),

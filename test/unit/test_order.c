@@ -104,6 +104,12 @@ static void test_update_rejects_garbage(void **state)
     static const char *const garbage[] = {
         "{}", "{\"status\":\"new\"}", "{\"status\":\"bogus\"}", "nope",
         "{\"status\":\"pending\",\"authorizations\":[1]}",
+        "{\"status\":\"pending\",\"authorizations\":\"https://ca.example/a\"}",
+        /* fields of the wrong JSON type are not silently skipped */
+        "{\"status\":\"ready\",\"finalize\":42}",
+        "{\"status\":\"valid\",\"certificate\":[\"https://ca.example/c\"]}",
+        "{\"status\":\"pending\",\"expires\":1}",
+        "[{\"status\":\"pending\"}]",
     };
     acme_order_t *order = pending(*state);
     acme_result_t res;
