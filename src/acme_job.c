@@ -331,6 +331,30 @@ static apr_time_t acme_job_force_mtime(apr_pool_t *p, const acme_store_t *st, co
                    == APR_SUCCESS && fi.filetype == APR_REG ? fi.mtime : 0;
 }
 
+static apr_time_t acme_job_force_done(apr_pool_t *p, const acme_store_t *st, const char *name)
+{
+    const char *done = acme_store_path(p, st, ACME_STORE_JOBS,
+                                       apr_pstrcat(p, name, ".force-done", NULL), NULL);
+
+    return done ? acme_job_number_read(p, done) : -1;
+}
+
+int acme_job_force_pending(apr_pool_t *p, const acme_store_t *st, const char *name)
+{
+    apr_time_t asked = acme_job_force_mtime(p, st, name);
+    apr_time_t done = acme_job_force_done(p, st, name);
+
+    return asked && done >= 0 && done < asked;
+}
+
+int acme_job_force_interrupted(apr_pool_t *p, const acme_store_t *st, const acme_job_t *job)
+{
+    apr_time_t asked = acme_job_force_mtime(p, st, job->name);
+
+    return asked && job->state == ACME_JOB_ORDERING
+           && acme_job_force_done(p, st, job->name) >= asked;
+}
+
 int acme_job_force_take(apr_pool_t *p, const acme_store_t *st, const char *name)
 {
     const char *done = acme_store_path(p, st, ACME_STORE_JOBS,

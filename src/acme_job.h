@@ -80,6 +80,21 @@ json_t *acme_job_to_json(const acme_job_t *job);
 /* Worker: 1 when a request was made since the last one it acted on (and records it). */
 int acme_job_force_take(apr_pool_t *p, const acme_store_t *st, const char *name);
 
+/*
+ * Worker: 1 when a request was made since the last one it acted on, without recording it: the
+ * worker first saves the job as ACME_JOB_ORDERING, then takes the request, so that a worker
+ * killed in between or later, mid-order, does not lose it (see acme_job_force_interrupted).
+ */
+int acme_job_force_pending(apr_pool_t *p, const acme_store_t *st, const char *name);
+
+/*
+ * Worker: 1 when the request taken last is still there (the parent removes it once the new
+ * set is installed) and the job is still ACME_JOB_ORDERING: the run acting on it was cut
+ * short (a kill, a crash), and the forced renewal goes on. A run that ends stages (STAGED) or
+ * fails (FAILED), so a request is never acted on twice.
+ */
+int acme_job_force_interrupted(apr_pool_t *p, const acme_store_t *st, const acme_job_t *job);
+
 /* Parent: 1 while a request for the domain is there. */
 int acme_job_force_requested(apr_pool_t *p, const acme_store_t *st, const char *name);
 

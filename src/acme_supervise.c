@@ -961,6 +961,26 @@ static apr_interval_time_t acme_supervise_shortest_lifetime(const acme_superviso
     return shortest;
 }
 
+/*
+ * How long the worker waits after its crashes-th abnormal exit in a row: the delay grows, so that
+ * a worker dying at every start (or killed by the OOM killer again and again) does not loop.
+ * ACME_TEST_CRASH_DELAY_MS, for tests only, makes it a fixed number of milliseconds: a test that
+ * kills the worker a hundred times must not wait for the growing delay.
+ */
+static apr_interval_time_t acme_supervise_crash_delay(int crashes)
+{
+    const char *env = getenv("ACME_TEST_CRASH_DELAY_MS");
+    char *end = NULL;
+    long ms = env ? strtol(env, &end, 10) : -1;
+    apr_interval_time_t delay;
+
+    if (env && end != env && *end == '\0' && ms >= 0 && ms <= 3600000L) {
+        return apr_time_from_msec(ms);
+    }
+    delay = ACME_SUPERVISE_CRASH_DELAY << (crashes < 8 ? crashes - 1 : 7);
+    return delay > ACME_SUPERVISE_CRASH_DELAY_MAX ? ACME_SUPERVISE_CRASH_DELAY_MAX : delay;
+}
+
 static void acme_supervise_exited(acme_supervisor_t *sup, int status)
 {
     apr_time_t now = apr_time_now();
@@ -972,10 +992,7 @@ static void acme_supervise_exited(acme_supervisor_t *sup, int status)
     if (status != 0 && status != 1) {
         /* A start-up failure or a signal: retry, more slowly each time in a row. */
         sup->crashes++;
-        delay = ACME_SUPERVISE_CRASH_DELAY << (sup->crashes < 8 ? sup->crashes - 1 : 7);
-        if (delay > ACME_SUPERVISE_CRASH_DELAY_MAX) {
-            delay = ACME_SUPERVISE_CRASH_DELAY_MAX;
-        }
+        delay = acme_supervise_crash_delay(sup->crashes);
         sup->next_run = now + delay;
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sup->s, "mod_acme: renewal worker (pid %d) "
                      "%s (status %d); it starts again in %d s and resumes its orders", pid,

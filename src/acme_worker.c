@@ -610,6 +610,32 @@ static void acme_worker_staging_tidy(acme_worker_t *w)
 
 /* ------------------------------------------------------------------ planning */
 
+/*
+ * An admin's renewal request, new or taken by a run that was cut short. The job is saved as
+ * ORDERING before the request is recorded as taken: a worker killed at any point resumes it.
+ */
+static int acme_worker_forced(acme_worker_t *w, acme_job_t *job, apr_time_t now)
+{
+    const char *what = "renewal forced by an admin";
+
+    if (acme_job_force_pending(w->pool, w->store, job->name)) {
+        job->state = ACME_JOB_ORDERING;
+        job->updated = now;
+        if (acme_worker_job_save(w, w->pool, job, NULL) != APR_SUCCESS) {
+            return 0;   /* taken at the next run, once the job can be saved */
+        }
+        acme_job_force_take(w->pool, w->store, job->name);
+    }
+    else if (acme_job_force_interrupted(w->pool, w->store, job)) {
+        what = "renewal forced by an admin, resumed";
+    }
+    else {
+        return 0;
+    }
+    acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(w->pool, "%s: %s", job->name, what));
+    return 1;
+}
+
 static apr_time_t acme_worker_renew_at(apr_pool_t *p, const acme_worker_item_t *item)
 {
     const apr_array_header_t *specs = item->dom->policy.key_specs;
@@ -834,9 +860,7 @@ static void acme_worker_plan(acme_worker_t *w, apr_interval_time_t interval)
         if (item->staged) {
             continue;   /* the parent activates it; a new run follows the restart */
         }
-        if (acme_job_force_take(w->pool, w->store, item->dom->name)) {
-            acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(w->pool, "%s: renewal forced by "
-                                                             "an admin", item->dom->name));
+        if (acme_worker_forced(w, job, now)) {
             item->forced = 1;
             APR_ARRAY_PUSH(w->due, acme_worker_item_t *) = item;
             continue;

@@ -11,6 +11,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class CaProxy:
         self.rejected = []           # the newOrder payloads refused that way
         self.refused = 0             # requests answered with DOWN or FAIL
         self.lock = threading.Lock()
+        self.order_log = []          # every newOrder sent: see _note_order_sent
         pdir = Path(pebble.workdir) / "pebble"
         handler = self._handler_class()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -56,6 +58,45 @@ class CaProxy:
     def orders_with(self, field):
         with self.lock:
             return [o for o in self.orders if field in o]
+
+    def orders_per_name(self):
+        """{name: number of newOrders Pebble accepted with that name among its identifiers}"""
+        counts = {}
+        with self.lock:
+            for o in self.orders:
+                for ident in o.get("identifiers", []):
+                    counts[ident.get("value")] = counts.get(ident.get("value"), 0) + 1
+        return counts
+
+    def order_times(self):
+        """Copies of the order_log entries: {"names", "sent", "answered", "status", "url"};
+        "sent" and "answered" are time.time() values, "answered" None while Pebble works."""
+        with self.lock:
+            return [dict(e) for e in self.order_log]
+
+    def _note_order_sent(self, method, body):
+        """The entry of a newOrder request as it arrives (before Pebble sees it), else None."""
+        if method != "POST" or not body:
+            return None
+        try:
+            payload = _b64url_json(json.loads(body)["payload"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(payload, dict) or "identifiers" not in payload:
+            return None
+        entry = {"names": [i.get("value") for i in payload["identifiers"]], "sent": time.time(),
+                 "answered": None, "status": None, "url": None}
+        with self.lock:
+            self.order_log.append(entry)
+        return entry
+
+    def _note_order_answered(self, entry, status, headers):
+        if entry is None:
+            return
+        with self.lock:
+            entry["status"] = status
+            entry["url"] = dict((k.lower(), v) for k, v in headers).get("location")
+            entry["answered"] = time.time()
 
     # ------------------------------------------------------------------ the handler
 
@@ -133,7 +174,9 @@ class CaProxy:
                                                                                        body):
             return
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP_HEADERS}
+        sent = self._note_order_sent(method, body)
         status, resp_headers, resp_body = self._forward(method, handler.path, headers, body)
+        self._note_order_answered(sent, status, resp_headers)
         if method == "POST" and body and status == 201 and "order" in handler.path:
             self._record_order(body)
         if self.ari and handler.path == "/dir" and status == 200:

@@ -240,6 +240,41 @@ static void test_next_run_file(void **state)
     assert_int_equal(acme_job_next_run_load(fx->pool, fx->st), 0);
 }
 
+/* A worker killed between taking an admin's request and staging its result resumes it. */
+static void test_force_request_survives_an_interrupted_run(void **state)
+{
+    fixture_t *fx = *state;
+    const char *req = acme_store_path(fx->pool, fx->st, ACME_STORE_REQUESTS, "f.example.force",
+                                      NULL);
+    acme_job_t job = {.name = "f.example", .state = ACME_JOB_ORDERING};
+    acme_result_t res;
+
+    assert_int_equal(acme_job_force_pending(fx->pool, fx->st, "f.example"), 0);
+    assert_int_equal(acme_job_force_interrupted(fx->pool, fx->st, &job), 0);
+    mkdir(acme_store_path(fx->pool, fx->st, ACME_STORE_REQUESTS, NULL, NULL), 0755);
+    acme_result_reset(&res);
+    assert_int_equal(acme_store_write_file(fx->pool, req, "1\n", 2, 0644, &res), APR_SUCCESS);
+    assert_int_equal(acme_job_force_pending(fx->pool, fx->st, "f.example"), 1);
+    /* Not taken yet: it is pending, not interrupted. */
+    assert_int_equal(acme_job_force_interrupted(fx->pool, fx->st, &job), 0);
+    assert_int_equal(acme_job_force_take(fx->pool, fx->st, "f.example"), 1);
+    assert_int_equal(acme_job_force_pending(fx->pool, fx->st, "f.example"), 0);
+    assert_int_equal(acme_job_force_take(fx->pool, fx->st, "f.example"), 0);
+    assert_int_equal(acme_job_force_interrupted(fx->pool, fx->st, &job), 1);
+    /* A run that ended (staged or failed) acted on it: never twice. */
+    job.state = ACME_JOB_STAGED;
+    assert_int_equal(acme_job_force_interrupted(fx->pool, fx->st, &job), 0);
+    job.state = ACME_JOB_FAILED;
+    assert_int_equal(acme_job_force_interrupted(fx->pool, fx->st, &job), 0);
+    job.state = ACME_JOB_IDLE;
+    assert_int_equal(acme_job_force_interrupted(fx->pool, fx->st, &job), 0);
+    /* Installed: the parent removed the request. */
+    job.state = ACME_JOB_ORDERING;
+    acme_job_force_clear(fx->pool, fx->st, "f.example");
+    assert_int_equal(acme_job_force_interrupted(fx->pool, fx->st, &job), 0);
+    assert_int_equal(acme_job_force_pending(fx->pool, fx->st, "f.example"), 0);
+}
+
 /* Found by fuzz_store: a count of seconds no apr_time_t holds overflowed (undefined behaviour). */
 static void test_huge_times_are_none(void **state)
 {
@@ -385,6 +420,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unusable_names_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_file_is_an_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_next_run_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_force_request_survives_an_interrupted_run, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_huge_times_are_none, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_utf8_is_saved_sanitised, setup, teardown),
         cmocka_unit_test_setup_teardown(test_utf8_sanitiser, setup, teardown),
