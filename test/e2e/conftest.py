@@ -81,3 +81,57 @@ def httpd_alone(workdir):
         yield server
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------- sanitizers (ACME_SANITIZE=1)
+_SANITIZER_DIR = None
+_sanitizer_seen = set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sanitizer_session():
+    """With ACME_SANITIZE=1: checks the module really is sanitized (apache2 must get the runtime
+    preloaded, see harness.sanitizer_setup) and, at the end, that no report came late."""
+    global _SANITIZER_DIR
+    if not harness.SANITIZE:
+        yield
+        return
+    if b"__asan_init" not in harness.MODULE_SO.read_bytes():
+        pytest.exit(f"ACME_SANITIZE=1 but {harness.MODULE_SO} is not built with ASan "
+                    "(set ACME_BUILD_DIR to a --enable-sanitizers build)", returncode=4)
+    # Not under pytest's 0700 tmp root: children running as the User write here too.
+    _SANITIZER_DIR = harness.sanitizer_setup(harness.make_workdir() / "sanitizer")
+    yield
+    late = _sanitizer_reports(_sanitizer_seen)
+    if late:
+        LOG_KEEP_DIR.mkdir(parents=True, exist_ok=True)
+        (LOG_KEEP_DIR / "late-sanitizer-reports.txt").write_text(late)
+    shutil.rmtree(_SANITIZER_DIR.parent, ignore_errors=True)
+    assert not late, "sanitizer reports written after the tests ended:\n" + late
+
+
+def _sanitizer_reports(seen):
+    """The text of every report file not in seen (which it extends), or ""."""
+    text = []
+    for p in sorted(_SANITIZER_DIR.iterdir()) if _SANITIZER_DIR else []:
+        if p.name not in seen:
+            seen.add(p.name)
+            text.append(f"==== {p.name}\n{p.read_text(errors='replace')}")
+    return "\n".join(text)
+
+
+@pytest.fixture(autouse=True)
+def no_sanitizer_report(request, sanitizer_session):
+    """Fails the test (at teardown, after its servers stopped) if any process wrote a sanitizer
+    report meanwhile; the reports are printed and kept with the test's logs."""
+    yield
+    if not _SANITIZER_DIR:
+        return
+    new = _sanitizer_reports(_sanitizer_seen)
+    if new:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)
+        dest = LOG_KEEP_DIR / name
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "sanitizer-reports.txt").write_text(new)
+        pytest.fail(f"sanitizer reports (kept in {dest}):\n{new}", pytrace=False)
+

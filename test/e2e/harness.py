@@ -42,6 +42,48 @@ PEBBLE_VARIANTS = {
     "alternate-roots": {"env": {"PEBBLE_ALTERNATE_ROOTS": "2"}},
 }
 
+# ACME_SANITIZE=1 (with ACME_BUILD_DIR at a --enable-sanitizers build such as build/san): the
+# module is built with clang's ASan + UBSan but apache2 is not, so apache2 gets clang's shared ASan
+# runtime (which carries UBSan's too) preloaded; sanitizer_setup() sends every report into files.
+SANITIZE = os.environ.get("ACME_SANITIZE") == "1"
+_sanitizer_runtime = None
+
+
+def sanitizer_setup(report_dir):
+    """Makes every sanitized process this run starts (apache2, its children, the module's worker,
+    a2acme, the test driver) write its reports to <report_dir>/asan.<pid> instead of stderr:
+    set in os.environ, so every subprocess inherits it. detect_leaks=0: httpd and its children
+    exit with pools and OpenSSL/libcurl state alive by design, so leak reports there would be
+    noise; the unit tests run with leak detection. No halt_on_error: the build uses
+    -fno-sanitize-recover, so the first report ends that one process after it is written (an
+    httpd child, the worker), the others carry on. allow_addr2line: symbolized stacks without
+    llvm-symbolizer (binutils' addr2line)."""
+    global _sanitizer_runtime
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    report_dir.chmod(0o1777)        # httpd children and the worker may run as the User
+    common = f"log_path={report_dir}/asan:allow_addr2line=1:print_stacktrace=1"
+    os.environ["ASAN_OPTIONS"] = f"{common}:detect_leaks=0"
+    os.environ["UBSAN_OPTIONS"] = common
+    res = subprocess.run([os.environ.get("ACME_CLANG", "clang"),
+                          "-print-file-name=libclang_rt.asan-x86_64.so"],
+                         capture_output=True, text=True, check=True)
+    runtime = Path(res.stdout.strip())
+    if not runtime.is_absolute() or not runtime.exists():
+        raise RuntimeError(f"clang's ASan runtime was not found ({runtime}): "
+                           "install the Debian package libclang-rt-dev")
+    _sanitizer_runtime = str(runtime)
+    return report_dir
+
+
+def httpd_env():
+    """The environment to run apache2 in: None (inherit) unless sanitizing, then with the ASan
+    runtime preloaded (apache2 cannot load the sanitized module without it)."""
+    if not _sanitizer_runtime:
+        return None
+    return {**os.environ, "LD_PRELOAD": _sanitizer_runtime}
+
+
 _started = []          # every process this run started: (name, Popen)
 _ports_given = set()
 
@@ -375,12 +417,13 @@ class Httpd:
         return [HTTPD_BIN, "-d", str(self.root), "-f", str(self.conf_path), *extra]
 
     def configtest(self):
-        res = subprocess.run(self._argv("-t"), capture_output=True, text=True, timeout=60)
+        res = subprocess.run(self._argv("-t"), capture_output=True, text=True, timeout=60,
+                             env=httpd_env())
         return res.returncode, res.stdout + res.stderr
 
     def start(self, timeout=20):
         self.proc = start_process("apache2", self._argv("-DFOREGROUND"),
-                                  self.root / "logs" / "stdout_log")
+                                  self.root / "logs" / "stdout_log", env=httpd_env())
         wait_for(lambda: port_open(self.http_port) or self.proc.poll() is not None, timeout,
                  "apache2 to listen")
         if self.proc.poll() is not None:

@@ -778,7 +778,8 @@ def test_fifos_do_not_stop_graceful_restarts(httpd, pebble, workdir):
     try:
         before = server.count(RESUMED)
         res = subprocess.run([harness.HTTPD_BIN, "-d", str(httpd.root), "-f", str(httpd.conf_path),
-                              "-k", "graceful"], capture_output=True, text=True, timeout=30)
+                              "-k", "graceful"], capture_output=True, text=True, timeout=30,
+                             env=harness.httpd_env())
         assert res.returncode == 0, res.stdout + res.stderr
         harness.wait_for(lambda: server.count(RESUMED) > before or not httpd.running(), 10,
                          "a new generation after apache2 -k graceful")
