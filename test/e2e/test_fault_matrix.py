@@ -32,10 +32,10 @@ NAMES_PER_FAULT = 2
 # (label, fault): a mode, or a schedule [(seconds, mode), ...] that ends in PASS by itself.
 # Retry-After: a short one (below the module's one-minute floor) for 503, a long one for 429.
 SWITCHING = [(4, DOWN), (4, FAIL), (4, UNAVAILABLE), (4, LIMITED), (4, FAIL)]
-SWITCHING_HANG = [(6, DOWN), (8, HANG), (6, FAIL)]
+SWITCHING_HANG = [(4, DOWN), (6, FAIL), (10, HANG)]     # the renewal (due at +10 s) hangs
 GROUPS = {
     "refusals": [("down", DOWN), ("500", FAIL), ("503+RA2", (UNAVAILABLE, 2)),
-                 ("429+RA65", (LIMITED, 65)), ("switching", SWITCHING)],
+                 ("429+RA62", (LIMITED, 62)), ("switching", SWITCHING)],
     "hang": [("hang", HANG)],
     "switching+hang": [("switching+hang", SWITCHING_HANG)],
 }
@@ -85,8 +85,11 @@ class Fault:
         for name, front in self.fronts.items():
             if name in self.started and name not in self.lifted and \
                     now >= self.started[name] + self.fault_seconds():
-                front.mode = PASS           # a schedule has switched to PASS by itself
-                self.lifted[name] = now
+                if isinstance(self.spec, list):     # it switched to PASS by itself, then
+                    self.lifted[name] = self.started[name] + self.fault_seconds()
+                else:
+                    front.mode = PASS
+                    self.lifted[name] = now
 
     def stop(self):
         for front in self.fronts.values():
@@ -139,6 +142,7 @@ def _watch(httpd, faults, deadline):
                                    (text or "no certificate")[:300]))
                     continue
                 if serial_of(text) != f.first[name][0]:
+                    f.lift_due(seen)
                     f.recovered[name] = seen
                     f.orders_at_recovery[name] = _orders_per_name(f).get(name, 0)
                     assert name in f.lifted, f"{name} renewed while its CA was failing"
@@ -205,15 +209,17 @@ def _retry_after_margins(f):
 
 
 def _figures(f, corrupt, store_files):
-    orders = _orders_per_name(f)
     margins = _retry_after_margins(f)
     refused = sum(front.refused for front in f.fronts.values())
+    hit = sorted({mode for front in f.fronts.values() for _, _, _, mode in front.received
+                  if mode != PASS})
     recovery = [f.recovered[n] - f.lifted[n] for n in f.names if n in f.recovered]
     return {
         "fault": f.label,
         "names": len(f.names),
         "fault_s": f.fault_seconds(),
         "refused": refused,
+        "modes_hit": "+".join(hit) or None,
         "lost": len({n for n, _, _ in f.lost}),
         "corrupt": len(corrupt),
         "store_files": store_files,
@@ -239,7 +245,7 @@ def _timeline(f):
 
 
 def _table(rows):
-    cols = ["fault", "names", "fault_s", "refused", "lost", "corrupt", "store_files",
+    cols = ["fault", "names", "fault_s", "refused", "modes_hit", "lost", "corrupt", "store_files",
             "dup_orders", "orders", "ra_margin_min_s", "recovery_max_s"]
     lines = [" | ".join(cols)]
     for r in rows:
