@@ -224,7 +224,7 @@ static void test_job_fields_round_trip(void **state)
     job->ari_end = NB + DAY(1);
     job->ari_pick = NB + SEC(3600);
     job->ari_next = NB + SEC(60);
-    job->ca_hold = NB + SEC(65);
+    job->ca_hold = NB + SEC(65) - 1;     /* stored rounded up: never earlier */
     job->ari_explanation = "https://ca.example/why";
     job->warning = "new.test: expires";
     job->notified_event = "errored";
