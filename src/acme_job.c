@@ -114,6 +114,7 @@ static void acme_job_from_json(acme_job_t *job, apr_pool_t *p, json_t *json)
     job->ca_index = (int)json_integer_value(json_object_get(json, "ca_index"));
     job->ca_failures = (int)json_integer_value(json_object_get(json, "ca_failures"));
     job->rejected = (int)json_integer_value(json_object_get(json, "rejected"));
+    job->ca_hold = acme_job_time_get(json, "ca_retry_after");
     job->renew_reason = acme_job_str_get(p, json, "renew_reason");
     job->warning = acme_job_str_get(p, json, "warning");
     job->notified_event = acme_job_str_get(p, json_object_get(json, "notified"), "event");
@@ -155,6 +156,13 @@ static json_t *acme_job_time_json(apr_time_t t)
     return t ? json_integer(apr_time_sec(t)) : json_null();
 }
 
+/* A "not before" time (a CA's Retry-After, the next attempt): whole seconds, rounded up, so that
+ * the stored form never lets a request out before the instant it stands for. */
+static json_t *acme_job_time_json_up(apr_time_t t)
+{
+    return t ? json_integer(apr_time_sec(t + APR_USEC_PER_SEC - 1)) : json_null();
+}
+
 static json_t *acme_job_to_json_base(const acme_job_t *job);
 
 static json_t *acme_job_error_json(const acme_job_t *job)
@@ -185,7 +193,7 @@ static json_t *acme_job_ari_json(const acme_job_t *job)
                      "start", acme_job_time_json(job->ari_start),
                      "end", acme_job_time_json(job->ari_end),
                      "pick", acme_job_time_json(job->ari_pick),
-                     "retry_after", acme_job_time_json(job->ari_next),
+                     "retry_after", acme_job_time_json_up(job->ari_next),
                      "explanation_url", job->ari_explanation);
 }
 
@@ -197,6 +205,7 @@ json_t *acme_job_to_json(const acme_job_t *job)
         json_object_set_new(json, "ca_index", json_integer(job->ca_index));
         json_object_set_new(json, "ca_failures", json_integer(job->ca_failures));
         json_object_set_new(json, "rejected", json_integer(job->rejected));
+        json_object_set_new(json, "ca_retry_after", acme_job_time_json_up(job->ca_hold));
         json_object_set_new(json, "renew_reason", job->renew_reason
                                                   ? json_string(job->renew_reason) : json_null());
         json_object_set_new(json, "ari", acme_job_ari_json(job));
@@ -219,7 +228,7 @@ static json_t *acme_job_to_json_base(const acme_job_t *job)
                      "name", job->name,
                      "state", acme_job_state_name(job->state),
                      "activity", job->activity,
-                     "next_run", acme_job_time_json(job->next_run),
+                     "next_run", acme_job_time_json_up(job->next_run),
                      "renew_at", acme_job_time_json(job->renew_at),
                      "failures", job->failures,
                      "last_error", acme_job_error_json(job),
@@ -292,7 +301,9 @@ apr_status_t acme_job_next_run_save(apr_pool_t *p, const acme_store_t *st, apr_t
                                     acme_result_t *res)
 {
     const char *path = acme_store_path(p, st, ACME_STORE_JOBS, ACME_JOB_NEXT_RUN_FILE, NULL);
-    const char *text = apr_psprintf(p, "%" APR_TIME_T_FMT "\n", apr_time_sec(when));
+    /* Rounded up as the jobs' own times: the worker never wakes before what it waits for. */
+    const char *text = apr_psprintf(p, "%" APR_TIME_T_FMT "\n",
+                                    apr_time_sec(when + APR_USEC_PER_SEC - 1));
 
     return acme_store_write_file(p, path, text, strlen(text), ACME_PERMS_0644, res);
 }

@@ -48,6 +48,8 @@ typedef struct {
     apr_time_t notified_errored_at;  /* last `errored` / `expiring`, for rate limiting; */
     apr_time_t notified_expiring_at; /* cleared by a success */
     int rejected;               /* staged sets the parent refused for good (kept in rejected/) */
+    apr_time_t ca_hold;         /* a Retry-After the CA sent outside an order (a renewalInfo
+                                 * lookup answered 503/429): no order before it */
 } acme_job_t;
 
 acme_job_t *acme_job_make(apr_pool_t *p, const char *name);

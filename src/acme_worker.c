@@ -757,7 +757,10 @@ static void acme_worker_ari_failed(acme_worker_t *w, acme_worker_ari_ca_t *ac,
                                                    "applies", item->dom->name,
                                                    acme_result_describe(res, w->pool)));
     if (res->retry_after > now) {
+        /* An error answer with Retry-After asks the client to stay away from the CA, not only
+         * from renewalInfo: the order waits for it too (acme_worker_plan). */
         job->ari_next = res->retry_after;
+        job->ca_hold = res->retry_after;
         *dirty = 1;
     }
 }
@@ -898,6 +901,10 @@ static void acme_worker_plan(acme_worker_t *w, apr_interval_time_t interval)
         }
         if (job->state == ACME_JOB_FAILED && job->next_run > now) {
             acme_worker_note_next(w, job->next_run);
+            continue;
+        }
+        if (job->ca_hold > now && strcmp(reason, "emergency")) {
+            acme_worker_note_next(w, job->ca_hold);     /* the CA said when; see ari_failed */
             continue;
         }
         APR_ARRAY_PUSH(w->due, acme_worker_item_t *) = item;
@@ -1905,6 +1912,7 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
         run.job->warning = NULL;
         run.job->ari_start = run.job->ari_end = run.job->ari_pick = run.job->ari_next = 0;
         run.job->ari_explanation = NULL;
+        run.job->ca_hold = 0;
         run.job->state = ACME_JOB_STAGED;
         run.job->failures = 0;
         acme_result_reset(&run.job->last_error);

@@ -8,7 +8,7 @@ PACKAGES=(
   libssl-dev libcurl4-openssl-dev libjansson-dev libcmocka-dev
   pebble openssl curl ca-certificates
   python3 python3-pytest python3-pytest-timeout wrk
-  bind9 bind9-dnsutils
+  bind9 bind9-dnsutils faketime
 )
 # The sanitizer and libFuzzer runtimes (build/san, test/fuzz) are only Recommended by Debian's
 # clang, and recommends are not installed below: libclang-rt-dev names the default clang's.

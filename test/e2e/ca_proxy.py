@@ -1,10 +1,13 @@
 """An https front for Pebble that the tests steer: it passes every ACME request through (so the
-issuance is Pebble's own), or plays a CA that is down or answers 500s, and it can add an ARI
-(RFC 9773) renewalInfo resource that Pebble 2.4.0 lacks.
+issuance is Pebble's own), or plays a CA that is down, answers 500s, 503 or 429 with a
+Retry-After, or hangs (accepts and never answers), in one mode or in a schedule of modes over
+time, and it can add an ARI (RFC 9773) renewalInfo resource that Pebble 2.4.0 lacks.
 
 Pebble builds every URL it hands out from the request's Host header, so with the Host header
 passed through unchanged the whole conversation (nonces, orders, JWS "url" checks) stays with
-the front. The front records the payload of every newOrder, so a test can see `replaces`."""
+the front. The front records the payload of every newOrder, so a test can see `replaces`, and
+the time and answer of every request it receives (`received`), so a test can check that a
+Retry-After was honoured (`announced`: when each 503/429 said to come back)."""
 import base64
 import http.client
 import json
@@ -16,6 +19,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 PASS, DOWN, FAIL = "pass", "down", "fail"
+UNAVAILABLE, LIMITED, HANG = "unavailable", "limited", "hang"
+_REFUSALS = {
+    FAIL: (500, b'{"type":"urn:ietf:params:acme:error:serverInternal",'
+                b'"detail":"the CA is having a bad day"}'),
+    UNAVAILABLE: (503, b'{"type":"urn:ietf:params:acme:error:serverInternal",'
+                       b'"detail":"down for maintenance"}'),
+    LIMITED: (429, b'{"type":"urn:ietf:params:acme:error:rateLimited",'
+                   b'"detail":"too many requests"}'),
+}
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
 
@@ -26,7 +38,15 @@ def _b64url_json(part):
 class CaProxy:
     def __init__(self, pebble, ari=False):
         self.pebble = pebble
-        self.mode = PASS             # PASS, DOWN (connection closed unanswered) or FAIL (500)
+        self.mode = PASS             # PASS, DOWN (connection closed unanswered), FAIL (500),
+                                     # UNAVAILABLE (503), LIMITED (429) or HANG (no answer)
+        self.retry_after = 5         # seconds announced by UNAVAILABLE and LIMITED
+        self.schedule = None         # [(monotonic start, mode)]: see run_schedule
+        self.received = []           # (time.time(), method, path, mode) of every request
+        self.announced = []          # (time.time() received, instant it said to come back)
+        self.issued = 0              # certificates downloaded through the front
+        self.on_issued = None        # called with the count after each download, mode unchanged
+        self.released = threading.Event()   # set by stop(): hanging requests end
         self.ari = ari
         self.window = None           # (start, end) RFC 3339 strings for renewalInfo
         self.window_for = None       # or a function of the certificate id giving one
@@ -51,6 +71,7 @@ class CaProxy:
         self.thread.start()
 
     def stop(self):
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
@@ -97,6 +118,26 @@ class CaProxy:
             entry["status"] = status
             entry["url"] = dict((k.lower(), v) for k, v in headers).get("location")
             entry["answered"] = time.time()
+
+    def run_schedule(self, steps, then=PASS):
+        """Switches modes over time: steps is [(seconds, mode), ...] from now on; after the last
+        step the front stays in `then`."""
+        now, at, plan = time.monotonic(), 0.0, []
+        for seconds, mode in steps:
+            plan.append((now + at, mode))
+            at += seconds
+        plan.append((now + at, then))
+        with self.lock:
+            self.schedule = plan
+
+    def current_mode(self):
+        with self.lock:
+            plan = self.schedule
+        if not plan:
+            return self.mode
+        now = time.monotonic()
+        return [mode for start, mode in plan if start <= now][-1] if plan[0][0] <= now \
+            else self.mode
 
     # ------------------------------------------------------------------ the handler
 
@@ -148,24 +189,40 @@ class CaProxy:
                           "application/problem+json")
         return True
 
-    def _handle(self, handler, method):
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else None
-        if self.mode == DOWN:
-            with self.lock:
-                self.refused += 1
+    def _refuse(self, handler, mode, received):
+        """DOWN, HANG or an error answer; False when mode passes the request on."""
+        if mode == PASS:
+            return False
+        with self.lock:
+            self.refused += 1
+        if mode == HANG:
+            self.released.wait(600)
+            handler.close_connection = True
+            return True
+        if mode == DOWN:
             handler.close_connection = True
             try:
                 handler.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-            return
-        if self.mode == FAIL:
+            return True
+        status, body = _REFUSALS[mode]
+        extra = []
+        if mode in (UNAVAILABLE, LIMITED):
+            extra = [("Retry-After", str(self.retry_after))]
             with self.lock:
-                self.refused += 1
-            handler.send_body(500, b'{"type":"urn:ietf:params:acme:error:serverInternal",'
-                              b'"detail":"the CA is having a bad day"}',
-                              "application/problem+json")
+                self.announced.append((received, received + self.retry_after))
+        handler.send_body(status, body, "application/problem+json", extra)
+        return True
+
+    def _handle(self, handler, method):
+        received = time.time()
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else None
+        mode = self.current_mode()
+        with self.lock:
+            self.received.append((received, method, handler.path, mode))
+        if self._refuse(handler, mode, received):
             return
         if self.ari and handler.path.startswith("/ari/"):
             self._ari_answer(handler)
@@ -179,6 +236,12 @@ class CaProxy:
         self._note_order_answered(sent, status, resp_headers)
         if method == "POST" and body and status == 201 and "order" in handler.path:
             self._record_order(body)
+        if method == "POST" and status == 200 and handler.path.startswith("/certZ/"):
+            with self.lock:
+                self.issued += 1
+                issued = self.issued
+            if self.on_issued:
+                self.on_issued(issued)
         if self.ari and handler.path == "/dir" and status == 200:
             directory = json.loads(resp_body)
             directory["renewalInfo"] = self.url + "/ari/"

@@ -366,6 +366,7 @@ class Httpd:
         self.conf_path = self.root / "conf" / "httpd.conf"
         self.error_log = self.root / "logs" / "error_log"
         self.proc = None
+        self.env = {}          # extra environment for the started apache2 (e.g. LD_PRELOAD)
         for sub in ("conf", "logs", "htdocs", "run"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / "htdocs" / "index.html").write_text("hello from the test httpd\n")
@@ -423,7 +424,9 @@ class Httpd:
 
     def start(self, timeout=20):
         self.proc = start_process("apache2", self._argv("-DFOREGROUND"),
-                                  self.root / "logs" / "stdout_log", env=httpd_env())
+                                  self.root / "logs" / "stdout_log",
+                                  env=dict(httpd_env() or os.environ, **self.env)
+                                  if self.env else httpd_env())
         wait_for(lambda: port_open(self.http_port) or self.proc.poll() is not None, timeout,
                  "apache2 to listen")
         if self.proc.poll() is not None:

@@ -224,6 +224,7 @@ static void test_job_fields_round_trip(void **state)
     job->ari_end = NB + DAY(1);
     job->ari_pick = NB + SEC(3600);
     job->ari_next = NB + SEC(60);
+    job->ca_hold = NB + SEC(65) - 1;     /* stored rounded up: never earlier */
     job->ari_explanation = "https://ca.example/why";
     job->warning = "new.test: expires";
     job->notified_event = "errored";
@@ -235,6 +236,7 @@ static void test_job_fields_round_trip(void **state)
     assert_string_equal(back->renew_reason, "ari");
     assert_true(back->ari_start == NB && back->ari_end == NB + DAY(1));
     assert_true(back->ari_pick == NB + SEC(3600) && back->ari_next == NB + SEC(60));
+    assert_true(back->ca_hold == NB + SEC(65));
     assert_string_equal(back->ari_explanation, "https://ca.example/why");
     assert_string_equal(back->warning, "new.test: expires");
     assert_string_equal(back->notified_event, "errored");
@@ -245,7 +247,7 @@ static void test_job_fields_round_trip(void **state)
     assert_int_equal(back->failures, 2);
     assert_int_equal(back->ca_index, 0);
     assert_null(back->renew_reason);
-    assert_true(back->ari_start == 0 && back->ari_next == 0);
+    assert_true(back->ari_start == 0 && back->ari_next == 0 && back->ca_hold == 0);
     assert_null(back->warning);
     unit_tmpdir_remove(p, tmp);
 }
