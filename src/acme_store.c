@@ -972,3 +972,51 @@ apr_status_t acme_store_unlock(acme_store_lock_t *lock)
     apr_pool_destroy(lock->pool);
     return rv;
 }
+
+/* ------------------------------------------------------------------ stale temporary files */
+
+/* The name temp_name gives: ".<base>.tmp-" and 16 hex digits. */
+static int is_temp_name(const char *name)
+{
+    const char *tag = strstr(name, ".tmp-");
+    size_t n = 0;
+
+    if (name[0] != '.' || !tag || tag == name) {
+        return 0;
+    }
+    for (tag += 5; apr_isxdigit(tag[n]); n++) {
+    }
+    return n == 16 && tag[n] == '\0';
+}
+
+apr_status_t acme_store_sweep_temps(apr_pool_t *p, const acme_store_t *st, const char *group,
+                                    apr_interval_time_t min_age, int *removed,
+                                    acme_result_t *res)
+{
+    const char *dir = acme_store_path(p, st, group, NULL, NULL);
+    apr_time_t before = apr_time_now() - min_age;
+    apr_array_header_t *names;
+    apr_status_t rv;
+    struct stat sb;
+    int dfd;
+
+    *removed = 0;
+    if (!dir || (rv = list_dir(p, dir, &names)) != APR_SUCCESS) {
+        return os_fail(p, res, dir ? rv : APR_EINVAL, "listing", dir ? dir : group);
+    }
+    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+        return os_fail(p, res, APR_FROM_OS_ERROR(errno), "opening", dir);
+    }
+    /* Only files older than a write can take: another process may be writing one right now. */
+    for (int i = 0; i < names->nelts; i++) {
+        const char *name = APR_ARRAY_IDX(names, i, const char *);
+
+        if (is_temp_name(name) && fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0
+            && S_ISREG(sb.st_mode) && apr_time_from_sec(sb.st_mtime) < before
+            && unlinkat(dfd, name, 0) == 0) {
+            (*removed)++;
+        }
+    }
+    close(dfd);
+    return APR_SUCCESS;
+}

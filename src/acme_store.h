@@ -159,6 +159,15 @@ apr_status_t acme_store_recover_group(apr_pool_t *p, const acme_store_t *st, con
                                       acme_result_t *res);
 
 /*
+ * Removes the temporary files of writes that never finished (a process killed between creating
+ * and renaming one) directly in `group`, when they are older than min_age. *removed counts them.
+ * Symlinks and other non-regular files are left alone. Call as the owner of the group.
+ */
+apr_status_t acme_store_sweep_temps(apr_pool_t *p, const acme_store_t *st, const char *group,
+                                    apr_interval_time_t min_age, int *removed,
+                                    acme_result_t *res);
+
+/*
  * Renames a damaged file (or whatever stands in its place) of a root-owned directory to
  * "<path>.damaged-<UTC stamp>", so the module can make a new one while the old stays for the
  * admin. *aside is the new name. Only for accounts/, domains/ and seal/: never a User's name.

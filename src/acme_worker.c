@@ -37,6 +37,8 @@
 /* Quick retries in one run after a transient failure: pauses of 1, 2 and 4 s, then the backoff. */
 #define ACME_WORKER_QUICK_RETRIES 3
 #define ACME_WORKER_QUICK_PAUSE apr_time_from_sec(1)
+/* A write takes milliseconds: a temp file this old belongs to a process that was killed. */
+#define ACME_WORKER_TEMP_AGE apr_time_from_sec(60)
 
 /*
  * Set from a signal handler or the supervising thread, read by the order
@@ -56,6 +58,8 @@ typedef struct {
     acme_key_t *account_key;
     const char *account_url;            /* NULL until looked up or registered */
     apr_thread_mutex_t *lock;           /* one registration at a time */
+    apr_thread_mutex_t *new_order_lock; /* one newOrder in flight until its URL is saved: a
+                                         * kill in between orphans at most one order */
     apr_pool_t *pool;                   /* account_url's memory, used under lock only: order
                                          * threads must not allocate from the run's pool */
     acme_store_lock_t *account_lock;    /* the store lock a2acme rollover takes, or NULL */
@@ -424,6 +428,7 @@ static apr_status_t acme_worker_ca_get(acme_worker_t *w, const char *ca_url,
         ca->ca_url = ca_url;
         ca->ca_id = acme_domain_ca_id(w->pool, ca_url);
         apr_thread_mutex_create(&ca->lock, APR_THREAD_MUTEX_DEFAULT, w->pool);
+        apr_thread_mutex_create(&ca->new_order_lock, APR_THREAD_MUTEX_DEFAULT, w->pool);
         if ((rv = acme_worker_pool_make(w->pool, &ca->pool)) != APR_SUCCESS) {
             return acme_result_fail(res, rv, ACME_CLASS_RETRY_SOON, "out of memory");
         }
@@ -578,6 +583,25 @@ static int acme_worker_staged_genuine(acme_worker_t *w, apr_pool_t *p, const acm
  * sets that do not carry our proof (planted, damaged, or made for other names), so that the
  * domain is ordered again instead of waiting on a set the parent will never take.
  */
+/* Temp files of job writes a kill cut short: a worker killed again and again leaves one each. */
+static void acme_worker_temps_tidy(acme_worker_t *w, apr_pool_t *p)
+{
+    acme_result_t res;
+    int removed = 0;
+
+    acme_result_reset(&res);
+    if (acme_store_sweep_temps(p, w->store, ACME_STORE_JOBS, ACME_WORKER_TEMP_AGE, &removed,
+                               &res) != APR_SUCCESS) {
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "jobs: %s",
+                                                          acme_result_describe(&res, p)));
+    }
+    else if (removed > 0) {
+        acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(p, "jobs: removed %d temporary files "
+                                                       "of writes an earlier run did not finish",
+                                                       removed));
+    }
+}
+
 static void acme_worker_staging_tidy(acme_worker_t *w)
 {
     apr_pool_t *p = NULL;
@@ -590,6 +614,7 @@ static void acme_worker_staging_tidy(acme_worker_t *w)
         acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "staging: %s",
                                                           acme_result_describe(&res, p)));
     }
+    acme_worker_temps_tidy(w, p);
     for (i = 0; i < w->items->nelts; ++i) {
         acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
         const char *dir = acme_store_path(p, w->store, ACME_STORE_STAGING, item->dom->name, NULL);
@@ -1654,6 +1679,27 @@ static apr_status_t acme_worker_order_resume(acme_worker_run_t *run, const acme_
     return APR_SUCCESS;
 }
 
+/*
+ * newOrder and saving its URL, one at a time per CA: the order's URL is known only from the
+ * answer, so a worker killed in between leaves an order the next run cannot find and orders
+ * again. Serialised, a kill can orphan at most one order, not one per parallel order.
+ */
+static apr_status_t acme_worker_order_create(acme_worker_run_t *run, acme_order_t *order,
+                                             acme_result_t *res)
+{
+    apr_thread_mutex_t *lock = run->item->ca->new_order_lock;
+    apr_status_t rv;
+
+    acme_worker_activity(run, "creating the order");
+    apr_thread_mutex_lock(lock);
+    rv = acme_client_order_new(run->client, run->p, order, res);
+    if (rv == APR_SUCCESS) {
+        rv = acme_worker_save_order(run, order, res);
+    }
+    apr_thread_mutex_unlock(lock);
+    return rv;
+}
+
 static apr_status_t acme_worker_order_step(acme_worker_run_t *run, acme_order_t *order,
                                            const acme_keyspec_t *spec, acme_result_t *res)
 {
@@ -1663,9 +1709,7 @@ static apr_status_t acme_worker_order_step(acme_worker_run_t *run, acme_order_t 
 
     switch (order->status) {
     case ACME_ORDER_NEW:
-        acme_worker_activity(run, "creating the order");
-        rv = acme_client_order_new(run->client, run->p, order, res);
-        return rv == APR_SUCCESS ? acme_worker_save_order(run, order, res) : rv;
+        return acme_worker_order_create(run, order, res);
     case ACME_ORDER_PENDING:
         acme_worker_activity(run, "answering challenges");
         return acme_worker_answer(run, order, res);

@@ -58,6 +58,7 @@ class CaProxy:
         self.refused = 0             # requests answered with DOWN or FAIL
         self.lock = threading.Lock()
         self.order_log = []          # every newOrder sent: see _note_order_sent
+        self.delay = 0.0             # seconds each passed-through request waits: a slow CA
         pdir = Path(pebble.workdir) / "pebble"
         handler = self._handler_class()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -232,6 +233,8 @@ class CaProxy:
             return
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP_HEADERS}
         sent = self._note_order_sent(method, body)
+        if self.delay:
+            time.sleep(self.delay)
         status, resp_headers, resp_body = self._forward(method, handler.path, headers, body)
         self._note_order_answered(sent, status, resp_headers)
         if method == "POST" and body and status == 201 and "order" in handler.path:

@@ -1,4 +1,7 @@
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/time.h>
+#include <time.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -712,6 +715,36 @@ static void test_set_aside(void **state)
     assert_non_null(strstr(res.message, path));
 }
 
+/* Old temp files of unfinished writes go; fresh ones, other names and symlinks stay. */
+static void test_sweep_temps(void **state)
+{
+    unit_store_fixture_t *fx = *state;
+    const char *jobs = acme_store_path(fx->pool, fx->st, ACME_STORE_JOBS, NULL, NULL);
+    const char *old = apr_pstrcat(fx->pool, jobs, "/.a.json.tmp-0123456789abcdef", NULL);
+    const char *fresh = apr_pstrcat(fx->pool, jobs, "/.b.json.tmp-0123456789abcdef", NULL);
+    const char *other = apr_pstrcat(fx->pool, jobs, "/.c.json.tmp-0123", NULL);
+    const char *link = apr_pstrcat(fx->pool, jobs, "/.d.json.tmp-fedcba9876543210", NULL);
+    struct timeval past[2] = { { .tv_sec = time(NULL) - 3600 }, { .tv_sec = time(NULL) - 3600 } };
+    acme_result_t res;
+    int removed = -1;
+
+    unit_write_file(fx->pool, old, "x", PERMS_0600);
+    unit_write_file(fx->pool, fresh, "x", PERMS_0600);
+    unit_write_file(fx->pool, other, "x", PERMS_0600);
+    assert_int_equal(symlink(old, link), 0);
+    assert_int_equal(utimes(old, past), 0);
+    assert_int_equal(utimes(other, past), 0);
+    assert_int_equal(lutimes(link, past), 0);
+    acme_result_reset(&res);
+    assert_int_equal(acme_store_sweep_temps(fx->pool, fx->st, ACME_STORE_JOBS,
+                                            apr_time_from_sec(60), &removed, &res), APR_SUCCESS);
+    assert_int_equal(removed, 1);
+    assert_int_equal(access(old, F_OK), -1);
+    assert_int_equal(access(fresh, F_OK), 0);
+    assert_int_equal(access(other, F_OK), 0);
+    assert_int_equal(faccessat(AT_FDCWD, link, F_OK, AT_SYMLINK_NOFOLLOW), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -748,6 +781,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lock_message_and_bad_name, setup, teardown),
         cmocka_unit_test(test_error_hint),
         cmocka_unit_test_setup_teardown(test_set_aside, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_temps, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, unit_setup_apr, unit_teardown_apr);
 }
