@@ -312,18 +312,21 @@ static apr_interval_time_t lifetime_cap(apr_time_t nb, apr_time_t na,
  * CA-side errors: the first retry is a minute (L/60 for certificates shorter than an hour, so
  * test certificates behave like real ones), doubling, capped at a quarter of the time the served
  * certificate has left (and L/10): every halving of the time left still holds several attempts.
- * Without a certificate, or once it has expired, the cap is ACME_PLAN_RETRY_CAP_NO_CERT.
+ * Never more than ACME_PLAN_RETRY_CAP (6 h), the cap also without a certificate or once it has
+ * expired: after a CA outage of days, a 90-day certificate is renewed within hours of the CA's
+ * return, not after a delay that doubled to a week (a quarter of 30 days left).
  */
 static apr_interval_time_t transient_delay(int failures, apr_time_t now, apr_time_t nb,
                                            apr_time_t na, double u)
 {
     int doublings = failures > 31 ? 30 : failures - 1;
-    apr_interval_time_t first = ACME_PLAN_RETRY_FIRST, cap = ACME_PLAN_RETRY_CAP_NO_CERT;
+    apr_interval_time_t first = ACME_PLAN_RETRY_FIRST, cap = ACME_PLAN_RETRY_CAP;
 
     if (na > nb) {
         apr_interval_time_t life = na - nb, left = na - now;
         first = max_time(min_time(life / 60, ACME_PLAN_RETRY_FIRST), apr_time_from_sec(1));
-        cap = min_time(life / 10, left > 0 ? left / 4 : ACME_PLAN_RETRY_CAP_NO_CERT);
+        cap = min_time(min_time(life / 10, left > 0 ? left / 4 : ACME_PLAN_RETRY_CAP),
+                       ACME_PLAN_RETRY_CAP);
         cap = max_time(cap, first);
     }
     if (doublings > 20) {

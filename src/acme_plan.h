@@ -20,8 +20,8 @@
  *   emergency         when L/20 remains
  *   ARI               uniform in the CA's window, never later than the local renew time
  *   retry RETRY_SOON  60 s (L/60 when L < 1 h) doubling per consecutive failure; cap
- *                     min(L/10, a quarter of the time left); 6 h without a cert, min(L/10, 6 h)
- *                     once it expired
+ *                     min(6 h, L/10, a quarter of the time left); 6 h without a cert,
+ *                     min(L/10, 6 h) once it expired
  *   retry RETRY_AFTER the CA's time, at least now + 60 s, plus up to min(wait/10, 5 min)
  *   every retry       (any class, the CA's time included) at the latest at the emergency point
  *                     of the served certificate; past it, within a quarter of the time left (a
@@ -41,7 +41,7 @@
 #define ACME_PLAN_CHECK_DEFAULT        apr_time_from_sec(12 * 3600)
 #define ACME_PLAN_CHECK_MIN            apr_time_from_sec(60)
 #define ACME_PLAN_RETRY_FIRST          apr_time_from_sec(60)
-#define ACME_PLAN_RETRY_CAP_NO_CERT    apr_time_from_sec(6 * 3600)
+#define ACME_PLAN_RETRY_CAP            apr_time_from_sec(6 * 3600)
 #define ACME_PLAN_RETRY_AFTER_MIN      apr_time_from_sec(60)
 #define ACME_PLAN_RETRY_AFTER_JITTER   apr_time_from_sec(5 * 60)
 #define ACME_PLAN_ADMIN_FIRST          apr_time_from_sec(6 * 3600)

@@ -39,6 +39,7 @@
 #define ACME_WORKER_QUICK_PAUSE apr_time_from_sec(1)
 /* A write takes milliseconds: a temp file this old belongs to a process that was killed. */
 #define ACME_WORKER_TEMP_AGE apr_time_from_sec(60)
+#define ACME_WORKER_ARI_TIMEOUT apr_time_from_sec(10)
 
 /*
  * Set from a signal handler or the supervising thread, read by the order
@@ -700,7 +701,9 @@ static acme_worker_ari_ca_t *acme_worker_ari_ca(acme_worker_t *w, apr_hash_t *cl
     const char *ca_file = item->dom->policy.ca_file;
     const char *key = apr_pstrcat(w->pool, item->ca->ca_url, " ", ca_file ? ca_file : "", NULL);
     acme_worker_ari_ca_t *ac = apr_hash_get(clients, key, APR_HASH_KEY_STRING);
-    acme_client_options_t opts = { .ca_file = ca_file };
+    /* ARI only advises, and the plan asks it before any order starts: a CA that hangs may hold
+     * the whole run back by this much once (then it counts as broken for the run), not 30 s. */
+    acme_client_options_t opts = { .ca_file = ca_file, .timeout = ACME_WORKER_ARI_TIMEOUT };
     acme_result_t res;
 
     if (!ac) {

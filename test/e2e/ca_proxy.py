@@ -13,6 +13,7 @@ import http.client
 import json
 import socket
 import ssl
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +30,15 @@ _REFUSALS = {
                    b'"detail":"too many requests"}'),
 }
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length"}
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # A client that went away mid-answer (a worker killed by a test) is not the front's
+        # error; anything else still prints its traceback.
+        if isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError)):
+            return
+        super().handle_error(request, client_address)
 
 
 def _b64url_json(part):
@@ -59,9 +69,10 @@ class CaProxy:
         self.lock = threading.Lock()
         self.order_log = []          # every newOrder sent: see _note_order_sent
         self.delay = 0.0             # seconds each passed-through request waits: a slow CA
+        self.invalid_orders = set()  # order URLs Pebble showed as invalid (validation failed)
         pdir = Path(pebble.workdir) / "pebble"
         handler = self._handler_class()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server = _Server(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(str(pdir / "server.pem"), str(pdir / "server.key"))
@@ -111,6 +122,15 @@ class CaProxy:
         with self.lock:
             self.order_log.append(entry)
         return entry
+
+    def _note_invalid_order(self, handler, body):
+        try:
+            invalid = json.loads(body).get("status") == "invalid"
+        except (ValueError, AttributeError):
+            return
+        if invalid:
+            with self.lock:
+                self.invalid_orders.add(self.url + handler.path)
 
     def _note_order_answered(self, entry, status, headers):
         if entry is None:
@@ -237,6 +257,8 @@ class CaProxy:
             time.sleep(self.delay)
         status, resp_headers, resp_body = self._forward(method, handler.path, headers, body)
         self._note_order_answered(sent, status, resp_headers)
+        if method == "POST" and status == 200 and handler.path.startswith("/my-order/"):
+            self._note_invalid_order(handler, resp_body)
         if method == "POST" and body and status == 201 and "order" in handler.path:
             self._record_order(body)
         if method == "POST" and status == 200 and handler.path.startswith("/certZ/"):

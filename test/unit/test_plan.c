@@ -183,10 +183,11 @@ static void test_retry_transient_caps(void **state)
 {
     const cap_case_t cases[] = {
         { 0, HOUR(6) },
-        { DAY(90), DAY(9) },
-        { DAY(45), DAY(4) + HOUR(12) },
-        { HOUR(160), HOUR(16) },
-        { DAY(6), HOUR(14) + MIN(24) },
+        { DAY(90), HOUR(6) },           /* L/10 would be 9 days: never above 6 h */
+        { DAY(45), HOUR(6) },
+        { HOUR(160), HOUR(6) },
+        { DAY(6), HOUR(6) },
+        { HOUR(40), HOUR(4) },          /* L/10 below 6 h */
         { MIN(5), SEC(30) },            /* expired: L/10, never above 6 h */
     };
 
@@ -211,7 +212,12 @@ static void test_retry_transient_remaining(void **state)
     apr_time_t t = NOW;
 
     (void)state;
-    assert_int_equal(retry_delay(ACME_CLASS_RETRY_SOON, 30, nb, na, 0.5), DAY(2));
+    /* 8 days left: a quarter would be 2 days; 6 h is the cap */
+    assert_int_equal(retry_delay(ACME_CLASS_RETRY_SOON, 30, nb, na, 0.5), HOUR(6));
+    /* 16 h left: a quarter of it, 4 h */
+    na = NOW + HOUR(16);
+    nb = na - DAY(90);
+    assert_int_equal(retry_delay(ACME_CLASS_RETRY_SOON, 30, nb, na, 0.5), HOUR(4));
     /* A 3-minute test certificate: first retry after 3 s, then 6, 12, capped by the time left. */
     nb = NOW - SEC(90);
     na = NOW + SEC(90);
