@@ -52,7 +52,8 @@ static void acme_child_init(apr_pool_t *p, server_rec *s)
 
 static void acme_register_hooks(apr_pool_t *p)
 {
-    /* Before mod_ssl (and mod_tls) load certificates: they ask for ours during their post_config. */
+    /* Before mod_ssl (and mod_tls) load certificates: they ask for ours during their
+     * post_config. */
     static const char *const before_tls[] = { "mod_ssl.c", "mod_tls.c", NULL };
 
     ap_hook_check_config(acme_check_config, NULL, NULL, APR_HOOK_MIDDLE);

@@ -209,7 +209,8 @@ static const char *acme_cmd_domain_section(cmd_parms *cmd, void *dc, const char 
         APR_ARRAY_PUSH(names, char *) = (char *)word;
     }
     if (names->nelts == 0) {
-        return "<ACMEDomain> needs at least one name, e.g. <ACMEDomain example.org www.example.org>";
+        return "<ACMEDomain> needs at least one name, "
+               "e.g. <ACMEDomain example.org www.example.org>";
     }
     dom = acme_domain_make(cmd->pool, cmd->directive->filename, cmd->directive->line_num);
     err = acme_config_add_names(cmd, dom, names->nelts, (char *const *)names->elts);

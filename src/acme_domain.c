@@ -269,6 +269,7 @@ apr_status_t acme_domain_from_json(apr_pool_t *p, json_t *json, acme_domain_t **
 {
     const char *name = json_string_value(json_object_get(json, "name"));
     const char *file = json_string_value(json_object_get(json, "defined_in"));
+    const char *window;
     acme_domain_t *dom;
     apr_status_t rv;
 
@@ -294,9 +295,8 @@ apr_status_t acme_domain_from_json(apr_pool_t *p, json_t *json, acme_domain_t **
     if (json_string_value(json_object_get(json, "contact"))) {
         dom->policy.contact = apr_pstrdup(p, json_string_value(json_object_get(json, "contact")));
     }
-    dom->policy.renew_window = apr_pstrdup(p, json_string_value(json_object_get(json, "renew_window"))
-                                              ? json_string_value(json_object_get(json, "renew_window"))
-                                              : "auto");
+    window = json_string_value(json_object_get(json, "renew_window"));
+    dom->policy.renew_window = apr_pstrdup(p, window ? window : "auto");
     dom->policy.members_auto = 1;
     if (json_is_array(json_object_get(json, "dns01_command"))) {
         dom->policy.dns01_command = acme_domain_strings_from_json(p, json_object_get(json,

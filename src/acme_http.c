@@ -107,7 +107,8 @@ const char *acme_http_resolve_url(apr_pool_t *p, const char *base, const char *r
         --end;
     }
     if (end == path_start) {
-        return apr_pstrcat(p, apr_pstrndup(p, base, (apr_size_t)(path_start - base)), "/", ref, NULL);
+        return apr_pstrcat(p, apr_pstrndup(p, base, (apr_size_t)(path_start - base)), "/", ref,
+                           NULL);
     }
     return apr_pstrcat(p, apr_pstrndup(p, base, (apr_size_t)(end - base)), ref, NULL);
 }

@@ -37,8 +37,10 @@ typedef struct {
 } acme_http_response_t;
 
 typedef struct {
-    const char *ca_file;                /* PEM bundle to verify the CA's server with; NULL: system store */
-    const char *proxy;                  /* e.g. "http://proxy:3128"; NULL: none (curl's env vars ignored) */
+    const char *ca_file;                /* PEM bundle to verify the CA's server with; NULL: the
+                                         * system store */
+    const char *proxy;                  /* e.g. "http://proxy:3128"; NULL: none (curl's env vars
+                                         * ignored) */
     apr_interval_time_t connect_timeout;/* 0: 10 s */
     apr_interval_time_t timeout;        /* whole request; 0: 30 s */
     apr_size_t max_response_size;       /* body cap in bytes; 0: 1 MiB */

@@ -34,7 +34,8 @@ typedef struct {
     const char *ca_url;         /* the CA the order/account belongs to */
     apr_time_t updated;
     /* Renewal policy (issue 7); all absent in older files, which read as 0/NULL. */
-    int ca_index;               /* the domain's CA in use: index into its ACMECertificateAuthority list */
+    int ca_index;               /* the domain's CA in use: index into its
+                                 * ACMECertificateAuthority list */
     int ca_failures;            /* consecutive CA-side failures at that CA (failover) */
     const char *renew_reason;   /* "window", "ari" or "emergency": why renew_at is what it is */
     apr_time_t ari_start;       /* the CA's last suggestedWindow (0: none) */

@@ -137,7 +137,8 @@ apr_status_t acme_jose_jwk_canonical(apr_pool_t *p, const acme_key_t *key,
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    /* The JWK has only the required members and ASCII values: sorted compact output is canonical. */
+    /* The JWK has only the required members and ASCII values: sorted compact output is
+     * canonical. */
     *json = json_text(p, jwk);
     json_decref(jwk);
     if (!*json) {

@@ -162,7 +162,8 @@ static int ipv6_from_text(const char *s, apr_size_t len, unsigned char out[16])
     return 0;
 }
 
-/* RFC 5952 §4: lower case, no leading zeros, the first longest run (>= 2) of zero groups as "::". */
+/* RFC 5952 §4: lower case, no leading zeros, the first longest run (>= 2) of zero groups
+ * as "::". */
 static void ipv6_to_text(const unsigned char a[16], char buf[IPV6_TEXT_SIZE])
 {
     unsigned int g[8];
@@ -223,7 +224,8 @@ static const char *ipv6_reason(apr_pool_t *p, const char *text, const char *addr
         return apr_psprintf(p, "'%s' is not a valid IPv6 address", text);
     }
     if (is_zero(a, 16)) {
-        return apr_psprintf(p, "'%s' is the unspecified IPv6 address and cannot be certified", text);
+        return apr_psprintf(p, "'%s' is the unspecified IPv6 address and cannot be certified",
+                            text);
     }
     if (is_v4_mapped(a)) {
         return apr_psprintf(p, "'%s' is an IPv4-mapped IPv6 address: name the IPv4 address "
@@ -540,7 +542,8 @@ struct acme_names_index_t {
     apr_hash_t *map;
 };
 
-/* Strips [brackets] or ":port", one trailing dot; lower-cases; canonicalises IPv6. 0 if unusable. */
+/* Strips [brackets] or ":port", one trailing dot; lower-cases; canonicalises IPv6.
+ * 0 if unusable. */
 static apr_size_t host_key(const char *host, char buf[HOST_KEY_SIZE])
 {
     const char *s = host;

@@ -178,7 +178,8 @@ apr_status_t acme_seal_encrypt(apr_pool_t *p, const char *seal_cert_pem, const v
     in = BIO_new_mem_buf(data, (int)len);
     out = BIO_new(BIO_s_mem());
     if (recipients && in && out
-        && sk_X509_push(recipients, acme_crypto_cert_x509(APR_ARRAY_IDX(chain, 0, acme_cert_t *)))) {
+        && sk_X509_push(recipients,
+                        acme_crypto_cert_x509(APR_ARRAY_IDX(chain, 0, acme_cert_t *)))) {
         cms = CMS_encrypt(recipients, in, EVP_aes_256_cbc(), CMS_BINARY);
     }
     rv = (cms && PEM_write_bio_CMS(out, cms) && (*sealed = acme_seal_bio_text(p, out)))

@@ -53,7 +53,8 @@ json_t *acme_status_domain(const acme_domain_t *dom, const acme_active_t *active
     int i;
 
     for (i = 0; i < dom->idents->nelts; ++i) {
-        json_array_append_new(names, json_string(APR_ARRAY_IDX(dom->idents, i, acme_ident_t).value));
+        json_array_append_new(names,
+                              json_string(APR_ARRAY_IDX(dom->idents, i, acme_ident_t).value));
     }
     for (i = 0; active && i < active->certs->nelts; ++i) {
         json_array_append_new(certs, acme_status_cert(&APR_ARRAY_IDX(active->certs, i,

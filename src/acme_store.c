@@ -652,7 +652,8 @@ static const char *archive_stamp(apr_pool_t *p, apr_time_t t)
                         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, tm.tm_usec);
 }
 
-/* True for "<base>.<stamp>" as made by archive_entry; "a.example.org" never matches "example.org". */
+/* True for "<base>.<stamp>" as made by archive_entry; "a.example.org" never matches
+ * "example.org". */
 static int is_archive_entry(const char *entry, const char *base)
 {
     const char *pattern = ARCHIVE_STAMP;

@@ -13,13 +13,14 @@
  *
  *   <base>/                 0755  created by the parent (root) at start-up
  *   |- accounts/            0700  per CA: account key and account URL. Parent/worker only.
- *   |- domains/             0700  per managed domain: the ACTIVE key + certificate chain that mod_ssl
- *   |                             loads in the parent before forking. Replaced only as a whole
- *   |                             directory (acme_store_replace_dir). Never read by children.
+ *   |- domains/             0700  per managed domain: the ACTIVE key + certificate chain that
+ *   |                             mod_ssl loads in the parent before forking. Replaced only as a
+ *   |                             whole directory (acme_store_replace_dir). Never read by children.
  *   |- staging/             0700  per managed domain: key + chain of an issuance in progress or
- *   |                             finished and awaiting activation. Worker writes, parent activates.
- *   |- archive/             0700  previous domains/<name> sets as <name>.<UTC timestamp>, pruned to a
- *   |                             configured count. Read only for recovery and by admins.
+ *   |                             finished and awaiting activation. Worker writes, parent
+ *   |                             activates.
+ *   |- archive/             0700  previous domains/<name> sets as <name>.<UTC timestamp>, pruned
+ *   |                             to a configured count. Read only for recovery and by admins.
  *   |- jobs/                0700  per managed domain: scheduler state (failure counts, next run,
  *   |                             open order URL) that must survive restarts.
  *   |- challenges/          0755  per identifier: http-01 key authorizations and tls-alpn-01
@@ -79,9 +80,9 @@ apr_status_t acme_store_mkdirs(apr_pool_t *p, const char *dir, acme_result_t *re
  * byte is written) in the same directory, fsync, rename over path, fsync of the directory.
  * Missing parents are created (0700). On failure the temp file is gone, an existing file at path
  * is untouched, and res->message names the path and the OS error - except when only the final
- * fsync of the directory fails: the new content is then in place but may not survive a crash. Class: ADMIN for permission
- * and file-type problems (EACCES, EPERM, EROFS, ENOTDIR, EISDIR), else RETRY_SOON (disk full,
- * I/O errors).
+ * fsync of the directory fails: the new content is then in place but may not survive a crash.
+ * Class: ADMIN for permission and file-type problems (EACCES, EPERM, EROFS, ENOTDIR, EISDIR),
+ * else RETRY_SOON (disk full, I/O errors).
  */
 apr_status_t acme_store_write_file(apr_pool_t *p, const char *path, const void *data,
                                    apr_size_t len, apr_fileperms_t perms, acme_result_t *res);

@@ -520,7 +520,8 @@ static apr_status_t acme_supervise_configtest_spawn(acme_supervisor_t *sup, apr_
     return APR_SUCCESS;
 }
 
-/* The running server's own command line with -t: the configuration exactly as a restart reads it. */
+/* The running server's own command line with -t: the configuration exactly as a restart
+ * reads it. */
 static apr_status_t acme_supervise_configtest_start(acme_supervisor_t *sup, apr_pool_t *p)
 {
     process_rec *process = sup->s->process;
@@ -1081,7 +1082,8 @@ void acme_supervise_start(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf)
         return;
     }
     acme_supervise_wake_on_exit(pconf);
-    acme_supervise_state(sup, pconf, NULL, NULL, NULL);  /* this generation serves what was staged */
+    /* this generation serves what was staged */
+    acme_supervise_state(sup, pconf, NULL, NULL, NULL);
     acme_supervise_selfcheck(sup, pconf);
     if (sup->proc.pid > 0 && kill(sup->proc.pid, 0) == 0) {
         acme_supervise_register(sup);   /* a worker of the previous generation carries on */

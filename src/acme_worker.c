@@ -1596,8 +1596,8 @@ static apr_status_t acme_worker_cert_key(acme_worker_run_t *run, const acme_keys
         || (rv = acme_seal_encrypt(run->p, run->w->cfg->seal_cert_pem, pem, strlen(pem), &sealed,
                                    res)) != APR_SUCCESS
         || (rv = acme_seal_public_pem(run->p, *key, &pub, res)) != APR_SUCCESS
-        || (rv = acme_store_write_file(run->p, sealed_path, sealed, strlen(sealed), ACME_PERMS_0600, res))
-           != APR_SUCCESS) {
+        || (rv = acme_store_write_file(run->p, sealed_path, sealed, strlen(sealed),
+                                       ACME_PERMS_0600, res)) != APR_SUCCESS) {
         return rv;
     }
     return acme_store_write_file(run->p, pub_path, pub, strlen(pub), ACME_PERMS_0644, res);
