@@ -234,13 +234,16 @@ static apr_status_t acme_activate_check_time(apr_pool_t *p, const acme_cert_t *l
     acme_cert_info_t info;
     apr_status_t rv = acme_crypto_cert_info(p, leaf, &info, res);
     apr_time_t now = apr_time_now();
+    char when[APR_RFC822_DATE_LEN];
 
     if (rv == APR_SUCCESS && info.not_before > now
         && info.not_before <= now + ACME_ACTIVATE_FUTURE_MAX) {
+        /* A fixed time, not a countdown: the same words at every look are logged once. */
+        apr_rfc822_date(when, info.not_before);
         return acme_result_fail(res, APR_EAGAIN, ACME_CLASS_RETRY_SOON,
-                                apr_psprintf(p, "the certificate becomes valid in %" APR_TIME_T_FMT
-                                             " s (clocks differ); it is activated then",
-                                             apr_time_sec(info.not_before - now) + 1));
+                                apr_psprintf(p, "the certificate becomes valid at %s (this "
+                                             "server's clock is behind the CA's); it is "
+                                             "activated then", when));
     }
     return rv == APR_SUCCESS ? acme_crypto_cert_check_time(p, leaf, now, res) : rv;
 }

@@ -317,6 +317,10 @@ static void acme_supervise_untrusted(acme_supervisor_t *sup, apr_pool_t *p, apr_
                      res->err_class == ACME_CLASS_RETRY_SOON ? "looked at again soon"
                      : "the renewal worker replaces it");
     }
+    else {
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "mod_acme: %s: the staged set is still "
+                     "left as it is (%s)", dom->name, why);
+    }
     apr_hash_set(now, apr_pstrdup(pool, dom->name), APR_HASH_KEY_STRING, apr_pstrdup(pool, why));
 }
 
