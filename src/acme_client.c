@@ -628,13 +628,36 @@ static json_t *contact_json(const char *const *contact, int n)
     return list;
 }
 
+/* Adds the external account binding to a newAccount payload when there is one to add. */
+static apr_status_t account_bind(acme_client_t *c, apr_pool_t *p,
+                                 const acme_client_account_params_t *params, json_t *payload,
+                                 int *bound, acme_result_t *res)
+{
+    json_t *eab = NULL;
+    apr_status_t rv;
+
+    *bound = 0;
+    if (!params->eab_kid || !params->eab_hmac
+        || (params->eab_only_if_required && !c->dir->meta.external_account_required)) {
+        return APR_SUCCESS;
+    }
+    rv = acme_jose_sign_eab(p, c->account_key, params->eab_kid, params->eab_hmac,
+                            params->eab_alg, c->dir->new_account, &eab, res);
+    if (rv == APR_SUCCESS) {
+        json_object_set_new(payload, "externalAccountBinding", eab);
+        *bound = 1;
+    }
+    return rv;
+}
+
 apr_status_t acme_client_account_register(acme_client_t *c, apr_pool_t *p,
                                           const acme_client_account_params_t *params,
                                           acme_client_account_t **acct, acme_result_t *res)
 {
     const acme_client_account_params_t none = { 0 };
-    json_t *payload, *eab;
+    json_t *payload;
     apr_status_t rv;
+    int bound = 0;
 
     acme_result_reset(res);
     params = params ? params : &none;
@@ -651,7 +674,8 @@ apr_status_t acme_client_account_register(acme_client_t *c, apr_pool_t *p,
     if (c->dir->meta.external_account_required && !(params->eab_kid && params->eab_hmac)) {
         return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN,
                                 apr_psprintf(p, "the CA %s requires external account binding: "
-                                             "configure the key id and HMAC key it gave you",
+                                             "configure the key id and HMAC key it gave you "
+                                             "(ACMEExternalAccountBinding key-id hmac-file)",
                                              c->directory_url));
     }
     payload = json_object();
@@ -661,26 +685,22 @@ apr_status_t acme_client_account_register(acme_client_t *c, apr_pool_t *p,
     if (params->n_contact > 0) {
         json_object_set_new(payload, "contact", contact_json(params->contact, params->n_contact));
     }
-    if (params->eab_kid && params->eab_hmac) {
-        rv = acme_jose_sign_eab(p, c->account_key, params->eab_kid, params->eab_hmac,
-                                params->eab_alg, c->dir->new_account, &eab, res);
-        if (rv != APR_SUCCESS) {
-            json_decref(payload);
-            return rv;
-        }
-        json_object_set_new(payload, "externalAccountBinding", eab);
+    if ((rv = account_bind(c, p, params, payload, &bound, res)) != APR_SUCCESS) {
+        json_decref(payload);
+        return rv;
     }
     rv = account_new(c, p, apr_psprintf(p, "newAccount at %s", c->dir->new_account), payload,
                      acct, res);
-    if (rv != APR_SUCCESS && params->eab_kid
+    if (rv != APR_SUCCESS && bound
         && (acme_problem_is(res, "unauthorized") || acme_problem_is(res, "malformed")
             || acme_problem_is(res, "externalAccountRequired"))) {
         /* The usual cause is a wrong kid or HMAC key: say so, without the key. */
         res->err_class = ACME_CLASS_ADMIN;
         res->message = apr_psprintf(p, "newAccount at %s refused the external account binding "
-                                    "(key id \"%s\"): check the EAB key id and HMAC key "
-                                    "(HTTP %d)", c->dir->new_account, params->eab_kid,
-                                    res->http_status);
+                                    "(key id \"%s\"): check the EAB key id and HMAC key; a CA "
+                                    "that accepts each binding only once needs a new one from "
+                                    "it for a new account (HTTP %d)", c->dir->new_account,
+                                    params->eab_kid, res->http_status);
     }
     return rv;
 }

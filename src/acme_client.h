@@ -99,6 +99,8 @@ typedef struct {
     const char *eab_kid;            /* external account binding, when the CA wants it */
     const char *eab_hmac;           /* base64url HMAC key: a secret, never logged */
     const char *eab_alg;            /* "HS256" (NULL), "HS384", "HS512" */
+    int eab_only_if_required;       /* bind only when the directory says it is required (a
+                                     * binding is for one CA; failover CAs may not know it) */
 } acme_client_account_params_t;
 
 /*

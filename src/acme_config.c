@@ -16,6 +16,7 @@
 #include "acme_plan.h"
 #include "acme_command.h"
 #include "acme_dns01.h"
+#include "acme_eab.h"
 #include "acme_renewal.h"
 
 APLOG_USE_MODULE(acme);
@@ -400,6 +401,44 @@ static const char *acme_cmd_contact(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+/*
+ * ACMEExternalAccountBinding key-id hmac-file | none. The file is checked now (root-only, one
+ * base64url key) so that configtest catches a world-readable or mistyped key; the key itself is
+ * forgotten at once: server children, which run as the httpd User, inherit the parent's memory.
+ */
+static const char *acme_cmd_eab(cmd_parms *cmd, void *dc, const char *kid, const char *file)
+{
+    const char *err = acme_config_no_dir(cmd);
+    acme_policy_t *pol = acme_config_policy_here(cmd);
+    const char *path;
+    char *hmac = NULL;
+    acme_result_t res;
+
+    if (err) {
+        return err;
+    }
+    if (!file && !strcasecmp(kid, "none")) {
+        pol->eab_kid = "";
+        pol->eab_file = NULL;
+        return NULL;
+    }
+    if (!file || !*kid || strpbrk(kid, " \t\"'\\")) {
+        return "ACMEExternalAccountBinding needs the key id the CA gave you and the file that "
+               "holds its HMAC key, e.g. ACMEExternalAccountBinding kid-1 "
+               "/etc/apache2/acme-eab.key (or 'none')";
+    }
+    path = ap_server_root_relative(cmd->pool, file);
+    acme_result_reset(&res);
+    if (!path || acme_eab_read(cmd->temp_pool, path, &hmac, &res) != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "ACMEExternalAccountBinding: %s",
+                            path ? res.message : "the file name is not valid");
+    }
+    acme_eab_wipe(hmac);
+    pol->eab_kid = apr_pstrdup(cmd->pool, kid);
+    pol->eab_file = path;
+    return NULL;
+}
+
 static const acme_config_challenge_t *acme_config_challenge_find(const char *name)
 {
     apr_size_t i;
@@ -680,6 +719,8 @@ const command_rec acme_config_cmds[] = {
                   "'accepted': you accept the CA's terms of service"),
     AP_INIT_TAKE1("ACMEContactEmail", acme_cmd_contact, NULL, RSRC_CONF,
                   "e-mail address given to the CA"),
+    AP_INIT_TAKE12("ACMEExternalAccountBinding", acme_cmd_eab, NULL, RSRC_CONF,
+                   "key id and root-only file with the HMAC key the CA gave you, or 'none'"),
     AP_INIT_TAKE_ARGV("ACMEChallenges", acme_cmd_challenges, NULL, RSRC_CONF,
                       "challenge types to use, in order of preference"),
     AP_INIT_TAKE_ARGV("ACMEPrivateKeys", acme_cmd_private_keys, NULL, RSRC_CONF,
@@ -860,6 +901,37 @@ static void acme_config_index_names(acme_config_checker_t *ck, acme_conf_t *conf
                 "%s is already managed by ACMEDomain %s (line %d of %s); a name can belong to "
                 "one managed domain only", name, ((acme_domain_t *)other)->name,
                 ((acme_domain_t *)other)->defined_line, ((acme_domain_t *)other)->defined_in));
+        }
+    }
+}
+
+/*
+ * One account per CA, so one binding per CA: two domains at the same CA with different key ids
+ * cannot both be honoured (a domain without a binding shares the bound account).
+ */
+static void acme_config_check_bindings(acme_config_checker_t *ck, acme_conf_t *conf)
+{
+    apr_hash_t *by_ca = apr_hash_make(ck->p);
+    int i, j;
+
+    for (i = 0; i < conf->domains->nelts; ++i) {
+        acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, acme_domain_t *);
+        if (!dom->policy.eab_kid || !*dom->policy.eab_kid) {
+            continue;
+        }
+        for (j = 0; j < dom->policy.ca_urls->nelts; ++j) {
+            const char *ca = APR_ARRAY_IDX(dom->policy.ca_urls, j, const char *);
+            const acme_domain_t *first = apr_hash_get(by_ca, ca, APR_HASH_KEY_STRING);
+            if (!first) {
+                apr_hash_set(by_ca, ca, APR_HASH_KEY_STRING, dom);
+            }
+            else if (strcmp(first->policy.eab_kid, dom->policy.eab_kid)) {
+                acme_config_problem(ck, dom, apr_psprintf(ck->p,
+                    "ACMEExternalAccountBinding: the account at %s is already bound with key id "
+                    "%s for ACMEDomain %s (line %d of %s); one account per CA takes one "
+                    "binding: use the same key id, or another CA", ca, first->policy.eab_kid,
+                    first->name, first->defined_line, first->defined_in));
+            }
         }
     }
 }
@@ -1179,6 +1251,7 @@ int acme_config_check(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *main_ser
     acme_config_collect_vhost_domains(&ck, conf);
     acme_config_resolve_policies(&ck, conf);
     acme_config_index_names(&ck, conf);
+    acme_config_check_bindings(&ck, conf);
     acme_config_add_members(&ck, conf);
     acme_config_check_served(&ck, conf);
     acme_config_choose_challenges(&ck, conf);

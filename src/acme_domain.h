@@ -31,6 +31,8 @@ typedef struct {
     apr_array_header_t *dns01_command; /* const char *: ACMEDns01Command program and arguments */
     apr_interval_time_t dns01_timeout; /* ACMEDns01Timeout; -1 unset */
     const char *dns01_propagation;  /* ACMEDns01Propagation text; NULL unset */
+    const char *eab_kid;            /* ACMEExternalAccountBinding key id; "" none; NULL unset */
+    const char *eab_file;           /* the root-only file holding its HMAC key (never the key) */
 } acme_policy_t;
 
 typedef struct {

@@ -18,6 +18,7 @@
 #include "acme_client.h"
 #include "acme_crypto.h"
 #include "acme_dns01.h"
+#include "acme_eab.h"
 #include "acme_domain.h"
 #include "acme_job.h"
 #include "acme_plan.h"
@@ -66,6 +67,10 @@ typedef struct {
     acme_store_lock_t *account_lock;    /* the store lock a2acme rollover takes, or NULL */
     int busy;                           /* another process held it: no orders at this CA */
     int key_new;                        /* the key was made this run: no account has it yet */
+    const char *eab_kid;                /* ACMEExternalAccountBinding of the first domain here */
+    char *eab_hmac;                     /* its HMAC key, read as root in prepare; a secret */
+    const char *eab_error;              /* why the key could not be read: no registration */
+    int eab_only_if_required;           /* the domain has failover CAs: bind where required */
     acme_job_account_t *record;         /* jobs/account.<ca-id>.json, in pool, under lock */
     acme_result_t *recovery_failed;     /* this run's failed account recovery, in pool, under
                                          * lock: the other orders fail alike without requests */
@@ -418,8 +423,28 @@ static void acme_worker_ca_unlock_idle(acme_worker_t *w, int all)
     }
 }
 
+/*
+ * As root, in prepare: the binding's HMAC key for a CA whose domain has one. A file that cannot
+ * be read does not stop the run: only a registration at that CA needs it, and fails naming it.
+ */
+static void acme_worker_ca_eab(acme_worker_t *w, acme_worker_ca_t *ca, const acme_policy_t *pol)
+{
+    acme_result_t res;
+
+    if (ca->eab_kid || !pol->eab_kid || !*pol->eab_kid || !pol->eab_file) {
+        return;
+    }
+    ca->eab_kid = pol->eab_kid;
+    ca->eab_only_if_required = pol->ca_urls->nelts > 1;
+    acme_result_reset(&res);
+    if (acme_eab_read(w->pool, pol->eab_file, &ca->eab_hmac, &res) != APR_SUCCESS) {
+        ca->eab_error = apr_pstrdup(w->pool, res.message);
+    }
+}
+
 static apr_status_t acme_worker_ca_get(acme_worker_t *w, const char *ca_url,
-                                       acme_worker_ca_t **pca, acme_result_t *res)
+                                       const acme_policy_t *pol, acme_worker_ca_t **pca,
+                                       acme_result_t *res)
 {
     acme_worker_ca_t *ca = apr_hash_get(w->cas, ca_url, APR_HASH_KEY_STRING);
     apr_status_t rv;
@@ -441,6 +466,7 @@ static apr_status_t acme_worker_ca_get(acme_worker_t *w, const char *ca_url,
         acme_worker_account_url_load(w, ca);
         apr_hash_set(w->cas, ca_url, APR_HASH_KEY_STRING, ca);
     }
+    acme_worker_ca_eab(w, ca, pol);
     *pca = ca;
     return APR_SUCCESS;
 }
@@ -522,7 +548,7 @@ static apr_status_t acme_worker_prepare(acme_worker_t *w, acme_result_t *res)
         item->cas = apr_pcalloc(w->pool, sizeof(*item->cas) * (apr_size_t)item->n_cas);
         for (j = 0; j < item->n_cas; ++j) {
             rv = acme_worker_ca_get(w, APR_ARRAY_IDX(dom->policy.ca_urls, j, const char *),
-                                    &item->cas[j], res);
+                                    &dom->policy, &item->cas[j], res);
             if (rv != APR_SUCCESS) {
                 return rv;
             }
@@ -982,6 +1008,7 @@ static apr_status_t acme_worker_save_order(acme_worker_run_t *run, const acme_or
 static void acme_worker_account_params(acme_worker_run_t *run, acme_client_account_params_t *params)
 {
     const acme_policy_t *pol = &run->item->dom->policy;
+    const acme_worker_ca_t *ca = run->item->ca;
     const char **contact = apr_palloc(run->p, sizeof(*contact));
 
     *contact = pol->contact ? apr_pstrcat(run->p, "mailto:", pol->contact, NULL) : NULL;
@@ -989,7 +1016,26 @@ static void acme_worker_account_params(acme_worker_run_t *run, acme_client_accou
         .contact = *contact ? contact : NULL,
         .n_contact = *contact ? 1 : 0,
         .agree_tos = pol->agreement > 0,
+        .eab_kid = ca->eab_hmac ? ca->eab_kid : NULL,
+        .eab_hmac = ca->eab_hmac,
+        .eab_only_if_required = ca->eab_only_if_required,
     };
+}
+
+/* newAccount (or the account the key has) with the configured contact, agreement and binding. */
+static apr_status_t acme_worker_register(acme_worker_run_t *run, acme_client_account_t **acct,
+                                         acme_result_t *res)
+{
+    acme_worker_ca_t *ca = run->item->ca;
+    acme_client_account_params_t params;
+
+    if (ca->eab_error) {
+        return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN, apr_psprintf(run->p,
+            "no account can be registered at %s without its external account binding: %s",
+            ca->ca_url, ca->eab_error));
+    }
+    acme_worker_account_params(run, &params);
+    return acme_client_account_register(run->client, run->p, &params, acct, res);
 }
 
 /* Under ca->lock: the CA's account is `url` from now on; the record says why. */
@@ -1019,7 +1065,6 @@ static void acme_worker_account_adopt(acme_worker_run_t *run, const char *url, c
 static apr_status_t acme_worker_account(acme_worker_run_t *run, acme_result_t *res)
 {
     acme_worker_ca_t *ca = run->item->ca;
-    acme_client_account_params_t params;
     acme_client_account_t *acct = NULL;
     apr_status_t rv = APR_SUCCESS;
 
@@ -1028,11 +1073,10 @@ static apr_status_t acme_worker_account(acme_worker_run_t *run, acme_result_t *r
             "the account at %s was locked by another process (a2acme rollover?) when the "
             "renewal worker started; the order is retried soon", ca->ca_url));
     }
-    acme_worker_account_params(run, &params);
     apr_thread_mutex_lock(ca->lock);
     if (!ca->account_url) {
         acme_client_account_use(run->client, ca->account_key, NULL);
-        rv = acme_client_account_register(run->client, run->p, &params, &acct, res);
+        rv = acme_worker_register(run, &acct, res);
         if (rv == APR_SUCCESS) {
             acme_worker_account_adopt(run, acct->url, acct->created ? "registered"
                                       : "the CA already had an account for the key", 0);
@@ -1073,7 +1117,6 @@ static apr_status_t acme_worker_account_reregister(acme_worker_run_t *run, const
                                                    const char *why, acme_result_t *res)
 {
     acme_worker_ca_t *ca = run->item->ca;
-    acme_client_account_params_t params;
     acme_client_account_t *acct = NULL;
     apr_time_t not_before = 0;
     apr_status_t rv;
@@ -1087,8 +1130,7 @@ static apr_status_t acme_worker_account_reregister(acme_worker_run_t *run, const
         res->retry_after = not_before;
         return acme_worker_account_unrecovered(run, lost, res);
     }
-    acme_worker_account_params(run, &params);
-    rv = acme_client_account_register(run->client, run->p, &params, &acct, res);
+    rv = acme_worker_register(run, &acct, res);
     if (rv != APR_SUCCESS) {
         return acme_worker_account_unrecovered(run, lost, res);
     }

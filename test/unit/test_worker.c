@@ -49,6 +49,7 @@ static void unit_pool_note(apr_pool_t *p)
 /* ------------------------------------------------------------------ fake client calls */
 
 static volatile apr_uint32_t registers_arrived;
+static char last_eab_kid[64], last_eab_hmac[128];   /* the binding the last registration got */
 static apr_uint32_t registers_expected;
 static volatile apr_uint32_t key_authorizations;
 static apr_array_header_t *fake_authzs;
@@ -62,8 +63,9 @@ static apr_status_t fake_account_register(acme_client_t *c, apr_pool_t *p,
     int i;
 
     (void)c;
-    (void)params;
     (void)res;
+    apr_cpystrn(last_eab_kid, params->eab_kid ? params->eab_kid : "", sizeof(last_eab_kid));
+    apr_cpystrn(last_eab_hmac, params->eab_hmac ? params->eab_hmac : "", sizeof(last_eab_hmac));
     for (i = 0; i < 2000 && apr_atomic_read32(&registers_arrived) < registers_expected; ++i) {
         apr_sleep(apr_time_from_msec(1));
     }
@@ -245,7 +247,8 @@ static acme_worker_item_t *item_at(fixture_t *f, const char *name, const char *c
 
     item->dom = domain(f->fx->pool, name, ca_url);
     acme_result_reset(&res);
-    assert_int_equal(acme_worker_ca_get(&f->w, ca_url, &item->ca, &res), APR_SUCCESS);
+    assert_int_equal(acme_worker_ca_get(&f->w, ca_url, &item->dom->policy, &item->ca, &res),
+                     APR_SUCCESS);
     item->cas = &item->ca;
     item->n_cas = 1;
     return item;
@@ -760,12 +763,71 @@ static void test_finalize_after_a_failed_finalize_gets_a_signing_key(void **stat
     assert_string_not_equal(pub_first, pub_again);
 }
 
+/* A CA item whose domain has ACMEExternalAccountBinding kid-1 with its key in `file`. */
+static acme_worker_item_t *bound_item_at(fixture_t *f, const char *name, const char *file)
+{
+    acme_worker_item_t *item = apr_pcalloc(f->fx->pool, sizeof(*item));
+    acme_domain_t *dom = domain(f->fx->pool, name, CA_ONE);
+    acme_result_t res;
+
+    dom->policy.eab_kid = "kid-1";
+    dom->policy.eab_file = file;
+    item->dom = dom;
+    acme_result_reset(&res);
+    assert_int_equal(acme_worker_ca_get(&f->w, CA_ONE, &item->dom->policy, &item->ca, &res),
+                     APR_SUCCESS);
+    item->cas = &item->ca;
+    item->n_cas = 1;
+    return item;
+}
+
+/* The binding's key is read in prepare and goes with the registration at that CA. */
+static void test_registration_carries_the_binding(void **state)
+{
+    fixture_t *f = *state;
+    const char *file = apr_pstrcat(f->fx->pool, f->fx->dir, "/eab.key", NULL);
+    acme_worker_item_t *item;
+    acme_worker_run_t run;
+    acme_result_t res;
+
+    unit_write_file(f->fx->pool, file, "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wE\n",
+                    ACME_PERMS_0600);
+    item = bound_item_at(f, "bound.example", file);
+    run = run_of(f, f->fx->pool, item);
+    registers_expected = 1;
+    acme_result_reset(&res);
+    assert_int_equal(acme_worker_account(&run, &res), APR_SUCCESS);
+    assert_string_equal(last_eab_kid, "kid-1");
+    assert_string_equal(last_eab_hmac, "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wE");
+}
+
+/* An unreadable key file stops registrations at that CA only, naming the file, and no request. */
+static void test_unreadable_binding_key_is_an_admin_error(void **state)
+{
+    fixture_t *f = *state;
+    const char *file = apr_pstrcat(f->fx->pool, f->fx->dir, "/missing.key", NULL);
+    acme_worker_item_t *item = bound_item_at(f, "bound.example", file);
+    acme_worker_run_t run = run_of(f, f->fx->pool, item);
+    apr_uint32_t before = apr_atomic_read32(&registers_arrived);
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    assert_int_not_equal(acme_worker_account(&run, &res), APR_SUCCESS);
+    assert_int_equal(res.err_class, ACME_CLASS_ADMIN);
+    assert_non_null(strstr(res.message, file));
+    assert_non_null(strstr(res.message, "external account binding"));
+    assert_int_equal(apr_atomic_read32(&registers_arrived), before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_concurrent_registrations_leave_the_run_pool_alone,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_worker_holds_the_account_lock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registration_carries_the_binding, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreadable_binding_key_is_an_admin_error, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_rollover_in_progress_means_retry_soon, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_foreign_authorization_refused, setup, teardown),
