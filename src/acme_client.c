@@ -1438,8 +1438,11 @@ apr_status_t acme_client_cert_download(acme_client_t *c, apr_pool_t *p, const ac
     alternates = acme_http_links(resp, "alternate", p);
     chain->n_alternates = alternates->nelts;
     *out = chain;
-    if (!preferred_issuer || !*preferred_issuer
-        || issuer_matches(chain->top_issuer_cn, preferred_issuer)) {
+    if (!preferred_issuer || !*preferred_issuer) {
+        return APR_SUCCESS;
+    }
+    if (issuer_matches(chain->top_issuer_cn, preferred_issuer)) {
+        chain->preferred_found = 1;
         return APR_SUCCESS;
     }
     for (int i = 0; i < alternates->nelts; ++i) {
@@ -1455,6 +1458,7 @@ apr_status_t acme_client_cert_download(acme_client_t *c, apr_pool_t *p, const ac
         if (issuer_matches(alt->top_issuer_cn, preferred_issuer)) {
             alt->n_alternates = chain->n_alternates;
             alt->is_alternate = 1;
+            alt->preferred_found = 1;
             *out = alt;
             return APR_SUCCESS;
         }

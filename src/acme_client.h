@@ -238,6 +238,7 @@ typedef struct {
     const char *top_issuer_cn;      /* issuer CN of the last certificate, or NULL */
     int n_alternates;               /* alternates the CA offered */
     int is_alternate;
+    int preferred_found;            /* a preferred issuer was asked for and this chain has it */
 } acme_client_chain_t;
 
 /*

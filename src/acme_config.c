@@ -439,6 +439,26 @@ static const char *acme_cmd_eab(cmd_parms *cmd, void *dc, const char *kid, const
     return NULL;
 }
 
+/* ACMEPreferredChain issuer-cn: matched as a part of the topmost issuer's common name. */
+static const char *acme_cmd_preferred_chain(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = acme_config_no_dir(cmd);
+    const char *c;
+
+    if (err) {
+        return err;
+    }
+    for (c = arg; *c && (unsigned char)*c >= 0x20 && *c != 0x7f; ++c) {
+    }
+    if (!*arg || *c || strlen(arg) > 64) {
+        return "ACMEPreferredChain needs (part of) the common name of the root or topmost issuer "
+               "of the chain to prefer, at most 64 characters, e.g. ACMEPreferredChain "
+               "\"ISRG Root X1\"";
+    }
+    acme_config_policy_here(cmd)->preferred_chain = apr_pstrdup(cmd->pool, arg);
+    return NULL;
+}
+
 static const acme_config_challenge_t *acme_config_challenge_find(const char *name)
 {
     apr_size_t i;
@@ -719,6 +739,8 @@ const command_rec acme_config_cmds[] = {
                   "'accepted': you accept the CA's terms of service"),
     AP_INIT_TAKE1("ACMEContactEmail", acme_cmd_contact, NULL, RSRC_CONF,
                   "e-mail address given to the CA"),
+    AP_INIT_TAKE1("ACMEPreferredChain", acme_cmd_preferred_chain, NULL, RSRC_CONF,
+                  "the common name (or part) of the topmost issuer of the chain to prefer"),
     AP_INIT_TAKE12("ACMEExternalAccountBinding", acme_cmd_eab, NULL, RSRC_CONF,
                    "key id and root-only file with the HMAC key the CA gave you, or 'none'"),
     AP_INIT_TAKE_ARGV("ACMEChallenges", acme_cmd_challenges, NULL, RSRC_CONF,

@@ -25,6 +25,7 @@ void acme_policy_init(acme_policy_t *policy, apr_pool_t *p)
         .dns01_propagation = NULL,
         .eab_kid = NULL,
         .eab_file = NULL,
+        .preferred_chain = NULL,
     };
 }
 
@@ -41,6 +42,7 @@ void acme_policy_inherit(acme_policy_t *dst, const acme_policy_t *src)
     if (!dst->dns01_command) dst->dns01_command = src->dns01_command;
     if (dst->dns01_timeout < 0) dst->dns01_timeout = src->dns01_timeout;
     if (!dst->dns01_propagation) dst->dns01_propagation = src->dns01_propagation;
+    if (!dst->preferred_chain) dst->preferred_chain = src->preferred_chain;
     if (!dst->eab_kid) {
         dst->eab_kid = src->eab_kid;
         dst->eab_file = src->eab_file;
@@ -208,6 +210,9 @@ json_t *acme_domain_to_json(const acme_domain_t *dom)
     if (json && pol->dns01_propagation) {
         json_object_set_new(json, "dns01_propagation", json_string(pol->dns01_propagation));
     }
+    if (json && pol->preferred_chain) {
+        json_object_set_new(json, "preferred_chain", json_string(pol->preferred_chain));
+    }
     /* Where the binding's key is, never the key: domains.json is readable by the User's group. */
     if (json && pol->eab_kid && *pol->eab_kid && pol->eab_file) {
         json_object_set_new(json, "eab_kid", json_string(pol->eab_kid));
@@ -222,11 +227,15 @@ static apr_status_t acme_domain_bad_json(acme_result_t *res, apr_pool_t *p, cons
                             apr_psprintf(p, "domain set: %s", what));
 }
 
-static void acme_domain_eab_from_json(apr_pool_t *p, json_t *json, acme_policy_t *pol)
+static void acme_domain_ca_options_from_json(apr_pool_t *p, json_t *json, acme_policy_t *pol)
 {
     const char *kid = json_string_value(json_object_get(json, "eab_kid"));
     const char *file = json_string_value(json_object_get(json, "eab_file"));
+    const char *chain = json_string_value(json_object_get(json, "preferred_chain"));
 
+    if (chain && *chain) {
+        pol->preferred_chain = apr_pstrdup(p, chain);
+    }
     if (kid && *kid && file && *file) {
         pol->eab_kid = apr_pstrdup(p, kid);
         pol->eab_file = apr_pstrdup(p, file);
@@ -332,7 +341,7 @@ apr_status_t acme_domain_from_json(apr_pool_t *p, json_t *json, acme_domain_t **
         dom->policy.dns01_propagation = apr_pstrdup(p, json_string_value(
             json_object_get(json, "dns01_propagation")));
     }
-    acme_domain_eab_from_json(p, json, &dom->policy);
+    acme_domain_ca_options_from_json(p, json, &dom->policy);
     if (dom->idents->nelts == 0 || dom->policy.ca_urls->nelts == 0) {
         return acme_domain_bad_json(res, p, apr_pstrcat(p, "domain ", name,
                                                         " has no identifiers or no CA", NULL));

@@ -33,6 +33,7 @@ typedef struct {
     const char *dns01_propagation;  /* ACMEDns01Propagation text; NULL unset */
     const char *eab_kid;            /* ACMEExternalAccountBinding key id; "" none; NULL unset */
     const char *eab_file;           /* the root-only file holding its HMAC key (never the key) */
+    const char *preferred_chain;    /* ACMEPreferredChain: topmost issuer's CN, or a part of it */
 } acme_policy_t;
 
 typedef struct {

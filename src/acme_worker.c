@@ -1745,10 +1745,37 @@ static apr_status_t acme_worker_order_create(acme_worker_run_t *run, acme_order_
     return rv;
 }
 
+/* The chain (ACMEPreferredChain picks among the CA's alternates), into the pending set. */
+static apr_status_t acme_worker_order_download(acme_worker_run_t *run, const acme_order_t *order,
+                                               const acme_keyspec_t *spec, acme_result_t *res)
+{
+    const char *preferred = run->item->dom->policy.preferred_chain;
+    acme_client_chain_t *chain = NULL;
+    acme_key_t *key = NULL;
+    apr_status_t rv;
+
+    acme_worker_activity(run, "downloading the certificate");
+    rv = acme_worker_cert_key(run, spec, 0, &key, res);
+    if (rv == APR_SUCCESS) {
+        rv = acme_client_cert_download(run->client, run->p, order, key, preferred, &chain, res);
+    }
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (preferred && !chain->preferred_found) {
+        acme_worker_log(run->w, ACME_LOG_INFO, apr_psprintf(run->p, "%s: no chain with the "
+            "preferred issuer \"%s\" among the %d the CA offered; the default chain (topmost "
+            "issuer \"%s\") is used", run->item->dom->name, preferred, chain->n_alternates + 1,
+            chain->top_issuer_cn ? chain->top_issuer_cn : "?"));
+    }
+    return acme_store_write_file(run->p, acme_worker_file(run->p, run->pending_dir, "pubcert",
+                                                          spec, ".pem"),
+                                 chain->pem, chain->pem_len, ACME_PERMS_0644, res);
+}
+
 static apr_status_t acme_worker_order_step(acme_worker_run_t *run, acme_order_t *order,
                                            const acme_keyspec_t *spec, acme_result_t *res)
 {
-    acme_client_chain_t *chain = NULL;
     acme_key_t *key = NULL;
     apr_status_t rv;
 
@@ -1769,17 +1796,7 @@ static apr_status_t acme_worker_order_step(acme_worker_run_t *run, acme_order_t 
         acme_worker_activity(run, "waiting for the CA to issue");
         return acme_client_order_wait(run->client, run->p, order, res);
     case ACME_ORDER_VALID:
-        acme_worker_activity(run, "downloading the certificate");
-        rv = acme_worker_cert_key(run, spec, 0, &key, res);
-        if (rv == APR_SUCCESS) {
-            rv = acme_client_cert_download(run->client, run->p, order, key, NULL, &chain, res);
-        }
-        if (rv == APR_SUCCESS) {
-            rv = acme_store_write_file(run->p, acme_worker_file(run->p, run->pending_dir,
-                                                                "pubcert", spec, ".pem"),
-                                       chain->pem, chain->pem_len, ACME_PERMS_0644, res);
-        }
-        return rv;
+        return acme_worker_order_download(run, order, spec, res);
     case ACME_ORDER_INVALID:
         return acme_client_order_explain(run->client, run->p, order, res);
     }

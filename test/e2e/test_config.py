@@ -148,6 +148,8 @@ BAD = [
      "ACMEExternalAccountBinding kid-1 @WORK@/no-such-eab.key", "cannot be read"),
     ("eab-without-key-file", "ACMEExternalAccountBinding kid-1\n",
      "ACMEExternalAccountBinding kid-1", "needs the key id the CA gave you and the file"),
+    ("preferred-chain-too-long", f"ACMEPreferredChain {'X' * 65}\n",
+     f"ACMEPreferredChain {'X' * 65}", "at most 64 characters"),
     ("renew-negative", "ACMERenewWindow -5%\n", "ACMERenewWindow -5%", "negative"),
     ("renew-zero", "ACMERenewWindow 0\n", "ACMERenewWindow 0", "no unit"),
     ("renew-zero-percent", "ACMERenewWindow 0%\n", "ACMERenewWindow 0%", "more than 0%"),
