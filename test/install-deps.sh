@@ -7,7 +7,7 @@ PACKAGES=(
   apache2 apache2-dev libapr1-dev libaprutil1-dev
   libssl-dev libcurl4-openssl-dev libjansson-dev libcmocka-dev
   pebble openssl curl ca-certificates
-  python3 python3-pytest python3-pytest-timeout wrk
+  python3 python3-pytest python3-pytest-timeout python3-pytest-xdist python3-cryptography wrk
   bind9 bind9-dnsutils faketime
 )
 # The sanitizer and libFuzzer runtimes (build/san, test/fuzz) are only Recommended by Debian's

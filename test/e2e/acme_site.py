@@ -1,10 +1,15 @@
 """Helpers that turn a private httpd into a mod_acme site served by Pebble."""
+import base64
+import binascii
 import json
 import re
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 import harness
 
@@ -116,3 +121,47 @@ def notify_events(path):
         event, domain, doc = line.split(" ", 2)
         out.append((event, domain, json.loads(doc)))
     return out
+
+
+def store_damage(store):
+    """(files checked, [corrupt files], [temp leftovers]) of a store: every *.json must parse as
+    JSON and every file holding PEM must hold only PEM blocks that parse as their kind."""
+    store = Path(store)
+    checked, corrupt, temps = 0, [], []
+    for path in sorted(store.rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        if ".tmp-" in path.name:
+            temps.append(str(path.relative_to(store)))
+            continue
+        data = path.read_bytes()
+        if path.suffix == ".json":
+            checked += 1
+            try:
+                json.loads(data)
+            except ValueError:
+                corrupt.append(str(path.relative_to(store)))
+        elif path.suffix == ".pem" or b"-----BEGIN " in data:
+            checked += 1
+            if not _pem_ok(data):
+                corrupt.append(str(path.relative_to(store)))
+    return checked, corrupt, temps
+
+
+def _pem_ok(data):
+    """Every PEM block parses: certificates as X.509, keys as private keys, others as base64."""
+    text = data.decode(errors="replace")
+    blocks = re.findall(r"(-----BEGIN ([A-Z0-9 ]+)-----\n(.*?)-----END \2-----)", text, re.S)
+    if not blocks or text.count("-----BEGIN") != len(blocks):
+        return False
+    try:
+        for whole, kind, body in blocks:
+            if kind == "CERTIFICATE":
+                x509.load_pem_x509_certificate(whole.encode())
+            elif kind in ("PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY"):
+                serialization.load_pem_private_key(whole.encode(), password=None)
+            else:
+                base64.b64decode("".join(body.split()), validate=True)
+    except (ValueError, TypeError, binascii.Error):
+        return False
+    return True

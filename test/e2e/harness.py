@@ -89,7 +89,12 @@ _ports_given = set()
 
 
 def free_port():
-    """A TCP port on 127.0.0.1 nobody listens on now, never handed out twice in one run."""
+    """A TCP port on 127.0.0.1 nobody listens on now, never handed out twice in one run.
+    Under pytest-xdist each worker (gw0, gw1, ...) takes its ports from its own block below the
+    kernel's ephemeral range, so two workers never pick the same port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        return _free_port_in_block(int(worker[2:]))
     for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind(("127.0.0.1", 0))
@@ -98,6 +103,24 @@ def free_port():
             _ports_given.add(port)
             return port
     raise RuntimeError("no free port found")
+
+
+_PORT_BLOCK_START, _PORT_BLOCK_SIZE = 10000, 5000
+
+
+def _free_port_in_block(index):
+    first = _PORT_BLOCK_START + index * _PORT_BLOCK_SIZE
+    for port in range(first, first + _PORT_BLOCK_SIZE):
+        if port in _ports_given:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _ports_given.add(port)
+        return port
+    raise RuntimeError(f"no free port left in block {index}")
 
 
 def port_open(port, host="127.0.0.1"):

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import harness
-from acme_site import site_config, serial_of, is_pebble_cert
+from acme_site import site_config, serial_of, is_pebble_cert, store_damage
 from ca_proxy import CaProxy, DOWN, FAIL, UNAVAILABLE, LIMITED, HANG, PASS
 
 VALIDITY = 120              # Pebble's certificate lifetime (s)
@@ -152,40 +152,6 @@ def _watch(httpd, faults, deadline):
         time.sleep(max(0.0, 1.0 - (time.time() - now)))
 
 
-def _pem_blocks_ok(text):
-    """Every PEM block parses (certificates and keys by openssl, anything else as base64)."""
-    bad = 0
-    for block, kind in re.findall(r"(-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \2-----)", text,
-                                  re.S):
-        cmd = (["openssl", "x509", "-noout"] if kind == "CERTIFICATE" else
-               ["openssl", "pkey", "-noout"] if kind.endswith("PRIVATE KEY") else
-               ["openssl", "base64", "-d"])
-        data = block if cmd[1] != "base64" else "\n".join(block.splitlines()[1:-1]) + "\n"
-        res = subprocess.run(cmd, input=data, capture_output=True, text=True)
-        bad += res.returncode != 0
-    return bad == 0
-
-
-def _corrupt_store_files(store):
-    """Store files that do not parse: every *.json as JSON, every PEM block as its kind."""
-    corrupt, checked = [], 0
-    for path in sorted(Path(store).rglob("*")):
-        if path.is_symlink() or not path.is_file():
-            continue
-        data = path.read_bytes()
-        if path.suffix == ".json":
-            checked += 1
-            try:
-                json.loads(data)
-            except ValueError:
-                corrupt.append(str(path))
-        elif b"-----BEGIN " in data:
-            checked += 1
-            if not _pem_blocks_ok(data.decode(errors="replace")):
-                corrupt.append(str(path))
-    return corrupt, checked
-
-
 def _orders_per_name(f):
     counts = {}
     for front in f.fronts.values():
@@ -270,7 +236,7 @@ def test_fault_matrix(httpd, pebble, group, record_property):
         # Watch until every name is renewed, at the latest until the first certificates expire.
         _watch(httpd, faults, begun + VALIDITY + 30)
         time.sleep(1)       # a store write in flight when the last renewal was seen
-        corrupt, store_files = _corrupt_store_files(httpd.root / "acme")
+        store_files, corrupt, _ = store_damage(httpd.root / "acme")
         rows = [_figures(f, corrupt if i == 0 else [], store_files)
                 for i, f in enumerate(faults)]
         table = _table(rows)

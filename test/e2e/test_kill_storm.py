@@ -14,8 +14,6 @@ file in the store parses, and duplicate orders are counted: at most one per (kil
 landed between sending a newOrder and saving its URL in jobs/<name>.json. The figures are printed
 (and recorded as properties); bench/kill_storm.sh runs longer storms. KILL_STORM_SEED repeats a
 run."""
-import base64
-import binascii
 import json
 import os
 import random
@@ -26,11 +24,9 @@ import time
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 import harness
-from acme_site import site_config, served_cert, is_pebble_cert, serial_of
+from acme_site import site_config, served_cert, is_pebble_cert, serial_of, store_damage
 from ca_proxy import CaProxy
 
 WORKER_KILLS = int(os.environ.get("KILL_STORM_WORKER_KILLS", "100"))
@@ -196,48 +192,6 @@ def _serials(httpd):
     return {n: serial_of(served_cert(httpd, n)) for n in NAMES}
 
 
-def _check_store(store):
-    """(files checked, [corrupt files], [temp leftovers])."""
-    checked, corrupt, temps = 0, [], []
-    for path in sorted(store.rglob("*")):
-        if path.is_symlink() or not path.is_file():
-            continue
-        if ".tmp-" in path.name:
-            temps.append(str(path.relative_to(store)))
-            continue
-        data = path.read_bytes()
-        if path.suffix == ".json":
-            checked += 1
-            try:
-                json.loads(data)
-            except ValueError:
-                corrupt.append(str(path.relative_to(store)))
-        elif path.suffix == ".pem":
-            checked += 1
-            if not _pem_ok(data):
-                corrupt.append(str(path.relative_to(store)))
-    return checked, corrupt, temps
-
-
-def _pem_ok(data):
-    """Every PEM block parses: certificates as X.509, keys as private keys, others as base64."""
-    text = data.decode(errors="replace")
-    blocks = re.findall(r"(-----BEGIN ([A-Z0-9 ]+)-----\n(.*?)-----END \2-----)", text, re.S)
-    if not blocks or text.count("-----BEGIN") != len(blocks):
-        return False
-    try:
-        for whole, kind, body in blocks:
-            if kind == "CERTIFICATE":
-                x509.load_pem_x509_certificate(whole.encode())
-            elif kind in ("PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY"):
-                serialization.load_pem_private_key(whole.encode(), password=None)
-            else:
-                base64.b64decode("".join(body.split()), validate=True)
-    except (ValueError, TypeError, binascii.Error):
-        return False
-    return True
-
-
 def _duplicates(front, rounds):
     """newOrders Pebble accepted beyond one per name and round."""
     counts = front.orders_per_name()
@@ -330,7 +284,7 @@ def test_worker_sigkill_storm(httpd, pebble, monkeypatch, record_property):
                      and serial_of(served_cert(httpd, n)) not in old_serials.get(n, ())
                      for n in NAMES)
         watcher.stop()
-        checked, corrupt, temps = _check_store(store)
+        checked, corrupt, temps = store_damage(store)
         dups, counts = _duplicates(front, rounds)
         _report(record_property, {
             "worker_kills": kills, "rounds": max(rounds.values()),
@@ -420,7 +374,7 @@ def test_httpd_tree_sigkill_storm(httpd, pebble, record_property):
                      and serial_of(served_cert(httpd, n)) not in old_serials.get(n, ())
                      for n in NAMES)
         watcher.stop()
-        checked, corrupt, temps = _check_store(store)
+        checked, corrupt, temps = store_damage(store)
         dups, counts = _duplicates(front, rounds)
         _report(record_property, {
             "tree_kills": kills, "rounds": max(rounds.values()),
