@@ -17,10 +17,13 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 make -C build/san c
 echo "== fuzzing (libFuzzer, clang, address + undefined sanitizers, about 2 minutes)"
 bash test/fuzz/run.sh "${ACME_FUZZ_SECONDS:-120}" </dev/null
 
+# Two pytest-xdist workers, each taking whole files (--dist loadfile: a file's tests share its
+# helpers and order) and ports from its own block (harness.free_port). Most tests wait for
+# certificates to age or for the CA, so two workers halve the wall time on two cores.
 echo "== end-to-end tests (apache2 + pebble)"
 cd test/e2e
 ACME_BUILD_DIR="$top/build/main" /usr/bin/python3 -m pytest -v -p no:cacheprovider \
-  --timeout=600 "$@"
+  -n "${ACME_E2E_WORKERS:-2}" --dist loadfile --durations=25 --timeout=600 "$@"
 
 # The same module built with ASan + UBSan (build/san), loaded into apache2 with clang's runtime
 # preloaded (harness.sanitizer_setup): issuance, renewal, activation and hostile input; a test
@@ -31,7 +34,7 @@ ACME_BUILD_DIR="$top/build/main" /usr/bin/python3 -m pytest -v -p no:cacheprovid
 # ARI tests run).
 echo "== end-to-end tests under AddressSanitizer + UndefinedBehaviorSanitizer (build/san)"
 ACME_SANITIZE=1 ACME_BUILD_DIR="$top/build/san" /usr/bin/python3 -m pytest -v -p no:cacheprovider \
-  --timeout=600 --durations=5 \
+  -n "${ACME_E2E_WORKERS:-2}" --dist loadfile --timeout=600 --durations=5 \
   test_module.py test_issue.py test_renewal.py test_activation.py test_hostile.py \
   --deselect test_issue.py::test_short_lived_certificate_is_renewed_and_reactivated \
   --deselect "test_activation.py::test_issuance_renewal_and_activation_under_each_mpm[worker-short-validity]" \
