@@ -17,8 +17,10 @@ import itertools
 import json
 import subprocess
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
+
+from stub_http import QuietHandler
 
 MIB = 1024 * 1024
 
@@ -99,23 +101,7 @@ class _Issuer:
         return (self.dir / f"other{n}.der").read_bytes()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, fmt, *args):  # keep pytest output clean
-        pass
-
-    def _send(self, status, body=b"", ctype="application/json", headers=()):
-        self.send_response(status)
-        if ctype:
-            self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers:
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
+class _Handler(QuietHandler):
     def _acme(self, status, body, headers=(), ctype=None):
         nonce = ("Replay-Nonce", f"hostile-nonce-{next(self.server.ca.nonces)}")
         if ctype is None:

@@ -13,28 +13,15 @@ import itertools
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from stub_http import QuietHandler
 
 ARI_WINDOW = {"start": "2026-12-01T00:00:00Z", "end": "2026-12-03T00:00:00Z"}
 ARI_EXPLANATION = "https://stub.example/incident/42"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, fmt, *args):  # keep pytest output clean
-        pass
-
-    def _send(self, status, body=b"", ctype="application/json", headers=()):
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers:
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
+class _Handler(QuietHandler):
     def _handle(self):
         stub = self.server.stub
         length = int(self.headers.get("Content-Length") or 0)

@@ -274,37 +274,53 @@ def test_worker_sigkill_storm(httpd, pebble, monkeypatch, record_property):
             _wait_gone(pid)
             kills += 1
             orphans.add(_in_window(front, watcher, t_kill))
-        storm_end = time.monotonic()
-        # The storm is over: every name is served by the last round's certificate.
-        deadline = time.monotonic() + 180
-        while not _all_served(httpd, NAMES, old_serials) and time.monotonic() < deadline:
-            _nudge(httpd)
-            time.sleep(0.5)
-        served = sum(is_pebble_cert(served_cert(httpd, n), [n])
-                     and serial_of(served_cert(httpd, n)) not in old_serials.get(n, ())
-                     for n in NAMES)
-        watcher.stop()
-        checked, corrupt, temps = store_damage(store)
-        dups, counts = _duplicates(front, rounds)
-        _report(record_property, {
-            "worker_kills": kills, "rounds": max(rounds.values()),
-            **orphans.figures(), "orders_invalidated_by_ca": len(front.invalid_orders),
-            "duplicate_orders": dups, "orders": sum(counts.values()),
-            "store_files_checked": checked, "corrupt_files": len(corrupt),
-            "temp_leftovers": len(temps), "names_served": served,
-            "storm_seconds": round(storm_end - start, 1),
-            "total_seconds": round(time.monotonic() - start, 1)}, temps)
-        assert served == len(NAMES), httpd.log_text()[-6000:]
-        assert not corrupt, corrupt
-        # One newOrder at a time per CA: a kill orphans at most one order, each orphan costs at
-        # most one duplicate.
-        assert orphans.most <= 1, orphans.figures()
-        assert dups <= len(orphans.urls | front.invalid_orders), (counts, rounds,
-                                                                   orphans.figures())
+        _settle_and_check(httpd, front, watcher, Storm(start, rounds, old_serials, orphans),
+                          {"worker_kills": kills}, record_property, nudge=True)
     finally:
         if watcher:
             watcher.stop()
         front.stop()
+
+
+class Storm:
+    """What a storm leaves for the final check: its start, the renewal round of each name, the
+    serials no longer wanted, and the orders the kills left behind."""
+    def __init__(self, start, rounds, old_serials, orphans):
+        self.start, self.rounds, self.old_serials, self.orphans = (start, rounds, old_serials,
+                                                                   orphans)
+        self.end = time.monotonic()
+
+
+def _settle_and_check(httpd, front, watcher, storm, figures, record_property, nudge):
+    """After the storm: every name ends up served by its last round's certificate, no store
+    file is corrupt, a kill orphaned at most one order and each orphan cost at most one
+    duplicate order (a kill during a validation makes the CA invalidate that order, and a new
+    one is due: RFC 8555 makes an invalid order final)."""
+    if not httpd.running():
+        httpd.start()
+    deadline = time.monotonic() + 180
+    while not _all_served(httpd, NAMES, storm.old_serials) and time.monotonic() < deadline:
+        if nudge:
+            _nudge(httpd)
+        time.sleep(0.5)
+    served = sum(is_pebble_cert(served_cert(httpd, n), [n])
+                 and serial_of(served_cert(httpd, n)) not in storm.old_serials.get(n, ())
+                 for n in NAMES)
+    watcher.stop()
+    checked, corrupt, temps = store_damage(_store(httpd))
+    dups, counts = _duplicates(front, storm.rounds)
+    _report(record_property, {
+        **figures, "rounds": max(storm.rounds.values()), **storm.orphans.figures(),
+        "orders_invalidated_by_ca": len(front.invalid_orders), "duplicate_orders": dups,
+        "orders": sum(counts.values()), "store_files_checked": checked,
+        "corrupt_files": len(corrupt), "temp_leftovers": len(temps), "names_served": served,
+        "storm_seconds": round(storm.end - storm.start, 1),
+        "total_seconds": round(time.monotonic() - storm.start, 1)}, temps)
+    assert served == len(NAMES), httpd.log_text()[-6000:]
+    assert not corrupt, corrupt
+    assert storm.orphans.most <= 1, storm.orphans.figures()
+    assert dups <= len(storm.orphans.urls | front.invalid_orders), (
+        counts, storm.orphans.figures(), front.invalid_orders)
 
 
 def _tree(parent):
@@ -364,33 +380,8 @@ def test_httpd_tree_sigkill_storm(httpd, pebble, record_property):
                 _wait_gone(pid)
             kills += 1
             orphans.add(_in_window(front, watcher, t_kill))
-        storm_end = time.monotonic()
-        if not httpd.running():
-            httpd.start()
-        deadline = time.monotonic() + 180
-        while not _all_served(httpd, NAMES, old_serials) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        served = sum(is_pebble_cert(served_cert(httpd, n), [n])
-                     and serial_of(served_cert(httpd, n)) not in old_serials.get(n, ())
-                     for n in NAMES)
-        watcher.stop()
-        checked, corrupt, temps = store_damage(store)
-        dups, counts = _duplicates(front, rounds)
-        _report(record_property, {
-            "tree_kills": kills, "rounds": max(rounds.values()),
-            **orphans.figures(), "orders_invalidated_by_ca": len(front.invalid_orders),
-            "duplicate_orders": dups,
-            "orders": sum(counts.values()), "store_files_checked": checked,
-            "corrupt_files": len(corrupt), "temp_leftovers": len(temps),
-            "names_served": served, "storm_seconds": round(storm_end - start, 1),
-            "total_seconds": round(time.monotonic() - start, 1)}, temps)
-        assert served == len(NAMES), httpd.log_text()[-6000:]
-        assert not corrupt, corrupt
-        assert orphans.most <= 1, orphans.figures()
-        # Pebble validates http-01 against this httpd: a kill during a validation makes the CA
-        # invalidate that order, and a new one is due (RFC 8555: an invalid order is final).
-        assert dups <= len(orphans.urls | front.invalid_orders), (counts, orphans.figures(),
-                                                                  front.invalid_orders)
+        _settle_and_check(httpd, front, watcher, Storm(start, rounds, old_serials, orphans),
+                          {"tree_kills": kills}, record_property, nudge=False)
     finally:
         if watcher:
             watcher.stop()
