@@ -907,22 +907,62 @@ static void acme_config_resolve_policies(acme_config_checker_t *ck, acme_conf_t 
     }
 }
 
+/*
+ * The position of every ACMEDomain directive in reading order ("file:line" -> 1, 2, ...):
+ * Includes sit in the tree where they were read, while the domain list holds explicit domains
+ * first and <VirtualHost> domains in httpd's (reversed) vhost order.
+ */
+static void acme_config_decl_order(apr_pool_t *p, const ap_directive_t *node, apr_hash_t *seq,
+                                   int *n)
+{
+    for (; node; node = node->next) {
+        if (!strcasecmp(node->directive, "ACMEDomain")
+            || !strcasecmp(node->directive, "<ACMEDomain")) {
+            int *pos = apr_palloc(p, sizeof(*pos));
+            *pos = ++*n;
+            apr_hash_set(seq, apr_psprintf(p, "%s:%d", node->filename, node->line_num),
+                         APR_HASH_KEY_STRING, pos);
+        }
+        acme_config_decl_order(p, node->first_child, seq, n);
+    }
+}
+
+static int acme_config_decl_pos(apr_pool_t *p, apr_hash_t *seq, const acme_domain_t *dom)
+{
+    const int *pos = apr_hash_get(seq, apr_psprintf(p, "%s:%d", dom->defined_in,
+                                                    dom->defined_line), APR_HASH_KEY_STRING);
+    return pos ? *pos : 0;
+}
+
+/* A name in two domains: the error stands on the later declaration, the one to edit. */
+static void acme_config_name_clash(acme_config_checker_t *ck, apr_hash_t *seq, const char *name,
+                                   const acme_domain_t *dom, const acme_domain_t *other)
+{
+    if (acme_config_decl_pos(ck->p, seq, dom) < acme_config_decl_pos(ck->p, seq, other)) {
+        const acme_domain_t *swap = dom;
+        dom = other;
+        other = swap;
+    }
+    acme_config_problem(ck, dom, apr_psprintf(ck->p,
+        "%s is already managed by ACMEDomain %s (line %d of %s); remove it from this "
+        "declaration, since a name can belong to one managed domain only", name, other->name,
+        other->defined_line, other->defined_in));
+}
+
 static void acme_config_index_names(acme_config_checker_t *ck, acme_conf_t *conf)
 {
-    int i, j;
+    apr_hash_t *seq = apr_hash_make(ck->p);
+    int i, j, n = 0;
 
+    acme_config_decl_order(ck->p, ap_conftree, seq, &n);
     for (i = 0; i < conf->domains->nelts; ++i) {
         acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, acme_domain_t *);
         for (j = 0; j < dom->idents->nelts; ++j) {
             const char *name = APR_ARRAY_IDX(dom->idents, j, acme_ident_t).value;
             void *other = NULL;
-            if (acme_names_index_add(conf->index, name, dom, &other) == APR_SUCCESS) {
-                continue;
+            if (acme_names_index_add(conf->index, name, dom, &other) != APR_SUCCESS) {
+                acme_config_name_clash(ck, seq, name, dom, other);
             }
-            acme_config_problem(ck, dom, apr_psprintf(ck->p,
-                "%s is already managed by ACMEDomain %s (line %d of %s); a name can belong to "
-                "one managed domain only", name, ((acme_domain_t *)other)->name,
-                ((acme_domain_t *)other)->defined_line, ((acme_domain_t *)other)->defined_in));
         }
     }
 }

@@ -241,6 +241,27 @@ def test_same_name_in_two_vhosts_names_both_lines(httpd_alone):
     for n in lines:
         assert f"line {n} of {conf_path}" in out, out
     assert "twice.test is already managed" in out, out
+    # The line to edit is the second declaration: the message says so and ends with it.
+    assert re.search(rf"remove it from this declaration.*\(ACMEDomain twice.test, line "
+                     rf"{lines[1]} of {re.escape(str(conf_path))}\)", out), out
+
+
+def test_name_declared_again_after_an_include_is_flagged_where_it_was_added(httpd_alone):
+    """A site file included first manages the name; the main file names it again later: the
+    error stands on the main file's line (the one to remove) and names the site file's line,
+    though explicit domains are collected before <VirtualHost> ones."""
+    site = httpd_alone.conf_path.parent / "site-a.conf"
+    site.write_text(fill(ssl_vhost("inc.test", body="ACMEDomain"), httpd_alone))
+    conf_path = httpd_alone.write_config(f"Include {site}\nACMEDomain inc.test\n")
+    rc, out = httpd_alone.configtest()
+    assert rc != 0, out
+    site_line = next(i for i, t in enumerate(site.read_text().splitlines(), 1)
+                     if t.strip() == "ACMEDomain")
+    main_line = line_number(conf_path, "ACMEDomain inc.test")
+    assert re.search(rf"inc.test is already managed by ACMEDomain inc.test \(line {site_line} "
+                     rf"of {re.escape(str(site))}\); remove it from this declaration.*"
+                     rf"\(ACMEDomain inc.test, line {main_line} of "
+                     rf"{re.escape(str(conf_path))}\)", out), out
 
 
 def test_every_problem_is_reported_not_only_the_first(httpd_alone):
