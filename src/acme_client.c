@@ -668,7 +668,8 @@ apr_status_t acme_client_account_register(acme_client_t *c, apr_pool_t *p,
     if (c->dir->meta.terms_of_service && !params->agree_tos) {
         return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN,
                                 apr_psprintf(p, "the CA %s asks to agree to its terms of "
-                                             "service (%s) before creating an account",
+                                             "service (%s) before creating an account: read "
+                                             "them, then add ACMEAgreement accepted",
                                              c->directory_url, c->dir->meta.terms_of_service));
     }
     if (c->dir->meta.external_account_required && !(params->eab_kid && params->eab_hmac)) {

@@ -115,6 +115,7 @@ static void acme_job_from_json(acme_job_t *job, apr_pool_t *p, json_t *json)
     job->ca_failures = (int)json_integer_value(json_object_get(json, "ca_failures"));
     job->rejected = (int)json_integer_value(json_object_get(json, "rejected"));
     job->ca_hold = acme_job_time_get(json, "ca_retry_after");
+    job->failed_config = acme_job_str_get(p, json, "failed_config");
     job->renew_reason = acme_job_str_get(p, json, "renew_reason");
     job->warning = acme_job_str_get(p, json, "warning");
     job->notified_event = acme_job_str_get(p, json_object_get(json, "notified"), "event");
@@ -206,6 +207,8 @@ json_t *acme_job_to_json(const acme_job_t *job)
         json_object_set_new(json, "ca_failures", json_integer(job->ca_failures));
         json_object_set_new(json, "rejected", json_integer(job->rejected));
         json_object_set_new(json, "ca_retry_after", acme_job_time_json_up(job->ca_hold));
+        json_object_set_new(json, "failed_config", job->failed_config
+                                                   ? json_string(job->failed_config) : json_null());
         json_object_set_new(json, "renew_reason", job->renew_reason
                                                   ? json_string(job->renew_reason) : json_null());
         json_object_set_new(json, "ari", acme_job_ari_json(job));

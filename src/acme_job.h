@@ -51,6 +51,8 @@ typedef struct {
     int rejected;               /* staged sets the parent refused for good (kept in rejected/) */
     apr_time_t ca_hold;         /* a Retry-After the CA sent outside an order (a renewalInfo
                                  * lookup answered 503/429): no order before it */
+    const char *failed_config;  /* SHA-256 (hex) of the domain's configuration at the last
+                                 * failure: a changed configuration is tried at once */
 } acme_job_t;
 
 acme_job_t *acme_job_make(apr_pool_t *p, const char *name);

@@ -898,6 +898,42 @@ static apr_time_t acme_worker_emergency_at(const acme_worker_item_t *item)
     return earliest;
 }
 
+/* The domain's configuration as domains.json holds it, hashed: what an order was tried with. */
+static const char *acme_worker_config_digest(apr_pool_t *p, const acme_domain_t *dom)
+{
+    json_t *doc = acme_domain_to_json(dom);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    const char *digest = text ? acme_challenge_sha256_hex(p, text) : NULL;
+
+    free(text);
+    json_decref(doc);
+    return digest;
+}
+
+/*
+ * An error the admin had to fix (terms not agreed, a missing binding, a bad hook) waits up to a
+ * day before the next attempt; when the admin has changed the domain's configuration since, the
+ * next worker run (the graceful restart that loaded it starts one) tries again at once.
+ */
+static int acme_worker_config_changed(acme_worker_t *w, const acme_worker_item_t *item,
+                                      const acme_job_t *job)
+{
+    const char *now_digest;
+
+    if (job->last_error.err_class != ACME_CLASS_ADMIN || !job->failed_config) {
+        return 0;
+    }
+    now_digest = acme_worker_config_digest(w->pool, item->dom);
+    if (!now_digest || !strcmp(now_digest, job->failed_config)) {
+        return 0;
+    }
+    acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(w->pool, "%s: the configuration changed "
+                    "since the last attempt failed (%s); trying again now instead of at %s",
+                    item->dom->name, acme_class_name(job->last_error.err_class),
+                    acme_worker_time_text(w->pool, job->next_run)));
+    return 1;
+}
+
 static void acme_worker_plan(acme_worker_t *w, apr_interval_time_t interval)
 {
     apr_time_t now = apr_time_now();
@@ -953,7 +989,8 @@ static void acme_worker_plan(acme_worker_t *w, apr_interval_time_t interval)
             acme_worker_job_save(w, w->pool, job, NULL);
             acme_result_reset(&res);
         }
-        if (job->state == ACME_JOB_FAILED && job->next_run > now) {
+        if (job->state == ACME_JOB_FAILED && job->next_run > now
+            && !acme_worker_config_changed(w, item, job)) {
             acme_worker_note_next(w, job->next_run);
             continue;
         }
@@ -2042,6 +2079,7 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
         na = item->active[0].not_after;
     }
     acme_job_failed(run.job, p, &res, now);
+    run.job->failed_config = acme_worker_config_digest(p, dom);
     run.job->activity = NULL;
     run.job->next_run = acme_plan_retry_at(res.err_class, run.job->failures, now, res.retry_after,
                                            nb, na, acme_worker_random());

@@ -291,3 +291,26 @@ def test_forced_renewal_marker_is_picked_up_without_restart_by_anyone(httpd, peb
     assert httpd.proc.pid == parent
     assert not marker.exists()
     assert "renewal forced by an admin" in httpd.log_text()
+
+
+def test_missing_agreement_names_the_directive_and_issues_once_added(httpd, pebble):
+    """Pebble has terms of service: without ACMEAgreement no account is created, the status and
+    the log name the directive to add; once it is added (graceful), the certificate comes."""
+    names = ["tos.test"]
+    conf = site_config(httpd, pebble, [names])
+    httpd.write_config(conf.replace("ACMEAgreement accepted\n", ""))
+    httpd.start()
+    deadline, err = time.monotonic() + 60, {}
+    while time.monotonic() < deadline and not err.get("message"):
+        err = (status(httpd, "tos.test").get("renewal") or {}).get("last_error") or {}
+        time.sleep(0.5)
+    assert "add ACMEAgreement accepted" in err.get("message", ""), (err, httpd.log_text()[-3000:])
+    assert "ACMEAgreement accepted" in httpd.log_text()
+    assert httpd.running()
+    httpd.write_config(conf)
+    httpd.graceful()
+    wait_for_pebble_cert(httpd, names, timeout=90)
+    # Not after the day an admin-action error otherwise waits: the changed configuration is
+    # noticed and tried at once.
+    assert "tos.test: the configuration changed since the last attempt failed" in \
+        httpd.log_text(), httpd.log_text()[-3000:]

@@ -119,6 +119,7 @@ static void test_failure_round_trip(void **state)
     err.retry_after = apr_time_from_sec(1700003600);
     acme_job_failed(job, fx->pool, &err, now);
     acme_job_failed(job, fx->pool, &err, now);
+    job->failed_config = "9f86d081884c7d659a2feaa0c55ad015";
     apr_pool_destroy(scratch);
 
     assert_int_equal(job->state, ACME_JOB_FAILED);
@@ -138,6 +139,7 @@ static void test_failure_round_trip(void **state)
     assert_string_equal(back->last_error.subproblems, "[{\"type\":\"urn:x\"}]");
     assert_true(back->last_error.retry_after == apr_time_from_sec(1700003600));
     assert_true(back->last_error_at == now);
+    assert_string_equal(back->failed_config, "9f86d081884c7d659a2feaa0c55ad015");
 }
 
 static void test_every_class_survives(void **state)
