@@ -847,6 +847,27 @@ static int acme_config_server_has_name(const server_rec *s, const char *name)
     return 0;
 }
 
+/*
+ * httpd keeps ServerAlias patterns apart (wild_names). "*.example.org" is a name a certificate
+ * can hold (validated by dns-01, checked later); other patterns ("www.ex?mple.org", "*") match
+ * names no certificate can list, so the admin has to name them.
+ */
+static void acme_config_vhost_wild_aliases(acme_config_checker_t *ck, server_rec *vs,
+                                           acme_domain_t *dom)
+{
+    const char *reason = NULL;
+    int i;
+
+    for (i = 0; vs->wild_names && i < vs->wild_names->nelts; ++i) {
+        const char *alias = APR_ARRAY_IDX(vs->wild_names, i, const char *);
+        if (acme_domain_add_name(ck->p, dom, alias, &reason) != APR_SUCCESS) {
+            acme_config_problem(ck, dom, apr_psprintf(ck->p, "ServerAlias %s: %s; a certificate "
+                                "can only hold a wildcard of the form *.example.org: list the "
+                                "names to certify with ACMEDomain instead", alias, reason));
+        }
+    }
+}
+
 static acme_domain_t *acme_config_vhost_domain(acme_config_checker_t *ck, server_rec *vs,
                                                acme_srv_conf_t *sc)
 {
@@ -870,6 +891,7 @@ static acme_domain_t *acme_config_vhost_domain(acme_config_checker_t *ck, server
             acme_config_problem(ck, dom, apr_psprintf(ck->p, "ServerAlias %s: %s", alias, reason));
         }
     }
+    acme_config_vhost_wild_aliases(ck, vs, dom);
     return dom;
 }
 

@@ -77,6 +77,12 @@ BAD = [
      "needs at least one name"),
     ("vhost-alias-invalid", ssl_vhost("a.test", ["a_b.test"], "ACMEDomain"), "ACMEDomain",
      "ServerAlias a_b.test"),
+    # A ServerAlias pattern is part of the vhost's names: *.x is a wildcard (dns-01 needed),
+    # other patterns cannot be certified.
+    ("vhost-wild-alias-needs-dns01", ssl_vhost("vw.test", ["*.vw.test"], "ACMEDomain"),
+     "ACMEDomain", "*.vw.test is a wildcard name"),
+    ("vhost-alias-pattern", ssl_vhost("vp.test", ["www.v?.test"], "ACMEDomain"), "ACMEDomain",
+     "ServerAlias www.v?.test"),
     ("vhost-domain-and-explicit", ssl_vhost("v.test", body="ACMEDomain") + "ACMEDomain v.test\n",
      "ACMEDomain v.test", "already managed"),
     ("vhost-without-servername",
@@ -302,6 +308,8 @@ GOOD = [
     ("vhost-with-overrides",
      ssl_vhost("o.test", body="ACMEDomain\n  ACMEPrivateKeys rsa3072\n  ACMERenewWindow 21d")),
     ("ip-literals", "ACMEDomain 192.0.2.1 [2001:db8::1]\n"),
+    ("vhost-wild-alias", ssl_vhost("vw.test", ["*.vw.test"],
+                                   "ACMEDns01Command /bin/true\n  ACMEDomain")),
     # A wildcard needs a way to do dns-01 (issue 6); without one configtest refuses it.
     ("wildcard", ssl_vhost("w.test", ["*.w.test"])
      + "ACMEDns01Command /bin/true\nACMEDomain w.test *.w.test\n"),
