@@ -51,7 +51,19 @@ typedef struct {
     int rejected;               /* staged sets the parent refused for good (kept in rejected/) */
     apr_time_t ca_hold;         /* a Retry-After the CA sent outside an order (a renewalInfo
                                  * lookup answered 503/429): no order before it */
+    apr_table_t *cert_profiles; /* serial (upper-case hex) -> the profile it was ordered with
+                                 * ("" the CA's default), for the certificates obtained last;
+                                 * NULL when none recorded. At most ACME_JOB_PROFILES_MAX. */
 } acme_job_t;
+
+#define ACME_JOB_PROFILES_MAX 8
+
+/* Records the profile of a certificate the worker obtained (oldest entries make room). */
+void acme_job_profile_note(acme_job_t *job, apr_pool_t *p, const char *serial_hex,
+                           const char *profile);
+
+/* The profile a certificate was ordered with ("" the CA's default), NULL when not recorded. */
+const char *acme_job_profile_of(const acme_job_t *job, const char *serial_hex);
 
 acme_job_t *acme_job_make(apr_pool_t *p, const char *name);
 
