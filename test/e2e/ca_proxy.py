@@ -73,6 +73,8 @@ class CaProxy:
         self.profiles = None         # {name: description or object}: see _profiles_directory
         self.profile_log = []        # every newOrder's (names, profile or None): _profile_check
         self.profile_refused = []    # the newOrder payloads refused with invalidProfile
+        self.refuse_profiles = set() # offered in the directory, yet refused at newOrder (as
+                                     # a CA does for a profile an account may not use)
         pdir = Path(pebble.workdir) / "pebble"
         handler = self._handler_class()
         self.server = _Server(("127.0.0.1", 0), handler)
@@ -232,7 +234,8 @@ class CaProxy:
         profile = payload.get("profile")
         with self.lock:
             self.profile_log.append(([i.get("value") for i in payload["identifiers"]], profile))
-        if profile is None or self.profiles is None or profile in self.profiles:
+        if profile is None or self.profiles is None or (profile in self.profiles and
+                                                        profile not in self.refuse_profiles):
             return False
         with self.lock:
             self.profile_refused.append(payload)
