@@ -99,20 +99,21 @@ void acme_job_profile_note(acme_job_t *job, apr_pool_t *p, const char *serial_he
 {
     const apr_array_header_t *old;
     apr_table_t *next;
-    int i, skip;
+    int i, kept = 0, skip;
 
     if (!serial_hex) {
         return;
     }
     next = apr_table_make(p, ACME_JOB_PROFILES_MAX);
-    if (job->cert_profiles) {
-        old = apr_table_elts(job->cert_profiles);
-        skip = old->nelts - (ACME_JOB_PROFILES_MAX - 1);
-        for (i = skip > 0 ? skip : 0; i < old->nelts; ++i) {
-            const apr_table_entry_t *e = &APR_ARRAY_IDX(old, i, apr_table_entry_t);
-            if (strcmp(e->key, serial_hex)) {
-                apr_table_set(next, e->key, e->val);
-            }
+    old = job->cert_profiles ? apr_table_elts(job->cert_profiles) : NULL;
+    for (i = 0; old && i < old->nelts; ++i) {
+        kept += strcmp(APR_ARRAY_IDX(old, i, apr_table_entry_t).key, serial_hex) != 0;
+    }
+    skip = kept - (ACME_JOB_PROFILES_MAX - 1);      /* the oldest make room */
+    for (i = 0; old && i < old->nelts; ++i) {
+        const apr_table_entry_t *e = &APR_ARRAY_IDX(old, i, apr_table_entry_t);
+        if (strcmp(e->key, serial_hex) && skip-- <= 0) {
+            apr_table_set(next, e->key, e->val);
         }
     }
     apr_table_set(next, serial_hex, acme_result_utf8(p, profile ? profile : ""));

@@ -14,7 +14,9 @@
 #include "acme_client.h"
 #include "acme_domain.h"
 #include "acme_profile.h"
+#include "acme_job.h"
 #include "acme_seal.h"
+#include "acme_status.h"
 #include "unit_support.h"
 
 #define CA "https://ca.example/dir"
@@ -192,6 +194,70 @@ static void test_cache_round_trip_and_forgery(void **state)
                                     NULL));
 }
 
+/* The profile of each certificate survives a restart (jobs/<name>.json), bounded. */
+static void test_job_keeps_profiles(void **state)
+{
+    unit_store_fixture_t *fx = unit_store_fixture_make("profile-job");
+    acme_job_t *job = acme_job_make(fx->pool, "p.test"), *back = NULL;
+    acme_result_t res;
+    int i;
+
+    (void)state;
+    for (i = 0; i < ACME_JOB_PROFILES_MAX + 3; ++i) {
+        acme_job_profile_note(job, fx->pool, apr_psprintf(fx->pool, "%02X", i),
+                              i % 2 ? "shortlived" : NULL);
+    }
+    acme_job_profile_note(job, fx->pool, "0A", "tlsserver");    /* noted again: newest */
+    acme_result_reset(&res);
+    assert_int_equal(acme_job_save(fx->pool, fx->st, job, &res), APR_SUCCESS);
+    assert_int_equal(acme_job_load(fx->pool, fx->st, "p.test", &back, &res), APR_SUCCESS);
+    assert_int_equal(apr_table_elts(back->cert_profiles)->nelts, ACME_JOB_PROFILES_MAX);
+    assert_null(acme_job_profile_of(back, "00"));               /* the oldest made room */
+    assert_string_equal(acme_job_profile_of(back, "0A"), "tlsserver");
+    assert_string_equal(acme_job_profile_of(back, "09"), "shortlived");
+    assert_string_equal(acme_job_profile_of(back, "08"), "");   /* the CA's default */
+    assert_null(acme_job_profile_of(back, "FF"));
+    unit_store_fixture_free(fx);
+}
+
+/* The status: profile and the real lifetime of each certificate. */
+static void test_status_profile_and_lifetime(void **state)
+{
+    static const struct { apr_int64_t seconds; const char *text; } lifetimes[] = {
+        { 160 * 3600, "160h" }, { 45 * 86400, "45d" }, { 64 * 86400 + 3600, "64d1h" },
+        { 90 * 86400 - 1, "89d23h" }, { 1800, "1800s" },
+    };
+    acme_domain_t *dom = acme_domain_make(*state, "test", 1);
+    acme_job_t *job = acme_job_make(*state, "s.test");
+    acme_active_t active = { .certs = apr_array_make(*state, 1, sizeof(acme_active_cert_t)) };
+    acme_active_cert_t *cert = apr_array_push(active.certs);
+    size_t i;
+
+    assert_int_equal(acme_domain_add_name(*state, dom, "s.test", NULL), APR_SUCCESS);
+    dom->policy.ca_urls = apr_array_make(*state, 1, sizeof(const char *));
+    APR_ARRAY_PUSH(dom->policy.ca_urls, const char *) = CA;
+    acme_job_profile_note(job, *state, "ABCD", "shortlived");
+    for (i = 0; i < sizeof(lifetimes) / sizeof(lifetimes[0]); ++i) {
+        json_t *out, *c;
+        *cert = (acme_active_cert_t){ .spec = "secp256r1" };
+        cert->info.serial_hex = i ? "EF01" : "ABCD";
+        cert->info.not_before = apr_time_from_sec(1767225600);
+        cert->info.not_after = cert->info.not_before + apr_time_from_sec(lifetimes[i].seconds);
+        out = acme_status_domain(dom, &active, job);
+        c = json_array_get(json_object_get(out, "certificates"), 0);
+        assert_string_equal(json_string_value(json_object_get(c, "lifetime")), lifetimes[i].text);
+        assert_int_equal(json_integer_value(json_object_get(c, "lifetime_seconds")),
+                         lifetimes[i].seconds);
+        if (i == 0) {
+            assert_string_equal(json_string_value(json_object_get(c, "profile")), "shortlived");
+        }
+        else {
+            assert_true(json_is_null(json_object_get(c, "profile")));
+        }
+        json_decref(out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -202,6 +268,8 @@ int main(void)
         cmocka_unit_test(test_automatic_for_ip),
         cmocka_unit_test(test_limits_checked_before_ordering),
         cmocka_unit_test(test_cache_round_trip_and_forgery),
+        cmocka_unit_test(test_job_keeps_profiles),
+        cmocka_unit_test(test_status_profile_and_lifetime),
     };
 
     return cmocka_run_group_tests(tests, unit_setup_pool, unit_teardown_pool);
