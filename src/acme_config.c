@@ -1015,29 +1015,14 @@ static const acme_client_meta_t *acme_config_cached_meta(acme_config_checker_t *
 }
 
 /*
- * Fatal in an admin's configtest only: a running server (and the configtest it runs before its
- * own restarts) keeps serving and restarting for the other domains; the order fails on its own.
- */
-static void acme_config_profile_problem(acme_config_checker_t *ck, const acme_domain_t *dom,
-                                        const char *message)
-{
-    const char *what = apr_pstrcat(ck->p, message, " (as the CA's directory said when last "
-                                   "fetched)", NULL);
-
-    if (ap_state_query(AP_SQ_RUN_MODE) == AP_SQ_RM_CONFIG_TEST
-        && !ap_exists_config_define(ACME_CONFIG_RESTART_CHECK)) {
-        acme_config_problem(ck, dom, what);
-        return;
-    }
-    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ck->s, "mod_acme: %s (ACMEDomain %s, line %d of "
-                 "%s); its renewals fail until this is fixed", what, dom->name, dom->defined_line,
-                 dom->defined_in ? dom->defined_in : "?");
-}
-
-/*
  * ACMEProfile against the profiles each CA offered when the worker last fetched its directory:
- * an unknown name or a mandatory profile the CA lacks fails here rather than at the next order.
- * Without a cached directory (first start, another CA) the worker checks at the first order.
+ * an unknown name or a mandatory profile the CA lacks fails an admin's configtest rather than
+ * the next order. Without a cached directory (first start, another CA) the worker checks at the
+ * first order. Only in an admin's "httpd -t": a running server (and the configtest it runs
+ * before its own restarts) must go on restarting to serve other domains' new certificates when a
+ * CA drops a profile - the domain concerned keeps its certificate and its order fails with the
+ * same message. (It also keeps OpenSSL out of the check_config hook of a real start, which runs
+ * before mod_ssl has set OpenSSL up.)
  */
 static void acme_config_check_profiles(acme_config_checker_t *ck, acme_conf_t *conf)
 {
@@ -1045,6 +1030,10 @@ static void acme_config_check_profiles(acme_config_checker_t *ck, acme_conf_t *c
     acme_result_t res;
     int i, j;
 
+    if (ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_CONFIG_TEST
+        || ap_exists_config_define(ACME_CONFIG_RESTART_CHECK)) {
+        return;
+    }
     acme_result_reset(&res);
     if (acme_seal_proof_key_load(ck->p, conf->store_dir, &proof_key, &res) != APR_SUCCESS) {
         return;     /* not root, or never started: nothing cached can be trusted */
@@ -1065,7 +1054,8 @@ static void acme_config_check_profiles(acme_config_checker_t *ck, acme_conf_t *c
             acme_result_reset(&res);
             if (meta && acme_profile_choose(ck->p, &req, meta, &chosen, NULL, &res)
                         != APR_SUCCESS) {
-                acme_config_profile_problem(ck, dom, res.message);
+                acme_config_problem(ck, dom, apr_pstrcat(ck->p, res.message, " (as the CA's "
+                                    "directory said at the last order)", NULL));
             }
         }
     }

@@ -23,7 +23,7 @@
  * Defined (-D) in the "httpd -t" the module runs before its own graceful restart. Problems that
  * come from the CA's side (a profile its cached directory no longer offers) fail an admin's
  * configtest, but must not stop a running server from restarting to serve other new
- * certificates: there they are logged, and the renewal that needs the fix fails on its own.
+ * certificates: the renewal that needs the fix fails on its own.
  */
 #define ACME_CONFIG_RESTART_CHECK "ACME_RESTART_CHECK"
 

@@ -59,6 +59,13 @@ def _wait_error(httpd, name, needle, timeout=60):
     return _last_error(httpd, name)
 
 
+def _graceful(httpd):
+    done = httpd.log_text().count("resuming normal operations")
+    httpd.graceful()
+    harness.wait_for(lambda: httpd.log_text().count("resuming normal operations") > done
+                     or not httpd.running(), 20, "the graceful restart")
+
+
 def test_profiles(httpd, pebble):
     front = CaProxy(pebble)
     front.profiles = LE_PROFILES
@@ -110,9 +117,14 @@ def test_profiles(httpd, pebble):
         httpd.write_config(_config(httpd, pebble, front,
                                    dict(SECTIONS, **{"mand.test": "ACMEProfile tlsclient"})))
         rc, out = httpd.configtest()
-        httpd.conf_path.write_text(good)
         assert rc != 0 and "ACMEProfile tlsclient" in out and front.directory_url in out, out
         assert "mand.test" in out and "tlsserver" in out, out
+        # The running server itself does not refuse it: it restarts and keeps serving.
+        _graceful(httpd)
+        assert httpd.running()
+        assert serial_of(served_cert(httpd, "mand.test")) == serial_of(mand)
+        httpd.conf_path.write_text(good)
+        _graceful(httpd)
 
         # The CA stops offering tlsserver: the forced renewal fails clearly, the old certificate
         # stays in service.
