@@ -1009,8 +1009,8 @@ static const acme_client_meta_t *acme_config_cached_meta(acme_config_checker_t *
     if (acme_store_read_json(ck->p, path, &json, &res) != APR_SUCCESS) {
         return NULL;
     }
+    /* json belongs to ck->p (acme_store_read_json registered its release there). */
     rv = acme_profile_cache_read(ck->p, proof_key, ca_url, json, meta, &fetched, &res);
-    json_decref(json);
     return rv == APR_SUCCESS ? meta : NULL;
 }
 
@@ -1021,8 +1021,7 @@ static const acme_client_meta_t *acme_config_cached_meta(acme_config_checker_t *
  * first order. Only in an admin's "httpd -t": a running server (and the configtest it runs
  * before its own restarts) must go on restarting to serve other domains' new certificates when a
  * CA drops a profile - the domain concerned keeps its certificate and its order fails with the
- * same message. (It also keeps OpenSSL out of the check_config hook of a real start, which runs
- * before mod_ssl has set OpenSSL up.)
+ * same message.
  */
 static void acme_config_check_profiles(acme_config_checker_t *ck, acme_conf_t *conf)
 {
