@@ -8,6 +8,7 @@ domains, one worker run for all the cases:
   unknown.test  ACMEProfile nosuch                -> clear error, no order sent
   refused.test  ACMEProfile classic, CA refuses   -> the CA's invalidProfile, explained
   nooffer.test  ACMEProfile shortlived mandatory at a CA without profiles (Pebble) -> error
+  optional.test ACMEProfile tlsserver at that CA -> issued without a profile, logged once
 then configtest catches an unknown name from the cached directory, and a profile the CA stops
 offering fails the renewal with the old certificate still served."""
 import subprocess
@@ -45,6 +46,9 @@ def _config(httpd, pebble, front, sections):
     conf += ("<ACMEDomain nooffer.test>\n"
              f"  ACMECertificateAuthority {pebble.directory_url}\n"
              "  ACMEProfile shortlived mandatory\n</ACMEDomain>\n" + _vhost(httpd, "nooffer.test"))
+    conf += ("<ACMEDomain optional.test>\n"
+             f"  ACMECertificateAuthority {pebble.directory_url}\n"
+             "  ACMEProfile tlsserver\n</ACMEDomain>\n" + _vhost(httpd, "optional.test"))
     return conf
 
 
@@ -111,6 +115,12 @@ def test_profiles(httpd, pebble):
         assert front.profile_refused, front.profile_log
         msg = _wait_error(httpd, "nooffer.test", "shortlived mandatory")
         assert pebble.directory_url in msg and "offers no profiles" in msg, msg
+        # Not mandatory at a CA without profiles: issued with the CA's default, said once.
+        wait_for_pebble_cert(httpd, ["optional.test"])
+        assert status(httpd, "optional.test")["certificates"][0]["profile"] is None
+        note = (f"optional.test: ACMEProfile tlsserver: the CA {pebble.directory_url} offers no "
+                "profiles; ordering without one")
+        assert httpd.log_text().count(note) == 1, httpd.log_text()[-3000:]
 
         # configtest, with the directory the worker cached: an unknown name is refused at once.
         good = httpd.conf_path.read_text()
