@@ -716,10 +716,22 @@ static json_t *a2_entry_json(const a2_entry_t *e)
 }
 
 typedef struct {
-    const char *cols[8];
+    const char *cols[10];
 } a2_row_t;
 
-#define A2_COLS 8
+#define A2_COLS 10
+
+/* PROFILE and LIFETIME of certificate i, from its status entry (acme_status_domain). */
+static void a2_list_profile(apr_pool_t *p, json_t *status, int i, const void *cert,
+                            const char **cols)
+{
+    json_t *entry = json_array_get(json_object_get(status, "certificates"), (size_t)i);
+    const char *profile = json_string_value(json_object_get(entry, "profile"));
+    const char *life = json_string_value(json_object_get(entry, "lifetime"));
+
+    cols[0] = !cert ? "-" : profile ? apr_pstrdup(p, profile) : "default";
+    cols[1] = cert && life ? apr_pstrdup(p, life) : "-";
+}
 
 static void a2_list_rows(apr_pool_t *p, const a2_entry_t *e, json_t *status,
                          apr_array_header_t *rows)
@@ -743,8 +755,9 @@ static void a2_list_rows(apr_pool_t *p, const a2_entry_t *e, json_t *status,
         row->cols[4] = c ? (c->info.issuer_cn ? c->info.issuer_cn
                                               : c->info.issuer ? c->info.issuer : "-") : "-";
         row->cols[5] = c ? a2_time(p, c->info.not_after) : "-";
-        row->cols[6] = i ? "" : a2_time(p, e->job ? e->job->renew_at : 0);
-        row->cols[7] = i ? "" : names;
+        a2_list_profile(p, status, i, c, row->cols + 6);
+        row->cols[8] = i ? "" : a2_time(p, e->job ? e->job->renew_at : 0);
+        row->cols[9] = i ? "" : names;
     }
 }
 
@@ -826,7 +839,8 @@ static void a2_print_table(apr_pool_t *p, const apr_array_header_t *rows)
 static int a2_cmd_list(a2_t *a)
 {
     static const char *const header[A2_COLS] = {
-        "DOMAIN", "STATE", "KEY", "SERIAL", "ISSUER", "NOT AFTER", "RENEW AT", "NAMES"
+        "DOMAIN", "STATE", "KEY", "SERIAL", "ISSUER", "NOT AFTER", "PROFILE", "LIFETIME",
+        "RENEW AT", "NAMES"
     };
     apr_array_header_t *rows = apr_array_make(a->p, 16, sizeof(a2_row_t));
     json_t *list = json_array(), *doc;

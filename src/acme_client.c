@@ -311,6 +311,26 @@ static const char *str_array_item(apr_array_header_t *arr, int i)
     return APR_ARRAY_IDX(arr, i, const char *);
 }
 
+/* The limits a CA may publish in a profile object (see acme_client_profile_t). */
+static void meta_profile_limits(apr_pool_t *p, json_t *item, acme_client_profile_t *prof)
+{
+    json_t *max = json_object_get(item, "maxNames"), *types = json_object_get(item,
+                                                                             "identifierTypes");
+    json_t *t;
+    size_t i;
+
+    prof->max_names = json_is_integer(max) && json_integer_value(max) > 0
+                      && json_integer_value(max) < 1000000 ? (int)json_integer_value(max) : 0;
+    prof->identifier_types = NULL;
+    json_array_foreach(types, i, t) {
+        if (json_is_string(t) && i < 16) {
+            prof->identifier_types = apr_pstrcat(p, prof->identifier_types ? prof->identifier_types
+                                                 : "", prof->identifier_types ? "," : "",
+                                                 json_string_value(t), NULL);
+        }
+    }
+}
+
 apr_status_t acme_client_meta_parse(apr_pool_t *p, const char *json, apr_size_t len,
                                     acme_client_meta_t *meta, acme_result_t *res)
 {
@@ -348,6 +368,7 @@ apr_status_t acme_client_meta_parse(apr_pool_t *p, const char *json, apr_size_t 
         /* The draft says a string; later Pebbles send an object with a description. */
         prof->description = json_is_string(item) ? apr_pstrdup(p, json_string_value(item))
                                                  : json_str(p, item, "description");
+        meta_profile_limits(p, item, prof);
     }
     json_decref(doc);
     return APR_SUCCESS;

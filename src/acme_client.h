@@ -48,9 +48,16 @@ typedef struct {
     apr_interval_time_t poll_timeout;       /* cap on one acme_client_order_wait; 0: 120 s */
 } acme_client_options_t;
 
+/*
+ * A profile of the directory's meta.profiles (draft-ietf-acme-profiles). The draft gives only a
+ * description (a string); a CA may publish an object instead, and then mod_acme reads limits from
+ * it: "maxNames" (identifiers per certificate) and "identifierTypes" (e.g. ["dns", "ip"]).
+ */
 typedef struct {
     const char *name;
     const char *description;
+    int max_names;                          /* 0: not published */
+    const char *identifier_types;           /* "dns,ip", or NULL: not published */
 } acme_client_profile_t;
 
 /* The directory's meta object and the optional resources a caller plans with. */

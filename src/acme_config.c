@@ -17,6 +17,9 @@
 #include "acme_command.h"
 #include "acme_dns01.h"
 #include "acme_eab.h"
+#include "acme_profile.h"
+#include "acme_seal.h"
+#include "acme_store.h"
 #include "acme_renewal.h"
 
 APLOG_USE_MODULE(acme);
@@ -459,6 +462,34 @@ static const char *acme_cmd_preferred_chain(cmd_parms *cmd, void *dc, const char
     return NULL;
 }
 
+/* ACMEProfile name [mandatory]: the certificate profile newOrder asks for (acme_profile.h). */
+static const char *acme_cmd_profile(cmd_parms *cmd, void *dc, const char *name, const char *flag)
+{
+    const char *err = acme_config_no_dir(cmd);
+    acme_policy_t *pol;
+    apr_size_t len = strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "0123456789._-");
+
+    if (err) {
+        return err;
+    }
+    if (!*name || name[len] || len > 64) {
+        return apr_psprintf(cmd->pool, "ACMEProfile needs the name of a profile the CA offers "
+                            "(letters, digits, '.', '_', '-'; at most 64), e.g. ACMEProfile "
+                            "tlsserver or ACMEProfile shortlived mandatory; '%s' is not one",
+                            name);
+    }
+    if (flag && strcasecmp(flag, "mandatory")) {
+        return apr_psprintf(cmd->pool, "ACMEProfile %s %s: the second word can only be "
+                            "'mandatory' (refuse a CA that does not offer the profile)",
+                            name, flag);
+    }
+    pol = acme_config_policy_here(cmd);
+    pol->profile = apr_pstrdup(cmd->pool, name);
+    pol->profile_mandatory = flag != NULL;
+    return NULL;
+}
+
 static const acme_config_challenge_t *acme_config_challenge_find(const char *name)
 {
     apr_size_t i;
@@ -741,6 +772,8 @@ const command_rec acme_config_cmds[] = {
                   "e-mail address given to the CA"),
     AP_INIT_TAKE1("ACMEPreferredChain", acme_cmd_preferred_chain, NULL, RSRC_CONF,
                   "the common name (or part) of the topmost issuer of the chain to prefer"),
+    AP_INIT_TAKE12("ACMEProfile", acme_cmd_profile, NULL, RSRC_CONF,
+                   "certificate profile to ask the CA for, optionally 'mandatory'"),
     AP_INIT_TAKE12("ACMEExternalAccountBinding", acme_cmd_eab, NULL, RSRC_CONF,
                    "key id and root-only file with the HMAC key the CA gave you, or 'none'"),
     AP_INIT_TAKE_ARGV("ACMEChallenges", acme_cmd_challenges, NULL, RSRC_CONF,
@@ -1015,6 +1048,75 @@ static void acme_config_check_bindings(acme_config_checker_t *ck, acme_conf_t *c
                     "%s for ACMEDomain %s (line %d of %s); one account per CA takes one "
                     "binding: use the same key id, or another CA", ca, first->policy.eab_kid,
                     first->name, first->defined_line, first->defined_in));
+            }
+        }
+    }
+}
+
+/* The CA's directory as the worker last saw it (acme_profile_cache_read), or NULL. */
+static const acme_client_meta_t *acme_config_cached_meta(acme_config_checker_t *ck,
+                                                         const char *store_dir,
+                                                         const unsigned char *proof_key,
+                                                         const char *ca_url)
+{
+    acme_client_meta_t *meta = apr_pcalloc(ck->p, sizeof(*meta));
+    const char *path = apr_pstrcat(ck->p, store_dir, "/" ACME_STORE_JOBS "/",
+                                   acme_profile_cache_file(ck->p, ca_url), NULL);
+    apr_time_t fetched = 0;
+    json_t *json = NULL;
+    acme_result_t res;
+    apr_status_t rv;
+
+    acme_result_reset(&res);
+    if (acme_store_read_json(ck->p, path, &json, &res) != APR_SUCCESS) {
+        return NULL;
+    }
+    /* json belongs to ck->p (acme_store_read_json registered its release there). */
+    rv = acme_profile_cache_read(ck->p, proof_key, ca_url, json, meta, &fetched, &res);
+    return rv == APR_SUCCESS ? meta : NULL;
+}
+
+/*
+ * ACMEProfile against the profiles each CA offered when the worker last fetched its directory:
+ * an unknown name or a mandatory profile the CA lacks fails an admin's configtest rather than
+ * the next order. Without a cached directory (first start, another CA) the worker checks at the
+ * first order. Only in an admin's "httpd -t": a running server (and the configtest it runs
+ * before its own restarts) must go on restarting to serve other domains' new certificates when a
+ * CA drops a profile - the domain concerned keeps its certificate and its order fails with the
+ * same message.
+ */
+static void acme_config_check_profiles(acme_config_checker_t *ck, acme_conf_t *conf)
+{
+    const unsigned char *proof_key = NULL;
+    acme_result_t res;
+    int i, j;
+
+    if (ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_CONFIG_TEST
+        || ap_exists_config_define(ACME_CONFIG_RESTART_CHECK)) {
+        return;
+    }
+    acme_result_reset(&res);
+    if (acme_seal_proof_key_load(ck->p, conf->store_dir, &proof_key, &res) != APR_SUCCESS) {
+        return;     /* not root, or never started: nothing cached can be trusted */
+    }
+    for (i = 0; i < conf->domains->nelts; ++i) {
+        acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, acme_domain_t *);
+        for (j = 0; dom->policy.ca_urls && j < dom->policy.ca_urls->nelts; ++j) {
+            const char *ca = APR_ARRAY_IDX(dom->policy.ca_urls, j, const char *);
+            const acme_client_meta_t *meta = acme_config_cached_meta(ck, conf->store_dir,
+                                                                     proof_key, ca);
+            acme_profile_request_t req = {
+                .ca_url = ca, .wanted = dom->policy.profile,
+                .mandatory = dom->policy.profile_mandatory,
+                .idents = (const acme_ident_t *)dom->idents->elts,
+                .n_idents = dom->idents->nelts,
+            };
+            const char *chosen = NULL;
+            acme_result_reset(&res);
+            if (meta && acme_profile_choose(ck->p, &req, meta, &chosen, NULL, &res)
+                        != APR_SUCCESS) {
+                acme_config_problem(ck, dom, apr_pstrcat(ck->p, res.message, " (as the CA's "
+                                    "directory said at the last order)", NULL));
             }
         }
     }
@@ -1339,6 +1441,7 @@ int acme_config_check(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *main_ser
     acme_config_add_members(&ck, conf);
     acme_config_check_served(&ck, conf);
     acme_config_choose_challenges(&ck, conf);
+    acme_config_check_profiles(&ck, conf);
     return ck.errors ? HTTP_INTERNAL_SERVER_ERROR : OK;
 }
 

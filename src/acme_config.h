@@ -19,6 +19,14 @@
 #define ACME_ACTIVATION_INTERVAL_DEFAULT apr_time_from_sec(600)
 
 /* Server-wide settings, one per configuration generation (kept in pconf's userdata). */
+/*
+ * Defined (-D) in the "httpd -t" the module runs before its own graceful restart. Problems that
+ * come from the CA's side (a profile its cached directory no longer offers) fail an admin's
+ * configtest, but must not stop a running server from restarting to serve other new
+ * certificates: the renewal that needs the fix fails on its own.
+ */
+#define ACME_CONFIG_RESTART_CHECK "ACME_RESTART_CHECK"
+
 typedef struct {
     const char *store_dir;              /* absolute */
     int auto_restart;                   /* -1 unset */

@@ -26,6 +26,8 @@ void acme_policy_init(acme_policy_t *policy, apr_pool_t *p)
         .eab_kid = NULL,
         .eab_file = NULL,
         .preferred_chain = NULL,
+        .profile = NULL,
+        .profile_mandatory = 0,
     };
 }
 
@@ -43,6 +45,10 @@ void acme_policy_inherit(acme_policy_t *dst, const acme_policy_t *src)
     if (dst->dns01_timeout < 0) dst->dns01_timeout = src->dns01_timeout;
     if (!dst->dns01_propagation) dst->dns01_propagation = src->dns01_propagation;
     if (!dst->preferred_chain) dst->preferred_chain = src->preferred_chain;
+    if (!dst->profile) {
+        dst->profile = src->profile;
+        dst->profile_mandatory = src->profile_mandatory;
+    }
     if (!dst->eab_kid) {
         dst->eab_kid = src->eab_kid;
         dst->eab_file = src->eab_file;
@@ -213,6 +219,10 @@ json_t *acme_domain_to_json(const acme_domain_t *dom)
     if (json && pol->preferred_chain) {
         json_object_set_new(json, "preferred_chain", json_string(pol->preferred_chain));
     }
+    if (json && pol->profile) {
+        json_object_set_new(json, "profile", json_string(pol->profile));
+        json_object_set_new(json, "profile_mandatory", json_boolean(pol->profile_mandatory));
+    }
     /* Where the binding's key is, never the key: domains.json is readable by the User's group. */
     if (json && pol->eab_kid && *pol->eab_kid && pol->eab_file) {
         json_object_set_new(json, "eab_kid", json_string(pol->eab_kid));
@@ -227,6 +237,16 @@ static apr_status_t acme_domain_bad_json(acme_result_t *res, apr_pool_t *p, cons
                             apr_psprintf(p, "domain set: %s", what));
 }
 
+static void acme_domain_profile_from_json(apr_pool_t *p, json_t *json, acme_policy_t *pol)
+{
+    const char *profile = json_string_value(json_object_get(json, "profile"));
+
+    if (profile && *profile) {
+        pol->profile = apr_pstrdup(p, profile);
+        pol->profile_mandatory = json_is_true(json_object_get(json, "profile_mandatory"));
+    }
+}
+
 static void acme_domain_ca_options_from_json(apr_pool_t *p, json_t *json, acme_policy_t *pol)
 {
     const char *kid = json_string_value(json_object_get(json, "eab_kid"));
@@ -236,6 +256,7 @@ static void acme_domain_ca_options_from_json(apr_pool_t *p, json_t *json, acme_p
     if (chain && *chain) {
         pol->preferred_chain = apr_pstrdup(p, chain);
     }
+    acme_domain_profile_from_json(p, json, pol);
     if (kid && *kid && file && *file) {
         pol->eab_kid = apr_pstrdup(p, kid);
         pol->eab_file = apr_pstrdup(p, file);

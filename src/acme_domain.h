@@ -34,6 +34,8 @@ typedef struct {
     const char *eab_kid;            /* ACMEExternalAccountBinding key id; "" none; NULL unset */
     const char *eab_file;           /* the root-only file holding its HMAC key (never the key) */
     const char *preferred_chain;    /* ACMEPreferredChain: topmost issuer's CN, or a part of it */
+    const char *profile;            /* ACMEProfile name; NULL unset (automatic) */
+    int profile_mandatory;          /* ACMEProfile ... mandatory: the CA must offer it */
 } acme_policy_t;
 
 typedef struct {

@@ -94,6 +94,67 @@ static void acme_job_ari_from_json(acme_job_t *job, apr_pool_t *p, json_t *ari)
     job->ari_explanation = acme_job_str_get(p, ari, "explanation_url");
 }
 
+void acme_job_profile_note(acme_job_t *job, apr_pool_t *p, const char *serial_hex,
+                           const char *profile)
+{
+    const apr_array_header_t *old;
+    apr_table_t *next;
+    int i, kept = 0, skip;
+
+    if (!serial_hex) {
+        return;
+    }
+    next = apr_table_make(p, ACME_JOB_PROFILES_MAX);
+    old = job->cert_profiles ? apr_table_elts(job->cert_profiles) : NULL;
+    for (i = 0; old && i < old->nelts; ++i) {
+        kept += strcmp(APR_ARRAY_IDX(old, i, apr_table_entry_t).key, serial_hex) != 0;
+    }
+    skip = kept - (ACME_JOB_PROFILES_MAX - 1);      /* the oldest make room */
+    for (i = 0; old && i < old->nelts; ++i) {
+        const apr_table_entry_t *e = &APR_ARRAY_IDX(old, i, apr_table_entry_t);
+        if (strcmp(e->key, serial_hex) && skip-- <= 0) {
+            apr_table_set(next, e->key, e->val);
+        }
+    }
+    apr_table_set(next, serial_hex, acme_result_utf8(p, profile ? profile : ""));
+    job->cert_profiles = next;
+}
+
+const char *acme_job_profile_of(const acme_job_t *job, const char *serial_hex)
+{
+    return job && job->cert_profiles && serial_hex ? apr_table_get(job->cert_profiles, serial_hex)
+                                                   : NULL;
+}
+
+static void acme_job_profiles_from_json(acme_job_t *job, apr_pool_t *p, json_t *obj)
+{
+    const char *serial;
+    json_t *v;
+
+    json_object_foreach(obj, serial, v) {
+        if (json_is_string(v)) {
+            acme_job_profile_note(job, p, serial, json_string_value(v));
+        }
+    }
+}
+
+static json_t *acme_job_profiles_json(const acme_job_t *job)
+{
+    const apr_array_header_t *elts;
+    json_t *obj;
+
+    if (!job->cert_profiles || apr_is_empty_table(job->cert_profiles)) {
+        return json_null();
+    }
+    obj = json_object();
+    elts = apr_table_elts(job->cert_profiles);
+    for (int i = 0; i < elts->nelts; ++i) {
+        const apr_table_entry_t *e = &APR_ARRAY_IDX(elts, i, apr_table_entry_t);
+        json_object_set_new(obj, e->key, json_string(e->val));
+    }
+    return obj;
+}
+
 static void acme_job_from_json(acme_job_t *job, apr_pool_t *p, json_t *json)
 {
     const char *state = json_string_value(json_object_get(json, "state"));
@@ -124,6 +185,7 @@ static void acme_job_from_json(acme_job_t *job, apr_pool_t *p, json_t *json)
     job->notified_expiring_at = acme_job_time_get(json_object_get(json, "notified"), "expiring");
     acme_job_ari_from_json(job, p, json_object_get(json, "ari"));
     acme_job_error_from_json(job, p, json_object_get(json, "last_error"));
+    acme_job_profiles_from_json(job, p, json_object_get(json, "cert_profiles"));
 }
 
 apr_status_t acme_job_load(apr_pool_t *p, const acme_store_t *st, const char *name,
@@ -212,6 +274,7 @@ json_t *acme_job_to_json(const acme_job_t *job)
         json_object_set_new(json, "renew_reason", job->renew_reason
                                                   ? json_string(job->renew_reason) : json_null());
         json_object_set_new(json, "ari", acme_job_ari_json(job));
+        json_object_set_new(json, "cert_profiles", acme_job_profiles_json(job));
         json_object_set_new(json, "warning", job->warning ? json_string(job->warning)
                                                           : json_null());
         json_object_set_new(json, "notified", job->notified_event

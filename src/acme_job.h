@@ -53,7 +53,19 @@ typedef struct {
                                  * lookup answered 503/429): no order before it */
     const char *failed_config;  /* SHA-256 (hex) of the domain's configuration at the last
                                  * failure: a changed configuration is tried at once */
+    apr_table_t *cert_profiles; /* serial (upper-case hex) -> the profile it was ordered with
+                                 * ("" the CA's default), for the certificates obtained last;
+                                 * NULL when none recorded. At most ACME_JOB_PROFILES_MAX. */
 } acme_job_t;
+
+#define ACME_JOB_PROFILES_MAX 8
+
+/* Records the profile of a certificate the worker obtained (oldest entries make room). */
+void acme_job_profile_note(acme_job_t *job, apr_pool_t *p, const char *serial_hex,
+                           const char *profile);
+
+/* The profile a certificate was ordered with ("" the CA's default), NULL when not recorded. */
+const char *acme_job_profile_of(const acme_job_t *job, const char *serial_hex);
 
 acme_job_t *acme_job_make(apr_pool_t *p, const char *name);
 

@@ -1,3 +1,4 @@
+#include <apr_strings.h>
 #include <apr_time.h>
 
 #include "acme_status.h"
@@ -13,11 +14,48 @@ static json_t *acme_status_time(apr_time_t t)
     return json_string(buf);
 }
 
-static json_t *acme_status_cert(const acme_active_cert_t *cert)
+/* "160h", "45d", "90d", "6d12h": the real lifetime, notAfter - notBefore, as people say it. */
+static const char *acme_status_lifetime_text(char *buf, apr_size_t len, apr_interval_time_t life)
+{
+    apr_int64_t sec = apr_time_sec(life), days = sec / 86400, hours = (sec % 86400) / 3600;
+
+    if (sec <= 0) {
+        return "0s";
+    }
+    if (days >= 10 && hours == 0) {
+        apr_snprintf(buf, len, "%" APR_INT64_T_FMT "d", days);
+    }
+    else if (days >= 10) {
+        apr_snprintf(buf, len, "%" APR_INT64_T_FMT "d%" APR_INT64_T_FMT "h", days, hours);
+    }
+    else if (sec % 3600 == 0) {
+        apr_snprintf(buf, len, "%" APR_INT64_T_FMT "h", sec / 3600);
+    }
+    else {
+        apr_snprintf(buf, len, "%" APR_INT64_T_FMT "s", sec);
+    }
+    return buf;
+}
+
+/* Profile (as ordered; null when not recorded or the CA's default) and real lifetime. */
+static void acme_status_cert_profile(json_t *out, const acme_active_cert_t *cert,
+                                     const acme_job_t *job)
+{
+    const char *profile = acme_job_profile_of(job, cert->info.serial_hex);
+    apr_interval_time_t life = cert->info.not_after - cert->info.not_before;
+    char buf[64];
+
+    json_object_set_new(out, "profile", profile && *profile ? json_string(profile)
+                                                            : json_null());
+    json_object_set_new(out, "lifetime_seconds", json_integer(apr_time_sec(life)));
+    json_object_set_new(out, "lifetime", json_string(acme_status_lifetime_text(buf, sizeof(buf),
+                                                                               life)));
+}
+
+static json_t *acme_status_cert(const acme_active_cert_t *cert, const acme_job_t *job)
 {
     const acme_cert_info_t *info = &cert->info;
-
-    return json_pack("{s:s, s:s?, s:s?, s:s?, s:o, s:o, s:I, s:I}",
+    json_t *out = json_pack("{s:s, s:s?, s:s?, s:s?, s:o, s:o, s:I, s:I}",
                      "key_type", cert->spec,
                      "serial", info->serial_hex,
                      "issuer", info->issuer,
@@ -26,6 +64,11 @@ static json_t *acme_status_cert(const acme_active_cert_t *cert)
                      "not_after", acme_status_time(info->not_after),
                      "not_before_epoch", (json_int_t)apr_time_sec(info->not_before),
                      "not_after_epoch", (json_int_t)apr_time_sec(info->not_after));
+
+    if (out) {
+        acme_status_cert_profile(out, cert, job);
+    }
+    return out;
 }
 
 static const char *acme_status_state(const acme_active_t *active, const acme_job_t *job)
@@ -58,7 +101,7 @@ json_t *acme_status_domain(const acme_domain_t *dom, const acme_active_t *active
     }
     for (i = 0; active && i < active->certs->nelts; ++i) {
         json_array_append_new(certs, acme_status_cert(&APR_ARRAY_IDX(active->certs, i,
-                                                                     acme_active_cert_t)));
+                                                                     acme_active_cert_t), job));
     }
     out = json_pack("{s:s, s:o, s:s, s:s, s:o}",
                     "name", dom->name,

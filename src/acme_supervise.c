@@ -529,7 +529,7 @@ static apr_status_t acme_supervise_configtest_spawn(acme_supervisor_t *sup, apr_
 static apr_status_t acme_supervise_configtest_start(acme_supervisor_t *sup, apr_pool_t *p)
 {
     process_rec *process = sup->s->process;
-    const char **argv = apr_pcalloc(p, sizeof(char *) * (apr_size_t)(process->argc + 2));
+    const char **argv = apr_pcalloc(p, sizeof(char *) * (apr_size_t)(process->argc + 4));
     int i, argc = 0;
 
     argv[argc++] = acme_supervise_exe(p, process);
@@ -543,6 +543,8 @@ static apr_status_t acme_supervise_configtest_start(acme_supervisor_t *sup, apr_
         }
         argv[argc++] = process->argv[i];
     }
+    argv[argc++] = "-D";                /* what only an admin's configtest refuses: see */
+    argv[argc++] = ACME_CONFIG_RESTART_CHECK;   /* acme_config_check_profiles */
     argv[argc++] = "-t";
     return acme_supervise_configtest_spawn(sup, p, argv);
 }

@@ -23,6 +23,7 @@
 #include "acme_job.h"
 #include "acme_plan.h"
 #include "acme_problem.h"
+#include "acme_profile.h"
 #include "acme_renewal.h"
 #include "acme_notify.h"
 #include "acme_seal.h"
@@ -1727,6 +1728,86 @@ static acme_order_t *acme_worker_order_stored(acme_worker_run_t *run, const char
     return NULL;
 }
 
+/* The directory's profiles for configtest (acme_config_check_profiles); best effort. */
+static void acme_worker_directory_cache(acme_worker_run_t *run, const acme_client_meta_t *meta)
+{
+    const char *ca_url = run->item->ca->ca_url;
+    const char *path = acme_store_path(run->p, run->w->store, ACME_STORE_JOBS,
+                                       acme_profile_cache_file(run->p, ca_url), NULL);
+    json_t *json = run->w->proof_key ? acme_profile_cache_make(run->p, run->w->proof_key, ca_url,
+                                                               meta, apr_time_now()) : NULL;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    if (path && json) {
+        acme_store_write_json(run->p, path, json, ACME_PERMS_0644, &res);
+    }
+    json_decref(json);
+}
+
+/*
+ * The profile of a new order (ACMEProfile, or automatic for IP identifiers) checked against
+ * what the CA's directory offers, before any order is sent: see acme_profile.h.
+ */
+static apr_status_t acme_worker_profile(acme_worker_run_t *run, acme_order_t *order,
+                                        acme_result_t *res)
+{
+    const acme_domain_t *dom = run->item->dom;
+    const acme_client_meta_t *meta = NULL;
+    acme_profile_request_t req = {
+        .ca_url = run->item->ca->ca_url, .wanted = dom->policy.profile,
+        .mandatory = dom->policy.profile_mandatory,
+        .idents = (const acme_ident_t *)dom->idents->elts, .n_idents = dom->idents->nelts,
+    };
+    const char *note = NULL;
+    apr_status_t rv = acme_client_meta(run->client, &meta, res);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    acme_worker_directory_cache(run, meta);
+    rv = acme_profile_choose(run->p, &req, meta, &order->profile, &note, res);
+    if (rv == APR_SUCCESS && note) {
+        acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(run->p, "%s: %s", dom->name,
+                                                              note));
+    }
+    return rv;
+}
+
+/* invalidProfile from newOrder: say which profile, and what the CA offers. */
+static void acme_worker_profile_refused(acme_worker_run_t *run, const acme_order_t *order,
+                                        acme_result_t *res)
+{
+    const acme_client_meta_t *meta = NULL;
+    acme_result_t ignored;
+
+    acme_result_reset(&ignored);
+    if (!order->profile || !acme_problem_is(res, "invalidProfile")
+        || acme_client_meta(run->client, &meta, &ignored) != APR_SUCCESS) {
+        return;
+    }
+    res->err_class = ACME_CLASS_ADMIN;
+    res->message = apr_psprintf(run->p, "the CA %s refused the profile \"%s\" (invalidProfile; "
+                                "its directory offers: %s): %s", run->item->ca->ca_url,
+                                order->profile, acme_profile_offered_text(run->p, meta),
+                                res->message ? res->message : "");
+}
+
+/* The profile each new certificate was ordered with, kept in the job for the status. */
+static void acme_worker_profile_record(acme_worker_run_t *run, const acme_order_t *order,
+                                       const acme_client_chain_t *chain)
+{
+    acme_cert_info_t info;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    if (chain->certs && chain->certs->nelts > 0
+        && acme_crypto_cert_info(run->p, APR_ARRAY_IDX(chain->certs, 0, acme_cert_t *), &info,
+                                 &res) == APR_SUCCESS) {
+        acme_job_profile_note(run->job, run->p, info.serial_hex, order->profile);
+    }
+}
+
 /*
  * The stored order, refreshed, or a new one when there is none or the CA gave it up (invalid,
  * gone). A refresh that fails transiently fails the step and keeps the order for the next
@@ -1758,7 +1839,7 @@ static apr_status_t acme_worker_order_resume(acme_worker_run_t *run, const acme_
     /* The URL this thread signs with: another thread may recover the CA's account meanwhile. */
     (*porder)->account_url = acme_client_account_url(run->client);
     (*porder)->replaces = acme_worker_replaces(run, spec_name);
-    return APR_SUCCESS;
+    return acme_worker_profile(run, *porder, res);
 }
 
 /*
@@ -1777,6 +1858,9 @@ static apr_status_t acme_worker_order_create(acme_worker_run_t *run, acme_order_
     rv = acme_client_order_new(run->client, run->p, order, res);
     if (rv == APR_SUCCESS) {
         rv = acme_worker_save_order(run, order, res);
+    }
+    else {
+        acme_worker_profile_refused(run, order, res);
     }
     apr_thread_mutex_unlock(lock);
     return rv;
@@ -1799,6 +1883,7 @@ static apr_status_t acme_worker_order_download(acme_worker_run_t *run, const acm
     if (rv != APR_SUCCESS) {
         return rv;
     }
+    acme_worker_profile_record(run, order, chain);
     if (preferred && !chain->preferred_found) {
         acme_worker_log(run->w, ACME_LOG_INFO, apr_psprintf(run->p, "%s: no chain with the "
             "preferred issuer \"%s\" among the %d the CA offered; the default chain (topmost "

@@ -70,6 +70,11 @@ class CaProxy:
         self.order_log = []          # every newOrder sent: see _note_order_sent
         self.delay = 0.0             # seconds each passed-through request waits: a slow CA
         self.invalid_orders = set()  # order URLs Pebble showed as invalid (validation failed)
+        self.profiles = None         # {name: description or object}: see _profiles_directory
+        self.profile_log = []        # every newOrder's (names, profile or None): _profile_check
+        self.profile_refused = []    # the newOrder payloads refused with invalidProfile
+        self.refuse_profiles = set() # offered in the directory, yet refused at newOrder (as
+                                     # a CA does for a profile an account may not use)
         pdir = Path(pebble.workdir) / "pebble"
         handler = self._handler_class()
         self.server = _Server(("127.0.0.1", 0), handler)
@@ -210,6 +215,46 @@ class CaProxy:
                           "application/problem+json")
         return True
 
+    # ------------------------------------------------------------------ profiles (issue 15)
+    # Pebble 2.4.0 knows no profiles (draft-ietf-acme-profiles). With `profiles` set the front
+    # plays a CA that offers them, as Let's Encrypt does: the directory gets meta.profiles, every
+    # newOrder's `profile` is recorded, and a name the directory does not offer is refused with
+    # invalidProfile before Pebble sees the order. A profile's value is its description (a
+    # string, as the draft and Let's Encrypt give it) or an object {"description", "maxNames",
+    # "identifierTypes"}: the form in which mod_acme reads a CA's limits.
+
+    def _profile_check(self, handler, body):
+        """Records the newOrder's profile; True when it was refused (answered here)."""
+        try:
+            payload = _b64url_json(json.loads(body)["payload"])
+        except (ValueError, KeyError, TypeError):
+            return False
+        if not isinstance(payload, dict) or "identifiers" not in payload:
+            return False
+        profile = payload.get("profile")
+        with self.lock:
+            self.profile_log.append(([i.get("value") for i in payload["identifiers"]], profile))
+        if profile is None or self.profiles is None or (profile in self.profiles and
+                                                        profile not in self.refuse_profiles):
+            return False
+        with self.lock:
+            self.profile_refused.append(payload)
+        detail = f"profile {profile!r} is not one of {sorted(self.profiles)}"
+        handler.send_body(400, json.dumps({"type": "urn:ietf:params:acme:error:invalidProfile",
+                                           "detail": detail}).encode(),
+                          "application/problem+json")
+        return True
+
+    def _profiles_directory(self, resp_body):
+        directory = json.loads(resp_body)
+        directory.setdefault("meta", {})["profiles"] = self.profiles
+        return json.dumps(directory).encode()
+
+    def profiles_of(self, name):
+        """The profile (None: none) of each newOrder naming `name`, oldest first."""
+        with self.lock:
+            return [prof for names, prof in self.profile_log if name in names]
+
     def _refuse(self, handler, mode, received):
         """DOWN, HANG or an error answer; False when mode passes the request on."""
         if mode == PASS:
@@ -251,6 +296,8 @@ class CaProxy:
         if self.reject_replaces and method == "POST" and body and self._refuse_replaces(handler,
                                                                                        body):
             return
+        if method == "POST" and body and self._profile_check(handler, body):
+            return
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP_HEADERS}
         sent = self._note_order_sent(method, body)
         if self.delay:
@@ -271,6 +318,8 @@ class CaProxy:
             directory = json.loads(resp_body)
             directory["renewalInfo"] = self.url + "/ari/"
             resp_body = json.dumps(directory).encode()
+        if self.profiles is not None and handler.path == "/dir" and status == 200:
+            resp_body = self._profiles_directory(resp_body)
         extra = [(k, v) for k, v in resp_headers
                  if k.lower() not in _HOP_HEADERS and k.lower() != "content-type"]
         ctype = dict((k.lower(), v) for k, v in resp_headers).get("content-type", "")

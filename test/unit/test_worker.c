@@ -158,6 +158,21 @@ static apr_status_t fake_order_refresh(acme_client_t *c, apr_pool_t *p, acme_ord
     return acme_result_fail(res, refresh_rv, refresh_class, "fake: the order refresh failed");
 }
 
+/* The CA's directory meta a new order is planned with (ACMEProfile); NULL: no profiles. */
+static const acme_client_meta_t *fake_meta;
+
+static apr_status_t fake_client_meta(acme_client_t *c, const acme_client_meta_t **meta,
+                                     acme_result_t *res)
+{
+    static const acme_client_meta_t none = { .profiles = NULL };
+
+    (void)c;
+    (void)res;
+    *meta = fake_meta ? fake_meta : &none;
+    return APR_SUCCESS;
+}
+
+#define acme_client_meta fake_client_meta
 #define acme_client_account_register fake_account_register
 #define acme_client_order_refresh fake_order_refresh
 #define acme_client_account_use fake_account_use
@@ -706,6 +721,52 @@ static void test_order_the_ca_forgot_is_replaced(void **state)
     assert_int_equal(order->status, ACME_ORDER_NEW);
 }
 
+/*
+ * A new order (here: the stored one is gone) names the served certificate in `replaces` (RFC
+ * 9773; acme_client_order_new drops it when the CA has no ARI) unless ARI is off, and carries
+ * the profile ACMEProfile names when the CA offers it; an unknown one fails before any order.
+ */
+static void test_new_order_carries_replaces_and_profile(void **state)
+{
+    static const char dir[] = "{\"meta\":{\"profiles\":{\"classic\":\"90 days\","
+                              "\"tlsserver\":\"45 days\"}}}";
+    fixture_t *f = *state;
+    acme_keyspec_t *spec;
+    acme_worker_run_t run = run_with_order(f, &spec);
+    acme_domain_t *dom = (acme_domain_t *)run.item->dom;
+    acme_client_meta_t meta;
+    acme_order_t *order = NULL;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    assert_int_equal(acme_client_meta_parse(f->fx->pool, dir, strlen(dir), &meta, &res),
+                     APR_SUCCESS);
+    fake_meta = &meta;
+    run.item->active[0] = (acme_worker_active_t){ .present = 1, .covers = 1,
+                                                  .cert_id = "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE" };
+    dom->policy.profile = "tlsserver";
+    refresh_rv = APR_ENOENT;
+    refresh_class = ACME_CLASS_PERMANENT;
+    assert_int_equal(acme_worker_order_resume(&run, spec, &order, &res), APR_SUCCESS);
+    assert_string_equal(order->replaces, "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
+    assert_string_equal(order->profile, "tlsserver");
+
+    f->cfg.ari_off = 1;
+    dom->policy.profile = NULL;         /* DNS names only: the CA's default */
+    acme_result_reset(&res);
+    assert_int_equal(acme_worker_order_resume(&run, spec, &order, &res), APR_SUCCESS);
+    assert_null(order->replaces);
+    assert_null(order->profile);
+
+    dom->policy.profile = "shortlived";
+    acme_result_reset(&res);
+    assert_int_not_equal(acme_worker_order_resume(&run, spec, &order, &res), APR_SUCCESS);
+    assert_int_equal(res.err_class, ACME_CLASS_ADMIN);
+    assert_non_null(strstr(res.message, "classic, tlsserver"));
+    fake_meta = NULL;
+    f->cfg.ari_off = 0;
+}
+
 static void test_quick_retries_are_bounded_and_transient_only(void **state)
 {
     fixture_t *f = *state;
@@ -841,6 +902,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_transient_refresh_failure_keeps_the_order, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_order_the_ca_forgot_is_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_order_carries_replaces_and_profile, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_quick_retries_are_bounded_and_transient_only, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_finalize_after_a_failed_finalize_gets_a_signing_key,
