@@ -1283,7 +1283,8 @@ static void acme_worker_record_save(acme_worker_run_t *run)
 }
 
 /* tos-changed for the domain whose order met it; the document also names the CA and terms. */
-static void acme_worker_tos_notify(acme_worker_run_t *run, const char *terms, const char *text)
+static void acme_worker_tos_notify(acme_worker_run_t *run, const char *terms,
+                                   const char *text)
 {
     const acme_domain_t *dom = run->item->dom;
     acme_notify_event_t ev = {
@@ -1418,7 +1419,9 @@ static int acme_worker_tos_stop(acme_worker_run_t *run, acme_result_t *res, int 
     const char *terms, *text = NULL;
 
     if (!acme_problem_is(res, "userActionRequired")) {
-        return 0;
+        /* The gate refused an account the admin deactivated: another CA may have one. */
+        return res->status == APR_EACCES && res->err_class == ACME_CLASS_ADMIN
+               && !res->problem_type && acme_worker_tos_failover(run, switches);
     }
     res->err_class = ACME_CLASS_ADMIN;
     apr_thread_mutex_lock(ca->lock);
