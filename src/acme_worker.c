@@ -79,6 +79,7 @@ typedef struct {
     const char *contact_cfg;            /* ACMEContactEmail of the first domain here, canonical */
     int agreement;                      /* its ACMEAgreement */
     int life_done;                      /* terms and contact compared this run (under lock) */
+    const char *ca_file;                /* ACMECACertificate of that domain */
 } acme_worker_ca_t;
 
 /* The certificate served now for one key spec, read as root. */
@@ -464,6 +465,7 @@ static void acme_worker_ca_life(acme_worker_t *w, acme_worker_ca_t *ca, const ac
     ca->life_set = 1;
     ca->contact_cfg = acme_account_contact_canon(w->pool, &mail, mail ? 1 : 0);
     ca->agreement = pol->agreement > 0;
+    ca->ca_file = pol->ca_file;
     acme_account_tos_blocked(ca->record, ca->agreement, &cleared);
     if (!cleared) {
         return;
@@ -1442,6 +1444,55 @@ static int acme_worker_tos_stop(acme_worker_run_t *run, acme_result_t *res, int 
         acme_worker_tos_notify(run, terms, text);
     }
     return acme_worker_tos_failover(run, switches);
+}
+
+/* The first domain naming ca, as the item the account-life messages are about; or NULL. */
+static acme_worker_item_t *acme_worker_ca_item(acme_worker_t *w, const acme_worker_ca_t *ca)
+{
+    int i, j;
+
+    for (i = 0; i < w->items->nelts; ++i) {
+        acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
+        for (j = 0; j < item->n_cas; ++j) {
+            if (item->cas[j] == ca) {
+                return item;
+            }
+        }
+    }
+    return NULL;
+}
+
+/*
+ * Each run, before the orders: every CA with an account gets its terms of service and contact
+ * compared (one directory GET; a POST only for a changed contact), also when no certificate is
+ * due there, so a changed ACMEContactEmail reaches the CA and new terms are seen within one
+ * check interval. Orders started later at a CA skip the comparison (life_done).
+ */
+static void acme_worker_account_upkeep(acme_worker_t *w)
+{
+    apr_hash_index_t *hi;
+
+    for (hi = apr_hash_first(w->pool, w->cas); hi; hi = apr_hash_next(hi)) {
+        acme_worker_ca_t *ca = apr_hash_this_val(hi);
+        acme_worker_item_t *item = acme_worker_ca_item(w, ca), copy;
+        acme_client_options_t opts = { .ca_file = ca->ca_file };
+        acme_worker_run_t run = { .w = w, .p = w->pool };
+        acme_result_t res;
+
+        if (!item || ca->busy || ca->key_new || !ca->account_url || ca->record->deactivated_at
+            || ca->life_done) {
+            continue;
+        }
+        acme_result_reset(&res);
+        if (acme_client_create(&run.client, w->pool, ca->ca_url, &opts, &res) != APR_SUCCESS) {
+            continue;
+        }
+        copy = *item;
+        copy.ca = ca;
+        run.item = &copy;
+        acme_client_account_use(run.client, ca->account_key, ca->account_url);
+        acme_worker_account_life(&run);
+    }
 }
 
 /* The types this build answers for the identifier; dns-01 only through ACMEDns01Command. */
@@ -2589,6 +2640,7 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
     acme_worker_dns01_leftovers(&w);
     interval = acme_plan_check_interval(cfg->check_interval, acme_worker_shortest_lifetime(&w));
     acme_worker_plan(&w, acme_plan_jitter(interval, acme_worker_random()));
+    acme_worker_account_upkeep(&w);
     acme_worker_ca_unlock_idle(&w, 0);
     if (w.due->nelts > 0) {
         acme_worker_log(&w, ACME_LOG_INFO, apr_psprintf(p, "renewal worker: %d of %d domains "
