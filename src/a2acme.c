@@ -1174,6 +1174,36 @@ static void a2_account_history_print(a2_t *a, const acme_job_account_t *rec)
 static int a2_cmd_account_sub(a2_t *a);
 static void a2_account_life_print(a2_t *a, const acme_job_account_t *rec);
 
+/* The account as the CA shows it; one deactivated with a2acme (the CA refuses to show it) as
+ * the record has it. */
+static apr_status_t a2_account_info(a2_t *a, a2_account_t *acct, acme_client_account_t **info,
+                                    acme_result_t *res)
+{
+    acme_job_account_t *rec;
+
+    if (acme_client_account_get(acct->client, a->p, info, res) == APR_SUCCESS) {
+        return APR_SUCCESS;
+    }
+    rec = a2_account_record(a, acct);
+    if (!rec->deactivated_at || !rec->url || strcmp(rec->url, acct->url)) {
+        return res->status;
+    }
+    *info = apr_pcalloc(a->p, sizeof(**info));
+    (*info)->url = acct->url;
+    (*info)->status = "deactivated";
+    acme_result_reset(res);
+    return APR_SUCCESS;
+}
+
+/* The record's account-life fields (as the status shows them) added to an --json entry. */
+static void a2_json_add_life(json_t *entry, const acme_job_account_t *rec)
+{
+    json_t *life = acme_status_account(rec);
+
+    json_object_update_missing(entry, life);
+    json_decref(life);
+}
+
 static int a2_cmd_account(a2_t *a)
 {
     apr_array_header_t *unmapped = NULL;
@@ -1207,7 +1237,7 @@ static int a2_cmd_account(a2_t *a)
 
         acme_result_reset(&res);
         if (a2_account_open(a, ca_url, &acct, &res) != APR_SUCCESS
-            || acme_client_account_get(acct->client, a->p, &info, &res) != APR_SUCCESS) {
+            || a2_account_info(a, acct, &info, &res) != APR_SUCCESS) {
             a2_err(apr_psprintf(a->p, "%s: %s", ca_url, acme_result_describe(&res, a->p)));
             rc = A2_EXIT_FAILED;
             continue;
@@ -1227,8 +1257,7 @@ static int a2_cmd_account(a2_t *a)
                                                   "reregistered_at",
                                                   json_object_get(hist, "reregistered_at")));
             json_decref(hist);
-            json_object_update_missing(json_array_get(list, json_array_size(list) - 1),
-                                       acme_status_account(rec));
+            a2_json_add_life(json_array_get(list, json_array_size(list) - 1), rec);
             continue;
         }
         printf("%sCA:       %s\naccount:  %s\nstatus:   %s\ncontact:  %s\nkey:      %s (%s)\n",

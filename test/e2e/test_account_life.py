@@ -126,6 +126,8 @@ def test_contact_bind_and_deactivate_with_a2acme(httpd, pebble, workdir):
     assert "deactivated" in res.stdout and "account.key" in res.stdout, res.stdout
     rec = record_of(store, pebble.directory_url)
     assert rec["deactivated_at"] and rec["url"] == bound["url"], rec
+    gone = account_json(store)
+    assert gone["status"] == "deactivated" and gone["deactivated_at"], gone
     mark = len(httpd.log_text())
     httpd.write_config(config("new@example.test", [["acct.test"], ["after.test"]]))
     log = graceful_until(httpd, "ACME1507", mark)
