@@ -81,6 +81,16 @@ acme_account_tos_t acme_account_tos_check(const acme_job_account_t *rec,
            ? ACME_ACCOUNT_TOS_ANNOUNCED : ACME_ACCOUNT_TOS_CHANGED;
 }
 
+int acme_account_upkeep_due(const acme_job_account_t *rec, const char *contact_cfg,
+                            apr_time_t now)
+{
+    if (acme_account_contact_check(rec, contact_cfg) == ACME_ACCOUNT_CONTACT_PUSH) {
+        return 1;
+    }
+    return rec->tos_checked_at <= 0 || now - rec->tos_checked_at >= ACME_ACCOUNT_TOS_RECHECK
+           || rec->tos_checked_at > now + ACME_ACCOUNT_TOS_RECHECK;
+}
+
 int acme_account_tos_blocked(acme_job_account_t *rec, int agreement, int *cleared)
 {
     if (cleared) {
@@ -180,6 +190,8 @@ static void acme_account_sync_tos(acme_client_t *c, apr_pool_t *rec_pool,
     if (acme_client_meta(c, &meta, &res) != APR_SUCCESS) {
         return;
     }
+    rec->tos_checked_at = apr_time_now();
+    out->changed = 1;
     out->terms = meta->terms_of_service;
     if (out->terms && (!rec->tos_current || strcmp(rec->tos_current, out->terms))) {
         rec->tos_current = apr_pstrdup(rec_pool, out->terms);

@@ -67,6 +67,17 @@ void acme_account_tos_block(acme_job_account_t *rec, apr_pool_t *p, const char *
 /* The admin agreed to `terms` (a2acme account agree, or ACMEAgreement with changed terms). */
 void acme_account_tos_agree(acme_job_account_t *rec, apr_pool_t *p, const char *terms);
 
+/* How often the terms are looked at when nothing else needs the CA (one directory GET). */
+#define ACME_ACCOUNT_TOS_RECHECK apr_time_from_sec(24 * 3600)
+
+/*
+ * Whether a run with no order at the CA should compare the account anyway (a request): the
+ * configured contact changed, or the terms were last looked at ACME_ACCOUNT_TOS_RECHECK ago or
+ * never (a time ahead means the clock was set back). A restart alone costs no request.
+ */
+int acme_account_upkeep_due(const acme_job_account_t *rec, const char *contact_cfg,
+                            apr_time_t now);
+
 /* What acme_account_sync found and did, for the caller to log, notify and save. */
 typedef struct {
     acme_account_tos_t tos;

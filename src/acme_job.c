@@ -460,6 +460,7 @@ static void acme_job_account_life_from(acme_job_account_t *acct, apr_pool_t *p, 
     if (json_is_object(tos)) {
         acct->tos_agreed = acme_job_str_get(p, tos, "agreed");
         acct->tos_current = acme_job_str_get(p, tos, "current");
+        acct->tos_checked_at = acme_job_time_get(tos, "checked_at");
         acct->tos_announced = acme_job_str_get(p, tos, "announced");
         acct->tos_blocked = acme_job_str_get(p, tos, "blocked");
         acct->tos_blocked_at = acme_job_time_get(tos, "blocked_at");
@@ -475,6 +476,7 @@ static void acme_job_account_life_to(const acme_job_account_t *acct, json_t *jso
                             "blocked_at", acme_job_time_json(acct->tos_blocked_at),
                             "blocked_agreement", acct->tos_blocked_agreement);
 
+    json_object_set_new(tos, "checked_at", acme_job_time_json(acct->tos_checked_at));
     json_object_set_new(json, "terms_of_service", tos);
     json_object_set_new(json, "contact_config", acct->contact_config
                                                 ? json_string(acct->contact_config) : json_null());

@@ -142,6 +142,7 @@ typedef struct {
                                  * not known yet */
     const char *tos_agreed;     /* the directory's meta.termsOfService the account agreed to */
     const char *tos_current;    /* the terms the directory named at the last look */
+    apr_time_t tos_checked_at;  /* that look; 0: never */
     const char *tos_announced;  /* changed terms already logged and notified */
     const char *tos_blocked;    /* the terms a userActionRequired named: no orders at this CA
                                  * until an admin acts; NULL: not blocked */

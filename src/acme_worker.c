@@ -1463,10 +1463,10 @@ static acme_worker_item_t *acme_worker_ca_item(acme_worker_t *w, const acme_work
 }
 
 /*
- * Each run, before the orders: every CA with an account gets its terms of service and contact
- * compared (one directory GET; a POST only for a changed contact), also when no certificate is
- * due there, so a changed ACMEContactEmail reaches the CA and new terms are seen within one
- * check interval. Orders started later at a CA skip the comparison (life_done).
+ * Each run, before the orders: a CA with an account whose configured contact changed, or whose
+ * terms were not looked at for a day, gets them compared (one directory GET; a POST only for a
+ * changed contact), also when no certificate is due there. A plain restart costs no request.
+ * Orders at a CA compare them anyway (the directory is fetched for them) and skip this.
  */
 static void acme_worker_account_upkeep(acme_worker_t *w)
 {
@@ -1480,7 +1480,8 @@ static void acme_worker_account_upkeep(acme_worker_t *w)
         acme_result_t res;
 
         if (!item || ca->busy || ca->key_new || !ca->account_url || ca->record->deactivated_at
-            || ca->life_done) {
+            || ca->life_done
+            || !acme_account_upkeep_due(ca->record, ca->contact_cfg, apr_time_now())) {
             continue;
         }
         acme_result_reset(&res);

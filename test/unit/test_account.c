@@ -121,6 +121,26 @@ static void test_block_holds_until_the_agreement_changes_or_the_admin_agrees(voi
     assert_string_equal(rec->tos_agreed, TOS2);
 }
 
+static void test_upkeep_only_for_a_changed_contact_or_old_terms(void **state)
+{
+    apr_pool_t *p = pool_of(state);
+    acme_job_account_t *rec = acme_job_account_make(p, CA);
+    apr_time_t now = apr_time_from_sec(1000000);
+    const char *one = canon(p, 1, "mailto:a@x.test");
+
+    /* Never looked at (an older record): once. */
+    rec->contact_config = one;
+    assert_true(acme_account_upkeep_due(rec, one, now));
+    rec->tos_checked_at = now - apr_time_from_sec(60);
+    assert_false(acme_account_upkeep_due(rec, one, now));
+    assert_true(acme_account_upkeep_due(rec, canon(p, 1, "mailto:b@x.test"), now));
+    rec->tos_checked_at = now - ACME_ACCOUNT_TOS_RECHECK;
+    assert_true(acme_account_upkeep_due(rec, one, now));
+    /* A clock set back does not silence it for days. */
+    rec->tos_checked_at = now + 2 * ACME_ACCOUNT_TOS_RECHECK;
+    assert_true(acme_account_upkeep_due(rec, one, now));
+}
+
 static void test_contact_arguments(void **state)
 {
     apr_pool_t *p = pool_of(state);
@@ -204,6 +224,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_block_holds_until_the_agreement_changes_or_the_admin_agrees, unit_setup_pool,
             unit_teardown_pool),
+        cmocka_unit_test_setup_teardown(test_upkeep_only_for_a_changed_contact_or_old_terms,
+                                        unit_setup_pool, unit_teardown_pool),
         cmocka_unit_test_setup_teardown(test_contact_arguments, unit_setup_pool,
                                         unit_teardown_pool),
         cmocka_unit_test_setup_teardown(test_record_round_trip_and_new_account_reset,
