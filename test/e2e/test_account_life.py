@@ -172,7 +172,8 @@ def test_terms_change_and_user_action_required(httpd, pebble, workdir):
         mark = len(httpd.log_text())
         httpd.write_config(config({"old.test": [front.directory_url],
                                    "two.test": [front.directory_url]}))
-        log = graceful_until(httpd, "ACME1503", mark)
+        graceful_until(httpd, "two.test: requesting", mark)
+        log = wait_for_log(httpd, "ACME1503", after=mark)
         assert TOS2 in log and "recorded as agreed" in log, log
         harness.wait_for(lambda: any(e[0] == "tos-changed" for e in notify_events(events)), 30,
                          "the tos-changed notification")
