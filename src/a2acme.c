@@ -7,6 +7,7 @@
  *   a2acme --store DIR revoke NAME [--reason R] [--ca URL] [--ca-file F] [--no-renew]
  *   a2acme --store DIR account [--ca URL] [--ca-file F] [--json]
  *   a2acme --store DIR rollover [--ca URL] [--ca-file F] [--force]
+ *   a2acme --store DIR account deactivate|contact [MAILTO]...|bind KID HMAC-FILE|agree [--ca URL]
  *
  * Exit status: 0 done, 1 the operation failed (CA error, unreadable store, ...), 2 usage error
  * or unknown domain/store. Results go to stdout, errors to stderr; no private key, HMAC key or
@@ -41,10 +42,12 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "acme_account.h"
 #include "acme_activate.h"
 #include "acme_client.h"
 #include "acme_crypto.h"
 #include "acme_domain.h"
+#include "acme_eab.h"
 #include "acme_http.h"
 #include "acme_job.h"
 #include "acme_notify.h"
@@ -84,6 +87,7 @@ typedef struct {
     int force;
     int no_renew;
     const char *user;           /* --user: who ACMENotifyCommand runs as */
+    apr_array_header_t *rest;   /* account: the subcommand's arguments after NAME */
 } a2_args_t;
 
 /* Who the server runs ACMENotifyCommand as (its User), so that a2acme runs it the same. */
@@ -183,6 +187,13 @@ static void a2_help(void)
 "                        signed by the store's account; then renew NAME\n"
 "  account               show the store's ACME account(s): URL, status, contact\n"
 "  rollover              replace the account key at the CA (keyChange) and in the store\n"
+"  account deactivate    deactivate the account at the CA (irreversible); the server then\n"
+"                        orders no more with it (see docs/a2acme.md for a new account)\n"
+"  account contact [MAILTO]...  set the account's contact at the CA (none: remove it)\n"
+"  account bind KID HMAC-FILE   replace the store's account by a new one bound with the\n"
+"                        CA's external account binding (HMAC key from a root-only file)\n"
+"  account agree         after reading new terms of service: record them as agreed and\n"
+"                        let orders at that CA go on\n"
 "\n"
 "Options:\n"
 "  --store DIR           the store (default: $ACME_STORE)\n"
@@ -244,6 +255,21 @@ static int a2_reason_parse(const char *text)
     return (int)n;
 }
 
+/* NAME, then (account only) the subcommand's arguments; 0 for one argument too many. */
+static int a2_positional(apr_pool_t *p, a2_args_t *a, const char *arg)
+{
+    if (!a->name) {
+        a->name = arg;
+        return 1;
+    }
+    if (strcmp(a->command, "account")) {
+        return 0;
+    }
+    a->rest = a->rest ? a->rest : apr_array_make(p, 2, sizeof(const char *));
+    APR_ARRAY_PUSH(a->rest, const char *) = arg;
+    return 1;
+}
+
 static int a2_parse_args(apr_pool_t *p, int argc, const char *const *argv, a2_args_t *a)
 {
     static const char *const valued[] = { "--store", "--ca", "--ca-file", "--reason", "--user" };
@@ -267,10 +293,7 @@ static int a2_parse_args(apr_pool_t *p, int argc, const char *const *argv, a2_ar
             if (!a->command) {
                 a->command = opt;
             }
-            else if (!a->name) {
-                a->name = opt;
-            }
-            else {
+            else if (!a2_positional(p, a, opt)) {
                 return a2_usage_error(apr_psprintf(p, "unexpected argument '%s'", opt));
             }
             continue;
@@ -1162,12 +1185,51 @@ static void a2_account_history_print(a2_t *a, const acme_job_account_t *rec)
     }
 }
 
+static int a2_cmd_account_sub(a2_t *a);
+static void a2_account_life_print(a2_t *a, const acme_job_account_t *rec);
+
+/* The account as the CA shows it; one deactivated with a2acme (the CA refuses to show it) as
+ * the record has it. */
+static apr_status_t a2_account_info(a2_t *a, a2_account_t *acct, acme_client_account_t **info,
+                                    acme_result_t *res)
+{
+    acme_job_account_t *rec;
+
+    if (acme_client_account_get(acct->client, a->p, info, res) == APR_SUCCESS) {
+        return APR_SUCCESS;
+    }
+    rec = a2_account_record(a, acct);
+    if (!rec->deactivated_at || !rec->url || strcmp(rec->url, acct->url)) {
+        return res->status;
+    }
+    *info = apr_pcalloc(a->p, sizeof(**info));
+    (*info)->url = acct->url;
+    (*info)->status = "deactivated";
+    acme_result_reset(res);
+    return APR_SUCCESS;
+}
+
+/* The record's account-life fields (as the status shows them) added to an --json entry. */
+static void a2_json_add_life(json_t *entry, const acme_job_account_t *rec)
+{
+    json_t *life = acme_status_account(rec);
+
+    json_object_update_missing(entry, life);
+    json_decref(life);
+}
+
 static int a2_cmd_account(a2_t *a)
 {
     apr_array_header_t *unmapped = NULL;
-    apr_array_header_t *cas = a2_account_cas(a, &unmapped);
-    json_t *list = json_array(), *doc;
+    apr_array_header_t *cas;
+    json_t *list, *doc;
     int i, rc = A2_EXIT_OK;
+
+    if (a->args->name) {
+        return a2_cmd_account_sub(a);
+    }
+    cas = a2_account_cas(a, &unmapped);
+    list = json_array();
 
     for (i = 0; i < unmapped->nelts; ++i) {
         a2_err(apr_psprintf(a->p, "accounts/%s: the CA it belongs to is not recorded; pass "
@@ -1189,7 +1251,7 @@ static int a2_cmd_account(a2_t *a)
 
         acme_result_reset(&res);
         if (a2_account_open(a, ca_url, &acct, &res) != APR_SUCCESS
-            || acme_client_account_get(acct->client, a->p, &info, &res) != APR_SUCCESS) {
+            || a2_account_info(a, acct, &info, &res) != APR_SUCCESS) {
             a2_err(apr_psprintf(a->p, "%s: %s", ca_url, acme_result_describe(&res, a->p)));
             rc = A2_EXIT_FAILED;
             continue;
@@ -1209,12 +1271,14 @@ static int a2_cmd_account(a2_t *a)
                                                   "reregistered_at",
                                                   json_object_get(hist, "reregistered_at")));
             json_decref(hist);
+            a2_json_add_life(json_array_get(list, json_array_size(list) - 1), rec);
             continue;
         }
         printf("%sCA:       %s\naccount:  %s\nstatus:   %s\ncontact:  %s\nkey:      %s (%s)\n",
                i ? "\n" : "", ca_url, acct->url, info->status ? info->status : "-",
                a2_contact_text(a->p, info->contact), a2_key_type(acct->key), acct->key_path);
         a2_account_history_print(a, rec);
+        a2_account_life_print(a, rec);
     }
     if (a->args->json) {
         doc = json_pack("{s:s, s:o}", "store", acme_store_base(a->store), "accounts", list);
@@ -1384,6 +1448,350 @@ static int a2_cmd_rollover(a2_t *a)
     printf("%s: account %s now uses a new %s key (%s)\n", ca_url, acct->url,
            acme_crypto_keyspec_name(&spec), acct->key_path);
     return A2_EXIT_OK;
+}
+
+/* ------------------------------------------------------------------ account life */
+
+/* 1 when a configured domain at ca_url has ACMEAgreement accepted. */
+static int a2_agreement(a2_t *a, const char *ca_url)
+{
+    int i, j;
+
+    for (i = 0; i < a->domains->nelts; ++i) {
+        const acme_domain_t *dom = APR_ARRAY_IDX(a->domains, i, const acme_domain_t *);
+        for (j = 0; dom->policy.ca_urls && j < dom->policy.ca_urls->nelts; ++j) {
+            if (!strcmp(APR_ARRAY_IDX(dom->policy.ca_urls, j, const char *), ca_url)
+                && dom->policy.agreement > 0) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+static apr_status_t a2_record_save(a2_t *a, const a2_account_t *acct,
+                                   const acme_job_account_t *rec, acme_result_t *res)
+{
+    return acme_job_account_save(a->p, a2_account_url_path(a, acct->ca_id), rec, res);
+}
+
+/* The single CA of the command, locked, with its account open; NULL after an error (*rc). */
+static a2_account_t *a2_account_locked(a2_t *a, acme_store_lock_t **lock, int *rc)
+{
+    const char *ca_url = a2_single_ca(a, rc);
+    a2_account_t *acct = NULL;
+    acme_result_t res;
+
+    *lock = NULL;
+    if (!ca_url) {
+        return NULL;
+    }
+    acme_result_reset(&res);
+    if (a2_lock_account(a, acme_domain_ca_id(a->p, ca_url), lock, &res) != APR_SUCCESS) {
+        *rc = a2_failed(a->p, &res);
+        return NULL;
+    }
+    if (a2_account_open(a, ca_url, &acct, &res) != APR_SUCCESS) {
+        acme_store_unlock(*lock);
+        *lock = NULL;
+        *rc = a2_failed(a->p, &res);
+        return NULL;
+    }
+    return acct;
+}
+
+static int a2_cmd_account_deactivate(a2_t *a)
+{
+    acme_store_lock_t *lock = NULL;
+    acme_job_account_t *rec;
+    a2_account_t *acct;
+    acme_result_t res;
+    int rc = A2_EXIT_OK;
+
+    if (!(acct = a2_account_locked(a, &lock, &rc))) {
+        return rc;
+    }
+    acme_result_reset(&res);
+    if (acme_client_account_deactivate(acct->client, a->p, &res) != APR_SUCCESS) {
+        acme_store_unlock(lock);
+        return a2_failed(a->p, &res);
+    }
+    rec = a2_account_record(a, acct);
+    acme_job_account_note(rec, a->p, acct->url, "deactivated by a2acme account deactivate",
+                          apr_time_now());
+    rec->deactivated_at = apr_time_now();
+    if (a2_record_save(a, acct, rec, &res) != APR_SUCCESS) {
+        a2_err(apr_psprintf(a->p, "the account is deactivated, but the store could not record "
+                            "it: %s", acme_result_describe(&res, a->p)));
+        rc = A2_EXIT_FAILED;
+    }
+    acme_store_unlock(lock);
+    printf("%s: account %s is deactivated (irreversible).\n"
+           "The server makes no more orders with it and does not register its key again: "
+           "domains with another CA in ACMECertificateAuthority renew there, the others keep "
+           "serving their certificates until they expire.\n"
+           "For a new account at this CA remove %s: the server then makes a new key and "
+           "registers it at its next order ('" A2_PROG " renew NAME' orders now).\n",
+           acct->ca_url, acct->url, acct->key_path);
+    return rc;
+}
+
+static int a2_cmd_account_contact(a2_t *a)
+{
+    const apr_array_header_t *rest = a->args->rest;
+    int n = rest ? rest->nelts : 0, i, rc = A2_EXIT_OK;
+    const char **list = apr_pcalloc(a->p, sizeof(*list) * (apr_size_t)(n + 1));
+    acme_client_account_t *info = NULL;
+    acme_store_lock_t *lock = NULL;
+    a2_account_t *acct;
+    acme_result_t res;
+
+    for (i = 0; i < n; ++i) {
+        const char *why = NULL;
+        if (!(list[i] = acme_account_contact_parse(a->p, APR_ARRAY_IDX(rest, i, const char *),
+                                                   &why))) {
+            return a2_usage_error(why);
+        }
+    }
+    if (!(acct = a2_account_locked(a, &lock, &rc))) {
+        return rc;
+    }
+    acme_result_reset(&res);
+    rc = acme_client_account_update(acct->client, a->p, list, n, &info, &res) == APR_SUCCESS
+         ? A2_EXIT_OK : a2_failed(a->p, &res);
+    acme_store_unlock(lock);
+    if (rc == A2_EXIT_OK) {
+        printf("%s: account %s contact: %s\n(the server sends ACMEContactEmail again only "
+               "when httpd.conf changes it)\n", acct->ca_url, acct->url,
+               a2_contact_text(a->p, info ? info->contact : NULL));
+    }
+    return rc;
+}
+
+/* The new account's contact: the old account's, else the configuration's. */
+static void a2_bind_contact(a2_t *a, a2_account_t *acct, acme_client_account_params_t *params)
+{
+    acme_client_account_t *info = NULL;
+    json_t *arr, *v;
+    const char **list;
+    acme_result_t res;
+    size_t i;
+
+    acme_result_reset(&res);
+    if (acme_client_account_get(acct->client, a->p, &info, &res) != APR_SUCCESS || !info) {
+        return;     /* e.g. deactivated: a binding is how to get a new account */
+    }
+    arr = a2_contact_json(info->contact);
+    list = apr_pcalloc(a->p, sizeof(*list) * (json_array_size(arr) + 1));
+    json_array_foreach(arr, i, v) {
+        if (json_is_string(v)) {
+            list[params->n_contact++] = apr_pstrdup(a->p, json_string_value(v));
+        }
+    }
+    json_decref(arr);
+    params->contact = list;
+}
+
+/*
+ * A new account made with the binding and a new key (kept in account.key.next until the CA
+ * has it, so that an interruption loses nothing: rollover and bind install it next time).
+ */
+static apr_status_t a2_bind_register(a2_t *a, a2_account_t *acct, const char *next_path,
+                                     acme_client_account_params_t *params,
+                                     acme_client_account_t **nacct, const char **pem,
+                                     acme_result_t *res)
+{
+    acme_keyspec_t spec = { .kind = ACME_KEY_EC, .bits = 256 };
+    acme_client_options_t opts = { .ca_file = a2_ca_file(a, acct->ca_url) };
+    acme_client_t *nc = NULL;
+    acme_key_t *key = NULL;
+    apr_status_t rv;
+
+    if ((rv = acme_crypto_key_generate(a->p, &spec, &key, res)) != APR_SUCCESS
+        || (rv = acme_crypto_key_to_pem(a->p, key, pem, res)) != APR_SUCCESS
+        || (rv = acme_store_write_file(a->p, next_path, *pem, strlen(*pem), ACME_PERMS_0600,
+                                       res)) != APR_SUCCESS
+        || (rv = acme_client_create(&nc, a->p, acct->ca_url, &opts, res)) != APR_SUCCESS) {
+        return rv;
+    }
+    acme_client_account_use(nc, key, NULL);
+    return acme_client_account_register(nc, a->p, params, nacct, res);
+}
+
+/* Installs the bound account: key first, then the record naming its URL. */
+static apr_status_t a2_bind_install(a2_t *a, a2_account_t *acct, const char *next_path,
+                                    const char *pem, const acme_client_account_t *nacct,
+                                    const char *kid, acme_result_t *res)
+{
+    acme_job_account_t *rec = a2_account_record(a, acct);
+    acme_result_t ignored;
+    apr_status_t rv;
+
+    rv = acme_store_write_file(a->p, acct->key_path, pem, strlen(pem), ACME_PERMS_0600, res);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    acme_result_reset(&ignored);
+    acme_store_remove_tree(a->p, next_path, &ignored);
+    acme_job_account_note(rec, a->p, nacct->url,
+                          apr_psprintf(a->p, "bound with EAB key id %s by a2acme account bind "
+                                       "(was %s)", kid, acct->url), apr_time_now());
+    rec->eab_kid = kid;
+    return a2_record_save(a, acct, rec, res);
+}
+
+static int a2_cmd_account_bind(a2_t *a)
+{
+    const char *kid = APR_ARRAY_IDX(a->args->rest, 0, const char *);
+    const char *file = APR_ARRAY_IDX(a->args->rest, 1, const char *), *next_path, *pem = NULL;
+    acme_client_account_params_t params = { .eab_kid = kid };
+    acme_client_account_t *nacct = NULL;
+    acme_store_lock_t *lock = NULL;
+    a2_account_t *acct;
+    acme_result_t res, ignored;
+    char *hmac = NULL;
+    int rc = A2_EXIT_OK;
+
+    acme_result_reset(&res);
+    acme_result_reset(&ignored);
+    if (acme_eab_read(a->p, file, &hmac, &res) != APR_SUCCESS) {
+        return a2_failed(a->p, &res);
+    }
+    if (!(acct = a2_account_locked(a, &lock, &rc))) {
+        acme_eab_wipe(hmac);
+        return rc;
+    }
+    next_path = acme_store_path(a->p, a->store, ACME_STORE_ACCOUNTS, acct->ca_id,
+                                A2_ACCOUNT_KEY_NEXT);
+    params.eab_hmac = hmac;
+    params.agree_tos = a2_agreement(a, acct->ca_url);
+    a2_bind_contact(a, acct, &params);
+    if (a2_rollover_recover(a, acct, next_path, &res) != APR_SUCCESS
+        || a2_bind_register(a, acct, next_path, &params, &nacct, &pem, &res) != APR_SUCCESS) {
+        acme_eab_wipe(hmac);
+        acme_store_remove_tree(a->p, next_path, &ignored);
+        acme_store_unlock(lock);
+        return a2_failed(a->p, &res);
+    }
+    acme_eab_wipe(hmac);
+    if (a2_bind_install(a, acct, next_path, pem, nacct, kid, &res) != APR_SUCCESS) {
+        acme_store_unlock(lock);
+        a2_err(apr_psprintf(a->p, "the CA made the bound account %s, but it could not be "
+                            "stored: %s; '" A2_PROG " rollover' installs it from %s", nacct->url,
+                            acme_result_describe(&res, a->p), next_path));
+        return A2_EXIT_FAILED;
+    }
+    acme_store_unlock(lock);
+    printf("%s: new account %s, bound with key id %s, replaces %s in the store (new key in "
+           "%s); the server orders with it from its next run. The old account stays at the CA "
+           "as it was; its certificates stay valid.\n", acct->ca_url, nacct->url, kid, acct->url,
+           acct->key_path);
+    return A2_EXIT_OK;
+}
+
+static int a2_cmd_account_agree(a2_t *a)
+{
+    acme_client_account_params_t params = { .agree_tos = 1 };
+    const acme_client_meta_t *meta = NULL;
+    acme_client_account_t *info = NULL;
+    acme_store_lock_t *lock = NULL;
+    acme_job_account_t *rec;
+    const char *terms;
+    a2_account_t *acct;
+    acme_result_t res;
+    int rc = A2_EXIT_OK;
+
+    if (!(acct = a2_account_locked(a, &lock, &rc))) {
+        return rc;
+    }
+    acme_result_reset(&res);
+    rec = a2_account_record(a, acct);
+    /* newAccount with the account's key and termsOfServiceAgreed returns the account; a CA that
+     * still wants the human at its instance URL says userActionRequired again. */
+    if (acme_client_meta(acct->client, &meta, &res) != APR_SUCCESS
+        || (meta->external_account_required
+            /* newAccount would need the binding again: the account's own state must do */
+            ? acme_client_account_get(acct->client, a->p, &info, &res)
+            : acme_client_account_register(acct->client, a->p, &params, &info, &res))
+           != APR_SUCCESS) {
+        acme_store_unlock(lock);
+        return a2_failed(a->p, &res);
+    }
+    acme_client_account_use(acct->client, acct->key, acct->url);
+    terms = meta->terms_of_service ? meta->terms_of_service : rec->tos_blocked;
+    acme_account_tos_agree(rec, a->p, terms);
+    if (a2_record_save(a, acct, rec, &res) != APR_SUCCESS) {
+        acme_store_unlock(lock);
+        return a2_failed(a->p, &res);
+    }
+    acme_store_unlock(lock);
+    printf("%s: the terms of service %s are recorded as agreed for account %s; orders at this "
+           "CA go on from the server's next run ('" A2_PROG " renew NAME' orders now)\n",
+           acct->ca_url, terms ? terms : "(the CA names none)", acct->url);
+    return A2_EXIT_OK;
+}
+
+/* a2acme account deactivate | contact [mailto:...]... | bind KID HMAC-FILE | agree */
+static int a2_cmd_account_sub(a2_t *a)
+{
+    const char *sub = a->args->name;
+
+    if (!strcmp(sub, "deactivate")) return a2_cmd_account_deactivate(a);
+    if (!strcmp(sub, "contact")) return a2_cmd_account_contact(a);
+    if (!strcmp(sub, "bind")) return a2_cmd_account_bind(a);
+    return a2_cmd_account_agree(a);
+}
+
+/* The account subcommands' arguments, checked before the store is opened. */
+static int a2_account_arity(const a2_args_t *args, apr_pool_t *p)
+{
+    static const char *const subs[] = { "deactivate", "contact", "bind", "agree" };
+    int n = args->rest ? args->rest->nelts : 0, wants = -1;
+    size_t k;
+
+    for (k = 0; k < sizeof(subs) / sizeof(subs[0]); ++k) {
+        wants = !strcmp(args->name, subs[k]) ? (k == 2 ? 2 : k == 1 ? n : 0) : wants;
+    }
+    if (wants < 0) {
+        return a2_usage_error(apr_psprintf(p, "unknown account command '%s' (deactivate, "
+                                           "contact, bind, agree)", args->name));
+    }
+    if (n != wants) {
+        return a2_usage_error(!strcmp(args->name, "bind") ? "account bind needs KID HMAC-FILE"
+                              : apr_psprintf(p, "account %s takes no arguments", args->name));
+    }
+    if (args->json) {
+        return a2_usage_error("--json is an option of list and account");
+    }
+    if (args->ca_url) {
+        const char *reason = NULL;
+        if (!acme_domain_ca_url(p, args->ca_url, &reason)) {
+            return a2_usage_error(reason);
+        }
+    }
+    return 0;
+}
+
+/* "terms:" and "deactivated:" lines of `account` from the worker's record. */
+static void a2_account_life_print(a2_t *a, const acme_job_account_t *rec)
+{
+    if (rec->tos_agreed || rec->tos_current) {
+        printf("terms:    %s%s\n", rec->tos_agreed ? rec->tos_agreed : "-",
+               rec->tos_current && rec->tos_agreed && strcmp(rec->tos_current, rec->tos_agreed)
+               ? apr_psprintf(a->p, " (the CA now names %s)", rec->tos_current) : "");
+    }
+    if (rec->tos_blocked_at) {
+        printf("blocked:  since %s the CA asks for agreement to %s: no orders there until "
+               "'" A2_PROG " account agree'\n", a2_time(a->p, rec->tos_blocked_at),
+               rec->tos_blocked ? rec->tos_blocked : "new terms");
+    }
+    if (rec->deactivated_at) {
+        printf("deactivated: %s (a2acme account deactivate)\n",
+               a2_time(a->p, rec->deactivated_at));
+    }
+    if (rec->eab_kid) {
+        printf("bound:    EAB key id %s (a2acme account bind)\n", rec->eab_kid);
+    }
 }
 
 /* ------------------------------------------------------------------ revoke */
@@ -1599,10 +2007,15 @@ static int a2_cmd_revoke(a2_t *a)
 
 /* ------------------------------------------------------------------ main */
 
+static int a2_account_arity(const a2_args_t *args, apr_pool_t *p);
+
 static int a2_check_arity(const a2_args_t *args, apr_pool_t *p)
 {
     int wants_name = !strcmp(args->command, "renew") || !strcmp(args->command, "revoke");
 
+    if (!strcmp(args->command, "account") && args->name) {
+        return a2_account_arity(args, p);
+    }
     if (wants_name && !args->name) {
         return a2_usage_error(apr_psprintf(p, "%s needs a domain NAME", args->command));
     }

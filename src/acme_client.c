@@ -49,6 +49,7 @@ struct acme_client_t {
     char nonces[CLIENT_NONCE_POOL][CLIENT_NONCE_MAX];
     int n_nonces;
     acme_client_counts_t counts;
+    char terms_required[1024];      /* Link terms-of-service of the last userActionRequired */
 };
 
 /* ------------------------------------------------------------------ small helpers */
@@ -492,6 +493,19 @@ static int client_transient(const acme_result_t *res)
     return acme_problem_is(res, "badNonce");
 }
 
+/* A fixed buffer, so a long-lived client's pool does not grow; longer URLs are not kept. */
+static void client_terms_note(acme_client_t *c, const char *url)
+{
+    if (url && strlen(url) < sizeof(c->terms_required)) {
+        strcpy(c->terms_required, url);
+    }
+}
+
+const char *acme_client_terms_required(const acme_client_t *c)
+{
+    return c->terms_required[0] ? c->terms_required : NULL;
+}
+
 static apr_status_t client_post_once(acme_client_t *c, apr_pool_t *p, const client_post_t *req,
                                      const acme_key_t *key, const char *kid,
                                      acme_http_response_t **out, acme_result_t *res)
@@ -524,6 +538,7 @@ static apr_status_t client_post_once(acme_client_t *c, apr_pool_t *p, const clie
         /* New terms: the operator must read and agree to them, so name them. */
         res->message = apr_psprintf(p, "%s (terms of service: %s)", res->message,
                                     acme_http_link(resp, "terms-of-service"));
+        client_terms_note(c, acme_http_link(resp, "terms-of-service"));
     }
     return rv;
 }

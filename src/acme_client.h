@@ -147,6 +147,12 @@ apr_status_t acme_client_account_update(acme_client_t *c, apr_pool_t *p,
 apr_status_t acme_client_account_key_change(acme_client_t *c, apr_pool_t *p,
                                             const acme_key_t *new_key, acme_result_t *res);
 
+/*
+ * The terms of service (Link rel="terms-of-service") of the last userActionRequired this
+ * client received, or NULL: the new terms a CA wants the operator to agree to (RFC 8555 §7.3.3).
+ */
+const char *acme_client_terms_required(const acme_client_t *c);
+
 /* Irreversible. */
 apr_status_t acme_client_account_deactivate(acme_client_t *c, apr_pool_t *p,
                                             acme_result_t *res);

@@ -515,6 +515,42 @@ static void acme_job_account_history_from(acme_job_account_t *acct, apr_pool_t *
     }
 }
 
+/* The account-life fields (terms of service, contact, deactivation); absent in older files. */
+static void acme_job_account_life_from(acme_job_account_t *acct, apr_pool_t *p, json_t *json)
+{
+    json_t *tos = json_object_get(json, "terms_of_service");
+
+    acct->contact_config = acme_job_str_get(p, json, "contact_config");
+    acct->deactivated_at = acme_job_time_get(json, "deactivated_at");
+    acct->eab_kid = acme_job_str_get(p, json, "eab_kid");
+    if (json_is_object(tos)) {
+        acct->tos_agreed = acme_job_str_get(p, tos, "agreed");
+        acct->tos_current = acme_job_str_get(p, tos, "current");
+        acct->tos_checked_at = acme_job_time_get(tos, "checked_at");
+        acct->tos_announced = acme_job_str_get(p, tos, "announced");
+        acct->tos_blocked = acme_job_str_get(p, tos, "blocked");
+        acct->tos_blocked_at = acme_job_time_get(tos, "blocked_at");
+        acct->tos_blocked_agreement = json_is_true(json_object_get(tos, "blocked_agreement"));
+    }
+}
+
+static void acme_job_account_life_to(const acme_job_account_t *acct, json_t *json)
+{
+    json_t *tos = json_pack("{s:s?, s:s?, s:s?, s:s?, s:o, s:b}", "agreed", acct->tos_agreed,
+                            "current", acct->tos_current, "announced", acct->tos_announced,
+                            "blocked", acct->tos_blocked,
+                            "blocked_at", acme_job_time_json(acct->tos_blocked_at),
+                            "blocked_agreement", acct->tos_blocked_agreement);
+
+    json_object_set_new(tos, "checked_at", acme_job_time_json(acct->tos_checked_at));
+    json_object_set_new(json, "terms_of_service", tos);
+    json_object_set_new(json, "contact_config", acct->contact_config
+                                                ? json_string(acct->contact_config) : json_null());
+    json_object_set_new(json, "deactivated_at", acme_job_time_json(acct->deactivated_at));
+    json_object_set_new(json, "eab_kid", acct->eab_kid ? json_string(acct->eab_kid)
+                                                       : json_null());
+}
+
 apr_status_t acme_job_account_load(apr_pool_t *p, const char *path, const char *ca_url,
                                    acme_job_account_t **pacct, acme_result_t *res)
 {
@@ -536,12 +572,13 @@ apr_status_t acme_job_account_load(apr_pool_t *p, const char *path, const char *
     acct->url = acme_job_str_get(p, json, "url");
     acct->reregistered_at = acme_job_time_get(json, "reregistered_at");
     acme_job_account_history_from(acct, p, json_object_get(json, "history"));
+    acme_job_account_life_from(acct, p, json);
     return APR_SUCCESS;
 }
 
 json_t *acme_job_account_to_json(const acme_job_account_t *acct)
 {
-    json_t *list = json_array();
+    json_t *list = json_array(), *json;
     int i;
 
     for (i = 0; i < acct->history->nelts; ++i) {
@@ -551,9 +588,13 @@ json_t *acme_job_account_to_json(const acme_job_account_t *acct)
                                               "at", acme_job_time_json(ev->at),
                                               "reason", ev->reason));
     }
-    return json_pack("{s:s?, s:s?, s:o, s:o}", "ca_url", acct->ca_url, "url", acct->url,
+    json = json_pack("{s:s?, s:s?, s:o, s:o}", "ca_url", acct->ca_url, "url", acct->url,
                      "reregistered_at", acme_job_time_json(acct->reregistered_at),
                      "history", list);
+    if (json) {
+        acme_job_account_life_to(acct, json);
+    }
+    return json;
 }
 
 apr_status_t acme_job_account_save(apr_pool_t *p, const char *path,
@@ -581,6 +622,13 @@ void acme_job_account_note(acme_job_account_t *acct, apr_pool_t *p, const char *
     ev->url = apr_pstrdup(p, url);
     ev->at = now;
     ev->reason = reason ? apr_pstrdup(p, reason) : NULL;
+    if (!acct->url || strcmp(acct->url, ev->url)) {
+        /* Another account: what the old one agreed to, was told or suffered is not its. */
+        acct->contact_config = acct->tos_agreed = acct->tos_announced = NULL;
+        acct->tos_blocked = NULL;
+        acct->tos_blocked_at = acct->deactivated_at = 0;
+        acct->eab_kid = NULL;
+    }
     acct->url = ev->url;
 }
 

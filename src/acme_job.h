@@ -150,6 +150,20 @@ typedef struct {
     const char *url;            /* NULL until registered or looked up */
     apr_time_t reregistered_at; /* the last registration after a lost account, 0: never */
     apr_array_header_t *history;/* of acme_job_account_event_t, oldest first, bounded */
+    /* Account life (src/acme_account.h); a new account URL (acme_job_account_note) resets them. */
+    const char *contact_config; /* the configured contact last registered or pushed, as a
+                                 * canonical JSON array (acme_account_contact_canon); NULL:
+                                 * not known yet */
+    const char *tos_agreed;     /* the directory's meta.termsOfService the account agreed to */
+    const char *tos_current;    /* the terms the directory named at the last look */
+    apr_time_t tos_checked_at;  /* that look; 0: never */
+    const char *tos_announced;  /* changed terms already logged and notified */
+    const char *tos_blocked;    /* the terms a userActionRequired named: no orders at this CA
+                                 * until an admin acts; NULL: not blocked */
+    apr_time_t tos_blocked_at;
+    int tos_blocked_agreement;  /* ACMEAgreement when it was blocked: a change clears it */
+    apr_time_t deactivated_at;  /* a2acme account deactivate: never registered again silently */
+    const char *eab_kid;        /* bound by a2acme account bind with this key id */
 } acme_job_account_t;
 
 acme_job_account_t *acme_job_account_make(apr_pool_t *p, const char *ca_url);

@@ -505,6 +505,39 @@ static json_t *acme_serve_activation_state(request_rec *r, acme_conf_t *conf)
     return json_incref(json);
 }
 
+/* The account records of the CAs `dom` names (every domain's when NULL), each CA once. */
+static json_t *acme_serve_status_accounts(request_rec *r, acme_conf_t *conf,
+                                          const acme_domain_t *dom)
+{
+    apr_hash_t *seen = apr_hash_make(r->pool);
+    json_t *list = json_array();
+    int i, j;
+
+    for (i = 0; i < conf->domains->nelts; ++i) {
+        const acme_domain_t *d = APR_ARRAY_IDX(conf->domains, i, const acme_domain_t *);
+        for (j = 0; (!dom || d == dom) && d->policy.ca_urls && j < d->policy.ca_urls->nelts;
+             ++j) {
+            const char *ca = APR_ARRAY_IDX(d->policy.ca_urls, j, const char *);
+            const char *file = apr_pstrcat(r->pool, "account.", acme_domain_ca_id(r->pool, ca),
+                                           ".json", NULL);
+            acme_job_account_t *rec = NULL;
+            acme_result_t res;
+
+            if (apr_hash_get(seen, ca, APR_HASH_KEY_STRING)) {
+                continue;
+            }
+            apr_hash_set(seen, ca, APR_HASH_KEY_STRING, ca);
+            acme_result_reset(&res);
+            if (acme_job_account_load(r->pool, acme_store_path(r->pool, conf->store,
+                                                               ACME_STORE_JOBS, file, NULL),
+                                      ca, &rec, &res) == APR_SUCCESS) {
+                json_array_append_new(list, acme_status_account(rec));
+            }
+        }
+    }
+    return list;
+}
+
 static json_t *acme_serve_status_all(request_rec *r, acme_conf_t *conf)
 {
     json_t *list = json_array();
@@ -514,8 +547,9 @@ static json_t *acme_serve_status_all(request_rec *r, acme_conf_t *conf)
         json_array_append_new(list, acme_serve_status_of(r, conf,
                               APR_ARRAY_IDX(conf->domains, i, const acme_domain_t *)));
     }
-    return json_pack("{s:s, s:o, s:o}", "version", ACME_VERSION,
-                     "activation", acme_serve_activation_state(r, conf), "domains", list);
+    return json_pack("{s:s, s:o, s:o, s:o}", "version", ACME_VERSION,
+                     "activation", acme_serve_activation_state(r, conf), "domains", list,
+                     "accounts", acme_serve_status_accounts(r, conf, NULL));
 }
 
 int acme_serve_status(request_rec *r)
@@ -541,6 +575,9 @@ int acme_serve_status(request_rec *r)
     }
     json = !conf->store ? json_pack("{s:s, s:[]}", "version", ACME_VERSION, "domains")
            : one ? acme_serve_status_of(r, conf, one) : acme_serve_status_all(r, conf);
+    if (one && conf->store && json) {
+        json_object_set_new(json, "accounts", acme_serve_status_accounts(r, conf, one));
+    }
     text = json_dumps(json, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(json);
     ap_set_content_type(r, "application/json");

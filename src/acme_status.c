@@ -1,3 +1,5 @@
+#include <string.h>
+
 #include <apr_strings.h>
 #include <apr_time.h>
 
@@ -130,4 +132,23 @@ json_t *acme_status_domain(const acme_domain_t *dom, const acme_active_t *active
         json_object_set_new(out, "activation_error", json_string(active->last_activation_error));
     }
     return out;
+}
+
+json_t *acme_status_account(const acme_job_account_t *rec)
+{
+    int changed = rec->tos_current && rec->tos_agreed && strcmp(rec->tos_current, rec->tos_agreed);
+    json_t *tos = json_pack("{s:s?, s:s?, s:b, s:s?, s:o}",
+                            "agreed", rec->tos_agreed, "current", rec->tos_current,
+                            "changed", changed, "blocked", rec->tos_blocked,
+                            "blocked_since", acme_status_time(rec->tos_blocked_at));
+
+    /* A block without named terms still stops orders: say so rather than show null. */
+    if (rec->tos_blocked_at && !rec->tos_blocked) {
+        json_object_set_new(tos, "blocked", json_string("(the CA named no terms)"));
+    }
+    json_object_set_new(tos, "orders_stopped", json_boolean(rec->tos_blocked_at != 0));
+    return json_pack("{s:s?, s:s?, s:o, s:s?, s:o, s:s?}", "ca", rec->ca_url, "url", rec->url,
+                     "terms_of_service", tos, "contact", rec->contact_config,
+                     "deactivated_at", acme_status_time(rec->deactivated_at),
+                     "eab_kid", rec->eab_kid);
 }

@@ -14,4 +14,11 @@
 json_t *acme_status_domain(const acme_domain_t *dom, const acme_active_t *active,
                            const acme_job_t *job);
 
+/*
+ * One CA account from its record (jobs/account.<ca-id>.json): URL, terms of service (agreed,
+ * current, changed, and the terms a userActionRequired demands: orders there stop), contact as
+ * last configured, deactivation. No secrets (the EAB key id is not one).
+ */
+json_t *acme_status_account(const acme_job_account_t *rec);
+
 #endif

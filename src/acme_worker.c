@@ -13,6 +13,7 @@
 #include <apr_general.h>
 
 #include "acme_perms.h"
+#include "acme_account.h"
 #include "acme_activate.h"
 #include "acme_challenge.h"
 #include "acme_client.h"
@@ -75,6 +76,11 @@ typedef struct {
     acme_job_account_t *record;         /* jobs/account.<ca-id>.json, in pool, under lock */
     acme_result_t *recovery_failed;     /* this run's failed account recovery, in pool, under
                                          * lock: the other orders fail alike without requests */
+    int life_set;                       /* contact_cfg and agreement taken from a domain */
+    const char *contact_cfg;            /* ACMEContactEmail of the first domain here, canonical */
+    int agreement;                      /* its ACMEAgreement */
+    int life_done;                      /* terms and contact compared this run (under lock) */
+    const char *ca_file;                /* ACMECACertificate of that domain */
 } acme_worker_ca_t;
 
 /* The certificate served now for one key spec, read as root. */
@@ -443,6 +449,36 @@ static void acme_worker_ca_eab(acme_worker_t *w, acme_worker_ca_t *ca, const acm
     }
 }
 
+/*
+ * As root, in prepare: what the account at this CA should say (account life, src/acme_account.h)
+ * comes from the first domain naming the CA, like its binding. A userActionRequired block set
+ * under another ACMEAgreement is lifted: the admin changed it and reloaded.
+ */
+static void acme_worker_ca_life(acme_worker_t *w, acme_worker_ca_t *ca, const acme_policy_t *pol)
+{
+    const char *mail = pol->contact ? apr_pstrcat(w->pool, "mailto:", pol->contact, NULL) : NULL;
+    acme_result_t res;
+    int cleared = 0;
+
+    if (ca->life_set) {
+        return;
+    }
+    ca->life_set = 1;
+    ca->contact_cfg = acme_account_contact_canon(w->pool, &mail, mail ? 1 : 0);
+    ca->agreement = pol->agreement > 0;
+    ca->ca_file = pol->ca_file;
+    acme_account_tos_blocked(ca->record, ca->agreement, &cleared);
+    if (!cleared) {
+        return;
+    }
+    acme_result_reset(&res);
+    acme_job_account_save(w->pool, acme_worker_account_url_path(w, w->pool, ca), ca->record,
+                          &res);
+    acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(w->pool, ACME_MSG_TOS_CLEARED ": account "
+        "at %s: ACMEAgreement changed since the CA asked for agreement to new terms; orders at "
+        "this CA are tried again", ca->ca_url));
+}
+
 static apr_status_t acme_worker_ca_get(acme_worker_t *w, const char *ca_url,
                                        const acme_policy_t *pol, acme_worker_ca_t **pca,
                                        acme_result_t *res)
@@ -468,6 +504,7 @@ static apr_status_t acme_worker_ca_get(acme_worker_t *w, const char *ca_url,
         apr_hash_set(w->cas, ca_url, APR_HASH_KEY_STRING, ca);
     }
     acme_worker_ca_eab(w, ca, pol);
+    acme_worker_ca_life(w, ca, pol);
     *pca = ca;
     return APR_SUCCESS;
 }
@@ -1271,6 +1308,239 @@ static int acme_worker_account_recover(acme_worker_run_t *run, acme_result_t *re
     return 1;
 }
 
+/* ------------------------------------------------------------------ account life */
+
+static void acme_worker_record_save(acme_worker_run_t *run)
+{
+    acme_worker_ca_t *ca = run->item->ca;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    if (acme_job_account_save(run->p, acme_worker_account_url_path(run->w, run->p, ca),
+                              ca->record, &res) != APR_SUCCESS) {
+        acme_worker_log(run->w, ACME_LOG_WARNING, acme_result_describe(&res, run->p));
+    }
+}
+
+/* tos-changed for the domain whose order met it; the document also names the CA and terms. */
+static void acme_worker_tos_notify(acme_worker_run_t *run, const char *terms,
+                                   const char *text)
+{
+    const acme_domain_t *dom = run->item->dom;
+    acme_notify_event_t ev = {
+        .event = ACME_ACCOUNT_TOS_EVENT, .domain = dom->name, .idents = dom->idents,
+        .error = text, .now = apr_time_now(),
+    };
+    acme_result_t res;
+    json_t *doc;
+
+    if (!run->w->cfg->notify_argv || run->w->cfg->notify_argv->nelts == 0) {
+        return;
+    }
+    doc = acme_notify_document(&ev);
+    json_object_set_new(doc, "ca", json_string(run->item->ca->ca_url));
+    json_object_set_new(doc, "terms_of_service", terms ? json_string(terms) : json_null());
+    acme_result_reset(&res);
+    if (acme_notify_run(run->p, run->w->cfg->notify_argv, ACME_ACCOUNT_TOS_EVENT, dom->name, doc,
+                        &res) != APR_SUCCESS) {
+        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s: %s", dom->name,
+                                                               acme_result_describe(&res,
+                                                                                    run->p)));
+    }
+    json_decref(doc);
+}
+
+/*
+ * Before any request at the CA: an account the admin deactivated (a2acme account deactivate)
+ * is not registered again behind their back, and a CA that asked for agreement to new terms
+ * (userActionRequired) gets no orders until the admin acts. No request either way.
+ */
+static apr_status_t acme_worker_account_gate(acme_worker_run_t *run, acme_result_t *res)
+{
+    acme_worker_ca_t *ca = run->item->ca;
+    apr_status_t rv = APR_SUCCESS;
+    apr_time_t emergency_at = acme_worker_emergency_at(run->item);
+
+    /* Both flags live in jobs/, which the httpd User can write: a forged one must not let a
+     * certificate expire. At the emergency floor the CA is asked anyway; a real block or
+     * deactivation only costs the refused order (and is recorded again). */
+    if (emergency_at > 0 && apr_time_now() >= emergency_at) {
+        return APR_SUCCESS;
+    }
+    apr_thread_mutex_lock(ca->lock);
+    if (ca->record->deactivated_at && !ca->key_new) {
+        rv = acme_result_fail(res, APR_EACCES, ACME_CLASS_ADMIN, apr_psprintf(run->p,
+            ACME_MSG_DEACTIVATED ": the account %s at %s was deactivated by an admin at %s "
+            "(a2acme account deactivate); no orders with it. For a new account remove "
+            "accounts/%s/account.key (the server makes a new key and account at its next "
+            "order) or use another CA", ca->record->url ? ca->record->url : "?", ca->ca_url,
+            acme_worker_time_text(run->p, ca->record->deactivated_at), ca->ca_id));
+    }
+    else if (acme_account_tos_blocked(ca->record, ca->agreement, NULL)) {
+        rv = acme_result_fail(res, APR_EACCES, ACME_CLASS_ADMIN, apr_psprintf(run->p,
+            ACME_MSG_TOS_STILL ": %s asked on %s for agreement to new terms of service (%s); no "
+            "orders there until an admin agrees: read them, agree at the CA if it asks, then "
+            "run 'a2acme account agree --ca %s'", ca->ca_url,
+            acme_worker_time_text(run->p, ca->record->tos_blocked_at),
+            ca->record->tos_blocked ? ca->record->tos_blocked : "the CA named none", ca->ca_url));
+        res->problem_type = "urn:ietf:params:acme:error:userActionRequired";
+    }
+    apr_thread_mutex_unlock(ca->lock);
+    return rv;
+}
+
+static void acme_worker_account_life_log(acme_worker_run_t *run, const acme_account_sync_t *s)
+{
+    acme_worker_ca_t *ca = run->item->ca;
+    const char *text;
+
+    if (s->tos == ACME_ACCOUNT_TOS_CHANGED) {
+        text = apr_psprintf(run->p, ACME_MSG_TOS_CHANGED ": %s now names new terms of service "
+            "(%s)%s", ca->ca_url, s->terms, s->tos_agreed_now ? "; ACMEAgreement accepted: "
+            "recorded as agreed, orders go on" : "; orders go on unless the CA asks for "
+            "agreement (see the status)");
+        acme_worker_log(run->w, ACME_LOG_WARNING, text);
+        acme_worker_tos_notify(run, s->terms, text);
+    }
+    if (s->contact_pushed) {
+        acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(run->p, ACME_MSG_CONTACT_PUSHED
+            ": account %s at %s: contact updated to %s (ACMEContactEmail changed)",
+            ca->account_url, ca->ca_url, ca->contact_cfg));
+    }
+    else if (s->contact == ACME_ACCOUNT_CONTACT_PUSH) {
+        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, ACME_MSG_CONTACT_FAILED
+            ": account %s at %s: the contact could not be updated to %s: %s; tried again at "
+            "the next run, renewals go on", ca->account_url, ca->ca_url, ca->contact_cfg,
+            acme_result_describe(&s->contact_error, run->p)));
+    }
+}
+
+/* Once per run and CA, with the account known: terms of service and contact (never fails). */
+static void acme_worker_account_life(acme_worker_run_t *run)
+{
+    acme_worker_ca_t *ca = run->item->ca;
+    acme_account_sync_t sync;
+
+    apr_thread_mutex_lock(ca->lock);
+    if (!ca->life_done) {
+        ca->life_done = 1;
+        acme_account_sync(run->client, run->p, ca->pool, ca->record, ca->contact_cfg,
+                          ca->agreement, &sync);
+        if (sync.changed) {
+            acme_worker_record_save(run);
+        }
+        acme_worker_account_life_log(run, &sync);
+    }
+    apr_thread_mutex_unlock(ca->lock);
+}
+
+/* The next of the domain's CAs after a blocked one; 0 when there is none to go to. */
+static int acme_worker_tos_failover(acme_worker_run_t *run, int *switches)
+{
+    acme_worker_item_t *item = run->item;
+    const char *from = item->ca->ca_url;
+
+    if (item->n_cas < 2 || ++*switches >= item->n_cas) {
+        return 0;
+    }
+    run->job->ca_index = (run->job->ca_index < 0 ? 0 : run->job->ca_index + 1) % item->n_cas;
+    run->job->ca_failures = 0;
+    item->ca = item->cas[run->job->ca_index];
+    run->job->ca_url = item->ca->ca_url;
+    run->job->order_json = NULL;
+    acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s: the CA %s waits for "
+                    "agreement to new terms of service; switching to the next CA %s",
+                    item->dom->name, from, item->ca->ca_url));
+    acme_worker_job_save(run->w, run->p, run->job, NULL);
+    return 1;
+}
+
+/*
+ * userActionRequired (RFC 8555 §7.3.3): the CA wants a human to agree to new terms. The CA is
+ * blocked (recorded, logged, notified once), the served certificates stay, and a domain with
+ * another CA goes on there. 1 when the caller should try again (at the next CA).
+ */
+static int acme_worker_tos_stop(acme_worker_run_t *run, acme_result_t *res, int *switches)
+{
+    acme_worker_ca_t *ca = run->item->ca;
+    const char *terms, *text = NULL;
+
+    if (!acme_problem_is(res, "userActionRequired")) {
+        /* The gate refused an account the admin deactivated: another CA may have one. */
+        return res->status == APR_EACCES && res->err_class == ACME_CLASS_ADMIN
+               && !res->problem_type && acme_worker_tos_failover(run, switches);
+    }
+    res->err_class = ACME_CLASS_ADMIN;
+    apr_thread_mutex_lock(ca->lock);
+    if (!ca->record->tos_blocked_at) {
+        terms = run->client ? acme_client_terms_required(run->client) : NULL;
+        acme_account_tos_block(ca->record, ca->pool, terms, ca->agreement, apr_time_now());
+        acme_worker_record_save(run);
+        text = apr_psprintf(run->p, ACME_MSG_TOS_BLOCKED ": %s asks for agreement to new terms "
+            "of service (%s)%s; no orders at this CA until an admin agrees (read them, agree "
+            "at the CA if it asks, then 'a2acme account agree --ca %s'); the served "
+            "certificates stay", ca->ca_url, terms ? terms : "the CA named none",
+            res->instance ? apr_psprintf(run->p, ", see %s", res->instance) : "", ca->ca_url);
+        acme_worker_log(run->w, ACME_LOG_ERROR, text);
+        terms = terms ? apr_pstrdup(run->p, terms) : NULL;
+    }
+    apr_thread_mutex_unlock(ca->lock);
+    if (text) {
+        acme_worker_tos_notify(run, terms, text);
+    }
+    return acme_worker_tos_failover(run, switches);
+}
+
+/* The first domain naming ca, as the item the account-life messages are about; or NULL. */
+static acme_worker_item_t *acme_worker_ca_item(acme_worker_t *w, const acme_worker_ca_t *ca)
+{
+    int i, j;
+
+    for (i = 0; i < w->items->nelts; ++i) {
+        acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
+        for (j = 0; j < item->n_cas; ++j) {
+            if (item->cas[j] == ca) {
+                return item;
+            }
+        }
+    }
+    return NULL;
+}
+
+/*
+ * Each run, before the orders: a CA with an account whose configured contact changed, or whose
+ * terms were not looked at for a day, gets them compared (one directory GET; a POST only for a
+ * changed contact), also when no certificate is due there. A plain restart costs no request.
+ * Orders at a CA compare them anyway (the directory is fetched for them) and skip this.
+ */
+static void acme_worker_account_upkeep(acme_worker_t *w)
+{
+    apr_hash_index_t *hi;
+
+    for (hi = apr_hash_first(w->pool, w->cas); hi; hi = apr_hash_next(hi)) {
+        acme_worker_ca_t *ca = apr_hash_this_val(hi);
+        acme_worker_item_t *item = acme_worker_ca_item(w, ca), copy;
+        acme_client_options_t opts = { .ca_file = ca->ca_file };
+        acme_worker_run_t run = { .w = w, .p = w->pool };
+        acme_result_t res;
+
+        if (!item || ca->busy || ca->key_new || !ca->account_url || ca->record->deactivated_at
+            || ca->life_done
+            || !acme_account_upkeep_due(ca->record, ca->contact_cfg, apr_time_now())) {
+            continue;
+        }
+        acme_result_reset(&res);
+        if (acme_client_create(&run.client, w->pool, ca->ca_url, &opts, &res) != APR_SUCCESS) {
+            continue;
+        }
+        copy = *item;
+        copy.ca = ca;
+        run.item = &copy;
+        acme_client_account_use(run.client, ca->account_key, ca->account_url);
+        acme_worker_account_life(&run);
+    }
+}
+
 /* The types this build answers for the identifier; dns-01 only through ACMEDns01Command. */
 static int acme_worker_answers(const acme_domain_t *dom, const acme_client_authz_t *authz,
                                const char *type)
@@ -2009,7 +2279,13 @@ static apr_status_t acme_worker_issue(acme_worker_run_t *run, acme_result_t *res
         }
     }
     if (rv == APR_SUCCESS) {
+        rv = acme_worker_account_gate(run, res);
+    }
+    if (rv == APR_SUCCESS) {
         rv = acme_worker_account(run, res);
+    }
+    if (rv == APR_SUCCESS) {
+        acme_worker_account_life(run);
     }
     if (rv == APR_SUCCESS) {
         rv = acme_store_mkdirs(run->p, run->pending_dir, res);
@@ -2127,6 +2403,7 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
                                                    dom->name, item->ca->ca_url));
     rv = acme_worker_issue(&run, &res);
     while (rv != APR_SUCCESS && (acme_worker_account_recover(&run, &res, &recovered)
+                                 || acme_worker_tos_stop(&run, &res, &switches)
                                  || acme_worker_failover(&run, &res, &switches)
                                  || acme_worker_retry_same_ca(&run, &res, &retried)
                                  || acme_worker_retry_quick(&run, &res, &quick))) {
@@ -2494,6 +2771,7 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
     acme_worker_dns01_leftovers(&w);
     interval = acme_plan_check_interval(cfg->check_interval, acme_worker_shortest_lifetime(&w));
     acme_worker_plan(&w, acme_plan_jitter(interval, acme_worker_random()));
+    acme_worker_account_upkeep(&w);
     acme_worker_ca_unlock_idle(&w, 0);
     if (w.due->nelts > 0) {
         acme_worker_log(&w, ACME_LOG_INFO, apr_psprintf(p, "renewal worker: %d of %d domains "

@@ -296,6 +296,8 @@ class CaProxy:
         if self.reject_replaces and method == "POST" and body and self._refuse_replaces(handler,
                                                                                        body):
             return
+        if self._account_life_refuse(handler, method):
+            return
         if method == "POST" and body and self._profile_check(handler, body):
             return
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP_HEADERS}
@@ -320,10 +322,38 @@ class CaProxy:
             resp_body = json.dumps(directory).encode()
         if self.profiles is not None and handler.path == "/dir" and status == 200:
             resp_body = self._profiles_directory(resp_body)
+        resp_body = self._account_life_directory(handler.path, status, resp_body)
         extra = [(k, v) for k, v in resp_headers
                  if k.lower() not in _HOP_HEADERS and k.lower() != "content-type"]
         ctype = dict((k.lower(), v) for k, v in resp_headers).get("content-type", "")
         handler.send_body(status, resp_body, ctype, extra, head=(method == "HEAD"))
+
+    # ------------------------------------------------------------------ account life (issue 15)
+    # A CA that changes its terms of service (tos_url replaces meta.termsOfService in the
+    # directory) and one that wants them agreed to before it takes orders (user_action_terms:
+    # newOrder answers 403 userActionRequired with Link rel="terms-of-service", RFC 8555 §7.3.3).
+    tos_url = None
+    user_action_terms = None
+    user_action_refused = 0
+
+    def _account_life_directory(self, path, status, body):
+        if self.tos_url is None or path != "/dir" or status != 200:
+            return body
+        directory = json.loads(body)
+        directory.setdefault("meta", {})["termsOfService"] = self.tos_url
+        return json.dumps(directory).encode()
+
+    def _account_life_refuse(self, handler, method):
+        if not self.user_action_terms or method != "POST" or handler.path != "/order-plz":
+            return False
+        with self.lock:
+            self.user_action_refused += 1
+        handler.send_body(403, json.dumps({
+            "type": "urn:ietf:params:acme:error:userActionRequired",
+            "detail": "Terms of service have changed",
+            "instance": self.url + "/agree-here"}).encode(), "application/problem+json",
+            [("Link", f'<{self.user_action_terms}>;rel="terms-of-service"')])
+        return True
 
     def _handler_class(self):
         front = self
