@@ -1,4 +1,6 @@
+#include <stdio.h>
 #include <string.h>
+#include <arpa/inet.h>
 
 #include <apr_strings.h>
 #include <apr_lib.h>
@@ -357,4 +359,22 @@ apr_status_t acme_persist_txt_answer(apr_pool_t *p, const unsigned char *m, apr_
         off += rdlen;
     }
     return APR_SUCCESS;
+}
+
+const char *acme_persist_system_resolver(apr_pool_t *p, const char *path)
+{
+    FILE *f = fopen(path ? path : "/etc/resolv.conf", "re");
+    char line[512], addr[64];
+    struct in_addr in;
+    const char *found = NULL;
+
+    while (f && !found && fgets(line, sizeof(line), f)) {
+        if (sscanf(line, " nameserver %63s", addr) == 1 && inet_pton(AF_INET, addr, &in) == 1) {
+            found = apr_pstrdup(p, addr);
+        }
+    }
+    if (f) {
+        fclose(f);
+    }
+    return found ? found : "127.0.0.1";
 }

@@ -19,6 +19,11 @@
 
 #define ACME_PERSIST_PREFIX "_validation-persist."
 #define ACME_PERSIST_MAX_ISSUERS 10
+/* Message IDs of the worker's log lines (docs/admin-guide.md "dns-persist-01"). */
+#define ACME_PERSIST_MSG_CHECK "[ACME-P001]"       /* the record is missing or wrong */
+#define ACME_PERSIST_MSG_EXPIRING "[ACME-P002]"    /* persistUntil is near */
+#define ACME_PERSIST_MSG_CA "[ACME-P003]"          /* the CA does not do dns-persist-01 */
+#define ACME_PERSIST_EVENT_EXPIRING "dns-persist-expiring"
 
 typedef struct {
     const char *issuer;             /* lowercase, no trailing dot; NULL when unparsable */
@@ -84,5 +89,8 @@ const char *acme_persist_issuer_norm(apr_pool_t *p, const char *name);
  */
 apr_status_t acme_persist_txt_answer(apr_pool_t *p, const unsigned char *m, apr_size_t len,
                                      unsigned int id, apr_array_header_t **txts);
+
+/* The first IPv4 nameserver of /etc/resolv.conf (or path), "127.0.0.1" when none. */
+const char *acme_persist_system_resolver(apr_pool_t *p, const char *path);
 
 #endif

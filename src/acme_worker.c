@@ -18,6 +18,8 @@
 #include "acme_client.h"
 #include "acme_crypto.h"
 #include "acme_dns01.h"
+#include "acme_jose.h"
+#include "acme_persist.h"
 #include "acme_eab.h"
 #include "acme_domain.h"
 #include "acme_job.h"
@@ -1241,6 +1243,9 @@ static int acme_worker_answers(const acme_domain_t *dom, const acme_client_authz
         return dom->policy.dns01_command && dom->policy.dns01_command->nelts > 0
                && authz->identifier.type == ACME_IDENT_DNS;
     }
+    if (!strcmp(type, "dns-persist-01")) {
+        return authz->identifier.type == ACME_IDENT_DNS;   /* the worker checks the record */
+    }
     return !strcmp(type, "http-01") || !strcmp(type, "tls-alpn-01") || !strcmp(type, "tls-sni-01");
 }
 
@@ -1479,6 +1484,253 @@ static apr_status_t acme_worker_dns01_setup(acme_worker_run_t *run, const acme_d
     return rv;
 }
 
+/* ------------------------------------------------------------------ dns-persist-01 */
+
+/* What a _validation-persist record must name for this CA and account. */
+typedef struct {
+    const apr_array_header_t *issuers;  /* const char *: the CA's issuer domain names */
+    const char *prefix;                 /* the CA's accountHashPrefix */
+    const char *thumbprint;
+    const char *account_url;
+    const char *resolver;
+} acme_worker_persist_t;
+
+static int acme_worker_lists(const acme_domain_t *dom, const char *type)
+{
+    int i;
+
+    for (i = 0; dom->policy.challenges && i < dom->policy.challenges->nelts; ++i) {
+        if (!strcmp(APR_ARRAY_IDX(dom->policy.challenges, i, const char *), type)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ACMEDns01Propagation check's resolver, else the system's: where the records are looked up. */
+static const char *acme_worker_persist_resolver(apr_pool_t *p, const acme_domain_t *dom)
+{
+    acme_dns01_propagation_t prop;
+    const char *reason = NULL;
+
+    if (dom->policy.dns01_propagation
+        && acme_dns01_propagation_parse(p, dom->policy.dns01_propagation, &prop, &reason)
+           == APR_SUCCESS && prop.resolver) {
+        return prop.resolver;
+    }
+    return acme_persist_system_resolver(p, NULL);
+}
+
+/* issuers: the challenge's issuerDomainNames, or NULL for the directory's (before ordering). */
+static apr_status_t acme_worker_persist_ctx(acme_worker_run_t *run,
+                                            const apr_array_header_t *issuers,
+                                            acme_worker_persist_t *ctx, acme_result_t *res)
+{
+    const acme_client_meta_t *meta = NULL;
+    const char *ca = run->item->ca->ca_url;
+    apr_status_t rv = acme_client_meta(run->client, &meta, res);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *ctx = (acme_worker_persist_t){
+        .issuers = issuers ? issuers : meta->issuer_domain_names,
+        .prefix = meta->account_hash_prefix,
+        .account_url = acme_client_account_url(run->client),
+        .resolver = acme_worker_persist_resolver(run->p, run->item->dom),
+    };
+    if (!ctx->prefix || !*ctx->prefix || !ctx->issuers || ctx->issuers->nelts == 0) {
+        return acme_result_fail(res, APR_ENOTIMPL, ACME_CLASS_ADMIN, apr_psprintf(run->p,
+            "%s the CA %s does not advertise %s (draft-ietf-acme-dns-persist-02 §3.2, §4.1), "
+            "so no dns-persist-01 record can be checked for it; use another challenge type",
+            ACME_PERSIST_MSG_CA, ca, !ctx->prefix || !*ctx->prefix
+            ? "accountHashPrefix in its directory" : "valid issuerDomainNames"));
+    }
+    if (!ctx->account_url) {
+        return acme_result_fail(res, APR_EINVAL, ACME_CLASS_RETRY_SOON,
+                                "dns-persist-01: the account URL is not known yet");
+    }
+    return acme_jose_thumbprint(run->p, run->item->ca->account_key, &ctx->thumbprint, res);
+}
+
+/* Looks the record of one name up and judges it; ADMIN with what to fix when it is unusable. */
+static apr_status_t acme_worker_persist_name(acme_worker_run_t *run,
+                                             const acme_worker_persist_t *ctx, const char *name,
+                                             acme_persist_record_t *rec, acme_result_t *res)
+{
+    apr_pool_t *p = run->p;
+    int wild = !strncmp(name, "*.", 2);
+    apr_array_header_t *uris = apr_array_make(p, 2, sizeof(const char *)), *txts = NULL;
+    acme_persist_want_t want = { .fqdn = acme_persist_fqdn(p, name), .issuers = ctx->issuers,
+                                 .accounturis = uris, .wildcard = wild,
+                                 .now = apr_time_sec(apr_time_now()) };
+    unsigned char a[4096];
+    apr_size_t n = 0;
+    unsigned int id = 0;
+    const char *why = NULL;
+    apr_status_t rv;
+
+    APR_ARRAY_PUSH(uris, const char *) = acme_persist_account_uri(p, ctx->prefix,
+        wild ? name + 2 : name, ctx->thumbprint, ctx->account_url);
+    APR_ARRAY_PUSH(uris, const char *) = acme_persist_account_uri(p, ctx->prefix, "*",
+        ctx->thumbprint, ctx->account_url);
+    want.expected = acme_persist_value(p, APR_ARRAY_IDX(ctx->issuers, 0, const char *),
+                                       APR_ARRAY_IDX(uris, 0, const char *), wild, 0);
+    rv = acme_dns01_txt_exchange(p, ctx->resolver, want.fqdn, a, sizeof(a), &n, &id, res);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (acme_persist_txt_answer(p, a, n, id, &txts) != APR_SUCCESS) {
+        return acme_result_fail(res, APR_EINVAL, ACME_CLASS_RETRY_SOON, apr_psprintf(p,
+            "dns-persist-01: the resolver %s sent no usable answer for TXT %s", ctx->resolver,
+            want.fqdn));
+    }
+    if (acme_persist_check(p, txts, &want, rec, &why) == ACME_PERSIST_OK) {
+        return APR_SUCCESS;
+    }
+    return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN, apr_psprintf(p,
+        "%s %s: dns-persist-01 for %s: %s (looked up at %s; nothing was ordered or answered "
+        "for it, the current certificate stays served; 'a2acme dns-persist %s' prints the "
+        "record)", ACME_PERSIST_MSG_CHECK, run->item->dom->name, name, why, ctx->resolver,
+        name));
+}
+
+/* persistUntil inside ACMEWarnWindow (a percentage: of the served certificate's lifetime). */
+static void acme_worker_persist_expiring(acme_worker_run_t *run, const char *name,
+                                         const acme_persist_record_t *rec)
+{
+    acme_worker_t *w = run->w;
+    apr_interval_time_t lifetime = 0, left;
+    acme_plan_window_t window;
+    const char *reason = NULL, *text;
+
+    int j;
+
+    if (!rec->has_until) {
+        return;
+    }
+    for (j = 0; j < run->item->dom->policy.key_specs->nelts; ++j) {
+        const acme_worker_active_t *act = &run->item->active[j];
+        if (act->present && (!lifetime || act->not_after - act->not_before < lifetime)) {
+            lifetime = act->not_after - act->not_before;
+        }
+    }
+    if (!w->cfg->warn_window
+        || acme_renewal_warn_parse(w->cfg->warn_window, &window, &reason, run->p)
+           != APR_SUCCESS) {
+        acme_renewal_warn_parse("auto", &window, &reason, run->p);
+    }
+    left = apr_time_from_sec(rec->persist_until) - apr_time_now();
+    if (window.is_fraction ? left >= (apr_interval_time_t)(window.fraction
+                                      * (double)(lifetime ? lifetime : apr_time_from_sec(
+                                                 90 * 86400)))
+                           : left >= window.absolute) {
+        return;
+    }
+    text = apr_psprintf(run->p, "%s %s: the dns-persist-01 record for %s expires at %s "
+                        "(persistUntil=%" APR_INT64_T_FMT "); after that the CA refuses it and "
+                        "renewals fail: publish it with a later persistUntil or none "
+                        "('a2acme dns-persist %s')", ACME_PERSIST_MSG_EXPIRING,
+                        run->item->dom->name, name,
+                        acme_worker_time_text(run->p, apr_time_from_sec(rec->persist_until)),
+                        rec->persist_until, name);
+    acme_worker_log(w, ACME_LOG_WARNING, text);
+    acme_worker_notify(w, run->p, run->item->dom, run->job, ACME_PERSIST_EVENT_EXPIRING,
+                       acme_worker_active_certs(run->p, run->item), text);
+}
+
+/* Another listed type can validate name (a wildcard: dns-01 through ACMEDns01Command only). */
+static int acme_worker_persist_other_way(const acme_domain_t *dom, const char *name)
+{
+    int dns01 = acme_worker_lists(dom, "dns-01") && dom->policy.dns01_command
+                && dom->policy.dns01_command->nelts > 0;
+
+    if (!strncmp(name, "*.", 2)) {
+        return dns01;
+    }
+    return dns01 || acme_worker_lists(dom, "http-01") || acme_worker_lists(dom, "tls-alpn-01")
+           || acme_worker_lists(dom, "tls-sni-01");
+}
+
+/* A failed check of name with another way to validate it: logged, 1 (the caller goes on). */
+static int acme_worker_persist_skip(acme_worker_run_t *run, const char *name, acme_result_t *res)
+{
+    if (!acme_worker_persist_other_way(run->item->dom, name)) {
+        return 0;
+    }
+    acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s; another listed "
+                    "challenge type is tried for %s", acme_result_describe(res, run->p), name));
+    acme_result_reset(res);
+    return 1;
+}
+
+/*
+ * Before ordering: every DNS name's record must be there and right, else nothing is ordered
+ * (a name another listed type can validate only gets a warning).
+ */
+static apr_status_t acme_worker_persist_precheck(acme_worker_run_t *run, acme_result_t *res)
+{
+    const acme_domain_t *dom = run->item->dom;
+    acme_worker_persist_t ctx;
+    apr_status_t rv, ctx_rv;
+    int i;
+
+    if (!acme_worker_lists(dom, "dns-persist-01")) {
+        return APR_SUCCESS;
+    }
+    acme_worker_activity(run, "checking the dns-persist-01 records");
+    ctx_rv = acme_worker_persist_ctx(run, NULL, &ctx, res);
+    for (i = 0; i < dom->idents->nelts; ++i) {
+        const acme_ident_t *id = &APR_ARRAY_IDX(dom->idents, i, acme_ident_t);
+        acme_persist_record_t rec;
+        if (id->type != ACME_IDENT_DNS) {
+            continue;
+        }
+        rv = ctx_rv;
+        if (rv == APR_SUCCESS
+            && (rv = acme_worker_persist_name(run, &ctx, id->value, &rec, res)) == APR_SUCCESS) {
+            acme_worker_persist_expiring(run, id->value, &rec);
+            continue;
+        }
+        if (!acme_worker_persist_skip(run, id->value, res)) {
+            return rv;
+        }
+        if (ctx_rv != APR_SUCCESS) {
+            acme_worker_persist_ctx(run, NULL, &ctx, res);  /* the same reason for the next */
+        }
+    }
+    acme_result_reset(res);
+    return APR_SUCCESS;
+}
+
+/* The CA's dns-persist-01 challenge: its issuer names checked, the record looked up again. */
+static apr_status_t acme_worker_persist_answer(acme_worker_run_t *run,
+                                              const acme_client_authz_t *authz,
+                                              const acme_client_challenge_t *chal,
+                                              acme_result_t *res)
+{
+    const char *name = authz->wildcard ? apr_pstrcat(run->p, "*.", authz->identifier.value, NULL)
+                                       : authz->identifier.value;
+    acme_worker_persist_t ctx;
+    acme_persist_record_t rec;
+    apr_status_t rv;
+
+    if (!chal->issuer_domain_names || chal->issuer_domain_names->nelts == 0) {
+        return acme_result_fail(res, APR_EINVAL, ACME_CLASS_RETRY_SOON, apr_psprintf(run->p,
+            "the CA's dns-persist-01 challenge for %s has no usable issuerDomainNames (1 to 10 "
+            "lowercase names, draft-ietf-acme-dns-persist-02 §3.1); not answered", name));
+    }
+    rv = acme_worker_persist_ctx(run, chal->issuer_domain_names, &ctx, res);
+    if (rv == APR_SUCCESS) {
+        rv = acme_worker_persist_name(run, &ctx, name, &rec, res);
+    }
+    if (rv == APR_SUCCESS) {
+        acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "%s: answering "
+                        "dns-persist-01 for %s", run->item->dom->name, name));
+    }
+    return rv;
+}
+
 /*
  * The CA's authorization must be for one of the domain's identifiers: its value becomes a file
  * name under challenges/ and a dns-01 record name, and a CA (or whoever answers in its name)
@@ -1525,6 +1777,23 @@ static apr_status_t acme_worker_answer_one(acme_worker_run_t *run, acme_worker_a
 
     if (!chal) {
         return acme_worker_no_challenge(run, authz, res);
+    }
+    if (!strcmp(chal->type, "dns-persist-01")) {
+        /* No key authorization: the standing record is the answer. */
+        rv = acme_worker_persist_answer(run, authz, chal, res);
+        if (rv == APR_SUCCESS) {
+            APR_ARRAY_PUSH(an->respond, const acme_client_challenge_t *) = chal;
+            return APR_SUCCESS;
+        }
+        alt = acme_worker_choose(dom, authz, "dns-persist-01");
+        if (!alt || !strcmp(alt->type, "dns-01")) {
+            return rv;
+        }
+        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s; trying %s instead",
+                                                               acme_result_describe(res, run->p),
+                                                               alt->type));
+        acme_result_reset(res);
+        chal = alt;
     }
     rv = acme_client_key_authorization(run->client, run->p, chal->token, &key_authz, res);
     if (rv == APR_SUCCESS && !strcmp(chal->type, "dns-01")) {
@@ -1735,6 +2004,9 @@ static apr_status_t acme_worker_order_create(acme_worker_run_t *run, acme_order_
     apr_thread_mutex_t *lock = run->item->ca->new_order_lock;
     apr_status_t rv;
 
+    if ((rv = acme_worker_persist_precheck(run, res)) != APR_SUCCESS) {
+        return rv;
+    }
     acme_worker_activity(run, "creating the order");
     apr_thread_mutex_lock(lock);
     rv = acme_client_order_new(run->client, run->p, order, res);
