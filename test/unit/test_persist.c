@@ -9,6 +9,7 @@
 
 #include <apr_strings.h>
 
+#include "acme_client.h"
 #include "acme_persist.h"
 #include "unit_support.h"
 
@@ -240,6 +241,42 @@ static void test_txt_answer(void **state)
                      APR_EINVAL);
 }
 
+/* The CA's side: directory meta and challenge object (draft §3.1, §3.2). */
+static void test_client_reads_the_ca_fields(void **state)
+{
+    fixture_t *fx = *state;
+    static const char dir[] = "{\"meta\":{\"issuerDomainNames\":[\"ca.test\",\"b.example\"],"
+                              "\"accountHashPrefix\":\"https://ca.test/h/\"}}";
+    static const char bad[] = "{\"meta\":{\"issuerDomainNames\":[\"CA.test\"]}}";
+    static const char authz[] = "{\"identifier\":{\"type\":\"dns\",\"value\":\"a.test\"},"
+        "\"status\":\"pending\",\"challenges\":[{\"type\":\"dns-persist-01\",\"url\":\"u\","
+        "\"status\":\"pending\",\"issuerDomainNames\":[\"ca.test\"]},{\"type\":\"http-01\","
+        "\"url\":\"v\",\"token\":\"t\"}]}";
+    acme_client_meta_t meta;
+    acme_client_authz_t *az = NULL;
+    acme_result_t res;
+    const acme_client_challenge_t *chal;
+
+    acme_result_reset(&res);
+    assert_int_equal(acme_client_meta_parse(fx->pool, dir, sizeof(dir) - 1, &meta, &res),
+                     APR_SUCCESS);
+    assert_int_equal(meta.issuer_domain_names->nelts, 2);
+    assert_string_equal(APR_ARRAY_IDX(meta.issuer_domain_names, 1, const char *), "b.example");
+    assert_string_equal(meta.account_hash_prefix, "https://ca.test/h/");
+    /* Not lowercase: nonconforming, treated as absent (§3.2). */
+    assert_int_equal(acme_client_meta_parse(fx->pool, bad, sizeof(bad) - 1, &meta, &res),
+                     APR_SUCCESS);
+    assert_int_equal(meta.issuer_domain_names->nelts, 0);
+    assert_null(meta.account_hash_prefix);
+    assert_int_equal(acme_client_authz_parse(fx->pool, "https://ca.test/az", authz,
+                                             sizeof(authz) - 1, &az, &res), APR_SUCCESS);
+    chal = acme_client_authz_challenge(az, "dns-persist-01");
+    assert_non_null(chal);
+    assert_null(chal->token);
+    assert_int_equal(chal->issuer_domain_names->nelts, 1);
+    assert_null(acme_client_authz_challenge(az, "http-01")->issuer_domain_names);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -252,6 +289,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_found_values_are_shown_safely, setup, teardown),
         cmocka_unit_test_setup_teardown(test_issuer_names_are_normalised, setup, teardown),
         cmocka_unit_test_setup_teardown(test_txt_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_reads_the_ca_fields, setup, teardown),
     };
     return cmocka_run_group_tests_name("persist", tests, unit_setup_apr, unit_teardown_apr);
 }
