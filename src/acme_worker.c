@@ -1590,7 +1590,7 @@ static apr_status_t acme_worker_persist_name(acme_worker_run_t *run,
     }
     return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN, apr_psprintf(p,
         "%s %s: dns-persist-01 for %s: %s (looked up at %s; nothing was ordered or answered "
-        "for it, the current certificate stays served; 'a2acme dns-persist %s' prints the "
+        "for it, the served certificate (if any) is kept; 'a2acme dns-persist %s' prints the "
         "record)", ACME_PERSIST_MSG_CHECK, run->item->dom->name, name, why, ctx->resolver,
         name));
 }
