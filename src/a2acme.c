@@ -251,6 +251,22 @@ static int a2_reason_parse(const char *text)
     return (int)n;
 }
 
+/* One option into a; 0 for an unknown one. */
+static int a2_set_option(a2_args_t *a, const char *opt, const char *val)
+{
+    if (!strcmp(opt, "--store")) a->store_dir = val;
+    else if (!strcmp(opt, "--ca")) a->ca_url = val;
+    else if (!strcmp(opt, "--ca-file")) a->ca_file = val;
+    else if (!strcmp(opt, "--reason")) a->reason_text = val;
+    else if (!strcmp(opt, "--json")) a->json = 1;
+    else if (!strcmp(opt, "--force")) a->force = 1;
+    else if (!strcmp(opt, "--no-renew")) a->no_renew = 1;
+    else if (!strcmp(opt, "--user")) a->user = val;
+    else if (!strcmp(opt, "--issuer")) a->issuer = val;
+    else return 0;
+    return 1;
+}
+
 static int a2_parse_args(apr_pool_t *p, int argc, const char *const *argv, a2_args_t *a)
 {
     static const char *const valued[] = { "--store", "--ca", "--ca-file", "--reason", "--user",
@@ -300,16 +316,9 @@ static int a2_parse_args(apr_pool_t *p, int argc, const char *const *argv, a2_ar
         else if (!takes && val) {
             return a2_usage_error(apr_psprintf(p, "%s takes no value", opt));
         }
-        if (!strcmp(opt, "--store")) a->store_dir = val;
-        else if (!strcmp(opt, "--ca")) a->ca_url = val;
-        else if (!strcmp(opt, "--ca-file")) a->ca_file = val;
-        else if (!strcmp(opt, "--reason")) a->reason_text = val;
-        else if (!strcmp(opt, "--json")) a->json = 1;
-        else if (!strcmp(opt, "--force")) a->force = 1;
-        else if (!strcmp(opt, "--no-renew")) a->no_renew = 1;
-        else if (!strcmp(opt, "--user")) a->user = val;
-        else if (!strcmp(opt, "--issuer")) a->issuer = val;
-        else return a2_usage_error(apr_psprintf(p, "unknown option %s", opt));
+        if (!a2_set_option(a, opt, val)) {
+            return a2_usage_error(apr_psprintf(p, "unknown option %s", opt));
+        }
     }
     if (!a->store_dir) {
         a->store_dir = getenv("ACME_STORE");
