@@ -336,6 +336,25 @@ static apr_array_header_t *acme_client_issuer_names(apr_pool_t *p, json_t *list)
     return out;
 }
 
+/*
+ * accountHashPrefix goes into TXT values, log lines and a2acme's zone-file output: a URI prefix
+ * of printable characters without space, ';', quotes or backslash, else treated as absent.
+ */
+static const char *acme_client_hash_prefix(const char *prefix)
+{
+    const char *c;
+
+    if (!prefix || !*prefix || strlen(prefix) > 200) {
+        return NULL;
+    }
+    for (c = prefix; *c; ++c) {
+        if (*c < 0x21 || *c > 0x7e || *c == ';' || *c == '"' || *c == '\\') {
+            return NULL;
+        }
+    }
+    return prefix;
+}
+
 apr_status_t acme_client_meta_parse(apr_pool_t *p, const char *json, apr_size_t len,
                                     acme_client_meta_t *meta, acme_result_t *res)
 {
@@ -367,7 +386,7 @@ apr_status_t acme_client_meta_parse(apr_pool_t *p, const char *json, apr_size_t 
     }
     meta->issuer_domain_names = acme_client_issuer_names(p, json_object_get(m,
                                                                             "issuerDomainNames"));
-    meta->account_hash_prefix = json_str(p, m, "accountHashPrefix");
+    meta->account_hash_prefix = acme_client_hash_prefix(json_str(p, m, "accountHashPrefix"));
     profiles = json_object_get(m, "profiles");
     json_object_foreach(profiles, name, item) {
         acme_client_profile_t *prof = apr_array_push(meta->profiles);

@@ -247,7 +247,8 @@ static void test_client_reads_the_ca_fields(void **state)
     fixture_t *fx = *state;
     static const char dir[] = "{\"meta\":{\"issuerDomainNames\":[\"ca.test\",\"b.example\"],"
                               "\"accountHashPrefix\":\"https://ca.test/h/\"}}";
-    static const char bad[] = "{\"meta\":{\"issuerDomainNames\":[\"CA.test\"]}}";
+    static const char bad[] = "{\"meta\":{\"issuerDomainNames\":[\"CA.test\"],"
+                              "\"accountHashPrefix\":\"https://ca.test/h/\\nX; y\"}}";
     static const char authz[] = "{\"identifier\":{\"type\":\"dns\",\"value\":\"a.test\"},"
         "\"status\":\"pending\",\"challenges\":[{\"type\":\"dns-persist-01\",\"url\":\"u\","
         "\"status\":\"pending\",\"issuerDomainNames\":[\"ca.test\"]},{\"type\":\"http-01\","
