@@ -378,3 +378,84 @@ const char *acme_persist_system_resolver(apr_pool_t *p, const char *path)
     }
     return found ? found : "127.0.0.1";
 }
+
+static json_t *acme_persist_strings(const apr_array_header_t *list)
+{
+    json_t *arr = json_array();
+    int i;
+
+    for (i = 0; list && i < list->nelts; ++i) {
+        json_array_append_new(arr, json_string(APR_ARRAY_IDX(list, i, const char *)));
+    }
+    return arr;
+}
+
+json_t *acme_persist_watch_json(const apr_array_header_t *watches, apr_time_t notified_at)
+{
+    json_t *list = json_array();
+    int i;
+
+    for (i = 0; i < watches->nelts; ++i) {
+        const acme_persist_watch_t *w = &APR_ARRAY_IDX(watches, i, acme_persist_watch_t);
+        json_array_append_new(list, json_pack("{s:s, s:s, s:b, s:o, s:o, s:s}",
+            "name", w->name, "fqdn", w->want.fqdn, "wildcard", w->want.wildcard,
+            "issuers", acme_persist_strings(w->want.issuers),
+            "accounturis", acme_persist_strings(w->want.accounturis),
+            "expected", w->want.expected));
+    }
+    return json_pack("{s:o, s:I}", "records", list,
+                     "notified_at", (json_int_t)apr_time_sec(notified_at));
+}
+
+/* A JSON array of 1 to 10 strings; NULL otherwise. */
+static apr_array_header_t *acme_persist_string_list(apr_pool_t *p, json_t *arr)
+{
+    apr_array_header_t *out;
+    json_t *item;
+    size_t i;
+
+    if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > 10) {
+        return NULL;
+    }
+    out = apr_array_make(p, (int)json_array_size(arr), sizeof(const char *));
+    json_array_foreach(arr, i, item) {
+        if (!json_is_string(item)) {
+            return NULL;
+        }
+        APR_ARRAY_PUSH(out, const char *) = apr_pstrdup(p, json_string_value(item));
+    }
+    return out;
+}
+
+void acme_persist_watch_parse(apr_pool_t *p, json_t *doc, apr_array_header_t **watches,
+                              apr_time_t *notified_at)
+{
+    json_t *item, *at = json_object_get(doc, "notified_at");
+    size_t i;
+
+    *watches = apr_array_make(p, 2, sizeof(acme_persist_watch_t));
+    *notified_at = json_is_integer(at) && json_integer_value(at) > 0
+                   && json_integer_value(at) < 100000000000LL
+                   ? apr_time_from_sec(json_integer_value(at)) : 0;
+    json_array_foreach(json_object_get(doc, "records"), i, item) {
+        acme_persist_watch_t w = {
+            .name = json_string_value(json_object_get(item, "name")),
+            .want = {
+                .fqdn = json_string_value(json_object_get(item, "fqdn")),
+                .wildcard = json_is_true(json_object_get(item, "wildcard")),
+                .issuers = acme_persist_string_list(p, json_object_get(item, "issuers")),
+                .accounturis = acme_persist_string_list(p, json_object_get(item,
+                                                                           "accounturis")),
+                .expected = json_string_value(json_object_get(item, "expected")),
+            },
+        };
+        if (!w.name || !w.want.fqdn || !w.want.expected || !w.want.issuers
+            || !w.want.accounturis || i >= 256) {
+            continue;
+        }
+        w.name = apr_pstrdup(p, w.name);
+        w.want.fqdn = apr_pstrdup(p, w.want.fqdn);
+        w.want.expected = apr_pstrdup(p, w.want.expected);
+        APR_ARRAY_PUSH(*watches, acme_persist_watch_t) = w;
+    }
+}

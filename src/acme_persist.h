@@ -3,6 +3,8 @@
 
 #include <apr_pools.h>
 #include <apr_tables.h>
+#include <apr_time.h>
+#include <jansson.h>
 
 /*
  * dns-persist-01 (draft-ietf-acme-dns-persist-02, September 2026): a standing TXT record at
@@ -89,6 +91,23 @@ const char *acme_persist_issuer_norm(apr_pool_t *p, const char *name);
  */
 apr_status_t acme_persist_txt_answer(apr_pool_t *p, const unsigned char *m, apr_size_t len,
                                      unsigned int id, apr_array_header_t **txts);
+
+/*
+ * jobs/<domain>.persist.json: what the domain's records were last found valid against, so that
+ * the worker's pass after each check can look them up again between renewals (persistUntil
+ * approaching, a record gone) without asking the CA. notified_at: the last dns-persist-expiring
+ * notification, for its hourly limit.
+ */
+typedef struct {
+    const char *name;                   /* as configured, "*.x" for a wildcard */
+    acme_persist_want_t want;           /* .now is set when checking */
+} acme_persist_watch_t;
+
+json_t *acme_persist_watch_json(const apr_array_header_t *watches, apr_time_t notified_at);
+
+/* Entries that do not have the expected shape are skipped. */
+void acme_persist_watch_parse(apr_pool_t *p, json_t *doc, apr_array_header_t **watches,
+                              apr_time_t *notified_at);
 
 /* The first IPv4 nameserver of /etc/resolv.conf (or path), "127.0.0.1" when none. */
 const char *acme_persist_system_resolver(apr_pool_t *p, const char *path);

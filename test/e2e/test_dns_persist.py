@@ -169,4 +169,13 @@ def _run(httpd, pebble, workdir, front):
     assert "the served certificate (if any) is kept" in msg, msg
     assert len(front.order_times()) == orders_before
     assert serial_of(served_cert(httpd, "ok.test")) == serial
+
+    # That run did not renew soon.test, yet looked its record up again (from
+    # jobs/soon.test.persist.json, no CA): warned again, not notified again within the hour.
+    assert (store / "jobs" / "soon.test.persist.json").exists()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and httpd.log_text().count("[ACME-P002] soon.test") < 2:
+        time.sleep(0.3)
+    assert httpd.log_text().count("[ACME-P002] soon.test") >= 2, httpd.log_text()[-3000:]
+    assert len([e for e in notify_events(events) if e[0] == "dns-persist-expiring"]) == 1
     assert httpd.running()

@@ -5,6 +5,7 @@
  *   0  one TXT value: parsed, then checked (alone) against a fixed CA and account
  *   1  several TXT values, one per line, checked together
  *   2  a DNS message (its own id is taken as the query's): the TXT values in it
+ *   3  jobs/<domain>.persist.json (what the records were last checked against), then checked
  */
 #include "fuzz_common.h"
 #include "acme_persist.h"
@@ -86,6 +87,28 @@ static void fuzz_answer(apr_pool_t *p, const uint8_t *m, size_t len)
     }
 }
 
+static void fuzz_watch(apr_pool_t *p, const uint8_t *data, size_t size)
+{
+    json_t *doc = json_loadb((const char *)data, size, 0, NULL);
+    apr_array_header_t *watches = NULL, *txts = apr_array_make(p, 1, sizeof(const char *));
+    apr_time_t at = 0;
+    int i;
+
+    acme_persist_watch_parse(p, doc, &watches, &at);
+    json_decref(doc);
+    FUZZ_ASSERT(watches && at >= 0);
+    APR_ARRAY_PUSH(txts, const char *) = "authority.example; accounturi=" HASHED;
+    for (i = 0; i < watches->nelts; ++i) {
+        acme_persist_watch_t *w = &APR_ARRAY_IDX(watches, i, acme_persist_watch_t);
+        acme_persist_record_t rec;
+        const char *why = NULL;
+        FUZZ_ASSERT(w->name && w->want.fqdn && w->want.expected && w->want.issuers
+                    && w->want.accounturis && w->want.issuers->nelts <= 10);
+        (void)acme_persist_check(p, txts, &w->want, &rec, &why);
+        FUZZ_ASSERT(why != NULL);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     apr_pool_t *p = fuzz_pool();
@@ -93,15 +116,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1) {
         return 0;
     }
-    switch (data[0] % 3) {
+    switch (data[0] % 4) {
     case 0:
         fuzz_value(p, fuzz_str(p, data + 1, size - 1));
         break;
     case 1:
         fuzz_values(p, fuzz_str(p, data + 1, size - 1));
         break;
-    default:
+    case 2:
         fuzz_answer(p, data + 1, size - 1);
+        break;
+    default:
+        fuzz_watch(p, data + 1, size - 1);
         break;
     }
     return 0;

@@ -278,6 +278,39 @@ static void test_client_reads_the_ca_fields(void **state)
     assert_null(acme_client_authz_challenge(az, "http-01")->issuer_domain_names);
 }
 
+/* jobs/<domain>.persist.json round trip; what does not fit is skipped. */
+static void test_watch_file_round_trip(void **state)
+{
+    fixture_t *fx = *state;
+    check_t *c = want_for(fx, 1);
+    apr_array_header_t *watches = apr_array_make(fx->pool, 1, sizeof(acme_persist_watch_t));
+    apr_array_header_t *back = NULL;
+    apr_time_t at = 0;
+    json_t *doc;
+    const acme_persist_watch_t *w;
+
+    APR_ARRAY_PUSH(watches, acme_persist_watch_t) = (acme_persist_watch_t){
+        .name = "*.example.com", .want = c->want };
+    doc = acme_persist_watch_json(watches, apr_time_from_sec(1800000000));
+    json_array_append_new(json_object_get(doc, "records"), json_pack("{s:s}", "name", "x"));
+    acme_persist_watch_parse(fx->pool, doc, &back, &at);
+    json_decref(doc);
+    assert_int_equal(back->nelts, 1);
+    assert_true(at == apr_time_from_sec(1800000000));
+    w = &APR_ARRAY_IDX(back, 0, acme_persist_watch_t);
+    assert_string_equal(w->name, "*.example.com");
+    assert_string_equal(w->want.fqdn, c->want.fqdn);
+    assert_string_equal(w->want.expected, c->want.expected);
+    assert_true(w->want.wildcard);
+    assert_int_equal(w->want.issuers->nelts, 2);
+    assert_string_equal(APR_ARRAY_IDX(w->want.accounturis, 1, const char *), HASHED_ANY);
+    doc = json_pack("{s:s, s:i}", "records", "no", "notified_at", -5);
+    acme_persist_watch_parse(fx->pool, doc, &back, &at);
+    json_decref(doc);
+    assert_int_equal(back->nelts, 0);
+    assert_true(at == 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -291,6 +324,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_issuer_names_are_normalised, setup, teardown),
         cmocka_unit_test_setup_teardown(test_txt_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_reads_the_ca_fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_file_round_trip, setup, teardown),
     };
     return cmocka_run_group_tests_name("persist", tests, unit_setup_apr, unit_teardown_apr);
 }
