@@ -30,6 +30,7 @@
 #include <sys/wait.h>
 
 #include <apr_general.h>
+#include <apr_escape.h>
 #include <apr_file_info.h>
 #include <apr_file_io.h>
 #include <apr_hash.h>
@@ -50,7 +51,9 @@
 #include "acme_eab.h"
 #include "acme_http.h"
 #include "acme_job.h"
+#include "acme_jose.h"
 #include "acme_notify.h"
+#include "acme_persist.h"
 #include "acme_perms.h"
 #include "acme_status.h"
 #include "acme_store.h"
@@ -88,6 +91,7 @@ typedef struct {
     int no_renew;
     const char *user;           /* --user: who ACMENotifyCommand runs as */
     apr_array_header_t *rest;   /* account: the subcommand's arguments after NAME */
+    const char *issuer;         /* dns-persist: --issuer, one of the CA's issuer domain names */
 } a2_args_t;
 
 /* Who the server runs ACMENotifyCommand as (its User), so that a2acme runs it the same. */
@@ -194,6 +198,8 @@ static void a2_help(void)
 "                        CA's external account binding (HMAC key from a root-only file)\n"
 "  account agree         after reading new terms of service: record them as agreed and\n"
 "                        let orders at that CA go on\n"
+"  dns-persist NAME      the _validation-persist TXT record(s) to create for NAME's domain\n"
+"                        (dns-persist-01), for the store's account at the domain's CA\n"
 "\n"
 "Options:\n"
 "  --store DIR           the store (default: $ACME_STORE)\n"
@@ -205,6 +211,7 @@ static void a2_help(void)
 "  --ca-file FILE        trust for the CA's HTTPS server (default: the domain's\n"
 "                        ACMECACertificate, else the system store)\n"
 "  --force               rollover: even while a renewal seems to be running\n"
+"  --issuer NAME         dns-persist: which of the CA's issuer domain names (default: first)\n"
 "  --user NAME           revoke: run ACMENotifyCommand as NAME (default: the httpd User\n"
 "                        the server recorded in the store)\n"
 "  --help, --version\n"
@@ -270,9 +277,26 @@ static int a2_positional(apr_pool_t *p, a2_args_t *a, const char *arg)
     return 1;
 }
 
+/* One option into a; 0 for an unknown one. */
+static int a2_set_option(a2_args_t *a, const char *opt, const char *val)
+{
+    if (!strcmp(opt, "--store")) a->store_dir = val;
+    else if (!strcmp(opt, "--ca")) a->ca_url = val;
+    else if (!strcmp(opt, "--ca-file")) a->ca_file = val;
+    else if (!strcmp(opt, "--reason")) a->reason_text = val;
+    else if (!strcmp(opt, "--json")) a->json = 1;
+    else if (!strcmp(opt, "--force")) a->force = 1;
+    else if (!strcmp(opt, "--no-renew")) a->no_renew = 1;
+    else if (!strcmp(opt, "--user")) a->user = val;
+    else if (!strcmp(opt, "--issuer")) a->issuer = val;
+    else return 0;
+    return 1;
+}
+
 static int a2_parse_args(apr_pool_t *p, int argc, const char *const *argv, a2_args_t *a)
 {
-    static const char *const valued[] = { "--store", "--ca", "--ca-file", "--reason", "--user" };
+    static const char *const valued[] = { "--store", "--ca", "--ca-file", "--reason", "--user",
+                                          "--issuer" };
     int i;
 
     *a = (a2_args_t){ .reason = -1 };
@@ -315,15 +339,9 @@ static int a2_parse_args(apr_pool_t *p, int argc, const char *const *argv, a2_ar
         else if (!takes && val) {
             return a2_usage_error(apr_psprintf(p, "%s takes no value", opt));
         }
-        if (!strcmp(opt, "--store")) a->store_dir = val;
-        else if (!strcmp(opt, "--ca")) a->ca_url = val;
-        else if (!strcmp(opt, "--ca-file")) a->ca_file = val;
-        else if (!strcmp(opt, "--reason")) a->reason_text = val;
-        else if (!strcmp(opt, "--json")) a->json = 1;
-        else if (!strcmp(opt, "--force")) a->force = 1;
-        else if (!strcmp(opt, "--no-renew")) a->no_renew = 1;
-        else if (!strcmp(opt, "--user")) a->user = val;
-        else return a2_usage_error(apr_psprintf(p, "unknown option %s", opt));
+        if (!a2_set_option(a, opt, val)) {
+            return a2_usage_error(apr_psprintf(p, "unknown option %s", opt));
+        }
     }
     if (!a->store_dir) {
         a->store_dir = getenv("ACME_STORE");
@@ -2005,13 +2023,123 @@ static int a2_cmd_revoke(a2_t *a)
     return rc;
 }
 
+/* ------------------------------------------------------------------ dns-persist */
+
+/* A zone-file TXT line: strings of at most 255 octets (RFC 1035), quotes escaped. */
+static void a2_persist_print(apr_pool_t *p, const char *fqdn, const char *value)
+{
+    apr_size_t n = strlen(value), off = 0;
+
+    printf("%s. IN TXT", fqdn);
+    while (off < n) {
+        apr_size_t len = n - off > 255 ? 255 : n - off;
+        printf(" \"%s\"", apr_pescape_echo(p, apr_pstrmemdup(p, value + off, len), 1));
+        off += len;
+    }
+    printf("\n");
+}
+
+/* The issuer name to publish: --issuer (one the CA names), else the CA's first. */
+static const char *a2_persist_issuer(a2_t *a, const acme_client_meta_t *meta)
+{
+    const apr_array_header_t *list = meta->issuer_domain_names;
+    const char *want = a->args->issuer ? acme_persist_issuer_norm(a->p, a->args->issuer) : NULL;
+    int i;
+
+    for (i = 0; list && i < list->nelts; ++i) {
+        const char *name = APR_ARRAY_IDX(list, i, const char *);
+        if (!a->args->issuer || (want && !strcmp(want, name))) {
+            return name;
+        }
+    }
+    return NULL;
+}
+
+/* The record of each DNS name (one per _validation-persist name; a wildcard's has the policy). */
+static void a2_persist_records(a2_t *a, const acme_domain_t *dom, const char *issuer,
+                               const char *prefix, const char *thumb, const char *acct_url)
+{
+    apr_hash_t *wild = apr_hash_make(a->p);
+    apr_array_header_t *order = apr_array_make(a->p, 4, sizeof(const char *));
+    int i;
+
+    for (i = 0; i < dom->idents->nelts; ++i) {
+        const acme_ident_t *id = &APR_ARRAY_IDX(dom->idents, i, acme_ident_t);
+        const char *base = strncmp(id->value, "*.", 2) ? id->value : id->value + 2;
+        if (id->type != ACME_IDENT_DNS) {
+            continue;
+        }
+        if (!apr_hash_get(wild, base, APR_HASH_KEY_STRING)) {
+            APR_ARRAY_PUSH(order, const char *) = base;
+            apr_hash_set(wild, base, APR_HASH_KEY_STRING, "");
+        }
+        if (base != id->value) {
+            apr_hash_set(wild, base, APR_HASH_KEY_STRING, "wildcard");
+        }
+    }
+    for (i = 0; i < order->nelts; ++i) {
+        const char *base = APR_ARRAY_IDX(order, i, const char *);
+        const char *uri = acme_persist_account_uri(a->p, prefix, base, thumb, acct_url);
+        int is_wild = *(const char *)apr_hash_get(wild, base, APR_HASH_KEY_STRING) != '\0';
+        a2_persist_print(a->p, acme_persist_fqdn(a->p, base),
+                         acme_persist_value(a->p, issuer, uri, is_wild, 0));
+    }
+}
+
+/*
+ * dns-persist NAME: the records for NAME's domain at its CA (issuerDomainNames and
+ * accountHashPrefix from the CA's directory, the account URL and key from the store).
+ */
+static int a2_cmd_dns_persist(a2_t *a)
+{
+    const acme_domain_t *dom = a2_domain_find(a, a->args->name);
+    const char *ca = a->args->ca_url, *issuer, *thumb = NULL;
+    const acme_client_meta_t *meta = NULL;
+    a2_account_t *acct = NULL;
+    acme_result_t res;
+
+    if (!dom) {
+        return a2_unknown_domain(a, a->args->name);
+    }
+    if (!ca && dom->policy.ca_urls && dom->policy.ca_urls->nelts > 0) {
+        ca = APR_ARRAY_IDX(dom->policy.ca_urls, 0, const char *);
+    }
+    if (!ca) {
+        a2_err(apr_psprintf(a->p, "%s: its CA is not recorded yet; pass --ca URL", dom->name));
+        return A2_EXIT_USAGE;
+    }
+    acme_result_reset(&res);
+    if (a2_account_open(a, ca, &acct, &res) != APR_SUCCESS
+        || acme_client_meta(acct->client, &meta, &res) != APR_SUCCESS
+        || acme_jose_thumbprint(a->p, acct->key, &thumb, &res) != APR_SUCCESS) {
+        return a2_failed(a->p, &res);
+    }
+    if (!meta->account_hash_prefix || !*meta->account_hash_prefix
+        || !meta->issuer_domain_names || meta->issuer_domain_names->nelts == 0) {
+        a2_err(apr_psprintf(a->p, "%s does not advertise dns-persist-01 (no accountHashPrefix "
+                            "or issuerDomainNames in its directory's meta)", ca));
+        return A2_EXIT_FAILED;
+    }
+    if (!(issuer = a2_persist_issuer(a, meta))) {
+        a2_err(apr_psprintf(a->p, "--issuer %s is not one of the CA's issuer domain names (%s)",
+                            a->args->issuer, apr_array_pstrcat(a->p, meta->issuer_domain_names,
+                                                               ',')));
+        return A2_EXIT_USAGE;
+    }
+    printf("; dns-persist-01 (draft-ietf-acme-dns-persist-02) for %s at %s, account %s\n",
+           dom->name, ca, acct->url);
+    a2_persist_records(a, dom, issuer, meta->account_hash_prefix, thumb, acct->url);
+    return A2_EXIT_OK;
+}
+
 /* ------------------------------------------------------------------ main */
 
 static int a2_account_arity(const a2_args_t *args, apr_pool_t *p);
 
 static int a2_check_arity(const a2_args_t *args, apr_pool_t *p)
 {
-    int wants_name = !strcmp(args->command, "renew") || !strcmp(args->command, "revoke");
+    int wants_name = !strcmp(args->command, "renew") || !strcmp(args->command, "revoke")
+                     || !strcmp(args->command, "dns-persist");
 
     if (!strcmp(args->command, "account") && args->name) {
         return a2_account_arity(args, p);
@@ -2050,9 +2178,9 @@ static int a2_run(apr_pool_t *p, int argc, const char *const *argv)
     }
     if (strcmp(args.command, "list") && strcmp(args.command, "renew")
         && strcmp(args.command, "revoke") && strcmp(args.command, "account")
-        && strcmp(args.command, "rollover")) {
+        && strcmp(args.command, "rollover") && strcmp(args.command, "dns-persist")) {
         return a2_usage_error(apr_psprintf(p, "unknown command '%s' (list, renew, revoke, "
-                                           "account, rollover)", args.command));
+                                           "account, rollover, dns-persist)", args.command));
     }
     if ((rc = a2_check_arity(&args, p)) != 0) {
         return rc;
@@ -2068,6 +2196,7 @@ static int a2_run(apr_pool_t *p, int argc, const char *const *argv)
     if (!strcmp(args.command, "renew")) return a2_cmd_renew(&a);
     if (!strcmp(args.command, "revoke")) return a2_cmd_revoke(&a);
     if (!strcmp(args.command, "account")) return a2_cmd_account(&a);
+    if (!strcmp(args.command, "dns-persist")) return a2_cmd_dns_persist(&a);
     return a2_cmd_rollover(&a);
 }
 

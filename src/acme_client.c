@@ -12,6 +12,7 @@
 #include "acme_http.h"
 #include "acme_jose.h"
 #include "acme_problem.h"
+#include "acme_persist.h"
 
 #define CLIENT_DEFAULT_RETRY_BUDGET apr_time_from_sec(45)
 /* Re-sends after badNonce go out at once this many times, then with a growing pause. */
@@ -332,6 +333,49 @@ static void meta_profile_limits(apr_pool_t *p, json_t *item, acme_client_profile
     }
 }
 
+/*
+ * A dns-persist-01 issuerDomainNames array: 1 to 10 lowercase A-label names (draft §3.1); an
+ * empty array (the client treats it as absent) for anything else.
+ */
+static apr_array_header_t *acme_client_issuer_names(apr_pool_t *p, json_t *list)
+{
+    apr_array_header_t *out = apr_array_make(p, 2, sizeof(const char *));
+    json_t *item;
+    size_t i;
+
+    if (!json_is_array(list) || json_array_size(list) > ACME_PERSIST_MAX_ISSUERS) {
+        return out;
+    }
+    json_array_foreach(list, i, item) {
+        const char *name = acme_persist_issuer_norm(p, json_string_value(item));
+        if (!name || strcmp(name, json_string_value(item))) {
+            apr_array_clear(out);
+            return out;
+        }
+        APR_ARRAY_PUSH(out, const char *) = name;
+    }
+    return out;
+}
+
+/*
+ * accountHashPrefix goes into TXT values, log lines and a2acme's zone-file output: a URI prefix
+ * of printable characters without space, ';', quotes or backslash, else treated as absent.
+ */
+static const char *acme_client_hash_prefix(const char *prefix)
+{
+    const char *c;
+
+    if (!prefix || !*prefix || strlen(prefix) > 200) {
+        return NULL;
+    }
+    for (c = prefix; *c; ++c) {
+        if (*c < 0x21 || *c > 0x7e || *c == ';' || *c == '"' || *c == '\\') {
+            return NULL;
+        }
+    }
+    return prefix;
+}
+
 apr_status_t acme_client_meta_parse(apr_pool_t *p, const char *json, apr_size_t len,
                                     acme_client_meta_t *meta, acme_result_t *res)
 {
@@ -361,6 +405,9 @@ apr_status_t acme_client_meta_parse(apr_pool_t *p, const char *json, apr_size_t 
                 apr_pstrdup(p, json_string_value(item));
         }
     }
+    meta->issuer_domain_names = acme_client_issuer_names(p, json_object_get(m,
+                                                                            "issuerDomainNames"));
+    meta->account_hash_prefix = acme_client_hash_prefix(json_str(p, m, "accountHashPrefix"));
     profiles = json_object_get(m, "profiles");
     json_object_foreach(profiles, name, item) {
         acme_client_profile_t *prof = apr_array_push(meta->profiles);
@@ -1042,6 +1089,10 @@ static apr_status_t parse_challenges(apr_pool_t *p, json_t *list, apr_array_head
         chal->token = json_str(p, item, "token");
         chal->status = json_str(p, item, "status");
         chal->error = json_text(p, json_object_get(item, "error"));
+        if (json_object_get(item, "issuerDomainNames")) {
+            chal->issuer_domain_names = acme_client_issuer_names(p, json_object_get(item,
+                                                                 "issuerDomainNames"));
+        }
     }
     return APR_SUCCESS;
 }

@@ -68,6 +68,9 @@ typedef struct {
     apr_array_header_t *caa_identities;     /* of const char * */
     apr_array_header_t *profiles;           /* of acme_client_profile_t */
     const char *renewal_info;               /* ARI base URL, NULL without ARI */
+    /* dns-persist-01 (draft-ietf-acme-dns-persist-02 §3.2, §4.1): NULL/empty without */
+    apr_array_header_t *issuer_domain_names; /* of const char *, normalised */
+    const char *account_hash_prefix;
 } acme_client_meta_t;
 
 /* Requests sent by this client instance. */
@@ -165,6 +168,7 @@ typedef struct {
     const char *token;
     const char *status;             /* "pending", "processing", "valid", "invalid" */
     const char *error;              /* problem document as compact JSON, or NULL */
+    apr_array_header_t *issuer_domain_names;    /* dns-persist-01: const char *, or NULL */
 } acme_client_challenge_t;
 
 typedef struct {

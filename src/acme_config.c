@@ -39,6 +39,7 @@ static const acme_config_challenge_t acme_config_challenges[] = {
     { .name = "tls-alpn-01", .implemented = 1 },
     { .name = "dns-01", .implemented = 1 },      /* through ACMEDns01Command */
     { .name = "tls-sni-01", .implemented = 1 },   /* legacy, opt-in: never chosen automatically */
+    { .name = "dns-persist-01", .implemented = 1 }, /* a standing record; opt-in, see below */
 };
 
 /* ------------------------------------------------------------------ config objects */
@@ -531,7 +532,8 @@ static const char *acme_cmd_challenges(cmd_parms *cmd, void *dc, int argc, char 
         const acme_config_challenge_t *ch = acme_config_challenge_find(argv[i]);
         if (!ch) {
             return apr_psprintf(cmd->pool, "ACMEChallenges: unknown challenge type '%s' "
-                                "(known: http-01, tls-alpn-01, dns-01, tls-sni-01)", argv[i]);
+                                "(known: http-01, tls-alpn-01, dns-01, tls-sni-01, "
+                                "dns-persist-01)", argv[i]);
         }
         if (!ch->implemented) {
             return apr_psprintf(cmd->pool, "ACMEChallenges: %s is not supported by this version "
@@ -1330,6 +1332,30 @@ static int acme_config_only_wildcards(const acme_domain_t *dom)
 }
 
 /*
+ * dns-persist-01 (a standing _validation-persist record the admin creates, see a2acme
+ * dns-persist): no program needed, wildcards allowed (the record needs policy=wildcard, which
+ * the worker checks), never for an IP address. 1 when the domain lists it.
+ */
+static int acme_config_check_persist(acme_config_checker_t *ck, acme_domain_t *dom)
+{
+    const apr_array_header_t *list = dom->policy.challenges;
+    int j;
+
+    if (!acme_config_lists(list, "dns-persist-01")) {
+        return 0;
+    }
+    for (j = 0; list->nelts == 1 && j < dom->idents->nelts; ++j) {
+        const acme_ident_t *id = &APR_ARRAY_IDX(dom->idents, j, acme_ident_t);
+        if (id->type == ACME_IDENT_IP) {
+            acme_config_problem(ck, dom, apr_psprintf(ck->p, "%s is an IP address, which "
+                                "dns-persist-01 does not validate; list http-01 or tls-alpn-01 "
+                                "in ACMEChallenges too", id->value));
+        }
+    }
+    return 1;
+}
+
+/*
  * dns-01 needs ACMEDns01Command; a wildcard can only be validated by dns-01; an IP address never
  * by dns-01. Runs after the challenge list of the domain is known.
  */
@@ -1344,6 +1370,9 @@ static void acme_config_check_dns01(acme_config_checker_t *ck, acme_domain_t *do
         acme_config_problem(ck, dom, "ACMEChallenges lists dns-01, but no ACMEDns01Command is set "
                             "for the domain (or server-wide); mod_acme needs a program that "
                             "creates and removes the TXT records");
+    }
+    if (acme_config_check_persist(ck, dom)) {
+        wild = NULL;    /* dns-persist-01 with policy=wildcard covers it; the worker checks */
     }
     if (wild && !has_cmd) {
         acme_config_problem(ck, dom, apr_psprintf(ck->p, "%s is a wildcard name, which the CA "

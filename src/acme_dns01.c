@@ -395,12 +395,13 @@ static int acme_dns01_answer_has(const unsigned char *m, apr_size_t len, apr_uin
     return 0;
 }
 
-apr_status_t acme_dns01_txt_present(apr_pool_t *p, const char *server, const char *fqdn,
-                                    const char *value, int *found, acme_result_t *res)
+apr_status_t acme_dns01_txt_exchange(apr_pool_t *p, const char *server, const char *fqdn,
+                                     unsigned char *a, apr_size_t size, apr_size_t *alen,
+                                     unsigned int *qid, acme_result_t *res)
 {
     char *host = apr_pstrdup(p, server), *colon = strrchr(host, ':');
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(53) };
-    unsigned char q[300], a[4096];
+    unsigned char q[300];
     unsigned char idb[2] = { 0, 0 };
     apr_uint16_t id;
     apr_size_t qlen;
@@ -408,13 +409,13 @@ apr_status_t acme_dns01_txt_present(apr_pool_t *p, const char *server, const cha
     ssize_t n;
     int fd;
 
-    *found = 0;
+    *alen = 0;
     if (colon) {
         *colon = '\0';
         sa.sin_port = htons((unsigned short)atoi(colon + 1));
     }
     apr_generate_random_bytes(idb, sizeof(idb));
-    id = (apr_uint16_t)(idb[0] << 8 | idb[1]);
+    *qid = id = (apr_uint16_t)(idb[0] << 8 | idb[1]);
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1
         || !(qlen = acme_dns01_query(q, sizeof(q), fqdn, id))) {
         return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN, apr_psprintf(p,
@@ -433,14 +434,26 @@ apr_status_t acme_dns01_txt_present(apr_pool_t *p, const char *server, const cha
     }
     pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
     if (poll(&pfd, 1, ACME_DNS01_QUERY_TIMEOUT_MS) <= 0
-        || (n = recv(fd, a, sizeof(a), 0)) <= 0) {
+        || (n = recv(fd, a, size, 0)) <= 0) {
         close(fd);
         return acme_result_fail(res, APR_TIMEUP, ACME_CLASS_RETRY_SOON, apr_psprintf(p,
             "dns-01: the resolver %s did not answer a TXT query for %s", server, fqdn));
     }
     close(fd);
-    *found = acme_dns01_answer_has(a, (apr_size_t)n, id, value);
+    *alen = (apr_size_t)n;
     return APR_SUCCESS;
+}
+
+apr_status_t acme_dns01_txt_present(apr_pool_t *p, const char *server, const char *fqdn,
+                                    const char *value, int *found, acme_result_t *res)
+{
+    unsigned char a[4096];
+    apr_size_t n = 0;
+    unsigned int id = 0;
+    apr_status_t rv = acme_dns01_txt_exchange(p, server, fqdn, a, sizeof(a), &n, &id, res);
+
+    *found = rv == APR_SUCCESS && acme_dns01_answer_has(a, n, (apr_uint16_t)id, value);
+    return rv;
 }
 
 static int acme_dns01_sleep(apr_interval_time_t t, volatile const int *stop)

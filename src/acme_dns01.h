@@ -100,4 +100,12 @@ apr_status_t acme_dns01_wait(apr_pool_t *p, const acme_dns01_t *d,
 apr_status_t acme_dns01_txt_present(apr_pool_t *p, const char *server, const char *fqdn,
                                     const char *value, int *found, acme_result_t *res);
 
+/*
+ * One TXT query over UDP at server ("ip" or "ip:port"): the raw answer into a (at most size
+ * bytes, *alen), the query's id into *qid, for a parser of the caller's (dns-persist-01).
+ */
+apr_status_t acme_dns01_txt_exchange(apr_pool_t *p, const char *server, const char *fqdn,
+                                     unsigned char *a, apr_size_t size, apr_size_t *alen,
+                                     unsigned int *qid, acme_result_t *res);
+
 #endif

@@ -9,9 +9,13 @@ the front. The front records the payload of every newOrder, so a test can see `r
 the time and answer of every request it receives (`received`), so a test can check that a
 Retry-After was honoured (`announced`: when each 503/429 said to come back)."""
 import base64
+import hashlib
 import http.client
 import json
+import os
+import re
 import socket
+import struct
 import ssl
 import sys
 import threading
@@ -75,6 +79,7 @@ class CaProxy:
         self.profile_refused = []    # the newOrder payloads refused with invalidProfile
         self.refuse_profiles = set() # offered in the directory, yet refused at newOrder (as
                                      # a CA does for a profile an account may not use)
+        self.persist = None          # a DnsPersistFront: plays dns-persist-01 (see below)
         pdir = Path(pebble.workdir) / "pebble"
         handler = self._handler_class()
         self.server = _Server(("127.0.0.1", 0), handler)
@@ -298,6 +303,8 @@ class CaProxy:
             return
         if self._account_life_refuse(handler, method):
             return
+        if self.persist and self.persist.intercept(handler, method, body):
+            return
         if method == "POST" and body and self._profile_check(handler, body):
             return
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP_HEADERS}
@@ -323,6 +330,9 @@ class CaProxy:
         if self.profiles is not None and handler.path == "/dir" and status == 200:
             resp_body = self._profiles_directory(resp_body)
         resp_body = self._account_life_directory(handler.path, status, resp_body)
+        if self.persist:
+            resp_body = self.persist.rewrite(method, handler.path, body, status, resp_headers,
+                                             resp_body)
         extra = [(k, v) for k, v in resp_headers
                  if k.lower() not in _HOP_HEADERS and k.lower() != "content-type"]
         ctype = dict((k.lower(), v) for k, v in resp_headers).get("content-type", "")
@@ -385,3 +395,184 @@ class CaProxy:
                 front._handle(self, "POST")
 
         return Handler
+
+
+# ---------------------------------------------------------------------- dns-persist-01
+
+def _b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwk_thumbprint(jwk):
+    """RFC 7638 SHA-256 thumbprint, base64url."""
+    members = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n")}[jwk["kty"]]
+    canon = json.dumps({k: jwk[k] for k in members}, separators=(",", ":"), sort_keys=True)
+    return _b64url(hashlib.sha256(canon.encode()).digest())
+
+
+def persist_account_uri(prefix, domain, thumbprint, account_url):
+    """draft-ietf-acme-dns-persist-02 §4.1: prefix + "sha-256/" + b64url(SHA-256(len || domain
+    || thumbprint || account URL))."""
+    data = bytes([len(domain)]) + domain.encode() + thumbprint.encode() + account_url.encode()
+    return prefix + "sha-256/" + _b64url(hashlib.sha256(data).digest())
+
+
+def dns_txt(server_port, fqdn, timeout=2.0):
+    """TXT values (strings of a record joined) of fqdn at 127.0.0.1:server_port over UDP."""
+    qid = int.from_bytes(os.urandom(2), "big")
+    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    q += b"".join(bytes([len(p)]) + p.encode() for p in fqdn.rstrip(".").split(".")) + b"\0"
+    q += struct.pack(">HH", 16, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(q, ("127.0.0.1", server_port))
+        m, _ = sock.recvfrom(4096)
+    if int.from_bytes(m[0:2], "big") != qid:
+        raise ValueError("DNS answer with another id")
+    an = int.from_bytes(m[6:8], "big")
+    off = len(q)
+    out = []
+    for _ in range(an):
+        while m[off] != 0 and m[off] & 0xC0 != 0xC0:
+            off += m[off] + 1
+        off += 2 if m[off] & 0xC0 == 0xC0 else 1
+        rtype, _, _, rdlen = struct.unpack(">HHIH", m[off:off + 10])
+        off += 10
+        rdata, off = m[off:off + rdlen], off + rdlen
+        if rtype == 16:
+            parts, i = [], 0
+            while i < len(rdata):
+                parts.append(rdata[i + 1:i + 1 + rdata[i]].decode("latin-1"))
+                i += 1 + rdata[i]
+            out.append("".join(parts))
+    return out
+
+
+def parse_persist(text):
+    """RFC 8659 issue-value: (issuer, {tag: value}); ValueError when malformed."""
+    issuer, _, rest = text.partition(";")
+    issuer = issuer.strip().lower().rstrip(".")
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*",
+                        issuer):
+        raise ValueError("no issuer domain name")
+    params = {}
+    for part in rest.split(";"):
+        if not part.strip():
+            continue
+        tag, eq, value = part.partition("=")
+        tag, value = tag.strip(), value.strip()
+        if not eq or not re.fullmatch(r"[A-Za-z0-9-]+", tag):
+            raise ValueError(f"parameter {part.strip()!r} is not tag=value")
+        if tag in params:
+            raise ValueError(f"duplicate parameter {tag}")
+        params[tag] = value
+    if "accounturi" not in params:
+        raise ValueError("missing accounturi")
+    if "persistUntil" in params and not re.fullmatch(r"[0-9]+", params["persistUntil"]):
+        raise ValueError("persistUntil is not a base-10 integer")
+    return issuer, params
+
+
+class DnsPersistFront:
+    """Plays dns-persist-01 (draft-ietf-acme-dns-persist-02) in front of a Pebble started with
+    PEBBLE_VA_ALWAYS_VALID=1 (any challenge POST it receives validates):
+
+    - the directory's meta gets issuerDomainNames and accountHashPrefix;
+    - every authorization's dns-01 challenge is shown as dns-persist-01 (same URL, no token,
+      issuerDomainNames), so a client answering dns-persist-01 POSTs to Pebble's dns-01 URL;
+    - such a POST reaches Pebble only when the front's own check of the _validation-persist TXT
+      record (queried from pebble-challtestsrv's DNS) passes: issuer name, hashed account URI of
+      the signing account (its key recorded from newAccount), persistUntil, policy=wildcard for a
+      wildcard authorization. Otherwise the POST is answered 403 unauthorized with the reason and
+      Pebble never hears of it. `checks` records every verdict."""
+
+    def __init__(self, front, dns_port, issuers=("pebble-ca.test",)):
+        self.front, self.dns_port, self.issuers = front, dns_port, list(issuers)
+        self.prefix = front.url + "/account-hash/"
+        self.accounts = {}           # account URL -> thumbprint (from newAccount)
+        self.challenges = {}         # Pebble dns-01 challenge URL path -> (name, wildcard)
+        self.checks = []             # (name, account URL, None or the reason it was refused)
+
+    def check(self, name, wildcard, account_url, now=None):
+        """None when the record validates name for account_url, else why not."""
+        thumb = self.accounts.get(account_url)
+        if thumb is None:
+            return f"unknown account {account_url}"
+        accepted = {persist_account_uri(self.prefix, name, thumb, account_url),
+                    persist_account_uri(self.prefix, "*", thumb, account_url)}
+        fqdn = "_validation-persist." + name
+        reasons = []
+        for txt in dns_txt(self.dns_port, fqdn):
+            try:
+                issuer, params = parse_persist(txt)
+            except ValueError as e:
+                reasons.append(f"malformed record {txt!r}: {e}")
+                continue
+            if issuer not in self.issuers:
+                reasons.append(f"issuer {issuer} is not one of {self.issuers}")
+            elif params["accounturi"] not in accepted:
+                reasons.append(f"accounturi {params['accounturi']} is not the account's")
+            elif "persistUntil" in params and int(params["persistUntil"]) <= (now or time.time()):
+                reasons.append(f"persistUntil {params['persistUntil']} has passed")
+            elif wildcard and params.get("policy", "").lower() != "wildcard":
+                reasons.append("a wildcard needs policy=wildcard")
+            else:
+                return None
+        return "; ".join(reasons) or f"no TXT record at {fqdn}"
+
+    def intercept(self, handler, method, body):
+        """Answers a refused dns-persist-01 POST itself; False to pass the request on."""
+        chal = self.challenges.get(handler.path)
+        if method != "POST" or not body or chal is None:
+            return False
+        try:
+            protected = _b64url_json(json.loads(body)["protected"])
+        except (ValueError, KeyError, TypeError):
+            return False
+        name, wildcard = chal
+        reason = self.check(name, wildcard, protected.get("kid"))
+        with self.front.lock:
+            self.checks.append((name, protected.get("kid"), reason))
+        if reason is None:
+            return False
+        problem = {"type": "urn:ietf:params:acme:error:unauthorized",
+                   "detail": f"dns-persist-01 for {name}: {reason}"}
+        handler.send_body(403, json.dumps(problem).encode(), "application/problem+json")
+        return True
+
+    def rewrite(self, method, path, body, status, headers, resp_body):
+        if status not in (200, 201):
+            return resp_body
+        if path == "/dir":
+            doc = json.loads(resp_body)
+            doc.setdefault("meta", {}).update({"issuerDomainNames": self.issuers,
+                                               "accountHashPrefix": self.prefix})
+            return json.dumps(doc).encode()
+        if path == "/sign-me-up" and body:
+            jwk = _b64url_json(json.loads(body)["protected"]).get("jwk")
+            location = dict((k.lower(), v) for k, v in headers).get("location")
+            if jwk and location:
+                self.accounts[location] = jwk_thumbprint(jwk)
+            return resp_body
+        if path.startswith("/authZ/"):
+            return self._authz(resp_body)
+        if path in self.challenges:
+            return self._challenge(json.loads(resp_body))
+        return resp_body
+
+    def _challenge(self, chal):
+        if chal.get("type") == "dns-01":
+            chal["type"] = "dns-persist-01"
+            chal.pop("token", None)
+            chal["issuerDomainNames"] = self.issuers
+        return json.dumps(chal).encode()
+
+    def _authz(self, resp_body):
+        doc = json.loads(resp_body)
+        name = doc.get("identifier", {}).get("value", "")
+        for chal in doc.get("challenges", []):
+            if chal.get("type") == "dns-01":
+                path = chal["url"][len(self.front.url):]
+                self.challenges[path] = (name, bool(doc.get("wildcard")))
+                self._challenge(chal)
+        return json.dumps(doc).encode()

@@ -140,6 +140,8 @@ BAD = [
     ("challenge-twice", "ACMEChallenges http-01 HTTP-01\n", "ACMEChallenges http-01 HTTP-01",
      "listed twice"),
     ("challenge-none", "ACMEChallenges\n", "ACMEChallenges", "at least one challenge type"),
+    ("challenge-persist-ip", "ACMEChallenges dns-persist-01\nACMEDomain 192.0.2.7\n",
+     "ACMEDomain 192.0.2.7", "which dns-persist-01 does not validate"),
     ("ca-ftp", "ACMECertificateAuthority ftp://ca.test/directory\n",
      "ACMECertificateAuthority ftp://ca.test/directory", "https:// URL of an ACME directory"),
     ("ca-http", "ACMECertificateAuthority http://ca.test/directory\n",
@@ -317,6 +319,9 @@ GOOD = [
     # A wildcard needs a way to do dns-01 (issue 6); without one configtest refuses it.
     ("wildcard", ssl_vhost("w.test", ["*.w.test"])
      + "ACMEDns01Command /bin/true\nACMEDomain w.test *.w.test\n"),
+    # dns-persist-01: a standing record the admin creates; no program needed for a wildcard.
+    ("wildcard-dns-persist", ssl_vhost("wp.test", ["*.wp.test"])
+     + "ACMEChallenges dns-persist-01\nACMEDomain wp.test *.wp.test\n"),
     ("server-wide-settings",
      ssl_vhost("s.test")
      + "ACMEStoreDir acme-store\nACMEAutoRestart off\nACMEParallelOrders 16\n"
