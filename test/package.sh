@@ -32,9 +32,10 @@ build_and_lint() {
   deb=$(ls "$out"/${pkg}_*.deb)
   echo "built $deb"
   echo "== lintian (the .changes: both .debs and the .buildinfo)"
-  lintian --fail-on error,warning --display-level ">=warning" "$out"/${pkg}_*.changes \
-    2>&1 | grep -v '^running with root privileges' || true
-  lintian --fail-on error,warning "$out"/${pkg}_*.changes >/dev/null 2>&1 || fail "lintian"
+  local lint rc=0
+  lint=$(lintian --fail-on error,warning "$out"/${pkg}_*.changes 2>&1) || rc=$?
+  grep -v '^running with root privileges' <<<"$lint" || true
+  [ "$rc" = 0 ] || fail "lintian (exit status $rc)"
 }
 
 build_and_lint
