@@ -101,10 +101,15 @@ echo "== issuance from Pebble through the packaged module (test_package.py)"
   /usr/bin/python3 -m pytest -q -p no:cacheprovider --timeout=300 test_package.py) \
   || fail "test_package.py"
 
-echo "== a2dismod acme; apt-get purge $pkg; nothing left"
+echo "== a2dismod acme; apt-get remove, then purge $pkg; nothing left"
 a2dismod -q acme
 [ ! -e /etc/apache2/mods-enabled/acme.load ] || fail "a2dismod left the link"
 dpkg -L $pkg >"$out/files.list"
+# remove keeps the configuration and the store (README.Debian), purge deletes them.
+apt-get remove -y -q $pkg >"$out/remove.log" 2>&1 || { cat "$out/remove.log"; fail "remove"; }
+[ -d /etc/apache2/acme ] && [ -f /etc/apache2/mods-available/acme.load ] \
+  || fail "apt-get remove deleted the store or the configuration"
+[ ! -e /usr/lib/apache2/modules/mod_acme.so ] || fail "apt-get remove left the module"
 apt-get purge -y -q $pkg >"$out/purge.log" 2>&1 || { cat "$out/purge.log"; fail "purge"; }
 dpkg-query -W -f='${Status}' $pkg 2>/dev/null | grep -q installed && fail "still installed"
 left=()
