@@ -16,8 +16,18 @@ build_only=0
 [ "${1:-}" = --build-only ] && build_only=1
 
 fail() { echo "package.sh: FAIL: $*" >&2; exit 1; }
+# Installed, or removed with its configuration kept ("not-installed" is neither).
+present() { dpkg-query -W -f='${Status}\n' $pkg 2>/dev/null | grep -qE ' (installed|config-files)$'; }
 
 build_and_lint() {
+  # The package's version is the top of debian/changelog; it must be the one configure.ac and
+  # src/acme_version.h give (a release adds a changelog entry).
+  local deb_ver ac_ver
+  deb_ver=$(dpkg-parsechangelog -l "$top/debian/changelog" -S Version)
+  ac_ver=$(sed -n 's/^AC_INIT(\[mod_acme\], \[\([^]]*\)\].*/\1/p' "$top/configure.ac")
+  [ "$deb_ver" = "$ac_ver" ] || fail "debian/changelog has $deb_ver, configure.ac $ac_ver"
+  grep -q "ACME_VERSION \"$ac_ver\"" "$top/src/acme_version.h" \
+    || fail "src/acme_version.h is not $ac_ver"
   rm -rf "$out" && mkdir -p "$out/src"
   # dpkg-buildpackage builds in the source directory: give it the files git knows (tracked and
   # new, not ignored), so a developer's configure output and build dirs stay out.
@@ -48,7 +58,7 @@ mods_before=$(ls /etc/apache2/mods-enabled)
 # Leaves the machine as it was, also when a check fails: package purged, the modules this script
 # enabled (ssl and what it needs) disabled again.
 restore() {
-  if dpkg-query -W -f='${Status}' $pkg 2>/dev/null | grep -q installed; then
+  if present; then
     a2dismod -q acme >/dev/null 2>&1 || true
     apt-get purge -y -q $pkg >/dev/null 2>&1 || true
   fi
@@ -60,7 +70,7 @@ restore() {
 }
 trap restore EXIT
 
-if dpkg-query -W -f='${Status}' $pkg 2>/dev/null | grep -q installed; then
+if present; then
   echo "purging $pkg left by an earlier run"
   apt-get purge -y -q $pkg >/dev/null
 fi
@@ -111,7 +121,7 @@ apt-get remove -y -q $pkg >"$out/remove.log" 2>&1 || { cat "$out/remove.log"; fa
   || fail "apt-get remove deleted the store or the configuration"
 [ ! -e /usr/lib/apache2/modules/mod_acme.so ] || fail "apt-get remove left the module"
 apt-get purge -y -q $pkg >"$out/purge.log" 2>&1 || { cat "$out/purge.log"; fail "purge"; }
-dpkg-query -W -f='${Status}' $pkg 2>/dev/null | grep -q installed && fail "still installed"
+present && fail "still installed after purge"
 left=()
 while read -r path; do
   [ -e "$path" ] || [ -L "$path" ] || continue
