@@ -28,6 +28,9 @@ build_and_lint() {
   [ "$deb_ver" = "$ac_ver" ] || fail "debian/changelog has $deb_ver, configure.ac $ac_ver"
   grep -q "ACME_VERSION \"$ac_ver\"" "$top/src/acme_version.h" \
     || fail "src/acme_version.h is not $ac_ver"
+  for page in "$top"/docs/man/*.8; do
+    grep -q "^\.TH .* \"mod_acme $ac_ver\"" "$page" || fail "$page: .TH does not say mod_acme $ac_ver"
+  done
   rm -rf "$out" && mkdir -p "$out/src"
   # dpkg-buildpackage builds in the source directory: give it the files git knows (tracked and
   # new, not ignored), so a developer's configure output and build dirs stay out.
