@@ -13,6 +13,9 @@ PACKAGES=(
 # The sanitizer and libFuzzer runtimes (build/san, test/fuzz) are only Recommended by Debian's
 # clang, and recommends are not installed below: libclang-rt-dev names the default clang's.
 PACKAGES+=(libclang-rt-dev)
+# The Debian package (test/package.sh): dpkg-buildpackage and debhelper (dh_apache2 comes with
+# apache2-dev), lintian, fakeroot, and man-db for checking the man pages.
+PACKAGES+=(dpkg-dev debhelper lintian fakeroot man-db)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -14,6 +14,11 @@ make -C build/main check
 echo "== unit tests (clang, address + undefined sanitizers)"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 make -C build/san check
 
+# The Debian package: built from a copy of the tree, lintian-clean, installed into this machine's
+# apache2, used for an issuance from Pebble, purged (about 2 minutes; see the script).
+echo "== Debian package (build, lintian, install, issue, purge)"
+bash test/package.sh
+
 echo "== fuzzing (libFuzzer, clang, address + undefined sanitizers, about 2 minutes)"
 bash test/fuzz/run.sh "${ACME_FUZZ_SECONDS:-120}" </dev/null
 

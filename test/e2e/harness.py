@@ -18,7 +18,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_DIR = Path(os.environ.get("ACME_BUILD_DIR", REPO))
-MODULE_SO = BUILD_DIR / "modules" / "mod_acme.so"
+# ACME_MODULE_SO loads another build of the module (test_package.py: the installed package's).
+MODULE_SO = Path(os.environ.get("ACME_MODULE_SO") or BUILD_DIR / "modules" / "mod_acme.so")
 HTTPD_BIN = os.environ.get("ACME_HTTPD", "/usr/sbin/apache2")
 HTTPD_MODULES = Path(os.environ.get("ACME_HTTPD_MODULES", "/usr/lib/apache2/modules"))
 PEBBLE_BIN = os.environ.get("ACME_PEBBLE", "pebble")
