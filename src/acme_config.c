@@ -17,6 +17,7 @@
 #include "acme_command.h"
 #include "acme_dns01.h"
 #include "acme_eab.h"
+#include "acme_proxy.h"
 #include "acme_renewal.h"
 
 APLOG_USE_MODULE(acme);
@@ -459,6 +460,38 @@ static const char *acme_cmd_preferred_chain(cmd_parms *cmd, void *dc, const char
     return NULL;
 }
 
+/*
+ * ACMEProxy url|none [ca]: how this context's domains reach a CA (every CA without the second
+ * argument, else the one named as in ACMECertificateAuthority). The lines of a <VirtualHost> or
+ * <ACMEDomain> replace the server config's for its domains, as httpd's directives do. The URL
+ * may hold credentials: every error shows it redacted.
+ */
+static const char *acme_cmd_proxy(cmd_parms *cmd, void *dc, const char *text, const char *ca)
+{
+    const char *err = acme_config_no_dir(cmd);
+    acme_policy_t *pol = acme_config_policy_here(cmd);
+    const char *url = NULL, *ca_url = NULL, *reason = NULL;
+
+    if (err) {
+        return err;
+    }
+    if (acme_proxy_parse(cmd->pool, text, &url, &reason) != 0) {
+        return apr_psprintf(cmd->pool, "ACMEProxy: %s", reason);
+    }
+    if (ca && !(ca_url = acme_domain_ca_url(cmd->pool, ca, &reason))) {
+        return apr_psprintf(cmd->pool, "ACMEProxy: the second argument names the CA the proxy "
+                            "is for, as in ACMECertificateAuthority: %s", reason);
+    }
+    if (!pol->proxies) {
+        pol->proxies = apr_array_make(cmd->pool, 2, sizeof(acme_proxy_rule_t));
+    }
+    APR_ARRAY_PUSH(pol->proxies, acme_proxy_rule_t) = (acme_proxy_rule_t){
+        .ca_url = ca_url,
+        .url = url,
+    };
+    return NULL;
+}
+
 static const acme_config_challenge_t *acme_config_challenge_find(const char *name)
 {
     apr_size_t i;
@@ -743,6 +776,8 @@ const command_rec acme_config_cmds[] = {
                   "the common name (or part) of the topmost issuer of the chain to prefer"),
     AP_INIT_TAKE12("ACMEExternalAccountBinding", acme_cmd_eab, NULL, RSRC_CONF,
                    "key id and root-only file with the HMAC key the CA gave you, or 'none'"),
+    AP_INIT_TAKE12("ACMEProxy", acme_cmd_proxy, NULL, RSRC_CONF,
+                   "proxy URL for the traffic to the CA (or 'none'), optionally the CA it is for"),
     AP_INIT_TAKE_ARGV("ACMEChallenges", acme_cmd_challenges, NULL, RSRC_CONF,
                       "challenge types to use, in order of preference"),
     AP_INIT_TAKE_ARGV("ACMEPrivateKeys", acme_cmd_private_keys, NULL, RSRC_CONF,
@@ -953,6 +988,38 @@ static void acme_config_check_bindings(acme_config_checker_t *ck, acme_conf_t *c
                     "%s for ACMEDomain %s (line %d of %s); one account per CA takes one "
                     "binding: use the same key id, or another CA", ca, first->policy.eab_kid,
                     first->name, first->defined_line, first->defined_in));
+            }
+        }
+    }
+}
+
+/*
+ * A CA is reached one way: its account, nonces and clients are shared by every domain using it
+ * (and a2acme looks its proxy up by CA), so two domains must not name two proxies for one CA.
+ */
+static void acme_config_check_proxies(acme_config_checker_t *ck, acme_conf_t *conf)
+{
+    apr_hash_t *by_ca = apr_hash_make(ck->p);
+    int i, j;
+
+    for (i = 0; i < conf->domains->nelts; ++i) {
+        acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, acme_domain_t *);
+        for (j = 0; j < dom->policy.ca_urls->nelts; ++j) {
+            const char *ca = APR_ARRAY_IDX(dom->policy.ca_urls, j, const char *);
+            const char *mine = acme_proxy_for(dom->policy.proxies, ca), *theirs;
+            const acme_domain_t *first = apr_hash_get(by_ca, ca, APR_HASH_KEY_STRING);
+            if (!first) {
+                apr_hash_set(by_ca, ca, APR_HASH_KEY_STRING, dom);
+                continue;
+            }
+            theirs = acme_proxy_for(first->policy.proxies, ca);
+            if ((mine || theirs) && (!mine || !theirs || strcmp(mine, theirs))) {
+                acme_config_problem(ck, dom, apr_psprintf(ck->p,
+                    "ACMEProxy: %s is reached through %s for ACMEDomain %s (line %d of %s) but "
+                    "through %s here; one CA is reached one way: give both the same ACMEProxy, "
+                    "e.g. in the server config with the CA as second argument", ca,
+                    acme_proxy_redact(ck->p, theirs), first->name, first->defined_line,
+                    first->defined_in, acme_proxy_redact(ck->p, mine)));
             }
         }
     }
@@ -1274,6 +1341,7 @@ int acme_config_check(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *main_ser
     acme_config_resolve_policies(&ck, conf);
     acme_config_index_names(&ck, conf);
     acme_config_check_bindings(&ck, conf);
+    acme_config_check_proxies(&ck, conf);
     acme_config_add_members(&ck, conf);
     acme_config_check_served(&ck, conf);
     acme_config_choose_challenges(&ck, conf);

@@ -7,6 +7,7 @@
 
 #include "acme_crypto.h"
 #include "acme_ident.h"
+#include "acme_proxy.h"
 #include "acme_result.h"
 
 /*
@@ -34,6 +35,8 @@ typedef struct {
     const char *eab_kid;            /* ACMEExternalAccountBinding key id; "" none; NULL unset */
     const char *eab_file;           /* the root-only file holding its HMAC key (never the key) */
     const char *preferred_chain;    /* ACMEPreferredChain: topmost issuer's CN, or a part of it */
+    apr_array_header_t *proxies;    /* acme_proxy_rule_t: the ACMEProxy lines of the innermost
+                                     * context with any (they replace the outer ones); NULL unset */
 } acme_policy_t;
 
 typedef struct {

@@ -13,6 +13,8 @@ PACKAGES=(
 # The sanitizer and libFuzzer runtimes (build/san, test/fuzz) are only Recommended by Debian's
 # clang, and recommends are not installed below: libclang-rt-dev names the default clang's.
 PACKAGES+=(libclang-rt-dev)
+# A real forward proxy for the ACMEProxy tests (test/e2e/proxy.py).
+PACKAGES+=(tinyproxy)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
