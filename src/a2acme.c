@@ -84,6 +84,7 @@ typedef struct {
     int force;
     int no_renew;
     const char *user;           /* --user: who ACMENotifyCommand runs as */
+    const char *proxy;          /* --proxy: URL or "none"; NULL: the server's ACMEProxy */
 } a2_args_t;
 
 /* Who the server runs ACMENotifyCommand as (its User), so that a2acme runs it the same. */
@@ -193,6 +194,8 @@ static void a2_help(void)
 "  --ca URL              account, rollover, revoke: the CA's directory URL\n"
 "  --ca-file FILE        trust for the CA's HTTPS server (default: the domain's\n"
 "                        ACMECACertificate, else the system store)\n"
+"  --proxy URL|none      the proxy to the CA (default: the server's ACMEProxy for it;\n"
+"                        give it here when its URL holds a password)\n"
 "  --force               rollover: even while a renewal seems to be running\n"
 "  --user NAME           revoke: run ACMENotifyCommand as NAME (default: the httpd User\n"
 "                        the server recorded in the store)\n"
@@ -246,7 +249,8 @@ static int a2_reason_parse(const char *text)
 
 static int a2_parse_args(apr_pool_t *p, int argc, const char *const *argv, a2_args_t *a)
 {
-    static const char *const valued[] = { "--store", "--ca", "--ca-file", "--reason", "--user" };
+    static const char *const valued[] = { "--store", "--ca", "--ca-file", "--reason", "--user",
+                                          "--proxy" };
     int i;
 
     *a = (a2_args_t){ .reason = -1 };
@@ -300,6 +304,7 @@ static int a2_parse_args(apr_pool_t *p, int argc, const char *const *argv, a2_ar
         else if (!strcmp(opt, "--force")) a->force = 1;
         else if (!strcmp(opt, "--no-renew")) a->no_renew = 1;
         else if (!strcmp(opt, "--user")) a->user = val;
+        else if (!strcmp(opt, "--proxy")) a->proxy = val;
         else return a2_usage_error(apr_psprintf(p, "unknown option %s", opt));
     }
     if (!a->store_dir) {
@@ -968,6 +973,40 @@ static const char *a2_ca_file(a2_t *a, const char *ca_url)
     return NULL;
 }
 
+/*
+ * --proxy, else the server's ACMEProxy for this CA as domains.json records it; the store keeps
+ * no proxy credentials, so a proxy that needs them must be given with --proxy.
+ */
+static apr_status_t a2_proxy(a2_t *a, const char *ca_url, const char **proxy, acme_result_t *res)
+{
+    const char *reason = NULL;
+    int i;
+
+    *proxy = NULL;
+    if (a->args->proxy) {
+        if (acme_proxy_parse(a->p, a->args->proxy, proxy, &reason) != 0) {
+            return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN,
+                                    apr_psprintf(a->p, "--proxy: %s", reason));
+        }
+        return APR_SUCCESS;
+    }
+    for (i = 0; a->domains && i < a->domains->nelts; ++i) {
+        const acme_domain_t *dom = APR_ARRAY_IDX(a->domains, i, const acme_domain_t *);
+        const acme_proxy_rule_t *r = acme_proxy_find(dom->policy.proxies, ca_url);
+        if (r && r->withheld) {
+            return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN, apr_psprintf(a->p,
+                "the server reaches %s through the proxy %s with a user and password the store "
+                "does not keep: pass --proxy with the URL from ACMEProxy", ca_url,
+                acme_proxy_redact(a->p, r->url)));
+        }
+        if (r) {
+            *proxy = r->url;
+            return APR_SUCCESS;
+        }
+    }
+    return APR_SUCCESS;
+}
+
 static apr_status_t a2_key_load(apr_pool_t *p, const char *path, acme_key_t **key,
                                 acme_result_t *res)
 {
@@ -1011,7 +1050,8 @@ static apr_status_t a2_account_open(a2_t *a, const char *ca_url, a2_account_t **
         return rv;
     }
     opts.ca_file = a2_ca_file(a, ca_url);
-    if ((rv = acme_client_create(&acct->client, a->p, ca_url, &opts, res)) != APR_SUCCESS) {
+    if ((rv = a2_proxy(a, ca_url, &opts.proxy, res)) != APR_SUCCESS
+        || (rv = acme_client_create(&acct->client, a->p, ca_url, &opts, res)) != APR_SUCCESS) {
         return rv;
     }
     recorded_ca = a2_account_ca_url(a, acct->ca_id, &url);
@@ -1275,7 +1315,8 @@ static apr_status_t a2_rollover_recover(a2_t *a, a2_account_t *acct, const char 
         acme_result_reset(res);
         return acme_store_remove_tree(a->p, next_path, res);
     }
-    if ((rv = acme_client_create(&probe, a->p, acct->ca_url, &opts, res)) != APR_SUCCESS) {
+    if ((rv = a2_proxy(a, acct->ca_url, &opts.proxy, res)) != APR_SUCCESS
+        || (rv = acme_client_create(&probe, a->p, acct->ca_url, &opts, res)) != APR_SUCCESS) {
         return rv;
     }
     acme_client_account_use(probe, next, NULL);

@@ -122,6 +122,10 @@ def test_issues_through_the_proxy_and_never_direct(site, shared_pebble, front, t
     assert len(front.received) >= 5, front.received
     print(f"\n{len(front.received)} CA requests through {len(tunnels)} proxy tunnels")
     assert f"is reached through the proxy {tinyproxy.url()}" in site.log_text()
+    # a2acme talks to the CA the way the server does (the proxy from domains.json).
+    res = _a2acme("--store", Path(site.root) / "acme", "account")
+    assert res.returncode == 0 and "valid" in res.stdout, res.stdout + res.stderr
+    assert front.turned_away == 0 and len(tinyproxy.connects()) > len(tunnels)
     assert _direct_is_refused(front, shared_pebble.ca_file)
     assert front.turned_away == 1
 
@@ -148,6 +152,15 @@ def test_credentials_work_stay_secret_and_wrong_ones_keep_the_cert(site, shared_
     domains = json.loads((Path(site.root) / "acme" / "domains.json").read_text())
     assert domains["domains"][0]["proxies"] == [
         {"ca": front.directory_url, "proxy": tinyproxy.url(), "credentials": True}]
+    # a2acme cannot know the password: it says so, and takes it with --proxy.
+    store = Path(site.root) / "acme"
+    res = _a2acme("--store", store, "account")
+    assert res.returncode == 1 and "pass --proxy" in res.stderr, res.stdout + res.stderr
+    assert f"through the proxy {tinyproxy.url()} with a user and password" in res.stderr, \
+        res.stderr
+    res = _a2acme("--store", store, "account", "--proxy", tinyproxy.url(USER, PASSWORD))
+    assert res.returncode == 0 and "valid" in res.stdout, res.stdout + res.stderr
+    assert PASSWORD not in res.stdout + res.stderr and front.turned_away == 0
 
     # Wrong credentials at the next renewal: the proxy's error, retried, the old cert serves.
     site.stop()
