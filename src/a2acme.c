@@ -247,10 +247,12 @@ static int a2_reason_parse(const char *text)
     return (int)n;
 }
 
+/* The options that take a value. */
+static const char *const a2_valued[] = { "--store", "--ca", "--ca-file", "--reason", "--user",
+                                         "--proxy" };
+
 static int a2_parse_args(apr_pool_t *p, int argc, const char *const *argv, a2_args_t *a)
 {
-    static const char *const valued[] = { "--store", "--ca", "--ca-file", "--reason", "--user",
-                                          "--proxy" };
     int i;
 
     *a = (a2_args_t){ .reason = -1 };
@@ -284,8 +286,8 @@ static int a2_parse_args(apr_pool_t *p, int argc, const char *const *argv, a2_ar
             val = eq + 1;
             opt = apr_pstrmemdup(p, opt, (apr_size_t)(eq - opt));
         }
-        for (k = 0; k < sizeof(valued) / sizeof(valued[0]); ++k) {
-            takes |= !strcmp(opt, valued[k]);
+        for (k = 0; k < sizeof(a2_valued) / sizeof(a2_valued[0]); ++k) {
+            takes |= !strcmp(opt, a2_valued[k]);
         }
         if (takes && !val) {
             if (i + 1 >= argc) {
