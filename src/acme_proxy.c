@@ -3,6 +3,7 @@
 
 #include <apr_lib.h>
 #include <apr_strings.h>
+#include <curl/curl.h>
 
 #include "acme_proxy.h"
 
@@ -182,6 +183,11 @@ int acme_proxy_parse(apr_pool_t *p, const char *text, const char **url, const ch
         && strcmp(scheme, "socks5h")) {
         return acme_proxy_fail(p, reason, shown, "is not a kind of proxy mod_acme can use: "
                                "write http://, https://, socks5:// or socks5h://");
+    }
+    if (!strcmp(scheme, "https")
+        && !(curl_version_info(CURLVERSION_NOW)->features & CURL_VERSION_HTTPS_PROXY)) {
+        return acme_proxy_fail(p, reason, shown, "needs a libcurl that speaks TLS to proxies, "
+                               "and this one does not: use the proxy's http:// port");
     }
     start = acme_proxy_authority(text, &end);
     if (*end && strcmp(end, "/")) {
