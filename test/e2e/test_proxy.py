@@ -4,7 +4,8 @@ route is blocked: tinyproxy's outgoing connections leave from 127.0.0.2 and the 
 every connection from any other address, so an issuance proves that every ACME request went
 through the proxy (the front's count of what it turned away stays 0).
 
-- issuance through the proxy, every CA request through it, the direct route refused;
+- issuance through the proxy (`ACMEProxy url ca` beating `ACMEProxy none`), every CA request
+  through it, the direct route refused; a2acme goes the same way;
 - BasicAuth with user:password@ in the URL: issues, and the password is in no log (trace8),
   status or store file; later wrong credentials are a clear proxy error and the certificate
   stays;
@@ -111,8 +112,9 @@ def test_issues_through_the_proxy_and_never_direct(site, shared_pebble, front, t
     names = ["via-proxy.test"]
     front.accept_only_from(OUTGOING)
     tinyproxy.start()
+    # The line naming the CA wins over the one for every CA.
     site.write_config(_config(site, shared_pebble, front, [names],
-                              f"ACMEProxy {tinyproxy.url()}"))
+                              f"ACMEProxy none\nACMEProxy {tinyproxy.url()} {front.directory_url}"))
     site.start()
     wait_for_pebble_cert(site, names)
     assert front.turned_away == 0, "a request to the CA bypassed the proxy"
