@@ -1025,6 +1025,39 @@ static void acme_config_check_proxies(acme_config_checker_t *ck, acme_conf_t *co
     }
 }
 
+/*
+ * An ACMEProxy line naming a CA no domain uses is most likely a typo in the URL (a trailing
+ * slash, the wrong path): that CA would then be reached directly. Warned about, once a line.
+ */
+static void acme_config_warn_unused_proxies(acme_config_checker_t *ck, acme_conf_t *conf)
+{
+    apr_hash_t *used = apr_hash_make(ck->p), *warned = apr_hash_make(ck->p);
+    int i, j;
+
+    for (i = 0; i < conf->domains->nelts; ++i) {
+        acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, acme_domain_t *);
+        for (j = 0; j < dom->policy.ca_urls->nelts; ++j) {
+            apr_hash_set(used, APR_ARRAY_IDX(dom->policy.ca_urls, j, const char *),
+                         APR_HASH_KEY_STRING, "");
+        }
+    }
+    for (i = 0; i < conf->domains->nelts; ++i) {
+        acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, acme_domain_t *);
+        for (j = 0; dom->policy.proxies && j < dom->policy.proxies->nelts; ++j) {
+            const acme_proxy_rule_t *r = &APR_ARRAY_IDX(dom->policy.proxies, j,
+                                                        acme_proxy_rule_t);
+            if (!r->ca_url || apr_hash_get(used, r->ca_url, APR_HASH_KEY_STRING)
+                || apr_hash_get(warned, &r, sizeof(r))) {
+                continue;
+            }
+            apr_hash_set(warned, apr_pmemdup(ck->p, &r, sizeof(r)), sizeof(r), "");
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ck->s, "mod_acme: ACMEProxy %s %s: no "
+                         "domain uses that CA (check the URL against ACMECertificateAuthority)",
+                         acme_proxy_redact(ck->p, r->url), r->ca_url);
+        }
+    }
+}
+
 /* ACMEMembers auto: a vhost whose ServerName is managed brings its aliases along. */
 static void acme_config_add_members(acme_config_checker_t *ck, acme_conf_t *conf)
 {
@@ -1342,6 +1375,7 @@ int acme_config_check(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *main_ser
     acme_config_index_names(&ck, conf);
     acme_config_check_bindings(&ck, conf);
     acme_config_check_proxies(&ck, conf);
+    acme_config_warn_unused_proxies(&ck, conf);
     acme_config_add_members(&ck, conf);
     acme_config_check_served(&ck, conf);
     acme_config_choose_challenges(&ck, conf);

@@ -228,3 +228,13 @@ def test_two_proxies_for_one_ca_fail_configtest(httpd_alone):
     assert "through http://***@proxy-a:3128 for ACMEDomain a.test" in out, out
     assert "one CA is reached one way" in out and str(conf) in out, out
     assert "topsecret" not in out
+
+
+def test_a_proxy_for_a_ca_no_domain_uses_is_warned_about(httpd_alone):
+    httpd_alone.write_config("ACMEProxy http://u:topsecret@proxy:3128 "
+                             "https://acme-v02.api.letsencrypt.org/directory/\n"
+                             "ACMEDomain a.test\n")
+    rc, out = httpd_alone.configtest()
+    assert "ACMEProxy http://***@proxy:3128 https://acme-v02.api.letsencrypt.org/directory/: " \
+           "no domain uses that CA" in out, out
+    assert "topsecret" not in out
