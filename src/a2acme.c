@@ -92,6 +92,7 @@ typedef struct {
     const char *user;           /* --user: who ACMENotifyCommand runs as */
     apr_array_header_t *rest;   /* account: the subcommand's arguments after NAME */
     const char *issuer;         /* dns-persist: --issuer, one of the CA's issuer domain names */
+    const char *proxy;          /* --proxy: URL or "none"; NULL: the server's ACMEProxy */
 } a2_args_t;
 
 /* Who the server runs ACMENotifyCommand as (its User), so that a2acme runs it the same. */
@@ -210,6 +211,8 @@ static void a2_help(void)
 "  --ca URL              account, rollover, revoke: the CA's directory URL\n"
 "  --ca-file FILE        trust for the CA's HTTPS server (default: the domain's\n"
 "                        ACMECACertificate, else the system store)\n"
+"  --proxy URL|none      the proxy to the CA (default: the server's ACMEProxy for it;\n"
+"                        give it here when its URL holds a password)\n"
 "  --force               rollover: even while a renewal seems to be running\n"
 "  --issuer NAME         dns-persist: which of the CA's issuer domain names (default: first)\n"
 "  --user NAME           revoke: run ACMENotifyCommand as NAME (default: the httpd User\n"
@@ -289,14 +292,17 @@ static int a2_set_option(a2_args_t *a, const char *opt, const char *val)
     else if (!strcmp(opt, "--no-renew")) a->no_renew = 1;
     else if (!strcmp(opt, "--user")) a->user = val;
     else if (!strcmp(opt, "--issuer")) a->issuer = val;
+    else if (!strcmp(opt, "--proxy")) a->proxy = val;
     else return 0;
     return 1;
 }
 
+/* The options that take a value. */
+static const char *const a2_valued[] = { "--store", "--ca", "--ca-file", "--reason", "--user",
+                                         "--issuer", "--proxy" };
+
 static int a2_parse_args(apr_pool_t *p, int argc, const char *const *argv, a2_args_t *a)
 {
-    static const char *const valued[] = { "--store", "--ca", "--ca-file", "--reason", "--user",
-                                          "--issuer" };
     int i;
 
     *a = (a2_args_t){ .reason = -1 };
@@ -327,8 +333,8 @@ static int a2_parse_args(apr_pool_t *p, int argc, const char *const *argv, a2_ar
             val = eq + 1;
             opt = apr_pstrmemdup(p, opt, (apr_size_t)(eq - opt));
         }
-        for (k = 0; k < sizeof(valued) / sizeof(valued[0]); ++k) {
-            takes |= !strcmp(opt, valued[k]);
+        for (k = 0; k < sizeof(a2_valued) / sizeof(a2_valued[0]); ++k) {
+            takes |= !strcmp(opt, a2_valued[k]);
         }
         if (takes && !val) {
             if (i + 1 >= argc) {
@@ -1023,6 +1029,40 @@ static const char *a2_ca_file(a2_t *a, const char *ca_url)
     return NULL;
 }
 
+/*
+ * --proxy, else the server's ACMEProxy for this CA as domains.json records it; the store keeps
+ * no proxy credentials, so a proxy that needs them must be given with --proxy.
+ */
+static apr_status_t a2_proxy(a2_t *a, const char *ca_url, const char **proxy, acme_result_t *res)
+{
+    const char *reason = NULL;
+    int i;
+
+    *proxy = NULL;
+    if (a->args->proxy) {
+        if (acme_proxy_parse(a->p, a->args->proxy, proxy, &reason) != 0) {
+            return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN,
+                                    apr_psprintf(a->p, "--proxy: %s", reason));
+        }
+        return APR_SUCCESS;
+    }
+    for (i = 0; a->domains && i < a->domains->nelts; ++i) {
+        const acme_domain_t *dom = APR_ARRAY_IDX(a->domains, i, const acme_domain_t *);
+        const acme_proxy_rule_t *r = acme_proxy_find(dom->policy.proxies, ca_url);
+        if (r && r->withheld) {
+            return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN, apr_psprintf(a->p,
+                "the server reaches %s through the proxy %s with a user and password the store "
+                "does not keep: pass --proxy with the URL from ACMEProxy", ca_url,
+                acme_proxy_redact(a->p, r->url)));
+        }
+        if (r) {
+            *proxy = r->url;
+            return APR_SUCCESS;
+        }
+    }
+    return APR_SUCCESS;
+}
+
 static apr_status_t a2_key_load(apr_pool_t *p, const char *path, acme_key_t **key,
                                 acme_result_t *res)
 {
@@ -1066,7 +1106,8 @@ static apr_status_t a2_account_open(a2_t *a, const char *ca_url, a2_account_t **
         return rv;
     }
     opts.ca_file = a2_ca_file(a, ca_url);
-    if ((rv = acme_client_create(&acct->client, a->p, ca_url, &opts, res)) != APR_SUCCESS) {
+    if ((rv = a2_proxy(a, ca_url, &opts.proxy, res)) != APR_SUCCESS
+        || (rv = acme_client_create(&acct->client, a->p, ca_url, &opts, res)) != APR_SUCCESS) {
         return rv;
     }
     recorded_ca = a2_account_ca_url(a, acct->ca_id, &url);
@@ -1371,7 +1412,8 @@ static apr_status_t a2_rollover_recover(a2_t *a, a2_account_t *acct, const char 
         acme_result_reset(res);
         return acme_store_remove_tree(a->p, next_path, res);
     }
-    if ((rv = acme_client_create(&probe, a->p, acct->ca_url, &opts, res)) != APR_SUCCESS) {
+    if ((rv = a2_proxy(a, acct->ca_url, &opts.proxy, res)) != APR_SUCCESS
+        || (rv = acme_client_create(&probe, a->p, acct->ca_url, &opts, res)) != APR_SUCCESS) {
         return rv;
     }
     acme_client_account_use(probe, next, NULL);
@@ -1625,7 +1667,8 @@ static apr_status_t a2_bind_register(a2_t *a, a2_account_t *acct, const char *ne
     acme_key_t *key = NULL;
     apr_status_t rv;
 
-    if ((rv = acme_crypto_key_generate(a->p, &spec, &key, res)) != APR_SUCCESS
+    if ((rv = a2_proxy(a, acct->ca_url, &opts.proxy, res)) != APR_SUCCESS
+        || (rv = acme_crypto_key_generate(a->p, &spec, &key, res)) != APR_SUCCESS
         || (rv = acme_crypto_key_to_pem(a->p, key, pem, res)) != APR_SUCCESS
         || (rv = acme_store_write_file(a->p, next_path, *pem, strlen(*pem), ACME_PERMS_0600,
                                        res)) != APR_SUCCESS

@@ -20,6 +20,7 @@
 #include "acme_profile.h"
 #include "acme_seal.h"
 #include "acme_store.h"
+#include "acme_proxy.h"
 #include "acme_renewal.h"
 
 APLOG_USE_MODULE(acme);
@@ -491,6 +492,38 @@ static const char *acme_cmd_profile(cmd_parms *cmd, void *dc, const char *name, 
     return NULL;
 }
 
+/*
+ * ACMEProxy url|none [ca]: how this context's domains reach a CA (every CA without the second
+ * argument, else the one named as in ACMECertificateAuthority). The lines of a <VirtualHost> or
+ * <ACMEDomain> replace the server config's for its domains, as httpd's directives do. The URL
+ * may hold credentials: every error shows it redacted.
+ */
+static const char *acme_cmd_proxy(cmd_parms *cmd, void *dc, const char *text, const char *ca)
+{
+    const char *err = acme_config_no_dir(cmd);
+    acme_policy_t *pol = acme_config_policy_here(cmd);
+    const char *url = NULL, *ca_url = NULL, *reason = NULL;
+
+    if (err) {
+        return err;
+    }
+    if (acme_proxy_parse(cmd->pool, text, &url, &reason) != 0) {
+        return apr_psprintf(cmd->pool, "ACMEProxy: %s", reason);
+    }
+    if (ca && !(ca_url = acme_domain_ca_url(cmd->pool, ca, &reason))) {
+        return apr_psprintf(cmd->pool, "ACMEProxy: the second argument names the CA the proxy "
+                            "is for, as in ACMECertificateAuthority: %s", reason);
+    }
+    if (!pol->proxies) {
+        pol->proxies = apr_array_make(cmd->pool, 2, sizeof(acme_proxy_rule_t));
+    }
+    APR_ARRAY_PUSH(pol->proxies, acme_proxy_rule_t) = (acme_proxy_rule_t){
+        .ca_url = ca_url,
+        .url = url,
+    };
+    return NULL;
+}
+
 static const acme_config_challenge_t *acme_config_challenge_find(const char *name)
 {
     apr_size_t i;
@@ -778,6 +811,8 @@ const command_rec acme_config_cmds[] = {
                    "certificate profile to ask the CA for, optionally 'mandatory'"),
     AP_INIT_TAKE12("ACMEExternalAccountBinding", acme_cmd_eab, NULL, RSRC_CONF,
                    "key id and root-only file with the HMAC key the CA gave you, or 'none'"),
+    AP_INIT_TAKE12("ACMEProxy", acme_cmd_proxy, NULL, RSRC_CONF,
+                   "proxy URL for the traffic to the CA (or 'none'), optionally the CA it is for"),
     AP_INIT_TAKE_ARGV("ACMEChallenges", acme_cmd_challenges, NULL, RSRC_CONF,
                       "challenge types to use, in order of preference"),
     AP_INIT_TAKE_ARGV("ACMEPrivateKeys", acme_cmd_private_keys, NULL, RSRC_CONF,
@@ -1120,6 +1155,71 @@ static void acme_config_check_profiles(acme_config_checker_t *ck, acme_conf_t *c
                 acme_config_problem(ck, dom, apr_pstrcat(ck->p, res.message, " (as the CA's "
                                     "directory said at the last order)", NULL));
             }
+        }
+    }
+}
+
+/*
+ * A CA is reached one way: its account, nonces and clients are shared by every domain using it
+ * (and a2acme looks its proxy up by CA), so two domains must not name two proxies for one CA.
+ */
+static void acme_config_check_proxies(acme_config_checker_t *ck, acme_conf_t *conf)
+{
+    apr_hash_t *by_ca = apr_hash_make(ck->p);
+    int i, j;
+
+    for (i = 0; i < conf->domains->nelts; ++i) {
+        acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, acme_domain_t *);
+        for (j = 0; j < dom->policy.ca_urls->nelts; ++j) {
+            const char *ca = APR_ARRAY_IDX(dom->policy.ca_urls, j, const char *);
+            const char *mine = acme_proxy_for(dom->policy.proxies, ca), *theirs;
+            const acme_domain_t *first = apr_hash_get(by_ca, ca, APR_HASH_KEY_STRING);
+            if (!first) {
+                apr_hash_set(by_ca, ca, APR_HASH_KEY_STRING, dom);
+                continue;
+            }
+            theirs = acme_proxy_for(first->policy.proxies, ca);
+            if ((mine || theirs) && (!mine || !theirs || strcmp(mine, theirs))) {
+                acme_config_problem(ck, dom, apr_psprintf(ck->p,
+                    "ACMEProxy: %s is reached through %s for ACMEDomain %s (line %d of %s) but "
+                    "through %s here; one CA is reached one way: give both the same ACMEProxy, "
+                    "e.g. in the server config with the CA as second argument", ca,
+                    acme_proxy_redact(ck->p, theirs), first->name, first->defined_line,
+                    first->defined_in, acme_proxy_redact(ck->p, mine)));
+            }
+        }
+    }
+}
+
+/*
+ * An ACMEProxy line naming a CA no domain uses is most likely a typo in the URL (a trailing
+ * slash, the wrong path): that CA would then be reached directly. Warned about, once a line.
+ */
+static void acme_config_warn_unused_proxies(acme_config_checker_t *ck, acme_conf_t *conf)
+{
+    apr_hash_t *used = apr_hash_make(ck->p), *warned = apr_hash_make(ck->p);
+    int i, j;
+
+    for (i = 0; i < conf->domains->nelts; ++i) {
+        acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, acme_domain_t *);
+        for (j = 0; j < dom->policy.ca_urls->nelts; ++j) {
+            apr_hash_set(used, APR_ARRAY_IDX(dom->policy.ca_urls, j, const char *),
+                         APR_HASH_KEY_STRING, "");
+        }
+    }
+    for (i = 0; i < conf->domains->nelts; ++i) {
+        acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, acme_domain_t *);
+        for (j = 0; dom->policy.proxies && j < dom->policy.proxies->nelts; ++j) {
+            const acme_proxy_rule_t *r = &APR_ARRAY_IDX(dom->policy.proxies, j,
+                                                        acme_proxy_rule_t);
+            if (!r->ca_url || apr_hash_get(used, r->ca_url, APR_HASH_KEY_STRING)
+                || apr_hash_get(warned, &r, sizeof(r))) {
+                continue;
+            }
+            apr_hash_set(warned, apr_pmemdup(ck->p, &r, sizeof(r)), sizeof(r), "");
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ck->s, "mod_acme: ACMEProxy %s %s: no "
+                         "domain uses that CA (check the URL against ACMECertificateAuthority)",
+                         acme_proxy_redact(ck->p, r->url), r->ca_url);
         }
     }
 }
@@ -1467,6 +1567,8 @@ int acme_config_check(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *main_ser
     acme_config_resolve_policies(&ck, conf);
     acme_config_index_names(&ck, conf);
     acme_config_check_bindings(&ck, conf);
+    acme_config_check_proxies(&ck, conf);
+    acme_config_warn_unused_proxies(&ck, conf);
     acme_config_add_members(&ck, conf);
     acme_config_check_served(&ck, conf);
     acme_config_choose_challenges(&ck, conf);

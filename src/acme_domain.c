@@ -28,6 +28,7 @@ void acme_policy_init(acme_policy_t *policy, apr_pool_t *p)
         .preferred_chain = NULL,
         .profile = NULL,
         .profile_mandatory = 0,
+        .proxies = NULL,
     };
 }
 
@@ -49,6 +50,7 @@ void acme_policy_inherit(acme_policy_t *dst, const acme_policy_t *src)
         dst->profile = src->profile;
         dst->profile_mandatory = src->profile_mandatory;
     }
+    if (!dst->proxies) dst->proxies = src->proxies;
     if (!dst->eab_kid) {
         dst->eab_kid = src->eab_kid;
         dst->eab_file = src->eab_file;
@@ -176,6 +178,56 @@ static json_t *acme_domain_strings_to_json(const apr_array_header_t *list)
     return arr;
 }
 
+/*
+ * ACMEProxy as it applies to each of the domain's CAs, for a2acme: the URL without its
+ * credentials (domains.json is readable by the User's group), "credentials" saying they were
+ * left out. Only CAs with a rule are listed.
+ */
+static json_t *acme_domain_proxies_to_json(const acme_policy_t *pol)
+{
+    json_t *arr = json_array();
+    apr_pool_t *p = NULL;
+    int i;
+
+    if (apr_pool_create(&p, NULL) != APR_SUCCESS) {
+        return arr;
+    }
+    for (i = 0; pol->ca_urls && i < pol->ca_urls->nelts; ++i) {
+        const char *ca = APR_ARRAY_IDX(pol->ca_urls, i, const char *);
+        const acme_proxy_rule_t *r = acme_proxy_find(pol->proxies, ca);
+        if (r) {
+            json_array_append_new(arr, json_pack("{s:s, s:s?, s:b}", "ca", ca,
+                                                 "proxy", acme_proxy_strip(p, r->url),
+                                                 "credentials",
+                                                 acme_proxy_has_credentials(r->url)));
+        }
+    }
+    apr_pool_destroy(p);
+    return arr;
+}
+
+static void acme_domain_proxies_from_json(apr_pool_t *p, json_t *arr, acme_policy_t *pol)
+{
+    size_t i;
+    json_t *v;
+
+    if (!json_is_array(arr)) {
+        return;
+    }
+    pol->proxies = apr_array_make(p, 2, sizeof(acme_proxy_rule_t));
+    json_array_foreach(arr, i, v) {
+        const char *ca = json_string_value(json_object_get(v, "ca"));
+        const char *url = json_string_value(json_object_get(v, "proxy"));
+        if (ca) {
+            APR_ARRAY_PUSH(pol->proxies, acme_proxy_rule_t) = (acme_proxy_rule_t){
+                .ca_url = apr_pstrdup(p, ca),
+                .url = url ? apr_pstrdup(p, url) : NULL,
+                .withheld = json_is_true(json_object_get(v, "credentials")),
+            };
+        }
+    }
+}
+
 json_t *acme_domain_to_json(const acme_domain_t *dom)
 {
     const acme_policy_t *pol = &dom->policy;
@@ -222,6 +274,9 @@ json_t *acme_domain_to_json(const acme_domain_t *dom)
     if (json && pol->profile) {
         json_object_set_new(json, "profile", json_string(pol->profile));
         json_object_set_new(json, "profile_mandatory", json_boolean(pol->profile_mandatory));
+    }
+    if (json && pol->proxies && pol->proxies->nelts > 0) {
+        json_object_set_new(json, "proxies", acme_domain_proxies_to_json(pol));
     }
     /* Where the binding's key is, never the key: domains.json is readable by the User's group. */
     if (json && pol->eab_kid && *pol->eab_kid && pol->eab_file) {
@@ -363,6 +418,7 @@ apr_status_t acme_domain_from_json(apr_pool_t *p, json_t *json, acme_domain_t **
             json_object_get(json, "dns01_propagation")));
     }
     acme_domain_ca_options_from_json(p, json, &dom->policy);
+    acme_domain_proxies_from_json(p, json_object_get(json, "proxies"), &dom->policy);
     if (dom->idents->nelts == 0 || dom->policy.ca_urls->nelts == 0) {
         return acme_domain_bad_json(res, p, apr_pstrcat(p, "domain ", name,
                                                         " has no identifiers or no CA", NULL));

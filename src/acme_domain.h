@@ -7,6 +7,7 @@
 
 #include "acme_crypto.h"
 #include "acme_ident.h"
+#include "acme_proxy.h"
 #include "acme_result.h"
 
 /*
@@ -36,6 +37,8 @@ typedef struct {
     const char *preferred_chain;    /* ACMEPreferredChain: topmost issuer's CN, or a part of it */
     const char *profile;            /* ACMEProfile name; NULL unset (automatic) */
     int profile_mandatory;          /* ACMEProfile ... mandatory: the CA must offer it */
+    apr_array_header_t *proxies;    /* acme_proxy_rule_t: the ACMEProxy lines of the innermost
+                                     * context with any (they replace the outer ones); NULL unset */
 } acme_policy_t;
 
 typedef struct {

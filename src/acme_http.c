@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 
 #include "acme_http.h"
+#include "acme_proxy.h"
 #include "acme_version.h"
 
 #define HTTP_DEFAULT_CONNECT_TIMEOUT apr_time_from_sec(10)
@@ -23,6 +24,7 @@ struct acme_http_t {
     struct curl_slist *post_headers;
     acme_http_options_t opts;
     const char *user_agent;
+    const char *proxy_shown;    /* the proxy as messages name it: credentials redacted */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -474,6 +476,10 @@ static CURLcode http_configure(acme_http_t *http)
 #endif
     /* "" rather than unset: the environment of httpd must not pick a proxy for us. */
     SETOPT(CURLOPT_PROXY, http->opts.proxy ? http->opts.proxy : "");
+    if (http->opts.proxy) {
+        /* Nor may its NO_PROXY send the CA around the proxy the admin configured. */
+        SETOPT(CURLOPT_NOPROXY, "");
+    }
     if (http->opts.ca_file) {
         SETOPT(CURLOPT_CAINFO, http->opts.ca_file);
     }
@@ -502,6 +508,7 @@ apr_status_t acme_http_create(acme_http_t **out, apr_pool_t *p,
         http->opts.max_response_size = HTTP_DEFAULT_MAX_RESPONSE;
     }
     http->user_agent = apr_pstrcat(p, ACME_USER_AGENT_PRODUCT, " libcurl/", cv->version, NULL);
+    http->proxy_shown = http->opts.proxy ? acme_proxy_redact(p, http->opts.proxy) : NULL;
     http->curl = curl_easy_init();
     apr_pool_cleanup_register(p, http, http_cleanup, apr_pool_cleanup_null);
     if (!http->curl) {
@@ -528,6 +535,53 @@ const char *acme_http_user_agent(const acme_http_t *http)
     return http->user_agent;
 }
 
+/*
+ * A failure with a proxy configured: when the proxy is the cause, say so (the admin must not go
+ * looking at the CA), and name it only with its credentials redacted. Temporary like every
+ * transport failure: a proxy that is down or refuses may be fixed while the old certificate
+ * serves, and the renewal backs off meanwhile.
+ */
+static apr_status_t proxy_failure(acme_http_t *http, apr_pool_t *p, const char *method,
+                                  const char *url, CURLcode rc, const char *why,
+                                  acme_result_t *res)
+{
+    const char *blame = NULL;
+    long connect_code = 0;
+
+    curl_easy_getinfo(http->curl, CURLINFO_HTTP_CONNECTCODE, &connect_code);
+    /* Some proxies (tinyproxy) answer wrong credentials with 401 rather than 407. */
+    if (connect_code == 407 || connect_code == 401) {
+        blame = apr_psprintf(p, "requires authentication, and the credentials were missing or "
+                             "refused (HTTP %ld to CONNECT): check the user name and password "
+                             "in ACMEProxy", connect_code);
+    }
+    else if (connect_code >= 500) {
+        why = apr_psprintf(p, "the proxy could not open a tunnel to the CA (HTTP %ld to "
+                           "CONNECT): it cannot reach the CA, or the CA is down", connect_code);
+    }
+    else if (connect_code >= 300) {
+        blame = apr_psprintf(p, "refused the tunnel to the CA (HTTP %ld to CONNECT): its "
+                             "rules must allow the CA's host and port", connect_code);
+    }
+    else if (rc == CURLE_COULDNT_RESOLVE_PROXY) {
+        blame = "has a host name that cannot be resolved";
+    }
+    else if (rc == CURLE_COULDNT_CONNECT) {
+        blame = "cannot be reached (is it running, are the host and port in ACMEProxy right?)";
+    }
+    if (!blame) {
+        return acme_result_fail(res, rc == CURLE_OPERATION_TIMEDOUT ? APR_TIMEUP : APR_EGENERAL,
+                                ACME_CLASS_RETRY_SOON,
+                                apr_psprintf(p, "%s %s through the proxy %s failed: %s (curl "
+                                             "error %d)", method, url, http->proxy_shown, why,
+                                             (int)rc));
+    }
+    return acme_result_fail(res, APR_EGENERAL, ACME_CLASS_RETRY_SOON,
+                            apr_psprintf(p, "%s %s failed at the proxy, not at the CA: the proxy "
+                                         "%s %s (curl error %d)", method, url,
+                                         http->proxy_shown, blame, (int)rc));
+}
+
 static apr_status_t transport_failure(acme_http_t *http, apr_pool_t *p, const char *method,
                                       const char *url, CURLcode rc, const http_transfer_t *t,
                                       acme_result_t *res)
@@ -539,6 +593,9 @@ static apr_status_t transport_failure(acme_http_t *http, apr_pool_t *p, const ch
         return acme_result_fail(res, APR_EGENERAL, cls,
                                 apr_psprintf(p, "%s %s: response larger than %" APR_SIZE_T_FMT
                                              " bytes", method, url, http->opts.max_response_size));
+    }
+    if (http->proxy_shown) {
+        return proxy_failure(http, p, method, url, rc, why, res);
     }
     /* A missing or unreadable CA file will not fix itself by waiting. */
     if (rc == CURLE_SSL_CACERT_BADFILE) {

@@ -481,6 +481,18 @@ static void acme_worker_ca_life(acme_worker_t *w, acme_worker_ca_t *ca, const ac
         "this CA are tried again", ca->ca_url));
 }
 
+/* Which way the CA's traffic goes, once per run (the proxy named without its credentials). */
+static void acme_worker_ca_proxy_log(acme_worker_t *w, const char *ca_url,
+                                     const acme_policy_t *pol)
+{
+    const char *proxy = acme_proxy_for(pol->proxies, ca_url);
+
+    if (proxy) {
+        acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "the CA %s is reached through "
+                        "the proxy %s (ACMEProxy)", ca_url, acme_proxy_redact(w->pool, proxy)));
+    }
+}
+
 static apr_status_t acme_worker_ca_get(acme_worker_t *w, const char *ca_url,
                                        const acme_policy_t *pol, acme_worker_ca_t **pca,
                                        acme_result_t *res)
@@ -504,6 +516,7 @@ static apr_status_t acme_worker_ca_get(acme_worker_t *w, const char *ca_url,
         }
         acme_worker_account_url_load(w, ca);
         apr_hash_set(w->cas, ca_url, APR_HASH_KEY_STRING, ca);
+        acme_worker_ca_proxy_log(w, ca_url, pol);
     }
     acme_worker_ca_eab(w, ca, pol);
     acme_worker_ca_life(w, ca, pol);
@@ -765,11 +778,14 @@ static acme_worker_ari_ca_t *acme_worker_ari_ca(acme_worker_t *w, apr_hash_t *cl
                                                 const acme_worker_item_t *item)
 {
     const char *ca_file = item->dom->policy.ca_file;
-    const char *key = apr_pstrcat(w->pool, item->ca->ca_url, " ", ca_file ? ca_file : "", NULL);
+    const char *proxy = acme_proxy_for(item->dom->policy.proxies, item->ca->ca_url);
+    const char *key = apr_pstrcat(w->pool, item->ca->ca_url, " ", ca_file ? ca_file : "", " ",
+                                  proxy ? proxy : "", NULL);
     acme_worker_ari_ca_t *ac = apr_hash_get(clients, key, APR_HASH_KEY_STRING);
     /* ARI only advises, and the plan asks it before any order starts: a CA that hangs may hold
      * the whole run back by this much once (then it counts as broken for the run), not 30 s. */
-    acme_client_options_t opts = { .ca_file = ca_file, .timeout = ACME_WORKER_ARI_TIMEOUT };
+    acme_client_options_t opts = { .ca_file = ca_file, .timeout = ACME_WORKER_ARI_TIMEOUT,
+                                   .proxy = proxy };
     acme_result_t res;
 
     if (!ac) {
@@ -1526,6 +1542,9 @@ static void acme_worker_account_upkeep(acme_worker_t *w)
         acme_worker_run_t run = { .w = w, .p = w->pool };
         acme_result_t res;
 
+        if (item) {     /* the CA's traffic goes the way ACMEProxy says, upkeep included */
+            opts.proxy = acme_proxy_for(item->dom->policy.proxies, ca->ca_url);
+        }
         if (!item || ca->busy || ca->key_new || !ca->account_url || ca->record->deactivated_at
             || ca->life_done
             || !acme_account_upkeep_due(ca->record, ca->contact_cfg, apr_time_now())) {
@@ -2622,9 +2641,10 @@ static apr_status_t acme_worker_issue(acme_worker_run_t *run, acme_result_t *res
     const acme_worker_ca_t *ca = run->item->ca;
     acme_client_options_t opts = {
         .ca_file = run->item->dom->policy.ca_file,
+        .proxy = acme_proxy_for(run->item->dom->policy.proxies, ca->ca_url),
     };
     const char *key = apr_pstrcat(run->p, ca->ca_url, " ", opts.ca_file ? opts.ca_file : "",
-                                  NULL);
+                                  " ", opts.proxy ? opts.proxy : "", NULL);
     apr_status_t rv = APR_SUCCESS;
     int j;
 

@@ -16,6 +16,8 @@ PACKAGES+=(libclang-rt-dev)
 # The Debian package (test/package.sh): dpkg-buildpackage and debhelper (dh_apache2 comes with
 # apache2-dev), lintian, fakeroot, and man-db for checking the man pages.
 PACKAGES+=(dpkg-dev debhelper lintian fakeroot man-db)
+# A real forward proxy for the ACMEProxy tests (test/e2e/proxy.py).
+PACKAGES+=(tinyproxy)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

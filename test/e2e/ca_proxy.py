@@ -37,6 +37,15 @@ _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length
 
 
 class _Server(ThreadingHTTPServer):
+    only_from = None        # a peer address; connections from any other are closed unanswered
+    turned_away = 0         # connections closed that way (see CaProxy.accept_only_from)
+
+    def verify_request(self, request, client_address):
+        if self.only_from and client_address[0] != self.only_from:
+            self.turned_away += 1
+            return False
+        return True
+
     def handle_error(self, request, client_address):
         # A client that went away mid-answer (a worker killed by a test) is not the front's
         # error; anything else still prints its traceback.
@@ -97,6 +106,15 @@ class CaProxy:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+
+    def accept_only_from(self, address):
+        """Closes, unanswered, every connection whose peer is not `address` (e.g. the outgoing
+        address of a proxy): the direct route to the CA is blocked. `turned_away` counts them."""
+        self.server.only_from = address
+
+    @property
+    def turned_away(self):
+        return self.server.turned_away
 
     def orders_with(self, field):
         with self.lock:

@@ -7,7 +7,8 @@
  *   0  a name (ACMEDomain / Host / SNI): parse, wildcard and reverse-DNS forms
  *   1  names, one per line, into the index, then each line looked up as a Host
  *   2  a duration           3  a renew window       4  a warn window
- *   5  an ACMECA URL        6  an ACMEDns01Propagation value
+ *   5  an ACMECA URL, and the same text as an ACMEProxy URL
+ *   6  an ACMEDns01Propagation value
  *   7  names added to one domain, one per line (duplicates, wildcards, IPs)
  */
 #include "fuzz_common.h"
@@ -15,6 +16,7 @@
 #include "acme_domain.h"
 #include "acme_names.h"
 #include "acme_plan.h"
+#include "acme_proxy.h"
 #include "acme_renewal.h"
 
 static void fuzz_name(apr_pool_t *p, const char *text)
@@ -92,6 +94,30 @@ static void fuzz_window(apr_pool_t *p, const char *text, int warn)
     }
 }
 
+/* ACMEProxy: a normalized URL parses to itself, and redaction leaves no user info behind. */
+static void fuzz_proxy(apr_pool_t *p, const char *text)
+{
+    const char *url = NULL, *again = NULL, *reason = NULL, *shown, *plain;
+
+    if (acme_proxy_parse(p, text, &url, &reason) != 0) {
+        FUZZ_ASSERT(reason != NULL);
+        return;
+    }
+    if (!url) {
+        return;
+    }
+    FUZZ_ASSERT(acme_proxy_parse(p, url, &again, &reason) == 0 && again && !strcmp(again, url));
+    shown = acme_proxy_redact(p, url);
+    plain = acme_proxy_strip(p, url);
+    FUZZ_ASSERT(!acme_proxy_has_credentials(plain));
+    if (acme_proxy_has_credentials(url)) {
+        FUZZ_ASSERT(strstr(shown, "://***@") != NULL);
+    }
+    else {
+        FUZZ_ASSERT(strcmp(shown, url) == 0 && strcmp(plain, url) == 0);
+    }
+}
+
 static void fuzz_ca(apr_pool_t *p, const char *text)
 {
     const char *reason = NULL;
@@ -100,6 +126,7 @@ static void fuzz_ca(apr_pool_t *p, const char *text)
     if (url) {
         FUZZ_ASSERT(acme_domain_ca_id(p, url) != NULL);
     }
+    fuzz_proxy(p, text);
 }
 
 static void fuzz_propagation(apr_pool_t *p, const char *text)

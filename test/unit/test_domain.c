@@ -393,6 +393,53 @@ static void test_json_set_round_trip(void **state)
     json_decref(empty);
 }
 
+/*
+ * ACMEProxy in domains.json: per CA as it applies, never the credentials (a flag says they were
+ * left out); a CA without a rule is not listed; inner lines replace the outer ones.
+ */
+static void test_json_proxies_without_credentials(void **state)
+{
+    apr_pool_t *p = *state;
+    static const char *const names[] = { "proxy.example.org" };
+    const char *internal = "https://ca.internal/acme/directory";
+    acme_domain_t *dom = make_domain(p, names, 1), *back = NULL;
+    acme_policy_t outer;
+    acme_result_t res;
+    json_t *json;
+    char *text;
+
+    dom->policy.ca_urls = apr_array_make(p, 2, sizeof(const char *));
+    APR_ARRAY_PUSH(dom->policy.ca_urls, const char *) = internal;
+    APR_ARRAY_PUSH(dom->policy.ca_urls, const char *) = ACME_CA_LETSENCRYPT;
+    dom->policy.proxies = apr_array_make(p, 2, sizeof(acme_proxy_rule_t));
+    APR_ARRAY_PUSH(dom->policy.proxies, acme_proxy_rule_t) =
+        (acme_proxy_rule_t){ .ca_url = ACME_CA_LETSENCRYPT,
+                             .url = "http://u:s3cret@proxy.corp:3128" };
+    acme_policy_init(&outer, p);
+    outer.proxies = apr_array_make(p, 1, sizeof(acme_proxy_rule_t));
+    APR_ARRAY_PUSH(outer.proxies, acme_proxy_rule_t) =
+        (acme_proxy_rule_t){ .ca_url = NULL, .url = "http://other:8080" };
+    acme_policy_inherit(&dom->policy, &outer);
+    acme_policy_defaults(&dom->policy, p);
+    assert_null(acme_proxy_for(dom->policy.proxies, internal));
+
+    json = acme_domain_to_json(dom);
+    text = json_dumps(json, JSON_COMPACT);
+    assert_null(strstr(text, "s3cret"));
+    assert_null(strstr(text, "u:"));
+    assert_null(strstr(text, "\"ca\":\"https://ca.internal"));   /* no rule, not listed */
+    acme_result_reset(&res);
+    assert_int_equal(acme_domain_from_json(p, json, &back, &res), APR_SUCCESS);
+    free(text);
+    json_decref(json);
+    assert_non_null(back->policy.proxies);
+    assert_int_equal(back->policy.proxies->nelts, 1);
+    assert_string_equal(acme_proxy_for(back->policy.proxies, ACME_CA_LETSENCRYPT),
+                        "http://proxy.corp:3128");
+    assert_true(acme_proxy_find(back->policy.proxies, ACME_CA_LETSENCRYPT)->withheld);
+    assert_null(acme_proxy_find(back->policy.proxies, internal));
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, unit_setup_pool, unit_teardown_pool)
@@ -407,6 +454,7 @@ int main(void)
         T(test_json_huge_dns01_timeout),
         T(test_json_refuses_broken_domains),
         T(test_json_set_round_trip),
+        T(test_json_proxies_without_credentials),
     };
 #undef T
 
