@@ -335,8 +335,7 @@ static apr_size_t acme_dns01_query(unsigned char *buf, apr_size_t size, const ch
     return n;
 }
 
-/* Skips a (possibly compressed) name; 0 when it runs off the message. */
-static apr_size_t acme_dns01_skip_name(const unsigned char *m, apr_size_t len, apr_size_t off)
+apr_size_t acme_dns01_skip_name(const unsigned char *m, apr_size_t len, apr_size_t off)
 {
     while (off < len) {
         unsigned char c = m[off];

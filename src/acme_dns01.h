@@ -108,4 +108,8 @@ apr_status_t acme_dns01_txt_exchange(apr_pool_t *p, const char *server, const ch
                                      unsigned char *a, apr_size_t size, apr_size_t *alen,
                                      unsigned int *qid, acme_result_t *res);
 
+/* Skips a (possibly compressed) name at off in a DNS message of len bytes: the offset after
+ * it, 0 when it runs off the message. For the answer parsers (dns-01, dns-persist-01). */
+apr_size_t acme_dns01_skip_name(const unsigned char *m, apr_size_t len, apr_size_t off);
+
 #endif

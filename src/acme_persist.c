@@ -8,6 +8,7 @@
 
 #include "acme_b64.h"
 #include "acme_crypto.h"
+#include "acme_dns01.h"
 #include "acme_persist.h"
 
 #define ACME_PERSIST_SHOWN_MAX 300
@@ -290,22 +291,6 @@ acme_persist_verdict_t acme_persist_check(apr_pool_t *p, const apr_array_header_
     return best;
 }
 
-/* Skips a (possibly compressed) name; 0 when it runs off the message. */
-static apr_size_t acme_persist_skip_name(const unsigned char *m, apr_size_t len, apr_size_t off)
-{
-    while (off < len) {
-        unsigned char c = m[off];
-        if (c == 0) {
-            return off + 1;
-        }
-        if ((c & 0xc0) == 0xc0) {
-            return off + 2 <= len ? off + 2 : 0;
-        }
-        off += (apr_size_t)c + 1;
-    }
-    return 0;
-}
-
 /* The character-strings of one TXT RDATA, joined (RFC 7208 §3.3 style). */
 static const char *acme_persist_rdata(apr_pool_t *p, const unsigned char *r, apr_size_t rdlen)
 {
@@ -338,13 +323,13 @@ apr_status_t acme_persist_txt_answer(apr_pool_t *p, const unsigned char *m, apr_
     qd = (unsigned int)(m[4] << 8 | m[5]);
     an = (unsigned int)(m[6] << 8 | m[7]);
     for (i = 0; i < qd; ++i) {
-        if (!(off = acme_persist_skip_name(m, len, off)) || (off += 4) > len) {
+        if (!(off = acme_dns01_skip_name(m, len, off)) || (off += 4) > len) {
             return APR_EINVAL;
         }
     }
     for (i = 0; i < an && (*txts)->nelts < ACME_PERSIST_MAX_TXTS; ++i) {
         unsigned int type, rdlen;
-        if (!(off = acme_persist_skip_name(m, len, off)) || off + 10 > len) {
+        if (!(off = acme_dns01_skip_name(m, len, off)) || off + 10 > len) {
             return APR_EINVAL;
         }
         type = (unsigned int)(m[off] << 8 | m[off + 1]);
