@@ -1803,6 +1803,17 @@ static int a2_cmd_account_sub(a2_t *a)
     return a2_cmd_account_agree(a);
 }
 
+/* --ca names a CA as ACMECertificateAuthority does (letsencrypt, a URL): 0, or a usage error. */
+static int a2_check_ca_option(apr_pool_t *p, const a2_args_t *args)
+{
+    const char *reason = NULL;
+
+    if (args->ca_url && !acme_domain_ca_url(p, args->ca_url, &reason)) {
+        return a2_usage_error(reason);
+    }
+    return 0;
+}
+
 /* The account subcommands' arguments, checked before the store is opened. */
 static int a2_account_arity(const a2_args_t *args, apr_pool_t *p)
 {
@@ -1824,13 +1835,7 @@ static int a2_account_arity(const a2_args_t *args, apr_pool_t *p)
     if (args->json) {
         return a2_usage_error("--json is an option of list and account");
     }
-    if (args->ca_url) {
-        const char *reason = NULL;
-        if (!acme_domain_ca_url(p, args->ca_url, &reason)) {
-            return a2_usage_error(reason);
-        }
-    }
-    return 0;
+    return a2_check_ca_option(p, args);
 }
 
 /* "terms:" and "deactivated:" lines of `account` from the worker's record. */
@@ -2200,13 +2205,7 @@ static int a2_check_arity(const a2_args_t *args, apr_pool_t *p)
     if (args->ca_url && !strcmp(args->command, "list")) {
         return a2_usage_error("--ca is an option of account, rollover and revoke");
     }
-    if (args->ca_url) {
-        const char *reason = NULL;
-        if (!acme_domain_ca_url(p, args->ca_url, &reason)) {
-            return a2_usage_error(reason);
-        }
-    }
-    return 0;
+    return a2_check_ca_option(p, args);
 }
 
 static int a2_run(apr_pool_t *p, int argc, const char *const *argv)
