@@ -1,38 +1,4 @@
-#include <errno.h>
-#include <grp.h>
-#include <signal.h>
-#include <string.h>
-#include <unistd.h>
-#include <sys/prctl.h>
-
-#include <apr_escape.h>
-#include <apr_strings.h>
-#include <apr_thread_proc.h>
-#include <apr_thread_mutex.h>
-#include <apr_hash.h>
-#include <apr_general.h>
-
-#include "acme_perms.h"
-#include "acme_account.h"
-#include "acme_activate.h"
-#include "acme_challenge.h"
-#include "acme_client.h"
-#include "acme_crypto.h"
-#include "acme_dns01.h"
-#include "acme_jose.h"
-#include "acme_persist.h"
-#include "acme_eab.h"
-#include "acme_domain.h"
-#include "acme_job.h"
-#include "acme_plan.h"
-#include "acme_problem.h"
-#include "acme_profile.h"
-#include "acme_renewal.h"
-#include "acme_notify.h"
-#include "acme_seal.h"
-#include "acme_selfcheck.h"
-#include "acme_store.h"
-#include "acme_worker.h"
+#include "acme_worker_int.h"
 
 #define ACME_WORKER_DEFAULT_INTERVAL apr_time_from_sec(12 * 3600)
 #define ACME_WORKER_MAX_STEPS 12
@@ -57,74 +23,9 @@ void acme_worker_request_stop(void)
     acme_worker_stopping = 1;
 }
 
-/* What the run knows about one CA: its account key (read as root) and URL. */
-typedef struct {
-    const char *ca_url;
-    const char *ca_id;
-    acme_key_t *account_key;
-    const char *account_url;            /* NULL until looked up or registered */
-    apr_thread_mutex_t *lock;           /* one registration at a time */
-    apr_thread_mutex_t *new_order_lock; /* one newOrder in flight until its URL is saved: a
-                                         * kill in between orphans at most one order */
-    apr_pool_t *pool;                   /* account_url's memory, used under lock only: order
-                                         * threads must not allocate from the run's pool */
-    acme_store_lock_t *account_lock;    /* the store lock a2acme rollover takes, or NULL */
-    int busy;                           /* another process held it: no orders at this CA */
-    int key_new;                        /* the key was made this run: no account has it yet */
-    const char *eab_kid;                /* ACMEExternalAccountBinding of the first domain here */
-    char *eab_hmac;                     /* its HMAC key, read as root in prepare; a secret */
-    const char *eab_error;              /* why the key could not be read: no registration */
-    int eab_only_if_required;           /* the domain has failover CAs: bind where required */
-    acme_job_account_t *record;         /* jobs/account.<ca-id>.json, in pool, under lock */
-    acme_result_t *recovery_failed;     /* this run's failed account recovery, in pool, under
-                                         * lock: the other orders fail alike without requests */
-    int life_set;                       /* contact_cfg and agreement taken from a domain */
-    const char *contact_cfg;            /* ACMEContactEmail of the first domain here, canonical */
-    int agreement;                      /* its ACMEAgreement */
-    int life_done;                      /* terms and contact compared this run (under lock) */
-    const char *ca_file;                /* ACMECACertificate of that domain */
-} acme_worker_ca_t;
-
-/* The certificate served now for one key spec, read as root. */
-typedef struct {
-    int present;
-    int covers;                         /* names match the configuration */
-    apr_time_t not_before;
-    apr_time_t not_after;
-    const char *serial;                 /* upper-case hex */
-    const char *cert_id;                /* ARI certificate id (RFC 9773), or NULL */
-} acme_worker_active_t;
-
-typedef struct {
-    const acme_domain_t *dom;
-    acme_worker_ca_t *ca;               /* the CA in use: cas[job's ca_index] */
-    acme_worker_ca_t **cas;             /* one per ACMECertificateAuthority value, for failover */
-    int n_cas;
-    acme_worker_active_t *active;       /* one per key spec */
-    int staged;                         /* a finished set waits for activation */
-    int forced;                         /* an admin asked for it: activate without waiting */
-    const char *job_damaged;            /* why jobs/<name>.json could not be read, or NULL */
-} acme_worker_item_t;
-
-typedef struct {
-    const acme_worker_config_t *cfg;
-    apr_pool_t *pool;
-    acme_store_t *store;
-    apr_hash_t *cas;                    /* ca_url -> acme_worker_ca_t * */
-    apr_array_header_t *items;          /* acme_worker_item_t */
-    apr_array_header_t *due;            /* acme_worker_item_t * */
-    int next_due;                       /* queue position, under lock */
-    apr_thread_mutex_t *lock;
-    apr_time_t next_run;                /* earliest time any domain needs the worker again */
-    int failures;
-    int running;                        /* order threads still going, under lock */
-    int abandoned;                      /* stopped with threads still running */
-    const unsigned char *proof_key;     /* seal/proof.key, read as root: proves our staged sets */
-} acme_worker_t;
-
 /* ------------------------------------------------------------------ small helpers */
 
-static void acme_worker_log(const acme_worker_t *w, acme_log_level_t level, const char *msg)
+void acme_worker_log(const acme_worker_t *w, acme_log_level_t level, const char *msg)
 {
     if (w->cfg->log) {
         w->cfg->log(w->cfg->log_baton, level, msg);
@@ -140,7 +41,7 @@ static double acme_worker_random(void)
                     | (apr_uint32_t)b[2] << 8 | b[3]) / 4294967296.0;
 }
 
-static const char *acme_worker_time_text(apr_pool_t *p, apr_time_t t)
+const char *acme_worker_time_text(apr_pool_t *p, apr_time_t t)
 {
     char buf[APR_RFC822_DATE_LEN];
 
@@ -161,8 +62,8 @@ static void acme_worker_note_next(acme_worker_t *w, apr_time_t t)
  * Saves a job; a failure is logged, never silent, and brings the worker back soon: every later
  * save writes the whole job again. res may be NULL when the caller has no use for the detail.
  */
-static apr_status_t acme_worker_job_save(acme_worker_t *w, apr_pool_t *p, const acme_job_t *job,
-                                         acme_result_t *res)
+apr_status_t acme_worker_job_save(acme_worker_t *w, apr_pool_t *p, const acme_job_t *job,
+                                  acme_result_t *res)
 {
     acme_result_t local;
     apr_status_t rv;
@@ -189,7 +90,7 @@ static const char *acme_worker_file(apr_pool_t *p, const char *dir, const char *
 }
 
 /* The served certificates of a domain, one per key type, for a notification. */
-static apr_array_header_t *acme_worker_active_certs(apr_pool_t *p, const acme_worker_item_t *item)
+apr_array_header_t *acme_worker_active_certs(apr_pool_t *p, const acme_worker_item_t *item)
 {
     const apr_array_header_t *specs = item->dom->policy.key_specs;
     apr_array_header_t *certs = apr_array_make(p, specs->nelts, sizeof(acme_notify_cert_t));
@@ -237,9 +138,9 @@ static apr_array_header_t *acme_worker_set_certs(apr_pool_t *p, const acme_domai
  * ACMENotifyCommand for one event, rate-limited per domain through the job (which the caller
  * saves). A failing program is logged and changes nothing else.
  */
-static void acme_worker_notify(acme_worker_t *w, apr_pool_t *p, const acme_domain_t *dom,
-                               acme_job_t *job, const char *event,
-                               const apr_array_header_t *certs, const char *error)
+void acme_worker_notify(acme_worker_t *w, apr_pool_t *p, const acme_domain_t *dom,
+                        acme_job_t *job, const char *event,
+                        const apr_array_header_t *certs, const char *error)
 {
     apr_time_t now = apr_time_now();
     acme_notify_event_t ev = {
@@ -273,83 +174,6 @@ static void acme_worker_notify(acme_worker_t *w, apr_pool_t *p, const acme_domai
 }
 
 /* ------------------------------------------------------------------ preparation (as root) */
-
-/*
- * A key that cannot be read or parsed can never sign again: it is kept for the admin and a new
- * key makes a new account (the CA's certificates stay valid), so renewals go on.
- */
-static apr_status_t acme_worker_account_key_aside(acme_worker_t *w, const char *path,
-                                                  acme_result_t *res)
-{
-    const char *why = acme_result_describe(res, w->pool), *aside = NULL;
-    apr_status_t rv = acme_store_set_aside(w->pool, path, &aside, res);
-
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "the account key %s cannot be "
-                                                      "used (%s); set aside as %s, a new key and "
-                                                      "account are made", path, why, aside));
-    return APR_SUCCESS;
-}
-
-static apr_status_t acme_worker_account_key(acme_worker_t *w, acme_worker_ca_t *ca,
-                                            acme_result_t *res)
-{
-    const char *dir = acme_store_path(w->pool, w->store, ACME_STORE_ACCOUNTS, ca->ca_id, NULL);
-    const char *path = apr_pstrcat(w->pool, dir, "/account.key", NULL);
-    acme_keyspec_t spec = { .kind = ACME_KEY_EC, .bits = 256 };
-    const char *pem = NULL;
-    char *text = NULL;
-    apr_size_t len = 0;
-    apr_status_t rv;
-
-    rv = acme_store_read_file(w->pool, path, &text, &len, 0, res);
-    if (rv == APR_SUCCESS
-        && (rv = acme_crypto_key_from_pem(w->pool, text, len, &ca->account_key, res))
-           == APR_SUCCESS) {
-        return rv;
-    }
-    if (!APR_STATUS_IS_ENOENT(rv) && (rv = acme_worker_account_key_aside(w, path, res))
-                                     != APR_SUCCESS) {
-        return rv;
-    }
-    acme_result_reset(res);
-    ca->key_new = 1;
-    if ((rv = acme_crypto_key_generate(w->pool, &spec, &ca->account_key, res)) != APR_SUCCESS
-        || (rv = acme_crypto_key_to_pem(w->pool, ca->account_key, &pem, res)) != APR_SUCCESS) {
-        return rv;
-    }
-    return acme_store_write_file(w->pool, path, pem, strlen(pem), ACME_PERMS_0600, res);
-}
-
-static const char *acme_worker_account_url_path(acme_worker_t *w, apr_pool_t *p,
-                                                const acme_worker_ca_t *ca)
-{
-    return acme_store_path(p, w->store, ACME_STORE_JOBS,
-                           apr_pstrcat(p, "account.", ca->ca_id, ".json", NULL), NULL);
-}
-
-/*
- * The account record, in ca->pool (order threads add to it under ca->lock). A key made this run
- * has no account yet, whatever the record says: e.g. an admin removed the key of an account the
- * CA deactivated, to get a new one.
- */
-static void acme_worker_account_url_load(acme_worker_t *w, acme_worker_ca_t *ca)
-{
-    acme_result_t res;
-
-    acme_result_reset(&res);
-    if (acme_job_account_load(ca->pool, acme_worker_account_url_path(w, w->pool, ca), ca->ca_url,
-                              &ca->record, &res) != APR_SUCCESS
-        && !APR_STATUS_IS_ENOENT(res.status)) {
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "%s; the account is looked "
-                                                          "up by its key and the file written "
-                                                          "again", acme_result_describe(&res,
-                                                                                        w->pool)));
-    }
-    ca->account_url = ca->key_new ? NULL : ca->record->url;
-}
 
 /*
  * A pool with an allocator of its own, guarded by a mutex: what threads allocate from it (or
@@ -934,7 +758,7 @@ static apr_time_t acme_worker_ari(acme_worker_t *w, apr_hash_t *clients,
     return at;
 }
 
-static apr_time_t acme_worker_emergency_at(const acme_worker_item_t *item)
+apr_time_t acme_worker_emergency_at(const acme_worker_item_t *item)
 {
     const apr_array_header_t *specs = item->dom->policy.key_specs;
     apr_time_t earliest = 0;
@@ -1060,18 +884,7 @@ static void acme_worker_plan(acme_worker_t *w, apr_interval_time_t interval)
 
 /* ------------------------------------------------------------------ one order */
 
-typedef struct {
-    acme_worker_t *w;
-    apr_pool_t *p;                      /* the thread's pool for this domain */
-    apr_pool_t *thread_pool;            /* lives as long as the thread: clients are reused */
-    apr_hash_t *clients;                /* "ca_url ca_file" -> acme_client_t *, per thread */
-    acme_worker_item_t *item;
-    acme_job_t *job;
-    acme_client_t *client;
-    const char *pending_dir;
-} acme_worker_run_t;
-
-static void acme_worker_activity(acme_worker_run_t *run, const char *what)
+void acme_worker_activity(acme_worker_run_t *run, const char *what)
 {
     run->job->activity = what;
     run->job->updated = apr_time_now();
@@ -1093,31 +906,9 @@ static apr_status_t acme_worker_save_order(acme_worker_run_t *run, const acme_or
     return acme_worker_job_save(run->w, run->p, run->job, res);
 }
 
-/*
- * What a new account at the domain's CA is registered with. External account binding: once a
- * directive for it exists, its key id and HMAC key go into eab_kid / eab_hmac here (the client
- * already signs the binding), so first registrations and re-registrations both carry it.
- */
-static void acme_worker_account_params(acme_worker_run_t *run, acme_client_account_params_t *params)
-{
-    const acme_policy_t *pol = &run->item->dom->policy;
-    const acme_worker_ca_t *ca = run->item->ca;
-    const char **contact = apr_palloc(run->p, sizeof(*contact));
-
-    *contact = pol->contact ? apr_pstrcat(run->p, "mailto:", pol->contact, NULL) : NULL;
-    *params = (acme_client_account_params_t){
-        .contact = *contact ? contact : NULL,
-        .n_contact = *contact ? 1 : 0,
-        .agree_tos = pol->agreement > 0,
-        .eab_kid = ca->eab_hmac ? ca->eab_kid : NULL,
-        .eab_hmac = ca->eab_hmac,
-        .eab_only_if_required = ca->eab_only_if_required,
-    };
-}
-
 /* newAccount (or the account the key has) with the configured contact, agreement and binding. */
-static apr_status_t acme_worker_register(acme_worker_run_t *run, acme_client_account_t **acct,
-                                         acme_result_t *res)
+apr_status_t acme_worker_register(acme_worker_run_t *run, acme_client_account_t **acct,
+                                  acme_result_t *res)
 {
     acme_worker_ca_t *ca = run->item->ca;
     acme_client_account_params_t params;
@@ -1129,30 +920,6 @@ static apr_status_t acme_worker_register(acme_worker_run_t *run, acme_client_acc
     }
     acme_worker_account_params(run, &params);
     return acme_client_account_register(run->client, run->p, &params, acct, res);
-}
-
-/* Under ca->lock: the CA's account is `url` from now on; the record says why. */
-static void acme_worker_account_adopt(acme_worker_run_t *run, const char *url, const char *why,
-                                      int reregistered)
-{
-    acme_worker_ca_t *ca = run->item->ca;
-    apr_time_t now = apr_time_now();
-    acme_result_t res;
-
-    acme_job_account_note(ca->record, ca->pool, url, why, now);
-    if (reregistered) {
-        ca->record->reregistered_at = now;
-    }
-    ca->account_url = ca->record->url;
-    ca->key_new = 0;
-    acme_result_reset(&res);
-    if (acme_job_account_save(run->p, acme_worker_account_url_path(run->w, run->p, ca),
-                              ca->record, &res) != APR_SUCCESS) {
-        /* The next run looks the account up by its key: one request, no new account. */
-        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p,
-            "the account URL %s at %s could not be recorded (%s); the next run looks it up "
-            "by its key", url, ca->ca_url, acme_result_describe(&res, run->p)));
-    }
 }
 
 static apr_status_t acme_worker_account(acme_worker_run_t *run, acme_result_t *res)
@@ -1182,385 +949,7 @@ static apr_status_t acme_worker_account(acme_worker_run_t *run, acme_result_t *r
     return rv;
 }
 
-/*
- * Under ca->lock: a failed recovery is remembered for the run (the other orders at this CA fail
- * alike, without asking the CA again) and logged once, at notice: which CA, what happened, what
- * happens next.
- */
-static apr_status_t acme_worker_account_unrecovered(acme_worker_run_t *run, const char *lost,
-                                                    acme_result_t *res)
-{
-    acme_worker_ca_t *ca = run->item->ca;
-    acme_result_t *keep = apr_pcalloc(ca->pool, sizeof(*keep));
-
-    *keep = *res;
-    keep->message = apr_pstrdup(ca->pool, acme_result_describe(res, run->p));
-    keep->problem_type = keep->detail = keep->instance = keep->subproblems = NULL;
-    ca->recovery_failed = keep;
-    acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(run->p,
-        "account at %s: the CA no longer accepts account %s and it could not be recovered: %s; "
-        "orders at this CA fail until then%s", ca->ca_url, lost ? lost : "(none)",
-        keep->message, keep->retry_after ? apr_psprintf(run->p, " (next attempt not before %s)",
-                                       acme_worker_time_text(run->p, keep->retry_after)) : ""));
-    return res->status;
-}
-
-/* Under ca->lock, after the CA said it has no account for the key: register it again. */
-static apr_status_t acme_worker_account_reregister(acme_worker_run_t *run, const char *lost,
-                                                   const char *why, acme_result_t *res)
-{
-    acme_worker_ca_t *ca = run->item->ca;
-    acme_client_account_t *acct = NULL;
-    apr_time_t not_before = 0;
-    apr_status_t rv;
-
-    if (!acme_job_account_may_reregister(ca->record, apr_time_now(), &not_before)) {
-        /* Retried when the hour is up, not after the long admin backoff. */
-        acme_result_fail(res, APR_EAGAIN, ACME_CLASS_RETRY_AFTER, apr_psprintf(run->p,
-            "the account was already registered again at %s; another re-registration "
-            "waits an hour, so that an account deactivated on purpose is not recreated in a "
-            "loop", acme_worker_time_text(run->p, ca->record->reregistered_at)));
-        res->retry_after = not_before;
-        return acme_worker_account_unrecovered(run, lost, res);
-    }
-    rv = acme_worker_register(run, &acct, res);
-    if (rv != APR_SUCCESS) {
-        return acme_worker_account_unrecovered(run, lost, res);
-    }
-    acme_worker_account_adopt(run, acct->url, apr_psprintf(run->p, "registered again: the CA "
-                              "no longer knew %s (%s)", lost ? lost : "(none)", why), 1);
-    acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(run->p,
-        "account at %s: the CA no longer knew account %s (%s); registered the account key again "
-        "as %s, and orders at this CA go on with it now. Another re-registration at this CA "
-        "waits until %s", ca->ca_url, lost ? lost : "(none)", why, acct->url,
-        acme_worker_time_text(run->p, ca->record->reregistered_at
-                                      + ACME_JOB_ACCOUNT_REREGISTER_GAP)));
-    return APR_SUCCESS;
-}
-
-/*
- * Under ca->lock: the account `lost` is gone at the CA. The key is looked up first
- * (onlyReturnExisting): the CA may know it under another URL. A key whose account the CA
- * deactivated is never registered again here: that takes a new key, an admin's decision.
- */
-static apr_status_t acme_worker_account_reestablish(acme_worker_run_t *run, const char *lost,
-                                                    acme_result_t *res)
-{
-    acme_worker_ca_t *ca = run->item->ca;
-    const char *why = acme_result_describe(res, run->p);
-    acme_client_account_t *acct = NULL;
-    apr_status_t rv;
-
-    acme_client_account_use(run->client, ca->account_key, NULL);
-    acme_result_reset(res);
-    rv = acme_client_account_find(run->client, run->p, &acct, res);
-    if (APR_STATUS_IS_ENOENT(rv)) {
-        acme_result_reset(res);
-        return acme_worker_account_reregister(run, lost, why, res);
-    }
-    if (rv == APR_SUCCESS && acct->status && strcmp(acct->status, "valid")) {
-        rv = acme_result_fail(res, APR_EACCES, ACME_CLASS_ADMIN, "");
-    }
-    if (rv != APR_SUCCESS && (acme_problem_account_lost(res) || res->status == APR_EACCES)) {
-        res->err_class = ACME_CLASS_ADMIN;
-        res->message = apr_psprintf(run->p, "the CA reports the account of the key in "
-            "accounts/%s/ deactivated (%s); a new account needs a new key: remove that "
-            "account.key (the server then makes a new key and account) or restore the account "
-            "at the CA", ca->ca_id, acct && acct->status ? acct->status : why);
-        res->retry_after = 0;
-    }
-    if (rv != APR_SUCCESS) {
-        return acme_worker_account_unrecovered(run, lost, res);
-    }
-    if (!lost || strcmp(acct->url, lost)) {
-        acme_worker_account_adopt(run, acct->url, apr_psprintf(run->p, "found again by key: "
-                                  "the CA no longer knew %s (%s)", lost ? lost : "(none)", why),
-                                  0);
-        acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(run->p,
-            "account at %s: the CA no longer knew account %s (%s) but has the key's account "
-            "as %s; orders at this CA go on with it now", ca->ca_url, lost ? lost : "(none)",
-            why, acct->url));
-    }
-    return APR_SUCCESS;
-}
-
-/*
- * The CA no longer has the account the order was signed with (res): accountDoesNotExist, or
- * unauthorized for a deactivated or unknown account. Under the CA's lock, so that when several
- * order threads meet it at once only the first recovers and the others take its URL. 1 when
- * the domain should be ordered again at once, with a fresh order (the old one was the lost
- * account's). At most once per domain and run.
- */
-static int acme_worker_account_recover(acme_worker_run_t *run, acme_result_t *res, int *tried)
-{
-    acme_worker_ca_t *ca = run->item->ca;
-    const char *lost;
-    apr_status_t rv = APR_SUCCESS;
-
-    if (*tried || !run->client || !acme_problem_account_lost(res)) {
-        return 0;
-    }
-    *tried = 1;
-    lost = acme_client_account_url(run->client);
-    lost = lost ? apr_pstrdup(run->p, lost) : NULL;
-    apr_thread_mutex_lock(ca->lock);
-    if (ca->account_url && lost && strcmp(ca->account_url, lost)) {
-        rv = APR_SUCCESS;       /* another order thread recovered it already */
-    }
-    else if (ca->recovery_failed) {
-        *res = *ca->recovery_failed;
-        rv = res->status;
-    }
-    else {
-        rv = acme_worker_account_reestablish(run, lost, res);
-    }
-    if (rv == APR_SUCCESS) {
-        acme_client_account_use(run->client, ca->account_key, ca->account_url);
-    }
-    apr_thread_mutex_unlock(ca->lock);
-    if (rv != APR_SUCCESS) {
-        return 0;
-    }
-    acme_result_reset(res);
-    run->job->order_json = NULL;
-    return 1;
-}
-
 /* ------------------------------------------------------------------ account life */
-
-static void acme_worker_record_save(acme_worker_run_t *run)
-{
-    acme_worker_ca_t *ca = run->item->ca;
-    acme_result_t res;
-
-    acme_result_reset(&res);
-    if (acme_job_account_save(run->p, acme_worker_account_url_path(run->w, run->p, ca),
-                              ca->record, &res) != APR_SUCCESS) {
-        acme_worker_log(run->w, ACME_LOG_WARNING, acme_result_describe(&res, run->p));
-    }
-}
-
-/* tos-changed for the domain whose order met it; the document also names the CA and terms. */
-static void acme_worker_tos_notify(acme_worker_run_t *run, const char *terms,
-                                   const char *text)
-{
-    const acme_domain_t *dom = run->item->dom;
-    acme_notify_event_t ev = {
-        .event = ACME_ACCOUNT_TOS_EVENT, .domain = dom->name, .idents = dom->idents,
-        .error = text, .now = apr_time_now(),
-    };
-    acme_result_t res;
-    json_t *doc;
-
-    if (!run->w->cfg->notify_argv || run->w->cfg->notify_argv->nelts == 0) {
-        return;
-    }
-    doc = acme_notify_document(&ev);
-    json_object_set_new(doc, "ca", json_string(run->item->ca->ca_url));
-    json_object_set_new(doc, "terms_of_service", terms ? json_string(terms) : json_null());
-    acme_result_reset(&res);
-    if (acme_notify_run(run->p, run->w->cfg->notify_argv, ACME_ACCOUNT_TOS_EVENT, dom->name, doc,
-                        &res) != APR_SUCCESS) {
-        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s: %s", dom->name,
-                                                               acme_result_describe(&res,
-                                                                                    run->p)));
-    }
-    json_decref(doc);
-}
-
-/*
- * Before any request at the CA: an account the admin deactivated (a2acme account deactivate)
- * is not registered again behind their back, and a CA that asked for agreement to new terms
- * (userActionRequired) gets no orders until the admin acts. No request either way.
- */
-static apr_status_t acme_worker_account_gate(acme_worker_run_t *run, acme_result_t *res)
-{
-    acme_worker_ca_t *ca = run->item->ca;
-    apr_status_t rv = APR_SUCCESS;
-    apr_time_t emergency_at = acme_worker_emergency_at(run->item);
-
-    /* Both flags live in jobs/, which the httpd User can write: a forged one must not let a
-     * certificate expire. At the emergency floor the CA is asked anyway; a real block or
-     * deactivation only costs the refused order (and is recorded again). */
-    if (emergency_at > 0 && apr_time_now() >= emergency_at) {
-        return APR_SUCCESS;
-    }
-    apr_thread_mutex_lock(ca->lock);
-    if (ca->record->deactivated_at && !ca->key_new) {
-        rv = acme_result_fail(res, APR_EACCES, ACME_CLASS_ADMIN, apr_psprintf(run->p,
-            ACME_MSG_DEACTIVATED ": the account %s at %s was deactivated by an admin at %s "
-            "(a2acme account deactivate); no orders with it. For a new account remove "
-            "accounts/%s/account.key (the server makes a new key and account at its next "
-            "order) or use another CA", ca->record->url ? ca->record->url : "?", ca->ca_url,
-            acme_worker_time_text(run->p, ca->record->deactivated_at), ca->ca_id));
-    }
-    else if (acme_account_tos_blocked(ca->record, ca->agreement, NULL)) {
-        rv = acme_result_fail(res, APR_EACCES, ACME_CLASS_ADMIN, apr_psprintf(run->p,
-            ACME_MSG_TOS_STILL ": %s asked on %s for agreement to new terms of service (%s); no "
-            "orders there until an admin agrees: read them, agree at the CA if it asks, then "
-            "run 'a2acme account agree --ca %s'", ca->ca_url,
-            acme_worker_time_text(run->p, ca->record->tos_blocked_at),
-            ca->record->tos_blocked ? ca->record->tos_blocked : "the CA named none", ca->ca_url));
-        res->problem_type = "urn:ietf:params:acme:error:userActionRequired";
-    }
-    apr_thread_mutex_unlock(ca->lock);
-    return rv;
-}
-
-static void acme_worker_account_life_log(acme_worker_run_t *run, const acme_account_sync_t *s)
-{
-    acme_worker_ca_t *ca = run->item->ca;
-    const char *text;
-
-    if (s->tos == ACME_ACCOUNT_TOS_CHANGED) {
-        text = apr_psprintf(run->p, ACME_MSG_TOS_CHANGED ": %s now names new terms of service "
-            "(%s)%s", ca->ca_url, s->terms, s->tos_agreed_now ? "; ACMEAgreement accepted: "
-            "recorded as agreed, orders go on" : "; orders go on unless the CA asks for "
-            "agreement (see the status)");
-        acme_worker_log(run->w, ACME_LOG_WARNING, text);
-        acme_worker_tos_notify(run, s->terms, text);
-    }
-    if (s->contact_pushed) {
-        acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(run->p, ACME_MSG_CONTACT_PUSHED
-            ": account %s at %s: contact updated to %s (ACMEContactEmail changed)",
-            ca->account_url, ca->ca_url, ca->contact_cfg));
-    }
-    else if (s->contact == ACME_ACCOUNT_CONTACT_PUSH) {
-        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, ACME_MSG_CONTACT_FAILED
-            ": account %s at %s: the contact could not be updated to %s: %s; tried again at "
-            "the next run, renewals go on", ca->account_url, ca->ca_url, ca->contact_cfg,
-            acme_result_describe(&s->contact_error, run->p)));
-    }
-}
-
-/* Once per run and CA, with the account known: terms of service and contact (never fails). */
-static void acme_worker_account_life(acme_worker_run_t *run)
-{
-    acme_worker_ca_t *ca = run->item->ca;
-    acme_account_sync_t sync;
-
-    apr_thread_mutex_lock(ca->lock);
-    if (!ca->life_done) {
-        ca->life_done = 1;
-        acme_account_sync(run->client, run->p, ca->pool, ca->record, ca->contact_cfg,
-                          ca->agreement, &sync);
-        if (sync.changed) {
-            acme_worker_record_save(run);
-        }
-        acme_worker_account_life_log(run, &sync);
-    }
-    apr_thread_mutex_unlock(ca->lock);
-}
-
-/* The next of the domain's CAs after a blocked one; 0 when there is none to go to. */
-static int acme_worker_tos_failover(acme_worker_run_t *run, int *switches)
-{
-    acme_worker_item_t *item = run->item;
-    const char *from = item->ca->ca_url;
-
-    if (item->n_cas < 2 || ++*switches >= item->n_cas) {
-        return 0;
-    }
-    run->job->ca_index = (run->job->ca_index < 0 ? 0 : run->job->ca_index + 1) % item->n_cas;
-    run->job->ca_failures = 0;
-    item->ca = item->cas[run->job->ca_index];
-    run->job->ca_url = item->ca->ca_url;
-    run->job->order_json = NULL;
-    acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s: the CA %s waits for "
-                    "agreement to new terms of service; switching to the next CA %s",
-                    item->dom->name, from, item->ca->ca_url));
-    acme_worker_job_save(run->w, run->p, run->job, NULL);
-    return 1;
-}
-
-/*
- * userActionRequired (RFC 8555 §7.3.3): the CA wants a human to agree to new terms. The CA is
- * blocked (recorded, logged, notified once), the served certificates stay, and a domain with
- * another CA goes on there. 1 when the caller should try again (at the next CA).
- */
-static int acme_worker_tos_stop(acme_worker_run_t *run, acme_result_t *res, int *switches)
-{
-    acme_worker_ca_t *ca = run->item->ca;
-    const char *terms, *text = NULL;
-
-    if (!acme_problem_is(res, "userActionRequired")) {
-        /* The gate refused an account the admin deactivated: another CA may have one. */
-        return res->status == APR_EACCES && res->err_class == ACME_CLASS_ADMIN
-               && !res->problem_type && acme_worker_tos_failover(run, switches);
-    }
-    res->err_class = ACME_CLASS_ADMIN;
-    apr_thread_mutex_lock(ca->lock);
-    if (!ca->record->tos_blocked_at) {
-        terms = run->client ? acme_client_terms_required(run->client) : NULL;
-        acme_account_tos_block(ca->record, ca->pool, terms, ca->agreement, apr_time_now());
-        acme_worker_record_save(run);
-        text = apr_psprintf(run->p, ACME_MSG_TOS_BLOCKED ": %s asks for agreement to new terms "
-            "of service (%s)%s; no orders at this CA until an admin agrees (read them, agree "
-            "at the CA if it asks, then 'a2acme account agree --ca %s'); the served "
-            "certificates stay", ca->ca_url, terms ? terms : "the CA named none",
-            res->instance ? apr_psprintf(run->p, ", see %s", res->instance) : "", ca->ca_url);
-        acme_worker_log(run->w, ACME_LOG_ERROR, text);
-        terms = terms ? apr_pstrdup(run->p, terms) : NULL;
-    }
-    apr_thread_mutex_unlock(ca->lock);
-    if (text) {
-        acme_worker_tos_notify(run, terms, text);
-    }
-    return acme_worker_tos_failover(run, switches);
-}
-
-/* The first domain naming ca, as the item the account-life messages are about; or NULL. */
-static acme_worker_item_t *acme_worker_ca_item(acme_worker_t *w, const acme_worker_ca_t *ca)
-{
-    int i, j;
-
-    for (i = 0; i < w->items->nelts; ++i) {
-        acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
-        for (j = 0; j < item->n_cas; ++j) {
-            if (item->cas[j] == ca) {
-                return item;
-            }
-        }
-    }
-    return NULL;
-}
-
-/*
- * Each run, before the orders: a CA with an account whose configured contact changed, or whose
- * terms were not looked at for a day, gets them compared (one directory GET; a POST only for a
- * changed contact), also when no certificate is due there. A plain restart costs no request.
- * Orders at a CA compare them anyway (the directory is fetched for them) and skip this.
- */
-static void acme_worker_account_upkeep(acme_worker_t *w)
-{
-    apr_hash_index_t *hi;
-
-    for (hi = apr_hash_first(w->pool, w->cas); hi; hi = apr_hash_next(hi)) {
-        acme_worker_ca_t *ca = apr_hash_this_val(hi);
-        acme_worker_item_t *item = acme_worker_ca_item(w, ca), copy;
-        acme_client_options_t opts = { .ca_file = ca->ca_file };
-        acme_worker_run_t run = { .w = w, .p = w->pool };
-        acme_result_t res;
-
-        if (item) {     /* the CA's traffic goes the way ACMEProxy says, upkeep included */
-            opts.proxy = acme_proxy_for(item->dom->policy.proxies, ca->ca_url);
-        }
-        if (!item || ca->busy || ca->key_new || !ca->account_url || ca->record->deactivated_at
-            || ca->life_done
-            || !acme_account_upkeep_due(ca->record, ca->contact_cfg, apr_time_now())) {
-            continue;
-        }
-        acme_result_reset(&res);
-        if (acme_client_create(&run.client, w->pool, ca->ca_url, &opts, &res) != APR_SUCCESS) {
-            continue;
-        }
-        copy = *item;
-        copy.ca = ca;
-        run.item = &copy;
-        acme_client_account_use(run.client, ca->account_key, ca->account_url);
-        acme_worker_account_life(&run);
-    }
-}
 
 /* The types this build answers for the identifier; dns-01 only through ACMEDns01Command. */
 static int acme_worker_answers(const acme_domain_t *dom, const acme_client_authz_t *authz,
@@ -1813,16 +1202,7 @@ static apr_status_t acme_worker_dns01_setup(acme_worker_run_t *run, const acme_d
 
 /* ------------------------------------------------------------------ dns-persist-01 */
 
-/* What a _validation-persist record must name for this CA and account. */
-typedef struct {
-    const apr_array_header_t *issuers;  /* const char *: the CA's issuer domain names */
-    const char *prefix;                 /* the CA's accountHashPrefix */
-    const char *thumbprint;
-    const char *account_url;
-    const char *resolver;
-} acme_worker_persist_t;
-
-static int acme_worker_lists(const acme_domain_t *dom, const char *type)
+int acme_worker_lists(const acme_domain_t *dom, const char *type)
 {
     int i;
 
@@ -1832,317 +1212,6 @@ static int acme_worker_lists(const acme_domain_t *dom, const char *type)
         }
     }
     return 0;
-}
-
-/* ACMEDns01Propagation check's resolver, else the system's: where the records are looked up. */
-static const char *acme_worker_persist_resolver(apr_pool_t *p, const acme_domain_t *dom)
-{
-    acme_dns01_propagation_t prop;
-    const char *reason = NULL;
-
-    if (dom->policy.dns01_propagation
-        && acme_dns01_propagation_parse(p, dom->policy.dns01_propagation, &prop, &reason)
-           == APR_SUCCESS && prop.resolver) {
-        return prop.resolver;
-    }
-    return acme_persist_system_resolver(p, NULL);
-}
-
-/* issuers: the challenge's issuerDomainNames, or NULL for the directory's (before ordering). */
-static apr_status_t acme_worker_persist_ctx(acme_worker_run_t *run,
-                                            const apr_array_header_t *issuers,
-                                            acme_worker_persist_t *ctx, acme_result_t *res)
-{
-    const acme_client_meta_t *meta = NULL;
-    const char *ca = run->item->ca->ca_url;
-    apr_status_t rv = acme_client_meta(run->client, &meta, res);
-
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    *ctx = (acme_worker_persist_t){
-        .issuers = issuers ? issuers : meta->issuer_domain_names,
-        .prefix = meta->account_hash_prefix,
-        .account_url = acme_client_account_url(run->client),
-        .resolver = acme_worker_persist_resolver(run->p, run->item->dom),
-    };
-    if (!ctx->prefix || !*ctx->prefix || !ctx->issuers || ctx->issuers->nelts == 0) {
-        return acme_result_fail(res, APR_ENOTIMPL, ACME_CLASS_ADMIN, apr_psprintf(run->p,
-            "%s the CA %s does not advertise %s (draft-ietf-acme-dns-persist-02 §3.2, §4.1), "
-            "so no dns-persist-01 record can be checked for it; use another challenge type",
-            ACME_PERSIST_MSG_CA, ca, !ctx->prefix || !*ctx->prefix
-            ? "accountHashPrefix in its directory" : "valid issuerDomainNames"));
-    }
-    if (!ctx->account_url) {
-        return acme_result_fail(res, APR_EINVAL, ACME_CLASS_RETRY_SOON,
-                                "dns-persist-01: the account URL is not known yet");
-    }
-    return acme_jose_thumbprint(run->p, run->item->ca->account_key, &ctx->thumbprint, res);
-}
-
-/* Looks the record of one name up and judges it; ADMIN with what to fix when it is unusable. */
-/* Asks resolver for want->fqdn and judges the TXT values: OK or *why. */
-static apr_status_t acme_worker_persist_lookup(apr_pool_t *p, const char *resolver,
-                                               const acme_persist_want_t *want,
-                                               acme_persist_record_t *rec,
-                                               acme_persist_verdict_t *v, const char **why,
-                                               acme_result_t *res)
-{
-    apr_array_header_t *txts = NULL;
-    unsigned char a[4096];
-    apr_size_t n = 0;
-    unsigned int id = 0;
-    apr_status_t rv = acme_dns01_txt_exchange(p, resolver, want->fqdn, a, sizeof(a), &n, &id,
-                                              res);
-
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    if (acme_persist_txt_answer(p, a, n, id, &txts) != APR_SUCCESS) {
-        return acme_result_fail(res, APR_EINVAL, ACME_CLASS_RETRY_SOON, apr_psprintf(p,
-            "dns-persist-01: the resolver %s sent no usable answer for TXT %s", resolver,
-            want->fqdn));
-    }
-    *v = acme_persist_check(p, txts, want, rec, why);
-    return APR_SUCCESS;
-}
-
-/*
- * Looks the record of one name up and judges it; ADMIN with what to fix when it is unusable.
- * *seen (optional) gets what it was checked against.
- */
-static apr_status_t acme_worker_persist_name(acme_worker_run_t *run,
-                                             const acme_worker_persist_t *ctx, const char *name,
-                                             acme_persist_record_t *rec,
-                                             acme_persist_want_t *seen, acme_result_t *res)
-{
-    apr_pool_t *p = run->p;
-    int wild = !strncmp(name, "*.", 2);
-    apr_array_header_t *uris = apr_array_make(p, 2, sizeof(const char *));
-    acme_persist_want_t want = { .fqdn = acme_persist_fqdn(p, name), .issuers = ctx->issuers,
-                                 .accounturis = uris, .wildcard = wild,
-                                 .now = apr_time_sec(apr_time_now()) };
-    acme_persist_verdict_t v = ACME_PERSIST_NONE;
-    const char *why = NULL;
-    apr_status_t rv;
-
-    APR_ARRAY_PUSH(uris, const char *) = acme_persist_account_uri(p, ctx->prefix,
-        wild ? name + 2 : name, ctx->thumbprint, ctx->account_url);
-    APR_ARRAY_PUSH(uris, const char *) = acme_persist_account_uri(p, ctx->prefix, "*",
-        ctx->thumbprint, ctx->account_url);
-    want.expected = acme_persist_value(p, APR_ARRAY_IDX(ctx->issuers, 0, const char *),
-                                       APR_ARRAY_IDX(uris, 0, const char *), wild, 0);
-    rv = acme_worker_persist_lookup(p, ctx->resolver, &want, rec, &v, &why, res);
-    if (rv != APR_SUCCESS || v == ACME_PERSIST_OK) {
-        if (seen) {
-            *seen = want;
-        }
-        return rv;
-    }
-    return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN, apr_psprintf(p,
-        "%s %s: dns-persist-01 for %s: %s (looked up at %s; nothing was ordered or answered "
-        "for it, the served certificate (if any) is kept; 'a2acme dns-persist %s' prints the "
-        "record)", ACME_PERSIST_MSG_CHECK, run->item->dom->name, name, why, ctx->resolver,
-        name));
-}
-
-/* The window before persistUntil that warns: ACMEWarnWindow, a percentage of the lifetime. */
-static apr_interval_time_t acme_worker_persist_window(acme_worker_t *w, apr_pool_t *p,
-                                                      const acme_worker_item_t *item)
-{
-    apr_interval_time_t lifetime = 0;
-    acme_plan_window_t window;
-    const char *reason = NULL;
-    int j;
-
-    for (j = 0; j < item->dom->policy.key_specs->nelts; ++j) {
-        const acme_worker_active_t *act = &item->active[j];
-        if (act->present && (!lifetime || act->not_after - act->not_before < lifetime)) {
-            lifetime = act->not_after - act->not_before;
-        }
-    }
-    if (!w->cfg->warn_window
-        || acme_renewal_warn_parse(w->cfg->warn_window, &window, &reason, p) != APR_SUCCESS) {
-        acme_renewal_warn_parse("auto", &window, &reason, p);
-    }
-    if (!window.is_fraction) {
-        return window.absolute;
-    }
-    return (apr_interval_time_t)(window.fraction
-                                 * (double)(lifetime ? lifetime : apr_time_from_sec(90 * 86400)));
-}
-
-/*
- * persistUntil inside the warn window: a WARNING line each time, a notification at most once
- * per ACME_NOTIFY_REPEAT (*notified_at, updated).
- */
-static void acme_worker_persist_expiring(acme_worker_t *w, apr_pool_t *p,
-                                         const acme_worker_item_t *item, acme_job_t *job,
-                                         const char *name, const acme_persist_record_t *rec,
-                                         apr_time_t *notified_at)
-{
-    apr_time_t now = apr_time_now();
-    const char *text;
-
-    if (!rec->has_until || apr_time_from_sec(rec->persist_until) - now
-                           >= acme_worker_persist_window(w, p, item)) {
-        return;
-    }
-    text = apr_psprintf(p, "%s %s: the dns-persist-01 record for %s expires at %s "
-                        "(persistUntil=%" APR_INT64_T_FMT "); after that the CA refuses it and "
-                        "renewals fail: publish it with a later persistUntil or none "
-                        "('a2acme dns-persist %s')", ACME_PERSIST_MSG_EXPIRING, item->dom->name,
-                        name, acme_worker_time_text(p, apr_time_from_sec(rec->persist_until)),
-                        rec->persist_until, name);
-    acme_worker_log(w, ACME_LOG_WARNING, text);
-    if (acme_notify_due(ACME_PERSIST_EVENT_EXPIRING, *notified_at, now)) {
-        acme_worker_notify(w, p, item->dom, job, ACME_PERSIST_EVENT_EXPIRING,
-                           acme_worker_active_certs(p, item), text);
-        *notified_at = now;
-    }
-}
-
-static const char *acme_worker_persist_path(apr_pool_t *p, const acme_worker_t *w,
-                                            const acme_domain_t *dom)
-{
-    return acme_store_path(p, w->store, ACME_STORE_JOBS,
-                           apr_pstrcat(p, dom->name, ".persist.json", NULL), NULL);
-}
-
-/* jobs/<domain>.persist.json; an unreadable one is as none. */
-static apr_array_header_t *acme_worker_persist_load(acme_worker_t *w, apr_pool_t *p,
-                                                    const acme_domain_t *dom,
-                                                    apr_time_t *notified_at)
-{
-    apr_array_header_t *watches = NULL;
-    json_t *doc = NULL;
-    acme_result_t res;
-
-    acme_result_reset(&res);
-    *notified_at = 0;
-    if (acme_store_read_json(p, acme_worker_persist_path(p, w, dom), &doc, &res) != APR_SUCCESS) {
-        return apr_array_make(p, 1, sizeof(acme_persist_watch_t));
-    }
-    acme_persist_watch_parse(p, doc, &watches, notified_at);
-    return watches;
-}
-
-static void acme_worker_persist_save(acme_worker_t *w, apr_pool_t *p, const acme_domain_t *dom,
-                                     const apr_array_header_t *watches, apr_time_t notified_at)
-{
-    json_t *doc = acme_persist_watch_json(watches, notified_at);
-    acme_result_t res;
-
-    acme_result_reset(&res);
-    if (acme_store_write_json(p, acme_worker_persist_path(p, w, dom), doc, ACME_PERMS_0644,
-                              &res) != APR_SUCCESS) {
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "%s: %s", dom->name,
-                                                          acme_result_describe(&res, p)));
-    }
-    json_decref(doc);
-}
-
-/* Another listed type can validate name (a wildcard: dns-01 through ACMEDns01Command only). */
-static int acme_worker_persist_other_way(const acme_domain_t *dom, const char *name)
-{
-    int dns01 = acme_worker_lists(dom, "dns-01") && dom->policy.dns01_command
-                && dom->policy.dns01_command->nelts > 0;
-
-    if (!strncmp(name, "*.", 2)) {
-        return dns01;
-    }
-    return dns01 || acme_worker_lists(dom, "http-01") || acme_worker_lists(dom, "tls-alpn-01")
-           || acme_worker_lists(dom, "tls-sni-01");
-}
-
-/* A failed check of name with another way to validate it: logged, 1 (the caller goes on). */
-static int acme_worker_persist_skip(acme_worker_run_t *run, const char *name, acme_result_t *res)
-{
-    if (!acme_worker_persist_other_way(run->item->dom, name)) {
-        return 0;
-    }
-    acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s; another listed "
-                    "challenge type is tried for %s", acme_result_describe(res, run->p), name));
-    acme_result_reset(res);
-    return 1;
-}
-
-/*
- * Before ordering: every DNS name's record must be there and right, else nothing is ordered
- * (a name another listed type can validate only gets a warning).
- */
-static apr_status_t acme_worker_persist_precheck(acme_worker_run_t *run, acme_result_t *res)
-{
-    const acme_domain_t *dom = run->item->dom;
-    acme_worker_persist_t ctx;
-    apr_array_header_t *watches;
-    apr_time_t notified_at = 0;
-    apr_status_t rv, ctx_rv;
-    int i;
-
-    if (!acme_worker_lists(dom, "dns-persist-01")) {
-        return APR_SUCCESS;
-    }
-    acme_worker_activity(run, "checking the dns-persist-01 records");
-    acme_worker_persist_load(run->w, run->p, dom, &notified_at);
-    watches = apr_array_make(run->p, 2, sizeof(acme_persist_watch_t));
-    ctx_rv = acme_worker_persist_ctx(run, NULL, &ctx, res);
-    for (i = 0; i < dom->idents->nelts; ++i) {
-        const acme_ident_t *id = &APR_ARRAY_IDX(dom->idents, i, acme_ident_t);
-        acme_persist_watch_t *watch = apr_array_push(watches);
-        acme_persist_record_t rec;
-        watch->name = id->value;
-        if (id->type != ACME_IDENT_DNS) {
-            --watches->nelts;
-            continue;
-        }
-        rv = ctx_rv;
-        if (rv == APR_SUCCESS && (rv = acme_worker_persist_name(run, &ctx, id->value, &rec,
-                                                                &watch->want, res))
-                                 == APR_SUCCESS) {
-            acme_worker_persist_expiring(run->w, run->p, run->item, run->job, id->value, &rec,
-                                         &notified_at);
-            continue;
-        }
-        --watches->nelts;
-        if (!acme_worker_persist_skip(run, id->value, res)) {
-            return rv;
-        }
-        if (ctx_rv != APR_SUCCESS) {
-            acme_worker_persist_ctx(run, NULL, &ctx, res);  /* the same reason for the next */
-        }
-    }
-    acme_worker_persist_save(run->w, run->p, dom, watches, notified_at);
-    acme_result_reset(res);
-    return APR_SUCCESS;
-}
-
-/* The CA's dns-persist-01 challenge: its issuer names checked, the record looked up again. */
-static apr_status_t acme_worker_persist_answer(acme_worker_run_t *run,
-                                              const acme_client_authz_t *authz,
-                                              const acme_client_challenge_t *chal,
-                                              acme_result_t *res)
-{
-    const char *name = authz->wildcard ? apr_pstrcat(run->p, "*.", authz->identifier.value, NULL)
-                                       : authz->identifier.value;
-    acme_worker_persist_t ctx;
-    acme_persist_record_t rec;
-    apr_status_t rv;
-
-    if (!chal->issuer_domain_names || chal->issuer_domain_names->nelts == 0) {
-        return acme_result_fail(res, APR_EINVAL, ACME_CLASS_RETRY_SOON, apr_psprintf(run->p,
-            "the CA's dns-persist-01 challenge for %s has no usable issuerDomainNames (1 to 10 "
-            "lowercase names, draft-ietf-acme-dns-persist-02 §3.1); not answered", name));
-    }
-    rv = acme_worker_persist_ctx(run, chal->issuer_domain_names, &ctx, res);
-    if (rv == APR_SUCCESS) {
-        rv = acme_worker_persist_name(run, &ctx, name, &rec, NULL, res);
-    }
-    if (rv == APR_SUCCESS) {
-        acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "%s: answering "
-                        "dns-persist-01 for %s", run->item->dom->name, name));
-    }
-    return rv;
 }
 
 /*
@@ -2782,7 +1851,7 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
                                                    dom->name, item->ca->ca_url));
     rv = acme_worker_issue(&run, &res);
     while (rv != APR_SUCCESS && (acme_worker_account_recover(&run, &res, &recovered)
-                                 || acme_worker_tos_stop(&run, &res, &switches)
+                                 || acme_worker_account_tos_stop(&run, &res, &switches)
                                  || acme_worker_failover(&run, &res, &switches)
                                  || acme_worker_retry_same_ca(&run, &res, &retried)
                                  || acme_worker_retry_quick(&run, &res, &quick))) {
@@ -3041,35 +2110,7 @@ static apr_interval_time_t acme_worker_shortest_lifetime(const acme_worker_t *w)
     return shortest;
 }
 
-/* One record last found valid, looked up again: persistUntil near, or gone or changed. */
-static void acme_worker_persist_recheck(acme_worker_t *w, const acme_worker_item_t *item,
-                                        acme_job_t *job, acme_persist_watch_t *watch,
-                                        apr_time_t *notified_at)
-{
-    apr_pool_t *p = w->pool;
-    const char *resolver = acme_worker_persist_resolver(p, item->dom), *why = NULL;
-    acme_persist_verdict_t v = ACME_PERSIST_NONE;
-    acme_persist_record_t rec;
-    acme_result_t res;
-
-    acme_result_reset(&res);
-    watch->want.now = apr_time_sec(apr_time_now());
-    if (acme_worker_persist_lookup(p, resolver, &watch->want, &rec, &v, &why, &res)
-        != APR_SUCCESS) {
-        acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(p, "%s: %s", item->dom->name,
-                                                       acme_result_describe(&res, p)));
-        return;
-    }
-    if (v == ACME_PERSIST_OK) {
-        acme_worker_persist_expiring(w, p, item, job, watch->name, &rec, notified_at);
-        return;
-    }
-    acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "%s %s: dns-persist-01 for %s: %s "
-                    "(looked up at %s; the next renewal fails unless this is fixed)",
-                    ACME_PERSIST_MSG_CHECK, item->dom->name, watch->name, why, resolver));
-}
-
-static int acme_worker_was_due(const acme_worker_t *w, const acme_worker_item_t *item)
+int acme_worker_was_due(const acme_worker_t *w, const acme_worker_item_t *item)
 {
     int i;
 
@@ -3079,43 +2120,6 @@ static int acme_worker_was_due(const acme_worker_t *w, const acme_worker_item_t 
         }
     }
     return 0;
-}
-
-/*
- * Once per check, between renewals: the dns-persist-01 records last found valid are looked up
- * again (jobs/<domain>.persist.json says against what; no CA needed). Domains that ran this
- * time were checked already.
- */
-static void acme_worker_persist_watch(acme_worker_t *w)
-{
-    int i, j;
-
-    for (i = 0; i < w->items->nelts; ++i) {
-        const acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
-        apr_time_t notified_at = 0, before;
-        apr_array_header_t *watches;
-        acme_job_t *job = NULL;
-        acme_result_t res;
-        if (!acme_worker_lists(item->dom, "dns-persist-01") || acme_worker_was_due(w, item)) {
-            continue;
-        }
-        watches = acme_worker_persist_load(w, w->pool, item->dom, &notified_at);
-        acme_result_reset(&res);
-        if (watches->nelts == 0
-            || acme_job_load(w->pool, w->store, item->dom->name, &job, &res) != APR_SUCCESS) {
-            continue;
-        }
-        before = notified_at;
-        for (j = 0; j < watches->nelts; ++j) {
-            acme_worker_persist_recheck(w, item, job,
-                                        &APR_ARRAY_IDX(watches, j, acme_persist_watch_t),
-                                        &notified_at);
-        }
-        if (notified_at != before) {
-            acme_worker_persist_save(w, w->pool, item->dom, watches, notified_at);
-            acme_worker_job_save(w, w->pool, job, NULL);
-        }
-    }
 }
 
 /*

@@ -1,0 +1,161 @@
+/*
+ * Internal to the renewal worker (acme_worker*.c): the run's state shared by its files.
+ * acme_worker.c plans and runs orders; acme_worker_account.c keeps the ACME account (key,
+ * registration, recovery, contact, terms of service); acme_worker_persist.c checks
+ * dns-persist-01 records. Not for other parts of the module: acme_worker.h is the interface.
+ */
+#ifndef ACME_WORKER_INT_H
+#define ACME_WORKER_INT_H
+
+#include <errno.h>
+#include <grp.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+
+#include <apr_escape.h>
+#include <apr_strings.h>
+#include <apr_thread_proc.h>
+#include <apr_thread_mutex.h>
+#include <apr_hash.h>
+#include <apr_general.h>
+
+#include "acme_perms.h"
+#include "acme_account.h"
+#include "acme_activate.h"
+#include "acme_challenge.h"
+#include "acme_client.h"
+#include "acme_crypto.h"
+#include "acme_dns01.h"
+#include "acme_jose.h"
+#include "acme_persist.h"
+#include "acme_eab.h"
+#include "acme_domain.h"
+#include "acme_job.h"
+#include "acme_plan.h"
+#include "acme_problem.h"
+#include "acme_profile.h"
+#include "acme_renewal.h"
+#include "acme_notify.h"
+#include "acme_seal.h"
+#include "acme_selfcheck.h"
+#include "acme_store.h"
+#include "acme_worker.h"
+
+/* What the run knows about one CA: its account key (read as root) and URL. */
+typedef struct {
+    const char *ca_url;
+    const char *ca_id;
+    acme_key_t *account_key;
+    const char *account_url;            /* NULL until looked up or registered */
+    apr_thread_mutex_t *lock;           /* one registration at a time */
+    apr_thread_mutex_t *new_order_lock; /* one newOrder in flight until its URL is saved: a
+                                         * kill in between orphans at most one order */
+    apr_pool_t *pool;                   /* account_url's memory, used under lock only: order
+                                         * threads must not allocate from the run's pool */
+    acme_store_lock_t *account_lock;    /* the store lock a2acme rollover takes, or NULL */
+    int busy;                           /* another process held it: no orders at this CA */
+    int key_new;                        /* the key was made this run: no account has it yet */
+    const char *eab_kid;                /* ACMEExternalAccountBinding of the first domain here */
+    char *eab_hmac;                     /* its HMAC key, read as root in prepare; a secret */
+    const char *eab_error;              /* why the key could not be read: no registration */
+    int eab_only_if_required;           /* the domain has failover CAs: bind where required */
+    acme_job_account_t *record;         /* jobs/account.<ca-id>.json, in pool, under lock */
+    acme_result_t *recovery_failed;     /* this run's failed account recovery, in pool, under
+                                         * lock: the other orders fail alike without requests */
+    int life_set;                       /* contact_cfg and agreement taken from a domain */
+    const char *contact_cfg;            /* ACMEContactEmail of the first domain here, canonical */
+    int agreement;                      /* its ACMEAgreement */
+    int life_done;                      /* terms and contact compared this run (under lock) */
+    const char *ca_file;                /* ACMECACertificate of that domain */
+} acme_worker_ca_t;
+
+/* The certificate served now for one key spec, read as root. */
+typedef struct {
+    int present;
+    int covers;                         /* names match the configuration */
+    apr_time_t not_before;
+    apr_time_t not_after;
+    const char *serial;                 /* upper-case hex */
+    const char *cert_id;                /* ARI certificate id (RFC 9773), or NULL */
+} acme_worker_active_t;
+
+typedef struct {
+    const acme_domain_t *dom;
+    acme_worker_ca_t *ca;               /* the CA in use: cas[job's ca_index] */
+    acme_worker_ca_t **cas;             /* one per ACMECertificateAuthority value, for failover */
+    int n_cas;
+    acme_worker_active_t *active;       /* one per key spec */
+    int staged;                         /* a finished set waits for activation */
+    int forced;                         /* an admin asked for it: activate without waiting */
+    const char *job_damaged;            /* why jobs/<name>.json could not be read, or NULL */
+} acme_worker_item_t;
+
+typedef struct {
+    const acme_worker_config_t *cfg;
+    apr_pool_t *pool;
+    acme_store_t *store;
+    apr_hash_t *cas;                    /* ca_url -> acme_worker_ca_t * */
+    apr_array_header_t *items;          /* acme_worker_item_t */
+    apr_array_header_t *due;            /* acme_worker_item_t * */
+    int next_due;                       /* queue position, under lock */
+    apr_thread_mutex_t *lock;
+    apr_time_t next_run;                /* earliest time any domain needs the worker again */
+    int failures;
+    int running;                        /* order threads still going, under lock */
+    int abandoned;                      /* stopped with threads still running */
+    const unsigned char *proof_key;     /* seal/proof.key, read as root: proves our staged sets */
+} acme_worker_t;
+
+typedef struct {
+    acme_worker_t *w;
+    apr_pool_t *p;                      /* the thread's pool for this domain */
+    apr_pool_t *thread_pool;            /* lives as long as the thread: clients are reused */
+    apr_hash_t *clients;                /* "ca_url ca_file" -> acme_client_t *, per thread */
+    acme_worker_item_t *item;
+    acme_job_t *job;
+    acme_client_t *client;
+    const char *pending_dir;
+} acme_worker_run_t;
+
+/* acme_worker.c */
+void acme_worker_log(const acme_worker_t *w, acme_log_level_t level, const char *msg);
+const char *acme_worker_time_text(apr_pool_t *p, apr_time_t t);
+apr_status_t acme_worker_job_save(acme_worker_t *w, apr_pool_t *p, const acme_job_t *job,
+                                  acme_result_t *res);
+apr_array_header_t *acme_worker_active_certs(apr_pool_t *p, const acme_worker_item_t *item);
+void acme_worker_notify(acme_worker_t *w, apr_pool_t *p, const acme_domain_t *dom,
+                        acme_job_t *job, const char *event,
+                        const apr_array_header_t *certs, const char *error);
+apr_time_t acme_worker_emergency_at(const acme_worker_item_t *item);
+void acme_worker_activity(acme_worker_run_t *run, const char *what);
+apr_status_t acme_worker_register(acme_worker_run_t *run, acme_client_account_t **acct,
+                                  acme_result_t *res);
+int acme_worker_lists(const acme_domain_t *dom, const char *type);
+int acme_worker_was_due(const acme_worker_t *w, const acme_worker_item_t *item);
+
+/* acme_worker_account.c */
+apr_status_t acme_worker_account_key(acme_worker_t *w, acme_worker_ca_t *ca,
+                                     acme_result_t *res);
+const char *acme_worker_account_url_path(acme_worker_t *w, apr_pool_t *p,
+                                         const acme_worker_ca_t *ca);
+void acme_worker_account_url_load(acme_worker_t *w, acme_worker_ca_t *ca);
+void acme_worker_account_params(acme_worker_run_t *run, acme_client_account_params_t *params);
+void acme_worker_account_adopt(acme_worker_run_t *run, const char *url, const char *why,
+                               int reregistered);
+int acme_worker_account_recover(acme_worker_run_t *run, acme_result_t *res, int *tried);
+apr_status_t acme_worker_account_gate(acme_worker_run_t *run, acme_result_t *res);
+void acme_worker_account_life(acme_worker_run_t *run);
+int acme_worker_account_tos_stop(acme_worker_run_t *run, acme_result_t *res, int *switches);
+void acme_worker_account_upkeep(acme_worker_t *w);
+
+/* acme_worker_persist.c */
+apr_status_t acme_worker_persist_precheck(acme_worker_run_t *run, acme_result_t *res);
+apr_status_t acme_worker_persist_answer(acme_worker_run_t *run,
+                                       const acme_client_authz_t *authz,
+                                       const acme_client_challenge_t *chal,
+                                       acme_result_t *res);
+void acme_worker_persist_watch(acme_worker_t *w);
+
+#endif
