@@ -3,7 +3,7 @@
  * acme_dns01.c, acme_crypto.c): what an admin writes in ACMEDomain, ACMERenewWindow,
  * ACMEWarnWindow, ACMECheckInterval, ACMEDns01Timeout, ACMEDns01Propagation, ACMECA and
  * ACMEPrivateKeys, and the Host/SNI names the name index is asked about. The parsers themselves
- * live in the httpd-free core; src/acme_config.c only hands them the arguments. First byte:
+ * live in the httpd-free core; httpd/acme_config.c only hands them the arguments. First byte:
  *   0  a name (ACMEDomain / Host / SNI): parse, wildcard and reverse-DNS forms
  *   1  names, one per line, into the index, then each line looked up as a Host
  *   2  a duration           3  a renew window       4  a warn window
