@@ -26,6 +26,14 @@ def test_members_auto_brings_aliases_and_manual_does_not(httpd, pebble):
     conf += ("ACMEDomain shop.other.test\n" + _vhost(httpd, "shop.other.test")
              + "ACMEDomain other.test\n"
              + _vhost(httpd, "other.test", ["www.other.test", "shop.other.test"]))
+    # ACMEMembers in a virtual host decides for that virtual host's aliases.
+    conf += ("ACMEDomain keep.test\n"
+             + _vhost(httpd, "keep.test", ["www.keep.test"]).replace(
+                 "  SSLEngine on\n", "  SSLEngine on\n  ACMEMembers manual\n"))
+    # ... but not over the domain's own <ACMEDomain> section.
+    conf += ("<ACMEDomain own.test>\n  ACMEMembers auto\n</ACMEDomain>\n"
+             + _vhost(httpd, "own.test", ["www.own.test"]).replace(
+                 "  SSLEngine on\n", "  SSLEngine on\n  ACMEMembers manual\n"))
     httpd.write_config(conf)
     httpd.start()
     expected = {
@@ -33,6 +41,8 @@ def test_members_auto_brings_aliases_and_manual_does_not(httpd, pebble):
         "manual.test": ["manual.test"],
         "other.test": ["other.test", "www.other.test"],
         "shop.other.test": ["shop.other.test"],
+        "keep.test": ["keep.test"],
+        "own.test": ["own.test", "www.own.test"],
     }
     for name, names in expected.items():
         served = wait_for_pebble_cert(httpd, [name])
