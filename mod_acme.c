@@ -13,6 +13,7 @@
 
 #include "acme_config.h"
 #include "acme_http.h"
+#include "acme_modstatus.h"
 #include "acme_serve.h"
 #include "acme_supervise.h"
 
@@ -67,6 +68,8 @@ static void acme_register_hooks(apr_pool_t *p)
     /* Early: before rewrites, redirects and authentication can get in the CA's way. */
     ap_hook_post_read_request(acme_serve_http01, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(acme_serve_status, NULL, NULL, APR_HOOK_MIDDLE);
+    /* mod_status's server-status page, when mod_status is loaded. */
+    APR_OPTIONAL_HOOK(ap, status_hook, acme_modstatus_hook, NULL, NULL, APR_HOOK_MIDDLE);
     /* TLS challenges: acme-tls/1 through ALPN, the certificate from the store. */
     ap_hook_protocol_propose(acme_serve_protocol_propose, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_protocol_switch(acme_serve_protocol_switch, NULL, NULL, APR_HOOK_MIDDLE);

@@ -1224,8 +1224,39 @@ static void acme_config_warn_unused_proxies(acme_config_checker_t *ck, acme_conf
     }
 }
 
+/*
+ * The domains whose <ACMEDomain> section sets ACMEMembers itself, taken before the server-wide
+ * settings are inherited: for that certificate the section's word is the last.
+ */
+static apr_hash_t *acme_config_members_own(apr_pool_t *p, const acme_conf_t *conf)
+{
+    apr_hash_t *own = apr_hash_make(p);
+    int i;
+
+    for (i = 0; i < conf->domains->nelts; ++i) {
+        acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, acme_domain_t *);
+        if (dom->policy.members_auto >= 0) {
+            apr_hash_set(own, dom->name, APR_HASH_KEY_STRING, dom);
+        }
+    }
+    return own;
+}
+
+/* ACMEMembers of a vhost's aliases: its own setting, unless the domain's section has one. */
+static int acme_config_members_auto(const acme_domain_t *dom, const server_rec *vs,
+                                    apr_hash_t *own)
+{
+    int here = vs->is_virtual ? acme_config_srv(vs)->policy.members_auto : -1;
+
+    if (here < 0 || apr_hash_get(own, dom->name, APR_HASH_KEY_STRING) == dom) {
+        return dom->policy.members_auto;
+    }
+    return here;
+}
+
 /* ACMEMembers auto: a vhost whose ServerName is managed brings its aliases along. */
-static void acme_config_add_members(acme_config_checker_t *ck, acme_conf_t *conf)
+static void acme_config_add_members(acme_config_checker_t *ck, acme_conf_t *conf,
+                                    apr_hash_t *own)
 {
     server_rec *vs;
     int i;
@@ -1233,7 +1264,7 @@ static void acme_config_add_members(acme_config_checker_t *ck, acme_conf_t *conf
     for (vs = ck->s; vs; vs = vs->next) {
         acme_domain_t *dom = vs->server_hostname
             ? acme_names_index_get(conf->index, vs->server_hostname) : NULL;
-        if (!dom || !dom->policy.members_auto) {
+        if (!dom || !acme_config_members_auto(dom, vs, own)) {
             continue;
         }
         for (i = 0; vs->names && i < vs->names->nelts; ++i) {
@@ -1552,6 +1583,7 @@ int acme_config_check(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *main_ser
 {
     acme_conf_t *conf = acme_config_get(pconf);
     acme_config_checker_t ck = { .p = pconf, .s = main_server, .errors = 0 };
+    apr_hash_t *members_own;
 
     if (conf->checked) {
         return OK;
@@ -1564,12 +1596,13 @@ int acme_config_check(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *main_ser
         conf->activation_interval = ACME_ACTIVATION_INTERVAL_DEFAULT;
     }
     acme_config_collect_vhost_domains(&ck, conf);
+    members_own = acme_config_members_own(pconf, conf);
     acme_config_resolve_policies(&ck, conf);
     acme_config_index_names(&ck, conf);
     acme_config_check_bindings(&ck, conf);
     acme_config_check_proxies(&ck, conf);
     acme_config_warn_unused_proxies(&ck, conf);
-    acme_config_add_members(&ck, conf);
+    acme_config_add_members(&ck, conf, members_own);
     acme_config_check_served(&ck, conf);
     acme_config_choose_challenges(&ck, conf);
     acme_config_check_profiles(&ck, conf);

@@ -21,6 +21,7 @@
 #include "acme_names.h"
 #include "acme_job.h"
 #include "acme_perms.h"
+#include "acme_renewal.h"
 #include "acme_seal.h"
 #include "acme_selfcheck.h"
 #include "acme_serve.h"
@@ -477,17 +478,70 @@ int acme_serve_http01(request_rec *r)
 
 /* ------------------------------------------------------------------ status */
 
-static json_t *acme_serve_status_of(request_rec *r, acme_conf_t *conf, const acme_domain_t *dom)
+/* What every status view shows of a domain: the set loaded at post_config and its job file. */
+static const acme_active_t *acme_serve_status_read(apr_pool_t *p, acme_conf_t *conf,
+                                                   const acme_domain_t *dom, acme_job_t **job)
 {
-    const acme_active_t *active = apr_hash_get(conf->active, dom->name, APR_HASH_KEY_STRING);
-    acme_job_t *job = NULL;
     acme_result_t res;
 
     acme_result_reset(&res);
-    if (acme_job_load(r->pool, conf->store, dom->name, &job, &res) != APR_SUCCESS) {
-        job = NULL;
+    *job = NULL;
+    if (acme_job_load(p, conf->store, dom->name, job, &res) != APR_SUCCESS) {
+        *job = NULL;
     }
+    return conf->active ? apr_hash_get(conf->active, dom->name, APR_HASH_KEY_STRING) : NULL;
+}
+
+static json_t *acme_serve_status_of(request_rec *r, acme_conf_t *conf, const acme_domain_t *dom)
+{
+    acme_job_t *job = NULL;
+    const acme_active_t *active = acme_serve_status_read(r->pool, conf, dom, &job);
+
     return acme_status_domain(dom, active, job);
+}
+
+/* jobs/worker.json as the parent wrote it, the state checked; {"state": "unknown"} without. */
+static json_t *acme_serve_worker_state(apr_pool_t *p, acme_conf_t *conf)
+{
+    const char *path = acme_store_path(p, conf->store, ACME_STORE_JOBS, "worker.json", NULL);
+    json_t *json = NULL;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    if (!path || acme_store_read_json(p, path, &json, &res) != APR_SUCCESS
+        || !json_is_object(json)) {
+        return json_pack("{s:s}", "state", "unknown");
+    }
+    json = json_deep_copy(json);
+    json_object_set_new(json, "state", json_string(acme_status_worker_state(json)));
+    return json;
+}
+
+void acme_serve_summary(apr_pool_t *p, acme_conf_t *conf, acme_status_summary_t *sum)
+{
+    acme_plan_window_t warn, *w = NULL;
+    apr_time_t now = apr_time_now();
+    const char *reason = NULL;
+    json_t *worker;
+    int i;
+
+    *sum = (acme_status_summary_t){ .worker = "unknown" };
+    if (!conf->store) {
+        return;
+    }
+    if (conf->warn_window
+        && acme_renewal_warn_parse(conf->warn_window, &warn, &reason, p) == APR_SUCCESS) {
+        w = &warn;
+    }
+    for (i = 0; i < conf->domains->nelts; ++i) {
+        const acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, const acme_domain_t *);
+        acme_job_t *job = NULL;
+        const acme_active_t *active = acme_serve_status_read(p, conf, dom, &job);
+        acme_status_summary_add(sum, active, job, w, now);
+    }
+    worker = acme_serve_worker_state(p, conf);
+    sum->worker = apr_pstrdup(p, acme_status_worker_state(worker));
+    json_decref(worker);
 }
 
 /* Why staged certificates wait, as the parent wrote it; {"waiting": null} when nothing does. */
@@ -547,9 +601,12 @@ static json_t *acme_serve_status_all(request_rec *r, acme_conf_t *conf)
         json_array_append_new(list, acme_serve_status_of(r, conf,
                               APR_ARRAY_IDX(conf->domains, i, const acme_domain_t *)));
     }
-    return json_pack("{s:s, s:o, s:o, s:o}", "version", ACME_VERSION,
-                     "activation", acme_serve_activation_state(r, conf), "domains", list,
-                     "accounts", acme_serve_status_accounts(r, conf, NULL));
+    json_t *out = json_pack("{s:s, s:o, s:o, s:o}", "version", ACME_VERSION,
+                            "activation", acme_serve_activation_state(r, conf), "domains", list,
+                            "accounts", acme_serve_status_accounts(r, conf, NULL));
+
+    json_object_set_new(out, "worker", acme_serve_worker_state(r->pool, conf));
+    return out;
 }
 
 int acme_serve_status(request_rec *r)

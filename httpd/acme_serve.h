@@ -12,6 +12,7 @@
 #include <openssl/ssl.h>
 
 #include "acme_config.h"
+#include "acme_status.h"
 
 /* post_config (both passes): store, seal key, activation, the active sets. */
 int acme_serve_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, acme_conf_t *conf);
@@ -34,6 +35,12 @@ int acme_serve_http01(request_rec *r);
 
 /* handler "acme-status": JSON of every domain, or of one at .../<name>. */
 int acme_serve_status(request_rec *r);
+
+/*
+ * The counts mod_status shows (server-status): from the same reads as the status handler, one job
+ * file per domain and jobs/worker.json, nothing read twice.
+ */
+void acme_serve_summary(apr_pool_t *p, acme_conf_t *conf, acme_status_summary_t *sum);
 
 /*
  * TLS challenges. tls-alpn-01 (RFC 8737): the CA's handshake offers only ALPN "acme-tls/1";

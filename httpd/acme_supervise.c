@@ -161,6 +161,37 @@ static void acme_supervise_worker_main(acme_supervisor_t *sup)
 
 static void acme_supervise_maint(int reason, void *data, int status);
 
+#define ACME_SUPERVISE_WORKER_FILE "worker.json"
+
+/*
+ * What the worker does, for the children's status pages (server-status, acme-status): "running",
+ * "idle" (until next_start) or "restarting" (it ended abnormally and starts again at next_start).
+ * Only shown, never trusted: jobs/ is the User's.
+ */
+static void acme_supervise_worker_note(acme_supervisor_t *sup, const char *state,
+                                       apr_time_t next_start)
+{
+    apr_pool_t *p = NULL;
+    acme_result_t res;
+    json_t *json;
+
+    if (!sup->conf || !sup->conf->store || apr_pool_create(&p, sup->pconf) != APR_SUCCESS) {
+        return;
+    }
+    json = json_pack("{s:s, s:I, s:I}", "state", state, "since",
+                     (json_int_t)apr_time_sec(apr_time_now()), "pid",
+                     (json_int_t)(sup->proc.pid > 0 ? sup->proc.pid : 0));
+    if (json && next_start > 0) {
+        json_object_set_new(json, "next_start", json_integer(apr_time_sec(next_start)));
+    }
+    acme_result_reset(&res);
+    acme_store_write_json(p, acme_store_path(p, sup->conf->store, ACME_STORE_JOBS,
+                                             ACME_SUPERVISE_WORKER_FILE, NULL),
+                          json, ACME_PERMS_0644, &res);
+    json_decref(json);
+    apr_pool_destroy(p);
+}
+
 /*
  * APR finds a registered other child again by its data pointer, also when a
  * generation's pool is cleared: every registration gets data of its own so
@@ -236,12 +267,14 @@ static void acme_supervise_fork(acme_supervisor_t *sup)
     if (rv != APR_INPARENT) {
         sup->proc.pid = 0;
         sup->next_run = apr_time_now() + ACME_SUPERVISE_CRASH_DELAY;
+        acme_supervise_worker_note(sup, "restarting", sup->next_run);
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, sup->s,
                      "mod_acme: cannot start the renewal worker; trying again in 5 s");
         return;
     }
     sup->landed_first = 0;
     acme_supervise_register(sup);
+    acme_supervise_worker_note(sup, "running", 0);
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "mod_acme: renewal worker started (pid %d)",
                  (int)sup->proc.pid);
 }
@@ -1006,6 +1039,7 @@ static void acme_supervise_exited(acme_supervisor_t *sup, int status)
                      status == ACME_WORKER_EXIT_UNSCHEDULED ? "could not record its next run"
                                                             : "ended abnormally",
                      status, (int)apr_time_sec(delay));
+        acme_supervise_worker_note(sup, "restarting", sup->next_run);
     }
     else {
         sup->crashes = 0;
@@ -1015,6 +1049,7 @@ static void acme_supervise_exited(acme_supervisor_t *sup, int status)
                                               ? acme_job_next_run_load(p, sup->conf->store) : 0,
                                               now, acme_supervise_shortest_lifetime(sup));
         apr_pool_destroy(p);
+        acme_supervise_worker_note(sup, "idle", sup->next_run);
         if (sup->next_run - now > apr_time_from_sec(1)) {
             ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "mod_acme: renewal worker (pid %d) "
                          "ended; it starts again in %d s", pid,
@@ -1093,6 +1128,7 @@ void acme_supervise_start(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf)
     acme_supervise_selfcheck(sup, pconf);
     if (sup->proc.pid > 0 && kill(sup->proc.pid, 0) == 0) {
         acme_supervise_register(sup);   /* a worker of the previous generation carries on */
+        acme_supervise_worker_note(sup, "running", 0);
         return;
     }
     sup->proc.pid = 0;

@@ -687,6 +687,10 @@ static apr_status_t acme_activate_load_spec(apr_pool_t *p, const char *dir,
         != APR_SUCCESS) {
         return rv;
     }
+    /* domains/ is root's: only activation writes the chain, so its mtime says when. */
+    if (apr_stat(&finfo, out->cert_file, APR_FINFO_MTIME, p) == APR_SUCCESS) {
+        out->activated = finfo.mtime;
+    }
     leaf = APR_ARRAY_IDX(chain, 0, acme_cert_t *);
     /* mod_ssl refuses to start on a key it cannot load: the set is not served, the worker
      * orders a new one. */

@@ -27,6 +27,7 @@ typedef struct {
     const char *cert_file;          /* chain PEM */
     const char *key_file;
     acme_cert_info_t info;          /* of the leaf */
+    apr_time_t activated;           /* when the chain was installed (its file's mtime), or 0 */
 } acme_active_cert_t;
 
 typedef struct {

@@ -69,11 +69,14 @@ static json_t *acme_status_cert(const acme_active_cert_t *cert, const acme_job_t
 
     if (out) {
         acme_status_cert_profile(out, cert, job);
+        json_object_set_new(out, "activated", acme_status_time(cert->activated));
+        json_object_set_new(out, "activated_epoch",
+                            json_integer((json_int_t)apr_time_sec(cert->activated)));
     }
     return out;
 }
 
-static const char *acme_status_state(const acme_active_t *active, const acme_job_t *job)
+const char *acme_status_state(const acme_active_t *active, const acme_job_t *job)
 {
     int served = active && active->complete;
     acme_job_state_t state = job ? job->state : ACME_JOB_IDLE;
@@ -151,4 +154,81 @@ json_t *acme_status_account(const acme_job_account_t *rec)
                      "terms_of_service", tos, "contact", rec->contact_config,
                      "deactivated_at", acme_status_time(rec->deactivated_at),
                      "eab_kid", rec->eab_kid);
+}
+
+/* ------------------------------------------------------------------ server-status summary */
+
+void acme_status_summary_add(acme_status_summary_t *sum, const acme_active_t *active,
+                             const acme_job_t *job, const acme_plan_window_t *warn,
+                             apr_time_t now)
+{
+    const char *state = acme_status_state(active, job);
+    int i, expiring = 0;
+
+    sum->domains++;
+    sum->valid += !strncmp(state, "valid", 5);
+    sum->failing += job && job->state == ACME_JOB_FAILED;
+    if (job && job->renew_at > 0 && (!sum->next_renewal || job->renew_at < sum->next_renewal)) {
+        sum->next_renewal = job->renew_at;
+    }
+    for (i = 0; active && i < active->certs->nelts; ++i) {
+        const acme_active_cert_t *cert = &APR_ARRAY_IDX(active->certs, i, acme_active_cert_t);
+        apr_time_t warn_at = acme_renewal_warn_at(warn, cert->info.not_before,
+                                                  cert->info.not_after);
+        expiring |= cert->info.not_after > 0 && now >= warn_at;
+        if (cert->activated > sum->last_activation) {
+            sum->last_activation = cert->activated;
+        }
+    }
+    sum->expiring += expiring;
+}
+
+const char *acme_status_worker_state(json_t *worker)
+{
+    static const char *const known[] = { "running", "idle", "restarting" };
+    const char *state = json_string_value(json_object_get(worker, "state"));
+    apr_size_t i;
+
+    for (i = 0; state && i < sizeof(known) / sizeof(known[0]); ++i) {
+        if (!strcmp(state, known[i])) {
+            return known[i];
+        }
+    }
+    return "unknown";
+}
+
+const char *acme_status_summary_auto(apr_pool_t *p, const acme_status_summary_t *sum)
+{
+    return apr_psprintf(p, "ACMEDomains: %d\nACMEDomainsValid: %d\nACMEDomainsExpiring: %d\n"
+                        "ACMEDomainsFailing: %d\nACMENextRenewal: %" APR_INT64_T_FMT "\n"
+                        "ACMEWorker: %s\nACMELastActivation: %" APR_INT64_T_FMT "\n",
+                        sum->domains, sum->valid, sum->expiring, sum->failing,
+                        (apr_int64_t)apr_time_sec(sum->next_renewal),
+                        sum->worker ? sum->worker : "unknown",
+                        (apr_int64_t)apr_time_sec(sum->last_activation));
+}
+
+static const char *acme_status_date_text(apr_pool_t *p, apr_time_t t)
+{
+    char buf[APR_RFC822_DATE_LEN];
+
+    if (!t) {
+        return "none";
+    }
+    apr_rfc822_date(buf, t);
+    return apr_pstrdup(p, buf);
+}
+
+const char *acme_status_summary_html(apr_pool_t *p, const acme_status_summary_t *sum)
+{
+    /* Only numbers, fixed words and dates: nothing here needs HTML escaping. */
+    return apr_psprintf(p, "<hr />\n<h2>mod_acme</h2>\n<dl>\n"
+                        "<dt>Managed domains: %d</dt>\n<dt>Valid: %d</dt>\n"
+                        "<dt>Expiring (inside the warn window): %d</dt>\n"
+                        "<dt>Renewal failing: %d</dt>\n<dt>Next renewal: %s</dt>\n"
+                        "<dt>Renewal worker: %s</dt>\n<dt>Last activation: %s</dt>\n</dl>\n",
+                        sum->domains, sum->valid, sum->expiring, sum->failing,
+                        acme_status_date_text(p, sum->next_renewal),
+                        sum->worker ? sum->worker : "unknown",
+                        acme_status_date_text(p, sum->last_activation));
 }
