@@ -14,6 +14,7 @@
 #include "acme_config.h"
 #include "acme_http.h"
 #include "acme_serve.h"
+#include "acme_serve_metrics.h"
 #include "acme_supervise.h"
 
 static int acme_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
@@ -67,6 +68,7 @@ static void acme_register_hooks(apr_pool_t *p)
     /* Early: before rewrites, redirects and authentication can get in the CA's way. */
     ap_hook_post_read_request(acme_serve_http01, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(acme_serve_status, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(acme_serve_metrics, NULL, NULL, APR_HOOK_MIDDLE);
     /* TLS challenges: acme-tls/1 through ALPN, the certificate from the store. */
     ap_hook_protocol_propose(acme_serve_protocol_propose, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_protocol_switch(acme_serve_protocol_switch, NULL, NULL, APR_HOOK_MIDDLE);

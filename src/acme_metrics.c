@@ -115,6 +115,24 @@ const char *acme_metrics_parent_path(apr_pool_t *p, const acme_store_t *st)
     return apr_pstrcat(p, acme_store_base(st), "/", ACME_METRICS_PARENT_FILE, NULL);
 }
 
+apr_status_t acme_metrics_activation_note(apr_pool_t *p, const acme_store_t *st,
+                                          const char *result, acme_result_t *res)
+{
+    apr_pool_t *tmp;
+    acme_metrics_tally_t *t;
+    apr_status_t rv;
+
+    apr_pool_create(&tmp, p);
+    t = acme_metrics_tally_make(tmp);
+    acme_metrics_count(t, ACME_METRICS_ACTIVATIONS, result, NULL, 1);
+    rv = acme_metrics_tally_save(tmp, acme_metrics_parent_path(tmp, st), t, res);
+    if (rv != APR_SUCCESS) {
+        res->message = apr_pstrdup(p, res->message);
+    }
+    apr_pool_destroy(tmp);
+    return rv;
+}
+
 int acme_metrics_worker_up(apr_time_t next_run, apr_time_t now)
 {
     return next_run > 0 && now <= next_run + ACME_METRICS_WORKER_GRACE;
@@ -346,6 +364,7 @@ static void acme_metrics_counter(acme_metrics_out_t *o, const char *name, const 
 static void acme_metrics_counters(acme_metrics_out_t *o, const acme_metrics_t *m)
 {
     static const char *const results[] = { "success", "failure", NULL };
+    static const char *const activations[] = { "success", "failure", "rejected", NULL };
     const json_t *w = m->worker_counts, *parent = m->parent_counts;
 
     acme_metrics_counter(o, "acme_orders_total", "Certificate orders of a domain, by result.",
@@ -356,7 +375,7 @@ static void acme_metrics_counters(acme_metrics_out_t *o, const acme_metrics_t *m
     acme_metrics_counter(o, "acme_activations_total", "Staged certificate sets the server "
                          "tried to activate, by result.",
                          json_object_get(parent, ACME_METRICS_ACTIVATIONS), "result", NULL,
-                         results);
+                         activations);
     acme_metrics_counter(o, "acme_challenges_total", "Challenges answered, by type and "
                          "result.", json_object_get(w, ACME_METRICS_CHALLENGES), "type",
                          "result", NULL);

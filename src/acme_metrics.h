@@ -59,6 +59,13 @@ apr_status_t acme_metrics_tally_save(apr_pool_t *p, const char *path, acme_metri
 /* The parent's counter file, <base>/activations.json. */
 const char *acme_metrics_parent_path(apr_pool_t *p, const acme_store_t *st);
 
+/*
+ * Parent (root): one activation of a staged set with result "success", "failure" (kept staged,
+ * tried again) or "rejected" (moved to rejected/), added to <base>/activations.json.
+ */
+apr_status_t acme_metrics_activation_note(apr_pool_t *p, const acme_store_t *st,
+                                          const char *result, acme_result_t *res);
+
 /* One certificate served for a domain. Times are 0 when unknown. */
 typedef struct {
     const char *domain;

@@ -25,6 +25,7 @@
 #include "acme_selfcheck.h"
 #include "acme_serve.h"
 #include "acme_status.h"
+#include "acme_serve_metrics.h"
 #include "acme_supervise.h"
 #include "acme_version.h"
 
@@ -80,8 +81,10 @@ static void acme_serve_activate(apr_pool_t *ptemp, server_rec *s, acme_conf_t *c
                          "activated", dom->name);
             acme_job_force_clear(ptemp, conf->store, dom->name);
             apr_hash_set(activated, dom->name, APR_HASH_KEY_STRING, dom);
+            acme_serve_metrics_activation(ptemp, s, conf->store, "success");
             continue;
         }
+        acme_serve_metrics_activation(ptemp, s, conf->store, "failure");
         apr_hash_set(errors, dom->name, APR_HASH_KEY_STRING,
                      apr_pstrdup(conf->active ? apr_hash_pool_get(conf->active) : ptemp,
                                  acme_result_describe(&res, ptemp)));
@@ -477,17 +480,23 @@ int acme_serve_http01(request_rec *r)
 
 /* ------------------------------------------------------------------ status */
 
-static json_t *acme_serve_status_of(request_rec *r, acme_conf_t *conf, const acme_domain_t *dom)
+acme_job_t *acme_serve_job(apr_pool_t *p, const acme_conf_t *conf, const acme_domain_t *dom)
 {
-    const acme_active_t *active = apr_hash_get(conf->active, dom->name, APR_HASH_KEY_STRING);
     acme_job_t *job = NULL;
     acme_result_t res;
 
     acme_result_reset(&res);
-    if (acme_job_load(r->pool, conf->store, dom->name, &job, &res) != APR_SUCCESS) {
+    if (acme_job_load(p, conf->store, dom->name, &job, &res) != APR_SUCCESS) {
         job = NULL;
     }
-    return acme_status_domain(dom, active, job);
+    return job;
+}
+
+static json_t *acme_serve_status_of(request_rec *r, acme_conf_t *conf, const acme_domain_t *dom)
+{
+    const acme_active_t *active = apr_hash_get(conf->active, dom->name, APR_HASH_KEY_STRING);
+
+    return acme_status_domain(dom, active, acme_serve_job(r->pool, conf, dom));
 }
 
 /* Why staged certificates wait, as the parent wrote it; {"waiting": null} when nothing does. */

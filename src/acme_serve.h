@@ -12,6 +12,7 @@
 #include <openssl/ssl.h>
 
 #include "acme_config.h"
+#include "acme_job.h"
 
 /* post_config (both passes): store, seal key, activation, the active sets. */
 int acme_serve_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, acme_conf_t *conf);
@@ -34,6 +35,12 @@ int acme_serve_http01(request_rec *r);
 
 /* handler "acme-status": JSON of every domain, or of one at .../<name>. */
 int acme_serve_status(request_rec *r);
+
+/*
+ * jobs/<name>.json as the status handlers show it (one read; a missing file is a fresh idle
+ * job), NULL when it cannot be read. Shared by acme-status and acme-metrics.
+ */
+acme_job_t *acme_serve_job(apr_pool_t *p, const acme_conf_t *conf, const acme_domain_t *dom);
 
 /*
  * TLS challenges. tls-alpn-01 (RFC 8737): the CA's handshake offers only ALPN "acme-tls/1";

@@ -1,0 +1,119 @@
+#include <string.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <apr_hash.h>
+#include <apr_strings.h>
+
+#include "acme_config.h"
+#include "acme_job.h"
+#include "acme_metrics.h"
+#include "acme_serve.h"
+#include "acme_serve_metrics.h"
+#include "acme_status.h"
+
+#define ACME_SERVE_METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+void acme_serve_metrics_activation(apr_pool_t *p, server_rec *s, const acme_store_t *st,
+                                   const char *result)
+{
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    if (st && acme_metrics_activation_note(p, st, result, &res) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "mod_acme: activation not counted in "
+                     "the metrics: %s", acme_result_describe(&res, p));
+    }
+}
+
+/* One domain: its job read once, its certificates from what this generation loaded. */
+static void acme_serve_metrics_domain(request_rec *r, const acme_conf_t *conf,
+                                      const acme_domain_t *dom, acme_metrics_t *m)
+{
+    const acme_active_t *active = apr_hash_get(conf->active, dom->name, APR_HASH_KEY_STRING);
+    acme_job_t *job = acme_serve_job(r->pool, conf, dom);
+    acme_metrics_domain_t *d = apr_array_push(m->domains);
+    int i;
+
+    d->domain = dom->name;
+    d->state = acme_status_state_of(active, job);
+    d->renew_at = job ? job->renew_at : 0;
+    d->failures = job ? job->failures : 0;
+    m->store_problems += !job;
+    for (i = 0; active && i < active->certs->nelts; ++i) {
+        const acme_active_cert_t *ac = &APR_ARRAY_IDX(active->certs, i, acme_active_cert_t);
+        acme_metrics_cert_t *c = apr_array_push(m->certs);
+        c->domain = dom->name;
+        c->key_type = ac->spec;
+        c->not_before = ac->info.not_before;
+        c->not_after = ac->info.not_after;
+    }
+}
+
+/* A counter file; missing is no problem (nothing counted yet), unreadable is. */
+static const json_t *acme_serve_metrics_counts(request_rec *r, const char *path,
+                                               acme_metrics_t *m)
+{
+    json_t *json = NULL;
+    acme_result_t res;
+    apr_status_t rv;
+
+    acme_result_reset(&res);
+    rv = path ? acme_store_read_json(r->pool, path, &json, &res) : APR_EINVAL;
+    if (rv != APR_SUCCESS) {
+        m->store_problems += !APR_STATUS_IS_ENOENT(rv);
+        return NULL;
+    }
+    return json;
+}
+
+static void acme_serve_metrics_sink(void *ctx, const char *data, apr_size_t len)
+{
+    ap_rwrite(data, (int)len, ctx);
+}
+
+static void acme_serve_metrics_gather(request_rec *r, const acme_conf_t *conf, acme_metrics_t *m)
+{
+    int i, n = conf->domains ? conf->domains->nelts : 0;
+
+    m->domains = apr_array_make(r->pool, n + 1, sizeof(acme_metrics_domain_t));
+    m->certs = apr_array_make(r->pool, 2 * n + 1, sizeof(acme_metrics_cert_t));
+    if (!conf->store) {
+        return;
+    }
+    for (i = 0; i < n; ++i) {
+        acme_serve_metrics_domain(r, conf, APR_ARRAY_IDX(conf->domains, i, const acme_domain_t *),
+                                  m);
+    }
+    m->worker_counts = acme_serve_metrics_counts(r, acme_store_path(r->pool, conf->store,
+                                                                    ACME_STORE_JOBS,
+                                                                    ACME_METRICS_WORKER_FILE,
+                                                                    NULL), m);
+    m->parent_counts = acme_serve_metrics_counts(r, acme_metrics_parent_path(r->pool,
+                                                                             conf->store), m);
+    m->worker_up = acme_metrics_worker_up(acme_job_next_run_load(r->pool, conf->store),
+                                          apr_time_now());
+}
+
+int acme_serve_metrics(request_rec *r)
+{
+    acme_metrics_t m;
+
+    if (!r->handler || strcmp(r->handler, "acme-metrics") != 0) {
+        return DECLINED;
+    }
+    if (r->method_number != M_GET) {
+        r->allowed = AP_METHOD_BIT << M_GET;
+        return HTTP_METHOD_NOT_ALLOWED;
+    }
+    memset(&m, 0, sizeof(m));
+    acme_serve_metrics_gather(r, acme_config_get(r->server->process->pconf), &m);
+    ap_set_content_type(r, ACME_SERVE_METRICS_TYPE);
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    if (!r->header_only) {
+        acme_metrics_write(r->pool, &m, acme_serve_metrics_sink, r);
+    }
+    return OK;
+}
