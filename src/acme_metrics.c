@@ -185,10 +185,23 @@ static void acme_metrics_flush(acme_metrics_out_t *o)
     }
 }
 
+static void acme_metrics_putn(acme_metrics_out_t *o, const char *s, apr_size_t len);
+
 static void acme_metrics_put(acme_metrics_out_t *o, const char *s)
 {
-    apr_size_t len = strlen(s);
+    acme_metrics_putn(o, s, strlen(s));
+}
 
+static void acme_metrics_family(acme_metrics_out_t *o, const char *name, const char *type,
+                                const char *help)
+{
+    acme_metrics_put(o, apr_pstrcat(o->p, "# HELP ", name, " ", help, "\n# TYPE ", name, " ",
+                                    type, "\n", NULL));
+}
+
+/* Appends len bytes (through the sink when they do not fit). */
+static void acme_metrics_putn(acme_metrics_out_t *o, const char *s, apr_size_t len)
+{
     if (o->len + len > sizeof(o->buf)) {
         acme_metrics_flush(o);
     }
@@ -200,28 +213,32 @@ static void acme_metrics_put(acme_metrics_out_t *o, const char *s)
     o->len += len;
 }
 
-static void acme_metrics_family(acme_metrics_out_t *o, const char *name, const char *type,
-                                const char *help)
-{
-    acme_metrics_put(o, apr_pstrcat(o->p, "# HELP ", name, " ", help, "\n# TYPE ", name, " ",
-                                    type, "\n", NULL));
-}
-
-/* name{labels} value: labels already escaped, without braces ("" for none). */
+/*
+ * name{labels} value: labels already escaped, without braces ("" for none). Built by hand, not
+ * with a formatter: 10,000 domains make about 100,000 of these lines per scrape.
+ */
 static void acme_metrics_sample(acme_metrics_out_t *o, const char *name, const char *labels,
                                 apr_int64_t value)
 {
-    char line[1536];
+    char num[24], *n = num + sizeof(num);
+    apr_uint64_t v = value < 0 ? (apr_uint64_t)0 - (apr_uint64_t)value : (apr_uint64_t)value;
 
-    if (strlen(name) + strlen(labels) + 32 > sizeof(line)) {
-        acme_metrics_put(o, apr_psprintf(o->p, "%s{%s} %" APR_INT64_T_FMT "\n", name, labels,
-                                         value));
-        return;
+    *--n = '\n';
+    do {
+        *--n = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    if (value < 0) {
+        *--n = '-';
     }
-    apr_snprintf(line, sizeof(line), *labels ? "%s{%s} %" APR_INT64_T_FMT "\n"
-                                              : "%s%s %" APR_INT64_T_FMT "\n", name, labels,
-                 value);
-    acme_metrics_put(o, line);
+    *--n = ' ';
+    acme_metrics_putn(o, name, strlen(name));
+    if (*labels) {
+        acme_metrics_putn(o, "{", 1);
+        acme_metrics_putn(o, labels, strlen(labels));
+        acme_metrics_putn(o, "}", 1);
+    }
+    acme_metrics_putn(o, n, (apr_size_t)(num + sizeof(num) - n));
 }
 
 static const char *acme_metrics_domain_label(apr_pool_t *p, const char *domain)
@@ -284,9 +301,13 @@ static void acme_metrics_renewal(acme_metrics_out_t *o, const acme_metrics_t *m)
 
 static void acme_metrics_domain_state(acme_metrics_out_t *o, const acme_metrics_t *m)
 {
+    const char *state_labels[sizeof(acme_metrics_states) / sizeof(acme_metrics_states[0])];
     apr_pool_t *scratch;
     int i, s;
 
+    for (s = 0; acme_metrics_states[s]; ++s) {
+        state_labels[s] = apr_pstrcat(o->p, ",state=\"", acme_metrics_states[s], "\"", NULL);
+    }
     acme_metrics_family(o, "acme_domain_state", "gauge",
                         "The domain's state as in the status (1 for the current one).");
     apr_pool_create(&scratch, o->p);
@@ -294,9 +315,8 @@ static void acme_metrics_domain_state(acme_metrics_out_t *o, const acme_metrics_
         const acme_metrics_domain_t *d = &APR_ARRAY_IDX(m->domains, i, acme_metrics_domain_t);
         const char *dl = acme_metrics_domain_label(scratch, d->domain);
         for (s = 0; acme_metrics_states[s]; ++s) {
-            acme_metrics_sample(o, "acme_domain_state",
-                                apr_pstrcat(scratch, dl, ",state=\"", acme_metrics_states[s],
-                                            "\"", NULL),
+            acme_metrics_sample(o, "acme_domain_state", apr_pstrcat(scratch, dl, state_labels[s],
+                                                                    NULL),
                                 d->state && !strcmp(d->state, acme_metrics_states[s]));
         }
         apr_pool_clear(scratch);
