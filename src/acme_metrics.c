@@ -1,3 +1,4 @@
+#include <stdint.h>
 #include <string.h>
 
 #include <apr_strings.h>
@@ -53,7 +54,9 @@ static void acme_metrics_bump(json_t *obj, const char *key, apr_int64_t n)
     json_t *v = json_object_get(obj, key);
     json_int_t have = json_is_integer(v) ? json_integer_value(v) : 0;
 
-    json_object_set_new(obj, key, json_integer(have + (json_int_t)n));
+    /* The worker's file is the User's: a huge value saturates rather than overflow. */
+    json_object_set_new(obj, key, json_integer(have > (json_int_t)APR_INT64_MAX - (json_int_t)n
+                                               ? (json_int_t)APR_INT64_MAX : have + (json_int_t)n));
 }
 
 void acme_metrics_count(acme_metrics_tally_t *t, const char *family, const char *key1,
@@ -338,7 +341,8 @@ static apr_int64_t acme_metrics_sum(const json_t *obj)
         return 0;
     }
     json_object_foreach((json_t *)obj, key, value) {
-        sum += acme_metrics_sum(value);
+        apr_int64_t add = acme_metrics_sum(value);
+        sum = sum > APR_INT64_MAX - add ? APR_INT64_MAX : sum + add;
     }
     return sum;
 }

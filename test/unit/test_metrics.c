@@ -198,10 +198,32 @@ static void test_add_ignores_junk(void **state)
 
     (void)state;
     acme_metrics_add(into, from);
+    acme_metrics_add(into, from);
     assert_null(json_object_get(into, "a"));
     assert_null(json_object_get(into, "b"));
     assert_null(json_object_get(into, "e"));
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(into, "c"), "d")), 3);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(into, "c"), "d")), 6);
+    json_decref(into);
+    json_decref(from);
+}
+
+/* Huge counts (the worker's file is the User's) saturate instead of overflowing. */
+static void test_add_saturates(void **state)
+{
+    apr_pool_t *p = pool_of(state);
+    acme_metrics_t m = { .worker_counts = NULL };
+    json_t *into = json_object();
+    json_t *from = json_pack("{s:{s:I}, s:{s:I, s:I}}", "orders", "success",
+                             (json_int_t)APR_INT64_MAX, "badnonce_retries",
+                             "", (json_int_t)APR_INT64_MAX, "x", (json_int_t)5);
+
+    acme_metrics_add(into, from);
+    acme_metrics_add(into, from);
+    assert_true(json_integer_value(json_object_get(json_object_get(into, "orders"), "success"))
+                == (json_int_t)APR_INT64_MAX);
+    m.worker_counts = into;
+    assert_non_null(strstr(acme_metrics_text(p, &m), "\nacme_badnonce_retries_total "
+                                                     "9223372036854775807\n"));
     json_decref(into);
     json_decref(from);
 }
@@ -249,6 +271,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tally_save, unit_setup_pool, unit_teardown_pool),
         cmocka_unit_test(test_add_ignores_junk),
         cmocka_unit_test(test_worker_up),
+        cmocka_unit_test_setup_teardown(test_add_saturates, unit_setup_pool, unit_teardown_pool),
         cmocka_unit_test_setup_teardown(test_many_domains, unit_setup_pool, unit_teardown_pool),
     };
 
