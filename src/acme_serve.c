@@ -363,6 +363,7 @@ int acme_serve_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, acme
     if (conf->domains->nelts == 0) {
         return OK;
     }
+    acme_serve_metrics_prepare(pconf);
     acme_result_reset(&res);
     if (acme_store_open(pconf, conf->store_dir, &st, &res) != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "mod_acme: the store %s is unusable: %s; "

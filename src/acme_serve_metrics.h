@@ -9,6 +9,9 @@
 
 #include "acme_store.h"
 
+/* post_config: the per-process cache of what scrapes read from the job files. */
+void acme_serve_metrics_prepare(apr_pool_t *pconf);
+
 /* handler "acme-metrics": Prometheus text exposition format 0.0.4. */
 int acme_serve_metrics(request_rec *r);
 
