@@ -15,6 +15,7 @@
 #include "acme_http.h"
 #include "acme_modstatus.h"
 #include "acme_serve.h"
+#include "acme_serve_metrics.h"
 #include "acme_supervise.h"
 
 static int acme_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
@@ -70,6 +71,7 @@ static void acme_register_hooks(apr_pool_t *p)
     ap_hook_handler(acme_serve_status, NULL, NULL, APR_HOOK_MIDDLE);
     /* mod_status's server-status page, when mod_status is loaded. */
     APR_OPTIONAL_HOOK(ap, status_hook, acme_modstatus_hook, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(acme_serve_metrics, NULL, NULL, APR_HOOK_MIDDLE);
     /* TLS challenges: acme-tls/1 through ALPN, the certificate from the store. */
     ap_hook_protocol_propose(acme_serve_protocol_propose, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_protocol_switch(acme_serve_protocol_switch, NULL, NULL, APR_HOOK_MIDDLE);

@@ -26,6 +26,7 @@
 #include "acme_selfcheck.h"
 #include "acme_serve.h"
 #include "acme_status.h"
+#include "acme_serve_metrics.h"
 #include "acme_supervise.h"
 #include "acme_version.h"
 
@@ -81,8 +82,10 @@ static void acme_serve_activate(apr_pool_t *ptemp, server_rec *s, acme_conf_t *c
                          "activated", dom->name);
             acme_job_force_clear(ptemp, conf->store, dom->name);
             apr_hash_set(activated, dom->name, APR_HASH_KEY_STRING, dom);
+            acme_serve_metrics_activation(ptemp, s, conf->store, "success");
             continue;
         }
+        acme_serve_metrics_activation(ptemp, s, conf->store, "failure");
         apr_hash_set(errors, dom->name, APR_HASH_KEY_STRING,
                      apr_pstrdup(conf->active ? apr_hash_pool_get(conf->active) : ptemp,
                                  acme_result_describe(&res, ptemp)));
@@ -361,6 +364,7 @@ int acme_serve_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, acme
     if (conf->domains->nelts == 0) {
         return OK;
     }
+    acme_serve_metrics_prepare(pconf);
     acme_result_reset(&res);
     if (acme_store_open(pconf, conf->store_dir, &st, &res) != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "mod_acme: the store %s is unusable: %s; "
@@ -478,17 +482,23 @@ int acme_serve_http01(request_rec *r)
 
 /* ------------------------------------------------------------------ status */
 
+acme_job_t *acme_serve_job(apr_pool_t *p, const acme_conf_t *conf, const acme_domain_t *dom)
+{
+    acme_job_t *job = NULL;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    if (acme_job_load(p, conf->store, dom->name, &job, &res) != APR_SUCCESS) {
+        job = NULL;
+    }
+    return job;
+}
+
 /* What every status view shows of a domain: the set loaded at post_config and its job file. */
 static const acme_active_t *acme_serve_status_read(apr_pool_t *p, acme_conf_t *conf,
                                                    const acme_domain_t *dom, acme_job_t **job)
 {
-    acme_result_t res;
-
-    acme_result_reset(&res);
-    *job = NULL;
-    if (acme_job_load(p, conf->store, dom->name, job, &res) != APR_SUCCESS) {
-        *job = NULL;
-    }
+    *job = acme_serve_job(p, conf, dom);
     return conf->active ? apr_hash_get(conf->active, dom->name, APR_HASH_KEY_STRING) : NULL;
 }
 

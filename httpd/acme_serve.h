@@ -13,6 +13,7 @@
 
 #include "acme_config.h"
 #include "acme_status.h"
+#include "acme_job.h"
 
 /* post_config (both passes): store, seal key, activation, the active sets. */
 int acme_serve_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, acme_conf_t *conf);
@@ -41,6 +42,12 @@ int acme_serve_status(request_rec *r);
  * file per domain and jobs/worker.json, nothing read twice.
  */
 void acme_serve_summary(apr_pool_t *p, acme_conf_t *conf, acme_status_summary_t *sum);
+
+/*
+ * jobs/<name>.json as the status handlers show it (one read; a missing file is a fresh idle
+ * job), NULL when it cannot be read. Shared by acme-status and acme-metrics.
+ */
+acme_job_t *acme_serve_job(apr_pool_t *p, const acme_conf_t *conf, const acme_domain_t *dom);
 
 /*
  * TLS challenges. tls-alpn-01 (RFC 8737): the CA's handshake offers only ALPN "acme-tls/1";

@@ -30,6 +30,7 @@
 #include "acme_plan.h"
 #include "acme_seal.h"
 #include "acme_serve.h"
+#include "acme_serve_metrics.h"
 #include "acme_supervise.h"
 #include "acme_version.h"
 #include "acme_worker.h"
@@ -293,6 +294,7 @@ static void acme_supervise_refuse(acme_supervisor_t *sup, apr_pool_t *p, const a
                  acme_store_base(sup->conf->store));
     acme_result_reset(&ignored);
     acme_activate_reject(p, sup->conf->store, dom, &ignored);
+    acme_serve_metrics_activation(p, sup->s, sup->conf->store, "rejected");
     if (acme_job_load(p, sup->conf->store, dom->name, &job, &ignored) == APR_SUCCESS) {
         acme_job_failed(job, p, res, apr_time_now());
         job->rejected++;
@@ -662,8 +664,10 @@ static void acme_supervise_install(acme_supervisor_t *sup, apr_pool_t *p)
                                                        : NULL, &res) != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, sup->s, "mod_acme: %s: %s; the previous "
                          "certificate stays in use", dom->name, acme_result_describe(&res, p));
+            acme_serve_metrics_activation(p, sup->s, sup->conf->store, "failure");
             continue;
         }
+        acme_serve_metrics_activation(p, sup->s, sup->conf->store, "success");
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "mod_acme: %s: new certificate "
                      "activated", dom->name);
         acme_job_force_clear(p, sup->conf->store, dom->name);

@@ -262,6 +262,7 @@ static apr_status_t client_get(acme_client_t *c, apr_pool_t *p, const char *url,
     }
     rv = acme_http_get(c->http, p, url, resp, res);
     ++c->counts.total;
+    c->counts.failed += rv != APR_SUCCESS || is_failure(*resp);
     if (rv == APR_SUCCESS) {
         note_response(c, *resp);
     }
@@ -288,6 +289,7 @@ static apr_status_t nonce_take(acme_client_t *c, apr_pool_t *p, const char **non
         rv = acme_http_head(c->http, p, c->dir->new_nonce, &resp, res);
         ++c->counts.total;
         ++c->counts.nonce;
+        c->counts.failed += rv != APR_SUCCESS || !is_2xx(resp);
         if (rv != APR_SUCCESS) {
             return rv;
         }
@@ -571,6 +573,7 @@ static apr_status_t client_post_once(acme_client_t *c, apr_pool_t *p, const clie
     }
     rv = acme_http_post_jose(c->http, p, req->url, jws, &resp, res);
     ++c->counts.total;
+    c->counts.failed += rv != APR_SUCCESS || is_failure(resp);
     if (rv != APR_SUCCESS) {
         return rv;
     }

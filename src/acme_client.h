@@ -79,6 +79,7 @@ typedef struct {
     unsigned directory;             /* GET directory (at most 1) */
     unsigned nonce;                 /* HEAD newNonce */
     unsigned bad_nonce_retries;     /* POSTs repeated after badNonce */
+    unsigned failed;                /* of total: no answer, or an error answer (metrics) */
 } acme_client_counts_t;
 
 apr_status_t acme_client_create(acme_client_t **client, apr_pool_t *p, const char *directory_url,

@@ -93,6 +93,11 @@ const char *acme_status_state(const acme_active_t *active, const acme_job_t *job
     return state == ACME_JOB_FAILED ? "failing" : "pending";
 }
 
+const char *acme_status_state_of(const acme_active_t *active, const acme_job_t *job)
+{
+    return acme_status_state(active, job);
+}
+
 json_t *acme_status_domain(const acme_domain_t *dom, const acme_active_t *active,
                            const acme_job_t *job)
 {

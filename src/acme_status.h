@@ -15,6 +15,9 @@
 json_t *acme_status_domain(const acme_domain_t *dom, const acme_active_t *active,
                            const acme_job_t *job);
 
+/* The "state" acme_status_domain shows ("valid", "renewing", ...; acme_metrics_states). */
+const char *acme_status_state_of(const acme_active_t *active, const acme_job_t *job);
+
 /*
  * One CA account from its record (jobs/account.<ca-id>.json): URL, terms of service (agreed,
  * current, changed, and the terms a userActionRequired demands: orders there stop), contact as

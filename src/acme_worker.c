@@ -814,6 +814,67 @@ static int acme_worker_config_changed(acme_worker_t *w, const acme_worker_item_t
     return 1;
 }
 
+/* ------------------------------------------------------------------ metrics */
+
+/* What one client sent (acme_metrics: acme_ca_requests_total, acme_badnonce_retries_total). */
+void acme_worker_metrics_client(acme_worker_t *w, const char *ca_url,
+                                const acme_client_t *client)
+{
+    acme_client_counts_t counts;
+
+    if (!client) {
+        return;
+    }
+    acme_client_counts(client, &counts);
+    acme_metrics_count(w->metrics, ACME_METRICS_CA_REQUESTS, ca_url, "ok",
+                       (apr_int64_t)counts.total - (apr_int64_t)counts.failed);
+    acme_metrics_count(w->metrics, ACME_METRICS_CA_REQUESTS, ca_url, "error", counts.failed);
+    acme_metrics_count(w->metrics, ACME_METRICS_BADNONCE, NULL, NULL, counts.bad_nonce_retries);
+}
+
+/* Clients kept under "ca_url ca_file proxy" keys (a CA URL has no space). */
+static const char *acme_worker_metrics_ca(apr_pool_t *p, const char *key)
+{
+    return apr_pstrndup(p, key, strcspn(key, " "));
+}
+
+static void acme_worker_metrics_ari(acme_worker_t *w, apr_hash_t *clients)
+{
+    apr_hash_index_t *hi;
+
+    for (hi = apr_hash_first(w->pool, clients); hi; hi = apr_hash_next(hi)) {
+        const acme_worker_ari_ca_t *ac = apr_hash_this_val(hi);
+        acme_worker_metrics_client(w, acme_worker_metrics_ca(w->pool, apr_hash_this_key(hi)),
+                                   ac->client);
+    }
+}
+
+/* An order thread's clients, when it ends (clients carry over between its domains). */
+static void acme_worker_metrics_clients(acme_worker_t *w, apr_pool_t *p, apr_hash_t *clients)
+{
+    apr_hash_index_t *hi;
+
+    for (hi = apr_hash_first(p, clients); hi; hi = apr_hash_next(hi)) {
+        acme_worker_metrics_client(w, acme_worker_metrics_ca(p, apr_hash_this_key(hi)),
+                                   apr_hash_this_val(hi));
+    }
+}
+
+/* The run's counts go to the store: they outlive the worker and graceful restarts. */
+static void acme_worker_metrics_save(acme_worker_t *w)
+{
+    const char *path = acme_store_path(w->pool, w->store, ACME_STORE_JOBS,
+                                       ACME_METRICS_WORKER_FILE, NULL);
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    if (path && acme_metrics_tally_save(w->pool, path, w->metrics, &res) != APR_SUCCESS) {
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "renewal worker: metrics "
+                                                          "not recorded: %s",
+                                                          acme_result_describe(&res, w->pool)));
+    }
+}
+
 static void acme_worker_plan(acme_worker_t *w, apr_interval_time_t interval)
 {
     apr_time_t now = apr_time_now();
@@ -880,6 +941,7 @@ static void acme_worker_plan(acme_worker_t *w, apr_interval_time_t interval)
         }
         APR_ARRAY_PUSH(w->due, acme_worker_item_t *) = item;
     }
+    acme_worker_metrics_ari(w, ari_clients);
 }
 
 /* ------------------------------------------------------------------ one order */
@@ -1352,6 +1414,11 @@ static apr_status_t acme_worker_answer(acme_worker_run_t *run, acme_order_t *ord
     if (rv == APR_SUCCESS) {
         acme_worker_activity(run, "waiting for the CA to validate");
         rv = acme_client_order_wait(run->client, run->p, order, res);
+    }
+    for (i = 0; i < an.respond->nelts; ++i) {
+        acme_metrics_count(run->w->metrics, ACME_METRICS_CHALLENGES,
+                           APR_ARRAY_IDX(an.respond, i, const acme_client_challenge_t *)->type,
+                           rv == APR_SUCCESS ? "valid" : "invalid", 1);
     }
     acme_worker_withdraw(run, an.answers);
     acme_worker_dns01_teardown(run, &an.d, an.records);
@@ -1859,6 +1926,8 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
         rv = acme_worker_issue(&run, &res);
     }
     now = apr_time_now();
+    acme_metrics_count(w->metrics, ACME_METRICS_ORDERS, rv == APR_SUCCESS ? "success" : "failure",
+                       NULL, 1);
     if (rv == APR_SUCCESS) {
         run.job->ca_url = item->ca->ca_url;
         run.job->ca_failures = 0;
@@ -1931,6 +2000,7 @@ static void *APR_THREAD_FUNC acme_worker_thread(apr_thread_t *thread, void *data
         acme_worker_handle(w, p, tp, clients, item);
         apr_pool_destroy(p);
     }
+    acme_worker_metrics_clients(w, tp, clients);
     apr_pool_destroy(tp);
     apr_thread_mutex_lock(w->lock);
     w->running--;
@@ -2212,6 +2282,7 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
         .cas = apr_hash_make(p),
         .items = apr_array_make(p, cfg->domains->nelts + 1, sizeof(acme_worker_item_t)),
         .due = apr_array_make(p, cfg->domains->nelts + 1, sizeof(acme_worker_item_t *)),
+        .metrics = acme_metrics_tally_make(p),
     };
     acme_result_t res;
 
@@ -2239,6 +2310,7 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
                                                         w.items->nelts));
         acme_worker_run_due(&w);
     }
+    acme_worker_metrics_save(&w);
     if (w.abandoned) {
         acme_worker_log(&w, ACME_LOG_NOTICE, "renewal worker stopped; unfinished orders resume "
                         "at its next start");

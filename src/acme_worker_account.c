@@ -500,5 +500,6 @@ void acme_worker_account_upkeep(acme_worker_t *w)
         run.item = &copy;
         acme_client_account_use(run.client, ca->account_key, ca->account_url);
         acme_worker_account_life(&run);
+        acme_worker_metrics_client(w, ca->ca_url, run.client);
     }
 }

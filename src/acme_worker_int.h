@@ -22,6 +22,7 @@
 #include <apr_general.h>
 
 #include "acme_perms.h"
+#include "acme_metrics.h"
 #include "acme_account.h"
 #include "acme_activate.h"
 #include "acme_challenge.h"
@@ -106,6 +107,7 @@ typedef struct {
     int running;                        /* order threads still going, under lock */
     int abandoned;                      /* stopped with threads still running */
     const unsigned char *proof_key;     /* seal/proof.key, read as root: proves our staged sets */
+    acme_metrics_tally_t *metrics;      /* this run's counts, added to jobs/metrics.json */
 } acme_worker_t;
 
 typedef struct {
@@ -120,6 +122,8 @@ typedef struct {
 } acme_worker_run_t;
 
 /* acme_worker.c */
+void acme_worker_metrics_client(acme_worker_t *w, const char *ca_url,
+                                const acme_client_t *client);
 void acme_worker_log(const acme_worker_t *w, acme_log_level_t level, const char *msg);
 const char *acme_worker_time_text(apr_pool_t *p, apr_time_t t);
 apr_status_t acme_worker_job_save(acme_worker_t *w, apr_pool_t *p, const acme_job_t *job,

@@ -18,6 +18,9 @@ PACKAGES+=(libclang-rt-dev)
 PACKAGES+=(dpkg-dev debhelper lintian fakeroot man-db)
 # A real forward proxy for the ACMEProxy tests (test/e2e/proxy.py).
 PACKAGES+=(tinyproxy)
+# The real Prometheus text parser for the acme-metrics test (test/e2e/test_metrics.py), and YAML
+# for checking docs/examples/acme-alerts.yml.
+PACKAGES+=(python3-prometheus-client python3-yaml)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
