@@ -15,18 +15,12 @@ from acme_site import (site_config, served_cert, serial_of, wait_for_pebble_cert
                        notify_events)
 
 A2ACME = harness.BUILD_DIR / "src" / "a2acme"
-SUPERVISE_C = harness.REPO / "src" / "acme_supervise.c"
 
 
 @pytest.fixture(autouse=True)
 def _built():
     if not A2ACME.exists():
         pytest.fail(f"{A2ACME} is missing: build first (make), or set ACME_BUILD_DIR")
-
-
-def server_picks_up_force():
-    """The parent's monitor handles requests/<name>.force (the server side of `renew`)."""
-    return SUPERVISE_C.exists() and "acme_job_force_stamp" in SUPERVISE_C.read_text(errors="replace")
 
 
 def a2acme(*args, timeout=120):
@@ -210,17 +204,9 @@ def test_renew_writes_the_marker_and_the_server_renews(httpd, pebble):
     store = store_of(httpd)
     res = a2acme("--store", store, "renew", "unknown.test")
     assert res.returncode == 2 and "unknown domain" in res.stderr
-    before = time.time()
     res = a2acme("--store", store, "renew", "renew.test")
     assert res.returncode == 0, res.stderr
     marker = store / "requests" / "renew.test.force"
-    if not server_picks_up_force():
-        assert marker.exists()
-        assert stat.S_IMODE(marker.stat().st_mode) == 0o644
-        assert abs(int(marker.read_text().strip()) - before) < 5
-        listed_dom = listed(store)[0]["renew.test"]
-        assert listed_dom["renewal_requested"] is not None
-        pytest.skip("the server does not handle jobs/<name>.force yet")
     pid = httpd.proc.pid
     wait_for_new_cert(httpd, "renew.test", serials["renew.test"])
     assert httpd.proc.pid == pid and httpd.running()
@@ -262,9 +248,6 @@ def test_account_and_rollover(httpd, pebble):
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["accounts"][0]["url"] == url
 
-    if not server_picks_up_force():
-        pytest.skip("the server does not handle jobs/<name>.force yet: no renewal with the "
-                    "new key")
     assert a2acme("--store", store, "renew", "acct.test").returncode == 0
     wait_for_new_cert(httpd, "acct.test", serials["acct.test"])
     assert [r for r in pebble.requests() if r == ("POST", "/sign-me-up")].__len__() == 1
