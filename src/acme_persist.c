@@ -58,7 +58,8 @@ const char *acme_persist_issuer_norm(apr_pool_t *p, const char *name)
             return NULL;
         }
     }
-    return out[n - 1] == '-' ? NULL : out;
+    /* label == 0 here means "a..": an empty last label, not a name */
+    return (label == 0 || out[n - 1] == '-') ? NULL : out;
 }
 
 static const char *acme_persist_skip_wsp(const char *s)

@@ -218,6 +218,7 @@ static void test_issuer_names_are_normalised(void **state)
     assert_null(acme_persist_issuer_norm(fx->pool, "a_b.example"));
     assert_null(acme_persist_issuer_norm(fx->pool, "example-.org"));
     assert_null(acme_persist_issuer_norm(fx->pool, "."));
+    assert_null(acme_persist_issuer_norm(fx->pool, "example.org.."));   /* empty last label */
     assert_null(acme_persist_issuer_norm(fx->pool, NULL));
 }
 
