@@ -4,6 +4,9 @@
 # of its seed corpus (test/fuzz/corpus/<harness>/, never written to). Prints executions and
 # crashes per harness and a closing line; exits non-zero on any crash, leak, sanitizer report
 # or timeout, leaving the input under build/fuzz/artifacts/.
+# FUZZ_SEED: libFuzzer's seed, 1 by default so that a CI run is reproducible (the same inputs on
+# every machine for the same corpus); FUZZ_SEED=0 lets libFuzzer pick one, for the long runs of
+# bench/fuzz_long.sh that look for new findings.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 out=${ACME_FUZZ_DIR:-$top/build/fuzz}
@@ -33,7 +36,7 @@ for name in "${harnesses[@]}"; do
   rc=0
   (cd "$work" && ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-     "$out/$name" -max_total_time="$each" -timeout=20 -rss_limit_mb=2560 -max_len=16384 \
+     "$out/$name" -max_total_time="$each" -seed="${FUZZ_SEED:-1}" -timeout=20 -rss_limit_mb=2560 -max_len=16384 \
        -print_final_stats=1 -artifact_prefix="$out/artifacts/$name-" corpus \
        </dev/null >"$work/log" 2>&1) || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log" | tail -1)
