@@ -502,10 +502,11 @@ static const acme_active_t *acme_serve_status_read(apr_pool_t *p, acme_conf_t *c
     return conf->active ? apr_hash_get(conf->active, dom->name, APR_HASH_KEY_STRING) : NULL;
 }
 
-static json_t *acme_serve_status_of(request_rec *r, acme_conf_t *conf, const acme_domain_t *dom)
+/* p: a pool the caller may clear right after; the JSON holds copies of everything it shows. */
+static json_t *acme_serve_status_of(apr_pool_t *p, acme_conf_t *conf, const acme_domain_t *dom)
 {
     acme_job_t *job = NULL;
-    const acme_active_t *active = acme_serve_status_read(r->pool, conf, dom, &job);
+    const acme_active_t *active = acme_serve_status_read(p, conf, dom, &job);
 
     return acme_status_domain(dom, active, job);
 }
@@ -532,6 +533,7 @@ void acme_serve_summary(apr_pool_t *p, acme_conf_t *conf, acme_status_summary_t 
     acme_plan_window_t warn, *w = NULL;
     apr_time_t now = apr_time_now();
     const char *reason = NULL;
+    apr_pool_t *each;
     json_t *worker;
     int i;
 
@@ -543,12 +545,17 @@ void acme_serve_summary(apr_pool_t *p, acme_conf_t *conf, acme_status_summary_t 
         && acme_renewal_warn_parse(conf->warn_window, &warn, &reason, p) == APR_SUCCESS) {
         w = &warn;
     }
+    apr_pool_create(&each, p);
+    /* One job file at a time: with 10,000 domains the request's pool would otherwise hold them
+     * all until the response is sent. */
     for (i = 0; i < conf->domains->nelts; ++i) {
         const acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, const acme_domain_t *);
         acme_job_t *job = NULL;
-        const acme_active_t *active = acme_serve_status_read(p, conf, dom, &job);
+        const acme_active_t *active = acme_serve_status_read(each, conf, dom, &job);
         acme_status_summary_add(sum, active, job, w, now);
+        apr_pool_clear(each);
     }
+    apr_pool_destroy(each);
     worker = acme_serve_worker_state(p, conf);
     sum->worker = apr_pstrdup(p, acme_status_worker_state(worker));
     json_decref(worker);
@@ -605,12 +612,16 @@ static json_t *acme_serve_status_accounts(request_rec *r, acme_conf_t *conf,
 static json_t *acme_serve_status_all(request_rec *r, acme_conf_t *conf)
 {
     json_t *list = json_array();
+    apr_pool_t *each;
     int i;
 
-    for (i = 0; i < conf->domains->nelts; ++i) {
-        json_array_append_new(list, acme_serve_status_of(r, conf,
+    apr_pool_create(&each, r->pool);
+    for (i = 0; i < conf->domains->nelts; ++i) {    /* one job file in memory at a time */
+        json_array_append_new(list, acme_serve_status_of(each, conf,
                               APR_ARRAY_IDX(conf->domains, i, const acme_domain_t *)));
+        apr_pool_clear(each);
     }
+    apr_pool_destroy(each);
     json_t *out = json_pack("{s:s, s:o, s:o, s:o}", "version", ACME_VERSION,
                             "activation", acme_serve_activation_state(r, conf), "domains", list,
                             "accounts", acme_serve_status_accounts(r, conf, NULL));
@@ -641,7 +652,7 @@ int acme_serve_status(request_rec *r)
         one = (one && !strcasecmp(one->name, last + 1)) ? one : NULL;
     }
     json = !conf->store ? json_pack("{s:s, s:[]}", "version", ACME_VERSION, "domains")
-           : one ? acme_serve_status_of(r, conf, one) : acme_serve_status_all(r, conf);
+           : one ? acme_serve_status_of(r->pool, conf, one) : acme_serve_status_all(r, conf);
     if (one && conf->store && json) {
         json_object_set_new(json, "accounts", acme_serve_status_accounts(r, conf, one));
     }
