@@ -21,6 +21,9 @@ PACKAGES+=(tinyproxy)
 # The real Prometheus text parser for the acme-metrics test (test/e2e/test_metrics.py), and YAML
 # for checking docs/examples/acme-alerts.yml.
 PACKAGES+=(python3-prometheus-client python3-yaml)
+# A real etcd cluster (3 members on loopback) for the cluster tests (issue 16), and etcdctl to
+# read back what the nodes wrote.
+PACKAGES+=(etcd-server etcd-client)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -40,4 +43,8 @@ $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 # The Debian apache2 package starts a system instance on port 80; the tests use their own.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q apache2 2>/dev/null; then
   $SUDO systemctl stop apache2 || true
+fi
+# So does etcd-server (on 2379); the tests start their own members on free ports.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q etcd 2>/dev/null; then
+  $SUDO systemctl stop etcd || true
 fi
