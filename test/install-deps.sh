@@ -21,6 +21,9 @@ PACKAGES+=(tinyproxy)
 # The real Prometheus text parser for the acme-metrics test (test/e2e/test_metrics.py), and YAML
 # for checking docs/examples/acme-alerts.yml.
 PACKAGES+=(python3-prometheus-client python3-yaml)
+# A real HAProxy loading the ACMEExport haproxy directory (test/e2e/test_export.py); setpriv
+# (util-linux) checks the exported keys are unreadable by the httpd User.
+PACKAGES+=(haproxy util-linux)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -40,4 +43,8 @@ $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 # The Debian apache2 package starts a system instance on port 80; the tests use their own.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q apache2 2>/dev/null; then
   $SUDO systemctl stop apache2 || true
+fi
+# Debian's haproxy package starts a system instance too; the export test starts its own.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q haproxy 2>/dev/null; then
+  $SUDO systemctl stop haproxy || true
 fi
