@@ -943,7 +943,8 @@ const command_rec acme_config_cmds[] = {
                   "log at crit when renewal fails this close to expiry: a percentage of the "
                   "lifetime (default 10%) or a duration"),
     AP_INIT_TAKE_ARGV("ACMENotifyCommand", acme_cmd_notify_command, NULL, RSRC_CONF,
-                      "program [args] run for renewed, installed, expiring, errored, revoked"),
+                      "program [args] run for renewed, installed, expiring, errored, revoked, "
+                      "exported"),
     AP_INIT_TAKE1("ACMEMembers", acme_cmd_members, NULL, RSRC_CONF,
                   "auto: a managed vhost's ServerAlias names join its domain; manual"),
     AP_INIT_TAKE_ARGV("ACMEDns01Command", acme_cmd_dns01_command, NULL, RSRC_CONF,

@@ -13,6 +13,7 @@
 #include <apr_strings.h>
 
 #include "acme_export.h"
+#include "acme_notify.h"
 #include "unit_support.h"
 
 #define KEY_EC "-----BEGIN PRIVATE KEY-----\nECKEY\n-----END PRIVATE KEY-----\n"
@@ -444,6 +445,16 @@ static void test_manifest_outside_ignored(void **state)
     assert_string_equal(unit_read_text(fx->pool, victim), "victim\n");
 }
 
+/* Every change of the files is news for the hook (it reloads a daemon): never rate-limited. */
+static void test_exported_event_always_due(void **state)
+{
+    apr_time_t now = apr_time_now();
+
+    (void)state;
+    assert_true(acme_notify_due("exported", now - apr_time_from_sec(1), now));
+    assert_true(acme_notify_due("exported", now, now));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -459,6 +470,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_write_split_dirs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_symlinks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_manifest_outside_ignored, setup, teardown),
+        cmocka_unit_test(test_exported_event_always_due),
     };
 
     return cmocka_run_group_tests(tests, unit_setup_apr, unit_teardown_apr);
