@@ -344,6 +344,29 @@ static apr_status_t acme_export_os_fail(acme_export_run_t *run, const char *what
                                          name, strerror(err)));
 }
 
+/*
+ * Keys go in, and names listed in the manifest are removed: nobody but the writer (root) may
+ * change the directory, or another user could plant a manifest or swap a subdirectory.
+ */
+static apr_status_t acme_export_dir_check(acme_export_run_t *run)
+{
+    struct stat st;
+
+    if (fstat(run->dfd, &st) != 0) {
+        return acme_export_os_fail(run, "cannot stat", "the directory");
+    }
+    if (st.st_uid != geteuid() || (st.st_mode & 0022)) {
+        return acme_result_fail(run->res, APR_EINVAL, ACME_CLASS_ADMIN,
+                                apr_psprintf(run->p, "export to %s: the directory belongs to uid "
+                                             "%ld with mode %04o; it must belong to uid %ld and "
+                                             "be writable by it only (chown, chmod go-w)",
+                                             run->spec->dir, (long)st.st_uid,
+                                             (unsigned int)(st.st_mode & 07777),
+                                             (long)geteuid()));
+    }
+    return APR_SUCCESS;
+}
+
 /* The admin's directory, never through a symlink; made (0755) when missing. */
 static apr_status_t acme_export_open_dir(acme_export_run_t *run)
 {
@@ -358,7 +381,7 @@ static apr_status_t acme_export_open_dir(acme_export_run_t *run)
                                    "a symlink, is needed)");
     }
     acme_export_fd_keep(run->p, run->dfd);
-    return APR_SUCCESS;
+    return acme_export_dir_check(run);
 }
 
 /* 1 when dfd/name already is a regular file with this content, owner and mode. */
@@ -541,13 +564,21 @@ static apr_hash_t *acme_export_manifest_load(acme_export_run_t *run)
 static void acme_export_unlink(acme_export_run_t *run, const char *path, const char *domain)
 {
     const char *slash = strchr(path, '/');
+    const char *sub = slash ? apr_pstrndup(run->p, path, (apr_size_t)(slash - path)) : NULL;
+    int dfd = sub ? openat(run->dfd, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                  : run->dfd;
 
-    if (unlinkat(run->dfd, path, 0) == 0 || errno != ENOENT) {
+    if (dfd < 0) {
+        return;     /* gone, or not a directory of ours: nothing below it is followed */
+    }
+    if (unlinkat(dfd, slash ? slash + 1 : path, 0) == 0 || errno != ENOENT) {
         acme_export_mark(run, domain);
     }
-    if (slash) {
+    if (sub) {
+        fsync(dfd);
+        close(dfd);
         /* Fails while other files are in it: only the last one's removal removes it. */
-        unlinkat(run->dfd, apr_pstrndup(run->p, path, (apr_size_t)(slash - path)), AT_REMOVEDIR);
+        unlinkat(run->dfd, sub, AT_REMOVEDIR);
     }
 }
 

@@ -455,6 +455,29 @@ static void test_exported_event_always_due(void **state)
     assert_true(acme_notify_due("exported", now, now));
 }
 
+/* A directory others can write (a planted manifest, swapped files) is refused, untouched. */
+static void test_write_refuses_shared_directory(void **state)
+{
+    fixture_t *fx = *state;
+    apr_array_header_t *domains = apr_array_make(fx->pool, 1, sizeof(acme_export_domain_t));
+    apr_array_header_t *files = NULL;
+    acme_result_t res;
+
+    add_domain(fx->pool, domains, "a.test", strs(fx->pool, "a.test", NULL, NULL), 0);
+    assert_int_equal(mkdir(fx->dir, 0755), 0);
+    assert_int_equal(chmod(fx->dir, 0777), 0);
+    acme_result_reset(&res);
+    assert_int_equal(acme_export_layout(fx->pool, &fx->spec, domains, &files, &res),
+                     APR_SUCCESS);
+    assert_int_not_equal(acme_export_write(fx->pool, &fx->spec, files, NULL, NULL, &res),
+                         APR_SUCCESS);
+    assert_int_equal(res.err_class, ACME_CLASS_ADMIN);
+    assert_non_null(strstr(res.message, "writable by it only"));
+    assert_null(unit_read_text(fx->pool, at(fx, "a.test.pem")));
+    assert_int_equal(chmod(fx->dir, 0755), 0);
+    assert_string_equal(export(fx, domains, NULL), "[a.test]");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -470,6 +493,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_write_split_dirs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_symlinks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_manifest_outside_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_refuses_shared_directory, setup, teardown),
         cmocka_unit_test(test_exported_event_always_due),
     };
 
