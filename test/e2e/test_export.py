@@ -1,5 +1,5 @@
-"""ACMEExport (issue 17) with real daemons: httpd + mod_acme issuing from Pebble export the served
-certificates; a real HAProxy (Debian's haproxy) loads the `haproxy` export through its crt-list
+"""ACMEExport (issue 17) with real daemons: httpd + mod_acme issuing from Pebble (ECDSA and RSA
+certificates per domain) export the served certificates; a real HAProxy (Debian's haproxy) loads the `haproxy` export through its crt-list
 and serves the module's certificate per SNI name; after a forced renewal the `exported` hook
 reloads HAProxy (through its master CLI, the way a hook running as the httpd User can) and
 HAProxy serves the new serial. The `txsni` and `split` exports parse as key + chain, have the
@@ -63,8 +63,11 @@ def haproxy_conf(path, port, crt_list):
                     "  http-request return status 200 content-type text/plain string ok\n")
 
 
-def haproxy_serial(port, name):
-    text, _ = harness.tls_peer_cert(port, name)
+RSA_ONLY = ("-sigalgs", "rsa_pss_rsae_sha256:rsa_pkcs1_sha256")
+
+
+def haproxy_serial(port, name, extra=()):
+    text, _ = harness.tls_peer_cert(port, name, extra=extra)
     return serial_of(text) if text else None
 
 
@@ -116,9 +119,12 @@ def test_export_to_haproxy_txsni_and_split(httpd, pebble, workdir, haproxy_proc)
              f"ACMEExport {exp_h} haproxy owner=haproxy:haproxy mode=0640\n"
              f"ACMEExport {exp_t} txsni\n"
              f"ACMEExport {exp_s} split owner=root:www-data mode=0640\n")
-    httpd.write_config(site_config(httpd, pebble, domains, extra=extra))
+    dual = "ACMEPrivateKeys secp256r1 rsa2048"
+    httpd.write_config(site_config(httpd, pebble, domains, extra=extra, global_first=dual))
     httpd.start()
     served = {d[0]: serial_of(wait_for_pebble_cert(httpd, d)) for d in domains}
+    served_rsa = {d[0]: haproxy_serial(httpd.https_port, d[0], RSA_ONLY) for d in domains}
+    assert not set(served.values()) & set(served_rsa.values())
     # After the activation's graceful restart the parent exports and notifies.
     harness.wait_for(lambda: exported(events, "exa.test") and exported(events, "exb.test"), 60,
                      "the exported events")
@@ -137,7 +143,9 @@ def test_export_to_haproxy_txsni_and_split(httpd, pebble, workdir, haproxy_proc)
     # split: certbot's names, owner root, group www-data as configured
     sp = exp_s / "exa.test"
     assert {p.name for p in sp.iterdir()} == {"privkey.pem", "cert.pem", "chain.pem",
-                                              "fullchain.pem"}
+                                              "fullchain.pem", "privkey.rsa2048.pem",
+                                              "cert.rsa2048.pem", "chain.rsa2048.pem",
+                                              "fullchain.rsa2048.pem"}
     st = (sp / "privkey.pem").stat()
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 33, 0o640)
     assert (sp / "fullchain.pem").read_text() == ((sp / "cert.pem").read_text()
@@ -157,9 +165,11 @@ def test_export_to_haproxy_txsni_and_split(httpd, pebble, workdir, haproxy_proc)
                                  work / "haproxy.log")
     haproxy_proc.append(proc)
     harness.wait_for(lambda: harness.port_open(port), 20, "haproxy to listen")
+    # One crt-list line per key type: HAProxy picks ECDSA or RSA per client, like mod_ssl.
     for names in domains:
         for name in names:
             assert haproxy_serial(port, name) == served[names[0]], name
+            assert haproxy_serial(port, name, RSA_ONLY) == served_rsa[names[0]], name
 
     # Forced renewal: httpd serves the new serial, the hook reloads HAProxy, which serves it too.
     before = len(exported(events, "exa.test"))
@@ -170,6 +180,9 @@ def test_export_to_haproxy_txsni_and_split(httpd, pebble, workdir, haproxy_proc)
                                          not_serial=served["exa.test"]))
     assert new != served["exa.test"]
     wait_serial(port, "www.exa.test", new, 60, "haproxy to serve the renewed certificate")
+    new_rsa = haproxy_serial(httpd.https_port, "exa.test", RSA_ONLY)
+    assert new_rsa != served_rsa["exa.test"]
+    assert haproxy_serial(port, "exa.test", RSA_ONLY) == new_rsa
     assert haproxy_serial(port, "exb.test") == served["exb.test"]
     assert len(exported(events, "exa.test")) == before + 1
     assert not exported(events, "exb.test")[1:], "exb.test exported again though unchanged"
