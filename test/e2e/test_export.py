@@ -1,9 +1,10 @@
 """ACMEExport (issue 17) with real daemons: httpd + mod_acme issuing from Pebble (ECDSA and RSA
-certificates per domain) export the served certificates; a real HAProxy (Debian's haproxy) loads the `haproxy` export through its crt-list
-and serves the module's certificate per SNI name; after a forced renewal the `exported` hook
-reloads HAProxy (through its master CLI, the way a hook running as the httpd User can) and
-HAProxy serves the new serial. The `txsni` and `split` exports parse as key + chain, have the
-configured owner and mode, and a domain removed from the configuration loses its files."""
+certificates per domain) export the served certificates; a real HAProxy (Debian's haproxy)
+loads the `haproxy` export through its crt-list and serves the module's certificate per SNI
+name and key type; after a forced renewal the `exported` hook reloads HAProxy (through its
+master CLI, the way a hook running as the httpd User can) and HAProxy serves the new serial.
+The `txsni` and `split` exports parse as key + chain, have the configured owner and mode, and a
+domain removed from the configuration loses its files."""
 import json
 import shutil
 import ssl
