@@ -458,10 +458,14 @@ static apr_status_t acme_export_put(acme_export_run_t *run, int dfd, const char 
     return APR_SUCCESS;
 }
 
-/* split's <domain>/: made or reused, never through a symlink, owned and moded as configured. */
+/*
+ * split's <domain>/: made or reused, never through a symlink, owned and moded as configured.
+ * The caller closes *sfd (thousands of domains must not hold thousands of descriptors).
+ */
 static apr_status_t acme_export_subdir(acme_export_run_t *run, const char *name, int *sfd)
 {
     mode_t mode = acme_export_dir_mode(run->spec->mode);
+    apr_status_t rv;
     struct stat st;
 
     if (mkdirat(run->dfd, name, 0700) == 0) {
@@ -474,18 +478,15 @@ static apr_status_t acme_export_subdir(acme_export_run_t *run, const char *name,
     if (*sfd < 0) {
         return acme_export_os_fail(run, "cannot open the directory", name);
     }
-    acme_export_fd_keep(run->p, *sfd);
-    if (fstat(*sfd, &st) != 0) {
-        return acme_export_os_fail(run, "cannot stat the directory", name);
+    if (fstat(*sfd, &st) == 0 && (st.st_uid == run->uid || fchown(*sfd, run->uid, run->gid) == 0)
+        && (st.st_gid == run->gid || fchown(*sfd, run->uid, run->gid) == 0)
+        && ((st.st_mode & 07777) == mode || fchmod(*sfd, mode) == 0)) {
+        return APR_SUCCESS;
     }
-    if ((st.st_uid != run->uid || st.st_gid != run->gid)
-        && fchown(*sfd, run->uid, run->gid) != 0) {
-        return acme_export_os_fail(run, "cannot change the owner of", name);
-    }
-    if ((st.st_mode & 07777) != mode && fchmod(*sfd, mode) != 0) {
-        return acme_export_os_fail(run, "cannot change the mode of", name);
-    }
-    return APR_SUCCESS;
+    rv = acme_export_os_fail(run, "cannot set the owner and mode of", name);
+    close(*sfd);
+    *sfd = -1;
+    return rv;
 }
 
 static void acme_export_mark(acme_export_run_t *run, const char *domain)
@@ -510,11 +511,13 @@ static apr_status_t acme_export_one(acme_export_run_t *run, const acme_export_fi
             return rv;
         }
     }
-    if (acme_export_same(run, dfd, leaf, f->data, f->len)) {
-        return APR_SUCCESS;
-    }
-    if ((rv = acme_export_put(run, dfd, leaf, f->data, f->len)) == APR_SUCCESS) {
+    rv = APR_SUCCESS;
+    if (!acme_export_same(run, dfd, leaf, f->data, f->len)
+        && (rv = acme_export_put(run, dfd, leaf, f->data, f->len)) == APR_SUCCESS) {
         acme_export_mark(run, f->domain);
+    }
+    if (dfd != run->dfd) {
+        close(dfd);
     }
     return rv;
 }
