@@ -331,8 +331,18 @@ typedef struct {
     gid_t gid;
     unsigned int serial;        /* of temporary names */
     apr_hash_t *changed;        /* domain -> "" */
+    int dirty;                  /* entries of the directory changed since its last fsync */
     acme_result_t *res;
 } acme_export_run_t;
+
+/* Makes the renames and removals in the export directory durable. */
+static void acme_export_sync(acme_export_run_t *run)
+{
+    if (run->dirty) {
+        fsync(run->dfd);
+        run->dirty = 0;
+    }
+}
 
 static apr_status_t acme_export_os_fail(acme_export_run_t *run, const char *what,
                                         const char *name)
@@ -454,7 +464,12 @@ static apr_status_t acme_export_put(acme_export_run_t *run, int dfd, const char 
         unlinkat(dfd, tmp, 0);
         return rv;
     }
-    fsync(dfd);
+    if (dfd == run->dfd) {
+        run->dirty = 1;     /* one fsync of the directory for the whole run: acme_export_sync */
+    }
+    else {
+        fsync(dfd);
+    }
     return APR_SUCCESS;
 }
 
@@ -469,7 +484,7 @@ static apr_status_t acme_export_subdir(acme_export_run_t *run, const char *name,
     struct stat st;
 
     if (mkdirat(run->dfd, name, 0700) == 0) {
-        fsync(run->dfd);
+        run->dirty = 1;
     }
     else if (errno != EEXIST) {
         return acme_export_os_fail(run, "cannot make the directory", name);
@@ -604,7 +619,7 @@ static void acme_export_stale(acme_export_run_t *run, apr_hash_t *old, apr_hash_
             continue;
         }
         acme_export_unlink(run, path, domain);
-        fsync(run->dfd);
+        run->dirty = 1;
     }
 }
 
@@ -685,9 +700,12 @@ apr_status_t acme_export_write(apr_pool_t *p, const acme_export_spec_t *spec,
                                 *domain ? json_string(domain) : json_null());
         }
     }
+    /* The files' names are durable before the manifest that lists them, and then it is. */
+    acme_export_sync(&run);
     if (acme_export_manifest_save(&run, manifest) != APR_SUCCESS && rv == APR_SUCCESS) {
         rv = res->status ? res->status : APR_EGENERAL;
     }
+    acme_export_sync(&run);
     json_decref(manifest);
     for (hi = apr_hash_first(p, run.changed); changed && hi; hi = apr_hash_next(hi)) {
         APR_ARRAY_PUSH(*changed, const char *) = apr_hash_this_key(hi);
