@@ -117,10 +117,18 @@ def test_export_to_haproxy_txsni_and_split(httpd, pebble, workdir, haproxy_proc)
     domains = [["exa.test", "www.exa.test"], ["exb.test"]]
     extra = (f"ACMENotifyCommand {hook}\n"
              f"ACMEExport {exp_h} haproxy owner=haproxy:haproxy mode=0640\n"
-             f"ACMEExport {exp_t} txsni\n"
-             f"ACMEExport {exp_s} split owner=root:www-data mode=0640\n")
+             f"ACMEExport {exp_t} txsni\n")
     dual = "ACMEPrivateKeys secp256r1 rsa2048"
-    httpd.write_config(site_config(httpd, pebble, domains, extra=extra, global_first=dual))
+    # split only for exa.test: an ACMEExport inside its <ACMEDomain>
+    section = (f"<ACMEDomain exa.test www.exa.test>\n"
+               f"  ACMEExport {exp_s} split owner=root:www-data mode=0640\n</ACMEDomain>\n")
+
+    def config(doms):
+        text = site_config(httpd, pebble, doms, extra=extra, global_first=dual)
+        return text.replace("ACMEDomain exa.test www.exa.test\n", section)
+
+    httpd.write_config(config(domains))
+    assert section in httpd.conf_path.read_text()
     httpd.start()
     served = {d[0]: serial_of(wait_for_pebble_cert(httpd, d)) for d in domains}
     served_rsa = {d[0]: haproxy_serial(httpd.https_port, d[0], RSA_ONLY) for d in domains}
@@ -192,12 +200,12 @@ def test_export_to_haproxy_txsni_and_split(httpd, pebble, workdir, haproxy_proc)
     assert "reloaded exa.test" in (work / "notify" / "reload.log").read_text()
 
     # exb.test removed from the configuration: its files go, HAProxy stops serving it.
-    httpd.write_config(site_config(httpd, pebble, domains[:1], extra=extra))
+    assert sorted(p.name for p in exp_s.iterdir()) == [".mod_acme-export.json", "exa.test"]
+    httpd.write_config(config(domains[:1]))
     httpd.graceful()
     # The parent exports one directory after the other: wait for all three.
     harness.wait_for(lambda: not any(p.exists() for p in (exp_t / "exb.test.pem",
-                                                          exp_h / "exb.test.pem",
-                                                          exp_s / "exb.test")),
+                                                          exp_h / "exb.test.pem")),
                      30, "exb.test's removal")
     assert "exb.test" not in (exp_h / "crt-list.txt").read_text()
     harness.wait_for(lambda: exported(events, "exb.test")[-1].get("removed") is True, 30,
