@@ -5,7 +5,9 @@ name and key type; after a forced renewal the `exported` hook reloads HAProxy (t
 master CLI, the way a hook running as the httpd User can) and HAProxy serves the new serial.
 The `txsni` and `split` exports parse as key + chain, have the configured owner and mode, and a
 domain removed from the configuration loses its files."""
+import grp
 import json
+import pwd
 import shutil
 import ssl
 import stat
@@ -157,13 +159,16 @@ def test_export_to_haproxy_txsni_and_split(httpd, pebble, workdir, haproxy_proc)
                                               "cert.rsa2048.pem", "chain.rsa2048.pem",
                                               "fullchain.rsa2048.pem"}
     st = (sp / "privkey.pem").stat()
-    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 33, 0o640)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, grp.getgrnam("www-data").gr_gid,
+                                                               0o640)
     assert (sp / "fullchain.pem").read_text() == ((sp / "cert.pem").read_text()
                                                   + (sp / "chain.pem").read_text())
     # haproxy: owned by haproxy, never readable by the User
     hst = (exp_h / "exa.test.pem").stat()
-    assert hst.st_uid == 104 or hst.st_uid == int(subprocess.run(
-        ["id", "-u", "haproxy"], capture_output=True, text=True).stdout)
+    hap = pwd.getpwnam("haproxy")
+    assert (hst.st_uid, hst.st_gid, stat.S_IMODE(hst.st_mode)) == (hap.pw_uid,
+                                                                   grp.getgrnam("haproxy").gr_gid,
+                                                                   0o640)
     assert unreadable_by_user(exp_h / "exa.test.pem")
 
     # HAProxy from the export's crt-list, master CLI for the User's group
