@@ -1,4 +1,7 @@
+#include <grp.h>
+#include <pwd.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <httpd.h>
 #include <http_config.h>
@@ -712,6 +715,121 @@ static const char *acme_cmd_notify_command(cmd_parms *cmd, void *dc, int argc,
     return NULL;
 }
 
+/* ------------------------------------------------------------------ ACMEExport (issue 17) */
+
+/* owner=user:group (both must exist now; the parent chowns to their ids). */
+static const char *acme_config_export_owner(cmd_parms *cmd, const char *value,
+                                            acme_export_spec_t *spec)
+{
+    const char *colon = strchr(value, ':');
+    const char *user = colon ? apr_pstrndup(cmd->pool, value, (apr_size_t)(colon - value)) : "";
+    struct passwd *pw;
+    struct group *gr;
+
+    if (!colon || !*user || !colon[1]) {
+        return apr_psprintf(cmd->pool, "ACMEExport: owner='%s' needs user:group, e.g. "
+                            "owner=root:haproxy", value);
+    }
+    if (!(pw = getpwnam(user))) {
+        return apr_psprintf(cmd->pool, "ACMEExport: owner='%s': there is no user '%s'; create "
+                            "it first or name an existing one", value, user);
+    }
+    spec->uid = pw->pw_uid;
+    if (!(gr = getgrnam(colon + 1))) {
+        return apr_psprintf(cmd->pool, "ACMEExport: owner='%s': there is no group '%s'; create "
+                            "it first or name an existing one", value, colon + 1);
+    }
+    spec->gid = gr->gr_gid;
+    spec->has_owner = 1;
+    return NULL;
+}
+
+static const char *acme_config_export_dir(cmd_parms *cmd, const char *dir)
+{
+    struct stat st;
+
+    if (dir[0] != '/' || strstr(dir, "/../") || strstr(dir, "/./")) {
+        return apr_psprintf(cmd->pool, "ACMEExport: the directory '%s' must be an absolute "
+                            "path (e.g. /etc/haproxy/certs)", dir);
+    }
+    if (lstat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        return apr_psprintf(cmd->pool, "ACMEExport: '%s' is not a directory (a symlink is "
+                            "not followed either); name the real directory", dir);
+    }
+    return NULL;
+}
+
+/* Two lines naming one directory must agree: it has one layout and one manifest. */
+static const char *acme_config_export_same(cmd_parms *cmd, const acme_conf_t *conf,
+                                           const acme_export_spec_t *spec)
+{
+    int i;
+
+    for (i = 0; conf->exports && i < conf->exports->nelts; ++i) {
+        const acme_export_spec_t *o = &APR_ARRAY_IDX(conf->exports, i,
+                                                     acme_config_export_t).spec;
+        if (strcmp(o->dir, spec->dir) == 0
+            && (o->format != spec->format || o->has_owner != spec->has_owner
+                || o->uid != spec->uid || o->gid != spec->gid || o->mode != spec->mode)) {
+            return apr_psprintf(cmd->pool, "ACMEExport: '%s' is already an export directory "
+                                "with another format, owner or mode; use one directory per "
+                                "format and the same settings on every line naming it",
+                                spec->dir);
+        }
+    }
+    return NULL;
+}
+
+static const char *acme_cmd_export(cmd_parms *cmd, void *dc, int argc, char *const argv[])
+{
+    acme_conf_t *conf = acme_config_get(cmd->pool);
+    acme_export_spec_t spec = { .mode = ACME_EXPORT_MODE_DEFAULT };
+    const char *err = conf->section ? acme_config_no_dir(cmd) : acme_config_global_only(cmd);
+    int i;
+
+    if (err) {
+        return err;
+    }
+    if (argc < 2 || argc > 4) {
+        return "ACMEExport needs a directory and a format (txsni, haproxy or split), then "
+               "optionally owner=user:group and mode=0640";
+    }
+    if ((err = acme_config_export_dir(cmd, argv[0])) != NULL) {
+        return err;
+    }
+    spec.dir = apr_pstrdup(cmd->pool, argv[0]);
+    if (acme_export_format_parse(argv[1], &spec.format) != 0) {
+        return apr_psprintf(cmd->pool, "ACMEExport: unknown format '%s'; use txsni, haproxy "
+                            "or split", argv[1]);
+    }
+    for (i = 2; i < argc; ++i) {
+        if (!strncmp(argv[i], "owner=", 6)) {
+            err = acme_config_export_owner(cmd, argv[i] + 6, &spec);
+        }
+        else if (!strncmp(argv[i], "mode=", 5)) {
+            err = acme_export_mode_parse(cmd->pool, argv[i] + 5, &spec.mode);
+            err = err ? apr_pstrcat(cmd->pool, "ACMEExport: ", err, NULL) : NULL;
+        }
+        else {
+            err = apr_psprintf(cmd->pool, "ACMEExport: unknown option '%s'; use "
+                               "owner=user:group or mode=0640", argv[i]);
+        }
+        if (err) {
+            return err;
+        }
+    }
+    if ((err = acme_config_export_same(cmd, conf, &spec)) != NULL) {
+        return err;
+    }
+    if (!conf->exports) {
+        conf->exports = apr_array_make(cmd->pool, 2, sizeof(acme_config_export_t));
+    }
+    APR_ARRAY_PUSH(conf->exports, acme_config_export_t) = (acme_config_export_t){
+        .spec = spec, .domain = conf->section,
+    };
+    return NULL;
+}
+
 /* ------------------------------------------------------------------ dns-01 (ACMEDns01*) */
 
 static const char *acme_cmd_dns01_command(cmd_parms *cmd, void *dc, int argc, char *const argv[])
@@ -825,7 +943,8 @@ const command_rec acme_config_cmds[] = {
                   "log at crit when renewal fails this close to expiry: a percentage of the "
                   "lifetime (default 10%) or a duration"),
     AP_INIT_TAKE_ARGV("ACMENotifyCommand", acme_cmd_notify_command, NULL, RSRC_CONF,
-                      "program [args] run for renewed, installed, expiring, errored, revoked"),
+                      "program [args] run for renewed, installed, expiring, errored, revoked, "
+                      "exported"),
     AP_INIT_TAKE1("ACMEMembers", acme_cmd_members, NULL, RSRC_CONF,
                   "auto: a managed vhost's ServerAlias names join its domain; manual"),
     AP_INIT_TAKE_ARGV("ACMEDns01Command", acme_cmd_dns01_command, NULL, RSRC_CONF,
@@ -835,6 +954,9 @@ const command_rec acme_config_cmds[] = {
     AP_INIT_TAKE_ARGV("ACMEDns01Propagation", acme_cmd_dns01_propagation, NULL, RSRC_CONF,
                       "after dns-01 setups: none, a delay (30s), or check <resolver>[:port] "
                       "[max]"),
+    AP_INIT_TAKE_ARGV("ACMEExport", acme_cmd_export, NULL, RSRC_CONF,
+                      "directory txsni|haproxy|split [owner=user:group] [mode=0640]: copies "
+                      "of the certificates and keys for other daemons"),
     { .name = NULL },
 };
 

@@ -11,6 +11,7 @@
 #include <http_config.h>
 
 #include "acme_domain.h"
+#include "acme_export.h"
 #include "acme_names.h"
 
 #define ACME_PARALLEL_MAX 256
@@ -47,7 +48,14 @@ typedef struct {
     int ari_off;                        /* ACMERenewalInfo off */
     const char *warn_window;            /* ACMEWarnWindow, NULL: 10 % */
     apr_array_header_t *notify_argv;    /* ACMENotifyCommand, const char *; NULL: none */
+    apr_array_header_t *exports;        /* ACMEExport, acme_config_export_t; NULL: none */
 } acme_conf_t;
+
+/* One ACMEExport line: server-wide (every domain) or inside an <ACMEDomain> (that domain). */
+typedef struct {
+    acme_export_spec_t spec;
+    const acme_domain_t *domain;        /* NULL: every managed domain */
+} acme_config_export_t;
 
 /* Per virtual host: overrides and "ACMEDomain" with no names. */
 typedef struct {

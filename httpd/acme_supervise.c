@@ -32,6 +32,7 @@
 #include "acme_serve.h"
 #include "acme_serve_metrics.h"
 #include "acme_supervise.h"
+#include "acme_supervise_export.h"
 #include "acme_version.h"
 #include "acme_worker.h"
 
@@ -1123,6 +1124,8 @@ void acme_supervise_start(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf)
     else {
         sup->configtest.pid = 0;
     }
+    /* Also with no domain left: the files of removed domains go. */
+    acme_supervise_export(pconf, s, conf);
     if (!conf->store || conf->domains->nelts == 0) {
         return;
     }

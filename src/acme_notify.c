@@ -9,7 +9,8 @@
 int acme_notify_due(const char *event, apr_time_t last_same_at, apr_time_t now)
 {
     /* A new certificate is news every time; a failure repeating every check is not. */
-    if (!strcmp(event, "renewed") || !strcmp(event, "installed") || !strcmp(event, "revoked")) {
+    if (!strcmp(event, "renewed") || !strcmp(event, "installed") || !strcmp(event, "revoked")
+        || !strcmp(event, "exported")) {
         return 1;
     }
     return last_same_at <= 0 || now - last_same_at >= ACME_NOTIFY_REPEAT;

@@ -12,7 +12,8 @@
 /*
  * ACMENotifyCommand: the admin's program runs as `program [args] <event> <domain>` for the events
  * renewed (a new certificate is staged), installed (the server serves it), expiring (inside
- * ACMEWarnWindow with renewal failing), errored (an order failed) and revoked. The details
+ * ACMEWarnWindow with renewal failing), errored (an order failed), revoked and exported (the
+ * parent wrote or removed a domain's ACMEExport files: httpd/acme_supervise_export.c). The details
  * (names, serial, notAfter, error) are one line of JSON on the program's stdin; the environment
  * has ACME_NOTIFY_EVENT and ACME_NOTIFY_DOMAIN. Bounded by ACME_NOTIFY_TIMEOUT; a failure is
  * returned for the caller to log.
@@ -23,7 +24,7 @@
 #define ACME_NOTIFY_REPEAT apr_time_from_sec(3600)
 
 /*
- * 1 when the event may run now (pure): renewed, installed and revoked always; errored and
+ * 1 when the event may run now (pure): renewed, installed, revoked, exported always; errored and
  * expiring when the same event was last notified for the domain at least ACME_NOTIFY_REPEAT ago
  * (last_same_at; 0: never).
  */

@@ -24,6 +24,9 @@ PACKAGES+=(python3-prometheus-client python3-yaml)
 # A real etcd cluster (3 members on loopback) for the cluster tests (issue 16), and etcdctl to
 # read back what the nodes wrote.
 PACKAGES+=(etcd-server etcd-client)
+# A real HAProxy loading the ACMEExport haproxy directory (test/e2e/test_export.py); setpriv
+# (util-linux) checks the exported keys are unreadable by the httpd User.
+PACKAGES+=(haproxy util-linux)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -47,4 +50,8 @@ fi
 # So does etcd-server (on 2379); the tests start their own members on free ports.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q etcd 2>/dev/null; then
   $SUDO systemctl stop etcd || true
+fi
+# Debian's haproxy package starts a system instance too; the export test starts its own.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q haproxy 2>/dev/null; then
+  $SUDO systemctl stop haproxy || true
 fi

@@ -208,6 +208,34 @@ BAD = [
     ("warn-window-150", "ACMEWarnWindow 150%\n", "ACMEWarnWindow 150%", "ACMEWarnWindow"),
     ("notify-relative-program", "ACMENotifyCommand notify.sh\n", "ACMENotifyCommand notify.sh",
      "not an absolute path"),
+    # --- ACMEExport (issue 17)
+    ("export-relative-dir", "ACMEExport certs haproxy\n", "ACMEExport certs haproxy",
+     "must be an absolute path"),
+    ("export-unknown-format", "ACMEExport @WORK@/exp pkcs12\n", "ACMEExport @WORK@/exp pkcs12",
+     "unknown format 'pkcs12'"),
+    ("export-no-format", "ACMEExport @WORK@/exp\n", "ACMEExport @WORK@/exp",
+     "needs a directory and a format"),
+    ("export-no-such-user", "ACMEExport @WORK@/exp haproxy owner=nosuchuser17:root\n",
+     "ACMEExport @WORK@/exp haproxy owner=nosuchuser17:root", "there is no user 'nosuchuser17'"),
+    ("export-no-such-group", "ACMEExport @WORK@/exp split owner=root:nosuchgroup17\n",
+     "ACMEExport @WORK@/exp split owner=root:nosuchgroup17", "there is no group 'nosuchgroup17'"),
+    ("export-owner-no-group", "ACMEExport @WORK@/exp split owner=root\n",
+     "ACMEExport @WORK@/exp split owner=root", "needs user:group"),
+    ("export-mode-others-read", "ACMEExport @WORK@/exp txsni mode=0644\n",
+     "ACMEExport @WORK@/exp txsni mode=0644", "gives others access to private keys"),
+    ("export-mode-group-write", "ACMEExport @WORK@/exp txsni mode=0660\n",
+     "ACMEExport @WORK@/exp txsni mode=0660", "lets the group write"),
+    ("export-mode-not-octal", "ACMEExport @WORK@/exp txsni mode=rw\n",
+     "ACMEExport @WORK@/exp txsni mode=rw", "not an octal file mode"),
+    ("export-unknown-option", "ACMEExport @WORK@/exp txsni user=root\n",
+     "ACMEExport @WORK@/exp txsni user=root", "unknown option 'user=root'"),
+    ("export-not-a-directory", "ACMEExport @WORK@/httpd/conf/httpd.conf haproxy\n",
+     "ACMEExport @WORK@/httpd/conf/httpd.conf haproxy", "is not a directory"),
+    ("export-same-dir-two-formats",
+     "ACMEExport @WORK@/exp haproxy\nACMEExport @WORK@/exp split\n",
+     "ACMEExport @WORK@/exp split", "already an export directory"),
+    ("export-in-vhost", ssl_vhost("a.test", body="ACMEExport /tmp/exp haproxy"),
+     "ACMEExport /tmp/exp haproxy", "cannot occur within <VirtualHost>"),
 ]
 
 
@@ -344,6 +372,11 @@ GOOD = [
      "SSLEngine on\n<VirtualHost 127.0.0.1:@HTTPS@>\n  ServerName g.test\n</VirtualHost>\n"
      "ACMEDomain g.test\n"),
     ("trailing-dot-and-case", ssl_vhost("case.test") + "ACMEDomain CASE.test.\n"),
+    ("export-every-format", ssl_vhost("ex.test") + ssl_vhost("ey.test")
+     + "ACMEExport @WORK@/exp-h haproxy owner=root:root mode=0600\n"
+       "ACMEExport @WORK@/exp-t txsni\nACMEDomain ex.test\n"
+       "<ACMEDomain ey.test>\nACMEExport @WORK@/exp-s split mode=0640\n"
+       "ACMEExport @WORK@/exp-h haproxy owner=root:root mode=0600\n</ACMEDomain>\n"),
 ]
 
 
