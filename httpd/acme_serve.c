@@ -42,7 +42,8 @@ static void acme_serve_tls_prepare(apr_pool_t *pconf, const acme_conf_t *conf);
 static void acme_serve_grant_worker(apr_pool_t *p, server_rec *s, const acme_store_t *st)
 {
     static const char *const groups[] = { ACME_STORE_JOBS, ACME_STORE_STAGING,
-                                          ACME_STORE_CHALLENGES };
+                                          ACME_STORE_CHALLENGES, ACME_STORE_API,
+                                          ACME_STORE_API_QUEUE };
     apr_size_t i;
 
     if (geteuid() != 0) {
