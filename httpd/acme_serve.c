@@ -25,6 +25,7 @@
 #include "acme_seal.h"
 #include "acme_selfcheck.h"
 #include "acme_serve.h"
+#include "acme_config_api.h"
 #include "acme_status.h"
 #include "acme_serve_metrics.h"
 #include "acme_supervise.h"
@@ -459,7 +460,10 @@ int acme_serve_http01(request_rec *r)
         return DECLINED;
     }
     conf = acme_config_get(r->server->process->pconf);
-    if (!conf->store || !r->hostname || !acme_config_domain_for(conf, r->hostname)) {
+    if (!conf->store || !r->hostname
+        || (!acme_config_domain_for(conf, r->hostname)
+            && !acme_config_api_covers(acme_config_api_get(r->server->process->pconf),
+                                       r->hostname))) {
         return DECLINED;    /* not ours: another ACME client may answer */
     }
     token = path + sizeof(ACME_HTTP01_PREFIX) - 1;

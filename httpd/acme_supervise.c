@@ -32,6 +32,7 @@
 #include "acme_serve.h"
 #include "acme_serve_metrics.h"
 #include "acme_supervise.h"
+#include "acme_api_store.h"
 #include "acme_version.h"
 #include "acme_worker.h"
 
@@ -1145,6 +1146,9 @@ static int acme_supervise_new_request(acme_supervisor_t *sup, apr_pool_t *p)
     const char *stamp = acme_job_force_stamp(p, sup->conf->store);
     apr_ssize_t len = APR_HASH_KEY_STRING;
     unsigned int seen = stamp ? apr_hashfunc_default(stamp, &len) | 1u : 0;
+
+    /* Certificate API requests queued by the children (entries counted, nothing opened). */
+    seen ^= (unsigned int)acme_api_store_queue_stamp(p, sup->conf->store_dir);
 
     if (seen == sup->force_seen) {
         return 0;
