@@ -9,6 +9,7 @@
 #include <http_request.h>
 #include <apr_strings.h>
 #include <apr_hash.h>
+#include <apr_lib.h>
 
 #include "acme_api.h"
 #include "acme_api_csr.h"
@@ -237,9 +238,22 @@ static int acme_api_send_state(acme_api_req_t *q, int status, const char *id, js
 }
 
 /* Polls the request's state until it is final or ACMEApiWait is over (a bounded wait). */
+/* ACMEApiWait, or less when the client asks for less with ?wait=<seconds> (0: answer now). */
+static apr_interval_time_t acme_api_wait_time(const acme_api_req_t *q)
+{
+    const char *args = q->r->args, *w = args ? strstr(args, "wait=") : NULL;
+    apr_interval_time_t t;
+
+    if (!w || (w != args && w[-1] != '&') || !apr_isdigit(w[5])) {
+        return q->api->wait;
+    }
+    t = apr_time_from_sec(apr_atoi64(w + 5));
+    return t >= 0 && t < q->api->wait ? t : q->api->wait;
+}
+
 static json_t *acme_api_wait(acme_api_req_t *q, const char *id)
 {
-    apr_time_t until = apr_time_now() + q->api->wait;
+    apr_time_t until = apr_time_now() + acme_api_wait_time(q);
     json_t *st = NULL;
     acme_result_t res;
 
