@@ -17,6 +17,7 @@
 #include "acme_api_store.h"
 #include "acme_config.h"
 #include "acme_config_api.h"
+#include "acme_serve.h"
 
 APLOG_USE_MODULE(acme);
 
@@ -374,6 +375,73 @@ static int acme_api_get_certificate(acme_api_req_t *q, const char *id)
     return acme_api_send_state(q, HTTP_OK, id, st);
 }
 
+/* ------------------------------------------------------------------ domains */
+
+/* A managed domain the client may see and renew: every one of its names is allowed to it. */
+static int acme_api_domain_visible(const acme_api_req_t *q, const acme_domain_t *dom)
+{
+    int i;
+
+    for (i = 0; i < dom->idents->nelts; ++i) {
+        const char *name = APR_ARRAY_IDX(dom->idents, i, acme_ident_t).value;
+        if (!acme_api_patterns_allow(q->client->patterns, &name, 1)) {
+            return 0;
+        }
+    }
+    return dom->idents->nelts > 0;
+}
+
+static const acme_domain_t *acme_api_domain(const acme_api_req_t *q, const char *name)
+{
+    const acme_domain_t *dom = acme_config_domain_for(q->conf, name);
+
+    return dom && !strcasecmp(dom->name, name) && acme_api_domain_visible(q, dom) ? dom : NULL;
+}
+
+static int acme_api_domains(acme_api_req_t *q, const char *item)
+{
+    request_rec *r = q->r;
+    const char *slash = item ? strchr(item, '/') : NULL;
+    const char *name = slash ? apr_pstrndup(r->pool, item, (apr_size_t)(slash - item)) : item;
+    const acme_domain_t *dom = name ? acme_api_domain(q, name) : NULL;
+    acme_result_t res;
+    json_t *list;
+    int i;
+
+    if (!item && r->method_number == M_GET) {
+        list = json_array();
+        for (i = 0; i < q->conf->domains->nelts; ++i) {
+            const acme_domain_t *d = APR_ARRAY_IDX(q->conf->domains, i, const acme_domain_t *);
+            if (acme_api_domain_visible(q, d)) {
+                json_array_append_new(list, acme_serve_status_domain(r->pool, q->conf, d));
+            }
+        }
+        return acme_api_json(r, HTTP_OK, json_pack("{s:o}", "domains", list));
+    }
+    if (!dom) {
+        return acme_api_error(r, HTTP_NOT_FOUND, "no such domain");
+    }
+    if (!slash && r->method_number == M_GET) {
+        return acme_api_json(r, HTTP_OK, acme_serve_status_domain(r->pool, q->conf, dom));
+    }
+    if (!slash || strcmp(slash, "/renew") || r->method_number != M_POST) {
+        return acme_api_error(r, HTTP_NOT_FOUND, "GET <base>/domains/<name> or POST "
+                              "<base>/domains/<name>/renew");
+    }
+    acme_result_reset(&res);
+    if (acme_api_store_renew_put(r->pool, q->conf->store, dom->name, &res) != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, res.status, r, "ACME11008: api: client %s: the "
+                      "renewal of %s cannot be requested: %s", q->client->name, dom->name,
+                      acme_result_describe(&res, r->pool));
+        return acme_api_error(r, HTTP_SERVICE_UNAVAILABLE, "the renewal cannot be requested "
+                              "now; try again later");
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, "ACME11016: api: client %s: renewal of %s "
+                  "requested", q->client->name, dom->name);
+    return acme_api_json(r, HTTP_ACCEPTED, json_pack("{s:s, s:s}", "name", dom->name,
+                                                     "renewal", "requested"));
+}
+
 /* ------------------------------------------------------------------ routing */
 
 static int acme_api_rate_ok(acme_api_req_t *q)
@@ -436,7 +504,13 @@ static int acme_api_dispatch(acme_api_req_t *q)
         r->allowed = AP_METHOD_BIT << (item ? M_GET : M_POST);
         return acme_api_error(r, HTTP_METHOD_NOT_ALLOWED, item ? "GET only" : "POST only");
     }
-    return acme_api_error(r, HTTP_NOT_FOUND, "unknown API resource (certificates)");
+    if (acme_api_route(r->pool, path, "domains", &q->base, &item)) {
+        if (r->method_number == M_POST && (rv = acme_api_rate_ok(q)) != DECLINED) {
+            return rv;
+        }
+        return acme_api_domains(q, item);
+    }
+    return acme_api_error(r, HTTP_NOT_FOUND, "unknown API resource (certificates, domains)");
 }
 
 int acme_api_serve_handler(request_rec *r)

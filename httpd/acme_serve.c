@@ -516,6 +516,11 @@ static json_t *acme_serve_status_of(apr_pool_t *p, acme_conf_t *conf, const acme
     return acme_status_domain(dom, active, job);
 }
 
+json_t *acme_serve_status_domain(apr_pool_t *p, acme_conf_t *conf, const acme_domain_t *dom)
+{
+    return acme_serve_status_of(p, conf, dom);
+}
+
 /* jobs/worker.json as the parent wrote it, the state checked; {"state": "unknown"} without. */
 static json_t *acme_serve_worker_state(apr_pool_t *p, acme_conf_t *conf)
 {
@@ -785,6 +790,13 @@ static const char *acme_serve_tlsalpn01_answer(conn_rec *c, const acme_conf_t *c
     if ((!dom || !acme_domain_has_ident(dom, &id))
         && acme_challenge_ip_from_reverse(c->pool, sni, &id) == APR_SUCCESS) {
         dom = acme_config_domain_for(conf, id.value);
+    }
+    if (!dom && id.type == ACME_IDENT_DNS
+        && acme_config_api_covers(acme_config_api_get(c->base_server->process->pconf),
+                                  id.value)) {
+        /* A certificate API order (issue 17): the worker wrote the answer if it chose this. */
+        return acme_challenge_tlsalpn01_get(c->pool, conf->store_dir, id.value, &pem)
+               == APR_SUCCESS ? pem : NULL;
     }
     if (!dom || !acme_domain_has_ident(dom, &id)
         || !acme_serve_lists(dom->policy.challenges, "tls-alpn-01")

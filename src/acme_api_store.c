@@ -12,6 +12,7 @@
 
 #include "acme_api_store.h"
 #include "acme_b64.h"
+#include "acme_names.h"
 #include "acme_perms.h"
 #include "acme_safefs.h"
 
@@ -349,4 +350,51 @@ unsigned long acme_api_store_queue_stamp(apr_pool_t *p, const char *store_dir)
     }
     closedir(d);
     return stamp;
+}
+
+apr_status_t acme_api_store_renew_put(apr_pool_t *p, const acme_store_t *st, const char *name,
+                                      acme_result_t *res)
+{
+    return acme_store_write_file(p, acme_api_store_file(p, st, ACME_API_QUEUE_DIR, name,
+                                                        ACME_API_RENEW_SUFFIX),
+                                 "", 0, ACME_PERMS_0600, res);
+}
+
+/* "<name>.renew" with a valid DNS name: the name, else NULL. */
+static const char *acme_api_store_renew_name(apr_pool_t *p, const char *entry)
+{
+    apr_size_t n = strlen(entry), s = sizeof(ACME_API_RENEW_SUFFIX) - 1;
+    acme_ident_t ident;
+
+    if (n <= s || strcmp(entry + n - s, ACME_API_RENEW_SUFFIX) != 0
+        || acme_names_parse(p, apr_pstrndup(p, entry, n - s), &ident, NULL) != APR_SUCCESS
+        || ident.type != ACME_IDENT_DNS) {
+        return NULL;
+    }
+    return ident.value;
+}
+
+apr_array_header_t *acme_api_store_renew_take(apr_pool_t *p, const char *store_dir, int max)
+{
+    apr_array_header_t *names = apr_array_make(p, 2, sizeof(const char *));
+    const char *dir = apr_pstrcat(p, store_dir, "/" ACME_API_QUEUE_DIR, NULL);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    struct dirent *e;
+    int seen = 0;
+
+    if (!d) {
+        if (dfd >= 0) {
+            close(dfd);
+        }
+        return names;
+    }
+    while ((e = readdir(d)) && names->nelts < max && seen++ < ACME_API_QUEUE_SCAN_MAX) {
+        const char *name = e->d_name[0] != '.' ? acme_api_store_renew_name(p, e->d_name) : NULL;
+        if (name && unlinkat(dfd, e->d_name, 0) == 0) {
+            APR_ARRAY_PUSH(names, const char *) = name;
+        }
+    }
+    closedir(d);
+    return names;
 }

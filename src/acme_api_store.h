@@ -80,4 +80,14 @@ apr_status_t acme_api_store_take(apr_pool_t *p, const acme_store_t *st, const ch
  */
 unsigned long acme_api_store_queue_stamp(apr_pool_t *p, const char *store_dir);
 
+/*
+ * POST <base>/domains/<name>/renew: a child leaves api-queue/<name>.renew (empty). The parent
+ * takes these names (entries removed with unlinkat, nothing opened or followed, names checked
+ * with acme_names_parse) and writes requests/<name>.force as a2acme renew does.
+ */
+#define ACME_API_RENEW_SUFFIX ".renew"
+apr_status_t acme_api_store_renew_put(apr_pool_t *p, const acme_store_t *st, const char *name,
+                                      acme_result_t *res);
+apr_array_header_t *acme_api_store_renew_take(apr_pool_t *p, const char *store_dir, int max);
+
 #endif

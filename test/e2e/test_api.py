@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import harness
-from acme_site import site_config, wait_for_pebble_cert, new_orders
+from acme_site import site_config, wait_for_pebble_cert, new_orders, serial_of
 
 CLIENT = harness.REPO / "docs" / "examples" / "acme-api-client.py"
 HMAC_KEY = "k" * 16 + "0123456789abcdef0123456789abcdef"
@@ -28,7 +28,7 @@ ACMEApiWait 60s
 </ACMEApiClient>
 <ACMEApiClient mailhost>
   ACMEApiAuth ip 127.0.0.2
-  ACMEApiAllow mail.api.test **.hosted.test
+  ACMEApiAllow mail.api.test **.hosted.test site.test
 </ACMEApiClient>
 <ACMEApiClient limited>
   ACMEApiAuth ip 127.0.0.3
@@ -106,7 +106,7 @@ def test_api_issues_to_ip_and_hmac_clients_and_refuses_the_rest(httpd, pebble, w
     rc, out = httpd.configtest()
     assert rc == 0, out
     httpd.start()
-    wait_for_pebble_cert(httpd, ["site.test"])
+    site_serial = serial_of(wait_for_pebble_cert(httpd, ["site.test"]))
 
     # IP client, PEM CSR, waits for the chain: 201 with the chain, which verifies.
     key, csr = make_csr(workdir, "mail", ["mail.api.test", "smtp.hosted.test"])
@@ -183,6 +183,21 @@ def test_api_issues_to_ip_and_hmac_clients_and_refuses_the_rest(httpd, pebble, w
     code, _, text = curl(httpd, "POST", "/api/certificates", hcsr, source="127.0.0.1",
                          headers=[f"X-ACME-Timestamp: {stale_ts}", f"X-ACME-Signature: {sig}"])
     assert code == 403 and b"5 minutes" in text, text
+
+    # Panels: the managed domains the client may see, and a forced renewal of one.
+    code, _, body = curl(httpd, "GET", "/api/domains")
+    assert code == 200 and [d["name"] for d in json.loads(body)["domains"]] == ["site.test"]
+    code, _, body = curl(httpd, "GET", "/api/domains/site.test")
+    assert code == 200 and json.loads(body)["name"] == "site.test", body
+    code, _, body = curl(httpd, "GET", "/api/domains", source="127.0.0.3")
+    assert code == 200 and json.loads(body)["domains"] == [], body
+    assert curl(httpd, "GET", "/api/domains/site.test", source="127.0.0.3")[0] == 404
+    assert curl(httpd, "POST", "/api/domains/site.test/renew", source="127.0.0.3")[0] == 429
+    code, _, body = curl(httpd, "POST", "/api/domains/site.test/renew")
+    assert code == 202, body
+    wait_for_pebble_cert(httpd, ["site.test"], not_serial=site_serial)
+    assert "ACME11015: site.test: renewal requested through the certificate API" in \
+        httpd.log_text()
 
     # Logs name clients, never the key, a CSR or a chain.
     log = httpd.log_text()
