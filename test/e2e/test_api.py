@@ -161,6 +161,14 @@ def test_api_issues_to_ip_and_hmac_clients_and_refuses_the_rest(httpd, pebble, w
     assert re.search(r"ACME11001: api: client panel: CSR [0-9a-f]{32} for a.hmac.test queued",
                      log), log[-3000:]
 
+    # The 20-line shell client (curl + openssl) signs as well; the server waits: 201.
+    skey, scsr = make_csr(workdir, "shell", ["b.hmac.test"])
+    res = subprocess.run(["sh", str(CLIENT.parent / "acme-api-client.sh"),
+                          f"http://127.0.0.1:{httpd.http_port}/api", str(scsr), str(keyfile)],
+                         capture_output=True, timeout=120)
+    assert res.returncode == 0, res.stderr.decode() + httpd.log_text()[-3000:]
+    check_chain(workdir, pebble, res.stdout, skey)
+
     # Bad key, replayed and stale signatures.
     body = hcsr.read_bytes()
     sys.path.insert(0, str(CLIENT.parent))
