@@ -273,6 +273,20 @@ static json_t *acme_api_wait(acme_api_req_t *q, const char *id)
     }
 }
 
+/*
+ * Queued or being ordered, and recently: a request the worker left behind (killed mid-order)
+ * is queued again by the next POST of its CSR rather than waited for forever.
+ */
+#define ACME_API_STALE apr_time_from_sec(900)
+static int acme_api_in_progress(json_t *st, apr_time_t now)
+{
+    const char *state = acme_api_state_of(st);
+    apr_time_t updated = apr_time_from_sec(json_integer_value(json_object_get(st, "updated")));
+
+    return (!strcmp(state, ACME_API_STATE_QUEUED) || !strcmp(state, ACME_API_STATE_PROCESSING))
+           && updated > now - ACME_API_STALE && updated < now + ACME_API_STALE;
+}
+
 static int acme_api_finish(acme_api_req_t *q, const char *id, json_t *st)
 {
     request_rec *r = q->r;
@@ -327,8 +341,7 @@ static int acme_api_post_certificate(acme_api_req_t *q)
                       "returned", q->client->name, csr->id);
         return OK;
     }
-    if (!st || (strcmp(acme_api_state_of(st), ACME_API_STATE_QUEUED)
-                && strcmp(acme_api_state_of(st), ACME_API_STATE_PROCESSING))) {
+    if (!acme_api_in_progress(st, apr_time_now())) {
         acme_result_reset(&res);
         if (acme_api_store_queue(r->pool, q->conf->store, csr, q->client->name, &res)
             != APR_SUCCESS) {

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include <apr_general.h>
@@ -422,6 +423,29 @@ static void test_store_replay_and_rate(void **state)
     unit_store_fixture_free(fx);
 }
 
+static void test_store_renew_requests(void **state)
+{
+    unit_store_fixture_t *fx = unit_store_fixture_make("api");
+    apr_pool_t *p = fx->pool;
+    apr_array_header_t *names;
+    acme_result_t res;
+
+    (void)state;
+    acme_result_reset(&res);
+    assert_int_equal(acme_api_store_renew_put(p, fx->st, "www.example.org", &res), APR_SUCCESS);
+    /* what the User could plant: a bad name, a directory, a symlink (removed, never followed) */
+    unit_write_file(p, apr_pstrcat(p, fx->store, "/api-queue/a..b.renew", NULL), "", 0600);
+    assert_int_equal(symlink("/etc/passwd", apr_pstrcat(p, fx->store,
+                                                        "/api-queue/link.example.renew", NULL)),
+                     0);
+    assert_int_not_equal(acme_api_store_queue_stamp(p, fx->store), 0);
+    names = acme_api_store_renew_take(p, fx->store, 16);
+    assert_int_equal(names->nelts, 2);
+    assert_int_equal(acme_api_store_renew_take(p, fx->store, 16)->nelts, 0);
+    assert_true(access("/etc/passwd", F_OK) == 0);
+    unit_store_fixture_free(fx);
+}
+
 static void test_ids_and_client_names(void **state)
 {
     apr_pool_t *p = *state;
@@ -453,6 +477,7 @@ int main(void)
         cmocka_unit_test(test_store_queue_take_state),
         cmocka_unit_test(test_store_damaged_queue_entry_removed),
         cmocka_unit_test(test_store_replay_and_rate),
+        cmocka_unit_test(test_store_renew_requests),
         cmocka_unit_test(test_ids_and_client_names),
     };
     return cmocka_run_group_tests_name("api", tests, unit_setup_pool, unit_teardown_pool);
