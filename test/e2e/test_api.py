@@ -18,7 +18,26 @@ HMAC_KEY = "k" * 16 + "0123456789abcdef0123456789abcdef"
 
 
 def api_config(httpd, pebble, keyfile):
-    extra = f"""<Location /api>
+    users = Path(keyfile).parent / "api-users"
+    subprocess.run(["htpasswd", "-cbB", str(users), "alice", "alice-pw"], check=True,
+                   capture_output=True)
+    subprocess.run(["htpasswd", "-bB", str(users), "bob", "bob-pw"], check=True,
+                   capture_output=True)
+    users.chmod(0o644)
+    mods = "".join(f"LoadModule {m}_module {harness.HTTPD_MODULES}/mod_{m}.so\n"
+                   for m in ("auth_basic", "authn_core", "authn_file", "authz_user"))
+    extra = mods + f"""<Location /userapi>
+  SetHandler acme-api
+  AuthType Basic
+  AuthName "certificate API"
+  AuthUserFile {users}
+  Require valid-user
+</Location>
+<ACMEApiClient userpanel>
+  ACMEApiAuth user alice
+  ACMEApiAllow site.test
+</ACMEApiClient>
+<Location /api>
   SetHandler acme-api
 </Location>
 ACMEApiWait 60s
@@ -206,6 +225,15 @@ def test_api_issues_to_ip_and_hmac_clients_and_refuses_the_rest(httpd, pebble, w
     wait_for_pebble_cert(httpd, ["site.test"], not_serial=site_serial)
     assert "ACME11015: site.test: renewal requested through the certificate API" in \
         httpd.log_text()
+
+    # ACMEApiAuth user: httpd's Basic authentication decides who it is, the block what it sees.
+    code, _, body = curl(httpd, "GET", "/userapi/domains/site.test", source="127.0.0.1",
+                         headers=["Authorization: Basic YWxpY2U6YWxpY2UtcHc="])
+    assert code == 200 and json.loads(body)["name"] == "site.test", body
+    code, _, body = curl(httpd, "GET", "/userapi/domains", source="127.0.0.1",
+                         headers=["Authorization: Basic Ym9iOmJvYi1wdw=="])
+    assert code == 403, body
+    assert curl(httpd, "GET", "/userapi/domains", source="127.0.0.1")[0] == 401
 
     # Logs name clients, never the key, a CSR or a chain.
     log = httpd.log_text()
