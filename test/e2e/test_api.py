@@ -12,6 +12,7 @@ from pathlib import Path
 
 import harness
 from acme_site import site_config, wait_for_pebble_cert, new_orders, serial_of
+from test_dns01 import install_hook, calls
 
 CLIENT = harness.REPO / "docs" / "examples" / "acme-api-client.py"
 HMAC_KEY = "k" * 16 + "0123456789abcdef0123456789abcdef"
@@ -55,6 +56,9 @@ ACMEApiWait 60s
   ACMEApiRate 1/1h
 </ACMEApiClient>
 """
+    hook, record = install_hook(Path(keyfile).parent)
+    extra += (f"ACMEDns01Command {hook} {pebble.challtestsrv.url} {record} ok\n"
+              "ACMEDns01Propagation none\n")
     return site_config(httpd, pebble, [["site.test"]], extra=extra)
 
 
@@ -140,6 +144,18 @@ def test_api_issues_to_ip_and_hmac_clients_and_refuses_the_rest(httpd, pebble, w
     code, head, again = curl(httpd, "POST", "/api/certificates", csr)
     assert code == 201 and again == chain, head
     assert len(new_orders(pebble)) == orders
+
+    # Validation went through this httpd (http-01 answered by its children).
+    assert re.search(r"api~[0-9a-f]{32}: answering http-01 for mail.api.test", httpd.log_text())
+
+    # A wildcard name: dns-01 through the server's ACMEDns01Command.
+    wkey, wcsr = make_csr(workdir, "wild", ["*.wild.hosted.test"])
+    code, _, wchain = curl(httpd, "POST", "/api/certificates", wcsr)
+    assert code == 201, (wchain, httpd.log_text()[-3000:])
+    check_chain(workdir, pebble, wchain, wkey)
+    assert any(c["argv"][:2] == ["setup", "_acme-challenge.wild.hosted.test"]
+               for c in calls(Path(workdir) / "dns01-calls.jsonl"))
+    orders = len(new_orders(pebble))
 
     # GET of the Location returns the chain as well.
     loc = re.search(r"Location: http://[^/]+(/\S+)", head).group(1)
