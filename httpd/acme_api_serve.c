@@ -239,6 +239,20 @@ static int acme_api_send_state(acme_api_req_t *q, int status, const char *id, js
 }
 
 /* Polls the request's state until it is final or ACMEApiWait is over (a bounded wait). */
+/*
+ * Queued or being ordered, and recently: a request the worker left behind (killed mid-order)
+ * is queued again by the next POST of its CSR rather than waited for forever.
+ */
+#define ACME_API_STALE apr_time_from_sec(900)
+static int acme_api_in_progress(json_t *st, apr_time_t now)
+{
+    const char *state = acme_api_state_of(st);
+    apr_time_t updated = apr_time_from_sec(json_integer_value(json_object_get(st, "updated")));
+
+    return (!strcmp(state, ACME_API_STATE_QUEUED) || !strcmp(state, ACME_API_STATE_PROCESSING))
+           && updated > now - ACME_API_STALE && updated < now + ACME_API_STALE;
+}
+
 /* ACMEApiWait, or less when the client asks for less with ?wait=<seconds> (0: answer now). */
 static apr_interval_time_t acme_api_wait_time(const acme_api_req_t *q)
 {
@@ -262,8 +276,7 @@ static json_t *acme_api_wait(acme_api_req_t *q, const char *id)
         acme_result_reset(&res);
         st = NULL;
         acme_api_store_state(q->r->pool, q->conf->store, id, &st, &res);
-        if (st && (!strcmp(acme_api_state_of(st), ACME_API_STATE_VALID)
-                   || !strcmp(acme_api_state_of(st), ACME_API_STATE_INVALID))) {
+        if (st && !acme_api_in_progress(st, apr_time_now())) {
             return st;
         }
         if (apr_time_now() + ACME_API_POLL > until) {
@@ -271,20 +284,6 @@ static json_t *acme_api_wait(acme_api_req_t *q, const char *id)
         }
         apr_sleep(ACME_API_POLL);
     }
-}
-
-/*
- * Queued or being ordered, and recently: a request the worker left behind (killed mid-order)
- * is queued again by the next POST of its CSR rather than waited for forever.
- */
-#define ACME_API_STALE apr_time_from_sec(900)
-static int acme_api_in_progress(json_t *st, apr_time_t now)
-{
-    const char *state = acme_api_state_of(st);
-    apr_time_t updated = apr_time_from_sec(json_integer_value(json_object_get(st, "updated")));
-
-    return (!strcmp(state, ACME_API_STATE_QUEUED) || !strcmp(state, ACME_API_STATE_PROCESSING))
-           && updated > now - ACME_API_STALE && updated < now + ACME_API_STALE;
 }
 
 static int acme_api_finish(acme_api_req_t *q, const char *id, json_t *st)
@@ -299,6 +298,10 @@ static int acme_api_finish(acme_api_req_t *q, const char *id, json_t *st)
     }
     if (!strcmp(state, ACME_API_STATE_INVALID)) {
         return acme_api_send_state(q, HTTP_BAD_GATEWAY, id, st);
+    }
+    if (!strcmp(state, ACME_API_STATE_PENDING)) {
+        apr_table_setn(r->headers_out, "Retry-After", "60");
+        return acme_api_send_state(q, HTTP_SERVICE_UNAVAILABLE, id, st);
     }
     return acme_api_send_state(q, HTTP_ACCEPTED, id, st);
 }

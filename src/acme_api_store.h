@@ -24,6 +24,9 @@
 #define ACME_API_STATE_PROCESSING "processing"
 #define ACME_API_STATE_VALID "valid"
 #define ACME_API_STATE_INVALID "invalid"
+/* The order failed for a reason that may pass (the CA is down, rate limits): sending the CSR
+ * again later orders again. */
+#define ACME_API_STATE_PENDING "pending"
 
 /* Queues a checked CSR for the worker and records it as queued. */
 apr_status_t acme_api_store_queue(apr_pool_t *p, const acme_store_t *st,

@@ -182,7 +182,10 @@ static void acme_worker_api_one(acme_worker_t *w, apr_pool_t *p, const char *id)
     acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME11014: api: client %s: request "
         "%s: the order failed (%s): %s", a.client, id, acme_class_name(res.err_class),
         acme_result_describe(&res, p)));
-    acme_api_store_state_put(p, w->store, id, a.client, a.csr->names, ACME_API_STATE_INVALID,
+    acme_api_store_state_put(p, w->store, id, a.client, a.csr->names,
+                             res.err_class == ACME_CLASS_RETRY_SOON
+                             || res.err_class == ACME_CLASS_RETRY_AFTER
+                             ? ACME_API_STATE_PENDING : ACME_API_STATE_INVALID,
                              acme_result_describe(&res, p), 0, 0, &res);
 }
 
