@@ -251,6 +251,14 @@ def test_api_issues_to_ip_and_hmac_clients_and_refuses_the_rest(httpd, pebble, w
     assert code == 403, body
     assert curl(httpd, "GET", "/userapi/domains", source="127.0.0.1")[0] == 401
 
+    # The CA does not answer: the order is 'pending' with the reason, the POST answers 503.
+    harness.stop_process(pebble.proc)
+    _, dcsr = make_csr(workdir, "down", ["down.hosted.test"])
+    code, head, body = curl(httpd, "POST", "/api/certificates", dcsr)
+    assert code == 503 and "Retry-After: 60" in head, (head, body)
+    state = json.loads(body)
+    assert state["state"] == "pending" and state["error"], state
+
     # Logs name clients, never the key, a CSR or a chain.
     log = httpd.log_text()
     assert HMAC_KEY not in log
