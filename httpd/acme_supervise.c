@@ -1170,13 +1170,9 @@ static void acme_supervise_api_renewals(acme_supervisor_t *sup, apr_pool_t *p)
 /* An admin request (a2acme renew) the worker was not started for yet. */
 static int acme_supervise_new_request(acme_supervisor_t *sup, apr_pool_t *p)
 {
-    const char *stamp;
+    const char *stamp = acme_job_force_stamp(p, sup->conf->store);
     apr_ssize_t len = APR_HASH_KEY_STRING;
-    unsigned int seen;
-
-    acme_supervise_api_renewals(sup, p);
-    stamp = acme_job_force_stamp(p, sup->conf->store);
-    seen = stamp ? apr_hashfunc_default(stamp, &len) | 1u : 0;
+    unsigned int seen = stamp ? apr_hashfunc_default(stamp, &len) | 1u : 0;
 
     /* Certificate API requests queued by the children (entries counted, nothing opened). */
     seen ^= (unsigned int)acme_api_store_queue_stamp(p, sup->conf->store_dir);
@@ -1196,6 +1192,7 @@ int acme_supervise_monitor(apr_pool_t *p, server_rec *s)
         return DECLINED;
     }
     acme_supervise_configtest_watch(sup, apr_time_now());
+    acme_supervise_api_renewals(sup, p);
     if (sup->proc.pid == 0 && !sup->restart_signalled
         && (apr_time_now() >= sup->next_run || acme_supervise_new_request(sup, p))) {
         acme_supervise_fork(sup);

@@ -11,6 +11,8 @@
 
 #define ACME_WORKER_API_PER_RUN 32
 #define ACME_WORKER_API_STEPS 8
+#define ACME_WORKER_API_LINGER apr_time_from_sec(30)
+#define ACME_WORKER_API_POLL apr_time_from_msec(250)
 
 typedef struct {
     acme_worker_t *w;
@@ -189,16 +191,15 @@ static void acme_worker_api_one(acme_worker_t *w, apr_pool_t *p, const char *id)
                              acme_result_describe(&res, p), 0, 0, &res);
 }
 
-void acme_worker_api_run(acme_worker_t *w)
+/* Orders what is queued now (at most a run's share); how many requests were taken. */
+static int acme_worker_api_batch(acme_worker_t *w)
 {
     apr_pool_t *p = NULL;
     apr_array_header_t *ids;
-    int i;
+    int i, n = 0;
 
-    /* More than one run's share waits on: the entries taken changed api-queue/, which starts
-     * the worker again (acme_api_store_queue_stamp). */
     if (apr_pool_create(&p, w->pool) != APR_SUCCESS) {
-        return;
+        return 0;
     }
     ids = acme_api_store_queued(p, w->store, ACME_WORKER_API_PER_RUN);
     for (i = 0; i < ids->nelts && !acme_worker_stop_requested(); ++i) {
@@ -208,6 +209,31 @@ void acme_worker_api_run(acme_worker_t *w)
         }
         acme_worker_api_one(w, one, APR_ARRAY_IDX(ids, i, const char *));
         apr_pool_destroy(one);
+        ++n;
     }
     apr_pool_destroy(p);
+    return n;
+}
+
+/*
+ * After API orders the worker stays a little while for more: the parent starts it only at its
+ * monitor's pace (up to ~10 s), and clients often come in bursts (a panel adding sites, a
+ * mail server asking for two certificates). Without API work it ends at once, as before.
+ * More than one run's share waits on: the entries taken changed api-queue/, which starts the
+ * worker again (acme_api_store_queue_stamp).
+ */
+void acme_worker_api_run(acme_worker_t *w)
+{
+    apr_time_t until = 0;
+
+    for (;;) {
+        if (acme_worker_api_batch(w) > 0) {
+            until = apr_time_now() + ACME_WORKER_API_LINGER;
+        }
+        if (!until || apr_time_now() >= until || acme_worker_stop_requested()
+            || (w->cfg->parent_pid && getppid() != w->cfg->parent_pid)) {
+            return;
+        }
+        apr_sleep(ACME_WORKER_API_POLL);
+    }
 }
