@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <apr_strings.h>
@@ -230,7 +231,9 @@ int acme_api_store_rate(apr_pool_t *p, const acme_store_t *st, const char *clien
                          apr_psprintf(p, "%s cannot be opened", path));
         return 1;
     }
-    if (lockf(fd, F_LOCK, 0) == 0) {
+    /* flock: per open file, so threads of one child exclude each other too (fcntl locks
+     * would not). */
+    if (flock(fd, LOCK_EX) == 0) {
         n = pread(fd, buf, sizeof(buf) - 1, 0);
         buf[n > 0 ? n : 0] = '\0';
         if (sscanf(buf, "%lld %d", &start_s, &count) != 2 || count < 0) {
@@ -244,7 +247,7 @@ int acme_api_store_rate(apr_pool_t *p, const acme_store_t *st, const char *clien
             acme_result_fail(res, APR_FROM_OS_ERROR(errno), ACME_CLASS_RETRY_SOON,
                              apr_psprintf(p, "%s cannot be written", path));
         }
-        lockf(fd, F_ULOCK, 0);
+        flock(fd, LOCK_UN);
     }
     close(fd);
     return ok;
