@@ -12,6 +12,8 @@
 #include <mpm_common.h>
 
 #include "acme_config.h"
+#include "acme_config_api.h"
+#include "acme_api_serve.h"
 #include "acme_http.h"
 #include "acme_modstatus.h"
 #include "acme_serve.h"
@@ -21,7 +23,10 @@
 static int acme_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                              server_rec *s)
 {
-    return acme_config_check(pconf, ptemp, s);
+    int rv = acme_config_check(pconf, ptemp, s);
+    int api = acme_config_api_check(pconf, s);
+
+    return rv != OK ? rv : api;
 }
 
 static int acme_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
@@ -72,6 +77,7 @@ static void acme_register_hooks(apr_pool_t *p)
     /* mod_status's server-status page, when mod_status is loaded. */
     APR_OPTIONAL_HOOK(ap, status_hook, acme_modstatus_hook, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(acme_serve_metrics, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(acme_api_serve_handler, NULL, NULL, APR_HOOK_MIDDLE);
     /* TLS challenges: acme-tls/1 through ALPN, the certificate from the store. */
     ap_hook_protocol_propose(acme_serve_protocol_propose, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_protocol_switch(acme_serve_protocol_switch, NULL, NULL, APR_HOOK_MIDDLE);

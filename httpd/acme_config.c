@@ -15,6 +15,7 @@
 #include <apr_fnmatch.h>
 
 #include "acme_config.h"
+#include "acme_config_api.h"
 #include "acme_crypto.h"
 #include "acme_plan.h"
 #include "acme_command.h"
@@ -957,6 +958,19 @@ const command_rec acme_config_cmds[] = {
     AP_INIT_TAKE_ARGV("ACMEExport", acme_cmd_export, NULL, RSRC_CONF,
                       "directory txsni|haproxy|split [owner=user:group] [mode=0640]: copies "
                       "of the certificates and keys for other daemons"),
+    /* the certificate API (issue 17): httpd/acme_config_api.c */
+    AP_INIT_RAW_ARGS("<ACMEApiClient", acme_config_api_cmd_client, NULL, RSRC_CONF,
+                     "a client of the certificate API (SetHandler acme-api): its "
+                     "authentication and the names it may ask for"),
+    AP_INIT_TAKE_ARGV("ACMEApiAuth", acme_config_api_cmd_auth, NULL, RSRC_CONF,
+                      "ip ADDRESS|NETWORK..., hmac KEY-FILE or user NAME..."),
+    AP_INIT_TAKE_ARGV("ACMEApiAllow", acme_config_api_cmd_allow, NULL, RSRC_CONF,
+                      "names the client may ask for: name, *.name (one label), **.name"),
+    AP_INIT_TAKE1("ACMEApiWait", acme_config_api_cmd_wait, NULL, RSRC_CONF,
+                  "how long a POST waits for the certificate before answering 202 "
+                  "(default 60s)"),
+    AP_INIT_TAKE1("ACMEApiRate", acme_config_api_cmd_rate, NULL, RSRC_CONF,
+                  "requests per client and period, e.g. 10/1h"),
     { .name = NULL },
 };
 

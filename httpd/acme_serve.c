@@ -25,6 +25,7 @@
 #include "acme_seal.h"
 #include "acme_selfcheck.h"
 #include "acme_serve.h"
+#include "acme_config_api.h"
 #include "acme_status.h"
 #include "acme_serve_metrics.h"
 #include "acme_supervise.h"
@@ -42,7 +43,8 @@ static void acme_serve_tls_prepare(apr_pool_t *pconf, const acme_conf_t *conf);
 static void acme_serve_grant_worker(apr_pool_t *p, server_rec *s, const acme_store_t *st)
 {
     static const char *const groups[] = { ACME_STORE_JOBS, ACME_STORE_STAGING,
-                                          ACME_STORE_CHALLENGES };
+                                          ACME_STORE_CHALLENGES, ACME_STORE_API,
+                                          ACME_STORE_API_QUEUE };
     apr_size_t i;
 
     if (geteuid() != 0) {
@@ -458,7 +460,10 @@ int acme_serve_http01(request_rec *r)
         return DECLINED;
     }
     conf = acme_config_get(r->server->process->pconf);
-    if (!conf->store || !r->hostname || !acme_config_domain_for(conf, r->hostname)) {
+    if (!conf->store || !r->hostname
+        || (!acme_config_domain_for(conf, r->hostname)
+            && !acme_config_api_covers(acme_config_api_get(r->server->process->pconf),
+                                       r->hostname))) {
         return DECLINED;    /* not ours: another ACME client may answer */
     }
     token = path + sizeof(ACME_HTTP01_PREFIX) - 1;
@@ -509,6 +514,11 @@ static json_t *acme_serve_status_of(apr_pool_t *p, acme_conf_t *conf, const acme
     const acme_active_t *active = acme_serve_status_read(p, conf, dom, &job);
 
     return acme_status_domain(dom, active, job);
+}
+
+json_t *acme_serve_status_domain(apr_pool_t *p, acme_conf_t *conf, const acme_domain_t *dom)
+{
+    return acme_serve_status_of(p, conf, dom);
 }
 
 /* jobs/worker.json as the parent wrote it, the state checked; {"state": "unknown"} without. */
@@ -780,6 +790,13 @@ static const char *acme_serve_tlsalpn01_answer(conn_rec *c, const acme_conf_t *c
     if ((!dom || !acme_domain_has_ident(dom, &id))
         && acme_challenge_ip_from_reverse(c->pool, sni, &id) == APR_SUCCESS) {
         dom = acme_config_domain_for(conf, id.value);
+    }
+    if (!dom && id.type == ACME_IDENT_DNS
+        && acme_config_api_covers(acme_config_api_get(c->base_server->process->pconf),
+                                  id.value)) {
+        /* A certificate API order (issue 17): the worker wrote the answer if it chose this. */
+        return acme_challenge_tlsalpn01_get(c->pool, conf->store_dir, id.value, &pem)
+               == APR_SUCCESS ? pem : NULL;
     }
     if (!dom || !acme_domain_has_ident(dom, &id)
         || !acme_serve_lists(dom->policy.challenges, "tls-alpn-01")

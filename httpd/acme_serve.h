@@ -37,6 +37,9 @@ int acme_serve_http01(request_rec *r);
 /* handler "acme-status": JSON of every domain, or of one at .../<name>. */
 int acme_serve_status(request_rec *r);
 
+/* One domain's entry of the status JSON (the certificate API's GET <base>/domains). */
+json_t *acme_serve_status_domain(apr_pool_t *p, acme_conf_t *conf, const acme_domain_t *dom);
+
 /*
  * The counts mod_status shows (server-status): from the same reads as the status handler, one job
  * file per domain and jobs/worker.json, nothing read twice.

@@ -33,6 +33,7 @@
 #include "acme_serve_metrics.h"
 #include "acme_supervise.h"
 #include "acme_supervise_export.h"
+#include "acme_api_store.h"
 #include "acme_version.h"
 #include "acme_worker.h"
 
@@ -1142,12 +1143,42 @@ void acme_supervise_start(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf)
     acme_supervise_fork(sup);
 }
 
+/*
+ * Renewals the certificate API accepted (POST <base>/domains/<name>/renew, checked against the
+ * client's names there) become root's requests/<name>.force, as a2acme renew writes them.
+ */
+static void acme_supervise_api_renewals(acme_supervisor_t *sup, apr_pool_t *p)
+{
+    apr_array_header_t *names = acme_api_store_renew_take(p, sup->conf->store_dir, 16);
+    acme_result_t res;
+    int i;
+
+    for (i = 0; i < names->nelts; ++i) {
+        const char *name = APR_ARRAY_IDX(names, i, const char *);
+        const acme_domain_t *dom = acme_config_domain_for(sup->conf, name);
+        const char *text = apr_psprintf(p, "%" APR_TIME_T_FMT "\n", apr_time_sec(apr_time_now()));
+        const char *path = dom && !strcmp(dom->name, name)
+                           ? acme_store_path(p, sup->conf->store, ACME_STORE_REQUESTS,
+                                             apr_pstrcat(p, name, ACME_JOB_FORCE_SUFFIX, NULL),
+                                             NULL) : NULL;
+        acme_result_reset(&res);
+        if (path && acme_store_write_file(p, path, text, strlen(text), ACME_PERMS_0644, &res)
+                    == APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "ACME11015: %s: "
+                         "renewal requested through the certificate API", name);
+        }
+    }
+}
+
 /* An admin request (a2acme renew) the worker was not started for yet. */
 static int acme_supervise_new_request(acme_supervisor_t *sup, apr_pool_t *p)
 {
     const char *stamp = acme_job_force_stamp(p, sup->conf->store);
     apr_ssize_t len = APR_HASH_KEY_STRING;
     unsigned int seen = stamp ? apr_hashfunc_default(stamp, &len) | 1u : 0;
+
+    /* Certificate API requests queued by the children (entries counted, nothing opened). */
+    seen ^= (unsigned int)acme_api_store_queue_stamp(p, sup->conf->store_dir);
 
     if (seen == sup->force_seen) {
         return 0;
@@ -1164,6 +1195,7 @@ int acme_supervise_monitor(apr_pool_t *p, server_rec *s)
         return DECLINED;
     }
     acme_supervise_configtest_watch(sup, apr_time_now());
+    acme_supervise_api_renewals(sup, p);
     if (sup->proc.pid == 0 && !sup->restart_signalled
         && (apr_time_now() >= sup->next_run || acme_supervise_new_request(sup, p))) {
         acme_supervise_fork(sup);

@@ -1433,6 +1433,45 @@ apr_status_t acme_client_order_finalize(acme_client_t *c, apr_pool_t *p, acme_or
     }
 }
 
+/*
+ * Finalize with a CSR someone else made (the certificate API): the key stays with them. Same
+ * orderNotReady handling as acme_client_order_finalize.
+ */
+apr_status_t acme_client_order_finalize_csr(acme_client_t *c, apr_pool_t *p, acme_order_t *order,
+                                            const unsigned char *der, apr_size_t der_len,
+                                            acme_result_t *res)
+{
+    const char *payload;
+    apr_status_t rv;
+
+    acme_result_reset(res);
+    if (order->status == ACME_ORDER_PROCESSING || order->status == ACME_ORDER_VALID) {
+        return APR_SUCCESS;
+    }
+    if (order->status != ACME_ORDER_READY || !order->finalize_url) {
+        return acme_result_fail(res, APR_EINVAL, ACME_CLASS_PERMANENT,
+                                apr_psprintf(p, "order %s is %s, not ready to finalize",
+                                             order->url, acme_order_status_name(order->status)));
+    }
+    payload = take_payload(p, json_pack("{s:s}", "csr", acme_b64_encode(p, der, der_len)));
+    rv = finalize_post(c, p, order, payload, res);
+    if (rv == APR_SUCCESS || !acme_problem_is(res, "orderNotReady")) {
+        return rv;
+    }
+    if (acme_client_order_refresh(c, p, order, res) != APR_SUCCESS) {
+        return res->status;
+    }
+    if (order->status == ACME_ORDER_READY) {
+        return finalize_post(c, p, order, payload, res);
+    }
+    if (order->status == ACME_ORDER_PROCESSING || order->status == ACME_ORDER_VALID) {
+        return APR_SUCCESS;
+    }
+    return acme_result_fail(res, APR_EINVAL, ACME_CLASS_PERMANENT, apr_psprintf(p,
+        "order %s is %s after orderNotReady", order->url,
+        acme_order_status_name(order->status)));
+}
+
 /* ------------------------------------------------------------------ certificates */
 
 static int issuer_matches(const char *cn, const char *wanted)

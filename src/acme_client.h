@@ -246,6 +246,11 @@ apr_status_t acme_client_order_explain(acme_client_t *c, apr_pool_t *p, const ac
 apr_status_t acme_client_order_finalize(acme_client_t *c, apr_pool_t *p, acme_order_t *order,
                                         const acme_key_t *cert_key, acme_result_t *res);
 
+/* The same with a CSR (DER) made elsewhere, sent as given (the certificate API). */
+apr_status_t acme_client_order_finalize_csr(acme_client_t *c, apr_pool_t *p, acme_order_t *order,
+                                            const unsigned char *der, apr_size_t der_len,
+                                            acme_result_t *res);
+
 /* ------------------------------------------------------------------ certificates */
 
 typedef struct {

@@ -51,6 +51,8 @@ static const store_group_t store_groups[] = {
     { ACME_STORE_TMP,        PERMS_0700 },
     { ACME_STORE_REJECTED,   PERMS_0700 },
     { ACME_STORE_REQUESTS,   PERMS_0755 },
+    { ACME_STORE_API,        PERMS_0700 },
+    { ACME_STORE_API_QUEUE,  PERMS_0700 },
 };
 
 /*

@@ -28,6 +28,8 @@
  *   |- tmp/                 0700  scratch space of the parent/worker; may be emptied at start-up.
  *   |- rejected/            0700  staged sets the parent refused for good, kept for the admin.
  *   |- requests/            0755  an admin's requests (a2acme renew: <name>.force); root writes.
+ *   |- api/, api-queue/     0700  the certificate API's requests and results (acme_api.h); the
+ *   |                             User's (children queue, the worker orders).
  *   `- locks/               0700  <name>.lock files for acme_store_lock (created on first use).
  *
  * Files are written atomically (temp file in the same directory, fsync, rename, fsync of the
@@ -46,6 +48,9 @@
 #define ACME_STORE_LOCKS      "locks"
 #define ACME_STORE_REJECTED   "rejected"
 #define ACME_STORE_REQUESTS   "requests"
+/* The certificate API (acme_api.h): the User's, like jobs/. */
+#define ACME_STORE_API        "api"
+#define ACME_STORE_API_QUEUE  "api-queue"
 
 /* Default limits of the readers (max_len 0). */
 #define ACME_STORE_READ_MAX   (1024 * 1024)

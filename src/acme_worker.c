@@ -25,6 +25,11 @@ void acme_worker_request_stop(void)
 
 /* ------------------------------------------------------------------ small helpers */
 
+int acme_worker_stop_requested(void)
+{
+    return acme_worker_stopping != 0;
+}
+
 void acme_worker_log(const acme_worker_t *w, acme_log_level_t level, const char *msg)
 {
     if (w->cfg->log) {
@@ -984,7 +989,7 @@ apr_status_t acme_worker_register(acme_worker_run_t *run, acme_client_account_t 
     return acme_client_account_register(run->client, run->p, &params, acct, res);
 }
 
-static apr_status_t acme_worker_account(acme_worker_run_t *run, acme_result_t *res)
+apr_status_t acme_worker_account(acme_worker_run_t *run, acme_result_t *res)
 {
     acme_worker_ca_t *ca = run->item->ca;
     acme_client_account_t *acct = NULL;
@@ -1377,8 +1382,8 @@ static apr_status_t acme_worker_answer_one(acme_worker_run_t *run, acme_worker_a
  * and records are withdrawn whatever happened. Every authorization is checked against the
  * domain's names before anything is set up.
  */
-static apr_status_t acme_worker_answer(acme_worker_run_t *run, acme_order_t *order,
-                                       acme_result_t *res)
+apr_status_t acme_worker_answer(acme_worker_run_t *run, acme_order_t *order,
+                                acme_result_t *res)
 {
     acme_worker_answering_t an = {
         .d = acme_worker_dns01_of(run->w, run->p, run->item->dom),
@@ -2309,6 +2314,9 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
                                                         "need a certificate", w.due->nelts,
                                                         w.items->nelts));
         acme_worker_run_due(&w);
+    }
+    if (!w.abandoned && !acme_worker_stopping) {
+        acme_worker_api_run(&w);
     }
     acme_worker_metrics_save(&w);
     if (w.abandoned) {

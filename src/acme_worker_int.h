@@ -139,6 +139,14 @@ apr_status_t acme_worker_register(acme_worker_run_t *run, acme_client_account_t 
 int acme_worker_lists(const acme_domain_t *dom, const char *type);
 int acme_worker_was_due(const acme_worker_t *w, const acme_worker_item_t *item);
 
+apr_status_t acme_worker_account(acme_worker_run_t *run, acme_result_t *res);
+apr_status_t acme_worker_answer(acme_worker_run_t *run, acme_order_t *order,
+                                acme_result_t *res);
+int acme_worker_stop_requested(void);
+
+/* acme_worker_api.c: the certificate API's queued CSRs (issue 17) */
+void acme_worker_api_run(acme_worker_t *w);
+
 /* acme_worker_account.c */
 apr_status_t acme_worker_account_key(acme_worker_t *w, acme_worker_ca_t *ca,
                                      acme_result_t *res);

@@ -44,6 +44,7 @@ ACME_SANITIZE=1 ACME_BUILD_DIR="$top/build/san" /usr/bin/python3 -m pytest -v -p
   test_module.py test_issue.py test_renewal.py test_activation.py test_hostile.py \
   test_profile.py test_account_life.py test_dns_persist.py \
   test_server_status.py test_metrics.py test_export.py test_etcd_client.py \
+  test_api.py \
   --deselect test_issue.py::test_short_lived_certificate_is_renewed_and_reactivated \
   --deselect "test_activation.py::test_issuance_renewal_and_activation_under_each_mpm[worker-short-validity]" \
   --deselect "test_activation.py::test_issuance_renewal_and_activation_under_each_mpm[prefork-short-validity]" \

@@ -236,6 +236,29 @@ BAD = [
      "ACMEExport @WORK@/exp split", "already an export directory"),
     ("export-in-vhost", ssl_vhost("a.test", body="ACMEExport /tmp/exp haproxy"),
      "ACMEExport /tmp/exp haproxy", "cannot occur within <VirtualHost>"),
+    # --- certificate API (issue 17)
+    ("api-client-no-name", "<ACMEApiClient>\n</ACMEApiClient>\n", "<ACMEApiClient>",
+     "needs one name"),
+    ("api-client-bad-name", "<ACMEApiClient a/b>\n</ACMEApiClient>\n", "<ACMEApiClient a/b>",
+     "not a client name"),
+    ("api-client-no-auth", "ACMEDomain a.test\n<ACMEApiClient panel>\nACMEApiAllow a.test\n"
+     "</ACMEApiClient>\n", "<ACMEApiClient panel>", "has no ACMEApiAuth"),
+    ("api-client-no-allow", "ACMEDomain a.test\n<ACMEApiClient panel>\n"
+     "ACMEApiAuth ip 127.0.0.1\n</ACMEApiClient>\n", "<ACMEApiClient panel>", "allows no names"),
+    ("api-auth-outside-block", "ACMEApiAuth ip 127.0.0.1\n", "ACMEApiAuth ip 127.0.0.1",
+     "belongs inside an <ACMEApiClient"),
+    ("api-auth-bad-ip", "<ACMEApiClient p>\nACMEApiAuth ip 300.1.2.3\n</ACMEApiClient>\n",
+     "ACMEApiAuth ip 300.1.2.3", "not an IP address or network"),
+    ("api-auth-hmac-missing", "<ACMEApiClient p>\nACMEApiAuth hmac @WORK@/no-such.key\n"
+     "</ACMEApiClient>\n", "ACMEApiAuth hmac @WORK@/no-such.key", "openssl rand -hex 32"),
+    ("api-auth-unknown", "<ACMEApiClient p>\nACMEApiAuth password x\n</ACMEApiClient>\n",
+     "ACMEApiAuth password x", "'ip ADDRESS|NETWORK...', 'hmac KEY-FILE' or 'user NAME...'"),
+    ("api-allow-bad-pattern", "<ACMEApiClient p>\nACMEApiAllow a*.example.org\n"
+     "</ACMEApiClient>\n", "ACMEApiAllow a*.example.org", "whole first label"),
+    ("api-wait-word", "ACMEApiWait soon\n", "ACMEApiWait soon", "not a wait of 0 to 10 minutes"),
+    ("api-rate-no-period", "ACMEApiRate 10\n", "ACMEApiRate 10", "e.g. 10/1h"),
+    ("api-no-domain", "<ACMEApiClient p>\nACMEApiAuth ip 127.0.0.1\nACMEApiAllow a.test\n"
+     "</ACMEApiClient>\n", "<ACMEApiClient p>", "add an ACMEDomain"),
 ]
 
 
