@@ -78,6 +78,7 @@ typedef struct {
     apr_pool_t *untrusted_pool; /* staged sets left alone (no proof, planted): name -> why, */
     apr_hash_t *untrusted;      /* kept to log each once; rebuilt at every check */
     unsigned int force_seen;    /* hash of the admin requests the worker was started for */
+    apr_hash_t *api_renewed;    /* name -> apr_time_t *: the last renewal the API asked for */
 } acme_supervisor_t;
 
 static acme_supervisor_t *acme_supervisor_get(process_rec *process)
@@ -1144,6 +1145,38 @@ void acme_supervise_start(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf)
 }
 
 /*
+ * The API's renew requests come through api-queue/, which every process of the httpd User can
+ * write, not only the children that checked the client: so one a day per domain is honoured. A
+ * forged flood then costs at most one order per domain and day at the CA (its limit for
+ * duplicate certificates is 5 a week); a2acme renew has no such limit.
+ */
+#define ACME_SUPERVISE_API_RENEW_EVERY apr_time_from_sec(86400)
+
+static int acme_supervise_api_renew_ok(acme_supervisor_t *sup, const acme_domain_t *dom,
+                                       apr_time_t now)
+{
+    apr_pool_t *pool = sup->s->process->pool;
+    apr_time_t *last;
+
+    if (!sup->api_renewed) {
+        sup->api_renewed = apr_hash_make(pool);
+    }
+    last = apr_hash_get(sup->api_renewed, dom->name, APR_HASH_KEY_STRING);
+    if (last && now - *last < ACME_SUPERVISE_API_RENEW_EVERY && now >= *last) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "ACME11017: %s: renewal through the "
+                     "certificate API refused: one was requested less than a day ago (a2acme "
+                     "renew can force another)", dom->name);
+        return 0;
+    }
+    if (!last) {
+        last = apr_palloc(pool, sizeof(*last));
+        apr_hash_set(sup->api_renewed, apr_pstrdup(pool, dom->name), APR_HASH_KEY_STRING, last);
+    }
+    *last = now;
+    return 1;
+}
+
+/*
  * Renewals the certificate API accepted (POST <base>/domains/<name>/renew, checked against the
  * client's names there) become root's requests/<name>.force, as a2acme renew writes them.
  */
@@ -1158,6 +1191,7 @@ static void acme_supervise_api_renewals(acme_supervisor_t *sup, apr_pool_t *p)
         const acme_domain_t *dom = acme_config_domain_for(sup->conf, name);
         const char *text = apr_psprintf(p, "%" APR_TIME_T_FMT "\n", apr_time_sec(apr_time_now()));
         const char *path = dom && !strcmp(dom->name, name)
+                           && acme_supervise_api_renew_ok(sup, dom, apr_time_now())
                            ? acme_store_path(p, sup->conf->store, ACME_STORE_REQUESTS,
                                              apr_pstrcat(p, name, ACME_JOB_FORCE_SUFFIX, NULL),
                                              NULL) : NULL;

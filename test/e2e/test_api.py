@@ -242,6 +242,13 @@ def test_api_issues_to_ip_and_hmac_clients_and_refuses_the_rest(httpd, pebble, w
     harness.wait_for(lambda: "ACME11015: site.test: renewal requested through the certificate "
                      "API" in httpd.log_text(), 15, "the renewal request to reach the parent")
     assert (httpd.root / "acme" / "requests" / "site.test.force").exists()
+    # api-queue/ is the httpd User's: a renew entry any process of the User leaves there (as a
+    # compromised application could) is honoured only once a day per domain.
+    (httpd.root / "acme" / "requests" / "site.test.force").unlink(missing_ok=True)
+    (httpd.root / "acme" / "api-queue" / "site.test.renew").write_text("")
+    harness.wait_for(lambda: "ACME11017: site.test: renewal through the certificate API "
+                     "refused" in httpd.log_text(), 15, "the second renewal to be refused")
+    assert not (httpd.root / "acme" / "requests" / "site.test.force").exists()
 
     # ACMEApiAuth user: httpd's Basic authentication decides who it is, the block what it sees.
     code, _, body = curl(httpd, "GET", "/userapi/domains/site.test", source="127.0.0.1",
