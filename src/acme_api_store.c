@@ -265,6 +265,51 @@ static int acme_api_store_queue_name(const char *name, char *id)
     return acme_api_id_valid(id);
 }
 
+/* Whether the result api/<id>.json says it is of no use any more at now. */
+static int acme_api_store_stale(apr_pool_t *p, const acme_store_t *st, const char *id,
+                                apr_time_t now)
+{
+    json_t *state = NULL;
+    acme_result_t res;
+    const char *what;
+    apr_time_t at;
+
+    acme_result_reset(&res);
+    if (acme_api_store_state(p, st, id, &state, &res) != APR_SUCCESS) {
+        return 0;
+    }
+    what = json_string_value(json_object_get(state, "state"));
+    at = apr_time_from_sec((apr_time_t)json_integer_value(json_object_get(
+        state, what && !strcmp(what, ACME_API_STATE_VALID) ? "not_after" : "updated")));
+    return what && (!strcmp(what, ACME_API_STATE_VALID) || !strcmp(what, ACME_API_STATE_INVALID)
+                    || !strcmp(what, ACME_API_STATE_PENDING))
+           && at > 0 && now - at > ACME_API_KEEP;
+}
+
+int acme_api_store_prune(apr_pool_t *p, const acme_store_t *st, apr_time_t now, int max)
+{
+    const char *dir = acme_store_path(p, st, ACME_API_DIR, NULL, NULL);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), seen = 0, gone = 0;
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    struct dirent *e;
+    char id[ACME_API_ID_LEN + 1];
+
+    if (!d) {
+        if (dfd >= 0) {
+            close(dfd);
+        }
+        return 0;
+    }
+    while ((e = readdir(d)) && seen++ < max) {
+        if (acme_api_store_queue_name(e->d_name, id) && acme_api_store_stale(p, st, id, now)) {
+            unlinkat(dirfd(d), apr_pstrcat(p, id, ".pem", NULL), 0);
+            gone += unlinkat(dirfd(d), e->d_name, 0) == 0;
+        }
+    }
+    closedir(d);
+    return gone;
+}
+
 apr_array_header_t *acme_api_store_queued(apr_pool_t *p, const acme_store_t *st, int max)
 {
     apr_array_header_t *ids = apr_array_make(p, 4, sizeof(const char *));

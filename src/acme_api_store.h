@@ -66,6 +66,15 @@ int acme_api_store_rate(apr_pool_t *p, const acme_store_t *st, const char *clien
                         const acme_api_rate_t *rate, apr_time_t now, long *retry_after,
                         acme_result_t *res);
 
+/*
+ * Removes the results nobody can use any more from api/: a certificate expired over
+ * ACME_API_KEEP ago, or a failed request (invalid, pending) last updated that long ago. Queued
+ * and processing requests stay. At most max results are looked at per call; returns how many
+ * went. Results the worker cannot read are left alone.
+ */
+#define ACME_API_KEEP apr_time_from_sec(7 * 86400)
+int acme_api_store_prune(apr_pool_t *p, const acme_store_t *st, apr_time_t now, int max);
+
 /* The ids waiting in api-queue/ (at most max, valid names only). */
 apr_array_header_t *acme_api_store_queued(apr_pool_t *p, const acme_store_t *st, int max);
 

@@ -222,10 +222,17 @@ static int acme_worker_api_batch(acme_worker_t *w)
  * More than one run's share waits on: the entries taken changed api-queue/, which starts the
  * worker again (acme_api_store_queue_stamp).
  */
+#define ACME_WORKER_API_PRUNE_SCAN 20000
+
 void acme_worker_api_run(acme_worker_t *w)
 {
     apr_time_t until = 0;
+    apr_pool_t *p = NULL;
 
+    if (apr_pool_create(&p, w->pool) == APR_SUCCESS) {  /* old results, once per run */
+        acme_api_store_prune(p, w->store, apr_time_now(), ACME_WORKER_API_PRUNE_SCAN);
+        apr_pool_destroy(p);
+    }
     for (;;) {
         if (acme_worker_api_batch(w) > 0) {
             until = apr_time_now() + ACME_WORKER_API_LINGER;

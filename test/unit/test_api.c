@@ -446,6 +446,43 @@ static void test_store_renew_requests(void **state)
     unit_store_fixture_free(fx);
 }
 
+static void test_store_prune_old_results(void **state)
+{
+    unit_store_fixture_t *fx = unit_store_fixture_make("api");
+    apr_pool_t *p = fx->pool;
+    apr_array_header_t *names = apr_array_make(p, 1, sizeof(const char *));
+    apr_time_t now = apr_time_now(), day = apr_time_from_sec(86400);
+    static const char *ids[] = { "0123456789abcdef0123456789abcde1",   /* expired 1 day ago */
+                                 "0123456789abcdef0123456789abcde2",   /* valid for 30 days */
+                                 "0123456789abcdef0123456789abcde3",   /* refused */
+                                 "0123456789abcdef0123456789abcde4" }; /* still queued */
+    json_t *st = NULL;
+    char *pem = NULL;
+    apr_size_t len = 0;
+    acme_result_t res;
+
+    (void)state;
+    acme_result_reset(&res);
+    APR_ARRAY_PUSH(names, const char *) = "mail.example.org";
+    assert_int_equal(acme_api_store_state_put(p, fx->st, ids[0], "mx", names, "valid", NULL,
+                                              now - 90 * day, now - day, &res), APR_SUCCESS);
+    assert_int_equal(acme_api_store_chain_put(p, fx->st, ids[0], "PEM", 3, &res), APR_SUCCESS);
+    assert_int_equal(acme_api_store_state_put(p, fx->st, ids[1], "mx", names, "valid", NULL,
+                                              now, now + 30 * day, &res), APR_SUCCESS);
+    assert_int_equal(acme_api_store_state_put(p, fx->st, ids[2], "mx", names, "invalid", "no",
+                                              0, 0, &res), APR_SUCCESS);
+    assert_int_equal(acme_api_store_state_put(p, fx->st, ids[3], "mx", names, "queued", NULL,
+                                              0, 0, &res), APR_SUCCESS);
+    assert_int_equal(acme_api_store_prune(p, fx->st, now, 100), 0);    /* all still of use */
+    assert_int_equal(acme_api_store_prune(p, fx->st, now + 8 * day, 100), 2);
+    assert_int_equal(acme_api_store_state(p, fx->st, ids[0], &st, &res), APR_ENOENT);
+    assert_int_not_equal(acme_api_store_chain(p, fx->st, ids[0], &pem, &len, &res), APR_SUCCESS);
+    assert_int_equal(acme_api_store_state(p, fx->st, ids[1], &st, &res), APR_SUCCESS);
+    assert_int_equal(acme_api_store_state(p, fx->st, ids[2], &st, &res), APR_ENOENT);
+    assert_int_equal(acme_api_store_state(p, fx->st, ids[3], &st, &res), APR_SUCCESS);
+    unit_store_fixture_free(fx);
+}
+
 static void test_ids_and_client_names(void **state)
 {
     apr_pool_t *p = *state;
@@ -478,6 +515,7 @@ int main(void)
         cmocka_unit_test(test_store_damaged_queue_entry_removed),
         cmocka_unit_test(test_store_replay_and_rate),
         cmocka_unit_test(test_store_renew_requests),
+        cmocka_unit_test(test_store_prune_old_results),
         cmocka_unit_test(test_ids_and_client_names),
     };
     return cmocka_run_group_tests_name("api", tests, unit_setup_pool, unit_teardown_pool);
