@@ -106,7 +106,9 @@ uid_t acme_supervise_worker_uid(void)
 
 /* ------------------------------------------------------------------ the forked worker */
 
-static void acme_supervise_worker_log(void *baton, acme_log_level_t level, const char *message)
+/* The worker's file and line go to httpd, so a line names the code that wrote it. */
+static void acme_supervise_worker_log(void *baton, acme_log_level_t level, const char *file,
+                                      int line, const char *message)
 {
     static const int levels[] = {
         [ACME_LOG_ERROR] = APLOG_ERR, [ACME_LOG_WARNING] = APLOG_WARNING,
@@ -115,7 +117,7 @@ static void acme_supervise_worker_log(void *baton, acme_log_level_t level, const
     };
     server_rec *s = baton;
 
-    ap_log_error(APLOG_MARK, levels[level], 0, s, "%s", message);
+    ap_log_error_(file, line, APLOG_MODULE_INDEX, levels[level], 0, s, "%s", message);
 }
 
 static void acme_supervise_on_stop(int sig)

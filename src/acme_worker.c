@@ -25,10 +25,11 @@ void acme_worker_request_stop(void)
 
 /* ------------------------------------------------------------------ small helpers */
 
-void acme_worker_log(const acme_worker_t *w, acme_log_level_t level, const char *msg)
+void acme_worker_log_at(const acme_worker_t *w, const char *file, int line,
+                        acme_log_level_t level, const char *msg)
 {
     if (w->cfg->log) {
-        w->cfg->log(w->cfg->log_baton, level, msg);
+        w->cfg->log(w->cfg->log_baton, level, file, line, msg);
     }
 }
 
