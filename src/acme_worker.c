@@ -75,9 +75,9 @@ apr_status_t acme_worker_job_save(acme_worker_t *w, apr_pool_t *p, const acme_jo
     }
     rv = acme_job_save(p, w->store, job, res);
     if (rv != APR_SUCCESS) {
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "%s: the job state could not be "
-                                                          "saved (%s); it is written again at "
-                                                          "the next step or check", job->name,
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME00401: %s: the job state could "
+                                                          "not be saved (%s); it is written again "
+                                                          "at the next step or check", job->name,
                                                           acme_result_describe(res, p)));
         acme_worker_note_next(w, apr_time_now() + ACME_PLAN_RETRY_FIRST);
     }
@@ -163,7 +163,7 @@ void acme_worker_notify(acme_worker_t *w, apr_pool_t *p, const acme_domain_t *do
     doc = acme_notify_document(&ev);
     acme_result_reset(&res);
     if (acme_notify_run(p, w->cfg->notify_argv, event, dom->name, doc, &res) != APR_SUCCESS) {
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "%s: %s", dom->name,
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME00402: %s: %s", dom->name,
                                                           acme_result_describe(&res, p)));
     }
     json_decref(doc);
@@ -229,7 +229,7 @@ static void acme_worker_ca_lock(acme_worker_t *w, acme_worker_ca_t *ca)
     ca->account_lock = NULL;
     ca->busy = rv == APR_EAGAIN;
     acme_worker_log(w, ca->busy ? ACME_LOG_NOTICE : ACME_LOG_WARNING, apr_psprintf(w->pool,
-        "the account at %s %s (%s)", ca->ca_url,
+        "ACME00403: the account at %s %s (%s)", ca->ca_url,
         ca->busy ? "is in use by another process (a2acme rollover?); its orders are retried "
                    "soon" : "cannot be locked; going on without the lock",
         acme_result_describe(&res, w->pool)));
@@ -313,8 +313,9 @@ static void acme_worker_ca_proxy_log(acme_worker_t *w, const char *ca_url,
     const char *proxy = acme_proxy_for(pol->proxies, ca_url);
 
     if (proxy) {
-        acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "the CA %s is reached through "
-                        "the proxy %s (ACMEProxy)", ca_url, acme_proxy_redact(w->pool, proxy)));
+        acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "ACME00404: the CA %s is reached "
+                        "through the proxy %s "
+                        "(ACMEProxy)", ca_url, acme_proxy_redact(w->pool, proxy)));
     }
 }
 
@@ -365,7 +366,7 @@ static void acme_worker_active_read(acme_worker_t *w, const acme_domain_t *dom,
                                                               ".pem"),
                                     &chain, &info, &res) != APR_SUCCESS) {
         if (!APR_STATUS_IS_ENOENT(res.status)) {
-            acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "%s: %s; a new "
+            acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "ACME00405: %s: %s; a new "
                                                               "certificate is ordered", dom->name,
                                                               acme_result_describe(&res,
                                                                                    w->pool)));
@@ -376,8 +377,8 @@ static void acme_worker_active_read(acme_worker_t *w, const acme_domain_t *dom,
     /* The parent does not serve a set whose key is damaged: order a new one. */
     if (acme_activate_key_check(w->pool, acme_worker_file(w->pool, dir, "privkey", spec, ".pem"),
                                 leaf, &res) != APR_SUCCESS) {
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "%s: %s; a new certificate "
-                                                          "is ordered", dom->name,
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "ACME00406: %s: %s; a new "
+                                                          "certificate is ordered", dom->name,
                                                           acme_result_describe(&res, w->pool)));
         return;
     }
@@ -497,13 +498,13 @@ static void acme_worker_temps_tidy(acme_worker_t *w, apr_pool_t *p)
     acme_result_reset(&res);
     if (acme_store_sweep_temps(p, w->store, ACME_STORE_JOBS, ACME_WORKER_TEMP_AGE, &removed,
                                &res) != APR_SUCCESS) {
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "jobs: %s",
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME00407: jobs: %s",
                                                           acme_result_describe(&res, p)));
     }
     else if (removed > 0) {
-        acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(p, "jobs: removed %d temporary files "
-                                                       "of writes an earlier run did not finish",
-                                                       removed));
+        acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(p, "ACME00408: jobs: removed %d temporary "
+                                                       "files of writes an earlier run did not "
+                                                       "finish", removed));
     }
 }
 
@@ -516,7 +517,7 @@ static void acme_worker_staging_tidy(acme_worker_t *w)
     apr_pool_create(&p, w->pool);
     acme_result_reset(&res);
     if (acme_store_recover_group(p, w->store, ACME_STORE_STAGING, &res) != APR_SUCCESS) {
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "staging: %s",
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME00409: staging: %s",
                                                           acme_result_describe(&res, p)));
     }
     acme_worker_temps_tidy(w, p);
@@ -529,8 +530,8 @@ static void acme_worker_staging_tidy(acme_worker_t *w)
         acme_result_reset(&res);
         acme_store_remove_tree(p, dir, &res);
         item->staged = 0;
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "%s: the staged set in %s carries "
-                                                          "no valid proof of this server's "
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME00410: %s: the staged set in %s "
+                                                          "carries no valid proof of this server's "
                                                           "renewal worker; removed, the domain "
                                                           "is ordered again", item->dom->name,
                                                           dir));
@@ -562,7 +563,8 @@ static int acme_worker_forced(acme_worker_t *w, acme_job_t *job, apr_time_t now)
     else {
         return 0;
     }
-    acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(w->pool, "%s: %s", job->name, what));
+    acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(w->pool, "ACME00411: %s: "
+                                                     "%s", job->name, what));
     return 1;
 }
 
@@ -687,7 +689,7 @@ static void acme_worker_ari_failed(acme_worker_t *w, acme_worker_ari_ca_t *ac,
         *dirty = 1;
         return;
     }
-    acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "%s: renewalInfo (ARI) not "
+    acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "ACME00412: %s: renewalInfo (ARI) not "
                                                    "available (%s); the local renew window "
                                                    "applies", item->dom->name,
                                                    acme_result_describe(res, w->pool)));
@@ -808,8 +810,8 @@ static int acme_worker_config_changed(acme_worker_t *w, const acme_worker_item_t
     if (!now_digest || !strcmp(now_digest, job->failed_config)) {
         return 0;
     }
-    acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(w->pool, "%s: the configuration changed "
-                    "since the last attempt failed (%s); trying again now instead of at %s",
+    acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(w->pool, "ACME00413: %s: the configuration "
+                    "changed since the last attempt failed (%s); trying again now instead of at %s",
                     item->dom->name, acme_class_name(job->last_error.err_class),
                     acme_worker_time_text(w->pool, job->next_run)));
     return 1;
@@ -870,8 +872,8 @@ static void acme_worker_metrics_save(acme_worker_t *w)
 
     acme_result_reset(&res);
     if (path && acme_metrics_tally_save(w->pool, path, w->metrics, &res) != APR_SUCCESS) {
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "renewal worker: metrics "
-                                                          "not recorded: %s",
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "ACME00414: renewal worker: "
+                                                          "metrics not recorded: %s",
                                                           acme_result_describe(&res, w->pool)));
     }
 }
@@ -1148,8 +1150,8 @@ static apr_status_t acme_worker_publish(acme_worker_run_t *run, const acme_clien
 
     *a = (acme_worker_answer_t){ .type = chal->type, .name = authz->identifier.value,
                                  .token = chal->token };
-    acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "%s: answering %s for %s",
-                                                         run->item->dom->name, chal->type,
+    acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "ACME00415: %s: answering %s for "
+                                                         "%s", run->item->dom->name, chal->type,
                                                          authz->identifier.value));
     if (!strcmp(chal->type, "tls-alpn-01")) {
         return acme_challenge_tlsalpn01_put(run->p, store_dir, &authz->identifier, key_authz,
@@ -1202,13 +1204,13 @@ static void acme_worker_dns01_teardown(acme_worker_run_t *run, const acme_dns01_
         acme_result_t res;
         acme_result_reset(&res);
         if (acme_dns01_teardown(run->p, run->w->store, d, rec, &err_text, &res) != APR_SUCCESS) {
-            acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s: dns-01 "
+            acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "ACME00416: %s: dns-01 "
                 "teardown of %s failed, repeated at the next run: %s", d->domain, rec->fqdn,
                 acme_result_describe(&res, run->p)));
         }
         else if (err_text && *err_text) {
-            acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "%s: dns-01 teardown "
-                "of %s: %s", d->domain, rec->fqdn, err_text));
+            acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "ACME00417: %s: dns-01 "
+                "teardown of %s: %s", d->domain, rec->fqdn, err_text));
         }
     }
 }
@@ -1225,13 +1227,13 @@ static void acme_worker_dns01_leftovers(acme_worker_t *w)
         int done = 0;
         acme_result_reset(&res);
         if (acme_dns01_teardown_pending(w->pool, w->store, &d, &done, &res) != APR_SUCCESS) {
-            acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "%s: a dns-01 teardown "
-                "left by an earlier run failed again: %s", dom->name,
+            acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "ACME00418: %s: a dns-01 "
+                "teardown left by an earlier run failed again: %s", dom->name,
                 acme_result_describe(&res, w->pool)));
         }
         if (done) {
-            acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "%s: removed %d dns-01 "
-                "record(s) left by an earlier run", dom->name, done));
+            acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "ACME00419: %s: removed %d "
+                "dns-01 record(s) left by an earlier run", dom->name, done));
         }
     }
 }
@@ -1249,15 +1251,15 @@ static apr_status_t acme_worker_dns01_setup(acme_worker_run_t *run, const acme_d
     const char *err_text = NULL;
     apr_status_t rv;
 
-    acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "%s: answering dns-01 for "
-                                                         "%s%s", d->domain,
+    acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "ACME00420: %s: answering dns-01 "
+                                                         "for %s%s", d->domain,
                                                          authz->wildcard ? "*." : "",
                                                          authz->identifier.value));
     rv = acme_dns01_setup(run->p, run->w->store, d, &rec, &err_text, res);
     APR_ARRAY_PUSH(records, acme_dns01_record_t) = rec;
     if (err_text && *err_text) {
         acme_worker_log(run->w, rv == APR_SUCCESS ? ACME_LOG_DEBUG : ACME_LOG_ERROR,
-                        apr_psprintf(run->p, "%s: ACMEDns01Command setup %s wrote: %s",
+                        apr_psprintf(run->p, "ACME00421: %s: ACMEDns01Command setup %s wrote: %s",
                                      d->domain, rec.fqdn, err_text));
     }
     return rv;
@@ -1335,7 +1337,8 @@ static apr_status_t acme_worker_answer_one(acme_worker_run_t *run, acme_worker_a
         if (!alt || !strcmp(alt->type, "dns-01")) {
             return rv;
         }
-        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s; trying %s instead",
+        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "ACME00422: %s; trying %s "
+                                                               "instead",
                                                                acme_result_describe(res, run->p),
                                                                alt->type));
         acme_result_reset(res);
@@ -1352,8 +1355,8 @@ static apr_status_t acme_worker_answer_one(acme_worker_run_t *run, acme_worker_a
         if (!(alt = acme_worker_choose(dom, authz, "dns-01"))) {
             return rv;
         }
-        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s: %s; trying %s for %s "
-                                                               "instead", dom->name,
+        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "ACME00423: %s: %s; trying "
+                                                               "%s for %s instead", dom->name,
                                                                acme_result_describe(res, run->p),
                                                                alt->type,
                                                                authz->identifier.value));
@@ -1550,7 +1553,8 @@ static apr_status_t acme_worker_profile(acme_worker_run_t *run, acme_order_t *or
     acme_worker_directory_cache(run, meta);
     rv = acme_profile_choose(run->p, &req, meta, &order->profile, &note, res);
     if (rv == APR_SUCCESS && note) {
-        acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(run->p, "%s: %s", dom->name,
+        acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(run->p, "ACME00424: %s: "
+                                                              "%s", dom->name,
                                                               note));
     }
     return rv;
@@ -1670,8 +1674,8 @@ static apr_status_t acme_worker_order_download(acme_worker_run_t *run, const acm
     }
     acme_worker_profile_record(run, order, chain);
     if (preferred && !chain->preferred_found) {
-        acme_worker_log(run->w, ACME_LOG_INFO, apr_psprintf(run->p, "%s: no chain with the "
-            "preferred issuer \"%s\" among the %d the CA offered; the default chain (topmost "
+        acme_worker_log(run->w, ACME_LOG_INFO, apr_psprintf(run->p, "ACME00425: %s: no chain with "
+            "the preferred issuer \"%s\" among the %d the CA offered; the default chain (topmost "
             "issuer \"%s\") is used", run->item->dom->name, preferred, chain->n_alternates + 1,
             chain->top_issuer_cn ? chain->top_issuer_cn : "?"));
     }
@@ -1830,9 +1834,9 @@ static int acme_worker_failover(acme_worker_run_t *run, const acme_result_t *res
     item->ca = item->cas[run->job->ca_index];
     run->job->ca_url = item->ca->ca_url;
     run->job->order_json = NULL;        /* an order belongs to its CA */
-    acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s: the CA %s failed (%s); "
-                                                           "switching to the next CA %s",
-                                                           item->dom->name, from,
+    acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "ACME00426: %s: the CA %s "
+                                                           "failed (%s); switching to the next CA "
+                                                           "%s", item->dom->name, from,
                                                            acme_result_describe(res, run->p),
                                                            item->ca->ca_url));
     acme_worker_job_save(run->w, run->p, run->job, NULL);
@@ -1883,8 +1887,8 @@ static int acme_worker_retry_quick(acme_worker_run_t *run, const acme_result_t *
     }
     until = apr_time_now() + (ACME_WORKER_QUICK_PAUSE << *quick);
     ++*quick;
-    acme_worker_log(run->w, ACME_LOG_INFO, apr_psprintf(run->p, "%s: %s; the order is resumed "
-                                                        "in %d s (quick retry %d of %d)",
+    acme_worker_log(run->w, ACME_LOG_INFO, apr_psprintf(run->p, "ACME00427: %s: %s; the order is "
+                                                        "resumed in %d s (quick retry %d of %d)",
                                                         run->item->dom->name,
                                                         acme_result_describe(res, run->p),
                                                         1 << (*quick - 1), *quick,
@@ -1915,8 +1919,8 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
     acme_job_load(p, w->store, dom->name, &run.job, &res);
     acme_result_reset(&res);
     run.job->state = ACME_JOB_ORDERING;
-    acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(p, "%s: requesting a certificate from %s",
-                                                   dom->name, item->ca->ca_url));
+    acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(p, "ACME00428: %s: requesting a certificate "
+                                                   "from %s", dom->name, item->ca->ca_url));
     rv = acme_worker_issue(&run, &res);
     while (rv != APR_SUCCESS && (acme_worker_account_recover(&run, &res, &recovered)
                                  || acme_worker_account_tos_stop(&run, &res, &switches)
@@ -1949,9 +1953,9 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
                                                                          dom->name, NULL)),
                            NULL);
         acme_worker_job_save(w, p, run.job, NULL);
-        acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(p, "%s: new certificate staged; it is "
-                                                         "activated by a graceful restart",
-                                                         dom->name));
+        acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(p, "ACME00429: %s: new certificate "
+                                                         "staged; it is activated by a graceful "
+                                                         "restart", dom->name));
         return;
     }
     if (item->active[0].present) {
@@ -1966,8 +1970,8 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
     run.job->updated = now;
     acme_worker_note_next(w, run.job->next_run);
     acme_worker_log(w, res.err_class == ACME_CLASS_ADMIN ? ACME_LOG_ERROR : ACME_LOG_WARNING,
-                    apr_psprintf(p, "%s: certificate order failed (%s, attempt %d): %s; next "
-                                 "attempt %s", dom->name, acme_class_name(res.err_class),
+                    apr_psprintf(p, "ACME00430: %s: certificate order failed (%s, attempt %d): %s; "
+                                 "next attempt %s", dom->name, acme_class_name(res.err_class),
                                  run.job->failures, acme_result_describe(&res, p),
                                  acme_worker_time_text(p, run.job->next_run)));
     acme_worker_notify(w, p, dom, run.job, "errored", acme_worker_active_certs(p, item),
@@ -2147,12 +2151,12 @@ static void acme_worker_selfcheck(acme_worker_t *w)
             continue;
         }
         if (acme_worker_selfcheck_one(w->pool, entry, &res) == APR_SUCCESS) {
-            acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "%s: self-check: the new "
-                                                           "certificate is served", name));
+            acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "ACME00431: %s: self-check: "
+                                                           "the new certificate is served", name));
             acme_worker_installed(w, name);
             continue;
         }
-        acme_worker_log(w, ACME_LOG_ERROR, apr_psprintf(w->pool, "%s: %s", name,
+        acme_worker_log(w, ACME_LOG_ERROR, apr_psprintf(w->pool, "ACME00432: %s: %s", name,
                                                         acme_result_describe(&res, w->pool)));
         if (acme_job_load(w->pool, w->store, name, &job, &res) == APR_SUCCESS) {
             acme_job_failed(job, w->pool, &res, apr_time_now());
@@ -2240,7 +2244,8 @@ static void acme_worker_warn(acme_worker_t *w)
                                                      job->next_run);
             /* Saved first: whoever reads the CRIT line finds the warning in the status. */
             acme_worker_job_save(w, w->pool, job, NULL);
-            acme_worker_log(w, ACME_LOG_CRIT, job->warning);
+            acme_worker_log(w, ACME_LOG_CRIT, apr_pstrcat(w->pool, "ACME00438: ", job->warning,
+                                                          NULL));
             acme_worker_notify(w, w->pool, item->dom, job, "expiring",
                                acme_worker_active_certs(w->pool, item),
                                acme_result_describe(&job->last_error, w->pool));
@@ -2265,10 +2270,10 @@ static void acme_worker_jobs_repair(acme_worker_t *w)
         if (!item->job_damaged) {
             continue;
         }
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "%s: %s; the job starts "
-                                                          "afresh (failure counts and any open "
-                                                          "order are forgotten) and is written "
-                                                          "again", item->dom->name,
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "ACME00433: %s: %s; the job "
+                                                          "starts afresh (failure counts and any "
+                                                          "open order are forgotten) and is "
+                                                          "written again", item->dom->name,
                                                           item->job_damaged));
         acme_worker_job_save(w, w->pool, acme_job_make(w->pool, item->dom->name), NULL);
     }
@@ -2292,8 +2297,8 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
     if (acme_store_open(p, cfg->store_dir, &w.store, &res) != APR_SUCCESS
         || acme_worker_prepare(&w, &res) != APR_SUCCESS
         || acme_worker_drop_privileges(&w, &res) != APR_SUCCESS) {
-        acme_worker_log(&w, ACME_LOG_ERROR, apr_psprintf(p, "renewal worker cannot start: %s; "
-                                                         "the supervisor retries later",
+        acme_worker_log(&w, ACME_LOG_ERROR, apr_psprintf(p, "ACME00434: renewal worker cannot "
+                                                         "start: %s; the supervisor retries later",
                                                          acme_result_describe(&res, p)));
         return 2;
     }
@@ -2306,15 +2311,15 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
     acme_worker_account_upkeep(&w);
     acme_worker_ca_unlock_idle(&w, 0);
     if (w.due->nelts > 0) {
-        acme_worker_log(&w, ACME_LOG_INFO, apr_psprintf(p, "renewal worker: %d of %d domains "
-                                                        "need a certificate", w.due->nelts,
+        acme_worker_log(&w, ACME_LOG_INFO, apr_psprintf(p, "ACME00435: renewal worker: %d of %d "
+                                                        "domains need a certificate", w.due->nelts,
                                                         w.items->nelts));
         acme_worker_run_due(&w);
     }
     acme_worker_metrics_save(&w);
     if (w.abandoned) {
-        acme_worker_log(&w, ACME_LOG_NOTICE, "renewal worker stopped; unfinished orders resume "
-                        "at its next start");
+        acme_worker_log(&w, ACME_LOG_NOTICE, "ACME00436: renewal worker stopped; unfinished orders "
+                        "resume at its next start");
         return 3;
     }
     acme_worker_ca_unlock_idle(&w, 1);
@@ -2322,8 +2327,8 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
     acme_worker_persist_watch(&w);
     acme_worker_note_next(&w, apr_time_now() + acme_plan_jitter(interval, acme_worker_random()));
     if (acme_job_next_run_save(p, w.store, w.next_run, &res) != APR_SUCCESS) {
-        acme_worker_log(&w, ACME_LOG_ERROR, apr_psprintf(p, "renewal worker: when to run next "
-                                                         "could not be recorded (%s); the "
+        acme_worker_log(&w, ACME_LOG_ERROR, apr_psprintf(p, "ACME00437: renewal worker: when to "
+                                                         "run next could not be recorded (%s); the "
                                                          "server starts it again soon",
                                                          acme_result_describe(&res, p)));
         return ACME_WORKER_EXIT_UNSCHEDULED;
