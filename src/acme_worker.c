@@ -25,6 +25,18 @@ void acme_worker_request_stop(void)
 
 /* ------------------------------------------------------------------ small helpers */
 
+/*
+ * A supervised worker ends with its parent: a stopped httpd must not leave it running. Asked
+ * between domains (prepare, plan, the checks after the orders) and while orders run.
+ */
+int acme_worker_orphaned(const acme_worker_t *w)
+{
+    if (w->cfg->parent_pid && getppid() != w->cfg->parent_pid) {
+        acme_worker_stopping = 1;
+    }
+    return acme_worker_stopping;
+}
+
 void acme_worker_log_at(const acme_worker_t *w, const char *file, int line,
                         acme_log_level_t level, const char *msg)
 {
@@ -350,10 +362,10 @@ static apr_status_t acme_worker_ca_get(acme_worker_t *w, const char *ca_url,
     return APR_SUCCESS;
 }
 
-static void acme_worker_active_read(acme_worker_t *w, const acme_domain_t *dom,
+static void acme_worker_active_load(acme_worker_t *w, apr_pool_t *p, const acme_domain_t *dom,
                                     const acme_keyspec_t *spec, acme_worker_active_t *act)
 {
-    const char *dir = acme_store_path(w->pool, w->store, ACME_STORE_DOMAINS, dom->name, NULL);
+    const char *dir = acme_store_path(p, w->store, ACME_STORE_DOMAINS, dom->name, NULL);
     apr_array_header_t *chain = NULL;
     acme_cert_info_t info;
     acme_result_t res;
@@ -362,37 +374,52 @@ static void acme_worker_active_read(acme_worker_t *w, const acme_domain_t *dom,
     *act = (acme_worker_active_t){ .present = 0 };
     acme_result_reset(&res);
     if (!dir
-        || acme_activate_chain_read(w->pool, acme_worker_file(w->pool, dir, "pubcert", spec,
-                                                              ".pem"),
+        || acme_activate_chain_read(p, acme_worker_file(p, dir, "pubcert", spec, ".pem"),
                                     &chain, &info, &res) != APR_SUCCESS) {
         if (!APR_STATUS_IS_ENOENT(res.status)) {
-            acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "ACME00405: %s: %s; a new "
+            acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME00405: %s: %s; a new "
                                                               "certificate is ordered", dom->name,
-                                                              acme_result_describe(&res,
-                                                                                   w->pool)));
+                                                              acme_result_describe(&res, p)));
         }
         return;
     }
     leaf = APR_ARRAY_IDX(chain, 0, acme_cert_t *);
     /* The parent does not serve a set whose key is damaged: order a new one. */
-    if (acme_activate_key_check(w->pool, acme_worker_file(w->pool, dir, "privkey", spec, ".pem"),
+    if (acme_activate_key_check(p, acme_worker_file(p, dir, "privkey", spec, ".pem"),
                                 leaf, &res) != APR_SUCCESS) {
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "ACME00406: %s: %s; a new "
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME00406: %s: %s; a new "
                                                           "certificate is ordered", dom->name,
-                                                          acme_result_describe(&res, w->pool)));
+                                                          acme_result_describe(&res, p)));
         return;
     }
     act->present = 1;
     act->not_before = info.not_before;
     act->not_after = info.not_after;
     act->serial = info.serial_hex;
-    if (acme_crypto_ari_cert_id(w->pool, leaf, &act->cert_id, &res) != APR_SUCCESS) {
+    if (acme_crypto_ari_cert_id(p, leaf, &act->cert_id, &res) != APR_SUCCESS) {
         act->cert_id = NULL;
         acme_result_reset(&res);
     }
-    act->covers = acme_crypto_cert_covers(w->pool, leaf, (const acme_ident_t *)dom->idents->elts,
+    act->covers = acme_crypto_cert_covers(p, leaf, (const acme_ident_t *)dom->idents->elts,
                                           dom->idents->nelts, &res) == APR_SUCCESS
                   && info.sans->nelts == dom->idents->nelts;
+}
+
+/*
+ * In a pool of its own, destroyed after: what OpenSSL objects and files register on a pool would
+ * otherwise pile up on w->pool, and every file close (apr_pool_cleanup_kill) walks that list, so
+ * a start with 10,000 domains took quadratic time.
+ */
+static void acme_worker_active_read(acme_worker_t *w, const acme_domain_t *dom,
+                                    const acme_keyspec_t *spec, acme_worker_active_t *act)
+{
+    apr_pool_t *p;
+
+    apr_pool_create(&p, w->pool);
+    acme_worker_active_load(w, p, dom, spec, act);
+    act->serial = act->serial ? apr_pstrdup(w->pool, act->serial) : NULL;
+    act->cert_id = act->cert_id ? apr_pstrdup(w->pool, act->cert_id) : NULL;
+    apr_pool_destroy(p);
 }
 
 static int acme_worker_staged_present(acme_worker_t *w, const acme_domain_t *dom)
@@ -413,13 +440,14 @@ static apr_status_t acme_worker_prepare(acme_worker_t *w, acme_result_t *res)
         return rv;
     }
 
-    for (i = 0; i < w->cfg->domains->nelts; ++i) {
+    for (i = 0; i < w->cfg->domains->nelts && !acme_worker_orphaned(w); ++i) {
         const acme_domain_t *dom = APR_ARRAY_IDX(w->cfg->domains, i, const acme_domain_t *);
         acme_worker_item_t *item = apr_array_push(w->items);
         const apr_array_header_t *specs = dom->policy.key_specs;
 
         acme_job_t *job = NULL;
         acme_result_t jres;
+        apr_pool_t *jp;
 
         item->dom = dom;
         /* Every CA of the domain now, as root: failover may need any account key later. */
@@ -433,10 +461,12 @@ static apr_status_t acme_worker_prepare(acme_worker_t *w, acme_result_t *res)
             }
         }
         acme_result_reset(&jres);
-        if (acme_job_load(w->pool, w->store, dom->name, &job, &jres) != APR_SUCCESS) {
+        apr_pool_create(&jp, w->pool);     /* see acme_worker_active_read */
+        if (acme_job_load(jp, w->store, dom->name, &job, &jres) != APR_SUCCESS) {
             item->job_damaged = acme_result_describe(&jres, w->pool);
         }
         item->ca = item->cas[job->ca_index > 0 ? job->ca_index % item->n_cas : 0];
+        apr_pool_destroy(jp);
         item->active = apr_pcalloc(w->pool, sizeof(*item->active) * (apr_size_t)specs->nelts);
         for (j = 0; j < specs->nelts; ++j) {
             acme_worker_active_read(w, dom, &APR_ARRAY_IDX(specs, j, acme_keyspec_t),
@@ -545,19 +575,19 @@ static void acme_worker_staging_tidy(acme_worker_t *w)
  * An admin's renewal request, new or taken by a run that was cut short. The job is saved as
  * ORDERING before the request is recorded as taken: a worker killed at any point resumes it.
  */
-static int acme_worker_forced(acme_worker_t *w, acme_job_t *job, apr_time_t now)
+static int acme_worker_forced(acme_worker_t *w, apr_pool_t *p, acme_job_t *job, apr_time_t now)
 {
     const char *what = "renewal forced by an admin";
 
-    if (acme_job_force_pending(w->pool, w->store, job->name)) {
+    if (acme_job_force_pending(p, w->store, job->name)) {
         job->state = ACME_JOB_ORDERING;
         job->updated = now;
-        if (acme_worker_job_save(w, w->pool, job, NULL) != APR_SUCCESS) {
+        if (acme_worker_job_save(w, p, job, NULL) != APR_SUCCESS) {
             return 0;   /* taken at the next run, once the job can be saved */
         }
-        acme_job_force_take(w->pool, w->store, job->name);
+        acme_job_force_take(p, w->store, job->name);
     }
-    else if (acme_job_force_interrupted(w->pool, w->store, job)) {
+    else if (acme_job_force_interrupted(p, w->store, job)) {
         what = "renewal forced by an admin, resumed";
     }
     else {
@@ -878,72 +908,84 @@ static void acme_worker_metrics_save(acme_worker_t *w)
     }
 }
 
+/* One domain: due now, or when. The job lives in p (see acme_worker_active_read). */
+static void acme_worker_plan_item(acme_worker_t *w, apr_pool_t *p, apr_hash_t *ari_clients,
+                                  acme_worker_item_t *item, apr_time_t now,
+                                  apr_interval_time_t interval)
+{
+    apr_time_t renew_at = acme_worker_renew_at(p, item), ari_at, emergency_at;
+    const char *reason = renew_at > 0 ? "window" : "no valid certificate for the names";
+    acme_result_t res;
+    acme_job_t *job = NULL;
+    int dirty = 0;
+
+    acme_result_reset(&res);
+    acme_job_load(p, w->store, item->dom->name, &job, &res);
+    if (item->staged) {
+        return;   /* the parent activates it; a new run follows the restart */
+    }
+    if (acme_worker_forced(w, p, job, now)) {
+        item->forced = 1;
+        APR_ARRAY_PUSH(w->due, acme_worker_item_t *) = item;
+        return;
+    }
+    ari_at = acme_worker_ari(w, ari_clients, item, job, renew_at, now, interval, &dirty);
+    emergency_at = acme_worker_emergency_at(item);
+    if (ari_at > 0 && ari_at < renew_at) {
+        renew_at = ari_at;
+        reason = "ari";
+    }
+    else if (renew_at > 0 && emergency_at > 0 && now >= emergency_at) {
+        reason = "emergency";
+    }
+    if (!job->renew_reason || strcmp(job->renew_reason, reason)) {
+        job->renew_reason = reason;
+        dirty = 1;
+    }
+    if (renew_at > now) {
+        if (job->renew_at != renew_at || job->state != ACME_JOB_IDLE || dirty) {
+            job->state = ACME_JOB_IDLE;
+            job->renew_at = renew_at;
+            job->next_run = renew_at;
+            job->activity = NULL;
+            job->order_json = NULL;
+            job->updated = now;
+            acme_worker_job_save(w, p, job, NULL);
+        }
+        acme_worker_note_next(w, renew_at < now + interval ? renew_at : now + interval);
+        return;
+    }
+    if (dirty) {
+        job->renew_at = renew_at;
+        acme_worker_job_save(w, p, job, NULL);
+        acme_result_reset(&res);
+    }
+    if (job->state == ACME_JOB_FAILED && job->next_run > now
+        && !acme_worker_config_changed(w, item, job)) {
+        acme_worker_note_next(w, job->next_run);
+        return;
+    }
+    if (job->ca_hold > now && strcmp(reason, "emergency")) {
+        acme_worker_note_next(w, job->ca_hold);     /* the CA said when; see ari_failed */
+        return;
+    }
+    APR_ARRAY_PUSH(w->due, acme_worker_item_t *) = item;
+}
+
 static void acme_worker_plan(acme_worker_t *w, apr_interval_time_t interval)
 {
     apr_time_t now = apr_time_now();
     apr_hash_t *ari_clients = apr_hash_make(w->pool);
+    apr_pool_t *p;
     int i;
 
-    for (i = 0; i < w->items->nelts; ++i) {
-        acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
-        apr_time_t renew_at = acme_worker_renew_at(w->pool, item), ari_at, emergency_at;
-        const char *reason = renew_at > 0 ? "window" : "no valid certificate for the names";
-        acme_result_t res;
-        acme_job_t *job = NULL;
-        int dirty = 0;
-
-        acme_result_reset(&res);
-        acme_job_load(w->pool, w->store, item->dom->name, &job, &res);
-        if (item->staged) {
-            continue;   /* the parent activates it; a new run follows the restart */
-        }
-        if (acme_worker_forced(w, job, now)) {
-            item->forced = 1;
-            APR_ARRAY_PUSH(w->due, acme_worker_item_t *) = item;
-            continue;
-        }
-        ari_at = acme_worker_ari(w, ari_clients, item, job, renew_at, now, interval, &dirty);
-        emergency_at = acme_worker_emergency_at(item);
-        if (ari_at > 0 && ari_at < renew_at) {
-            renew_at = ari_at;
-            reason = "ari";
-        }
-        else if (renew_at > 0 && emergency_at > 0 && now >= emergency_at) {
-            reason = "emergency";
-        }
-        if (!job->renew_reason || strcmp(job->renew_reason, reason)) {
-            job->renew_reason = reason;
-            dirty = 1;
-        }
-        if (renew_at > now) {
-            if (job->renew_at != renew_at || job->state != ACME_JOB_IDLE || dirty) {
-                job->state = ACME_JOB_IDLE;
-                job->renew_at = renew_at;
-                job->next_run = renew_at;
-                job->activity = NULL;
-                job->order_json = NULL;
-                job->updated = now;
-                acme_worker_job_save(w, w->pool, job, NULL);
-            }
-            acme_worker_note_next(w, renew_at < now + interval ? renew_at : now + interval);
-            continue;
-        }
-        if (dirty) {
-            job->renew_at = renew_at;
-            acme_worker_job_save(w, w->pool, job, NULL);
-            acme_result_reset(&res);
-        }
-        if (job->state == ACME_JOB_FAILED && job->next_run > now
-            && !acme_worker_config_changed(w, item, job)) {
-            acme_worker_note_next(w, job->next_run);
-            continue;
-        }
-        if (job->ca_hold > now && strcmp(reason, "emergency")) {
-            acme_worker_note_next(w, job->ca_hold);     /* the CA said when; see ari_failed */
-            continue;
-        }
-        APR_ARRAY_PUSH(w->due, acme_worker_item_t *) = item;
+    apr_pool_create(&p, w->pool);
+    for (i = 0; i < w->items->nelts && !acme_worker_orphaned(w); ++i) {
+        acme_worker_plan_item(w, p, ari_clients, &APR_ARRAY_IDX(w->items, i, acme_worker_item_t),
+                              now, interval);
+        apr_pool_clear(p);
     }
+    apr_pool_destroy(p);
     acme_worker_metrics_ari(w, ari_clients);
 }
 
@@ -2049,12 +2091,8 @@ static void acme_worker_run_due(acme_worker_t *w)
             apr_thread_mutex_unlock(w->lock);
         }
     }
-    /* A supervised worker ends with its parent: a stopped httpd must not leave it running. */
     while (acme_worker_running(w) > 0) {
-        if (w->cfg->parent_pid && getppid() != w->cfg->parent_pid) {
-            acme_worker_stopping = 1;
-        }
-        if (acme_worker_stopping && !stop_seen) {
+        if (acme_worker_orphaned(w) && !stop_seen) {
             stop_seen = apr_time_now();
         }
         if (stop_seen && apr_time_now() - stop_seen > ACME_WORKER_STOP_GRACE) {
@@ -2213,7 +2251,7 @@ static void acme_worker_warn(acme_worker_t *w)
            != APR_SUCCESS) {
         acme_renewal_warn_parse("auto", &window, &reason, w->pool);
     }
-    for (i = 0; i < w->items->nelts; ++i) {
+    for (i = 0; i < w->items->nelts && !acme_worker_orphaned(w); ++i) {
         const acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
         apr_time_t warn_at = 0, expires = 0;
         acme_job_t *job = NULL;
@@ -2302,15 +2340,23 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
                                                          acme_result_describe(&res, p)));
         return 2;
     }
+    if (acme_worker_orphaned(&w)) {
+        acme_worker_log(&w, ACME_LOG_NOTICE, "ACME00439: renewal worker stopped while preparing "
+                        "(the server stopped); it plans again at its next start");
+        return 3;
+    }
     acme_worker_jobs_repair(&w);
     acme_worker_staging_tidy(&w);
     acme_worker_selfcheck(&w);
     acme_worker_dns01_leftovers(&w);
     interval = acme_plan_check_interval(cfg->check_interval, acme_worker_shortest_lifetime(&w));
     acme_worker_plan(&w, acme_plan_jitter(interval, acme_worker_random()));
-    acme_worker_account_upkeep(&w);
+    w.abandoned = acme_worker_orphaned(&w);
+    if (!w.abandoned) {
+        acme_worker_account_upkeep(&w);
+    }
     acme_worker_ca_unlock_idle(&w, 0);
-    if (w.due->nelts > 0) {
+    if (w.due->nelts > 0 && !w.abandoned) {
         acme_worker_log(&w, ACME_LOG_INFO, apr_psprintf(p, "ACME00435: renewal worker: %d of %d "
                                                         "domains need a certificate", w.due->nelts,
                                                         w.items->nelts));

@@ -359,7 +359,7 @@ void acme_worker_persist_watch(acme_worker_t *w)
 {
     int i, j;
 
-    for (i = 0; i < w->items->nelts; ++i) {
+    for (i = 0; i < w->items->nelts && !acme_worker_orphaned(w); ++i) {
         const acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
         apr_time_t notified_at = 0, before;
         apr_array_header_t *watches;
