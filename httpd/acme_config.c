@@ -935,8 +935,8 @@ static void acme_config_vhost_wild_aliases(acme_config_checker_t *ck, server_rec
         if (acme_domain_add_name(ck->p, dom, alias, &reason) != APR_SUCCESS) {
             acme_config_problem(ck, dom, "ACME00110", apr_psprintf(ck->p, "ServerAlias %s: %s; a "
                                 "certificate can only hold a wildcard of the form *.example.org: "
-                                "list the names to certify with ACMEDomain "
-                                "instead", alias, reason));
+                                "list the names to certify with ACMEDomain instead",
+                                alias, reason));
         }
     }
 }
@@ -961,8 +961,8 @@ static acme_domain_t *acme_config_vhost_domain(acme_config_checker_t *ck, server
     for (i = 0; vs->names && i < vs->names->nelts; ++i) {
         const char *alias = APR_ARRAY_IDX(vs->names, i, const char *);
         if (acme_domain_add_name(ck->p, dom, alias, &reason) != APR_SUCCESS) {
-            acme_config_problem(ck, dom, "ACME00111", apr_psprintf(ck->p, "ServerAlias %s: "
-                                                                   "%s", alias, reason));
+            acme_config_problem(ck, dom, "ACME00111", apr_psprintf(ck->p, "ServerAlias %s: %s",
+                                                                   alias, reason));
         }
     }
     acme_config_vhost_wild_aliases(ck, vs, dom);

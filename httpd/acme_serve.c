@@ -369,8 +369,8 @@ int acme_serve_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, acme
     acme_result_reset(&res);
     if (acme_store_open(pconf, conf->store_dir, &st, &res) != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "ACME00210: mod_acme: the store %s is "
-                     "unusable: %s; no certificate can be obtained until this is "
-                     "fixed", conf->store_dir,
+                     "unusable: %s; no certificate can be obtained until this is fixed",
+                     conf->store_dir,
                      acme_result_describe(&res, ptemp));
         return OK;
     }

@@ -666,8 +666,8 @@ static void acme_supervise_install(acme_supervisor_t *sup, apr_pool_t *p)
                                                                       APR_HASH_KEY_STRING)
                                                        : NULL, &res) != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, sup->s, "ACME00308: mod_acme: %s: %s; the "
-                         "previous certificate stays in "
-                         "use", dom->name, acme_result_describe(&res, p));
+                         "previous certificate stays in use",
+                         dom->name, acme_result_describe(&res, p));
             acme_serve_metrics_activation(p, sup->s, sup->conf->store, "failure");
             continue;
         }

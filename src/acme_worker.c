@@ -593,8 +593,8 @@ static int acme_worker_forced(acme_worker_t *w, apr_pool_t *p, acme_job_t *job, 
     else {
         return 0;
     }
-    acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(w->pool, "ACME00411: %s: "
-                                                     "%s", job->name, what));
+    acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(w->pool, "ACME00411: %s: %s",
+                                                     job->name, what));
     return 1;
 }
 
@@ -720,8 +720,8 @@ static void acme_worker_ari_failed(acme_worker_t *w, acme_worker_ari_ca_t *ac,
         return;
     }
     acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "ACME00412: %s: renewalInfo (ARI) not "
-                                                   "available (%s); the local renew window "
-                                                   "applies", item->dom->name,
+                                                   "available (%s); the local renew window applies",
+                                                   item->dom->name,
                                                    acme_result_describe(res, w->pool)));
     if (res->retry_after > now) {
         /* An error answer with Retry-After asks the client to stay away from the CA, not only
@@ -1595,8 +1595,8 @@ static apr_status_t acme_worker_profile(acme_worker_run_t *run, acme_order_t *or
     acme_worker_directory_cache(run, meta);
     rv = acme_profile_choose(run->p, &req, meta, &order->profile, &note, res);
     if (rv == APR_SUCCESS && note) {
-        acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(run->p, "ACME00424: %s: "
-                                                              "%s", dom->name,
+        acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(run->p, "ACME00424: %s: %s",
+                                                              dom->name,
                                                               note));
     }
     return rv;
