@@ -463,7 +463,8 @@ static apr_status_t acme_worker_prepare(acme_worker_t *w, acme_result_t *res)
         acme_result_reset(&jres);
         apr_pool_create(&jp, w->pool);     /* see acme_worker_active_read */
         if (acme_job_load(jp, w->store, dom->name, &job, &jres) != APR_SUCCESS) {
-            item->job_damaged = acme_result_describe(&jres, w->pool);
+            /* Copied: the message itself lives in jp. */
+            item->job_damaged = apr_pstrdup(w->pool, acme_result_describe(&jres, w->pool));
         }
         item->ca = item->cas[job->ca_index > 0 ? job->ca_index % item->n_cas : 0];
         apr_pool_destroy(jp);
