@@ -446,7 +446,7 @@ static int acme_api_domains(acme_api_req_t *q, const char *item)
     }
     acme_result_reset(&res);
     if (acme_api_store_renew_put(r->pool, q->conf->store, dom->name, &res) != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, res.status, r, "ACME11008: api: client %s: the "
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, res.status, r, "ACME11018: api: client %s: the "
                       "renewal of %s cannot be requested: %s", q->client->name, dom->name,
                       acme_result_describe(&res, r->pool));
         return acme_api_error(r, HTTP_SERVICE_UNAVAILABLE, "the renewal cannot be requested "

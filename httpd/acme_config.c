@@ -982,11 +982,13 @@ typedef struct {
     int errors;
 } acme_config_checker_t;
 
+/* msg_id: each problem has its own (docs/messages.md). */
 static void acme_config_problem(acme_config_checker_t *ck, const acme_domain_t *dom,
-                                const char *what)
+                                const char *msg_id, const char *what)
 {
+    /* msgid: from caller */
     ap_log_error(APLOG_MARK, APLOG_EMERG | APLOG_STARTUP, 0, ck->s,
-                 "mod_acme: %s (ACMEDomain %s, line %d of %s)", what, dom->name,
+                 "%s: mod_acme: %s (ACMEDomain %s, line %d of %s)", msg_id, what, dom->name,
                  dom->defined_line, dom->defined_in ? dom->defined_in : "?");
     ck->errors++;
 }
@@ -1067,9 +1069,10 @@ static void acme_config_vhost_wild_aliases(acme_config_checker_t *ck, server_rec
     for (i = 0; vs->wild_names && i < vs->wild_names->nelts; ++i) {
         const char *alias = APR_ARRAY_IDX(vs->wild_names, i, const char *);
         if (acme_domain_add_name(ck->p, dom, alias, &reason) != APR_SUCCESS) {
-            acme_config_problem(ck, dom, apr_psprintf(ck->p, "ServerAlias %s: %s; a certificate "
-                                "can only hold a wildcard of the form *.example.org: list the "
-                                "names to certify with ACMEDomain instead", alias, reason));
+            acme_config_problem(ck, dom, "ACME00110", apr_psprintf(ck->p, "ServerAlias %s: %s; a "
+                                "certificate can only hold a wildcard of the form *.example.org: "
+                                "list the names to certify with ACMEDomain instead",
+                                alias, reason));
         }
     }
 }
@@ -1085,8 +1088,8 @@ static acme_domain_t *acme_config_vhost_domain(acme_config_checker_t *ck, server
     if (!vs->server_hostname
         || acme_domain_add_name(ck->p, dom, vs->server_hostname, &reason) != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG | APLOG_STARTUP, 0, ck->s,
-                     "mod_acme: ACMEDomain without names (line %d of %s) needs the virtual "
-                     "host's ServerName to be a host name: %s", sc->manage_line,
+                     "ACME00101: mod_acme: ACMEDomain without names (line %d of %s) needs the "
+                     "virtual host's ServerName to be a host name: %s", sc->manage_line,
                      sc->manage_file, reason ? reason : "the virtual host has no ServerName");
         ck->errors++;
         return NULL;
@@ -1094,7 +1097,8 @@ static acme_domain_t *acme_config_vhost_domain(acme_config_checker_t *ck, server
     for (i = 0; vs->names && i < vs->names->nelts; ++i) {
         const char *alias = APR_ARRAY_IDX(vs->names, i, const char *);
         if (acme_domain_add_name(ck->p, dom, alias, &reason) != APR_SUCCESS) {
-            acme_config_problem(ck, dom, apr_psprintf(ck->p, "ServerAlias %s: %s", alias, reason));
+            acme_config_problem(ck, dom, "ACME00111", apr_psprintf(ck->p, "ServerAlias %s: %s",
+                                                                   alias, reason));
         }
     }
     acme_config_vhost_wild_aliases(ck, vs, dom);
@@ -1171,7 +1175,7 @@ static void acme_config_name_clash(acme_config_checker_t *ck, apr_hash_t *seq, c
         dom = other;
         other = swap;
     }
-    acme_config_problem(ck, dom, apr_psprintf(ck->p,
+    acme_config_problem(ck, dom, "ACME00112", apr_psprintf(ck->p,
         "%s is already managed by ACMEDomain %s (line %d of %s); remove it from this "
         "declaration, since a name can belong to one managed domain only", name, other->name,
         other->defined_line, other->defined_in));
@@ -1216,7 +1220,7 @@ static void acme_config_check_bindings(acme_config_checker_t *ck, acme_conf_t *c
                 apr_hash_set(by_ca, ca, APR_HASH_KEY_STRING, dom);
             }
             else if (strcmp(first->policy.eab_kid, dom->policy.eab_kid)) {
-                acme_config_problem(ck, dom, apr_psprintf(ck->p,
+                acme_config_problem(ck, dom, "ACME00113", apr_psprintf(ck->p,
                     "ACMEExternalAccountBinding: the account at %s is already bound with key id "
                     "%s for ACMEDomain %s (line %d of %s); one account per CA takes one "
                     "binding: use the same key id, or another CA", ca, first->policy.eab_kid,
@@ -1288,8 +1292,8 @@ static void acme_config_check_profiles(acme_config_checker_t *ck, acme_conf_t *c
             acme_result_reset(&res);
             if (meta && acme_profile_choose(ck->p, &req, meta, &chosen, NULL, &res)
                         != APR_SUCCESS) {
-                acme_config_problem(ck, dom, apr_pstrcat(ck->p, res.message, " (as the CA's "
-                                    "directory said at the last order)", NULL));
+                acme_config_problem(ck, dom, "ACME00114", apr_pstrcat(ck->p, res.message, " (as "
+                                    "the CA's directory said at the last order)", NULL));
             }
         }
     }
@@ -1316,7 +1320,7 @@ static void acme_config_check_proxies(acme_config_checker_t *ck, acme_conf_t *co
             }
             theirs = acme_proxy_for(first->policy.proxies, ca);
             if ((mine || theirs) && (!mine || !theirs || strcmp(mine, theirs))) {
-                acme_config_problem(ck, dom, apr_psprintf(ck->p,
+                acme_config_problem(ck, dom, "ACME00115", apr_psprintf(ck->p,
                     "ACMEProxy: %s is reached through %s for ACMEDomain %s (line %d of %s) but "
                     "through %s here; one CA is reached one way: give both the same ACMEProxy, "
                     "e.g. in the server config with the CA as second argument", ca,
@@ -1353,8 +1357,9 @@ static void acme_config_warn_unused_proxies(acme_config_checker_t *ck, acme_conf
                 continue;
             }
             apr_hash_set(warned, apr_pmemdup(ck->p, &r, sizeof(r)), sizeof(r), "");
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ck->s, "mod_acme: ACMEProxy %s %s: no "
-                         "domain uses that CA (check the URL against ACMECertificateAuthority)",
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ck->s, "ACME00102: mod_acme: ACMEProxy %s "
+                         "%s: no domain uses that CA (check the URL against "
+                         "ACMECertificateAuthority)",
                          acme_proxy_redact(ck->p, r->url), r->ca_url);
         }
     }
@@ -1435,7 +1440,7 @@ static void acme_config_check_served(acme_config_checker_t *ck, acme_conf_t *con
                          && acme_config_server_is_ssl(ck->p, vs, ssl_vhosts, global_ssl);
             }
             if (!served && id->type == ACME_IDENT_DNS) {
-                acme_config_problem(ck, dom, apr_psprintf(ck->p,
+                acme_config_problem(ck, dom, "ACME00116", apr_psprintf(ck->p,
                     "no SSL virtual host (SSLEngine on) has ServerName or ServerAlias %s, so its "
                     "certificate would never be served; add the name to an SSL <VirtualHost> or "
                     "remove it from the ACMEDomain", id->value));
@@ -1551,23 +1556,23 @@ static void acme_config_check_explicit(acme_config_checker_t *ck, acme_domain_t 
         acme_ident_t id;
         if (!other && acme_names_parse(ck->p, no_acme_tls, &id, NULL) == APR_SUCCESS
             && id.type == ACME_IDENT_DNS) {
-            acme_config_problem(ck, dom, apr_psprintf(ck->p,
+            acme_config_problem(ck, dom, "ACME00117", apr_psprintf(ck->p,
                 "ACMEChallenges lists tls-alpn-01, but the SSL virtual host serving %s does not "
                 "allow the acme-tls/1 protocol, so mod_ssl never asks for the challenge "
                 "certificate; add 'Protocols h2 http/1.1 acme-tls/1' to that virtual host (or "
                 "server-wide)", no_acme_tls));
         }
         else {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ck->s, "mod_acme: %s: ACMEChallenges "
-                         "lists tls-alpn-01, but the SSL virtual host answering %s does not "
-                         "allow acme-tls/1, so tls-alpn-01 cannot succeed for it; add "
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ck->s, "ACME00103: mod_acme: %s: "
+                         "ACMEChallenges lists tls-alpn-01, but the SSL virtual host answering %s "
+                         "does not allow acme-tls/1, so tls-alpn-01 cannot succeed for it; add "
                          "'Protocols h2 http/1.1 acme-tls/1' to it", dom->name, no_acme_tls);
         }
     }
     if (acme_config_lists(list, "http-01") && !http_port) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ck->s, "mod_acme: %s: ACMEChallenges lists "
-                     "http-01, but httpd listens for plain HTTP on no port; the CA's request on "
-                     "port 80 must reach it some other way (e.g. a proxy in front of it)",
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ck->s, "ACME00104: mod_acme: %s: ACMEChallenges "
+                     "lists http-01, but httpd listens for plain HTTP on no port; the CA's request "
+                     "on port 80 must reach it some other way (e.g. a proxy in front of it)",
                      dom->name);
     }
 }
@@ -1614,9 +1619,9 @@ static int acme_config_check_persist(acme_config_checker_t *ck, acme_domain_t *d
     for (j = 0; list->nelts == 1 && j < dom->idents->nelts; ++j) {
         const acme_ident_t *id = &APR_ARRAY_IDX(dom->idents, j, acme_ident_t);
         if (id->type == ACME_IDENT_IP) {
-            acme_config_problem(ck, dom, apr_psprintf(ck->p, "%s is an IP address, which "
-                                "dns-persist-01 does not validate; list http-01 or tls-alpn-01 "
-                                "in ACMEChallenges too", id->value));
+            acme_config_problem(ck, dom, "ACME00118", apr_psprintf(ck->p, "%s is an IP address, "
+                                "which dns-persist-01 does not validate; list http-01 or "
+                                "tls-alpn-01 in ACMEChallenges too", id->value));
         }
     }
     return 1;
@@ -1634,32 +1639,33 @@ static void acme_config_check_dns01(acme_config_checker_t *ck, acme_domain_t *do
     int j;
 
     if (acme_config_lists(list, "dns-01") && !has_cmd) {
-        acme_config_problem(ck, dom, "ACMEChallenges lists dns-01, but no ACMEDns01Command is set "
-                            "for the domain (or server-wide); mod_acme needs a program that "
-                            "creates and removes the TXT records");
+        acme_config_problem(ck, dom, "ACME00119", "ACMEChallenges lists dns-01, but no "
+                            "ACMEDns01Command is set for the domain (or server-wide); mod_acme "
+                            "needs a program that creates and removes the TXT records");
     }
     if (acme_config_check_persist(ck, dom)) {
         wild = NULL;    /* dns-persist-01 with policy=wildcard covers it; the worker checks */
     }
     if (wild && !has_cmd) {
-        acme_config_problem(ck, dom, apr_psprintf(ck->p, "%s is a wildcard name, which the CA "
-                            "validates by dns-01 only, and the domain has no way to do dns-01: "
-                            "set ACMEDns01Command (globally or inside <ACMEDomain>) to a program "
-                            "that creates the TXT records, e.g. docs/examples/acme-dns01-nsupdate",
+        acme_config_problem(ck, dom, "ACME00120", apr_psprintf(ck->p, "%s is a wildcard name, "
+                            "which the CA validates by dns-01 only, and the domain has no way to "
+                            "do dns-01: set ACMEDns01Command (globally or inside <ACMEDomain>) to "
+                            "a program that creates the TXT records, e.g. "
+                            "docs/examples/acme-dns01-nsupdate",
                             wild));
     }
     else if (wild && list && list->nelts > 0 && !acme_config_lists(list, "dns-01")) {
-        acme_config_problem(ck, dom, apr_psprintf(ck->p, "%s is a wildcard name, which the CA "
-                            "validates by dns-01 only, but ACMEChallenges does not list dns-01; "
-                            "add it", wild));
+        acme_config_problem(ck, dom, "ACME00121", apr_psprintf(ck->p, "%s is a wildcard name, "
+                            "which the CA validates by dns-01 only, but ACMEChallenges does not "
+                            "list dns-01; add it", wild));
     }
     if (list && list->nelts == 1 && acme_config_lists(list, "dns-01")) {
         for (j = 0; j < dom->idents->nelts; ++j) {
             const acme_ident_t *id = &APR_ARRAY_IDX(dom->idents, j, acme_ident_t);
             if (id->type == ACME_IDENT_IP) {
-                acme_config_problem(ck, dom, apr_psprintf(ck->p, "%s is an IP address, which "
-                                    "cannot be validated by dns-01 (RFC 8738); list http-01 or "
-                                    "tls-alpn-01 in ACMEChallenges too", id->value));
+                acme_config_problem(ck, dom, "ACME00122", apr_psprintf(ck->p, "%s is an IP "
+                                    "address, which cannot be validated by dns-01 (RFC 8738); list "
+                                    "http-01 or tls-alpn-01 in ACMEChallenges too", id->value));
             }
         }
     }
@@ -1700,9 +1706,9 @@ static void acme_config_choose_challenges(acme_config_checker_t *ck, acme_conf_t
             APR_ARRAY_PUSH(list, const char *) = "dns-01";
         }
         if (list->nelts == 0 && !acme_config_only_wildcards(dom)) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ck->s, "mod_acme: %s: this configuration "
-                         "can answer no challenge: httpd listens for plain HTTP on no port "
-                         "(http-01) and the SSL virtual host serving %s does not allow "
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ck->s, "ACME00105: mod_acme: %s: this "
+                         "configuration can answer no challenge: httpd listens for plain HTTP on "
+                         "no port (http-01) and the SSL virtual host serving %s does not allow "
                          "acme-tls/1 (tls-alpn-01); add 'Listen 80' or 'Protocols h2 http/1.1 "
                          "acme-tls/1'. Trying http-01 in case port 80 reaches this server "
                          "another way", dom->name, no_acme_tls);
@@ -1710,7 +1716,7 @@ static void acme_config_choose_challenges(acme_config_checker_t *ck, acme_conf_t
         }
         dom->policy.challenges = list;
         acme_config_check_dns01(ck, dom);
-        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, ck->s, "mod_acme: %s: challenges %s "
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, ck->s, "ACME00106: mod_acme: %s: challenges %s "
                      "(automatic)", dom->name, apr_array_pstrcat(ck->p, list, ' '));
     }
 }

@@ -54,7 +54,8 @@ static void acme_serve_grant_worker(apr_pool_t *p, server_rec *s, const acme_sto
         const char *dir = acme_store_path(p, st, groups[i], NULL, NULL);
         if (chown(dir, ap_unixd_config.user_id, ap_unixd_config.group_id) != 0) {
             ap_log_error(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(errno), s,
-                         "mod_acme: cannot hand %s to the httpd User; renewals will fail", dir);
+                         "ACME00201: mod_acme: cannot hand %s to the httpd User; renewals will "
+                         "fail", dir);
         }
     }
 }
@@ -75,12 +76,12 @@ static void acme_serve_activate(apr_pool_t *ptemp, server_rec *s, acme_conf_t *c
         if (!seal.key && acme_activate_seal_open(ptemp, conf->store_dir,
                                                  acme_supervise_worker_uid(), &seal, &res)
                          != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "mod_acme: staged certificates cannot be "
-                         "activated: %s", acme_result_describe(&res, ptemp));
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "ACME00202: mod_acme: staged certificates "
+                         "cannot be activated: %s", acme_result_describe(&res, ptemp));
             return;
         }
         if (acme_activate_install(ptemp, conf->store, &seal, dom, &res) == APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, "mod_acme: %s: new certificate "
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, "ACME00203: mod_acme: %s: new certificate "
                          "activated", dom->name);
             acme_job_force_clear(ptemp, conf->store, dom->name);
             apr_hash_set(activated, dom->name, APR_HASH_KEY_STRING, dom);
@@ -91,8 +92,8 @@ static void acme_serve_activate(apr_pool_t *ptemp, server_rec *s, acme_conf_t *c
         apr_hash_set(errors, dom->name, APR_HASH_KEY_STRING,
                      apr_pstrdup(conf->active ? apr_hash_pool_get(conf->active) : ptemp,
                                  acme_result_describe(&res, ptemp)));
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "mod_acme: %s: %s; the previous certificate "
-                     "stays in use", dom->name, acme_result_describe(&res, ptemp));
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "ACME00204: mod_acme: %s: %s; the previous "
+                     "certificate stays in use", dom->name, acme_result_describe(&res, ptemp));
     }
 }
 
@@ -222,8 +223,8 @@ static void acme_serve_load_active(apr_pool_t *pconf, server_rec *s, acme_conf_t
         && acme_activate_fallback_prepare(pconf, conf->store, &fallback, &res) == APR_SUCCESS
         && acme_activate_fallback_groups(pconf, conf->store, without, &fallback, &res)
            != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "mod_acme: shared fallback certificates: "
-                     "%s; domains without a certificate get one of their own",
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "ACME00205: mod_acme: shared fallback "
+                     "certificates: %s; domains without a certificate get one of their own",
                      acme_result_describe(&res, pconf));
     }
     for (i = 0; i < conf->domains->nelts; ++i) {
@@ -233,15 +234,15 @@ static void acme_serve_load_active(apr_pool_t *pconf, server_rec *s, acme_conf_t
         if (acme_activate_load(pconf, conf->store, dom, now, &fallback, &active, &res)
             != APR_SUCCESS) {
             int held = acme_serve_fallback_in_memory(pconf, dom, active);
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "mod_acme: %s: no certificate and no "
-                         "fallback certificate file could be prepared: %s; %s", dom->name,
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "ACME00206: mod_acme: %s: no certificate and "
+                         "no fallback certificate file could be prepared: %s; %s", dom->name,
                          acme_result_describe(&res, pconf),
                          held ? "a fallback held in memory is served until this is fixed"
                               : "mod_ssl will refuse this virtual host");
         }
         if (active->load_error) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "mod_acme: %s: %s; %s, and the renewal "
-                         "worker orders a new certificate", dom->name, active->load_error,
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "ACME00207: mod_acme: %s: %s; %s, and the "
+                         "renewal worker orders a new certificate", dom->name, active->load_error,
                          active->certs->nelts ? "the other certificates are served"
                                               : "a fallback certificate is served");
         }
@@ -344,13 +345,13 @@ static void acme_serve_write_domains(apr_pool_t *ptemp, server_rec *s, acme_conf
     json_object_set_new(json, "hook_user", acme_serve_hook_user());
     acme_result_reset(&res);
     if (acme_store_write_json(ptemp, path, json, ACME_PERMS_0640, &res) != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "mod_acme: %s; the admin command will "
-                     "not see the configured domains", acme_result_describe(&res, ptemp));
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "ACME00208: mod_acme: %s; the admin command "
+                     "will not see the configured domains", acme_result_describe(&res, ptemp));
     }
     else if (geteuid() == 0 && chown(path, 0, ap_unixd_config.group_id) != 0) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, APR_FROM_OS_ERROR(errno), s, "mod_acme: cannot "
-                     "give %s to the User's group; only root can read it, a2acme run by others "
-                     "falls back to scanning the store", path);
+        ap_log_error(APLOG_MARK, APLOG_WARNING, APR_FROM_OS_ERROR(errno), s, "ACME00209: mod_acme: "
+                     "cannot give %s to the User's group; only root can read it, a2acme run by "
+                     "others falls back to scanning the store", path);
     }
     json_decref(json);
 }
@@ -369,31 +370,32 @@ int acme_serve_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, acme
     acme_serve_metrics_prepare(pconf);
     acme_result_reset(&res);
     if (acme_store_open(pconf, conf->store_dir, &st, &res) != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "mod_acme: the store %s is unusable: %s; "
-                     "no certificate can be obtained until this is fixed", conf->store_dir,
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "ACME00210: mod_acme: the store %s is "
+                     "unusable: %s; no certificate can be obtained until this is fixed",
+                     conf->store_dir,
                      acme_result_describe(&res, ptemp));
         return OK;
     }
     /* Nothing found in the store may keep httpd from starting with what it has. */
     if (acme_store_recover(ptemp, st, &res) != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "mod_acme: recovering an interrupted "
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "ACME00211: mod_acme: recovering an interrupted "
                      "replacement in %s: %s; the certificates found are served, fix or remove "
                      "the marker named", conf->store_dir, acme_result_describe(&res, ptemp));
     }
     acme_result_reset(&res);
     if (acme_seal_repair(ptemp, conf->store_dir, &note, &res) != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "mod_acme: a damaged seal key in %s: %s",
-                     conf->store_dir, acme_result_describe(&res, ptemp));
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "ACME00212: mod_acme: a damaged seal key in %s: "
+                     "%s", conf->store_dir, acme_result_describe(&res, ptemp));
     }
     else if (note) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "mod_acme: %s; certificates staged under "
-                     "the old key are ordered again", note);
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "ACME00213: mod_acme: %s; certificates "
+                     "staged under the old key are ordered again", note);
     }
     acme_result_reset(&res);
     if (acme_seal_keypair_ensure(pconf, conf->store_dir, &conf->seal_cert_pem, &res)
         != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "mod_acme: the store's seal keys in %s: %s; "
-                     "certificates are served but no new one can be obtained until this is "
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "ACME00214: mod_acme: the store's seal keys in "
+                     "%s: %s; certificates are served but no new one can be obtained until this is "
                      "fixed", conf->store_dir, acme_result_describe(&res, ptemp));
     }
     conf->store = st;
@@ -827,15 +829,15 @@ static int acme_serve_conn_answer(conn_rec *c, const char *type, const char *sni
     const char *cert_pem = NULL, *key_pem = NULL;
 
     if (acme_challenge_tls_answer_split(c->pool, pem, &cert_pem, &key_pem) != APR_SUCCESS) {
-        ap_log_cerror(APLOG_MARK, APLOG_WARNING, 0, c, "mod_acme: the %s answer for %s is "
-                      "damaged; the CA's validation fails and the order is retried", type, sni);
+        ap_log_cerror(APLOG_MARK, APLOG_WARNING, 0, c, "ACME00215: mod_acme: the %s answer for %s "
+                      "is damaged; the CA's validation fails and the order is retried", type, sni);
         return 0;
     }
     cc = acme_serve_conn(c, 1);
     *cc = (acme_serve_conn_t){ .acme_tls = cc->acme_tls, .type = type, .cert_pem = cert_pem,
                                .key_pem = key_pem };
-    ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c, "mod_acme: answering the %s challenge for %s",
-                  type, sni);
+    ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c, "ACME00216: mod_acme: answering the %s challenge "
+                  "for %s", type, sni);
     return 1;
 }
 
@@ -877,14 +879,14 @@ static void acme_serve_use_answer(SSL *ssl, conn_rec *c, const acme_serve_conn_t
     BIO_free(cert_bio);
     BIO_free(key_bio);
     if (!x || !key) {
-        ap_log_cerror(APLOG_MARK, APLOG_WARNING, 0, c, "mod_acme: the %s certificate cannot "
-                      "be read", cc->type);
+        ap_log_cerror(APLOG_MARK, APLOG_WARNING, 0, c, "ACME00217: mod_acme: the %s certificate "
+                      "cannot be read", cc->type);
     }
     else {
         SSL_certs_clear(ssl);
         if (SSL_use_certificate(ssl, x) != 1 || SSL_use_PrivateKey(ssl, key) != 1) {
-            ap_log_cerror(APLOG_MARK, APLOG_WARNING, 0, c, "mod_acme: the %s certificate "
-                          "cannot be used", cc->type);
+            ap_log_cerror(APLOG_MARK, APLOG_WARNING, 0, c, "ACME00218: mod_acme: the %s "
+                          "certificate cannot be used", cc->type);
         }
     }
     X509_free(x);
@@ -939,8 +941,8 @@ int acme_serve_challenge_request(request_rec *r)
     if (!cc || !(cc->acme_tls || cc->type)) {
         return DECLINED;
     }
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "mod_acme: a request on a %s connection gets "
-                  "no response", cc->type ? cc->type : ACME_SERVE_ACME_TLS);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "ACME00219: mod_acme: a request on a %s "
+                  "connection gets no response", cc->type ? cc->type : ACME_SERVE_ACME_TLS);
     r->connection->keepalive = AP_CONN_CLOSE;
     r->connection->aborted = 1;
     return DONE;

@@ -24,8 +24,8 @@ void acme_serve_metrics_activation(apr_pool_t *p, server_rec *s, const acme_stor
 
     acme_result_reset(&res);
     if (st && acme_metrics_activation_note(p, st, result, &res) != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "mod_acme: activation not counted in "
-                     "the metrics: %s", acme_result_describe(&res, p));
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "ACME00251: mod_acme: activation not counted "
+                     "in the metrics: %s", acme_result_describe(&res, p));
     }
 }
 

@@ -109,7 +109,9 @@ uid_t acme_supervise_worker_uid(void)
 
 /* ------------------------------------------------------------------ the forked worker */
 
-static void acme_supervise_worker_log(void *baton, acme_log_level_t level, const char *message)
+/* The worker's file and line go to httpd, so a line names the code that wrote it. */
+static void acme_supervise_worker_log(void *baton, acme_log_level_t level, const char *file,
+                                      int line, const char *message)
 {
     static const int levels[] = {
         [ACME_LOG_ERROR] = APLOG_ERR, [ACME_LOG_WARNING] = APLOG_WARNING,
@@ -118,7 +120,8 @@ static void acme_supervise_worker_log(void *baton, acme_log_level_t level, const
     };
     server_rec *s = baton;
 
-    ap_log_error(APLOG_MARK, levels[level], 0, s, "%s", message);
+    /* msgid: from caller (each worker line carries its own ID) */
+    ap_log_error_(file, line, APLOG_MODULE_INDEX, levels[level], 0, s, "%s", message);
 }
 
 static void acme_supervise_on_stop(int sig)
@@ -273,14 +276,14 @@ static void acme_supervise_fork(acme_supervisor_t *sup)
         sup->next_run = apr_time_now() + ACME_SUPERVISE_CRASH_DELAY;
         acme_supervise_worker_note(sup, "restarting", sup->next_run);
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, sup->s,
-                     "mod_acme: cannot start the renewal worker; trying again in 5 s");
+                     "ACME00301: mod_acme: cannot start the renewal worker; trying again in 5 s");
         return;
     }
     sup->landed_first = 0;
     acme_supervise_register(sup);
     acme_supervise_worker_note(sup, "running", 0);
-    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "mod_acme: renewal worker started (pid %d)",
-                 (int)sup->proc.pid);
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "ACME00302: mod_acme: renewal worker started "
+                 "(pid %d)", (int)sup->proc.pid);
 }
 
 /* ------------------------------------------------------------------ activation */
@@ -291,9 +294,9 @@ static void acme_supervise_refuse(acme_supervisor_t *sup, apr_pool_t *p, const a
     acme_result_t ignored;
     acme_job_t *job = NULL;
 
-    ap_log_error(APLOG_MARK, APLOG_ERR, 0, sup->s, "mod_acme: %s: %s; the certificate served "
-                 "now stays, the set is kept in %s/" ACME_STORE_REJECTED "/, and the domain is "
-                 "ordered again later", dom->name, acme_result_describe(res, p),
+    ap_log_error(APLOG_MARK, APLOG_ERR, 0, sup->s, "ACME00303: mod_acme: %s: %s; the certificate "
+                 "served now stays, the set is kept in %s/" ACME_STORE_REJECTED "/, and the domain "
+                 "is ordered again later", dom->name, acme_result_describe(res, p),
                  acme_store_base(sup->conf->store));
     acme_result_reset(&ignored);
     acme_activate_reject(p, sup->conf->store, dom, &ignored);
@@ -350,14 +353,14 @@ static void acme_supervise_untrusted(acme_supervisor_t *sup, apr_pool_t *p, apr_
 
     if (!before || strcmp(before, why)) {
         ap_log_error(APLOG_MARK, res->err_class == ACME_CLASS_RETRY_SOON ? APLOG_INFO
-                     : APLOG_WARNING, 0, sup->s, "mod_acme: %s: %s; the certificate served now "
-                     "stays, the set is left as it is (%s)", dom->name, why,
+                     : APLOG_WARNING, 0, sup->s, "ACME00304: mod_acme: %s: %s; the certificate "
+                     "served now stays, the set is left as it is (%s)", dom->name, why,
                      res->err_class == ACME_CLASS_RETRY_SOON ? "looked at again soon"
                      : "the renewal worker replaces it");
     }
     else {
-        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "mod_acme: %s: the staged set is still "
-                     "left as it is (%s)", dom->name, why);
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "ACME00305: mod_acme: %s: the staged set "
+                     "is still left as it is (%s)", dom->name, why);
     }
     apr_hash_set(now, apr_pstrdup(pool, dom->name), APR_HASH_KEY_STRING, apr_pstrdup(pool, why));
 }
@@ -393,8 +396,8 @@ static void acme_supervise_check_staged(acme_supervisor_t *sup, apr_pool_t *p,
         if (!seal.key && acme_activate_seal_open(p, sup->conf->store_dir,
                                                  acme_supervise_worker_uid(), &seal, &res)
                          != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, sup->s, "mod_acme: cannot open the store's "
-                         "seal keys: %s", acme_result_describe(&res, p));
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, sup->s, "ACME00306: mod_acme: cannot open the "
+                         "store's seal keys: %s", acme_result_describe(&res, p));
             batch->names = NULL;
             break;
         }
@@ -603,9 +606,9 @@ static void acme_supervise_configtest_watch(acme_supervisor_t *sup, apr_time_t n
     if (kill(-pid, SIGKILL) != 0) {
         kill(pid, SIGKILL);
     }
-    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sup->s, "mod_acme: the configuration test before "
-                 "activating %s (pid %d) did not finish within %d s and was killed; the "
-                 "certificates served now stay", sup->batch.names, (int)pid,
+    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sup->s, "ACME00307: mod_acme: the configuration "
+                 "test before activating %s (pid %d) did not finish within %d s and was killed; "
+                 "the certificates served now stay", sup->batch.names, (int)pid,
                  (int)apr_time_sec(acme_supervise_configtest_limit()));
 }
 
@@ -665,14 +668,15 @@ static void acme_supervise_install(acme_supervisor_t *sup, apr_pool_t *p)
                                           sup->checked ? apr_hash_get(sup->checked, dom->name,
                                                                       APR_HASH_KEY_STRING)
                                                        : NULL, &res) != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, sup->s, "mod_acme: %s: %s; the previous "
-                         "certificate stays in use", dom->name, acme_result_describe(&res, p));
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, sup->s, "ACME00308: mod_acme: %s: %s; the "
+                         "previous certificate stays in use",
+                         dom->name, acme_result_describe(&res, p));
             acme_serve_metrics_activation(p, sup->s, sup->conf->store, "failure");
             continue;
         }
         acme_serve_metrics_activation(p, sup->s, sup->conf->store, "success");
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "mod_acme: %s: new certificate "
-                     "activated", dom->name);
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "ACME00309: mod_acme: %s: new "
+                     "certificate activated", dom->name);
         acme_job_force_clear(p, sup->conf->store, dom->name);
         if (strlen(sup->installed) + strlen(dom->name) + 2 < sizeof(sup->installed)) {
             strcat(strcat(sup->installed, dom->name), " ");
@@ -690,9 +694,9 @@ static void acme_supervise_configtest_done(acme_supervisor_t *sup, int status)
     if (status == 0 && !sup->configtest_timed_out) {
         /* Installing now keeps the restart itself as short as an admin's graceful. */
         acme_supervise_install(sup, p);
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "mod_acme: new certificates for %s "
-                     "are ready and the configuration parses; restarting gracefully to serve "
-                     "them", sup->batch.names);
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "ACME00310: mod_acme: new certificates "
+                     "for %s are ready and the configuration parses; restarting gracefully to "
+                     "serve them", sup->batch.names);
         sup->restart_signalled = 1;
         sup->last_restart = apr_time_now();
         sup->configtest_failures = 0;
@@ -716,8 +720,8 @@ static void acme_supervise_configtest_done(acme_supervisor_t *sup, int status)
     acme_supervise_state(sup, p, "configuration does not parse", complaint, sup->batch.names);
     if (strncmp(sup->last_failure, complaint, sizeof(sup->last_failure) - 1) != 0) {
         apr_cpystrn(sup->last_failure, complaint, sizeof(sup->last_failure));
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, sup->s, "mod_acme: activation waiting: the "
-                     "configuration does not parse (%s); new certificates for %s stay staged "
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, sup->s, "ACME00311: mod_acme: activation waiting: "
+                     "the configuration does not parse (%s); new certificates for %s stay staged "
                      "and the server keeps running; checking again in %d s and at the next "
                      "'apachectl graceful'", complaint, sup->batch.names,
                      (int)apr_time_sec(delay));
@@ -751,8 +755,8 @@ static int acme_supervise_budget_allows(acme_supervisor_t *sup, apr_pool_t *p,
         apr_rfc822_date(when, at);
         acme_supervise_state(sup, p, "restart budget", apr_pstrcat(p, "until ", when, NULL),
                              batch->names);
-        ap_log_error(APLOG_MARK, APLOG_INFO, 0, sup->s, "mod_acme: renewed certificates for %s "
-                     "wait for the restart budget (ACMEActivationInterval) until %s; the "
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, sup->s, "ACME00312: mod_acme: renewed certificates "
+                     "for %s wait for the restart budget (ACMEActivationInterval) until %s; the "
                      "current ones stay valid meanwhile", batch->names, when);
         sup->budget_logged = 1;
     }
@@ -923,9 +927,9 @@ static void acme_supervise_go(acme_supervisor_t *sup, apr_pool_t *p,
         if (!sup->announced) {
             acme_supervise_state(sup, p, "ACMEAutoRestart off: waiting for 'apachectl graceful'",
                                  NULL, batch->names);
-            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "mod_acme: new certificates for "
-                         "%s are ready; they are served after the next 'apachectl graceful' "
-                         "(ACMEAutoRestart is off)", batch->names);
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "ACME00313: mod_acme: new "
+                         "certificates for %s are ready; they are served after the next 'apachectl "
+                         "graceful' (ACMEAutoRestart is off)", batch->names);
             sup->announced = 1;
         }
         return;
@@ -934,29 +938,29 @@ static void acme_supervise_go(acme_supervisor_t *sup, apr_pool_t *p,
         return;
     }
     if (!acme_supervise_scoreboard_room()) {
-        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "mod_acme: activation of %s waits for "
-                     "the previous generation's processes to finish", batch->names);
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "ACME00314: mod_acme: activation of %s "
+                     "waits for the previous generation's processes to finish", batch->names);
         return;
     }
     acme_result_reset(&res);
     /* The process pool only grows: one pool for the attempt, cleared by the next one. */
     if (acme_batch_begin(&sup->batch, sup->s->process->pool, batch->names, &res) != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, sup->s, "mod_acme: activation of %s: %s; trying "
-                     "again in 10 s", batch->names, acme_result_describe(&res, p));
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, sup->s, "ACME00315: mod_acme: activation of %s: %s; "
+                     "trying again in 10 s", batch->names, acme_result_describe(&res, p));
         sup->configtest_retry_at = now + ACME_SUPERVISE_CONFIGTEST_RETRY;
         return;
     }
     if (acme_supervise_config_unchanged(sup, p)) {
-        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "mod_acme: no configuration file "
-                     "changed since the last start; activating %s", batch->names);
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "ACME00316: mod_acme: no configuration "
+                     "file changed since the last start; activating %s", batch->names);
         acme_supervise_configtest_done(sup, 0);
         return;
     }
-    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "mod_acme: testing the configuration "
-                 "before activating %s", batch->names);
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "ACME00317: mod_acme: testing the "
+                 "configuration before activating %s", batch->names);
     if (acme_supervise_configtest_start(sup, p) != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, sup->s, "mod_acme: cannot run a configuration "
-                     "test before activating %s; trying again in 10 s", batch->names);
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, sup->s, "ACME00318: mod_acme: cannot run a "
+                     "configuration test before activating %s; trying again in 10 s", batch->names);
         sup->configtest_retry_at = now + ACME_SUPERVISE_CONFIGTEST_RETRY;
     }
 }
@@ -1041,8 +1045,8 @@ static void acme_supervise_exited(acme_supervisor_t *sup, int status)
         sup->crashes++;
         delay = acme_supervise_crash_delay(sup->crashes);
         sup->next_run = now + delay;
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sup->s, "mod_acme: renewal worker (pid %d) "
-                     "%s (status %d); it starts again in %d s and resumes its orders", pid,
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sup->s, "ACME00319: mod_acme: renewal worker "
+                     "(pid %d) %s (status %d); it starts again in %d s and resumes its orders", pid,
                      status == ACME_WORKER_EXIT_UNSCHEDULED ? "could not record its next run"
                                                             : "ended abnormally",
                      status, (int)apr_time_sec(delay));
@@ -1058,8 +1062,8 @@ static void acme_supervise_exited(acme_supervisor_t *sup, int status)
         apr_pool_destroy(p);
         acme_supervise_worker_note(sup, "idle", sup->next_run);
         if (sup->next_run - now > apr_time_from_sec(1)) {
-            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "mod_acme: renewal worker (pid %d) "
-                         "ended; it starts again in %d s", pid,
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "ACME00320: mod_acme: renewal worker "
+                         "(pid %d) ended; it starts again in %d s", pid,
                          (int)apr_time_sec(sup->next_run - now));
         }
     }

@@ -227,7 +227,7 @@ static void acme_supervise_export_notify(apr_pool_t *p, server_rec *s, const acm
     pid_t pid = fork();
 
     if (pid < 0) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, errno, s, "ACME11504: the exported event is not "
+        ap_log_error(APLOG_MARK, APLOG_ERR, errno, s, "ACME11505: the exported event is not "
                      "sent: cannot start a process for ACMENotifyCommand");
         return;
     }

@@ -14,13 +14,13 @@
  *
  * Message IDs of the log lines about it, so that admins can grep and alert on them:
  */
-#define ACME_MSG_CONTACT_PUSHED   "ACME1501"  /* the configured contact was sent to the CA */
-#define ACME_MSG_CONTACT_FAILED   "ACME1502"  /* that update failed; retried next run */
-#define ACME_MSG_TOS_CHANGED      "ACME1503"  /* the directory names new terms of service */
-#define ACME_MSG_TOS_BLOCKED      "ACME1504"  /* userActionRequired: no orders at this CA */
-#define ACME_MSG_TOS_STILL        "ACME1505"  /* an order skipped a CA that is still blocked */
-#define ACME_MSG_TOS_CLEARED      "ACME1506"  /* a changed ACMEAgreement lifted the block */
-#define ACME_MSG_DEACTIVATED      "ACME1507"  /* the admin deactivated the account */
+#define ACME_MSG_CONTACT_PUSHED   "ACME01501"  /* the configured contact was sent to the CA */
+#define ACME_MSG_CONTACT_FAILED   "ACME01502"  /* that update failed; retried next run */
+#define ACME_MSG_TOS_CHANGED      "ACME01503"  /* the directory names new terms of service */
+#define ACME_MSG_TOS_BLOCKED      "ACME01504"  /* userActionRequired: no orders at this CA */
+#define ACME_MSG_TOS_STILL        "ACME01505"  /* an order skipped a CA that is still blocked */
+#define ACME_MSG_TOS_CLEARED      "ACME01506"  /* a changed ACMEAgreement lifted the block */
+#define ACME_MSG_DEACTIVATED      "ACME01507"  /* the admin deactivated the account */
 
 /* The notification event (ACMENotifyCommand) for changed or demanded terms. */
 #define ACME_ACCOUNT_TOS_EVENT "tos-changed"

@@ -22,9 +22,10 @@
 #define ACME_PERSIST_PREFIX "_validation-persist."
 #define ACME_PERSIST_MAX_ISSUERS 10
 /* Message IDs of the worker's log lines (docs/admin-guide.md "dns-persist-01"). */
-#define ACME_PERSIST_MSG_CHECK "[ACME-P001]"       /* the record is missing or wrong */
-#define ACME_PERSIST_MSG_EXPIRING "[ACME-P002]"    /* persistUntil is near */
-#define ACME_PERSIST_MSG_CA "[ACME-P003]"          /* the CA does not do dns-persist-01 */
+#define ACME_PERSIST_MSG_CHECK "ACME01601"       /* the record is missing or wrong: no order */
+#define ACME_PERSIST_MSG_EXPIRING "ACME01602"    /* persistUntil is near */
+#define ACME_PERSIST_MSG_CA "ACME01603"          /* the CA does not do dns-persist-01 */
+#define ACME_PERSIST_MSG_WATCH "ACME01604"       /* a valid domain's record went missing or wrong */
 #define ACME_PERSIST_EVENT_EXPIRING "dns-persist-expiring"
 
 typedef struct {

@@ -30,10 +30,23 @@ int acme_worker_stop_requested(void)
     return acme_worker_stopping != 0;
 }
 
-void acme_worker_log(const acme_worker_t *w, acme_log_level_t level, const char *msg)
+/*
+ * A supervised worker ends with its parent: a stopped httpd must not leave it running. Asked
+ * between domains (prepare, plan, the checks after the orders) and while orders run.
+ */
+int acme_worker_orphaned(const acme_worker_t *w)
+{
+    if (w->cfg->parent_pid && getppid() != w->cfg->parent_pid) {
+        acme_worker_stopping = 1;
+    }
+    return acme_worker_stopping;
+}
+
+void acme_worker_log_at(const acme_worker_t *w, const char *file, int line,
+                        acme_log_level_t level, const char *msg)
 {
     if (w->cfg->log) {
-        w->cfg->log(w->cfg->log_baton, level, msg);
+        w->cfg->log(w->cfg->log_baton, level, file, line, msg);
     }
 }
 
@@ -79,9 +92,9 @@ apr_status_t acme_worker_job_save(acme_worker_t *w, apr_pool_t *p, const acme_jo
     }
     rv = acme_job_save(p, w->store, job, res);
     if (rv != APR_SUCCESS) {
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "%s: the job state could not be "
-                                                          "saved (%s); it is written again at "
-                                                          "the next step or check", job->name,
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME00401: %s: the job state could "
+                                                          "not be saved (%s); it is written again "
+                                                          "at the next step or check", job->name,
                                                           acme_result_describe(res, p)));
         acme_worker_note_next(w, apr_time_now() + ACME_PLAN_RETRY_FIRST);
     }
@@ -167,7 +180,7 @@ void acme_worker_notify(acme_worker_t *w, apr_pool_t *p, const acme_domain_t *do
     doc = acme_notify_document(&ev);
     acme_result_reset(&res);
     if (acme_notify_run(p, w->cfg->notify_argv, event, dom->name, doc, &res) != APR_SUCCESS) {
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "%s: %s", dom->name,
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME00402: %s: %s", dom->name,
                                                           acme_result_describe(&res, p)));
     }
     json_decref(doc);
@@ -233,7 +246,7 @@ static void acme_worker_ca_lock(acme_worker_t *w, acme_worker_ca_t *ca)
     ca->account_lock = NULL;
     ca->busy = rv == APR_EAGAIN;
     acme_worker_log(w, ca->busy ? ACME_LOG_NOTICE : ACME_LOG_WARNING, apr_psprintf(w->pool,
-        "the account at %s %s (%s)", ca->ca_url,
+        "ACME00403: the account at %s %s (%s)", ca->ca_url,
         ca->busy ? "is in use by another process (a2acme rollover?); its orders are retried "
                    "soon" : "cannot be locked; going on without the lock",
         acme_result_describe(&res, w->pool)));
@@ -317,8 +330,9 @@ static void acme_worker_ca_proxy_log(acme_worker_t *w, const char *ca_url,
     const char *proxy = acme_proxy_for(pol->proxies, ca_url);
 
     if (proxy) {
-        acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "the CA %s is reached through "
-                        "the proxy %s (ACMEProxy)", ca_url, acme_proxy_redact(w->pool, proxy)));
+        acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "ACME00404: the CA %s is reached "
+                        "through the proxy %s "
+                        "(ACMEProxy)", ca_url, acme_proxy_redact(w->pool, proxy)));
     }
 }
 
@@ -353,10 +367,10 @@ static apr_status_t acme_worker_ca_get(acme_worker_t *w, const char *ca_url,
     return APR_SUCCESS;
 }
 
-static void acme_worker_active_read(acme_worker_t *w, const acme_domain_t *dom,
+static void acme_worker_active_load(acme_worker_t *w, apr_pool_t *p, const acme_domain_t *dom,
                                     const acme_keyspec_t *spec, acme_worker_active_t *act)
 {
-    const char *dir = acme_store_path(w->pool, w->store, ACME_STORE_DOMAINS, dom->name, NULL);
+    const char *dir = acme_store_path(p, w->store, ACME_STORE_DOMAINS, dom->name, NULL);
     apr_array_header_t *chain = NULL;
     acme_cert_info_t info;
     acme_result_t res;
@@ -365,37 +379,52 @@ static void acme_worker_active_read(acme_worker_t *w, const acme_domain_t *dom,
     *act = (acme_worker_active_t){ .present = 0 };
     acme_result_reset(&res);
     if (!dir
-        || acme_activate_chain_read(w->pool, acme_worker_file(w->pool, dir, "pubcert", spec,
-                                                              ".pem"),
+        || acme_activate_chain_read(p, acme_worker_file(p, dir, "pubcert", spec, ".pem"),
                                     &chain, &info, &res) != APR_SUCCESS) {
         if (!APR_STATUS_IS_ENOENT(res.status)) {
-            acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "%s: %s; a new "
+            acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME00405: %s: %s; a new "
                                                               "certificate is ordered", dom->name,
-                                                              acme_result_describe(&res,
-                                                                                   w->pool)));
+                                                              acme_result_describe(&res, p)));
         }
         return;
     }
     leaf = APR_ARRAY_IDX(chain, 0, acme_cert_t *);
     /* The parent does not serve a set whose key is damaged: order a new one. */
-    if (acme_activate_key_check(w->pool, acme_worker_file(w->pool, dir, "privkey", spec, ".pem"),
+    if (acme_activate_key_check(p, acme_worker_file(p, dir, "privkey", spec, ".pem"),
                                 leaf, &res) != APR_SUCCESS) {
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "%s: %s; a new certificate "
-                                                          "is ordered", dom->name,
-                                                          acme_result_describe(&res, w->pool)));
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME00406: %s: %s; a new "
+                                                          "certificate is ordered", dom->name,
+                                                          acme_result_describe(&res, p)));
         return;
     }
     act->present = 1;
     act->not_before = info.not_before;
     act->not_after = info.not_after;
     act->serial = info.serial_hex;
-    if (acme_crypto_ari_cert_id(w->pool, leaf, &act->cert_id, &res) != APR_SUCCESS) {
+    if (acme_crypto_ari_cert_id(p, leaf, &act->cert_id, &res) != APR_SUCCESS) {
         act->cert_id = NULL;
         acme_result_reset(&res);
     }
-    act->covers = acme_crypto_cert_covers(w->pool, leaf, (const acme_ident_t *)dom->idents->elts,
+    act->covers = acme_crypto_cert_covers(p, leaf, (const acme_ident_t *)dom->idents->elts,
                                           dom->idents->nelts, &res) == APR_SUCCESS
                   && info.sans->nelts == dom->idents->nelts;
+}
+
+/*
+ * In a pool of its own, destroyed after: what OpenSSL objects and files register on a pool would
+ * otherwise pile up on w->pool, and every file close (apr_pool_cleanup_kill) walks that list, so
+ * a start with 10,000 domains took quadratic time.
+ */
+static void acme_worker_active_read(acme_worker_t *w, const acme_domain_t *dom,
+                                    const acme_keyspec_t *spec, acme_worker_active_t *act)
+{
+    apr_pool_t *p;
+
+    apr_pool_create(&p, w->pool);
+    acme_worker_active_load(w, p, dom, spec, act);
+    act->serial = act->serial ? apr_pstrdup(w->pool, act->serial) : NULL;
+    act->cert_id = act->cert_id ? apr_pstrdup(w->pool, act->cert_id) : NULL;
+    apr_pool_destroy(p);
 }
 
 static int acme_worker_staged_present(acme_worker_t *w, const acme_domain_t *dom)
@@ -416,13 +445,14 @@ static apr_status_t acme_worker_prepare(acme_worker_t *w, acme_result_t *res)
         return rv;
     }
 
-    for (i = 0; i < w->cfg->domains->nelts; ++i) {
+    for (i = 0; i < w->cfg->domains->nelts && !acme_worker_orphaned(w); ++i) {
         const acme_domain_t *dom = APR_ARRAY_IDX(w->cfg->domains, i, const acme_domain_t *);
         acme_worker_item_t *item = apr_array_push(w->items);
         const apr_array_header_t *specs = dom->policy.key_specs;
 
         acme_job_t *job = NULL;
         acme_result_t jres;
+        apr_pool_t *jp;
 
         item->dom = dom;
         /* Every CA of the domain now, as root: failover may need any account key later. */
@@ -436,10 +466,13 @@ static apr_status_t acme_worker_prepare(acme_worker_t *w, acme_result_t *res)
             }
         }
         acme_result_reset(&jres);
-        if (acme_job_load(w->pool, w->store, dom->name, &job, &jres) != APR_SUCCESS) {
-            item->job_damaged = acme_result_describe(&jres, w->pool);
+        apr_pool_create(&jp, w->pool);     /* see acme_worker_active_read */
+        if (acme_job_load(jp, w->store, dom->name, &job, &jres) != APR_SUCCESS) {
+            /* Copied: the message itself lives in jp. */
+            item->job_damaged = apr_pstrdup(w->pool, acme_result_describe(&jres, w->pool));
         }
         item->ca = item->cas[job->ca_index > 0 ? job->ca_index % item->n_cas : 0];
+        apr_pool_destroy(jp);
         item->active = apr_pcalloc(w->pool, sizeof(*item->active) * (apr_size_t)specs->nelts);
         for (j = 0; j < specs->nelts; ++j) {
             acme_worker_active_read(w, dom, &APR_ARRAY_IDX(specs, j, acme_keyspec_t),
@@ -501,13 +534,13 @@ static void acme_worker_temps_tidy(acme_worker_t *w, apr_pool_t *p)
     acme_result_reset(&res);
     if (acme_store_sweep_temps(p, w->store, ACME_STORE_JOBS, ACME_WORKER_TEMP_AGE, &removed,
                                &res) != APR_SUCCESS) {
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "jobs: %s",
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME00407: jobs: %s",
                                                           acme_result_describe(&res, p)));
     }
     else if (removed > 0) {
-        acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(p, "jobs: removed %d temporary files "
-                                                       "of writes an earlier run did not finish",
-                                                       removed));
+        acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(p, "ACME00408: jobs: removed %d temporary "
+                                                       "files of writes an earlier run did not "
+                                                       "finish", removed));
     }
 }
 
@@ -520,7 +553,7 @@ static void acme_worker_staging_tidy(acme_worker_t *w)
     apr_pool_create(&p, w->pool);
     acme_result_reset(&res);
     if (acme_store_recover_group(p, w->store, ACME_STORE_STAGING, &res) != APR_SUCCESS) {
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "staging: %s",
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME00409: staging: %s",
                                                           acme_result_describe(&res, p)));
     }
     acme_worker_temps_tidy(w, p);
@@ -533,8 +566,8 @@ static void acme_worker_staging_tidy(acme_worker_t *w)
         acme_result_reset(&res);
         acme_store_remove_tree(p, dir, &res);
         item->staged = 0;
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "%s: the staged set in %s carries "
-                                                          "no valid proof of this server's "
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME00410: %s: the staged set in %s "
+                                                          "carries no valid proof of this server's "
                                                           "renewal worker; removed, the domain "
                                                           "is ordered again", item->dom->name,
                                                           dir));
@@ -548,25 +581,26 @@ static void acme_worker_staging_tidy(acme_worker_t *w)
  * An admin's renewal request, new or taken by a run that was cut short. The job is saved as
  * ORDERING before the request is recorded as taken: a worker killed at any point resumes it.
  */
-static int acme_worker_forced(acme_worker_t *w, acme_job_t *job, apr_time_t now)
+static int acme_worker_forced(acme_worker_t *w, apr_pool_t *p, acme_job_t *job, apr_time_t now)
 {
     const char *what = "renewal forced by an admin";
 
-    if (acme_job_force_pending(w->pool, w->store, job->name)) {
+    if (acme_job_force_pending(p, w->store, job->name)) {
         job->state = ACME_JOB_ORDERING;
         job->updated = now;
-        if (acme_worker_job_save(w, w->pool, job, NULL) != APR_SUCCESS) {
+        if (acme_worker_job_save(w, p, job, NULL) != APR_SUCCESS) {
             return 0;   /* taken at the next run, once the job can be saved */
         }
-        acme_job_force_take(w->pool, w->store, job->name);
+        acme_job_force_take(p, w->store, job->name);
     }
-    else if (acme_job_force_interrupted(w->pool, w->store, job)) {
+    else if (acme_job_force_interrupted(p, w->store, job)) {
         what = "renewal forced by an admin, resumed";
     }
     else {
         return 0;
     }
-    acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(w->pool, "%s: %s", job->name, what));
+    acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(w->pool, "ACME00411: %s: %s",
+                                                     job->name, what));
     return 1;
 }
 
@@ -691,9 +725,9 @@ static void acme_worker_ari_failed(acme_worker_t *w, acme_worker_ari_ca_t *ac,
         *dirty = 1;
         return;
     }
-    acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "%s: renewalInfo (ARI) not "
-                                                   "available (%s); the local renew window "
-                                                   "applies", item->dom->name,
+    acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "ACME00412: %s: renewalInfo (ARI) not "
+                                                   "available (%s); the local renew window applies",
+                                                   item->dom->name,
                                                    acme_result_describe(res, w->pool)));
     if (res->retry_after > now) {
         /* An error answer with Retry-After asks the client to stay away from the CA, not only
@@ -812,8 +846,8 @@ static int acme_worker_config_changed(acme_worker_t *w, const acme_worker_item_t
     if (!now_digest || !strcmp(now_digest, job->failed_config)) {
         return 0;
     }
-    acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(w->pool, "%s: the configuration changed "
-                    "since the last attempt failed (%s); trying again now instead of at %s",
+    acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(w->pool, "ACME00413: %s: the configuration "
+                    "changed since the last attempt failed (%s); trying again now instead of at %s",
                     item->dom->name, acme_class_name(job->last_error.err_class),
                     acme_worker_time_text(w->pool, job->next_run)));
     return 1;
@@ -874,78 +908,90 @@ static void acme_worker_metrics_save(acme_worker_t *w)
 
     acme_result_reset(&res);
     if (path && acme_metrics_tally_save(w->pool, path, w->metrics, &res) != APR_SUCCESS) {
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "renewal worker: metrics "
-                                                          "not recorded: %s",
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "ACME00414: renewal worker: "
+                                                          "metrics not recorded: %s",
                                                           acme_result_describe(&res, w->pool)));
     }
+}
+
+/* One domain: due now, or when. The job lives in p (see acme_worker_active_read). */
+static void acme_worker_plan_item(acme_worker_t *w, apr_pool_t *p, apr_hash_t *ari_clients,
+                                  acme_worker_item_t *item, apr_time_t now,
+                                  apr_interval_time_t interval)
+{
+    apr_time_t renew_at = acme_worker_renew_at(p, item), ari_at, emergency_at;
+    const char *reason = renew_at > 0 ? "window" : "no valid certificate for the names";
+    acme_result_t res;
+    acme_job_t *job = NULL;
+    int dirty = 0;
+
+    acme_result_reset(&res);
+    acme_job_load(p, w->store, item->dom->name, &job, &res);
+    if (item->staged) {
+        return;   /* the parent activates it; a new run follows the restart */
+    }
+    if (acme_worker_forced(w, p, job, now)) {
+        item->forced = 1;
+        APR_ARRAY_PUSH(w->due, acme_worker_item_t *) = item;
+        return;
+    }
+    ari_at = acme_worker_ari(w, ari_clients, item, job, renew_at, now, interval, &dirty);
+    emergency_at = acme_worker_emergency_at(item);
+    if (ari_at > 0 && ari_at < renew_at) {
+        renew_at = ari_at;
+        reason = "ari";
+    }
+    else if (renew_at > 0 && emergency_at > 0 && now >= emergency_at) {
+        reason = "emergency";
+    }
+    if (!job->renew_reason || strcmp(job->renew_reason, reason)) {
+        job->renew_reason = reason;
+        dirty = 1;
+    }
+    if (renew_at > now) {
+        if (job->renew_at != renew_at || job->state != ACME_JOB_IDLE || dirty) {
+            job->state = ACME_JOB_IDLE;
+            job->renew_at = renew_at;
+            job->next_run = renew_at;
+            job->activity = NULL;
+            job->order_json = NULL;
+            job->updated = now;
+            acme_worker_job_save(w, p, job, NULL);
+        }
+        acme_worker_note_next(w, renew_at < now + interval ? renew_at : now + interval);
+        return;
+    }
+    if (dirty) {
+        job->renew_at = renew_at;
+        acme_worker_job_save(w, p, job, NULL);
+        acme_result_reset(&res);
+    }
+    if (job->state == ACME_JOB_FAILED && job->next_run > now
+        && !acme_worker_config_changed(w, item, job)) {
+        acme_worker_note_next(w, job->next_run);
+        return;
+    }
+    if (job->ca_hold > now && strcmp(reason, "emergency")) {
+        acme_worker_note_next(w, job->ca_hold);     /* the CA said when; see ari_failed */
+        return;
+    }
+    APR_ARRAY_PUSH(w->due, acme_worker_item_t *) = item;
 }
 
 static void acme_worker_plan(acme_worker_t *w, apr_interval_time_t interval)
 {
     apr_time_t now = apr_time_now();
     apr_hash_t *ari_clients = apr_hash_make(w->pool);
+    apr_pool_t *p;
     int i;
 
-    for (i = 0; i < w->items->nelts; ++i) {
-        acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
-        apr_time_t renew_at = acme_worker_renew_at(w->pool, item), ari_at, emergency_at;
-        const char *reason = renew_at > 0 ? "window" : "no valid certificate for the names";
-        acme_result_t res;
-        acme_job_t *job = NULL;
-        int dirty = 0;
-
-        acme_result_reset(&res);
-        acme_job_load(w->pool, w->store, item->dom->name, &job, &res);
-        if (item->staged) {
-            continue;   /* the parent activates it; a new run follows the restart */
-        }
-        if (acme_worker_forced(w, job, now)) {
-            item->forced = 1;
-            APR_ARRAY_PUSH(w->due, acme_worker_item_t *) = item;
-            continue;
-        }
-        ari_at = acme_worker_ari(w, ari_clients, item, job, renew_at, now, interval, &dirty);
-        emergency_at = acme_worker_emergency_at(item);
-        if (ari_at > 0 && ari_at < renew_at) {
-            renew_at = ari_at;
-            reason = "ari";
-        }
-        else if (renew_at > 0 && emergency_at > 0 && now >= emergency_at) {
-            reason = "emergency";
-        }
-        if (!job->renew_reason || strcmp(job->renew_reason, reason)) {
-            job->renew_reason = reason;
-            dirty = 1;
-        }
-        if (renew_at > now) {
-            if (job->renew_at != renew_at || job->state != ACME_JOB_IDLE || dirty) {
-                job->state = ACME_JOB_IDLE;
-                job->renew_at = renew_at;
-                job->next_run = renew_at;
-                job->activity = NULL;
-                job->order_json = NULL;
-                job->updated = now;
-                acme_worker_job_save(w, w->pool, job, NULL);
-            }
-            acme_worker_note_next(w, renew_at < now + interval ? renew_at : now + interval);
-            continue;
-        }
-        if (dirty) {
-            job->renew_at = renew_at;
-            acme_worker_job_save(w, w->pool, job, NULL);
-            acme_result_reset(&res);
-        }
-        if (job->state == ACME_JOB_FAILED && job->next_run > now
-            && !acme_worker_config_changed(w, item, job)) {
-            acme_worker_note_next(w, job->next_run);
-            continue;
-        }
-        if (job->ca_hold > now && strcmp(reason, "emergency")) {
-            acme_worker_note_next(w, job->ca_hold);     /* the CA said when; see ari_failed */
-            continue;
-        }
-        APR_ARRAY_PUSH(w->due, acme_worker_item_t *) = item;
+    apr_pool_create(&p, w->pool);
+    for (i = 0; i < w->items->nelts && !acme_worker_orphaned(w); ++i) {
+        acme_worker_plan_item(w, p, ari_clients, &APR_ARRAY_IDX(w->items, i, acme_worker_item_t),
+                              now, interval);
+        apr_pool_clear(p);
     }
+    apr_pool_destroy(p);
     acme_worker_metrics_ari(w, ari_clients);
 }
 
@@ -1152,8 +1198,8 @@ static apr_status_t acme_worker_publish(acme_worker_run_t *run, const acme_clien
 
     *a = (acme_worker_answer_t){ .type = chal->type, .name = authz->identifier.value,
                                  .token = chal->token };
-    acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "%s: answering %s for %s",
-                                                         run->item->dom->name, chal->type,
+    acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "ACME00415: %s: answering %s for "
+                                                         "%s", run->item->dom->name, chal->type,
                                                          authz->identifier.value));
     if (!strcmp(chal->type, "tls-alpn-01")) {
         return acme_challenge_tlsalpn01_put(run->p, store_dir, &authz->identifier, key_authz,
@@ -1206,13 +1252,13 @@ static void acme_worker_dns01_teardown(acme_worker_run_t *run, const acme_dns01_
         acme_result_t res;
         acme_result_reset(&res);
         if (acme_dns01_teardown(run->p, run->w->store, d, rec, &err_text, &res) != APR_SUCCESS) {
-            acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s: dns-01 "
+            acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "ACME00416: %s: dns-01 "
                 "teardown of %s failed, repeated at the next run: %s", d->domain, rec->fqdn,
                 acme_result_describe(&res, run->p)));
         }
         else if (err_text && *err_text) {
-            acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "%s: dns-01 teardown "
-                "of %s: %s", d->domain, rec->fqdn, err_text));
+            acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "ACME00417: %s: dns-01 "
+                "teardown of %s: %s", d->domain, rec->fqdn, err_text));
         }
     }
 }
@@ -1229,13 +1275,13 @@ static void acme_worker_dns01_leftovers(acme_worker_t *w)
         int done = 0;
         acme_result_reset(&res);
         if (acme_dns01_teardown_pending(w->pool, w->store, &d, &done, &res) != APR_SUCCESS) {
-            acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "%s: a dns-01 teardown "
-                "left by an earlier run failed again: %s", dom->name,
+            acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "ACME00418: %s: a dns-01 "
+                "teardown left by an earlier run failed again: %s", dom->name,
                 acme_result_describe(&res, w->pool)));
         }
         if (done) {
-            acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "%s: removed %d dns-01 "
-                "record(s) left by an earlier run", dom->name, done));
+            acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "ACME00419: %s: removed %d "
+                "dns-01 record(s) left by an earlier run", dom->name, done));
         }
     }
 }
@@ -1253,15 +1299,15 @@ static apr_status_t acme_worker_dns01_setup(acme_worker_run_t *run, const acme_d
     const char *err_text = NULL;
     apr_status_t rv;
 
-    acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "%s: answering dns-01 for "
-                                                         "%s%s", d->domain,
+    acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "ACME00420: %s: answering dns-01 "
+                                                         "for %s%s", d->domain,
                                                          authz->wildcard ? "*." : "",
                                                          authz->identifier.value));
     rv = acme_dns01_setup(run->p, run->w->store, d, &rec, &err_text, res);
     APR_ARRAY_PUSH(records, acme_dns01_record_t) = rec;
     if (err_text && *err_text) {
         acme_worker_log(run->w, rv == APR_SUCCESS ? ACME_LOG_DEBUG : ACME_LOG_ERROR,
-                        apr_psprintf(run->p, "%s: ACMEDns01Command setup %s wrote: %s",
+                        apr_psprintf(run->p, "ACME00421: %s: ACMEDns01Command setup %s wrote: %s",
                                      d->domain, rec.fqdn, err_text));
     }
     return rv;
@@ -1339,7 +1385,8 @@ static apr_status_t acme_worker_answer_one(acme_worker_run_t *run, acme_worker_a
         if (!alt || !strcmp(alt->type, "dns-01")) {
             return rv;
         }
-        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s; trying %s instead",
+        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "ACME00422: %s; trying %s "
+                                                               "instead",
                                                                acme_result_describe(res, run->p),
                                                                alt->type));
         acme_result_reset(res);
@@ -1356,8 +1403,8 @@ static apr_status_t acme_worker_answer_one(acme_worker_run_t *run, acme_worker_a
         if (!(alt = acme_worker_choose(dom, authz, "dns-01"))) {
             return rv;
         }
-        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s: %s; trying %s for %s "
-                                                               "instead", dom->name,
+        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "ACME00423: %s: %s; trying "
+                                                               "%s for %s instead", dom->name,
                                                                acme_result_describe(res, run->p),
                                                                alt->type,
                                                                authz->identifier.value));
@@ -1554,7 +1601,8 @@ static apr_status_t acme_worker_profile(acme_worker_run_t *run, acme_order_t *or
     acme_worker_directory_cache(run, meta);
     rv = acme_profile_choose(run->p, &req, meta, &order->profile, &note, res);
     if (rv == APR_SUCCESS && note) {
-        acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(run->p, "%s: %s", dom->name,
+        acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(run->p, "ACME00424: %s: %s",
+                                                              dom->name,
                                                               note));
     }
     return rv;
@@ -1674,8 +1722,8 @@ static apr_status_t acme_worker_order_download(acme_worker_run_t *run, const acm
     }
     acme_worker_profile_record(run, order, chain);
     if (preferred && !chain->preferred_found) {
-        acme_worker_log(run->w, ACME_LOG_INFO, apr_psprintf(run->p, "%s: no chain with the "
-            "preferred issuer \"%s\" among the %d the CA offered; the default chain (topmost "
+        acme_worker_log(run->w, ACME_LOG_INFO, apr_psprintf(run->p, "ACME00425: %s: no chain with "
+            "the preferred issuer \"%s\" among the %d the CA offered; the default chain (topmost "
             "issuer \"%s\") is used", run->item->dom->name, preferred, chain->n_alternates + 1,
             chain->top_issuer_cn ? chain->top_issuer_cn : "?"));
     }
@@ -1834,9 +1882,9 @@ static int acme_worker_failover(acme_worker_run_t *run, const acme_result_t *res
     item->ca = item->cas[run->job->ca_index];
     run->job->ca_url = item->ca->ca_url;
     run->job->order_json = NULL;        /* an order belongs to its CA */
-    acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s: the CA %s failed (%s); "
-                                                           "switching to the next CA %s",
-                                                           item->dom->name, from,
+    acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "ACME00426: %s: the CA %s "
+                                                           "failed (%s); switching to the next CA "
+                                                           "%s", item->dom->name, from,
                                                            acme_result_describe(res, run->p),
                                                            item->ca->ca_url));
     acme_worker_job_save(run->w, run->p, run->job, NULL);
@@ -1887,8 +1935,8 @@ static int acme_worker_retry_quick(acme_worker_run_t *run, const acme_result_t *
     }
     until = apr_time_now() + (ACME_WORKER_QUICK_PAUSE << *quick);
     ++*quick;
-    acme_worker_log(run->w, ACME_LOG_INFO, apr_psprintf(run->p, "%s: %s; the order is resumed "
-                                                        "in %d s (quick retry %d of %d)",
+    acme_worker_log(run->w, ACME_LOG_INFO, apr_psprintf(run->p, "ACME00427: %s: %s; the order is "
+                                                        "resumed in %d s (quick retry %d of %d)",
                                                         run->item->dom->name,
                                                         acme_result_describe(res, run->p),
                                                         1 << (*quick - 1), *quick,
@@ -1919,8 +1967,8 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
     acme_job_load(p, w->store, dom->name, &run.job, &res);
     acme_result_reset(&res);
     run.job->state = ACME_JOB_ORDERING;
-    acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(p, "%s: requesting a certificate from %s",
-                                                   dom->name, item->ca->ca_url));
+    acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(p, "ACME00428: %s: requesting a certificate "
+                                                   "from %s", dom->name, item->ca->ca_url));
     rv = acme_worker_issue(&run, &res);
     while (rv != APR_SUCCESS && (acme_worker_account_recover(&run, &res, &recovered)
                                  || acme_worker_account_tos_stop(&run, &res, &switches)
@@ -1953,9 +2001,9 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
                                                                          dom->name, NULL)),
                            NULL);
         acme_worker_job_save(w, p, run.job, NULL);
-        acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(p, "%s: new certificate staged; it is "
-                                                         "activated by a graceful restart",
-                                                         dom->name));
+        acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(p, "ACME00429: %s: new certificate "
+                                                         "staged; it is activated by a graceful "
+                                                         "restart", dom->name));
         return;
     }
     if (item->active[0].present) {
@@ -1970,8 +2018,8 @@ static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
     run.job->updated = now;
     acme_worker_note_next(w, run.job->next_run);
     acme_worker_log(w, res.err_class == ACME_CLASS_ADMIN ? ACME_LOG_ERROR : ACME_LOG_WARNING,
-                    apr_psprintf(p, "%s: certificate order failed (%s, attempt %d): %s; next "
-                                 "attempt %s", dom->name, acme_class_name(res.err_class),
+                    apr_psprintf(p, "ACME00430: %s: certificate order failed (%s, attempt %d): %s; "
+                                 "next attempt %s", dom->name, acme_class_name(res.err_class),
                                  run.job->failures, acme_result_describe(&res, p),
                                  acme_worker_time_text(p, run.job->next_run)));
     acme_worker_notify(w, p, dom, run.job, "errored", acme_worker_active_certs(p, item),
@@ -2049,12 +2097,8 @@ static void acme_worker_run_due(acme_worker_t *w)
             apr_thread_mutex_unlock(w->lock);
         }
     }
-    /* A supervised worker ends with its parent: a stopped httpd must not leave it running. */
     while (acme_worker_running(w) > 0) {
-        if (w->cfg->parent_pid && getppid() != w->cfg->parent_pid) {
-            acme_worker_stopping = 1;
-        }
-        if (acme_worker_stopping && !stop_seen) {
+        if (acme_worker_orphaned(w) && !stop_seen) {
             stop_seen = apr_time_now();
         }
         if (stop_seen && apr_time_now() - stop_seen > ACME_WORKER_STOP_GRACE) {
@@ -2151,12 +2195,12 @@ static void acme_worker_selfcheck(acme_worker_t *w)
             continue;
         }
         if (acme_worker_selfcheck_one(w->pool, entry, &res) == APR_SUCCESS) {
-            acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "%s: self-check: the new "
-                                                           "certificate is served", name));
+            acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(w->pool, "ACME00431: %s: self-check: "
+                                                           "the new certificate is served", name));
             acme_worker_installed(w, name);
             continue;
         }
-        acme_worker_log(w, ACME_LOG_ERROR, apr_psprintf(w->pool, "%s: %s", name,
+        acme_worker_log(w, ACME_LOG_ERROR, apr_psprintf(w->pool, "ACME00432: %s: %s", name,
                                                         acme_result_describe(&res, w->pool)));
         if (acme_job_load(w->pool, w->store, name, &job, &res) == APR_SUCCESS) {
             acme_job_failed(job, w->pool, &res, apr_time_now());
@@ -2213,7 +2257,7 @@ static void acme_worker_warn(acme_worker_t *w)
            != APR_SUCCESS) {
         acme_renewal_warn_parse("auto", &window, &reason, w->pool);
     }
-    for (i = 0; i < w->items->nelts; ++i) {
+    for (i = 0; i < w->items->nelts && !acme_worker_orphaned(w); ++i) {
         const acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
         apr_time_t warn_at = 0, expires = 0;
         acme_job_t *job = NULL;
@@ -2244,7 +2288,8 @@ static void acme_worker_warn(acme_worker_t *w)
                                                      job->next_run);
             /* Saved first: whoever reads the CRIT line finds the warning in the status. */
             acme_worker_job_save(w, w->pool, job, NULL);
-            acme_worker_log(w, ACME_LOG_CRIT, job->warning);
+            acme_worker_log(w, ACME_LOG_CRIT, apr_pstrcat(w->pool, "ACME00438: ", job->warning,
+                                                          NULL));
             acme_worker_notify(w, w->pool, item->dom, job, "expiring",
                                acme_worker_active_certs(w->pool, item),
                                acme_result_describe(&job->last_error, w->pool));
@@ -2269,10 +2314,10 @@ static void acme_worker_jobs_repair(acme_worker_t *w)
         if (!item->job_damaged) {
             continue;
         }
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "%s: %s; the job starts "
-                                                          "afresh (failure counts and any open "
-                                                          "order are forgotten) and is written "
-                                                          "again", item->dom->name,
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "ACME00433: %s: %s; the job "
+                                                          "starts afresh (failure counts and any "
+                                                          "open order are forgotten) and is "
+                                                          "written again", item->dom->name,
                                                           item->job_damaged));
         acme_worker_job_save(w, w->pool, acme_job_make(w->pool, item->dom->name), NULL);
     }
@@ -2296,10 +2341,15 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
     if (acme_store_open(p, cfg->store_dir, &w.store, &res) != APR_SUCCESS
         || acme_worker_prepare(&w, &res) != APR_SUCCESS
         || acme_worker_drop_privileges(&w, &res) != APR_SUCCESS) {
-        acme_worker_log(&w, ACME_LOG_ERROR, apr_psprintf(p, "renewal worker cannot start: %s; "
-                                                         "the supervisor retries later",
+        acme_worker_log(&w, ACME_LOG_ERROR, apr_psprintf(p, "ACME00434: renewal worker cannot "
+                                                         "start: %s; the supervisor retries later",
                                                          acme_result_describe(&res, p)));
         return 2;
+    }
+    if (acme_worker_orphaned(&w)) {
+        acme_worker_log(&w, ACME_LOG_NOTICE, "ACME00439: renewal worker stopped while preparing "
+                        "(the server stopped); it plans again at its next start");
+        return 3;
     }
     acme_worker_jobs_repair(&w);
     acme_worker_staging_tidy(&w);
@@ -2307,11 +2357,14 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
     acme_worker_dns01_leftovers(&w);
     interval = acme_plan_check_interval(cfg->check_interval, acme_worker_shortest_lifetime(&w));
     acme_worker_plan(&w, acme_plan_jitter(interval, acme_worker_random()));
-    acme_worker_account_upkeep(&w);
+    w.abandoned = acme_worker_orphaned(&w);
+    if (!w.abandoned) {
+        acme_worker_account_upkeep(&w);
+    }
     acme_worker_ca_unlock_idle(&w, 0);
-    if (w.due->nelts > 0) {
-        acme_worker_log(&w, ACME_LOG_INFO, apr_psprintf(p, "renewal worker: %d of %d domains "
-                                                        "need a certificate", w.due->nelts,
+    if (w.due->nelts > 0 && !w.abandoned) {
+        acme_worker_log(&w, ACME_LOG_INFO, apr_psprintf(p, "ACME00435: renewal worker: %d of %d "
+                                                        "domains need a certificate", w.due->nelts,
                                                         w.items->nelts));
         acme_worker_run_due(&w);
     }
@@ -2320,8 +2373,8 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
     }
     acme_worker_metrics_save(&w);
     if (w.abandoned) {
-        acme_worker_log(&w, ACME_LOG_NOTICE, "renewal worker stopped; unfinished orders resume "
-                        "at its next start");
+        acme_worker_log(&w, ACME_LOG_NOTICE, "ACME00436: renewal worker stopped; unfinished orders "
+                        "resume at its next start");
         return 3;
     }
     acme_worker_ca_unlock_idle(&w, 1);
@@ -2329,8 +2382,8 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
     acme_worker_persist_watch(&w);
     acme_worker_note_next(&w, apr_time_now() + acme_plan_jitter(interval, acme_worker_random()));
     if (acme_job_next_run_save(p, w.store, w.next_run, &res) != APR_SUCCESS) {
-        acme_worker_log(&w, ACME_LOG_ERROR, apr_psprintf(p, "renewal worker: when to run next "
-                                                         "could not be recorded (%s); the "
+        acme_worker_log(&w, ACME_LOG_ERROR, apr_psprintf(p, "ACME00437: renewal worker: when to "
+                                                         "run next could not be recorded (%s); the "
                                                          "server starts it again soon",
                                                          acme_result_describe(&res, p)));
         return ACME_WORKER_EXIT_UNSCHEDULED;

@@ -33,7 +33,9 @@ typedef enum {
     ACME_LOG_CRIT               /* a certificate is about to expire and renewal keeps failing */
 } acme_log_level_t;
 
-typedef void acme_worker_log_fn(void *baton, acme_log_level_t level, const char *message);
+/* file and line: where in the worker the line was written (the admin finds the code by it). */
+typedef void acme_worker_log_fn(void *baton, acme_log_level_t level, const char *file, int line,
+                                const char *message);
 
 typedef struct {
     const char *store_dir;

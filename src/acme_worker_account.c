@@ -15,9 +15,10 @@ static apr_status_t acme_worker_account_key_aside(acme_worker_t *w, const char *
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "the account key %s cannot be "
-                                                      "used (%s); set aside as %s, a new key and "
-                                                      "account are made", path, why, aside));
+    acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "ACME01510: the account key %s "
+                                                      "cannot be used (%s); set aside as %s, a new "
+                                                      "key and account are made", path, why,
+                                                      aside));
     return APR_SUCCESS;
 }
 
@@ -71,10 +72,10 @@ void acme_worker_account_url_load(acme_worker_t *w, acme_worker_ca_t *ca)
     if (acme_job_account_load(ca->pool, acme_worker_account_url_path(w, w->pool, ca), ca->ca_url,
                               &ca->record, &res) != APR_SUCCESS
         && !APR_STATUS_IS_ENOENT(res.status)) {
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "%s; the account is looked "
-                                                          "up by its key and the file written "
-                                                          "again", acme_result_describe(&res,
-                                                                                        w->pool)));
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(w->pool, "ACME01511: %s; the account "
+                                                          "is looked up by its key and the file "
+                                                          "written again",
+                                                          acme_result_describe(&res, w->pool)));
     }
     ca->account_url = ca->key_new ? NULL : ca->record->url;
 }
@@ -120,8 +121,8 @@ void acme_worker_account_adopt(acme_worker_run_t *run, const char *url, const ch
                               ca->record, &res) != APR_SUCCESS) {
         /* The next run looks the account up by its key: one request, no new account. */
         acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p,
-            "the account URL %s at %s could not be recorded (%s); the next run looks it up "
-            "by its key", url, ca->ca_url, acme_result_describe(&res, run->p)));
+            "ACME01512: the account URL %s at %s could not be recorded (%s); the next run looks "
+            "it up by its key", url, ca->ca_url, acme_result_describe(&res, run->p)));
     }
 }
 
@@ -141,8 +142,8 @@ static apr_status_t acme_worker_account_unrecovered(acme_worker_run_t *run, cons
     keep->problem_type = keep->detail = keep->instance = keep->subproblems = NULL;
     ca->recovery_failed = keep;
     acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(run->p,
-        "account at %s: the CA no longer accepts account %s and it could not be recovered: %s; "
-        "orders at this CA fail until then%s", ca->ca_url, lost ? lost : "(none)",
+        "ACME01513: account at %s: the CA no longer accepts account %s and it could not be "
+        "recovered: %s; orders at this CA fail until then%s", ca->ca_url, lost ? lost : "(none)",
         keep->message, keep->retry_after ? apr_psprintf(run->p, " (next attempt not before %s)",
                                        acme_worker_time_text(run->p, keep->retry_after)) : ""));
     return res->status;
@@ -173,9 +174,9 @@ static apr_status_t acme_worker_account_reregister(acme_worker_run_t *run, const
     acme_worker_account_adopt(run, acct->url, apr_psprintf(run->p, "registered again: the CA "
                               "no longer knew %s (%s)", lost ? lost : "(none)", why), 1);
     acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(run->p,
-        "account at %s: the CA no longer knew account %s (%s); registered the account key again "
-        "as %s, and orders at this CA go on with it now. Another re-registration at this CA "
-        "waits until %s", ca->ca_url, lost ? lost : "(none)", why, acct->url,
+        "ACME01514: account at %s: the CA no longer knew account %s (%s); registered the account "
+        "key again as %s, and orders at this CA go on with it now. Another re-registration at "
+        "this CA waits until %s", ca->ca_url, lost ? lost : "(none)", why, acct->url,
         acme_worker_time_text(run->p, ca->record->reregistered_at
                                       + ACME_JOB_ACCOUNT_REREGISTER_GAP)));
     return APR_SUCCESS;
@@ -220,9 +221,9 @@ static apr_status_t acme_worker_account_reestablish(acme_worker_run_t *run, cons
                                   "the CA no longer knew %s (%s)", lost ? lost : "(none)", why),
                                   0);
         acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(run->p,
-            "account at %s: the CA no longer knew account %s (%s) but has the key's account "
-            "as %s; orders at this CA go on with it now", ca->ca_url, lost ? lost : "(none)",
-            why, acct->url));
+            "ACME01515: account at %s: the CA no longer knew account %s (%s) but has the key's "
+            "account as %s; orders at this CA go on with it now", ca->ca_url,
+            lost ? lost : "(none)", why, acct->url));
     }
     return APR_SUCCESS;
 }
@@ -277,7 +278,8 @@ static void acme_worker_account_record_save(acme_worker_run_t *run)
     acme_result_reset(&res);
     if (acme_job_account_save(run->p, acme_worker_account_url_path(run->w, run->p, ca),
                               ca->record, &res) != APR_SUCCESS) {
-        acme_worker_log(run->w, ACME_LOG_WARNING, acme_result_describe(&res, run->p));
+        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "ACME01518: %s",
+                                                               acme_result_describe(&res, run->p)));
     }
 }
 
@@ -302,7 +304,8 @@ static void acme_worker_account_tos_notify(acme_worker_run_t *run, const char *t
     acme_result_reset(&res);
     if (acme_notify_run(run->p, run->w->cfg->notify_argv, ACME_ACCOUNT_TOS_EVENT, dom->name, doc,
                         &res) != APR_SUCCESS) {
-        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s: %s", dom->name,
+        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "ACME01516: %s: %s",
+                                                               dom->name,
                                                                acme_result_describe(&res,
                                                                                     run->p)));
     }
@@ -407,8 +410,8 @@ static int acme_worker_account_tos_failover(acme_worker_run_t *run, int *switche
     item->ca = item->cas[run->job->ca_index];
     run->job->ca_url = item->ca->ca_url;
     run->job->order_json = NULL;
-    acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s: the CA %s waits for "
-                    "agreement to new terms of service; switching to the next CA %s",
+    acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "ACME01517: %s: the CA %s "
+                    "waits for agreement to new terms of service; switching to the next CA %s",
                     item->dom->name, from, item->ca->ca_url));
     acme_worker_job_save(run->w, run->p, run->job, NULL);
     return 1;

@@ -124,8 +124,13 @@ typedef struct {
 /* acme_worker.c */
 void acme_worker_metrics_client(acme_worker_t *w, const char *ca_url,
                                 const acme_client_t *client);
-void acme_worker_log(const acme_worker_t *w, acme_log_level_t level, const char *msg);
+void acme_worker_log_at(const acme_worker_t *w, const char *file, int line,
+                        acme_log_level_t level, const char *msg);
+/* Logs with the caller's file and line, not this file's. */
+#define acme_worker_log(w, level, msg) acme_worker_log_at((w), __FILE__, __LINE__, (level), (msg))
 const char *acme_worker_time_text(apr_pool_t *p, apr_time_t t);
+/* The parent (httpd) is gone or a stop was asked for: end between domains. */
+int acme_worker_orphaned(const acme_worker_t *w);
 apr_status_t acme_worker_job_save(acme_worker_t *w, apr_pool_t *p, const acme_job_t *job,
                                   acme_result_t *res);
 apr_array_header_t *acme_worker_active_certs(apr_pool_t *p, const acme_worker_item_t *item);

@@ -45,7 +45,7 @@ static apr_status_t acme_worker_persist_ctx(acme_worker_run_t *run,
     };
     if (!ctx->prefix || !*ctx->prefix || !ctx->issuers || ctx->issuers->nelts == 0) {
         return acme_result_fail(res, APR_ENOTIMPL, ACME_CLASS_ADMIN, apr_psprintf(run->p,
-            "%s the CA %s does not advertise %s (draft-ietf-acme-dns-persist-02 §3.2, §4.1), "
+            "%s: the CA %s does not advertise %s (draft-ietf-acme-dns-persist-02 §3.2, §4.1), "
             "so no dns-persist-01 record can be checked for it; use another challenge type",
             ACME_PERSIST_MSG_CA, ca, !ctx->prefix || !*ctx->prefix
             ? "accountHashPrefix in its directory" : "valid issuerDomainNames"));
@@ -117,7 +117,7 @@ static apr_status_t acme_worker_persist_name(acme_worker_run_t *run,
         return rv;
     }
     return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN, apr_psprintf(p,
-        "%s %s: dns-persist-01 for %s: %s (looked up at %s; nothing was ordered or answered "
+        "%s: %s: dns-persist-01 for %s: %s (looked up at %s; nothing was ordered or answered "
         "for it, the served certificate (if any) is kept; 'a2acme dns-persist %s' prints the "
         "record)", ACME_PERSIST_MSG_CHECK, run->item->dom->name, name, why, ctx->resolver,
         name));
@@ -165,7 +165,7 @@ static void acme_worker_persist_expiring(acme_worker_t *w, apr_pool_t *p,
                            >= acme_worker_persist_window(w, p, item)) {
         return;
     }
-    text = apr_psprintf(p, "%s %s: the dns-persist-01 record for %s expires at %s "
+    text = apr_psprintf(p, "%s: %s: the dns-persist-01 record for %s expires at %s "
                         "(persistUntil=%" APR_INT64_T_FMT "); after that the CA refuses it and "
                         "renewals fail: publish it with a later persistUntil or none "
                         "('a2acme dns-persist %s')", ACME_PERSIST_MSG_EXPIRING, item->dom->name,
@@ -213,7 +213,7 @@ static void acme_worker_persist_save(acme_worker_t *w, apr_pool_t *p, const acme
     acme_result_reset(&res);
     if (acme_store_write_json(p, acme_worker_persist_path(p, w, dom), doc, ACME_PERMS_0644,
                               &res) != APR_SUCCESS) {
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "%s: %s", dom->name,
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME01610: %s: %s", dom->name,
                                                           acme_result_describe(&res, p)));
     }
     json_decref(doc);
@@ -238,7 +238,7 @@ static int acme_worker_persist_skip(acme_worker_run_t *run, const char *name, ac
     if (!acme_worker_persist_other_way(run->item->dom, name)) {
         return 0;
     }
-    acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "%s; another listed "
+    acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "ACME01611: %s; another listed "
                     "challenge type is tried for %s", acme_result_describe(res, run->p), name));
     acme_result_reset(res);
     return 1;
@@ -316,7 +316,7 @@ apr_status_t acme_worker_persist_answer(acme_worker_run_t *run,
         rv = acme_worker_persist_name(run, &ctx, name, &rec, NULL, res);
     }
     if (rv == APR_SUCCESS) {
-        acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "%s: answering "
+        acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "ACME01612: %s: answering "
                         "dns-persist-01 for %s", run->item->dom->name, name));
     }
     return rv;
@@ -337,7 +337,7 @@ static void acme_worker_persist_recheck(acme_worker_t *w, const acme_worker_item
     watch->want.now = apr_time_sec(apr_time_now());
     if (acme_worker_persist_lookup(p, resolver, &watch->want, &rec, &v, &why, &res)
         != APR_SUCCESS) {
-        acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(p, "%s: %s", item->dom->name,
+        acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(p, "ACME01613: %s: %s", item->dom->name,
                                                        acme_result_describe(&res, p)));
         return;
     }
@@ -345,9 +345,9 @@ static void acme_worker_persist_recheck(acme_worker_t *w, const acme_worker_item
         acme_worker_persist_expiring(w, p, item, job, watch->name, &rec, notified_at);
         return;
     }
-    acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "%s %s: dns-persist-01 for %s: %s "
+    acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "%s: %s: dns-persist-01 for %s: %s "
                     "(looked up at %s; the next renewal fails unless this is fixed)",
-                    ACME_PERSIST_MSG_CHECK, item->dom->name, watch->name, why, resolver));
+                    ACME_PERSIST_MSG_WATCH, item->dom->name, watch->name, why, resolver));
 }
 
 /*
@@ -359,7 +359,7 @@ void acme_worker_persist_watch(acme_worker_t *w)
 {
     int i, j;
 
-    for (i = 0; i < w->items->nelts; ++i) {
+    for (i = 0; i < w->items->nelts && !acme_worker_orphaned(w); ++i) {
         const acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
         apr_time_t notified_at = 0, before;
         apr_array_header_t *watches;

@@ -97,10 +97,10 @@ def test_contact_bind_and_deactivate_with_a2acme(httpd, pebble, workdir):
     assert account_json(store)["contact"] == ["mailto:ops@example.test",
                                               "mailto:sec@example.test"]
 
-    # A changed ACMEContactEmail reaches the CA through the worker (message ID ACME1501).
+    # A changed ACMEContactEmail reaches the CA through the worker (message ID ACME01501).
     mark = len(httpd.log_text())
     httpd.write_config(config("new@example.test", [["acct.test"]]))
-    log = graceful_until(httpd, "ACME1501", mark)
+    log = graceful_until(httpd, "ACME01501", mark)
     assert "new@example.test" in log, log
     assert account_json(store)["contact"] == ["mailto:new@example.test"]
 
@@ -130,7 +130,7 @@ def test_contact_bind_and_deactivate_with_a2acme(httpd, pebble, workdir):
     assert gone["status"] == "deactivated" and gone["deactivated_at"], gone
     mark = len(httpd.log_text())
     httpd.write_config(config("new@example.test", [["acct.test"], ["after.test"]]))
-    log = graceful_until(httpd, "ACME1507", mark)
+    log = graceful_until(httpd, "ACME01507", mark)
     assert "after.test" in log and "a2acme account deactivate" in log, log
     assert record_of(store, pebble.directory_url)["url"] == bound["url"]
     assert serial_of(served_cert(httpd, "acct.test")) == serial_of(served)
@@ -166,14 +166,14 @@ def test_terms_change_and_user_action_required(httpd, pebble, workdir):
         httpd.start()
         served = wait_for_pebble_cert(httpd, ["old.test"])
 
-        # New terms in the directory: logged (ACME1503), notified, shown; accepted goes on.
+        # New terms in the directory: logged (ACME01503), notified, shown; accepted goes on.
         # (A worker runs at each check and when the domain set changes: a new domain here.)
         front.tos_url = TOS2
         mark = len(httpd.log_text())
         httpd.write_config(config({"old.test": [front.directory_url],
                                    "two.test": [front.directory_url]}))
         graceful_until(httpd, "two.test: requesting", mark)
-        log = wait_for_log(httpd, "ACME1503", after=mark)
+        log = wait_for_log(httpd, "ACME01503", after=mark)
         assert TOS2 in log and "recorded as agreed" in log, log
         harness.wait_for(lambda: any(e[0] == "tos-changed" for e in notify_events(events)), 30,
                          "the tos-changed notification")
@@ -184,7 +184,7 @@ def test_terms_change_and_user_action_required(httpd, pebble, workdir):
         assert acct["terms_of_service"]["agreed"] == TOS2, acct
         wait_for_pebble_cert(httpd, ["two.test"])
 
-        # newOrder answers userActionRequired: that CA is blocked (ACME1504, terms named), the
+        # newOrder answers userActionRequired: that CA is blocked (ACME01504, terms named), the
         # served certificate stays, and a domain with a second CA is issued there.
         front.user_action_terms = TOS3
         mark = len(httpd.log_text())
@@ -192,7 +192,7 @@ def test_terms_change_and_user_action_required(httpd, pebble, workdir):
                                    "two.test": [front.directory_url],
                                    "blocked.test": [front.directory_url],
                                    "next.test": [front.directory_url, direct]}))
-        log = graceful_until(httpd, "ACME1504", mark)
+        log = graceful_until(httpd, "ACME01504", mark)
         assert TOS3 in log and "a2acme account agree" in log, log
         wait_for_pebble_cert(httpd, ["next.test"])
         assert status(httpd, "next.test")["renewal"]["ca_url"] == direct
@@ -211,7 +211,7 @@ def test_terms_change_and_user_action_required(httpd, pebble, workdir):
                                    "blocked.test": [front.directory_url],
                                    "next.test": [front.directory_url, direct],
                                    "later.test": [front.directory_url]}))
-        log = graceful_until(httpd, "ACME1505", mark)
+        log = graceful_until(httpd, "ACME01505", mark)
         assert "later.test" in log and TOS3 in log, log
         assert front.user_action_refused == refused
 

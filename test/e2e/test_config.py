@@ -279,7 +279,7 @@ def names_line(out, n, conf):
     and "ACMEDomain without names (line N of FILE)"."""
     conf = re.escape(str(conf))
     return (re.search(rf"Syntax error on line {n} of {conf}:", out)
-            or re.search(rf"^mod_acme: .*\bline {n} of {conf}\)", out, re.M))
+            or re.search(rf"^(ACME\d{{5}}: )?mod_acme: .*\bline {n} of {conf}\)", out, re.M))
 
 
 def test_table_covers_every_directive():

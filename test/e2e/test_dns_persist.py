@@ -95,7 +95,7 @@ def _run(httpd, pebble, workdir, front):
 
     # First run: the account is made, every record is missing, nothing is ordered.
     for names in DOMAINS:
-        msg = wait_error(httpd, names[0], "[ACME-P001]")
+        msg = wait_error(httpd, names[0], "ACME01601")
         assert "no TXT record at _validation-persist." + names[0] in msg, msg
     assert front.order_times() == [], front.order_times()
     [(acct_url, thumb)] = front.persist.accounts.items()
@@ -150,7 +150,7 @@ def _run(httpd, pebble, workdir, front):
 
     # persistUntil inside ACMEWarnWindow: a warning and a notification.
     log = httpd.log_text()
-    assert "[ACME-P002] soon.test" in log and str(soon_until) in log, log[-3000:]
+    assert "ACME01602: soon.test" in log and str(soon_until) in log, log[-3000:]
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not any(
             e[0] == "dns-persist-expiring" for e in notify_events(events)):
@@ -174,8 +174,8 @@ def _run(httpd, pebble, workdir, front):
     # jobs/soon.test.persist.json, no CA): warned again, not notified again within the hour.
     assert (store / "jobs" / "soon.test.persist.json").exists()
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and httpd.log_text().count("[ACME-P002] soon.test") < 2:
+    while time.monotonic() < deadline and httpd.log_text().count("ACME01602: soon.test") < 2:
         time.sleep(0.3)
-    assert httpd.log_text().count("[ACME-P002] soon.test") >= 2, httpd.log_text()[-3000:]
+    assert httpd.log_text().count("ACME01602: soon.test") >= 2, httpd.log_text()[-3000:]
     assert len([e for e in notify_events(events) if e[0] == "dns-persist-expiring"]) == 1
     assert httpd.running()

@@ -1,7 +1,7 @@
 /*
  * The ACME JSON documents a CA sends (src/acme_client.c, acme_order.c, acme_problem.c) and the
- * Replay-Nonce pool they feed. acme_client.c is compiled into this harness to reach its static
- * parsers (directory, account, nonces) without a network. First byte:
+ * Replay-Nonce pool they feed. acme_client.c and acme_client_account.c are compiled into this
+ * harness to reach their static parsers (directory, account, nonces) without a network. First byte:
  *   0  directory          1  account          2  authorization (+ challenge lookup)
  *   3  ARI renewalInfo    4  order update     5  stored order (job's "order")
  *   6  problem document   7  error response: byte 1 status, byte 2 content type, then body
@@ -9,6 +9,7 @@
  */
 #include "fuzz_common.h"
 #include "../../src/acme_client.c"
+#include "../../src/acme_client_account.c"
 #include "acme_problem.h"
 
 static acme_client_t *fake_client(apr_pool_t *p)

@@ -882,9 +882,41 @@ static void test_unreadable_binding_key_is_an_admin_error(void **state)
     assert_int_equal(apr_atomic_read32(&registers_arrived), before);
 }
 
+/* Planning: the domains go to w->due, unless the parent (httpd) is gone: then it stops. */
+static int plan_due(fixture_t *f, pid_t parent)
+{
+    static const char *const names[] = { "one.example", "two.example", "three.example" };
+
+    f->cfg.parent_pid = parent;
+    apr_array_clear(f->w.items);
+    apr_array_clear(f->w.due);
+    for (int i = 0; i < 3; ++i) {
+        acme_worker_item_t *item = item_at(f, names[i], CA_ONE);
+        item->active = apr_pcalloc(f->fx->pool, sizeof(*item->active)
+                                   * (apr_size_t)item->dom->policy.key_specs->nelts);
+        APR_ARRAY_PUSH(f->w.items, acme_worker_item_t) = *item;
+    }
+    acme_worker_plan(&f->w, apr_time_from_sec(3600));
+    return f->w.due->nelts;
+}
+
+/* A worker whose httpd stopped plans no further domain (and orders none). */
+static void test_plan_stops_between_domains_when_the_parent_is_gone(void **state)
+{
+    fixture_t *f = *state;
+
+    assert_int_equal(plan_due(f, getppid()), 3);
+    assert_false(acme_worker_stopping);
+    assert_int_equal(plan_due(f, getppid() + 100000), 0);
+    assert_true(acme_worker_stopping);
+    acme_worker_stopping = 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_plan_stops_between_domains_when_the_parent_is_gone,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_registrations_leave_the_run_pool_alone,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_worker_holds_the_account_lock, setup, teardown),
