@@ -175,4 +175,36 @@ apr_status_t acme_worker_persist_answer(acme_worker_run_t *run,
                                        acme_result_t *res);
 void acme_worker_persist_watch(acme_worker_t *w);
 
+/* ------------------------------------------------------------- shared by the worker's files */
+
+#define ACME_WORKER_DEFAULT_INTERVAL apr_time_from_sec(12 * 3600)
+#define ACME_WORKER_MAX_STEPS 12
+#define ACME_WORKER_STOP_GRACE apr_time_from_sec(2)
+#define ACME_WORKER_SAME_CA_PAUSE apr_time_from_sec(2)
+#define ACME_WORKER_ACCOUNT_LOCK_WAIT apr_time_from_sec(3)
+/* Quick retries in one run after a transient failure: pauses of 1, 2 and 4 s, then the backoff. */
+#define ACME_WORKER_QUICK_RETRIES 3
+#define ACME_WORKER_QUICK_PAUSE apr_time_from_sec(1)
+/* A write takes milliseconds: a temp file this old belongs to a process that was killed. */
+#define ACME_WORKER_TEMP_AGE apr_time_from_sec(60)
+#define ACME_WORKER_ARI_TIMEOUT apr_time_from_sec(10)
+
+/* acme_worker.c, acme_worker_plan.c, acme_worker_order.c, acme_worker_challenge.c */
+const char *acme_worker_config_digest(apr_pool_t *p, const acme_domain_t *dom);
+void acme_worker_metrics_clients(acme_worker_t *w, apr_pool_t *p, apr_hash_t *clients);
+void acme_worker_metrics_save(acme_worker_t *w);
+void acme_worker_plan(acme_worker_t *w, apr_interval_time_t interval);
+void acme_worker_dns01_leftovers(acme_worker_t *w);
+double acme_worker_random(void);
+void acme_worker_note_next(acme_worker_t *w, apr_time_t t);
+const char *acme_worker_file(apr_pool_t *p, const char *dir, const char *prefix,
+                             const acme_keyspec_t *spec, const char *suffix);
+apr_array_header_t *acme_worker_set_certs(apr_pool_t *p, const acme_domain_t *dom,
+                                          const char *dir);
+void acme_worker_active_read(acme_worker_t *w, const acme_domain_t *dom,
+                             const acme_keyspec_t *spec, acme_worker_active_t *act);
+volatile const int *acme_worker_stop_flag(void);
+/* An order thread: takes due domains off the run's list until none is left. */
+void *APR_THREAD_FUNC acme_worker_thread(apr_thread_t *thread, void *data);
+
 #endif

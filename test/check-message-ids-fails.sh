@@ -27,15 +27,15 @@ fresh
 ACME_MSGID_TOP="$scratch/t" python3 "$check" >/dev/null || { echo "FAIL: clean copy fails"; failed=1; }
 
 fresh   # a worker line without an ID
-sed -i 's/"ACME00428: %s: requesting/"%s: requesting/' "$scratch/t/src/acme_worker.c"
-expect_fail "worker log call without ID" "acme_worker.c:[0-9]*: log call without a message ID"
+sed -i 's/"ACME00428: %s: requesting/"%s: requesting/' "$scratch/t/src/acme_worker_order.c"
+expect_fail "worker log call without ID" "acme_worker_order.c:[0-9]*: log call without a message ID"
 
 fresh   # an httpd line without an ID
 sed -i 's/"ACME00309: mod_acme: %s: new "/"mod_acme: %s: new "/' "$scratch/t/httpd/acme_supervise.c"
 expect_fail "ap_log_error without ID" "acme_supervise.c:[0-9]*: log call without a message ID"
 
 fresh   # two messages with one ID
-sed -i 's/"ACME00429: /"ACME00428: /' "$scratch/t/src/acme_worker.c"
+sed -i 's/"ACME00429: /"ACME00428: /' "$scratch/t/src/acme_worker_order.c"
 expect_fail "two messages sharing an ID" "ACME00428 is used by 2 messages"
 
 fresh   # an ID macro used by a second message

@@ -32,7 +32,7 @@ def test_first_issuance_is_served_after_automatic_restart(httpd, pebble):
     # A worker line names the worker's file and line, not the log trampoline in httpd/.
     answering = [ln for ln in log.splitlines() if ": answering http-01 for " in ln]
     assert answering, log[-3000:]
-    assert all(re.search(r"acme_worker\.c\(\d+\)", ln) for ln in answering), answering[:3]
+    assert all(re.search(r"acme_worker_challenge\.c\(\d+\)", ln) for ln in answering), answering[:3]
     assert "acme_supervise.c" not in "".join(answering), answering[:3]
     st = status(httpd)
     by_name = {d["name"]: d for d in st["domains"]}

@@ -189,6 +189,9 @@ static apr_status_t fake_client_meta(acme_client_t *c, const acme_client_meta_t 
 #define apr_hash_make(p) (unit_pool_note(p), apr_hash_make(p))
 
 #include "acme_worker.c"
+#include "acme_worker_plan.c"
+#include "acme_worker_order.c"
+#include "acme_worker_challenge.c"
 #include "acme_worker_account.c"
 #include "acme_worker_persist.c"
 
