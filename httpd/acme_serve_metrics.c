@@ -15,6 +15,8 @@
 #include "acme_serve_metrics.h"
 #include "acme_status.h"
 
+APLOG_USE_MODULE(acme);
+
 #define ACME_SERVE_METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 void acme_serve_metrics_activation(apr_pool_t *p, server_rec *s, const acme_store_t *st,

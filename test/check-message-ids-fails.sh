@@ -55,4 +55,8 @@ fresh   # an old-style ID
 sed -i 's/"ACME01501"/"ACME1501"/' "$scratch/t/src/acme_account.h"
 expect_fail "old-style ID" "old-style message ID ACME1501"
 
+fresh   # an httpd file that logs without APLOG_USE_MODULE(acme)
+sed -i '/^APLOG_USE_MODULE(acme);$/d' "$scratch/t/httpd/acme_serve_metrics.c"
+expect_fail "logging without APLOG_USE_MODULE" "acme_serve_metrics.c: logs without APLOG_USE_MODULE"
+
 exit $failed

@@ -167,6 +167,12 @@ def main():
             continue
         problems.append(f"{rel}:{line}: log call without a message ID: "
                         f"{' '.join(call.split())[:90]}")
+    # Without APLOG_USE_MODULE(acme) a file's lines obey the global LogLevel, not `acme:`.
+    for rel in sorted({c[0] for c in calls}):
+        if rel.endswith(".c") and rel != "mod_acme.c" and not rel.startswith("src/") \
+                and "APLOG_USE_MODULE(acme)" not in files[rel][1]:
+            problems.append(f"{rel}: logs without APLOG_USE_MODULE(acme); its lines would not "
+                            "follow LogLevel acme:...")
     seen = {}
     for rel, (_raw, code) in files.items():
         for m in OLD_ID.finditer(code):
