@@ -26,7 +26,8 @@
  * and may persist the acme_order_t (acme_order_to_json) between any two of
  * them; acme_client_order_refresh picks a stored order up again.
  *
- * Not thread-safe: one client per thread. Functions taking a pool `p`
+ * Not thread-safe: one client per thread; clients of one CA in several threads may share
+ * the directory and nonces through acme_client_share. Functions taking a pool `p`
  * allocate their results there; for functions that fill an acme_order_t,
  * p must live as long as the order.
  */
