@@ -2050,7 +2050,7 @@ static void acme_worker_run_due(acme_worker_t *w)
 {
     int n = w->due->nelts < w->cfg->parallel_orders ? w->due->nelts : w->cfg->parallel_orders;
     apr_thread_t **threads = apr_pcalloc(w->pool, sizeof(*threads) * (apr_size_t)(n + 1));
-    apr_pool_t *tpool = NULL;
+    apr_pool_t *tpool = NULL, *spool = NULL;
     apr_time_t stop_seen = 0;
     apr_status_t trv;
     int i;
@@ -2060,9 +2060,11 @@ static void acme_worker_run_due(acme_worker_t *w)
         n = 0;
     }
     /* Shared by this run's order threads (acme_worker_client_shared), fetched afresh. */
-    w->shared = NULL;
-    if (n > 0 && acme_worker_pool_make(w->pool, &w->shared_pool) == APR_SUCCESS) {
-        w->shared = apr_hash_make(w->shared_pool);
+    if (n > 0 && acme_worker_pool_make(w->pool, &spool) == APR_SUCCESS) {
+        apr_thread_mutex_lock(w->lock);
+        w->shared_pool = spool;
+        w->shared = apr_hash_make(spool);
+        apr_thread_mutex_unlock(w->lock);
     }
 
     for (i = 0; i < n; ++i) {
@@ -2096,9 +2098,11 @@ static void acme_worker_run_due(acme_worker_t *w)
             apr_thread_join(&trv, threads[i]);
         }
     }
-    if (w->shared) {
+    if (spool) {
+        apr_thread_mutex_lock(w->lock);
         w->shared = NULL;
-        apr_pool_destroy(w->shared_pool);
+        apr_thread_mutex_unlock(w->lock);
+        apr_pool_destroy(spool);
     }
 }
 
