@@ -215,9 +215,38 @@ static void nonce_push(acme_client_t *c, const char *nonce)
     ++c->n_nonces;
 }
 
+void acme_client_share(acme_client_t *c, acme_client_shared_t *shared)
+{
+    c->shared = shared;
+}
+
+/*
+ * Shared, a success's nonce goes to the pool of all the CA's clients; an error's stays here:
+ * the re-send after badNonce signs with it (RFC 8555 6.5), and no other thread takes it first.
+ */
 static void note_response(acme_client_t *c, const acme_http_response_t *resp)
 {
-    nonce_push(c, resp->nonce);
+    if (c->shared && !acme_client_is_failure(resp)) {
+        acme_client_shared_nonce_push(c->shared, resp->nonce);
+    }
+    else {
+        nonce_push(c, resp->nonce);
+    }
+}
+
+/* A nonce without a request: the client's own first, then the shared pool. */
+static const char *nonce_pop(acme_client_t *c, apr_pool_t *p)
+{
+    char buf[ACME_CLIENT_SHARED_NONCE_MAX];
+
+    if (c->n_nonces > 0) {
+        --c->n_nonces;
+        return apr_pstrdup(p, c->nonces[c->n_nonces]);
+    }
+    if (c->shared && acme_client_shared_nonce_pop(c->shared, buf, sizeof(buf))) {
+        return apr_pstrdup(p, buf);
+    }
+    return NULL;
 }
 
 apr_status_t acme_client_get_url(acme_client_t *c, apr_pool_t *p, const char *url,
@@ -245,7 +274,8 @@ static apr_status_t nonce_take(acme_client_t *c, apr_pool_t *p, const char **non
     acme_http_response_t *resp;
     apr_status_t rv;
 
-    if (c->n_nonces == 0) {
+    *nonce = nonce_pop(c, p);
+    if (!*nonce) {
         rv = acme_client_directory_load(c, res);
         if (rv != APR_SUCCESS) {
             return rv;
@@ -269,10 +299,9 @@ static apr_status_t nonce_take(acme_client_t *c, apr_pool_t *p, const char **non
                 : acme_client_bad_answer(res, p, apr_psprintf(p, "HEAD %s (no Replay-Nonce)",
                                                               c->dir->new_nonce), resp);
         }
-        note_response(c, resp);
+        /* Used at once: pushed to a shared pool, another thread could take it first. */
+        *nonce = apr_pstrdup(p, resp->nonce);
     }
-    --c->n_nonces;
-    *nonce = apr_pstrdup(p, c->nonces[c->n_nonces]);
     return APR_SUCCESS;
 }
 
@@ -419,6 +448,25 @@ static apr_status_t directory_parse(acme_client_t *c, const acme_http_response_t
     return APR_SUCCESS;
 }
 
+/*
+ * The directory another client of the CA fetched this run, parsed into this client's pool: 1
+ * when there is one (rv says whether it parsed), 0 when this client must fetch it and then
+ * call acme_client_shared_directory_put.
+ */
+static int directory_from_shared(acme_client_t *c, apr_pool_t *tmp, apr_status_t *rv,
+                                 acme_result_t *res)
+{
+    acme_http_response_t resp = { .status = 200 };
+    apr_interval_time_t wait = c->opts.timeout > 0 ? c->opts.timeout : apr_time_from_sec(30);
+
+    if (!acme_client_shared_directory_claim(c->shared, tmp, wait + apr_time_from_sec(1),
+                                            &resp.body, &resp.body_len)) {
+        return 0;
+    }
+    *rv = directory_parse(c, &resp, res);
+    return 1;
+}
+
 apr_status_t acme_client_directory_load(acme_client_t *c, acme_result_t *res)
 {
     acme_http_response_t *resp;
@@ -429,6 +477,10 @@ apr_status_t acme_client_directory_load(acme_client_t *c, acme_result_t *res)
         return APR_SUCCESS;
     }
     apr_pool_create(&tmp, c->pool);
+    if (c->shared && directory_from_shared(c, tmp, &rv, res)) {
+        apr_pool_destroy(tmp);
+        return rv;
+    }
     ++c->counts.directory;
     rv = acme_client_get_url(c, tmp, c->directory_url, &resp, res);
     if (rv == APR_SUCCESS && acme_client_is_failure(resp)) {
@@ -446,6 +498,11 @@ apr_status_t acme_client_directory_load(acme_client_t *c, acme_result_t *res)
     else {
         /* The transport message lives in tmp, which goes now. */
         res->message = apr_pstrdup(c->pool, res->message);
+    }
+    if (c->shared) {
+        /* Only a directory that parsed is shared; after a failure the next client fetches. */
+        acme_client_shared_directory_put(c->shared, rv == APR_SUCCESS ? resp->body : NULL,
+                                         rv == APR_SUCCESS ? resp->body_len : 0);
     }
     apr_pool_destroy(tmp);
     return rv;

@@ -26,7 +26,8 @@
  * and may persist the acme_order_t (acme_order_to_json) between any two of
  * them; acme_client_order_refresh picks a stored order up again.
  *
- * Not thread-safe: one client per thread. Functions taking a pool `p`
+ * Not thread-safe: one client per thread; clients of one CA in several threads may share
+ * the directory and nonces through acme_client_share. Functions taking a pool `p`
  * allocate their results there; for functions that fill an acme_order_t,
  * p must live as long as the order.
  */
@@ -84,6 +85,15 @@ typedef struct {
 
 apr_status_t acme_client_create(acme_client_t **client, apr_pool_t *p, const char *directory_url,
                                 const acme_client_options_t *opts, acme_result_t *res);
+
+/*
+ * Shares the directory and the nonce pool with the other clients attached to `shared`
+ * (acme_client_shared.h), e.g. the order threads of one worker run at one CA and proxy. Before
+ * the first request; NULL (the default) keeps the client's own. A badNonce error's nonce stays
+ * with the client that re-sends.
+ */
+struct acme_client_shared_t;
+void acme_client_share(acme_client_t *c, struct acme_client_shared_t *shared);
 
 /* Fetches the directory on first use. The meta lives as long as the client. */
 apr_status_t acme_client_meta(acme_client_t *c, const acme_client_meta_t **meta,

@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "acme_client.h"
+#include "acme_client_shared.h"
 #include "acme_http.h"
 
 #define CLIENT_DEFAULT_RETRY_BUDGET apr_time_from_sec(45)
@@ -51,6 +52,7 @@ struct acme_client_t {
     /* Fixed buffers: a long-lived client must not grow its pool per request. */
     char nonces[CLIENT_NONCE_POOL][CLIENT_NONCE_MAX];
     int n_nonces;
+    acme_client_shared_t *shared;   /* directory and nonces of the CA's other clients, or NULL */
     acme_client_counts_t counts;
     char terms_required[1024];      /* Link terms-of-service of the last userActionRequired */
 };

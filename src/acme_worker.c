@@ -585,7 +585,7 @@ static void acme_worker_run_due(acme_worker_t *w)
 {
     int n = w->due->nelts < w->cfg->parallel_orders ? w->due->nelts : w->cfg->parallel_orders;
     apr_thread_t **threads = apr_pcalloc(w->pool, sizeof(*threads) * (apr_size_t)(n + 1));
-    apr_pool_t *tpool = NULL;
+    apr_pool_t *tpool = NULL, *spool = NULL;
     apr_time_t stop_seen = 0;
     apr_status_t trv;
     int i;
@@ -593,6 +593,13 @@ static void acme_worker_run_due(acme_worker_t *w)
     /* Threads end (and free their pools) while the next ones start: not from the run's pool. */
     if (acme_worker_pool_make(w->pool, &tpool) != APR_SUCCESS) {
         n = 0;
+    }
+    /* Shared by this run's order threads (acme_worker_client_shared), fetched afresh. */
+    if (n > 0 && acme_worker_pool_make(w->pool, &spool) == APR_SUCCESS) {
+        apr_thread_mutex_lock(w->lock);
+        w->shared_pool = spool;
+        w->shared = apr_hash_make(spool);
+        apr_thread_mutex_unlock(w->lock);
     }
 
     for (i = 0; i < n; ++i) {
@@ -621,6 +628,12 @@ static void acme_worker_run_due(acme_worker_t *w)
         if (threads[i]) {
             apr_thread_join(&trv, threads[i]);
         }
+    }
+    if (spool) {
+        apr_thread_mutex_lock(w->lock);
+        w->shared = NULL;
+        apr_thread_mutex_unlock(w->lock);
+        apr_pool_destroy(spool);
     }
 }
 

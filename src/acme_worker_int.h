@@ -27,6 +27,7 @@
 #include "acme_activate.h"
 #include "acme_challenge.h"
 #include "acme_client.h"
+#include "acme_client_shared.h"
 #include "acme_crypto.h"
 #include "acme_dns01.h"
 #include "acme_jose.h"
@@ -108,6 +109,10 @@ typedef struct {
     int abandoned;                      /* stopped with threads still running */
     const unsigned char *proof_key;     /* seal/proof.key, read as root: proves our staged sets */
     acme_metrics_tally_t *metrics;      /* this run's counts, added to jobs/metrics.json */
+    apr_hash_t *shared;                 /* "ca_url ca_file proxy" -> acme_client_shared_t *:
+                                         * directory and nonces the order threads share, in
+                                         * shared_pool, under lock */
+    apr_pool_t *shared_pool;            /* its own allocator (acme_worker_pool_make) */
 } acme_worker_t;
 
 typedef struct {

@@ -419,6 +419,27 @@ static apr_status_t acme_worker_stage(acme_worker_run_t *run, acme_result_t *res
     return acme_store_replace_dir(run->p, run->pending_dir, staged_dir, NULL, 0, res);
 }
 
+/*
+ * The directory and nonce pool of one CA (and ca_file, proxy) for every order thread of the
+ * run: one directory fetch instead of one per thread, and each answer's nonce serves the next
+ * request of any thread. NULL (each client keeps its own) when there is no memory for it.
+ */
+static acme_client_shared_t *acme_worker_client_shared(acme_worker_t *w, const char *key)
+{
+    acme_client_shared_t *shared = NULL;
+
+    apr_thread_mutex_lock(w->lock);
+    if (w->shared) {
+        shared = apr_hash_get(w->shared, key, APR_HASH_KEY_STRING);
+        if (!shared && acme_client_shared_create(&shared, w->shared_pool) == APR_SUCCESS) {
+            apr_hash_set(w->shared, apr_pstrdup(w->shared_pool, key), APR_HASH_KEY_STRING,
+                         shared);
+        }
+    }
+    apr_thread_mutex_unlock(w->lock);
+    return shared;
+}
+
 static apr_status_t acme_worker_issue(acme_worker_run_t *run, acme_result_t *res)
 {
     const apr_array_header_t *specs = run->item->dom->policy.key_specs;
@@ -439,6 +460,7 @@ static apr_status_t acme_worker_issue(acme_worker_run_t *run, acme_result_t *res
         if (rv == APR_SUCCESS) {
             apr_hash_set(run->clients, apr_pstrdup(run->thread_pool, key), APR_HASH_KEY_STRING,
                          run->client);
+            acme_client_share(run->client, acme_worker_client_shared(run->w, key));
         }
     }
     if (rv == APR_SUCCESS) {

@@ -14,6 +14,7 @@
 
 #include "acme_b64.h"
 #include "acme_client.h"
+#include "acme_client_shared.h"
 #include "acme_http.h"
 #include "unit_support.h"
 
@@ -199,7 +200,7 @@ typedef struct {
     const char *base;
     int refusals;
     volatile int stop;
-    int posts, heads;
+    int posts, heads, dirs;
     int nonce_mismatches;       /* re-sends signed with anything but the refusal's nonce */
     char last_nonce[32];        /* the Replay-Nonce of the last answer */
 } fake_ca_t;
@@ -272,6 +273,7 @@ static const char *fake_ca_answer(fake_ca_t *ca, apr_pool_t *p, const char *req)
     const char *body = strstr(req, "\r\n\r\n");
 
     if (!strncmp(req, "GET /dir ", 9)) {
+        ++ca->dirs;
         body = apr_psprintf(p, "{\"newNonce\":\"%s/nonce\",\"newAccount\":\"%s/acct\","
                             "\"newOrder\":\"%s/order-plz\"}", ca->base, ca->base, ca->base);
         return apr_psprintf(p, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
@@ -412,6 +414,57 @@ static void test_bad_nonce_retries_end_with_the_budget(void **state)
     assert_true(took < apr_time_from_sec(5));
 }
 
+/* Re-reads the fake CA's order with a new client attached to `shared`. */
+static apr_status_t refresh_shared(apr_pool_t *p, fake_ca_t *ca, acme_client_shared_t *shared,
+                                   acme_client_counts_t *counts, acme_result_t *res)
+{
+    acme_client_options_t opts = { .timeout = apr_time_from_sec(3) };
+    const acme_ident_t ident = { .type = ACME_IDENT_DNS, .value = "nonce.test" };
+    acme_order_t *order = acme_order_make(p, &ident, 1, "secp256r1");
+    acme_client_t *c;
+    apr_status_t rv;
+
+    assert_int_equal(acme_client_create(&c, p, apr_pstrcat(p, ca->base, "/dir", NULL), &opts,
+                                        res), APR_SUCCESS);
+    acme_client_share(c, shared);
+    acme_client_account_use(c, unit_key_generate(p, ACME_KEY_EC, 256),
+                            apr_pstrcat(p, ca->base, "/acct/1", NULL));
+    order->url = apr_pstrcat(p, ca->base, "/order/1", NULL);
+    rv = acme_client_order_refresh(c, p, order, res);
+    acme_client_counts(c, counts);
+    return rv;
+}
+
+/*
+ * Clients attached to one acme_client_shared_t (a worker's order threads): the directory is
+ * fetched once, and one client's answer nonce signs another's request: no second HEAD. A
+ * badNonce refusal's nonce still signs the re-send.
+ */
+static void test_shared_directory_and_nonces(void **state)
+{
+    apr_pool_t *p = *state;
+    fake_ca_t ca = { .refusals = 0 };
+    acme_client_shared_t *shared;
+    acme_client_counts_t a, b, c;
+    apr_thread_t *thread;
+    acme_result_t res;
+
+    assert_int_equal(acme_client_shared_create(&shared, p), APR_SUCCESS);
+    fake_ca_start(p, &ca, &thread);
+    assert_int_equal(refresh_shared(p, &ca, shared, &a, &res), APR_SUCCESS);
+    assert_int_equal(refresh_shared(p, &ca, shared, &b, &res), APR_SUCCESS);
+    ca.refusals = ca.posts + 3;         /* the next three POSTs are refused with badNonce */
+    assert_int_equal(refresh_shared(p, &ca, shared, &c, &res), APR_SUCCESS);
+    fake_ca_stop(&ca, thread);
+    assert_int_equal(ca.dirs, 1);
+    assert_int_equal(ca.heads, 1);
+    assert_int_equal(a.directory + a.nonce, 2);
+    assert_int_equal(b.directory + b.nonce + b.total, 1);
+    assert_int_equal(c.bad_nonce_retries, 3);
+    assert_int_equal(c.directory + c.nonce, 0);
+    assert_int_equal(ca.nonce_mismatches, 0);
+}
+
 static void test_retry_plan(void **state)
 {
     acme_client_options_t opts = { .retry_budget = apr_time_from_sec(10) };
@@ -451,6 +504,7 @@ int main(void)
         cmocka_unit_test(test_create_needs_a_directory),
         cmocka_unit_test(test_dns01_value),
         cmocka_unit_test(test_retry_plan),
+        cmocka_unit_test(test_shared_directory_and_nonces),
         cmocka_unit_test(test_bad_nonce_retried_past_any_count),
         cmocka_unit_test(test_bad_nonce_retries_end_with_the_budget),
     };
