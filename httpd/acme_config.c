@@ -16,6 +16,7 @@
 
 #include "acme_config.h"
 #include "acme_config_api.h"
+#include "acme_config_ondemand.h"
 #include "acme_config_int.h"
 #include "acme_crypto.h"
 #include "acme_plan.h"
@@ -972,6 +973,18 @@ const command_rec acme_config_cmds[] = {
                   "(default 60s)"),
     AP_INIT_TAKE1("ACMEApiRate", acme_config_api_cmd_rate, NULL, RSRC_CONF,
                   "requests per client and period, e.g. 10/1h"),
+    /* on-demand certificates (issue 19): httpd/acme_config_ondemand.c */
+    AP_INIT_FLAG("ACMEOnDemand", acme_config_ondemand_cmd_on, NULL, RSRC_CONF,
+                 "on: names this SSL virtual host catches get a certificate of their own when "
+                 "ACMEOnDemandAsk approves them"),
+    AP_INIT_TAKE1("ACMEOnDemandAsk", acme_config_ondemand_cmd_ask, NULL, RSRC_CONF,
+                  "the URL asked GET ?domain=NAME before a name is ordered (200: yes)"),
+    AP_INIT_TAKE1("ACMEOnDemandWait", acme_config_ondemand_cmd_wait, NULL, RSRC_CONF,
+                  "how long the first handshake of a new name waits for its certificate (10s)"),
+    AP_INIT_TAKE1("ACMEOnDemandRate", acme_config_ondemand_cmd_rate, NULL, RSRC_CONF,
+                  "new on-demand names asked and ordered per period, e.g. 10/1m"),
+    AP_INIT_TAKE1("ACMEOnDemandMax", acme_config_ondemand_cmd_max, NULL, RSRC_CONF,
+                  "the most on-demand domains the server keeps (0: no cap; 1000)"),
     { .name = NULL },
 };
 

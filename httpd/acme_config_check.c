@@ -93,6 +93,15 @@ static int acme_config_server_is_ssl(apr_pool_t *p, const server_rec *s, apr_has
     return state ? !strcmp(state, "on") : global_ssl;
 }
 
+int acme_config_vhost_is_ssl(apr_pool_t *p, const server_rec *s)
+{
+    apr_hash_t *vhosts = apr_hash_make(p);
+    int global_ssl = 0;
+
+    acme_config_scan_ssl(p, ap_conftree, vhosts, NULL, &global_ssl);
+    return acme_config_server_is_ssl(p, s, vhosts, global_ssl);
+}
+
 static int acme_config_server_has_name(const server_rec *s, const char *name)
 {
     int i;

@@ -11,4 +11,7 @@
 /* The server's mod_acme settings (a virtual host's, or the main server's). */
 acme_srv_conf_t *acme_config_srv(const server_rec *s);
 
+/* Whether s has SSLEngine on (or optional), its own or the main server's (configuration tree). */
+int acme_config_vhost_is_ssl(apr_pool_t *p, const server_rec *s);
+
 #endif

@@ -26,6 +26,7 @@
 #include "acme_selfcheck.h"
 #include "acme_serve.h"
 #include "acme_config_api.h"
+#include "acme_config_ondemand.h"
 #include "acme_status.h"
 #include "acme_serve_metrics.h"
 #include "acme_supervise.h"
@@ -364,7 +365,7 @@ int acme_serve_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, acme
     acme_result_t res;
     const char *note = NULL;
 
-    if (conf->domains->nelts == 0) {
+    if (conf->domains->nelts == 0 && !acme_config_ondemand_get(pconf)->worker) {
         return OK;
     }
     acme_serve_metrics_prepare(pconf);
@@ -399,6 +400,7 @@ int acme_serve_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, acme
                      "fixed", conf->store_dir, acme_result_describe(&res, ptemp));
     }
     conf->store = st;
+    acme_config_ondemand_domains(pconf, ptemp, s, conf);
     acme_serve_grant_worker(ptemp, s, st);
     acme_serve_activate(ptemp, s, conf, errors, activated);
     acme_serve_load_active(pconf, s, conf, errors);
@@ -462,20 +464,27 @@ int acme_serve_http01(request_rec *r)
         return DECLINED;
     }
     conf = acme_config_get(r->server->process->pconf);
-    if (!conf->store || !r->hostname
-        || (!acme_config_domain_for(conf, r->hostname)
-            && !acme_config_api_covers(acme_config_api_get(r->server->process->pconf),
-                                       r->hostname))) {
-        return DECLINED;    /* not ours: another ACME client may answer */
+    if (!conf->store || !r->hostname) {
+        return DECLINED;
     }
     token = path + sizeof(ACME_HTTP01_PREFIX) - 1;
+    if (!acme_config_domain_for(conf, r->hostname)
+        && !acme_config_api_covers(acme_config_api_get(r->server->process->pconf), r->hostname)
+        && (!acme_config_ondemand_get(r->server->process->pconf)->worker
+            || !acme_challenge_token_valid(token)
+            || acme_challenge_http01_get(r->pool, conf->store_dir, r->hostname, token,
+                                         &key_authz, &len) != APR_SUCCESS)) {
+        /* Not ours (an on-demand name is ours while the worker has an answer for it):
+         * another ACME client may answer. */
+        return DECLINED;
+    }
     if (r->method_number != M_GET) {
         r->allowed = AP_METHOD_BIT << M_GET;
         return HTTP_METHOD_NOT_ALLOWED;
     }
-    if (!acme_challenge_token_valid(token)
-        || acme_challenge_http01_get(r->pool, conf->store_dir, r->hostname, token, &key_authz,
-                                     &len) != APR_SUCCESS) {
+    if (!key_authz && (!acme_challenge_token_valid(token)
+                       || acme_challenge_http01_get(r->pool, conf->store_dir, r->hostname, token,
+                                                    &key_authz, &len) != APR_SUCCESS)) {
         return HTTP_NOT_FOUND;
     }
     ap_set_content_type(r, "text/plain");

@@ -31,6 +31,7 @@
 #include "acme_seal.h"
 #include "acme_serve.h"
 #include "acme_serve_metrics.h"
+#include "acme_config_ondemand.h"
 #include "acme_supervise.h"
 #include "acme_supervise_export.h"
 #include "acme_api_store.h"
@@ -78,6 +79,7 @@ typedef struct {
     apr_pool_t *untrusted_pool; /* staged sets left alone (no proof, planted): name -> why, */
     apr_hash_t *untrusted;      /* kept to log each once; rebuilt at every check */
     unsigned int force_seen;    /* hash of the admin requests the worker was started for */
+    apr_time_t ondemand_seen;   /* jobs/ondemand.json's mtime when last read (issue 19) */
     apr_hash_t *api_renewed;    /* name -> apr_time_t *: the last renewal the API asked for */
 } acme_supervisor_t;
 
@@ -147,6 +149,7 @@ static void acme_supervise_worker_main(acme_supervisor_t *sup)
         .ari_off = sup->conf->ari_off,
         .warn_window = sup->conf->warn_window,
         .notify_argv = sup->conf->notify_argv,
+        .ondemand = acme_config_ondemand_get(sup->s->process->pconf)->worker,
         .log = acme_supervise_worker_log,
         .log_baton = sup->s,
     };
@@ -1107,6 +1110,31 @@ static void acme_supervise_selfcheck(acme_supervisor_t *sup, apr_pool_t *pconf)
     }
 }
 
+/* Nothing to do: no managed domain and no virtual host with ACMEOnDemand on. */
+static int acme_supervise_idle(const acme_conf_t *conf, const server_rec *s)
+{
+    return conf->domains->nelts == 0 && !acme_config_ondemand_get(s->process->pconf)->worker;
+}
+
+/*
+ * Names the ask endpoint approved since this generation started (the worker rewrote
+ * jobs/ondemand.json) join the managed domains, so their staged sets are activated.
+ */
+static void acme_supervise_ondemand_names(acme_supervisor_t *sup, apr_pool_t *p)
+{
+    apr_finfo_t fi;
+
+    if (!acme_config_ondemand_get(sup->pconf)->worker
+        || apr_stat(&fi, apr_pstrcat(p, sup->conf->store_dir, "/" ACME_STORE_JOBS "/"
+                                     ACME_ONDEMAND_FILE, NULL), APR_FINFO_MTIME | APR_FINFO_LINK,
+                    p) != APR_SUCCESS
+        || fi.mtime == sup->ondemand_seen) {
+        return;
+    }
+    sup->ondemand_seen = fi.mtime;
+    acme_config_ondemand_domains(sup->pconf, p, sup->s, sup->conf);
+}
+
 /* ------------------------------------------------------------------ hooks */
 
 void acme_supervise_start(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf)
@@ -1132,7 +1160,7 @@ void acme_supervise_start(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf)
     }
     /* Also with no domain left: the files of removed domains go. */
     acme_supervise_export(pconf, s, conf);
-    if (!conf->store || conf->domains->nelts == 0) {
+    if (!conf->store || acme_supervise_idle(conf, s)) {
         return;
     }
     acme_supervise_wake_on_exit(pconf);
@@ -1229,8 +1257,11 @@ int acme_supervise_monitor(apr_pool_t *p, server_rec *s)
 {
     acme_supervisor_t *sup = acme_supervisor_get(s->process);
 
-    if (!sup->conf || !sup->conf->store || sup->conf->domains->nelts == 0) {
+    if (!sup->conf || !sup->conf->store || acme_supervise_idle(sup->conf, s)) {
         return DECLINED;
+    }
+    if (sup->proc.pid == 0) {
+        acme_supervise_ondemand_names(sup, p);
     }
     acme_supervise_configtest_watch(sup, apr_time_now());
     acme_supervise_api_renewals(sup, p);

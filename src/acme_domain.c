@@ -257,6 +257,9 @@ json_t *acme_domain_to_json(const acme_domain_t *dom)
                      "defined_in", dom->defined_in,
                      "defined_line", dom->defined_line);
 
+    if (json && dom->ondemand) {
+        json_object_set_new(json, "ondemand", json_true());     /* issue 19 */
+    }
     /* dns-01 (issue 6): only when configured, so domains without it keep their JSON. */
     if (json && pol->dns01_command && pol->dns01_command->nelts > 0) {
         json_object_set_new(json, "dns01_command", acme_domain_strings_to_json(pol->dns01_command));
@@ -386,6 +389,7 @@ apr_status_t acme_domain_from_json(apr_pool_t *p, json_t *json, acme_domain_t **
     dom = acme_domain_make(p, file ? apr_pstrdup(p, file) : NULL,
                            (int)json_integer_value(json_object_get(json, "defined_line")));
     dom->name = apr_pstrdup(p, name);
+    dom->ondemand = json_is_true(json_object_get(json, "ondemand"));
     rv = acme_domain_idents_from_json(p, json_object_get(json, "identifiers"), dom, res);
     if (rv == APR_SUCCESS) {
         rv = acme_domain_specs_from_json(p, json_object_get(json, "key_specs"), &dom->policy, res);

@@ -48,6 +48,7 @@ typedef struct {
     const char *defined_in;         /* config file and line, for messages */
     int defined_line;
     int from_vhost;                 /* ACMEDomain without names inside a <VirtualHost> */
+    int ondemand;                   /* approved on demand (issue 19), not declared */
 } acme_domain_t;
 
 /* A policy with nothing set. */

@@ -330,9 +330,8 @@ static void acme_worker_ca_proxy_log(acme_worker_t *w, const char *ca_url,
     }
 }
 
-static apr_status_t acme_worker_ca_get(acme_worker_t *w, const char *ca_url,
-                                       const acme_policy_t *pol, acme_worker_ca_t **pca,
-                                       acme_result_t *res)
+apr_status_t acme_worker_ca_get(acme_worker_t *w, const char *ca_url, const acme_policy_t *pol,
+                                acme_worker_ca_t **pca, acme_result_t *res)
 {
     acme_worker_ca_t *ca = apr_hash_get(w->cas, ca_url, APR_HASH_KEY_STRING);
     apr_status_t rv;
@@ -421,7 +420,7 @@ void acme_worker_active_read(acme_worker_t *w, const acme_domain_t *dom,
     apr_pool_destroy(p);
 }
 
-static int acme_worker_staged_present(acme_worker_t *w, const acme_domain_t *dom)
+int acme_worker_staged_present(acme_worker_t *w, const acme_domain_t *dom)
 {
     const char *dir = acme_store_path(w->pool, w->store, ACME_STORE_STAGING, dom->name, NULL);
     apr_finfo_t finfo;
@@ -474,7 +473,7 @@ static apr_status_t acme_worker_prepare(acme_worker_t *w, acme_result_t *res)
         }
         item->staged = acme_worker_staged_present(w, dom);
     }
-    return APR_SUCCESS;
+    return acme_worker_ondemand_prepare(w, res);
 }
 
 static apr_status_t acme_worker_drop_privileges(acme_worker_t *w, acme_result_t *res)

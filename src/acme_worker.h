@@ -7,6 +7,9 @@
 #include <apr_tables.h>
 #include <apr_time.h>
 
+#include "acme_domain.h"
+#include "acme_ondemand.h"
+
 /*
  * The renewal worker: one run looks at every managed domain, drives the due
  * ones through ACME concurrently, leaves new certificates in staging/ and
@@ -37,6 +40,20 @@ typedef enum {
 typedef void acme_worker_log_fn(void *baton, acme_log_level_t level, const char *file, int line,
                                 const char *message);
 
+/* On-demand certificates (issue 19): one per virtual host with ACMEOnDemand on. */
+typedef struct {
+    const char *ask_url;                /* ACMEOnDemandAsk */
+    const apr_array_header_t *patterns; /* const char *: the vhost's ServerName and ServerAlias
+                                         * values (wildcards too); empty: any name */
+    const acme_policy_t *policy;        /* resolved as for an ACMEDomain in that vhost */
+} acme_worker_ondemand_site_t;
+
+typedef struct {
+    const apr_array_header_t *sites;    /* acme_worker_ondemand_site_t, configuration order */
+    acme_ondemand_policy_t policy;      /* ACMEOnDemandRate, ACMEOnDemandMax */
+    apr_interval_time_t ask_timeout;    /* for one question to the ask endpoint */
+} acme_worker_ondemand_t;
+
 typedef struct {
     const char *store_dir;
     const apr_array_header_t *domains;  /* acme_domain_t *, policies resolved */
@@ -50,6 +67,7 @@ typedef struct {
     int ari_off;                        /* ACMERenewalInfo off; else ARI when the CA offers it */
     const char *warn_window;            /* ACMEWarnWindow ("10%", "2d"); NULL: 10 % */
     const apr_array_header_t *notify_argv; /* ACMENotifyCommand (const char *); NULL: none */
+    const acme_worker_ondemand_t *ondemand; /* NULL: no on-demand certificates */
     acme_worker_log_fn *log;
     void *log_baton;
 } acme_worker_config_t;

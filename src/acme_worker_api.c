@@ -234,7 +234,7 @@ void acme_worker_api_run(acme_worker_t *w)
         apr_pool_destroy(p);
     }
     for (;;) {
-        if (acme_worker_api_batch(w) > 0) {
+        if (acme_worker_api_batch(w) + acme_worker_ondemand_batch(w) > 0) {
             until = apr_time_now() + ACME_WORKER_API_LINGER;
         }
         if (!until || apr_time_now() >= until || acme_worker_stop_requested()

@@ -113,7 +113,16 @@ typedef struct {
                                          * directory and nonces the order threads share, in
                                          * shared_pool, under lock */
     apr_pool_t *shared_pool;            /* its own allocator (acme_worker_pool_make) */
+    apr_array_header_t *ondemand_sites; /* acme_worker_ondemand_run_site_t, from prepare */
+    apr_time_t ondemand_down_logged;    /* the ask endpoint's failure, logged once a minute */
 } acme_worker_t;
+
+/* An on-demand site's CAs, read as root in prepare like a domain's. */
+typedef struct {
+    const acme_worker_ondemand_site_t *site;
+    acme_worker_ca_t **cas;
+    int n_cas;
+} acme_worker_ondemand_run_site_t;
 
 typedef struct {
     acme_worker_t *w;
@@ -153,6 +162,18 @@ apr_status_t acme_worker_account(acme_worker_run_t *run, acme_result_t *res);
 apr_status_t acme_worker_answer(acme_worker_run_t *run, acme_order_t *order,
                                 acme_result_t *res);
 int acme_worker_stop_requested(void);
+
+/* acme_worker_ondemand.c: names first seen in SNI (issue 19) */
+apr_status_t acme_worker_ondemand_prepare(acme_worker_t *w, acme_result_t *res);
+int acme_worker_ondemand_batch(acme_worker_t *w);
+
+/* acme_worker.c */
+apr_status_t acme_worker_ca_get(acme_worker_t *w, const char *ca_url, const acme_policy_t *pol,
+                                acme_worker_ca_t **pca, acme_result_t *res);
+/* acme_worker_order.c: one domain through the CA, as an order thread does it */
+void acme_worker_order_item(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
+                            apr_hash_t *clients, acme_worker_item_t *item);
+int acme_worker_staged_present(acme_worker_t *w, const acme_domain_t *dom);
 
 /* acme_worker_api.c: the certificate API's queued CSRs (issue 17) */
 void acme_worker_api_run(acme_worker_t *w);

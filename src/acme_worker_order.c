@@ -566,8 +566,8 @@ static int acme_worker_retry_quick(acme_worker_run_t *run, const acme_result_t *
     return !acme_worker_stop_requested();
 }
 
-static void acme_worker_handle(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
-                               apr_hash_t *clients, acme_worker_item_t *item)
+void acme_worker_order_item(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
+                            apr_hash_t *clients, acme_worker_item_t *item)
 {
     const acme_domain_t *dom = item->dom;
     acme_worker_run_t run = {
@@ -667,7 +667,7 @@ void *APR_THREAD_FUNC acme_worker_thread(apr_thread_t *thread, void *data)
             break;
         }
         apr_pool_create(&p, tp);
-        acme_worker_handle(w, p, tp, clients, item);
+        acme_worker_order_item(w, p, tp, clients, item);
         apr_pool_destroy(p);
     }
     acme_worker_metrics_clients(w, tp, clients);
