@@ -84,6 +84,8 @@ static void a2_help(void)
 "                        CA's external account binding (HMAC key from a root-only file)\n"
 "  account agree         after reading new terms of service: record them as agreed and\n"
 "                        let orders at that CA go on\n"
+"  forget NAME           remove the on-demand domain NAME: no longer served or renewed after\n"
+"                        the server's next restart\n"
 "  dns-persist NAME      the _validation-persist TXT record(s) to create for NAME's domain\n"
 "                        (dns-persist-01), for the store's account at the domain's CA\n"
 "\n"
@@ -872,7 +874,8 @@ static int a2_cmd_renew(a2_t *a)
 static int a2_check_arity(const a2_args_t *args, apr_pool_t *p)
 {
     int wants_name = !strcmp(args->command, "renew") || !strcmp(args->command, "revoke")
-                     || !strcmp(args->command, "dns-persist");
+                     || !strcmp(args->command, "dns-persist")
+                     || !strcmp(args->command, "forget");
 
     if (!strcmp(args->command, "account") && args->name) {
         return a2_account_arity(args, p);
@@ -905,9 +908,11 @@ static int a2_run(apr_pool_t *p, int argc, const char *const *argv)
     }
     if (strcmp(args.command, "list") && strcmp(args.command, "renew")
         && strcmp(args.command, "revoke") && strcmp(args.command, "account")
-        && strcmp(args.command, "rollover") && strcmp(args.command, "dns-persist")) {
+        && strcmp(args.command, "rollover") && strcmp(args.command, "dns-persist")
+        && strcmp(args.command, "forget")) {
         return a2_usage_error(apr_psprintf(p, "unknown command '%s' (list, renew, revoke, "
-                                           "account, rollover, dns-persist)", args.command));
+                                           "account, rollover, dns-persist, forget)",
+                                           args.command));
     }
     if ((rc = a2_check_arity(&args, p)) != 0) {
         return rc;
@@ -924,6 +929,7 @@ static int a2_run(apr_pool_t *p, int argc, const char *const *argv)
     if (!strcmp(args.command, "revoke")) return a2_cmd_revoke(&a);
     if (!strcmp(args.command, "account")) return a2_cmd_account(&a);
     if (!strcmp(args.command, "dns-persist")) return a2_cmd_dns_persist(&a);
+    if (!strcmp(args.command, "forget")) return a2_cmd_forget(&a);
     return a2_cmd_rollover(&a);
 }
 

@@ -127,6 +127,8 @@ typedef struct {
 /* a2acme.c */
 void a2_err(const char *msg);
 int a2_usage_error(const char *msg);
+/* a2acme_ondemand.c */
+int a2_cmd_forget(a2_t *a);
 int a2_failed(apr_pool_t *p, const acme_result_t *res);
 const char *a2_time(apr_pool_t *p, apr_time_t t);
 void a2_print_json(json_t *doc);

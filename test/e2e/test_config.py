@@ -259,6 +259,16 @@ BAD = [
     ("api-rate-no-period", "ACMEApiRate 10\n", "ACMEApiRate 10", "e.g. 10/1h"),
     ("api-no-domain", "<ACMEApiClient p>\nACMEApiAuth ip 127.0.0.1\nACMEApiAllow a.test\n"
      "</ACMEApiClient>\n", "<ACMEApiClient p>", "add an ACMEDomain"),
+    ("ondemand-outside-vhost", "ACMEOnDemand on\n", "ACMEOnDemand on",
+     "belongs in the <VirtualHost> that catches the names"),
+    ("ondemand-ask-ftp", "ACMEOnDemandAsk ftp://127.0.0.1/x\n", "ACMEOnDemandAsk ftp://127.0.0.1/x",
+     "is not an http:// or https:// URL"),
+    ("ondemand-wait-word", "ACMEOnDemandWait soon\n", "ACMEOnDemandWait soon",
+     "not a wait of 0 to 60 seconds"),
+    ("ondemand-rate-word", "ACMEOnDemandRate lots\n", "ACMEOnDemandRate lots",
+     "expected COUNT/PERIOD"),
+    ("ondemand-max-negative", "ACMEOnDemandMax -1\n", "ACMEOnDemandMax -1",
+     "not a number of domains"),
 ]
 
 

@@ -7,6 +7,7 @@ more questions than ACMEOnDemandRate allows.
 The handshake that puts a name in the queue comes with hot activation's certificate callback;
 here the test queues names the way a child does (an empty "<name>.ondemand" in api-queue/)."""
 import http.server
+import subprocess
 import threading
 import time
 import uuid
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import harness
 from acme_site import site_config, wait_for_pebble_cert, new_orders, status
+
+A2ACME = harness.BUILD_DIR / "src" / "a2acme"
 
 
 class AskServer:
@@ -137,6 +140,19 @@ def test_ondemand_asks_orders_approved_names_and_bounds_a_flood(httpd, pebble, w
         time.sleep(2)
         assert len(ask.asked) == before
         assert len(new_orders(pebble)) == orders + 1
+
+        # a2acme forget: after the next restart the name is no longer a managed domain.
+        store = httpd.root / "acme"
+        res = subprocess.run([str(A2ACME), "--store", str(store), "forget", "yes1.od.test"],
+                             capture_output=True, text=True, timeout=30)
+        assert res.returncode == 0 and "forgotten" in res.stdout, res.stdout + res.stderr
+        res = subprocess.run([str(A2ACME), "--store", str(store), "forget", "yes1.od.test"],
+                             capture_output=True, text=True, timeout=30)
+        assert res.returncode == 1 and "is not an on-demand domain" in res.stderr, res.stderr
+        httpd.stop()
+        httpd.start()
+        wait(lambda: status(httpd)["domains"], 30, "no status", httpd)
+        assert not any(d.get("name") == "yes1.od.test" for d in status(httpd)["domains"])
     finally:
         ask.stop()
 

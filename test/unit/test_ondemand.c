@@ -18,6 +18,8 @@
 
 #include "acme_ondemand.h"
 #include "acme_ondemand_ask.h"
+#include "acme_ondemand_queue.h"
+#include "acme_store.h"
 #include "acme_seal.h"
 #include "unit_support.h"
 
@@ -225,6 +227,80 @@ static void test_ask_endpoint(void **state)
                         "http://h/a?domain=x%20y%26z");
 }
 
+/* ------------------------------------------------------------------ the request queue */
+
+static int has_name(const apr_array_header_t *names, const char *name)
+{
+    int i;
+
+    for (i = 0; i < names->nelts; ++i) {
+        if (!strcmp(APR_ARRAY_IDX(names, i, const char *), name)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void test_queue_put_and_take(void **state)
+{
+    unit_store_fixture_t *fx = unit_store_fixture_make("odqueue");
+    const char *q = apr_pstrcat(fx->pool, fx->store, "/" ACME_STORE_API_QUEUE, NULL);
+    acme_result_t res;
+    apr_array_header_t *names;
+    int dropped = -1;
+
+    (void)state;
+    acme_result_reset(&res);
+    assert_int_equal(acme_ondemand_queue_put(fx->pool, fx->store, "a.example", &res),
+                     APR_SUCCESS);
+    /* Asked twice before the worker came: one request. */
+    assert_int_equal(acme_ondemand_queue_put(fx->pool, fx->store, "a.example", &res),
+                     APR_SUCCESS);
+    assert_int_equal(acme_ondemand_queue_put(fx->pool, fx->store, "b.example", &res),
+                     APR_SUCCESS);
+    /* What another process of the User may leave: garbage, another spelling, a symlink,
+     * an IP literal, and the certificate API's own entries, which stay. */
+    unit_write_file(fx->pool, apr_pstrcat(fx->pool, q, "/bad..name.ondemand", NULL), "",
+                    APR_FPROT_UREAD | APR_FPROT_UWRITE);
+    unit_write_file(fx->pool, apr_pstrcat(fx->pool, q, "/B.Example.ondemand", NULL), "",
+                    APR_FPROT_UREAD | APR_FPROT_UWRITE);
+    unit_write_file(fx->pool, apr_pstrcat(fx->pool, q, "/127.0.0.1.ondemand", NULL), "",
+                    APR_FPROT_UREAD | APR_FPROT_UWRITE);
+    assert_int_equal(symlink("/etc/passwd", apr_pstrcat(fx->pool, q, "/c.example.ondemand",
+                                                        NULL)), 0);
+    unit_write_file(fx->pool, apr_pstrcat(fx->pool, q, "/x.example.renew", NULL), "",
+                    APR_FPROT_UREAD | APR_FPROT_UWRITE);
+
+    names = acme_ondemand_queue_take(fx->pool, fx->store, 100, 0, &dropped);
+    assert_int_equal(names->nelts, 3);
+    assert_true(has_name(names, "a.example") && has_name(names, "b.example"));
+    assert_true(has_name(names, "c.example"));      /* a name only: the link is not read */
+    assert_int_equal(dropped, 3);
+    assert_int_equal(access("/etc/passwd", R_OK), 0);
+    /* Taken entries are gone; the API's are not touched. */
+    assert_int_equal(acme_ondemand_queue_take(fx->pool, fx->store, 100, 0, NULL)->nelts, 0);
+    assert_int_equal(access(apr_pstrcat(fx->pool, q, "/x.example.renew", NULL), F_OK), 0);
+    unit_store_fixture_free(fx);
+}
+
+static void test_queue_take_is_bounded(void **state)
+{
+    unit_store_fixture_t *fx = unit_store_fixture_make("odqueue2");
+    acme_result_t res;
+    int i;
+
+    (void)state;
+    acme_result_reset(&res);
+    for (i = 0; i < 50; ++i) {
+        assert_int_equal(acme_ondemand_queue_put(fx->pool, fx->store,
+                                                 apr_psprintf(fx->pool, "n%d.example", i), &res),
+                         APR_SUCCESS);
+    }
+    assert_int_equal(acme_ondemand_queue_take(fx->pool, fx->store, 20, 0, NULL)->nelts, 20);
+    assert_int_equal(acme_ondemand_queue_take(fx->pool, fx->store, 100, 0, NULL)->nelts, 30);
+    unit_store_fixture_free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -235,6 +311,8 @@ int main(void)
         cmocka_unit_test(test_failed_orders_back_off_and_the_cap_holds),
         cmocka_unit_test(test_registry_round_trip_and_forgery),
         cmocka_unit_test(test_ask_endpoint),
+        cmocka_unit_test(test_queue_put_and_take),
+        cmocka_unit_test(test_queue_take_is_bounded),
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);
     return cmocka_run_group_tests_name("ondemand", tests, unit_setup_pool, unit_teardown_pool);
