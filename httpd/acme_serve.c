@@ -723,12 +723,19 @@ static int acme_serve_lists(const apr_array_header_t *list, const char *type)
 static void acme_serve_tls_prepare(apr_pool_t *pconf, const acme_conf_t *conf)
 {
     acme_serve_tls_t *tls = apr_pcalloc(pconf, sizeof(*tls));
+    const acme_worker_ondemand_t *od = acme_config_ondemand_get(pconf)->worker;
     int i;
 
     for (i = 0; conf->store && i < conf->domains->nelts; ++i) {
         const acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, const acme_domain_t *);
         tls->alpn |= acme_serve_lists(dom->policy.challenges, "tls-alpn-01");
         tls->sni |= acme_serve_lists(dom->policy.challenges, "tls-sni-01");
+    }
+    /* A name first seen on an on-demand vhost is ordered with that vhost's challenges. */
+    for (i = 0; od && conf->store && i < od->sites->nelts; ++i) {
+        const acme_worker_ondemand_site_t *site =
+            &APR_ARRAY_IDX(od->sites, i, acme_worker_ondemand_site_t);
+        tls->alpn |= acme_serve_lists(site->policy->challenges, "tls-alpn-01");
     }
     apr_pool_userdata_set(tls, ACME_SERVE_TLS_KEY, apr_pool_cleanup_null, pconf);
 }
@@ -803,9 +810,11 @@ static const char *acme_serve_tlsalpn01_answer(conn_rec *c, const acme_conf_t *c
         dom = acme_config_domain_for(conf, id.value);
     }
     if (!dom && id.type == ACME_IDENT_DNS
-        && acme_config_api_covers(acme_config_api_get(c->base_server->process->pconf),
-                                  id.value)) {
-        /* A certificate API order (issue 17): the worker wrote the answer if it chose this. */
+        && (acme_config_api_covers(acme_config_api_get(c->base_server->process->pconf),
+                                   id.value)
+            || acme_config_ondemand_get(c->base_server->process->pconf)->worker)) {
+        /* A certificate API order (issue 17) or an on-demand name's first order (issue 19):
+         * the worker wrote the answer if it chose this challenge. */
         return acme_challenge_tlsalpn01_get(c->pool, conf->store_dir, id.value, &pem)
                == APR_SUCCESS ? pem : NULL;
     }
