@@ -122,6 +122,9 @@ json_t *acme_status_domain(const acme_domain_t *dom, const acme_active_t *active
                                         ? job->ca_index % dom->policy.ca_urls->nelts : 0,
                                         const char *),
                     "certificates", certs);
+    if (out && dom->ondemand) {
+        json_object_set_new(out, "ondemand", json_true());  /* approved on demand (issue 19) */
+    }
     if (job) {
         json_t *j = acme_job_to_json(job);
         json_object_del(j, "order");

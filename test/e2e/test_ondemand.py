@@ -132,8 +132,11 @@ def test_ondemand_asks_orders_approved_names_and_bounds_a_flood(httpd, pebble, w
         log = httpd.log_text()
         assert "ACME09504: on-demand: yes1.od.test: the ask endpoint approves it" in log
         assert "ACME09504: on-demand: no1.od.test: the ask endpoint refuses it" in log
-        wait(lambda: any(d.get("name") == "yes1.od.test" for d in status(httpd)["domains"]),
-             30, "yes1.od.test not in the status", httpd)
+        wait(lambda: any(d.get("name") == "yes1.od.test" and d.get("ondemand")
+                         for d in status(httpd)["domains"]),
+             30, "yes1.od.test not in the status as an on-demand domain", httpd)
+        assert not [d for d in status(httpd)["domains"] if d["name"] == "site.test"
+                    and d.get("ondemand")]
 
         orders += 1
         # A flood of random names: at most the rate's remaining 2 questions, no order.
