@@ -18,6 +18,7 @@
 #include "acme_http.h"
 #include "acme_modstatus.h"
 #include "acme_serve.h"
+#include "acme_serve_ondemand.h"
 #include "acme_serve_metrics.h"
 #include "acme_supervise.h"
 
@@ -54,9 +55,8 @@ static int acme_post_config_last(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t
 
 static void acme_child_init(apr_pool_t *p, server_rec *s)
 {
-    (void)p;
-    (void)s;
     acme_supervise_child();
+    acme_serve_ondemand_child_init(p, s);
 }
 
 static void acme_register_hooks(apr_pool_t *p)
