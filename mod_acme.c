@@ -13,6 +13,7 @@
 
 #include "acme_config.h"
 #include "acme_config_api.h"
+#include "acme_config_cluster.h"
 #include "acme_api_serve.h"
 #include "acme_http.h"
 #include "acme_modstatus.h"
@@ -25,8 +26,9 @@ static int acme_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *pt
 {
     int rv = acme_config_check(pconf, ptemp, s);
     int api = acme_config_api_check(pconf, s);
+    int cluster = acme_config_cluster_check(pconf, s);
 
-    return rv != OK ? rv : api;
+    return rv != OK ? rv : api != OK ? api : cluster;
 }
 
 static int acme_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,

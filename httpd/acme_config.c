@@ -16,6 +16,7 @@
 
 #include "acme_config.h"
 #include "acme_config_api.h"
+#include "acme_config_cluster.h"
 #include "acme_config_int.h"
 #include "acme_crypto.h"
 #include "acme_plan.h"
@@ -972,6 +973,16 @@ const command_rec acme_config_cmds[] = {
                   "(default 60s)"),
     AP_INIT_TAKE1("ACMEApiRate", acme_config_api_cmd_rate, NULL, RSRC_CONF,
                   "requests per client and period, e.g. 10/1h"),
+    /* clustering through etcd (issue 16): httpd/acme_config_cluster.c */
+    AP_INIT_TAKE_ARGV("ACMECluster", acme_config_cluster_cmd_cluster, NULL, RSRC_CONF,
+                      "etcd endpoint[,endpoint...] [prefix=/mod_acme]: share certificates "
+                      "and orders with the other nodes"),
+    AP_INIT_TAKE3("ACMEClusterTLS", acme_config_cluster_cmd_tls, NULL, RSRC_CONF,
+                  "client-cert client-key ca-file: TLS client authentication to etcd"),
+    AP_INIT_TAKE1("ACMEClusterKey", acme_config_cluster_cmd_key, NULL, RSRC_CONF,
+                  "root-only file of at least 32 bytes: seals private keys before etcd"),
+    AP_INIT_TAKE1("ACMEClusterNode", acme_config_cluster_cmd_node, NULL, RSRC_CONF,
+                  "this node's name in etcd, the status and logs (default: host name)"),
     { .name = NULL },
 };
 

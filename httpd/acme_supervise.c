@@ -25,6 +25,7 @@
 
 #include "acme_activate.h"
 #include "acme_batch.h"
+#include "acme_config_cluster.h"
 #include "acme_job.h"
 #include "acme_perms.h"
 #include "acme_plan.h"
@@ -147,6 +148,7 @@ static void acme_supervise_worker_main(acme_supervisor_t *sup)
         .ari_off = sup->conf->ari_off,
         .warn_window = sup->conf->warn_window,
         .notify_argv = sup->conf->notify_argv,
+        .cluster = acme_config_cluster_worker(sup->pconf),
         .log = acme_supervise_worker_log,
         .log_baton = sup->s,
     };

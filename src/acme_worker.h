@@ -7,6 +7,8 @@
 #include <apr_tables.h>
 #include <apr_time.h>
 
+#include "acme_cluster.h"
+
 /*
  * The renewal worker: one run looks at every managed domain, drives the due
  * ones through ACME concurrently, leaves new certificates in staging/ and
@@ -50,6 +52,7 @@ typedef struct {
     int ari_off;                        /* ACMERenewalInfo off; else ARI when the CA offers it */
     const char *warn_window;            /* ACMEWarnWindow ("10%", "2d"); NULL: 10 % */
     const apr_array_header_t *notify_argv; /* ACMENotifyCommand (const char *); NULL: none */
+    const acme_cluster_config_t *cluster; /* ACMECluster (issue 16); NULL: a node of its own */
     acme_worker_log_fn *log;
     void *log_baton;
 } acme_worker_config_t;

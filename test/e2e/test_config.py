@@ -257,6 +257,19 @@ BAD = [
      "</ACMEApiClient>\n", "ACMEApiAllow a*.example.org", "whole first label"),
     ("api-wait-word", "ACMEApiWait soon\n", "ACMEApiWait soon", "not a wait of 0 to 10 minutes"),
     ("api-rate-no-period", "ACMEApiRate 10\n", "ACMEApiRate 10", "e.g. 10/1h"),
+    # --- the cluster (issue 16); key file permissions and length: test_cluster.py
+    ("cluster-no-port", "ACMECluster etcd http://127.0.0.1\n", "ACMECluster etcd http://127.0.0.1",
+     "needs a host and a port"),
+    ("cluster-no-scheme", "ACMECluster etcd 127.0.0.1:2379\n", "ACMECluster etcd 127.0.0.1:2379",
+     "is no etcd endpoint"),
+    ("cluster-no-key", "ACMECluster etcd http://127.0.0.1:2379\n",
+     "ACMECluster etcd http://127.0.0.1:2379", "a cluster needs ACMEClusterKey"),
+    ("cluster-tls-missing", "ACMEClusterTLS @WORK@/c.pem @WORK@/k.pem @WORK@/ca.pem\n",
+     "ACMEClusterTLS @WORK@/c.pem @WORK@/k.pem @WORK@/ca.pem", "is not a readable file"),
+    ("cluster-key-missing", "ACMEClusterKey @WORK@/none.key\n", "ACMEClusterKey @WORK@/none.key",
+     "openssl rand -base64 32"),
+    ("cluster-node-bad", "ACMEClusterNode a/b\n", "ACMEClusterNode a/b",
+     "only letters, digits"),
     ("api-no-domain", "<ACMEApiClient p>\nACMEApiAuth ip 127.0.0.1\nACMEApiAllow a.test\n"
      "</ACMEApiClient>\n", "<ACMEApiClient p>", "add an ACMEDomain"),
 ]
