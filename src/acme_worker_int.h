@@ -113,6 +113,7 @@ typedef struct {
                                          * directory and nonces the order threads share, in
                                          * shared_pool, under lock */
     apr_pool_t *shared_pool;            /* its own allocator (acme_worker_pool_make) */
+    struct acme_worker_cluster_t *cluster; /* ACMECluster (acme_worker_cluster.c); NULL: off */
 } acme_worker_t;
 
 typedef struct {
@@ -124,6 +125,8 @@ typedef struct {
     acme_job_t *job;
     acme_client_t *client;
     const char *pending_dir;
+    struct acme_etcd_t *etcd;           /* cluster: this order's etcd client, else NULL */
+    apr_int64_t cluster_token;          /* cluster: the domain's lock held (fencing), else 0 */
 } acme_worker_run_t;
 
 /* acme_worker.c */
@@ -153,6 +156,21 @@ apr_status_t acme_worker_account(acme_worker_run_t *run, acme_result_t *res);
 apr_status_t acme_worker_answer(acme_worker_run_t *run, acme_order_t *order,
                                 acme_result_t *res);
 int acme_worker_stop_requested(void);
+
+/* acme_worker_order.c: the pending set becomes staging/<name>/ (with the worker's proof) */
+apr_status_t acme_worker_stage(acme_worker_run_t *run, acme_result_t *res);
+
+/* acme_worker_cluster.c: clustering through etcd (issue 16); each does nothing when off */
+typedef struct acme_worker_cluster_t acme_worker_cluster_t;
+void acme_worker_cluster_open(acme_worker_t *w);
+void acme_worker_cluster_fetch(acme_worker_t *w);
+void acme_worker_cluster_close(acme_worker_t *w);
+apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *res);
+void acme_worker_cluster_release(acme_worker_run_t *run);
+void acme_worker_cluster_order_url(acme_worker_run_t *run, const char *url);
+void acme_worker_cluster_key_keep(acme_worker_run_t *run, const acme_keyspec_t *spec,
+                                  const char *pem);
+void acme_worker_cluster_publish(acme_worker_run_t *run);
 
 /* acme_worker_api.c: the certificate API's queued CSRs (issue 17) */
 void acme_worker_api_run(acme_worker_t *w);

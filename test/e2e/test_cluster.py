@@ -3,13 +3,22 @@
 Configuration: ACMECluster and its companions are refused by configtest with file, line and the
 fix (bad endpoints, a cluster key readable by others or too short); without ACMECluster nothing
 changes. The directive-by-directive bad usages are in test_config.py's table.
+
+Nodes: real httpd instances, each with its own ServerRoot and store, sharing a real 3-member
+etcd cluster (etcd_cluster.EtcdCluster) and one Pebble. Until challenge sharing exists, Pebble
+runs with PEBBLE_VA_ALWAYS_VALID=1 (validation always succeeds), so the nodes listen on their
+own ports on 127.0.0.1 instead of 127.0.0.2/.3/.4 with the same ports.
 """
 import os
 import re
+import shutil
+import subprocess
 
 import pytest
 
 import harness
+from acme_site import new_orders, serial_of, served_cert, site_config, wait_for_pebble_cert
+from etcd_cluster import EtcdCluster
 
 KEY_TEXT = "q0mXv7cY4l2f9J0o0b6Zq8n3h1x5r7t9w2e4u6i8o0p=\n"     # openssl rand -base64 32
 
@@ -79,3 +88,102 @@ def test_key_without_cluster_is_refused(httpd_alone):
     httpd_alone.write_config(f"ACMEClusterKey {key}\n")
     rc, out = httpd_alone.configtest()
     assert rc != 0 and "ACME12001" in out, out
+
+
+# ---------------------------------------------------------------- nodes sharing etcd
+
+NAMES = [["a.cluster.test", "www.a.cluster.test"], ["b.cluster.test"], ["c.cluster.test"],
+         ["d.cluster.test"]]
+
+
+@pytest.fixture
+def etcd(workdir):
+    cluster = EtcdCluster(workdir)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pebble_valid(workdir):
+    server = harness.Pebble(workdir, {"env": {"PEBBLE_VA_ALWAYS_VALID": "1"}})
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def nodes(workdir):
+    started = []
+
+    def make(name, pebble, etcd):
+        node_dir = os.path.join(str(workdir), name)
+        os.makedirs(node_dir)
+        node = harness.Httpd(node_dir)
+        key = write_key(workdir, name="cluster.key") if not os.path.exists(
+            os.path.join(str(workdir), "cluster.key")) else os.path.join(str(workdir),
+                                                                        "cluster.key")
+        node.write_config(site_config(node, pebble, NAMES, extra=(
+            f"ACMECluster etcd {etcd.endpoints}\nACMEClusterKey {key}\n"
+            f"ACMEClusterNode {name}\n")))
+        started.append(node)
+        return node.start()
+
+    try:
+        yield make
+    finally:
+        for node in started:
+            node.stop()
+
+
+def serials(node):
+    out = {}
+    for names in NAMES:
+        text = wait_for_pebble_cert(node, names, timeout=90)
+        out[names[0]] = serial_of(text)
+    return out
+
+
+def etcd_values(etcd):
+    """Every key and value under the prefix, read back through etcdctl."""
+    res = etcd.etcdctl("get", "--prefix", "/mod_acme")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    return dict(zip(lines[0::2], lines[1::2]))
+
+
+def test_nodes_share_one_order_per_certificate(workdir, etcd, pebble_valid, nodes):
+    n1 = nodes("n1", pebble_valid, etcd)
+    n2 = nodes("n2", pebble_valid, etcd)
+    s1, s2 = serials(n1), serials(n2)
+    assert s1 == s2, (s1, s2)
+    assert len(set(s1.values())) == len(NAMES)
+    # each certificate ordered exactly once, cluster-wide
+    assert len(new_orders(pebble_valid)) == len(NAMES), pebble_valid.requests()
+    # etcd holds every chain and no plaintext private key
+    kv = etcd_values(etcd)
+    for names in NAMES:
+        assert f"/mod_acme/certs/{names[0]}/record" in kv, sorted(kv)
+    keys = {k: v for k, v in kv.items() if k.endswith("/key")}
+    assert len(keys) == len(NAMES), sorted(kv)
+    assert all(v.startswith("acme-vault-v1:") for v in keys.values()), keys
+    assert not any("PRIVATE KEY" in v for v in kv.values())
+    assert not any(k.startswith("/mod_acme/locks/") for k in kv), sorted(kv)
+
+    # one etcd member stopped: a node joining now gets everything and orders nothing
+    etcd.stop_member(etcd.members[0])
+    n3 = nodes("n3", pebble_valid, etcd)
+    assert serials(n3) == s1
+    assert len(new_orders(pebble_valid)) == len(NAMES)
+    assert "ACME12013" in n3.log_text()          # staged from etcd
+
+    # every member stopped: the nodes keep serving; the worker says etcd is unusable
+    etcd.stop()
+    n2.graceful()
+    harness.wait_for(lambda: "ACME12010" in n2.log_text(), 30, "n2's worker to report etcd down")
+    for node in (n1, n2, n3):
+        assert node.running()
+        for names in NAMES:
+            assert serial_of(served_cert(node, names[0])) == s1[names[0]]
