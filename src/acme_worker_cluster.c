@@ -108,7 +108,8 @@ void acme_worker_cluster_open(acme_worker_t *w)
     cl = apr_pcalloc(w->pool, sizeof(*cl));
     cl->cfg = cfg;
     cl->opts = (acme_etcd_options_t){
-        .endpoints = cfg->endpoints, .prefix = cfg->prefix, .client_cert = cfg->client_cert,
+        .endpoints = cfg->endpoints, .prefix = apr_pstrcat(w->pool, cfg->prefix, "/", NULL),
+        .client_cert = cfg->client_cert,
         .client_key = cfg->client_key, .ca_file = cfg->ca_file,
         .timeout = ACME_WORKER_CLUSTER_TIMEOUT,
     };

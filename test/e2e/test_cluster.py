@@ -9,6 +9,8 @@ etcd cluster (etcd_cluster.EtcdCluster) and one Pebble. Until challenge sharing 
 runs with PEBBLE_VA_ALWAYS_VALID=1 (validation always succeeds), so the nodes listen on their
 own ports on 127.0.0.1 instead of 127.0.0.2/.3/.4 with the same ports.
 """
+import base64
+import json
 import os
 import re
 import shutil
@@ -148,10 +150,11 @@ def serials(node):
 
 def etcd_values(etcd):
     """Every key and value under the prefix, read back through etcdctl."""
-    res = etcd.etcdctl("get", "--prefix", "/mod_acme")
+    res = etcd.etcdctl("get", "--prefix", "/mod_acme/", "-w", "json")
     assert res.returncode == 0, res.stderr
-    lines = res.stdout.splitlines()
-    return dict(zip(lines[0::2], lines[1::2]))
+    kvs = json.loads(res.stdout).get("kvs", [])
+    return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode()
+            for kv in kvs}
 
 
 def test_nodes_share_one_order_per_certificate(workdir, etcd, pebble_valid, nodes):
