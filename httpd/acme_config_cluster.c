@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 
 #include "acme_config_cluster.h"
+#include "acme_store.h"
 #include "acme_vault.h"
 
 APLOG_USE_MODULE(acme);
@@ -221,4 +222,28 @@ int acme_config_cluster_check(apr_pool_t *pconf, server_rec *s)
                                                                  : "node";
     }
     return errors ? HTTP_INTERNAL_SERVER_ERROR : OK;
+}
+
+void acme_config_cluster_status(apr_pool_t *pconf, apr_pool_t *p, const acme_store_t *st,
+                                json_t *out)
+{
+    const acme_cluster_config_t *cfg = acme_config_cluster_worker(pconf);
+    const char *path;
+    json_t *json = NULL;
+    acme_result_t res;
+
+    if (!cfg || !st) {
+        return;
+    }
+    path = acme_store_path(p, st, ACME_STORE_JOBS, "cluster.json", NULL);
+    acme_result_reset(&res);
+    if (!path || acme_store_read_json(p, path, &json, &res) != APR_SUCCESS
+        || !json_is_object(json)) {
+        json = json_pack("{s:s, s:{s:n}}", "node", cfg->node, "etcd", "healthy");
+    }
+    else {
+        json = json_deep_copy(json);
+        json_object_set_new(json, "node", json_string(cfg->node));
+    }
+    json_object_set_new(out, "cluster", json);
 }

@@ -10,7 +10,10 @@
 #include <httpd.h>
 #include <http_config.h>
 
+#include <jansson.h>
+
 #include "acme_cluster.h"
+#include "acme_store.h"
 
 typedef struct {
     int on;                             /* ACMECluster was given */
@@ -31,6 +34,14 @@ const char *acme_config_cluster_cmd_tls(cmd_parms *cmd, void *dc, const char *ce
                                         const char *key, const char *ca);
 const char *acme_config_cluster_cmd_key(cmd_parms *cmd, void *dc, const char *path);
 const char *acme_config_cluster_cmd_node(cmd_parms *cmd, void *dc, const char *name);
+
+/*
+ * The status JSON's "cluster" section into out (nothing without ACMECluster): the node's name
+ * and what its worker last saw (jobs/cluster.json: live nodes, etcd's health, per domain the
+ * lock holder and the serial in etcd). Read only, never trusted: jobs/ is the User's.
+ */
+void acme_config_cluster_status(apr_pool_t *pconf, apr_pool_t *p, const acme_store_t *st,
+                                json_t *out);
 
 /* The whole-configuration check (configtest): OK, or !OK with every problem logged. */
 int acme_config_cluster_check(apr_pool_t *pconf, server_rec *s);

@@ -26,6 +26,7 @@
 #include "acme_selfcheck.h"
 #include "acme_serve.h"
 #include "acme_config_api.h"
+#include "acme_config_cluster.h"
 #include "acme_status.h"
 #include "acme_serve_metrics.h"
 #include "acme_supervise.h"
@@ -639,6 +640,7 @@ static json_t *acme_serve_status_all(request_rec *r, acme_conf_t *conf)
                             "accounts", acme_serve_status_accounts(r, conf, NULL));
 
     json_object_set_new(out, "worker", acme_serve_worker_state(r->pool, conf));
+    acme_config_cluster_status(r->server->process->pconf, r->pool, conf->store, out);
     return out;
 }
 

@@ -71,10 +71,20 @@ static void *APR_THREAD_FUNC acme_worker_cluster_keeper(apr_thread_t *thread, vo
     return NULL;
 }
 
+static long acme_worker_cluster_presence_ttl(const acme_worker_t *w)
+{
+    apr_interval_time_t interval = w->cfg->check_interval ? w->cfg->check_interval
+                                                           : ACME_WORKER_DEFAULT_INTERVAL;
+    long ttl = (long)apr_time_sec(interval) * 2;
+
+    return ttl < 120 ? 120 : ttl > 86400 * 2 ? 86400 * 2 : ttl;
+}
+
 static apr_status_t acme_worker_cluster_connect(acme_worker_t *w, acme_worker_cluster_t *cl,
                                                 acme_result_t *res)
 {
     const char *presence;
+    apr_int64_t seen = 0;
     apr_status_t rv;
 
     if ((rv = acme_worker_cluster_etcd(cl, w->pool, &cl->etcd, res)) != APR_SUCCESS
@@ -82,12 +92,16 @@ static apr_status_t acme_worker_cluster_connect(acme_worker_t *w, acme_worker_cl
                                        res)) != APR_SUCCESS) {
         return rv;
     }
-    presence = apr_psprintf(w->pool, "{\"node\":\"%s\",\"since\":%" APR_INT64_T_FMT
+    /* Presence outlives the run: until two check intervals passed without a run. */
+    presence = apr_psprintf(w->pool, "{\"node\":\"%s\",\"seen\":%" APR_INT64_T_FMT
                             ",\"vault\":\"%s\"}", cl->cfg->node,
                             (apr_int64_t)apr_time_sec(apr_time_now()),
                             acme_vault_id(cl->vault));
-    rv = acme_etcd_put(cl->etcd, w->pool, acme_cluster_key_node(w->pool, cl->cfg->node),
-                       presence, strlen(presence), cl->lease, res);
+    if ((rv = acme_etcd_lease_grant(cl->etcd, w->pool, acme_worker_cluster_presence_ttl(w),
+                                    &seen, res)) == APR_SUCCESS) {
+        rv = acme_etcd_put(cl->etcd, w->pool, acme_cluster_key_node(w->pool, cl->cfg->node),
+                           presence, strlen(presence), seen, res);
+    }
     if (rv == APR_SUCCESS
         && apr_thread_create(&cl->keeper, NULL, acme_worker_cluster_keeper, cl, w->pool)
            != APR_SUCCESS) {
@@ -130,23 +144,6 @@ void acme_worker_cluster_open(acme_worker_t *w)
                             acme_etcd_endpoint(cl->etcd), acme_vault_id(cl->vault)));
 }
 
-void acme_worker_cluster_close(acme_worker_t *w)
-{
-    acme_worker_cluster_t *cl = w->cluster;
-    apr_status_t trv;
-    acme_result_t res;
-
-    if (!cl || !cl->up) {
-        return;
-    }
-    cl->stop = 1;
-    if (cl->keeper) {
-        apr_thread_join(&trv, cl->keeper);
-    }
-    /* Every lock of the run goes with the lease: a failed order is free for any node. */
-    acme_result_reset(&res);
-    acme_etcd_lease_revoke(cl->etcd, w->pool, cl->lease, &res);
-}
 
 /* ------------------------------------------------------------------ certificates from etcd */
 
@@ -591,4 +588,97 @@ void acme_worker_cluster_publish(acme_worker_run_t *run)
     acme_worker_log(run->w, ACME_LOG_INFO, apr_psprintf(run->p, "ACME12019: %s: "
                             "certificate %s published in etcd for the other nodes", dom->name,
                             rec.serial));
+}
+
+/* ------------------------------------------------------------------ status */
+
+/* Per domain of ours: who holds its lock now, and the serial etcd has. */
+static json_t *acme_worker_cluster_domains(acme_worker_t *w, apr_pool_t *p, acme_result_t *res)
+{
+    acme_worker_cluster_t *cl = w->cluster;
+    json_t *out = json_object();
+    int i;
+
+    for (i = 0; i < w->items->nelts && cl->up; ++i) {
+        const acme_domain_t *dom = APR_ARRAY_IDX(w->items, i, acme_worker_item_t).dom;
+        acme_cluster_record_t *rec = NULL;
+        acme_etcd_kv_t *lock = NULL;
+        if (acme_etcd_get(cl->etcd, p, acme_cluster_key_lock(p, dom->name), &lock, NULL, res)
+            != APR_SUCCESS
+            || acme_worker_cluster_record(w, cl->etcd, p, dom, &rec, res) != APR_SUCCESS) {
+            cl->up = 0;
+            cl->down_reason = apr_pstrdup(w->pool, acme_result_describe(res, p));
+            break;
+        }
+        json_object_set_new(out, dom->name, json_pack("{s:s?, s:s?}", "holder",
+                                                      lock ? lock->value : NULL,
+                                                      "serial", rec ? rec->serial : NULL));
+    }
+    return out;
+}
+
+/* The nodes whose presence key is alive. */
+static json_t *acme_worker_cluster_nodes(acme_worker_t *w, apr_pool_t *p, acme_result_t *res)
+{
+    apr_array_header_t *kvs = NULL;
+    json_t *out = json_array();
+    int i;
+
+    if (w->cluster->up && acme_etcd_list(w->cluster->etcd, p, "nodes/", &kvs, NULL, res)
+                          == APR_SUCCESS) {
+        for (i = 0; i < kvs->nelts; ++i) {
+            json_array_append_new(out, json_string(APR_ARRAY_IDX(kvs, i, acme_etcd_kv_t).key
+                                                   + strlen("nodes/")));
+        }
+    }
+    return out;
+}
+
+/*
+ * jobs/cluster.json for the status page's "cluster" section: this node, the live nodes, etcd's
+ * health as this run saw it, per domain the lock holder and the serial in etcd. Shown only.
+ */
+static void acme_worker_cluster_note(acme_worker_t *w)
+{
+    acme_worker_cluster_t *cl = w->cluster;
+    apr_pool_t *p = NULL;
+    acme_result_t res;
+    json_t *json, *nodes, *domains;
+
+    apr_pool_create(&p, w->pool);
+    acme_result_reset(&res);
+    nodes = acme_worker_cluster_nodes(w, p, &res);
+    domains = acme_worker_cluster_domains(w, p, &res);
+    json = json_pack("{s:s, s:s, s:o, s:o, s:{s:b, s:s?, s:s?, s:I}}", "node", cl->cfg->node,
+                     "prefix", cl->cfg->prefix, "nodes", nodes, "domains", domains, "etcd",
+                     "healthy", cl->up, "endpoint", cl->etcd ? acme_etcd_endpoint(cl->etcd) : NULL,
+                     "error", cl->up ? NULL : cl->down_reason,
+                     "checked", (json_int_t)apr_time_sec(apr_time_now()));
+    acme_result_reset(&res);
+    acme_store_write_json(p, acme_store_path(p, w->store, ACME_STORE_JOBS, "cluster.json", NULL),
+                          json, ACME_PERMS_0644, &res);
+    json_decref(json);
+    apr_pool_destroy(p);
+}
+
+void acme_worker_cluster_close(acme_worker_t *w)
+{
+    acme_worker_cluster_t *cl = w->cluster;
+    apr_status_t trv;
+    acme_result_t res;
+
+    if (!cl) {
+        return;
+    }
+    acme_worker_cluster_note(w);
+    cl->stop = 1;
+    if (cl->keeper) {
+        apr_thread_join(&trv, cl->keeper);
+        cl->keeper = NULL;
+    }
+    /* Every lock of the run goes with the lease: a failed order is free for any node. */
+    acme_result_reset(&res);
+    if (cl->lease) {
+        acme_etcd_lease_revoke(cl->etcd, w->pool, cl->lease, &res);
+    }
 }

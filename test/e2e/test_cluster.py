@@ -19,7 +19,8 @@ import subprocess
 import pytest
 
 import harness
-from acme_site import new_orders, serial_of, served_cert, site_config, wait_for_pebble_cert
+from acme_site import (new_orders, serial_of, served_cert, site_config, status,
+                       wait_for_pebble_cert)
 from etcd_cluster import EtcdCluster
 
 KEY_TEXT = "q0mXv7cY4l2f9J0o0b6Zq8n3h1x5r7t9w2e4u6i8o0p=\n"     # openssl rand -base64 32
@@ -174,6 +175,14 @@ def test_nodes_share_one_order_per_certificate(workdir, etcd, pebble_valid, node
     assert all(v.startswith("acme-vault-v1:") for v in keys.values()), keys
     assert not any("PRIVATE KEY" in v for v in kv.values())
     assert not any(k.startswith("/mod_acme/locks/") for k in kv), sorted(kv)
+    # the status page's cluster section: this node, the live nodes, etcd, per domain etcd's serial
+    harness.wait_for(lambda: status(n1).get("cluster", {}).get("domains"), 30, "n1's cluster status")
+    cl = status(n1)["cluster"]
+    assert cl["node"] == "n1" and cl["etcd"]["healthy"] is True, cl
+    assert {"n1", "n2"} <= set(cl["nodes"]), cl
+    for names in NAMES:
+        assert cl["domains"][names[0]]["serial"].lower().lstrip("0") == \
+            s1[names[0]].lstrip("0"), cl
 
     # one etcd member stopped: a node joining now gets everything and orders nothing
     etcd.stop_member(etcd.members[0])
@@ -186,6 +195,8 @@ def test_nodes_share_one_order_per_certificate(workdir, etcd, pebble_valid, node
     etcd.stop()
     n2.graceful()
     harness.wait_for(lambda: "ACME12010" in n2.log_text(), 30, "n2's worker to report etcd down")
+    harness.wait_for(lambda: status(n2)["cluster"]["etcd"].get("healthy") is False, 30,
+                     "n2's status to show etcd down")
     for node in (n1, n2, n3):
         assert node.running()
         for names in NAMES:
