@@ -26,6 +26,9 @@ static apr_status_t acme_config_cluster_wipe(void *data)
     if (cl->cfg.secret) {
         OPENSSL_cleanse((void *)cl->cfg.secret, cl->cfg.secret_len);
     }
+    if (cl->cfg.client_key_pem) {
+        OPENSSL_cleanse((void *)cl->cfg.client_key_pem, cl->cfg.client_key_pem_len);
+    }
     return APR_SUCCESS;
 }
 
@@ -102,6 +105,35 @@ static const char *acme_config_cluster_file(cmd_parms *cmd, const char *what, co
     return NULL;
 }
 
+/* The client key's content, read now as root: the worker reaches etcd as the User. */
+static const char *acme_config_cluster_key_pem(cmd_parms *cmd, acme_config_cluster_t *cl)
+{
+    apr_file_t *f = NULL;
+    apr_finfo_t fi;
+    apr_size_t n;
+    char *buf;
+
+    if (apr_file_open(&f, cl->cfg.client_key, APR_FOPEN_READ, 0, cmd->temp_pool) != APR_SUCCESS
+        || apr_file_info_get(&fi, APR_FINFO_SIZE, f) != APR_SUCCESS || fi.size <= 0
+        || fi.size > 65536) {
+        if (f) {
+            apr_file_close(f);
+        }
+        return apr_psprintf(cmd->pool, "ACMEClusterTLS: the client key %s cannot be read or is "
+                            "not a PEM key of at most 64 KiB", cl->cfg.client_key);
+    }
+    n = (apr_size_t)fi.size;
+    buf = apr_palloc(cmd->pool, n + 1);
+    if (apr_file_read_full(f, buf, n, &n) != APR_SUCCESS) {
+        n = 0;
+    }
+    apr_file_close(f);
+    buf[n] = '\0';
+    cl->cfg.client_key_pem = buf;
+    cl->cfg.client_key_pem_len = n;
+    return n ? NULL : "ACMEClusterTLS: the client key cannot be read";
+}
+
 const char *acme_config_cluster_cmd_tls(cmd_parms *cmd, void *dc, const char *cert,
                                         const char *key, const char *ca)
 {
@@ -111,8 +143,9 @@ const char *acme_config_cluster_cmd_tls(cmd_parms *cmd, void *dc, const char *ce
     (void)dc;
     if (!err && !(err = acme_config_cluster_file(cmd, "client certificate", cert,
                                                  &cl->cfg.client_cert))
-        && !(err = acme_config_cluster_file(cmd, "client key", key, &cl->cfg.client_key))) {
-        err = acme_config_cluster_file(cmd, "CA file", ca, &cl->cfg.ca_file);
+        && !(err = acme_config_cluster_file(cmd, "client key", key, &cl->cfg.client_key))
+        && !(err = acme_config_cluster_file(cmd, "CA file", ca, &cl->cfg.ca_file))) {
+        err = acme_config_cluster_key_pem(cmd, cl);
     }
     return err;
 }

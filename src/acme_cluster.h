@@ -30,6 +30,8 @@ typedef struct {
     const char *prefix;                 /* "/mod_acme" */
     const char *client_cert;            /* ACMEClusterTLS; NULL: none */
     const char *client_key;
+    const char *client_key_pem;         /* its content, read as root (the worker is the User) */
+    apr_size_t client_key_pem_len;
     const char *ca_file;
     const unsigned char *secret;        /* ACMEClusterKey's bytes, read as root; never logged */
     apr_size_t secret_len;

@@ -123,8 +123,9 @@ void acme_worker_cluster_open(acme_worker_t *w)
     cl->cfg = cfg;
     cl->opts = (acme_etcd_options_t){
         .endpoints = cfg->endpoints, .prefix = apr_pstrcat(w->pool, cfg->prefix, "/", NULL),
-        .client_cert = cfg->client_cert,
-        .client_key = cfg->client_key, .ca_file = cfg->ca_file,
+        .client_cert = cfg->client_cert, .client_key = cfg->client_key,
+        .client_key_pem = cfg->client_key_pem, .client_key_pem_len = cfg->client_key_pem_len,
+        .ca_file = cfg->ca_file,
         .timeout = ACME_WORKER_CLUSTER_TIMEOUT,
     };
     w->cluster = cl;
