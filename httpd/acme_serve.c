@@ -27,6 +27,7 @@
 #include "acme_serve.h"
 #include "acme_config_api.h"
 #include "acme_config_cluster.h"
+#include "acme_serve_cluster.h"
 #include "acme_status.h"
 #include "acme_serve_metrics.h"
 #include "acme_supervise.h"
@@ -475,8 +476,9 @@ int acme_serve_http01(request_rec *r)
         return HTTP_METHOD_NOT_ALLOWED;
     }
     if (!acme_challenge_token_valid(token)
-        || acme_challenge_http01_get(r->pool, conf->store_dir, r->hostname, token, &key_authz,
-                                     &len) != APR_SUCCESS) {
+        || (acme_challenge_http01_get(r->pool, conf->store_dir, r->hostname, token, &key_authz,
+                                      &len) != APR_SUCCESS
+            && acme_serve_cluster_http01(r, token, &key_authz, &len) != APR_SUCCESS)) {
         return HTTP_NOT_FOUND;
     }
     ap_set_content_type(r, "text/plain");

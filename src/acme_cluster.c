@@ -128,6 +128,11 @@ const char *acme_cluster_key_node(apr_pool_t *p, const char *name)
     return apr_pstrcat(p, "nodes/", name, NULL);
 }
 
+const char *acme_cluster_key_http01(apr_pool_t *p, const char *token)
+{
+    return apr_pstrcat(p, "challenges/http-01/", token, NULL);
+}
+
 const char *acme_cluster_key_domain(apr_pool_t *p, const char *key)
 {
     const char *slash;

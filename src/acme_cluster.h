@@ -19,6 +19,7 @@
  *   certs/<domain>/<spec>/chain    the issued chain, PEM
  *   certs/<domain>/<spec>/key      the private key, sealed with acme_vault (AAD: this key)
  *   nodes/<name>                   node presence, bound to the node's lease
+ *   challenges/http-01/<token>     a key authorization being validated, bound to the run lease
  */
 
 #define ACME_CLUSTER_PREFIX_DEFAULT "/mod_acme"
@@ -59,6 +60,8 @@ const char *acme_cluster_key_record(apr_pool_t *p, const char *domain);
 const char *acme_cluster_key_cert(apr_pool_t *p, const char *domain, const char *spec,
                                   const char *what);
 const char *acme_cluster_key_node(apr_pool_t *p, const char *name);
+/* An http-01 key authorization any node serves (public by design: the CA fetches it in clear). */
+const char *acme_cluster_key_http01(apr_pool_t *p, const char *token);
 /* The domain a "certs/<domain>/..." key belongs to, or NULL. */
 const char *acme_cluster_key_domain(apr_pool_t *p, const char *key);
 

@@ -126,6 +126,7 @@ static void acme_worker_withdraw(acme_worker_run_t *run, const apr_array_header_
         }
         else {
             acme_challenge_http01_remove(run->p, store_dir, a->name, a->token);
+            acme_worker_cluster_http01(run, a->token, NULL);
         }
     }
 }
@@ -149,6 +150,7 @@ static apr_status_t acme_worker_publish(acme_worker_run_t *run, const acme_clien
     if (!strcmp(chal->type, "tls-sni-01")) {
         return acme_challenge_tlssni01_put(run->p, store_dir, key_authz, &a->name, res);
     }
+    acme_worker_cluster_http01(run, chal->token, key_authz);  /* any node answers it */
     return acme_challenge_http01_put(run->p, store_dir, authz->identifier.value, chal->token,
                                      key_authz, res);
 }

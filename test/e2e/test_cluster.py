@@ -5,9 +5,11 @@ fix (bad endpoints, a cluster key readable by others or too short); without ACME
 changes. The directive-by-directive bad usages are in test_config.py's table.
 
 Nodes: real httpd instances, each with its own ServerRoot and store, sharing a real 3-member
-etcd cluster (etcd_cluster.EtcdCluster) and one Pebble. Until challenge sharing exists, Pebble
-runs with PEBBLE_VA_ALWAYS_VALID=1 (validation always succeeds), so the nodes listen on their
-own ports on 127.0.0.1 instead of 127.0.0.2/.3/.4 with the same ports.
+etcd cluster (etcd_cluster.EtcdCluster) and one Pebble. Each node listens on its own ports on
+127.0.0.1 (not 127.0.0.2/.3/.4 with the same ports). The sharing test runs Pebble with
+PEBBLE_VA_ALWAYS_VALID=1 (no validation request at all); the http-01 test steers every
+validation to a node that cannot order (its CA is unreachable), so each answer it gives comes
+from etcd.
 """
 import base64
 import json
@@ -201,3 +203,32 @@ def test_nodes_share_one_order_per_certificate(workdir, etcd, pebble_valid, node
         assert node.running()
         for names in NAMES:
             assert serial_of(served_cert(node, names[0])) == s1[names[0]]
+
+
+def test_http01_is_answered_by_a_node_that_did_not_order(workdir, etcd, pebble):
+    """n1 listens on the ports Pebble validates on but cannot reach the CA: n2 orders, and every
+    http-01 validation of n2's orders is answered by n1 from etcd."""
+    key = write_key(workdir)
+    cluster = f"ACMECluster etcd {etcd.endpoints}\nACMEClusterKey {key}\nACMEChallenges http-01\n"
+    dead = f"https://127.0.0.1:{harness.free_port()}/dir"
+    started = []
+    try:
+        for name, ports, ca in (("n1", (pebble.http_port, pebble.tls_port), dead),
+                                ("n2", (None, None), pebble.directory_url)):
+            node_dir = os.path.join(str(workdir), name)
+            os.makedirs(node_dir)
+            node = harness.Httpd(node_dir, http_port=ports[0], https_port=ports[1])
+            node.write_config(site_config(node, pebble, NAMES, extra=(
+                cluster + f"ACMEClusterNode {name}\n")).replace(pebble.directory_url, ca))
+            started.append(node.start())
+        n1, n2 = started
+        serials(n2)
+        assert len(new_orders(pebble)) == len(NAMES), pebble.requests()
+        answered = [ln for ln in n1.log_text().splitlines() if "ACME12022" in ln]
+        assert len(answered) >= len(NAMES) + 1, n1.log_text()[-4000:]     # www.a too
+        assert "ACME12022" not in n2.log_text()
+        # answers are withdrawn after validation
+        assert not any("/challenges/" in k for k in etcd_values(etcd))
+    finally:
+        for node in started:
+            node.stop()
