@@ -232,3 +232,22 @@ def test_http01_is_answered_by_a_node_that_did_not_order(workdir, etcd, pebble):
     finally:
         for node in started:
             node.stop()
+
+
+def test_a_dead_holders_lock_is_taken_over_when_its_lease_ends(workdir, etcd, pebble_valid,
+                                                               nodes):
+    """A holder that died (here: a lock the test put with a 4 s lease, kept alive by nobody):
+    the node waits for its certificate instead of ordering, then takes the lock over when the
+    lease ends and orders itself - once."""
+    res = etcd.etcdctl("lease", "grant", "4")
+    assert res.returncode == 0, res.stderr
+    lease = re.search(r"lease ([0-9a-f]+) granted", res.stdout).group(1)
+    res = etcd.etcdctl("put", "/mod_acme/locks/b.cluster.test", "node ghost", f"--lease={lease}")
+    assert res.returncode == 0, res.stderr
+    n1 = nodes("n1", pebble_valid, etcd)
+    assert len(set(serials(n1).values())) == len(NAMES)
+    log = n1.log_text()
+    assert re.search(r"ACME12016: b\.cluster\.test: another node orders it \(node ghost\)", log), \
+        log[-4000:]
+    assert len(new_orders(pebble_valid)) == len(NAMES)
+    assert etcd_values(etcd)["/mod_acme/certs/b.cluster.test/record"].count('"node":"n1"') == 1
