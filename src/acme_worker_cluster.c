@@ -186,6 +186,28 @@ static apr_status_t acme_worker_cluster_record(acme_worker_t *w, acme_etcd_t *et
     return APR_SUCCESS;
 }
 
+/*
+ * The chain from etcd names every name of ours: during a rolling change of ACMEDomain another
+ * node's certificate may not, and the parent would refuse it at every run.
+ */
+static apr_status_t acme_worker_cluster_covers(apr_pool_t *p, const acme_domain_t *dom,
+                                               const acme_etcd_kv_t *chain, acme_result_t *res)
+{
+    apr_array_header_t *certs = NULL;
+    apr_status_t rv = acme_crypto_chain_parse(p, chain->value, chain->value_len, &certs, res);
+
+    if (rv == APR_SUCCESS
+        && acme_crypto_cert_covers(p, APR_ARRAY_IDX(certs, 0, acme_cert_t *),
+                                   (const acme_ident_t *)dom->idents->elts, dom->idents->nelts,
+                                   res) != APR_SUCCESS) {
+        return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN, apr_psprintf(p, "the "
+                                "certificate in etcd does not fit this node's ACMEDomain (%s): "
+                                "the nodes' configurations differ; this node orders its own",
+                                acme_result_describe(res, p)));
+    }
+    return rv;
+}
+
 /* One key spec from etcd into the pending set: chain, key sealed to the parent, public key. */
 static apr_status_t acme_worker_cluster_spec_in(acme_worker_t *w, acme_etcd_t *etcd,
                                                 apr_pool_t *p, const acme_domain_t *dom,
@@ -207,7 +229,10 @@ static apr_status_t acme_worker_cluster_spec_in(acme_worker_t *w, acme_etcd_t *e
                                                 &len, res)) != APR_SUCCESS) {
         return rv;
     }
-    rv = acme_crypto_key_from_pem(p, pem, len, &key, res);
+    rv = acme_worker_cluster_covers(p, dom, chain, res);
+    if (rv == APR_SUCCESS) {
+        rv = acme_crypto_key_from_pem(p, pem, len, &key, res);
+    }
     if (rv == APR_SUCCESS) {
         rv = acme_seal_encrypt(p, w->cfg->seal_cert_pem, pem, len, &sealed, res);
     }

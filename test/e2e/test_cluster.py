@@ -123,14 +123,14 @@ def pebble_valid(workdir):
 def nodes(workdir):
     started = []
 
-    def make(name, pebble, etcd):
+    def make(name, pebble, etcd, names=NAMES):
         node_dir = os.path.join(str(workdir), name)
         os.makedirs(node_dir)
         node = harness.Httpd(node_dir)
         key = write_key(workdir, name="cluster.key") if not os.path.exists(
             os.path.join(str(workdir), "cluster.key")) else os.path.join(str(workdir),
                                                                         "cluster.key")
-        node.write_config(site_config(node, pebble, NAMES, extra=(
+        node.write_config(site_config(node, pebble, names, extra=(
             f"ACMECluster etcd {etcd.endpoints}\nACMEClusterKey {key}\n"
             f"ACMEClusterNode {name}\n")))
         started.append(node)
@@ -218,7 +218,7 @@ def test_http01_is_answered_by_a_node_that_did_not_order(workdir, etcd, pebble):
             node_dir = os.path.join(str(workdir), name)
             os.makedirs(node_dir)
             node = harness.Httpd(node_dir, http_port=ports[0], https_port=ports[1])
-            node.write_config(site_config(node, pebble, NAMES, extra=(
+            node.write_config(site_config(node, pebble, names, extra=(
                 cluster + f"ACMEClusterNode {name}\n")).replace(pebble.directory_url, ca))
             started.append(node.start())
         n1, n2 = started
@@ -251,3 +251,18 @@ def test_a_dead_holders_lock_is_taken_over_when_its_lease_ends(workdir, etcd, pe
         log[-4000:]
     assert len(new_orders(pebble_valid)) == len(NAMES)
     assert etcd_values(etcd)["/mod_acme/certs/b.cluster.test/record"].count('"node":"n1"') == 1
+
+
+def test_a_node_whose_domain_has_more_names_orders_its_own(workdir, etcd, pebble_valid, nodes):
+    """A rolling change of ACMEDomain: n2 already has a name more in a.cluster.test. n1's
+    certificate does not name it, so n2 does not stage it (its parent would refuse it at every
+    run) but orders its own; the other domains are shared as usual."""
+    n1 = nodes("n1", pebble_valid, etcd)
+    s1 = serials(n1)
+    wider = [NAMES[0] + ["new.a.cluster.test"]] + NAMES[1:]
+    n2 = nodes("n2", pebble_valid, etcd, names=wider)
+    text = wait_for_pebble_cert(n2, wider[0], timeout=90)
+    assert serial_of(text) != s1["a.cluster.test"]
+    for names in NAMES[1:]:
+        assert serial_of(wait_for_pebble_cert(n2, names, timeout=90)) == s1[names[0]]
+    assert len(new_orders(pebble_valid)) == len(NAMES) + 1
