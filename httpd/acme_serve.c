@@ -806,8 +806,8 @@ static const char *acme_serve_tlsalpn01_answer(conn_rec *c, const acme_conf_t *c
     }
     if (!dom || !acme_domain_has_ident(dom, &id)
         || !acme_serve_lists(dom->policy.challenges, "tls-alpn-01")
-        || acme_challenge_tlsalpn01_get(c->pool, conf->store_dir, id.value, &pem)
-           != APR_SUCCESS) {
+        || (acme_challenge_tlsalpn01_get(c->pool, conf->store_dir, id.value, &pem)
+            != APR_SUCCESS && acme_serve_cluster_tlsalpn01(c, &id, &pem) != APR_SUCCESS)) {
         return NULL;
     }
     return pem;

@@ -5,50 +5,100 @@
 #include <http_log.h>
 #include <apr_strings.h>
 
+#include "acme_challenge.h"
 #include "acme_config_cluster.h"
+#include "acme_crypto.h"
 #include "acme_etcd.h"
 #include "acme_serve_cluster.h"
 
 APLOG_USE_MODULE(acme);
 
 #define ACME_SERVE_CLUSTER_TIMEOUT apr_time_from_sec(2)
+#define ACME_SERVE_CLUSTER_AUTHZ_MAX 512
 
-apr_status_t acme_serve_cluster_http01(request_rec *r, const char *token, const char **key_authz,
-                                       apr_size_t *len)
+/*
+ * The key authorization another node put for type/what, or NULL (not clustered, none, etcd
+ * unreachable: *err says so). One short-lived client per look: children are many, looks rare.
+ */
+static const char *acme_serve_cluster_get(apr_pool_t *pconf, apr_pool_t *p, const char *type,
+                                          const char *what, const char **err)
 {
-    const acme_cluster_config_t *cfg = acme_config_cluster_worker(r->server->process->pconf);
+    const acme_cluster_config_t *cfg = acme_config_cluster_worker(pconf);
     acme_etcd_options_t opts;
     acme_etcd_t *etcd = NULL;
     acme_etcd_kv_t *kv = NULL;
     acme_result_t res;
-    apr_size_t tlen = strlen(token);
 
+    *err = NULL;
     if (!cfg) {
-        return APR_ENOENT;
+        return NULL;
     }
     opts = (acme_etcd_options_t){
-        .endpoints = cfg->endpoints, .prefix = apr_pstrcat(r->pool, cfg->prefix, "/", NULL),
+        .endpoints = cfg->endpoints, .prefix = apr_pstrcat(p, cfg->prefix, "/", NULL),
         .client_cert = cfg->client_cert, .client_key = cfg->client_key,
         .client_key_pem = cfg->client_key_pem, .client_key_pem_len = cfg->client_key_pem_len,
         .ca_file = cfg->ca_file, .timeout = ACME_SERVE_CLUSTER_TIMEOUT,
     };
     acme_result_reset(&res);
-    if (acme_etcd_create(&etcd, r->pool, &opts, &res) != APR_SUCCESS
-        || acme_etcd_get(etcd, r->pool, apr_pstrcat(r->pool, "challenges/http-01/", token, NULL),
-                         &kv, NULL, &res) != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "ACME12021: %s: http-01 token not known "
-                      "here and etcd cannot be asked (%s); answered 404", r->hostname,
-                      acme_result_describe(&res, r->pool));
-        return APR_ENOENT;
+    if (acme_etcd_create(&etcd, p, &opts, &res) != APR_SUCCESS
+        || acme_etcd_get(etcd, p, acme_cluster_key_answer(p, type, what), &kv, NULL, &res)
+           != APR_SUCCESS) {
+        *err = acme_result_describe(&res, p);
+        return NULL;
     }
-    /* A key authorization is "<token>.<thumbprint>": anything else is not one of ours. */
-    if (!kv || kv->value_len <= tlen + 1 || strncmp(kv->value, token, tlen) != 0
-        || kv->value[tlen] != '.' || kv->value_len > 512) {
+    /* A key authorization is "<token>.<thumbprint>", nothing else. */
+    if (!kv || kv->value_len > ACME_SERVE_CLUSTER_AUTHZ_MAX || !strchr(kv->value, '.')
+        || strlen(kv->value) != kv->value_len) {
+        return NULL;
+    }
+    return kv->value;
+}
+
+apr_status_t acme_serve_cluster_http01(request_rec *r, const char *token, const char **key_authz,
+                                       apr_size_t *len)
+{
+    const char *err = NULL;
+    const char *value = acme_serve_cluster_get(r->server->process->pconf, r->pool, "http-01",
+                                               token, &err);
+    apr_size_t tlen = strlen(token);
+
+    if (err) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "ACME12021: %s: http-01 token not known "
+                      "here and etcd cannot be asked (%s); answered 404", r->hostname, err);
+    }
+    if (!value || strncmp(value, token, tlen) != 0 || value[tlen] != '.') {
         return APR_ENOENT;
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "ACME12022: %s: http-01 answered from etcd "
                   "(another node orders the certificate)", r->hostname);
-    *key_authz = kv->value;
-    *len = kv->value_len;
+    *key_authz = value;
+    *len = strlen(value);
+    return APR_SUCCESS;
+}
+
+apr_status_t acme_serve_cluster_tlsalpn01(conn_rec *c, const acme_ident_t *id, const char **pem)
+{
+    const char *err = NULL;
+    const char *value = acme_serve_cluster_get(c->base_server->process->pconf, c->pool,
+                                               "tls-alpn-01", id->value, &err);
+    unsigned char digest[32];
+    acme_result_t res;
+
+    if (err) {
+        ap_log_cerror(APLOG_MARK, APLOG_WARNING, 0, c, "ACME12023: %s: no local tls-alpn-01 "
+                      "answer and etcd cannot be asked (%s); the handshake goes on without it",
+                      id->value, err);
+    }
+    if (!value) {
+        return APR_ENOENT;
+    }
+    /* Made here from the key authorization: no challenge key ever travels through etcd. */
+    acme_crypto_sha256(value, strlen(value), digest);
+    acme_result_reset(&res);
+    if (acme_challenge_tls_answer_pem(c->pool, id, digest, pem, &res) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c, "ACME12024: %s: tls-alpn-01 answered from etcd "
+                  "(another node orders the certificate)", id->value);
     return APR_SUCCESS;
 }

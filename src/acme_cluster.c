@@ -128,9 +128,9 @@ const char *acme_cluster_key_node(apr_pool_t *p, const char *name)
     return apr_pstrcat(p, "nodes/", name, NULL);
 }
 
-const char *acme_cluster_key_http01(apr_pool_t *p, const char *token)
+const char *acme_cluster_key_answer(apr_pool_t *p, const char *type, const char *what)
 {
-    return apr_pstrcat(p, "challenges/http-01/", token, NULL);
+    return apr_pstrcat(p, "challenges/", type, "/", what, NULL);
 }
 
 const char *acme_cluster_key_domain(apr_pool_t *p, const char *key)

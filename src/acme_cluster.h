@@ -20,6 +20,7 @@
  *   certs/<domain>/<spec>/key      the private key, sealed with acme_vault (AAD: this key)
  *   nodes/<name>                   node presence, bound to the node's lease
  *   challenges/http-01/<token>     a key authorization being validated, bound to the run lease
+ *   challenges/tls-alpn-01/<ident> the same for tls-alpn-01 (the node answering makes the cert)
  */
 
 #define ACME_CLUSTER_PREFIX_DEFAULT "/mod_acme"
@@ -60,8 +61,9 @@ const char *acme_cluster_key_record(apr_pool_t *p, const char *domain);
 const char *acme_cluster_key_cert(apr_pool_t *p, const char *domain, const char *spec,
                                   const char *what);
 const char *acme_cluster_key_node(apr_pool_t *p, const char *name);
-/* An http-01 key authorization any node serves (public by design: the CA fetches it in clear). */
-const char *acme_cluster_key_http01(apr_pool_t *p, const char *token);
+/* A key authorization any node answers with (public by design: the CA fetches it in clear);
+ * what: the http-01 token or the tls-alpn-01 identifier. */
+const char *acme_cluster_key_answer(apr_pool_t *p, const char *type, const char *what);
 /* The domain a "certs/<domain>/..." key belongs to, or NULL. */
 const char *acme_cluster_key_domain(apr_pool_t *p, const char *key);
 

@@ -712,28 +712,31 @@ void acme_worker_cluster_close(acme_worker_t *w)
 /* ------------------------------------------------------------------ challenges */
 
 /*
- * http-01 through any node: the key authorization goes to etcd, bound to the run's lease (gone
- * with the run at the latest); a node's child that has no local answer for a token asks etcd
- * (httpd/acme_serve_cluster.c). Only while this node holds the domain's lock.
+ * http-01 and tls-alpn-01 through any node: the key authorization (public: the CA fetches it in
+ * clear; a tls-alpn-01 certificate is made from it by the node answering, so no key enters
+ * etcd) goes to etcd, bound to the run's lease (gone with the run at the latest); a node's child
+ * that has no local answer asks etcd (httpd/acme_serve_cluster.c). Only while this node holds
+ * the domain's lock.
  */
-void acme_worker_cluster_http01(acme_worker_run_t *run, const char *token, const char *key_authz)
+void acme_worker_cluster_answer(acme_worker_run_t *run, const char *type, const char *what,
+                                const char *key_authz)
 {
     acme_worker_cluster_t *cl = run->w->cluster;
+    const char *key;
     acme_result_t res;
 
-    if (!cl || !run->etcd || !run->cluster_token || !token) {
+    if (!cl || !run->etcd || !run->cluster_token || !what) {
         return;
     }
+    key = acme_cluster_key_answer(run->p, type, what);
     acme_result_reset(&res);
-    if (key_authz && acme_etcd_put(run->etcd, run->p, acme_cluster_key_http01(run->p, token),
-                                   key_authz, strlen(key_authz), cl->lease, &res)
-                     != APR_SUCCESS) {
+    if (key_authz && acme_etcd_put(run->etcd, run->p, key, key_authz, strlen(key_authz),
+                                   cl->lease, &res) != APR_SUCCESS) {
         acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "ACME12020: %s: the "
-                        "http-01 answer cannot be shared through etcd (%s); only this node "
-                        "answers it", run->item->dom->name, acme_result_describe(&res, run->p)));
+                        "%s answer cannot be shared through etcd (%s); only this node answers "
+                        "it", run->item->dom->name, type, acme_result_describe(&res, run->p)));
     }
     else if (!key_authz) {
-        acme_etcd_delete(run->etcd, run->p, acme_cluster_key_http01(run->p, token), 0, NULL,
-                         &res);
+        acme_etcd_delete(run->etcd, run->p, key, 0, NULL, &res);
     }
 }

@@ -171,8 +171,9 @@ void acme_worker_cluster_order_url(acme_worker_run_t *run, const char *url);
 void acme_worker_cluster_key_keep(acme_worker_run_t *run, const acme_keyspec_t *spec,
                                   const char *pem);
 void acme_worker_cluster_publish(acme_worker_run_t *run);
-/* key_authz NULL: withdrawn */
-void acme_worker_cluster_http01(acme_worker_run_t *run, const char *token, const char *key_authz);
+/* what: the http-01 token or the tls-alpn-01 identifier; key_authz NULL: withdrawn */
+void acme_worker_cluster_answer(acme_worker_run_t *run, const char *type, const char *what,
+                                const char *key_authz);
 
 /* acme_worker_api.c: the certificate API's queued CSRs (issue 17) */
 void acme_worker_api_run(acme_worker_t *w);

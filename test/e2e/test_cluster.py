@@ -205,11 +205,16 @@ def test_nodes_share_one_order_per_certificate(workdir, etcd, pebble_valid, node
             assert serial_of(served_cert(node, names[0])) == s1[names[0]]
 
 
-def test_http01_is_answered_by_a_node_that_did_not_order(workdir, etcd, pebble):
+@pytest.mark.parametrize("challenge,answered_id", [("http-01", "ACME12022"),
+                                                   ("tls-alpn-01", "ACME12024")])
+def test_validation_is_answered_by_a_node_that_did_not_order(workdir, etcd, pebble, challenge,
+                                                             answered_id):
     """n1 listens on the ports Pebble validates on but cannot reach the CA: n2 orders, and every
-    http-01 validation of n2's orders is answered by n1 from etcd."""
+    validation of n2's orders is answered by n1 from etcd (tls-alpn-01: n1 makes the challenge
+    certificate from the key authorization; no key travels)."""
     key = write_key(workdir)
-    cluster = f"ACMECluster etcd {etcd.endpoints}\nACMEClusterKey {key}\nACMEChallenges http-01\n"
+    cluster = (f"ACMECluster etcd {etcd.endpoints}\nACMEClusterKey {key}\n"
+               f"ACMEChallenges {challenge}\n")
     dead = f"https://127.0.0.1:{harness.free_port()}/dir"
     started = []
     try:
@@ -218,15 +223,16 @@ def test_http01_is_answered_by_a_node_that_did_not_order(workdir, etcd, pebble):
             node_dir = os.path.join(str(workdir), name)
             os.makedirs(node_dir)
             node = harness.Httpd(node_dir, http_port=ports[0], https_port=ports[1])
-            node.write_config(site_config(node, pebble, names, extra=(
-                cluster + f"ACMEClusterNode {name}\n")).replace(pebble.directory_url, ca))
+            node.write_config(site_config(node, pebble, NAMES, extra=(
+                cluster + f"ACMEClusterNode {name}\n"),
+                vhost_extra="  Protocols http/1.1 acme-tls/1").replace(pebble.directory_url, ca))
             started.append(node.start())
         n1, n2 = started
         serials(n2)
         assert len(new_orders(pebble)) == len(NAMES), pebble.requests()
-        answered = [ln for ln in n1.log_text().splitlines() if "ACME12022" in ln]
+        answered = [ln for ln in n1.log_text().splitlines() if answered_id in ln]
         assert len(answered) >= len(NAMES) + 1, n1.log_text()[-4000:]     # www.a too
-        assert "ACME12022" not in n2.log_text()
+        assert answered_id not in n2.log_text()
         # answers are withdrawn after validation
         assert not any("/challenges/" in k for k in etcd_values(etcd))
     finally:
