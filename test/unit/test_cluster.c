@@ -59,7 +59,8 @@ static void test_key_layout(void **state)
     assert_string_equal(acme_cluster_key_cert(p, "a.example", "rsa2048", "key"),
                         "certs/a.example/rsa2048/key");
     assert_string_equal(acme_cluster_key_node(p, "n1"), "nodes/n1");
-    assert_string_equal(acme_cluster_key_answer(p, "http-01", "tok_-1"), "challenges/http-01/tok_-1");
+    assert_string_equal(acme_cluster_key_answer(p, "http-01", "tok_-1"),
+                        "challenges/http-01/tok_-1");
     assert_string_equal(acme_cluster_key_answer(p, "tls-alpn-01", "a.example"),
                         "challenges/tls-alpn-01/a.example");
     assert_string_equal(acme_cluster_key_domain(p, "certs/*.a.example/ec/chain"),
