@@ -110,6 +110,62 @@ static apr_status_t acme_worker_cluster_connect(acme_worker_t *w, acme_worker_cl
     return rv;
 }
 
+/*
+ * One account per CA for the cluster: the first node's account key goes to etcd sealed (created
+ * only when absent); every other node uses that key (in memory; its own file stays as it is) and
+ * finds the account by it at the CA. Before any order thread starts.
+ */
+static void acme_worker_cluster_account(acme_worker_t *w, apr_pool_t *p, acme_worker_ca_t *ca)
+{
+    acme_worker_cluster_t *cl = w->cluster;
+    const char *where = apr_pstrcat(p, "accounts/", ca->ca_id, "/key", NULL);
+    const char *ours = NULL, *sealed = NULL;
+    acme_etcd_kv_t *holder = NULL;
+    acme_key_t *key = NULL;
+    char *pem = NULL;
+    apr_size_t len = 0;
+    acme_result_t res;
+    int acquired = 0;
+
+    acme_result_reset(&res);
+    if (!ca->account_key
+        || acme_crypto_key_to_pem(p, ca->account_key, &ours, &res) != APR_SUCCESS
+        || acme_vault_seal(cl->vault, p, where, ours, strlen(ours), &sealed, &res) != APR_SUCCESS
+        || acme_etcd_lock(cl->etcd, p, where, sealed, 0, &acquired, &holder, &res) != APR_SUCCESS
+        || acquired
+        || acme_vault_open(cl->vault, p, where, holder->value, &pem, &len, &res) != APR_SUCCESS
+        || !strcmp(pem, ours)
+        || acme_crypto_key_from_pem(w->pool, pem, len, &key, &res) != APR_SUCCESS) {
+        if (res.status != APR_SUCCESS) {
+            acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME12025: %s: the cluster's "
+                            "account cannot be shared (%s); this node uses its own",
+                            ca->ca_url, acme_result_describe(&res, p)));
+        }
+        if (pem) {
+            OPENSSL_cleanse(pem, len);
+        }
+        return;
+    }
+    OPENSSL_cleanse(pem, len);
+    ca->account_key = key;
+    ca->account_url = NULL;     /* found by the key at the CA (newAccount answers the existing) */
+    ca->key_new = 1;
+    acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(p, "ACME12026: %s: this node uses the "
+                    "cluster's account key from etcd", ca->ca_url));
+}
+
+static void acme_worker_cluster_accounts(acme_worker_t *w)
+{
+    apr_hash_index_t *hi;
+    apr_pool_t *p = NULL;
+
+    apr_pool_create(&p, w->pool);
+    for (hi = apr_hash_first(p, w->cas); hi; hi = apr_hash_next(hi)) {
+        acme_worker_cluster_account(w, p, apr_hash_this_val(hi));
+    }
+    apr_pool_destroy(p);
+}
+
 void acme_worker_cluster_open(acme_worker_t *w)
 {
     const acme_cluster_config_t *cfg = w->cfg->cluster;
@@ -140,6 +196,7 @@ void acme_worker_cluster_open(acme_worker_t *w)
         return;
     }
     cl->up = 1;
+    acme_worker_cluster_accounts(w);
     acme_worker_log(w, ACME_LOG_DEBUG, apr_psprintf(w->pool, "ACME12011: cluster: node "
                             "%s joined through %s (cluster key %s)", cfg->node,
                             acme_etcd_endpoint(cl->etcd), acme_vault_id(cl->vault)));

@@ -272,3 +272,10 @@ def test_a_node_whose_domain_has_more_names_orders_its_own(workdir, etcd, pebble
     for names in NAMES[1:]:
         assert serial_of(wait_for_pebble_cert(n2, names, timeout=90)) == s1[names[0]]
     assert len(new_orders(pebble_valid)) == len(NAMES) + 1
+    # one account per CA for the cluster: n2 ordered with the key n1 put into etcd (sealed)
+    assert "ACME12026" in n2.log_text()
+    urls = [json.loads(next((n.root / "acme" / "jobs").glob("account.*.json")).read_text())["url"]
+            for n in (n1, n2)]
+    assert urls[0] and urls[0] == urls[1], urls
+    keys = {k: v for k, v in etcd_values(etcd).items() if k.startswith("/mod_acme/accounts/")}
+    assert len(keys) == 1 and all(v.startswith("acme-vault-v1:") for v in keys.values()), keys
