@@ -202,7 +202,6 @@ void acme_worker_cluster_open(acme_worker_t *w)
                             acme_etcd_endpoint(cl->etcd), acme_vault_id(cl->vault)));
 }
 
-
 /* ------------------------------------------------------------------ certificates from etcd */
 
 static apr_status_t acme_worker_cluster_value(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
@@ -453,6 +452,27 @@ static apr_status_t acme_worker_cluster_wait(acme_worker_run_t *run, acme_etcd_t
                             (int)apr_time_sec(ACME_WORKER_CLUSTER_WAIT)));
 }
 
+/* Lock taken: an order a previous holder left in etcd becomes this node's to resume. */
+static void acme_worker_cluster_order_adopt(acme_worker_run_t *run)
+{
+    acme_etcd_kv_t *kv = NULL;
+    acme_order_t *order = NULL;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    if (acme_etcd_get(run->etcd, run->p, acme_cluster_key_order(run->p, run->item->dom->name),
+                      &kv, NULL, &res) != APR_SUCCESS || !kv
+        || (run->job->order_json && !strcmp(run->job->order_json, kv->value))
+        || acme_order_from_json(run->p, kv->value, kv->value_len, &order, &res) != APR_SUCCESS
+        || !order->url) {
+        return;
+    }
+    run->job->order_json = apr_pstrndup(run->p, kv->value, kv->value_len);
+    acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(run->p, "ACME12027: %s: resuming the "
+                    "order %s another node started (it stopped holding the lock)",
+                    run->item->dom->name, order->url));
+}
+
 /*
  * Before ordering: APR_SUCCESS with the lock held (or alone at the emergency floor), APR_EEXIST
  * when a certificate from etcd was staged instead, else a failure in res (nothing ordered).
@@ -498,6 +518,7 @@ apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *re
         return APR_EEXIST;
     }
     acme_result_reset(res);
+    acme_worker_cluster_order_adopt(run);
     return APR_SUCCESS;
 }
 
@@ -520,19 +541,23 @@ void acme_worker_cluster_release(acme_worker_run_t *run)
     run->cluster_token = 0;
 }
 
-/* The order's URL in etcd before the CA is asked to validate: a successor resumes it. */
-void acme_worker_cluster_order_url(acme_worker_run_t *run, const char *url)
+/*
+ * The order (URL, key type, account, names, as the job file keeps it) in etcd before the CA is
+ * asked to validate: a node that takes over after this one died resumes it with the cluster's
+ * account instead of ordering again.
+ */
+void acme_worker_cluster_order_save(acme_worker_run_t *run, const char *order_json)
 {
     acme_result_t res;
     int fenced = 0;
 
-    if (!run->w->cluster || !run->etcd || !run->cluster_token || !url) {
+    if (!run->w->cluster || !run->etcd || !run->cluster_token || !order_json) {
         return;
     }
     acme_result_reset(&res);
     acme_etcd_put_fenced(run->etcd, run->p, acme_cluster_key_lock(run->p, run->item->dom->name),
                          run->cluster_token, acme_cluster_key_order(run->p, run->item->dom->name),
-                         url, strlen(url), &fenced, &res);
+                         order_json, strlen(order_json), &fenced, &res);
 }
 
 /* ------------------------------------------------------------------ publishing */

@@ -167,7 +167,7 @@ void acme_worker_cluster_fetch(acme_worker_t *w);
 void acme_worker_cluster_close(acme_worker_t *w);
 apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *res);
 void acme_worker_cluster_release(acme_worker_run_t *run);
-void acme_worker_cluster_order_url(acme_worker_run_t *run, const char *url);
+void acme_worker_cluster_order_save(acme_worker_run_t *run, const char *order_json);
 void acme_worker_cluster_key_keep(acme_worker_run_t *run, const acme_keyspec_t *spec,
                                   const char *pem);
 void acme_worker_cluster_publish(acme_worker_run_t *run);

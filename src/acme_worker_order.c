@@ -24,7 +24,7 @@ static apr_status_t acme_worker_save_order(acme_worker_run_t *run, const acme_or
     run->job->order_json = json;
     run->job->ca_url = run->item->ca->ca_url;
     run->job->updated = apr_time_now();
-    acme_worker_cluster_order_url(run, order->url);
+    acme_worker_cluster_order_save(run, json);
     return acme_worker_job_save(run->w, run->p, run->job, res);
 }
 

@@ -15,14 +15,14 @@ import base64
 import json
 import os
 import re
-import shutil
-import subprocess
+import signal
 
 import pytest
 
 import harness
 from acme_site import (new_orders, serial_of, served_cert, site_config, status,
                        wait_for_pebble_cert)
+from ca_proxy import HANG, PASS, CaProxy
 from etcd_cluster import EtcdCluster
 
 KEY_TEXT = "q0mXv7cY4l2f9J0o0b6Zq8n3h1x5r7t9w2e4u6i8o0p=\n"     # openssl rand -base64 32
@@ -123,7 +123,7 @@ def pebble_valid(workdir):
 def nodes(workdir):
     started = []
 
-    def make(name, pebble, etcd, names=NAMES):
+    def make(name, pebble, etcd, names=NAMES, ca_url=None):
         node_dir = os.path.join(str(workdir), name)
         os.makedirs(node_dir)
         node = harness.Httpd(node_dir)
@@ -132,7 +132,8 @@ def nodes(workdir):
                                                                         "cluster.key")
         node.write_config(site_config(node, pebble, names, extra=(
             f"ACMECluster etcd {etcd.endpoints}\nACMEClusterKey {key}\n"
-            f"ACMEClusterNode {name}\n")))
+            f"ACMEClusterNode {name}\n")).replace(pebble.directory_url,
+                                                    ca_url or pebble.directory_url))
         started.append(node)
         return node.start()
 
@@ -279,3 +280,31 @@ def test_a_node_whose_domain_has_more_names_orders_its_own(workdir, etcd, pebble
     assert urls[0] and urls[0] == urls[1], urls
     keys = {k: v for k, v in etcd_values(etcd).items() if k.startswith("/mod_acme/accounts/")}
     assert len(keys) == 1 and all(v.startswith("acme-vault-v1:") for v in keys.values()), keys
+
+
+def test_a_node_taking_over_resumes_the_dead_holders_order(workdir, etcd, pebble_valid, nodes):
+    """The holder is SIGKILLed (its whole httpd tree) right after newOrder, its next request
+    hanging at a CA front: when its lease ends, the other node takes the lock, finds the order in
+    etcd and resumes it with the cluster's account - no second newOrder for the name."""
+    front = CaProxy(pebble_valid)
+    record = front._record_order
+
+    def record_then_hang(body):
+        record(body)
+        front.mode = HANG           # the holder's next request never gets an answer
+    front._record_order = record_then_hang
+    names = [["k.cluster.test"]]
+    try:
+        n1 = nodes("n1", pebble_valid, etcd, names=names, ca_url=front.directory_url)
+        harness.wait_for(lambda: "/mod_acme/orders/k.cluster.test" in etcd_values(etcd), 30,
+                         "n1's order in etcd")
+        os.killpg(n1.proc.pid, signal.SIGKILL)
+        n1.proc.wait(timeout=10)
+        front._record_order = record
+        front.mode = PASS
+        n2 = nodes("n2", pebble_valid, etcd, names=names, ca_url=front.directory_url)
+        wait_for_pebble_cert(n2, names[0], timeout=90)
+        assert "ACME12027" in n2.log_text(), n2.log_text()[-4000:]
+        assert front.orders_per_name() == {"k.cluster.test": 1}, front.orders
+    finally:
+        front.stop()
