@@ -15,10 +15,16 @@ APLOG_USE_MODULE(acme);
 
 #define ACME_SERVE_CLUSTER_TIMEOUT apr_time_from_sec(2)
 #define ACME_SERVE_CLUSTER_AUTHZ_MAX 512
+/* After etcd failed to answer, this child does not ask again for a while: requests for unknown
+ * tokens (scanners) must not each wait for an unreachable etcd. */
+#define ACME_SERVE_CLUSTER_QUIET apr_time_from_sec(10)
+
+static volatile apr_time_t acme_serve_cluster_quiet_until;     /* per child; races are benign */
 
 /*
  * The key authorization another node put for type/what, or NULL (not clustered, none, etcd
- * unreachable: *err says so). One short-lived client per look: children are many, looks rare.
+ * unreachable: *err says so, and the child does not ask again for ACME_SERVE_CLUSTER_QUIET).
+ * One short-lived client per look: children are many, looks rare.
  */
 static const char *acme_serve_cluster_get(apr_pool_t *pconf, apr_pool_t *p, const char *type,
                                           const char *what, const char **err)
@@ -30,7 +36,7 @@ static const char *acme_serve_cluster_get(apr_pool_t *pconf, apr_pool_t *p, cons
     acme_result_t res;
 
     *err = NULL;
-    if (!cfg) {
+    if (!cfg || apr_time_now() < acme_serve_cluster_quiet_until) {
         return NULL;
     }
     opts = (acme_etcd_options_t){
@@ -44,6 +50,7 @@ static const char *acme_serve_cluster_get(apr_pool_t *pconf, apr_pool_t *p, cons
         || acme_etcd_get(etcd, p, acme_cluster_key_answer(p, type, what), &kv, NULL, &res)
            != APR_SUCCESS) {
         *err = acme_result_describe(&res, p);
+        acme_serve_cluster_quiet_until = apr_time_now() + ACME_SERVE_CLUSTER_QUIET;
         return NULL;
     }
     /* A key authorization is "<token>.<thumbprint>", nothing else. */
