@@ -144,9 +144,12 @@ def nodes(workdir):
             node.stop()
 
 
-def serials(node):
+MANY = NAMES + [[f"m{i:02d}.cluster.test"] for i in range(12)]
+
+
+def serials(node, domains=NAMES):
     out = {}
-    for names in NAMES:
+    for names in domains:
         text = wait_for_pebble_cert(node, names, timeout=90)
         out[names[0]] = serial_of(text)
     return out
@@ -162,19 +165,19 @@ def etcd_values(etcd):
 
 
 def test_nodes_share_one_order_per_certificate(workdir, etcd, pebble_valid, nodes):
-    n1 = nodes("n1", pebble_valid, etcd)
-    n2 = nodes("n2", pebble_valid, etcd)
-    s1, s2 = serials(n1), serials(n2)
+    n1 = nodes("n1", pebble_valid, etcd, names=MANY)
+    n2 = nodes("n2", pebble_valid, etcd, names=MANY)
+    s1, s2 = serials(n1, MANY), serials(n2, MANY)
     assert s1 == s2, (s1, s2)
-    assert len(set(s1.values())) == len(NAMES)
+    assert len(set(s1.values())) == len(MANY)
     # each certificate ordered exactly once, cluster-wide
-    assert len(new_orders(pebble_valid)) == len(NAMES), pebble_valid.requests()
+    assert len(new_orders(pebble_valid)) == len(MANY), pebble_valid.requests()
     # etcd holds every chain and no plaintext private key
     kv = etcd_values(etcd)
-    for names in NAMES:
+    for names in MANY:
         assert f"/mod_acme/certs/{names[0]}/record" in kv, sorted(kv)
     keys = {k: v for k, v in kv.items() if k.endswith("/key")}
-    assert len(keys) == len(NAMES) + 1, sorted(kv)      # and the cluster's account key
+    assert len(keys) == len(MANY) + 1, sorted(kv)      # and the cluster's account key
     assert all(v.startswith("acme-vault-v1:") for v in keys.values()), keys
     assert not any("PRIVATE KEY" in v for v in kv.values())
     assert not any(k.startswith("/mod_acme/locks/") for k in kv), sorted(kv)
@@ -183,15 +186,15 @@ def test_nodes_share_one_order_per_certificate(workdir, etcd, pebble_valid, node
     cl = status(n1)["cluster"]
     assert cl["node"] == "n1" and cl["etcd"]["healthy"] is True, cl
     assert {"n1", "n2"} <= set(cl["nodes"]), cl
-    for names in NAMES:
+    for names in MANY:
         assert cl["domains"][names[0]]["serial"].lower().lstrip("0") == \
             s1[names[0]].lstrip("0"), cl
 
     # one etcd member stopped: a node joining now gets everything and orders nothing
     etcd.stop_member(etcd.members[0])
-    n3 = nodes("n3", pebble_valid, etcd)
-    assert serials(n3) == s1
-    assert len(new_orders(pebble_valid)) == len(NAMES)
+    n3 = nodes("n3", pebble_valid, etcd, names=MANY)
+    assert serials(n3, MANY) == s1
+    assert len(new_orders(pebble_valid)) == len(MANY)
     assert "ACME12013" in n3.log_text()          # staged from etcd
 
     # every member stopped: the nodes keep serving; the worker says etcd is unusable
@@ -202,7 +205,7 @@ def test_nodes_share_one_order_per_certificate(workdir, etcd, pebble_valid, node
                      "n2's status to show etcd down")
     for node in (n1, n2, n3):
         assert node.running()
-        for names in NAMES:
+        for names in MANY:
             assert serial_of(served_cert(node, names[0])) == s1[names[0]]
 
 
