@@ -26,6 +26,9 @@
 #define ACME_WORKER_CLUSTER_WAIT apr_time_from_sec(120) /* for another node's certificate */
 #define ACME_WORKER_CLUSTER_POLL apr_time_from_msec(300)
 #define ACME_WORKER_CLUSTER_TIMEOUT apr_time_from_sec(3)
+/* The worker runs at least this often in a cluster: what other nodes published (renewals
+ * included) is served here within it, without a watcher process between runs. */
+#define ACME_WORKER_CLUSTER_SYNC apr_time_from_sec(300)
 
 struct acme_worker_cluster_t {
     const acme_cluster_config_t *cfg;
@@ -779,6 +782,7 @@ void acme_worker_cluster_close(acme_worker_t *w)
         return;
     }
     acme_worker_cluster_note(w);
+    acme_worker_note_next(w, apr_time_now() + ACME_WORKER_CLUSTER_SYNC);
     cl->stop = 1;
     if (cl->keeper) {
         apr_thread_join(&trv, cl->keeper);
