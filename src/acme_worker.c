@@ -890,6 +890,7 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
         acme_worker_log(&w, ACME_LOG_INFO, apr_psprintf(p, "ACME00435: renewal worker: %d of %d "
                                                         "domains need a certificate", w.due->nelts,
                                                         w.items->nelts));
+        acme_worker_cluster_spread(&w);
         acme_worker_run_due(&w);
     }
     if (!w.abandoned && !acme_worker_stopping) {

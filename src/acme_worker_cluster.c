@@ -397,6 +397,28 @@ void acme_worker_cluster_fetch(acme_worker_t *w)
     apr_pool_destroy(p);
 }
 
+/*
+ * The due domains in an order of this run's own: nodes started together would otherwise all
+ * begin with the same domains, one ordering and the others waiting for it, instead of each
+ * ordering different ones.
+ */
+void acme_worker_cluster_spread(acme_worker_t *w)
+{
+    int i, j;
+
+    if (!w->cluster || !w->cluster->up) {
+        return;
+    }
+    for (i = w->due->nelts - 1; i > 0; --i) {
+        acme_worker_item_t *t = APR_ARRAY_IDX(w->due, i, acme_worker_item_t *);
+        j = (int)(acme_worker_random() * (double)(i + 1));
+        j = j > i ? i : j;
+        APR_ARRAY_IDX(w->due, i, acme_worker_item_t *) = APR_ARRAY_IDX(w->due, j,
+                                                                       acme_worker_item_t *);
+        APR_ARRAY_IDX(w->due, j, acme_worker_item_t *) = t;
+    }
+}
+
 /* ------------------------------------------------------------------ one order per certificate */
 
 /* etcd cannot be used: order alone only at the emergency floor (CRIT), else not at all. */

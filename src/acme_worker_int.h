@@ -164,6 +164,7 @@ apr_status_t acme_worker_stage(acme_worker_run_t *run, acme_result_t *res);
 typedef struct acme_worker_cluster_t acme_worker_cluster_t;
 void acme_worker_cluster_open(acme_worker_t *w);
 void acme_worker_cluster_fetch(acme_worker_t *w);
+void acme_worker_cluster_spread(acme_worker_t *w);
 /* also brings the next run within 5 minutes: the nodes sync at least that often */
 void acme_worker_cluster_close(acme_worker_t *w);
 apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *res);
