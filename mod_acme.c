@@ -14,6 +14,7 @@
 #include "acme_config.h"
 #include "acme_config_api.h"
 #include "acme_config_ondemand.h"
+#include "acme_config_cluster.h"
 #include "acme_api_serve.h"
 #include "acme_http.h"
 #include "acme_modstatus.h"
@@ -28,8 +29,9 @@ static int acme_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *pt
     int rv = acme_config_check(pconf, ptemp, s);
     int api = acme_config_api_check(pconf, s);
     int ondemand = acme_config_ondemand_check(pconf, s);
+    int cluster = acme_config_cluster_check(pconf, s);
 
-    return rv != OK ? rv : api != OK ? api : ondemand;
+    return rv != OK ? rv : api != OK ? api : ondemand != OK ? ondemand : cluster;
 }
 
 static int acme_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,

@@ -17,6 +17,7 @@
 #include "acme_config.h"
 #include "acme_config_api.h"
 #include "acme_config_ondemand.h"
+#include "acme_config_cluster.h"
 #include "acme_config_int.h"
 #include "acme_crypto.h"
 #include "acme_plan.h"
@@ -985,6 +986,16 @@ const command_rec acme_config_cmds[] = {
                   "new on-demand names asked and ordered per period, e.g. 10/1m"),
     AP_INIT_TAKE1("ACMEOnDemandMax", acme_config_ondemand_cmd_max, NULL, RSRC_CONF,
                   "the most on-demand domains the server keeps (0: no cap; 1000)"),
+    /* clustering through etcd (issue 16): httpd/acme_config_cluster.c */
+    AP_INIT_TAKE_ARGV("ACMECluster", acme_config_cluster_cmd_cluster, NULL, RSRC_CONF,
+                      "etcd endpoint[,endpoint...] [prefix=/mod_acme]: share certificates "
+                      "and orders with the other nodes"),
+    AP_INIT_TAKE3("ACMEClusterTLS", acme_config_cluster_cmd_tls, NULL, RSRC_CONF,
+                  "client-cert client-key ca-file: TLS client authentication to etcd"),
+    AP_INIT_TAKE1("ACMEClusterKey", acme_config_cluster_cmd_key, NULL, RSRC_CONF,
+                  "root-only file of at least 32 bytes: seals private keys before etcd"),
+    AP_INIT_TAKE1("ACMEClusterNode", acme_config_cluster_cmd_node, NULL, RSRC_CONF,
+                  "this node's name in etcd, the status and logs (default: host name)"),
     { .name = NULL },
 };
 

@@ -27,6 +27,8 @@
 #include "acme_serve.h"
 #include "acme_config_api.h"
 #include "acme_config_ondemand.h"
+#include "acme_config_cluster.h"
+#include "acme_serve_cluster.h"
 #include "acme_status.h"
 #include "acme_serve_metrics.h"
 #include "acme_supervise.h"
@@ -482,9 +484,11 @@ int acme_serve_http01(request_rec *r)
         r->allowed = AP_METHOD_BIT << M_GET;
         return HTTP_METHOD_NOT_ALLOWED;
     }
-    if (!key_authz && (!acme_challenge_token_valid(token)
-                       || acme_challenge_http01_get(r->pool, conf->store_dir, r->hostname, token,
-                                                    &key_authz, &len) != APR_SUCCESS)) {
+    if (!key_authz
+        && (!acme_challenge_token_valid(token)
+            || (acme_challenge_http01_get(r->pool, conf->store_dir, r->hostname, token,
+                                          &key_authz, &len) != APR_SUCCESS
+                && acme_serve_cluster_http01(r, token, &key_authz, &len) != APR_SUCCESS))) {
         return HTTP_NOT_FOUND;
     }
     ap_set_content_type(r, "text/plain");
@@ -648,6 +652,7 @@ static json_t *acme_serve_status_all(request_rec *r, acme_conf_t *conf)
                             "accounts", acme_serve_status_accounts(r, conf, NULL));
 
     json_object_set_new(out, "worker", acme_serve_worker_state(r->pool, conf));
+    acme_config_cluster_status(r->server->process->pconf, r->pool, conf->store, out);
     return out;
 }
 
@@ -820,8 +825,8 @@ static const char *acme_serve_tlsalpn01_answer(conn_rec *c, const acme_conf_t *c
     }
     if (!dom || !acme_domain_has_ident(dom, &id)
         || !acme_serve_lists(dom->policy.challenges, "tls-alpn-01")
-        || acme_challenge_tlsalpn01_get(c->pool, conf->store_dir, id.value, &pem)
-           != APR_SUCCESS) {
+        || (acme_challenge_tlsalpn01_get(c->pool, conf->store_dir, id.value, &pem)
+            != APR_SUCCESS && acme_serve_cluster_tlsalpn01(c, &id, &pem) != APR_SUCCESS)) {
         return NULL;
     }
     return pem;

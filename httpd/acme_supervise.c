@@ -25,6 +25,7 @@
 
 #include "acme_activate.h"
 #include "acme_batch.h"
+#include "acme_config_cluster.h"
 #include "acme_job.h"
 #include "acme_perms.h"
 #include "acme_plan.h"
@@ -150,6 +151,7 @@ static void acme_supervise_worker_main(acme_supervisor_t *sup)
         .warn_window = sup->conf->warn_window,
         .notify_argv = sup->conf->notify_argv,
         .ondemand = acme_config_ondemand_get(sup->s->process->pconf)->worker,
+        .cluster = acme_config_cluster_worker(sup->pconf),
         .log = acme_supervise_worker_log,
         .log_baton = sup->s,
     };

@@ -230,6 +230,13 @@ static void acme_etcd_setopts(acme_etcd_t *etcd, const char *url, const char *js
         curl_easy_setopt(c, CURLOPT_SSLCERT, etcd->opts.client_cert);
         curl_easy_setopt(c, CURLOPT_SSLKEY, etcd->opts.client_key);
     }
+    if (etcd->opts.client_cert && etcd->opts.client_key_pem) {
+        /* read as root before the worker became the User, who must not read the file */
+        struct curl_blob blob = { (void *)etcd->opts.client_key_pem,
+                                  etcd->opts.client_key_pem_len, CURL_BLOB_COPY };
+        curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &blob);
+        curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM");
+    }
 }
 
 /* One POST to one endpoint. *http: the status; 0 when nothing complete came back. */

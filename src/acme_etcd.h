@@ -26,6 +26,8 @@ typedef struct {
     const char *prefix;                 /* "/mod_acme"; NULL or "": none */
     const char *client_cert;            /* PEM, for etcd's --client-cert-auth; NULL: none */
     const char *client_key;
+    const char *client_key_pem;         /* the key's PEM in memory instead of client_key */
+    apr_size_t client_key_pem_len;
     const char *ca_file;                /* verifies etcd's server certificate; NULL: system */
     apr_interval_time_t timeout;        /* one request; 0: 5 s */
 } acme_etcd_options_t;

@@ -874,6 +874,8 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
     }
     acme_worker_jobs_repair(&w);
     acme_worker_staging_tidy(&w);
+    acme_worker_cluster_open(&w);       /* ACMECluster: what other nodes published is staged */
+    acme_worker_cluster_fetch(&w);
     acme_worker_selfcheck(&w);
     acme_worker_dns01_leftovers(&w);
     interval = acme_plan_check_interval(cfg->check_interval, acme_worker_shortest_lifetime(&w));
@@ -887,11 +889,13 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
         acme_worker_log(&w, ACME_LOG_INFO, apr_psprintf(p, "ACME00435: renewal worker: %d of %d "
                                                         "domains need a certificate", w.due->nelts,
                                                         w.items->nelts));
+        acme_worker_cluster_spread(&w);
         acme_worker_run_due(&w);
     }
     if (!w.abandoned && !acme_worker_stopping) {
         acme_worker_api_run(&w);
     }
+    acme_worker_cluster_close(&w);
     acme_worker_metrics_save(&w);
     if (w.abandoned) {
         acme_worker_log(&w, ACME_LOG_NOTICE, "ACME00436: renewal worker stopped; unfinished orders "

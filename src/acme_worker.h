@@ -10,6 +10,8 @@
 #include "acme_domain.h"
 #include "acme_ondemand.h"
 
+#include "acme_cluster.h"
+
 /*
  * The renewal worker: one run looks at every managed domain, drives the due
  * ones through ACME concurrently, leaves new certificates in staging/ and
@@ -68,6 +70,7 @@ typedef struct {
     const char *warn_window;            /* ACMEWarnWindow ("10%", "2d"); NULL: 10 % */
     const apr_array_header_t *notify_argv; /* ACMENotifyCommand (const char *); NULL: none */
     const acme_worker_ondemand_t *ondemand; /* NULL: no on-demand certificates */
+    const acme_cluster_config_t *cluster; /* ACMECluster (issue 16); NULL: a node of its own */
     acme_worker_log_fn *log;
     void *log_baton;
 } acme_worker_config_t;

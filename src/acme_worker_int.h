@@ -115,6 +115,7 @@ typedef struct {
     apr_pool_t *shared_pool;            /* its own allocator (acme_worker_pool_make) */
     apr_array_header_t *ondemand_sites; /* acme_worker_ondemand_run_site_t, from prepare */
     apr_time_t ondemand_down_logged;    /* the ask endpoint's failure, logged once a minute */
+    struct acme_worker_cluster_t *cluster; /* ACMECluster (acme_worker_cluster.c); NULL: off */
 } acme_worker_t;
 
 /* An on-demand site's CAs, read as root in prepare like a domain's. */
@@ -133,6 +134,8 @@ typedef struct {
     acme_job_t *job;
     acme_client_t *client;
     const char *pending_dir;
+    struct acme_etcd_t *etcd;           /* cluster: this order's etcd client, else NULL */
+    apr_int64_t cluster_token;          /* cluster: the domain's lock held (fencing), else 0 */
 } acme_worker_run_t;
 
 /* acme_worker.c */
@@ -174,6 +177,26 @@ apr_status_t acme_worker_ca_get(acme_worker_t *w, const char *ca_url, const acme
 void acme_worker_order_item(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
                             apr_hash_t *clients, acme_worker_item_t *item);
 int acme_worker_staged_present(acme_worker_t *w, const acme_domain_t *dom);
+
+/* acme_worker_order.c: the pending set becomes staging/<name>/ (with the worker's proof) */
+apr_status_t acme_worker_stage(acme_worker_run_t *run, acme_result_t *res);
+
+/* acme_worker_cluster.c: clustering through etcd (issue 16); each does nothing when off */
+typedef struct acme_worker_cluster_t acme_worker_cluster_t;
+void acme_worker_cluster_open(acme_worker_t *w);
+void acme_worker_cluster_fetch(acme_worker_t *w);
+void acme_worker_cluster_spread(acme_worker_t *w);
+/* also brings the next run within 5 minutes: the nodes sync at least that often */
+void acme_worker_cluster_close(acme_worker_t *w);
+apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *res);
+void acme_worker_cluster_release(acme_worker_run_t *run);
+void acme_worker_cluster_order_save(acme_worker_run_t *run, const char *order_json);
+void acme_worker_cluster_key_keep(acme_worker_run_t *run, const acme_keyspec_t *spec,
+                                  const char *pem);
+void acme_worker_cluster_publish(acme_worker_run_t *run);
+/* what: the http-01 token or the tls-alpn-01 identifier; key_authz NULL: withdrawn */
+void acme_worker_cluster_answer(acme_worker_run_t *run, const char *type, const char *what,
+                                const char *key_authz);
 
 /* acme_worker_api.c: the certificate API's queued CSRs (issue 17) */
 void acme_worker_api_run(acme_worker_t *w);

@@ -24,6 +24,7 @@ static apr_status_t acme_worker_save_order(acme_worker_run_t *run, const acme_or
     run->job->order_json = json;
     run->job->ca_url = run->item->ca->ca_url;
     run->job->updated = apr_time_now();
+    acme_worker_cluster_order_save(run, json);
     return acme_worker_job_save(run->w, run->p, run->job, res);
 }
 
@@ -108,6 +109,7 @@ static apr_status_t acme_worker_cert_key(acme_worker_run_t *run, const acme_keys
                                        ACME_PERMS_0600, res)) != APR_SUCCESS) {
         return rv;
     }
+    acme_worker_cluster_key_keep(run, spec, pem);
     return acme_store_write_file(run->p, pub_path, pub, strlen(pub), ACME_PERMS_0644, res);
 }
 
@@ -392,7 +394,7 @@ static apr_status_t acme_worker_order_spec(acme_worker_run_t *run, const acme_ke
     return rv;
 }
 
-static apr_status_t acme_worker_stage(acme_worker_run_t *run, acme_result_t *res)
+apr_status_t acme_worker_stage(acme_worker_run_t *run, acme_result_t *res)
 {
     const acme_domain_t *dom = run->item->dom;
     const char *staged_dir = acme_store_path(run->p, run->w->store, ACME_STORE_STAGING, dom->name,
@@ -478,8 +480,8 @@ static apr_status_t acme_worker_issue(acme_worker_run_t *run, acme_result_t *res
     for (j = 0; rv == APR_SUCCESS && j < specs->nelts; ++j) {
         rv = acme_worker_order_spec(run, &APR_ARRAY_IDX(specs, j, acme_keyspec_t), res);
     }
-    if (rv == APR_SUCCESS) {
-        rv = acme_worker_stage(run, res);
+    if (rv == APR_SUCCESS && (rv = acme_worker_stage(run, res)) == APR_SUCCESS) {
+        acme_worker_cluster_publish(run);
     }
     return rv;
 }
@@ -566,6 +568,20 @@ static int acme_worker_retry_quick(acme_worker_run_t *run, const acme_result_t *
     return !acme_worker_stop_requested();
 }
 
+/*
+ * The first attempt. In a cluster only with the domain's lock (*claimed APR_SUCCESS); with
+ * *claimed APR_EEXIST another node's certificate was staged instead, and nothing is ordered.
+ */
+static apr_status_t acme_worker_first_try(acme_worker_run_t *run, apr_status_t *claimed,
+                                          acme_result_t *res)
+{
+    *claimed = acme_worker_cluster_claim(run, res);
+    if (*claimed == APR_EEXIST) {
+        return APR_SUCCESS;
+    }
+    return *claimed == APR_SUCCESS ? acme_worker_issue(run, res) : *claimed;
+}
+
 void acme_worker_order_item(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
                             apr_hash_t *clients, acme_worker_item_t *item)
 {
@@ -577,7 +593,7 @@ void acme_worker_order_item(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
     };
     acme_result_t res;
     apr_time_t now, nb = 0, na = 0;
-    apr_status_t rv;
+    apr_status_t rv, claimed;
     int switches = 0, retried = 0, recovered = 0, quick = 0;
 
     acme_result_reset(&res);
@@ -586,15 +602,17 @@ void acme_worker_order_item(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
     run.job->state = ACME_JOB_ORDERING;
     acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(p, "ACME00428: %s: requesting a certificate "
                                                    "from %s", dom->name, item->ca->ca_url));
-    rv = acme_worker_issue(&run, &res);
-    while (rv != APR_SUCCESS && (acme_worker_account_recover(&run, &res, &recovered)
-                                 || acme_worker_account_tos_stop(&run, &res, &switches)
-                                 || acme_worker_failover(&run, &res, &switches)
-                                 || acme_worker_retry_same_ca(&run, &res, &retried)
-                                 || acme_worker_retry_quick(&run, &res, &quick))) {
+    rv = acme_worker_first_try(&run, &claimed, &res);
+    while (rv != APR_SUCCESS && claimed == APR_SUCCESS
+           && (acme_worker_account_recover(&run, &res, &recovered)
+               || acme_worker_account_tos_stop(&run, &res, &switches)
+               || acme_worker_failover(&run, &res, &switches)
+               || acme_worker_retry_same_ca(&run, &res, &retried)
+               || acme_worker_retry_quick(&run, &res, &quick))) {
         acme_result_reset(&res);
         rv = acme_worker_issue(&run, &res);
     }
+    acme_worker_cluster_release(&run);
     now = apr_time_now();
     acme_metrics_count(w->metrics, ACME_METRICS_ORDERS, rv == APR_SUCCESS ? "success" : "failure",
                        NULL, 1);

@@ -1,0 +1,112 @@
+#!/usr/bin/python3
+"""Cluster benchmark (issue 16, "Bench"): N single-name domains across 3 httpd nodes sharing a
+3-member etcd cluster on loopback, from empty stores.
+
+Prints, per N: time from launching the three nodes until every node serves every name with a
+Pebble certificate (TLS handshakes with SNI), CA requests per certificate (Pebble's log), and
+etcd requests per certificate (the members' grpc_server_handled_total, which counts the JSON
+gateway's requests too). Never asserts a timing. Pebble runs with PEBBLE_VA_ALWAYS_VALID=1 (no
+validation requests: challenge sharing is measured by test_cluster.py, not here).
+
+  /usr/bin/python3 bench/cluster_bench.py [N ...]     (default: 50 200; ACME_BUILD_DIR as e2e)
+"""
+import os
+import signal
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(REPO / "test" / "e2e"))
+
+import harness          # noqa: E402  (reused, not copied)
+import acme_site        # noqa: E402
+from etcd_cluster import EtcdCluster    # noqa: E402
+
+KEY = "bench-cluster-key-of-at-least-32-bytes-000\n"
+
+
+def etcd_requests(etcd):
+    total = 0
+    for m in etcd.members:
+        if m.proc is None:
+            continue
+        with urllib.request.urlopen(m.client_url + "/metrics", timeout=5) as r:
+            for ln in r.read().decode().splitlines():
+                if ln.startswith("grpc_server_handled_total{"):
+                    total += float(ln.rsplit(" ", 1)[1])
+    return total
+
+
+def all_served(nodes, names, done):
+    """Probes (8 handshakes at a time) the (node, name) pairs not yet seen served."""
+    todo = [(i, name) for i in range(len(nodes)) for name in names if (i, name) not in done]
+
+    def probe(pair):
+        text = acme_site.served_cert(nodes[pair[0]], pair[1])
+        return pair if acme_site.is_pebble_cert(text, [pair[1]]) else None
+    with ThreadPoolExecutor(8) as pool:
+        done.update(p for p in pool.map(probe, todo) if p)
+    return len(done) == len(nodes) * len(names)
+
+
+def run(n):
+    workdir = harness.make_workdir()
+    etcd = EtcdCluster(workdir)
+    pebble = harness.Pebble(workdir, {"env": {"PEBBLE_VA_ALWAYS_VALID": "1"}})
+    nodes = []
+    try:
+        etcd.start()
+        pebble.start()
+        key = os.path.join(str(workdir), "cluster.key")
+        with open(key, "w") as f:
+            f.write(KEY)
+        os.chmod(key, 0o600)
+        names = [f"b{i:04d}.bench.test" for i in range(n)]
+        for i in range(3):
+            d = os.path.join(str(workdir), f"n{i}")
+            os.makedirs(d)
+            node = harness.Httpd(d)
+            node.write_config(acme_site.site_config(node, pebble, [[x] for x in names], extra=(
+                f"ACMECluster etcd {etcd.endpoints}\nACMEClusterKey {key}\n"
+                f"ACMEClusterNode n{i}\nACMEParallelOrders 8\n")))
+            nodes.append(node)
+        before = etcd_requests(etcd)
+        t0 = time.monotonic()
+        for node in nodes:
+            node.start()
+        done = set()
+        while not all_served(nodes, names, done):
+            if time.monotonic() - t0 > 600:
+                raise RuntimeError("not every name served on every node within 600 s")
+            time.sleep(0.5)
+        took = time.monotonic() - t0
+        ca = len(pebble.requests())
+        orders = len(acme_site.new_orders(pebble))
+        et = etcd_requests(etcd) - before
+        target = "<= 5 s" if n <= 50 else "<= 12 s" if n <= 200 else ""
+        print(f"N={n:<4} all served on 3 nodes: {took:6.1f} s (target {target})  "
+              f"newOrders: {orders}  CA requests/cert: {ca / n:.1f} (target <= 8)  "
+              f"etcd requests/cert: {et / n:.1f}", flush=True)
+    finally:
+        for node in nodes:
+            node.stop()
+        pebble.stop()
+        etcd.stop()
+        if not os.environ.get("ACME_BENCH_KEEP"):
+            import shutil
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main():
+    # a SIGTERM still stops every process started (the finally blocks run)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    for n in [int(a) for a in sys.argv[1:]] or [50, 200]:
+        run(n)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,850 @@
+/*
+ * The worker's side of a cluster (ACMECluster, issue 16): etcd is where the nodes meet.
+ *
+ * - One lease per run: this node's presence key and every order lock of the run are bound to
+ *   it; a thread keeps it alive, so a node that dies or stalls loses its locks within the TTL.
+ * - Before ordering a domain the node takes its lock (create_revision == 0); a node that finds
+ *   it held waits, bounded, for the holder's certificate in etcd instead of ordering.
+ * - The holder writes the order URL (fenced) before validation, and after staging publishes
+ *   the chain and the key sealed with the cluster key (acme_vault) - fenced, so a holder whose
+ *   lock went elsewhere writes nothing - then releases the lock.
+ * - Every node stages certificates from etcd that are newer than what it serves exactly as its
+ *   own orders: the key sealed to the parent's seal key, the worker's proof, staged.json; the
+ *   parent activates them with the usual checks.
+ * - etcd trouble never stops serving: nothing is ordered while etcd is unreachable, except at
+ *   the emergency floor, where the node orders alone (CRIT) rather than let a certificate lapse.
+ */
+#include <openssl/crypto.h>
+
+#include "acme_worker_int.h"
+#include "acme_cluster.h"
+#include "acme_etcd.h"
+#include "acme_vault.h"
+
+#define ACME_WORKER_CLUSTER_TTL 30          /* seconds: the run lease */
+#define ACME_WORKER_CLUSTER_KEEP apr_time_from_sec(10)
+#define ACME_WORKER_CLUSTER_WAIT apr_time_from_sec(120) /* for another node's certificate */
+#define ACME_WORKER_CLUSTER_POLL apr_time_from_msec(300)
+#define ACME_WORKER_CLUSTER_TIMEOUT apr_time_from_sec(3)
+/* The worker runs at least this often in a cluster: what other nodes published (renewals
+ * included) is served here within it, without a watcher process between runs. */
+#define ACME_WORKER_CLUSTER_SYNC apr_time_from_sec(300)
+
+struct acme_worker_cluster_t {
+    const acme_cluster_config_t *cfg;
+    acme_etcd_options_t opts;
+    acme_vault_t *vault;
+    acme_etcd_t *etcd;                  /* the run's main thread only */
+    apr_int64_t lease;
+    int up;                             /* etcd answered when the run began */
+    const char *down_reason;
+    apr_thread_t *keeper;
+    volatile int stop;
+};
+
+static apr_status_t acme_worker_cluster_etcd(acme_worker_cluster_t *cl, apr_pool_t *p,
+                                             acme_etcd_t **etcd, acme_result_t *res)
+{
+    return acme_etcd_create(etcd, p, &cl->opts, res);
+}
+
+static void *APR_THREAD_FUNC acme_worker_cluster_keeper(apr_thread_t *thread, void *data)
+{
+    acme_worker_cluster_t *cl = data;
+    apr_pool_t *p = NULL;
+    acme_etcd_t *etcd = NULL;
+    acme_result_t res;
+    apr_time_t next = apr_time_now() + ACME_WORKER_CLUSTER_KEEP;
+    long ttl = 0;
+
+    apr_pool_create(&p, NULL);
+    acme_result_reset(&res);
+    if (acme_worker_cluster_etcd(cl, p, &etcd, &res) == APR_SUCCESS) {
+        while (!cl->stop) {
+            if (apr_time_now() >= next) {
+                acme_result_reset(&res);
+                acme_etcd_lease_keepalive(etcd, p, cl->lease, &ttl, &res);
+                next = apr_time_now() + ACME_WORKER_CLUSTER_KEEP;
+            }
+            apr_sleep(apr_time_from_msec(100));
+        }
+    }
+    apr_pool_destroy(p);
+    apr_thread_exit(thread, APR_SUCCESS);
+    return NULL;
+}
+
+static long acme_worker_cluster_presence_ttl(const acme_worker_t *w)
+{
+    apr_interval_time_t interval = w->cfg->check_interval ? w->cfg->check_interval
+                                                           : ACME_WORKER_DEFAULT_INTERVAL;
+    long ttl = (long)apr_time_sec(interval) * 2;
+
+    return ttl < 120 ? 120 : ttl > 86400 * 2 ? 86400 * 2 : ttl;
+}
+
+static apr_status_t acme_worker_cluster_connect(acme_worker_t *w, acme_worker_cluster_t *cl,
+                                                acme_result_t *res)
+{
+    const char *presence;
+    apr_int64_t seen = 0;
+    apr_status_t rv;
+
+    if ((rv = acme_worker_cluster_etcd(cl, w->pool, &cl->etcd, res)) != APR_SUCCESS
+        || (rv = acme_etcd_lease_grant(cl->etcd, w->pool, ACME_WORKER_CLUSTER_TTL, &cl->lease,
+                                       res)) != APR_SUCCESS) {
+        return rv;
+    }
+    /* Presence outlives the run: until two check intervals passed without a run. */
+    presence = apr_psprintf(w->pool, "{\"node\":\"%s\",\"seen\":%" APR_INT64_T_FMT
+                            ",\"vault\":\"%s\"}", cl->cfg->node,
+                            (apr_int64_t)apr_time_sec(apr_time_now()),
+                            acme_vault_id(cl->vault));
+    if ((rv = acme_etcd_lease_grant(cl->etcd, w->pool, acme_worker_cluster_presence_ttl(w),
+                                    &seen, res)) == APR_SUCCESS) {
+        rv = acme_etcd_put(cl->etcd, w->pool, acme_cluster_key_node(w->pool, cl->cfg->node),
+                           presence, strlen(presence), seen, res);
+    }
+    if (rv == APR_SUCCESS
+        && apr_thread_create(&cl->keeper, NULL, acme_worker_cluster_keeper, cl, w->pool)
+           != APR_SUCCESS) {
+        cl->keeper = NULL;
+    }
+    return rv;
+}
+
+/*
+ * One account per CA for the cluster: the first node's account key goes to etcd sealed (created
+ * only when absent); every other node uses that key (in memory; its own file stays as it is) and
+ * finds the account by it at the CA. Before any order thread starts.
+ */
+static void acme_worker_cluster_account(acme_worker_t *w, apr_pool_t *p, acme_worker_ca_t *ca)
+{
+    acme_worker_cluster_t *cl = w->cluster;
+    const char *where = apr_pstrcat(p, "accounts/", ca->ca_id, "/key", NULL);
+    const char *ours = NULL, *sealed = NULL;
+    acme_etcd_kv_t *holder = NULL;
+    acme_key_t *key = NULL;
+    char *pem = NULL;
+    apr_size_t len = 0;
+    acme_result_t res;
+    int acquired = 0;
+
+    acme_result_reset(&res);
+    if (!ca->account_key
+        || acme_crypto_key_to_pem(p, ca->account_key, &ours, &res) != APR_SUCCESS
+        || acme_vault_seal(cl->vault, p, where, ours, strlen(ours), &sealed, &res) != APR_SUCCESS
+        || acme_etcd_lock(cl->etcd, p, where, sealed, 0, &acquired, &holder, &res) != APR_SUCCESS
+        || acquired
+        || acme_vault_open(cl->vault, p, where, holder->value, &pem, &len, &res) != APR_SUCCESS
+        || !strcmp(pem, ours)
+        || acme_crypto_key_from_pem(w->pool, pem, len, &key, &res) != APR_SUCCESS) {
+        if (res.status != APR_SUCCESS) {
+            acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME12025: %s: the cluster's "
+                            "account cannot be shared (%s); this node uses its own",
+                            ca->ca_url, acme_result_describe(&res, p)));
+        }
+        if (pem) {
+            OPENSSL_cleanse(pem, len);
+        }
+        return;
+    }
+    OPENSSL_cleanse(pem, len);
+    ca->account_key = key;
+    ca->account_url = NULL;     /* found by the key at the CA (newAccount answers the existing) */
+    ca->key_new = 1;
+    acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(p, "ACME12026: %s: this node uses the "
+                    "cluster's account key from etcd", ca->ca_url));
+}
+
+static void acme_worker_cluster_accounts(acme_worker_t *w)
+{
+    apr_hash_index_t *hi;
+    apr_pool_t *p = NULL;
+
+    apr_pool_create(&p, w->pool);
+    for (hi = apr_hash_first(p, w->cas); hi; hi = apr_hash_next(hi)) {
+        acme_worker_cluster_account(w, p, apr_hash_this_val(hi));
+    }
+    apr_pool_destroy(p);
+}
+
+void acme_worker_cluster_open(acme_worker_t *w)
+{
+    const acme_cluster_config_t *cfg = w->cfg->cluster;
+    acme_worker_cluster_t *cl;
+    acme_result_t res;
+
+    if (!cfg) {
+        return;
+    }
+    cl = apr_pcalloc(w->pool, sizeof(*cl));
+    cl->cfg = cfg;
+    cl->opts = (acme_etcd_options_t){
+        .endpoints = cfg->endpoints, .prefix = apr_pstrcat(w->pool, cfg->prefix, "/", NULL),
+        .client_cert = cfg->client_cert, .client_key = cfg->client_key,
+        .client_key_pem = cfg->client_key_pem, .client_key_pem_len = cfg->client_key_pem_len,
+        .ca_file = cfg->ca_file,
+        .timeout = ACME_WORKER_CLUSTER_TIMEOUT,
+    };
+    w->cluster = cl;
+    acme_result_reset(&res);
+    if (acme_vault_create(&cl->vault, w->pool, cfg->secret, cfg->secret_len, &res)
+        != APR_SUCCESS || acme_worker_cluster_connect(w, cl, &res) != APR_SUCCESS) {
+        cl->down_reason = apr_pstrdup(w->pool, acme_result_describe(&res, w->pool));
+        acme_worker_log(w, ACME_LOG_ERROR, apr_psprintf(w->pool, "ACME12010: cluster: "
+                                "etcd cannot be used (%s); the certificates served stay, nothing "
+                                "is ordered until etcd answers (but at the emergency floor)",
+                                cl->down_reason));
+        return;
+    }
+    cl->up = 1;
+    acme_worker_cluster_accounts(w);
+    acme_worker_log(w, ACME_LOG_DEBUG, apr_psprintf(w->pool, "ACME12011: cluster: node "
+                            "%s joined through %s (cluster key %s)", cfg->node,
+                            acme_etcd_endpoint(cl->etcd), acme_vault_id(cl->vault)));
+}
+
+/* ------------------------------------------------------------------ certificates from etcd */
+
+static apr_status_t acme_worker_cluster_value(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
+                                              acme_etcd_kv_t **kv, acme_result_t *res)
+{
+    apr_status_t rv = acme_etcd_get(etcd, p, key, kv, NULL, res);
+
+    if (rv == APR_SUCCESS && !*kv) {
+        return acme_result_fail(res, APR_ENOENT, ACME_CLASS_RETRY_SOON,
+                                apr_psprintf(p, "%s is missing in etcd (a publication cut "
+                                             "short?)", key));
+    }
+    return rv;
+}
+
+/* The record of domain in etcd, or NULL (absent or not one: a node never trusts it blindly). */
+static apr_status_t acme_worker_cluster_record(acme_worker_t *w, acme_etcd_t *etcd,
+                                               apr_pool_t *p, const acme_domain_t *dom,
+                                               acme_cluster_record_t **rec, acme_result_t *res)
+{
+    acme_etcd_kv_t *kv = NULL;
+    const char *err;
+    apr_status_t rv = acme_etcd_get(etcd, p, acme_cluster_key_record(p, dom->name), &kv, NULL,
+                                    res);
+
+    *rec = NULL;
+    if (rv != APR_SUCCESS || !kv) {
+        return rv;
+    }
+    *rec = apr_pcalloc(p, sizeof(**rec));
+    if ((err = acme_cluster_record_parse(p, kv->value, kv->value_len, *rec))
+        || strcmp((*rec)->domain, dom->name)) {
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME12012: %s: the "
+                                "certificate record in etcd is unusable (%s); it is ignored",
+                                dom->name, err ? err : "another domain's"));
+        *rec = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+/*
+ * The chain from etcd names every name of ours: during a rolling change of ACMEDomain another
+ * node's certificate may not, and the parent would refuse it at every run.
+ */
+static apr_status_t acme_worker_cluster_covers(apr_pool_t *p, const acme_domain_t *dom,
+                                               const acme_etcd_kv_t *chain, acme_result_t *res)
+{
+    apr_array_header_t *certs = NULL;
+    apr_status_t rv = acme_crypto_chain_parse(p, chain->value, chain->value_len, &certs, res);
+
+    if (rv == APR_SUCCESS
+        && acme_crypto_cert_covers(p, APR_ARRAY_IDX(certs, 0, acme_cert_t *),
+                                   (const acme_ident_t *)dom->idents->elts, dom->idents->nelts,
+                                   res) != APR_SUCCESS) {
+        return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN, apr_psprintf(p, "the "
+                                "certificate in etcd does not fit this node's ACMEDomain (%s): "
+                                "the nodes' configurations differ; this node orders its own",
+                                acme_result_describe(res, p)));
+    }
+    return rv;
+}
+
+/* One key spec from etcd into the pending set: chain, key sealed to the parent, public key. */
+static apr_status_t acme_worker_cluster_spec_in(acme_worker_t *w, acme_etcd_t *etcd,
+                                                apr_pool_t *p, const acme_domain_t *dom,
+                                                const acme_keyspec_t *spec, const char *dir,
+                                                acme_result_t *res)
+{
+    const char *name = acme_crypto_keyspec_name(spec), *where, *sealed = NULL, *pub = NULL;
+    acme_etcd_kv_t *chain = NULL, *kv = NULL;
+    acme_key_t *key = NULL;
+    char *pem = NULL;
+    apr_size_t len = 0;
+    apr_status_t rv;
+
+    where = acme_cluster_key_cert(p, dom->name, name, "key");
+    if ((rv = acme_worker_cluster_value(etcd, p, acme_cluster_key_cert(p, dom->name, name,
+                                                                       "chain"), &chain, res))
+        != APR_SUCCESS || (rv = acme_worker_cluster_value(etcd, p, where, &kv, res))
+        != APR_SUCCESS || (rv = acme_vault_open(w->cluster->vault, p, where, kv->value, &pem,
+                                                &len, res)) != APR_SUCCESS) {
+        return rv;
+    }
+    rv = acme_worker_cluster_covers(p, dom, chain, res);
+    if (rv == APR_SUCCESS) {
+        rv = acme_crypto_key_from_pem(p, pem, len, &key, res);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = acme_seal_encrypt(p, w->cfg->seal_cert_pem, pem, len, &sealed, res);
+    }
+    OPENSSL_cleanse(pem, len);
+    if (rv == APR_SUCCESS && (rv = acme_seal_public_pem(p, key, &pub, res)) == APR_SUCCESS
+        && (rv = acme_store_write_file(p, acme_worker_file(p, dir, "privkey", spec, ".sealed"),
+                                       sealed, strlen(sealed), ACME_PERMS_0600, res))
+           == APR_SUCCESS
+        && (rv = acme_store_write_file(p, acme_worker_file(p, dir, "pubkey", spec, ".pem"),
+                                       pub, strlen(pub), ACME_PERMS_0644, res)) == APR_SUCCESS) {
+        rv = acme_store_write_file(p, acme_worker_file(p, dir, "pubcert", spec, ".pem"),
+                                   chain->value, chain->value_len, ACME_PERMS_0644, res);
+    }
+    return rv;
+}
+
+/* rec into staging/<name>/ as if this node had ordered it; the parent checks and activates. */
+static apr_status_t acme_worker_cluster_adopt(acme_worker_t *w, acme_etcd_t *etcd,
+                                              apr_pool_t *p, acme_worker_item_t *item,
+                                              const acme_cluster_record_t *rec,
+                                              acme_result_t *res)
+{
+    const apr_array_header_t *specs = item->dom->policy.key_specs;
+    acme_worker_run_t run = {
+        .w = w, .p = p, .item = item,
+        .pending_dir = apr_pstrcat(p, acme_store_path(p, w->store, ACME_STORE_STAGING,
+                                                      item->dom->name, NULL),
+                                   ACME_WORKER_PENDING_SUFFIX, NULL),
+    };
+    apr_status_t rv;
+    int i, j;
+
+    for (j = 0; j < specs->nelts; ++j) {
+        const char *name = acme_crypto_keyspec_name(&APR_ARRAY_IDX(specs, j, acme_keyspec_t));
+        for (i = 0; i < rec->specs->nelts; ++i) {
+            if (!strcmp(APR_ARRAY_IDX(rec->specs, i, const char *), name)) {
+                break;
+            }
+        }
+        if (i == rec->specs->nelts) {
+            return acme_result_fail(res, APR_ENOENT, ACME_CLASS_ADMIN, apr_psprintf(p, "the "
+                                    "certificate in etcd has no %s key: the nodes' "
+                                    "ACMEPrivateKeys differ", name));
+        }
+    }
+    acme_store_remove_tree(p, run.pending_dir, res);
+    acme_result_reset(res);
+    rv = acme_store_mkdirs(p, run.pending_dir, res);
+    for (j = 0; rv == APR_SUCCESS && j < specs->nelts; ++j) {
+        rv = acme_worker_cluster_spec_in(w, etcd, p, item->dom,
+                                         &APR_ARRAY_IDX(specs, j, acme_keyspec_t),
+                                         run.pending_dir, res);
+    }
+    if (rv == APR_SUCCESS && (rv = acme_worker_stage(&run, res)) == APR_SUCCESS) {
+        item->staged = 1;
+        acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(p, "ACME12013: %s: certificate "
+                                "%s (ordered by node %s) staged from etcd; it is activated by a "
+                                "graceful restart", item->dom->name, rec->serial,
+                                rec->node ? rec->node : "?"));
+    }
+    return rv;
+}
+
+/* 1 when etcd holds a certificate for item newer than the one served here. */
+static int acme_worker_cluster_newer(const acme_worker_item_t *item,
+                                     const acme_cluster_record_t *rec)
+{
+    const acme_worker_active_t *act = &item->active[0];
+
+    return rec && rec->not_after > apr_time_now()
+           && acme_cluster_record_newer(rec, act->present ? act->not_before : 0,
+                                        act->present ? act->serial : NULL);
+}
+
+/* At the start of a run: every certificate another node published since is staged here. */
+void acme_worker_cluster_fetch(acme_worker_t *w)
+{
+    acme_worker_cluster_t *cl = w->cluster;
+    apr_pool_t *p = NULL;
+    acme_result_t res;
+    int i;
+
+    if (!cl || !cl->up) {
+        return;
+    }
+    apr_pool_create(&p, w->pool);
+    for (i = 0; i < w->items->nelts && !acme_worker_orphaned(w); ++i) {
+        acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
+        acme_cluster_record_t *rec = NULL;
+        apr_pool_clear(p);
+        acme_result_reset(&res);
+        if (item->staged
+            || acme_worker_cluster_record(w, cl->etcd, p, item->dom, &rec, &res) != APR_SUCCESS
+            || !acme_worker_cluster_newer(item, rec)
+            || acme_worker_cluster_adopt(w, cl->etcd, p, item, rec, &res) == APR_SUCCESS) {
+            continue;
+        }
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME12014: %s: the "
+                                "certificate in etcd cannot be staged here (%s); the domain is "
+                                "handled as if etcd had none", item->dom->name,
+                                acme_result_describe(&res, p)));
+    }
+    apr_pool_destroy(p);
+}
+
+/*
+ * The due domains in an order of this run's own: nodes started together would otherwise all
+ * begin with the same domains, one ordering and the others waiting for it, instead of each
+ * ordering different ones.
+ */
+void acme_worker_cluster_spread(acme_worker_t *w)
+{
+    int i, j;
+
+    if (!w->cluster || !w->cluster->up) {
+        return;
+    }
+    for (i = w->due->nelts - 1; i > 0; --i) {
+        acme_worker_item_t *t = APR_ARRAY_IDX(w->due, i, acme_worker_item_t *);
+        j = (int)(acme_worker_random() * (double)(i + 1));
+        j = j > i ? i : j;
+        APR_ARRAY_IDX(w->due, i, acme_worker_item_t *) = APR_ARRAY_IDX(w->due, j,
+                                                                       acme_worker_item_t *);
+        APR_ARRAY_IDX(w->due, j, acme_worker_item_t *) = t;
+    }
+}
+
+/* ------------------------------------------------------------------ one order per certificate */
+
+/* etcd cannot be used: order alone only at the emergency floor (CRIT), else not at all. */
+static apr_status_t acme_worker_cluster_alone(acme_worker_run_t *run, const char *why,
+                                              acme_result_t *res)
+{
+    apr_time_t floor = acme_worker_emergency_at(run->item);
+
+    if (floor > 0 && apr_time_now() >= floor) {
+        acme_worker_log(run->w, ACME_LOG_CRIT, apr_psprintf(run->p, "ACME12015: %s: etcd "
+                                "is unreachable (%s) and the certificate is past its emergency "
+                                "floor: this node orders it alone; the cluster is reconciled "
+                                "when etcd returns", run->item->dom->name, why));
+        acme_result_reset(res);
+        return APR_SUCCESS;
+    }
+    return acme_result_fail(res, APR_EAGAIN, ACME_CLASS_RETRY_SOON, apr_psprintf(run->p, "etcd "
+                            "is unreachable (%s): no node orders while it is; the certificate "
+                            "served stays", why));
+}
+
+static apr_status_t acme_worker_cluster_wait(acme_worker_run_t *run, acme_etcd_t *etcd,
+                                             const acme_etcd_kv_t *holder, apr_time_t until,
+                                             int *lock_gone, acme_result_t *res)
+{
+    const char *lock_key = acme_cluster_key_lock(run->p, run->item->dom->name);
+    acme_cluster_record_t *rec = NULL;
+    acme_etcd_kv_t *kv = NULL;
+    apr_status_t rv;
+
+    acme_worker_activity(run, "waiting for another node's certificate");
+    acme_worker_log(run->w, ACME_LOG_INFO, apr_psprintf(run->p, "ACME12016: %s: another "
+                            "node orders it (%.*s); waiting for its certificate in etcd",
+                            run->item->dom->name, (int)holder->value_len, holder->value));
+    *lock_gone = 0;
+    while (!acme_worker_stop_requested() && apr_time_now() < until) {
+        apr_sleep(ACME_WORKER_CLUSTER_POLL);
+        if ((rv = acme_worker_cluster_record(run->w, etcd, run->p, run->item->dom, &rec, res))
+            != APR_SUCCESS) {
+            return rv;
+        }
+        if (acme_worker_cluster_newer(run->item, rec)) {
+            return acme_worker_cluster_adopt(run->w, etcd, run->p, run->item, rec, res) ==
+                   APR_SUCCESS ? APR_EEXIST : APR_EGENERAL;
+        }
+        if ((rv = acme_etcd_get(etcd, run->p, lock_key, &kv, NULL, res)) != APR_SUCCESS) {
+            return rv;
+        }
+        if (!kv || kv->create_revision != holder->create_revision) {
+            *lock_gone = 1;     /* the holder failed or died: take over */
+            return APR_SUCCESS;
+        }
+    }
+    return acme_result_fail(res, APR_TIMEUP, ACME_CLASS_RETRY_SOON, apr_psprintf(run->p, "another "
+                            "node still orders it after %d s; it is looked at again later",
+                            (int)apr_time_sec(ACME_WORKER_CLUSTER_WAIT)));
+}
+
+/* Lock taken: an order a previous holder left in etcd becomes this node's to resume. */
+static void acme_worker_cluster_order_adopt(acme_worker_run_t *run)
+{
+    acme_etcd_kv_t *kv = NULL;
+    acme_order_t *order = NULL;
+    acme_result_t res;
+
+    acme_result_reset(&res);
+    if (acme_etcd_get(run->etcd, run->p, acme_cluster_key_order(run->p, run->item->dom->name),
+                      &kv, NULL, &res) != APR_SUCCESS || !kv
+        || (run->job->order_json && !strcmp(run->job->order_json, kv->value))
+        || acme_order_from_json(run->p, kv->value, kv->value_len, &order, &res) != APR_SUCCESS
+        || !order->url) {
+        return;
+    }
+    run->job->order_json = apr_pstrndup(run->p, kv->value, kv->value_len);
+    acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(run->p, "ACME12027: %s: resuming the "
+                    "order %s another node started (it stopped holding the lock)",
+                    run->item->dom->name, order->url));
+}
+
+/*
+ * Before ordering: APR_SUCCESS with the lock held (or alone at the emergency floor), APR_EEXIST
+ * when a certificate from etcd was staged instead, else a failure in res (nothing ordered).
+ */
+apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *res)
+{
+    acme_worker_cluster_t *cl = run->w->cluster;
+    const char *lock_key, *value;
+    apr_time_t until = apr_time_now() + ACME_WORKER_CLUSTER_WAIT;
+    acme_cluster_record_t *rec = NULL;
+    acme_etcd_kv_t *holder = NULL;
+    apr_status_t rv;
+    int acquired = 0, gone = 1;
+
+    if (!cl) {
+        return APR_SUCCESS;
+    }
+    if (!cl->up || acme_worker_cluster_etcd(cl, run->p, &run->etcd, res) != APR_SUCCESS) {
+        return acme_worker_cluster_alone(run, cl->up ? res->message : cl->down_reason, res);
+    }
+    lock_key = acme_cluster_key_lock(run->p, run->item->dom->name);
+    value = apr_psprintf(run->p, "node %s", cl->cfg->node);
+    while (gone) {
+        if ((rv = acme_etcd_lock(run->etcd, run->p, lock_key, value, cl->lease, &acquired,
+                                 &holder, res)) != APR_SUCCESS) {
+            return acme_worker_cluster_alone(run, acme_result_describe(res, run->p), res);
+        }
+        if (acquired) {
+            break;
+        }
+        rv = acme_worker_cluster_wait(run, run->etcd, holder, until, &gone, res);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+    }
+    run->cluster_token = holder->create_revision;
+    /* Published between our look and the lock: take it, order nothing. */
+    if (acme_worker_cluster_record(run->w, run->etcd, run->p, run->item->dom, &rec, res)
+        == APR_SUCCESS && acme_worker_cluster_newer(run->item, rec)
+        && acme_worker_cluster_adopt(run->w, run->etcd, run->p, run->item, rec, res)
+           == APR_SUCCESS) {
+        acme_worker_cluster_release(run);
+        return APR_EEXIST;
+    }
+    acme_result_reset(res);
+    acme_worker_cluster_order_adopt(run);
+    return APR_SUCCESS;
+}
+
+void acme_worker_cluster_release(acme_worker_run_t *run)
+{
+    const char *lock_key;
+    acme_etcd_kv_t *kv = NULL;
+    acme_result_t res;
+
+    if (!run->w->cluster || !run->etcd || !run->cluster_token) {
+        return;
+    }
+    lock_key = acme_cluster_key_lock(run->p, run->item->dom->name);
+    acme_result_reset(&res);
+    /* Only our own lock: one taken over after our lease ran out is another node's. */
+    if (acme_etcd_get(run->etcd, run->p, lock_key, &kv, NULL, &res) == APR_SUCCESS && kv
+        && kv->create_revision == run->cluster_token) {
+        acme_etcd_delete(run->etcd, run->p, lock_key, 0, NULL, &res);
+    }
+    run->cluster_token = 0;
+}
+
+/*
+ * The order (URL, key type, account, names, as the job file keeps it) in etcd before the CA is
+ * asked to validate: a node that takes over after this one died resumes it with the cluster's
+ * account instead of ordering again.
+ */
+void acme_worker_cluster_order_save(acme_worker_run_t *run, const char *order_json)
+{
+    acme_result_t res;
+    int fenced = 0;
+
+    if (!run->w->cluster || !run->etcd || !run->cluster_token || !order_json) {
+        return;
+    }
+    acme_result_reset(&res);
+    acme_etcd_put_fenced(run->etcd, run->p, acme_cluster_key_lock(run->p, run->item->dom->name),
+                         run->cluster_token, acme_cluster_key_order(run->p, run->item->dom->name),
+                         order_json, strlen(order_json), &fenced, &res);
+}
+
+/* ------------------------------------------------------------------ publishing */
+
+static const char *acme_worker_cluster_vault_path(acme_worker_run_t *run,
+                                                  const acme_keyspec_t *spec)
+{
+    return acme_store_path(run->p, run->w->store, ACME_STORE_JOBS, "cluster",
+                           apr_pstrcat(run->p, run->item->dom->name, ".",
+                                       acme_crypto_keyspec_name(spec), ".vault", NULL));
+}
+
+/*
+ * The fresh certificate key, sealed with the cluster key for its etcd key, kept until the
+ * certificate is published: the staged copy is sealed to the parent, which the worker cannot
+ * open. Never plaintext on disk.
+ */
+void acme_worker_cluster_key_keep(acme_worker_run_t *run, const acme_keyspec_t *spec,
+                                  const char *pem)
+{
+    acme_worker_cluster_t *cl = run->w->cluster;
+    const char *sealed = NULL, *path;
+    acme_result_t res;
+
+    if (!cl || !cl->vault || !(path = acme_worker_cluster_vault_path(run, spec))) {
+        return;
+    }
+    acme_result_reset(&res);
+    if (acme_vault_seal(cl->vault, run->p, acme_cluster_key_cert(run->p, run->item->dom->name,
+                                                                 acme_crypto_keyspec_name(spec),
+                                                                 "key"),
+                        pem, strlen(pem), &sealed, &res) != APR_SUCCESS
+        || acme_store_write_file(run->p, path, sealed, strlen(sealed), ACME_PERMS_0600, &res)
+           != APR_SUCCESS) {
+        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "ACME12017: %s: "
+                                "the key cannot be kept for the cluster (%s); the certificate is "
+                                "served here but not published", run->item->dom->name,
+                                acme_result_describe(&res, run->p)));
+    }
+}
+
+static apr_status_t acme_worker_cluster_put(acme_worker_run_t *run, const char *key,
+                                            const char *value, apr_size_t len,
+                                            acme_result_t *res)
+{
+    int fenced = 0;
+    apr_status_t rv = acme_etcd_put_fenced(run->etcd, run->p,
+                                           acme_cluster_key_lock(run->p, run->item->dom->name),
+                                           run->cluster_token, key, value, len, &fenced, res);
+
+    if (rv == APR_SUCCESS && fenced) {
+        return acme_result_fail(res, APR_EBUSY, ACME_CLASS_RETRY_SOON, "this node's lock expired "
+                                "and another node took it: it publishes its own certificate");
+    }
+    return rv;
+}
+
+/* One key spec's chain and sealed key; the record's figures from the first spec's leaf. */
+static apr_status_t acme_worker_cluster_spec_out(acme_worker_run_t *run, const char *dir,
+                                                 const acme_keyspec_t *spec,
+                                                 acme_cluster_record_t *rec, acme_result_t *res)
+{
+    const char *name = acme_crypto_keyspec_name(spec);
+    apr_array_header_t *chain = NULL;
+    acme_cert_info_t info;
+    char *pem = NULL, *sealed = NULL;
+    apr_size_t len = 0, slen = 0;
+    const char *path = acme_worker_file(run->p, dir, "pubcert", spec, ".pem");
+    apr_status_t rv;
+
+    if ((rv = acme_activate_chain_read(run->p, path, &chain, &info, res)) != APR_SUCCESS
+        || (rv = acme_store_read_file(run->p, path, &pem, &len, 0, res)) != APR_SUCCESS
+        || (rv = acme_store_read_file(run->p, acme_worker_cluster_vault_path(run, spec), &sealed,
+                                      &slen, 0, res)) != APR_SUCCESS
+        || (rv = acme_worker_cluster_put(run, acme_cluster_key_cert(run->p, run->item->dom->name,
+                                                                    name, "chain"),
+                                         pem, len, res)) != APR_SUCCESS
+        || (rv = acme_worker_cluster_put(run, acme_cluster_key_cert(run->p, run->item->dom->name,
+                                                                    name, "key"),
+                                         sealed, slen, res)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (!rec->serial) {
+        rec->serial = info.serial_hex;
+        rec->not_before = info.not_before;
+        rec->not_after = info.not_after;
+    }
+    APR_ARRAY_PUSH(rec->specs, const char *) = name;
+    return APR_SUCCESS;
+}
+
+/* After this node staged its own order: the set goes to etcd, then the lock is released. */
+void acme_worker_cluster_publish(acme_worker_run_t *run)
+{
+    const acme_domain_t *dom = run->item->dom;
+    const apr_array_header_t *specs = dom->policy.key_specs;
+    const char *dir = acme_store_path(run->p, run->w->store, ACME_STORE_STAGING, dom->name, NULL);
+    acme_cluster_record_t rec = {
+        .domain = dom->name, .node = run->w->cluster ? run->w->cluster->cfg->node : NULL,
+        .published = apr_time_now(), .config_digest = acme_worker_config_digest(run->p, dom),
+        .specs = apr_array_make(run->p, 2, sizeof(const char *)),
+    };
+    const char *json;
+    apr_status_t rv = APR_SUCCESS;
+    acme_result_t res;
+    int j;
+
+    if (!run->w->cluster || !run->etcd || !run->cluster_token) {
+        return;     /* off, or ordered alone at the emergency floor: reconciled later */
+    }
+    acme_result_reset(&res);
+    for (j = 0; rv == APR_SUCCESS && j < specs->nelts; ++j) {
+        rv = acme_worker_cluster_spec_out(run, dir, &APR_ARRAY_IDX(specs, j, acme_keyspec_t),
+                                          &rec, &res);
+    }
+    if (rv == APR_SUCCESS && !(json = acme_cluster_record_to_json(run->p, &rec))) {
+        rv = acme_result_fail(&res, APR_ENOMEM, ACME_CLASS_RETRY_SOON, "no memory for the record");
+    }
+    if (rv == APR_SUCCESS) {
+        rv = acme_worker_cluster_put(run, acme_cluster_key_record(run->p, dom->name), json,
+                                     strlen(json), &res);
+    }
+    if (rv != APR_SUCCESS) {
+        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "ACME12018: %s: "
+                                "the new certificate could not be published in etcd (%s); it is "
+                                "served here, the other nodes order when it is due for them",
+                                dom->name, acme_result_describe(&res, run->p)));
+        return;
+    }
+    for (j = 0; j < specs->nelts; ++j) {
+        apr_file_remove(acme_worker_cluster_vault_path(run, &APR_ARRAY_IDX(specs, j,
+                                                                          acme_keyspec_t)),
+                        run->p);
+    }
+    acme_etcd_delete(run->etcd, run->p, acme_cluster_key_order(run->p, dom->name), 0, NULL, &res);
+    acme_worker_log(run->w, ACME_LOG_INFO, apr_psprintf(run->p, "ACME12019: %s: "
+                            "certificate %s published in etcd for the other nodes", dom->name,
+                            rec.serial));
+}
+
+/* ------------------------------------------------------------------ status */
+
+/* Per domain of ours: who holds its lock now, and the serial etcd has. */
+static json_t *acme_worker_cluster_domains(acme_worker_t *w, apr_pool_t *p, acme_result_t *res)
+{
+    acme_worker_cluster_t *cl = w->cluster;
+    json_t *out = json_object();
+    int i;
+
+    for (i = 0; i < w->items->nelts && cl->up; ++i) {
+        const acme_domain_t *dom = APR_ARRAY_IDX(w->items, i, acme_worker_item_t).dom;
+        acme_cluster_record_t *rec = NULL;
+        acme_etcd_kv_t *lock = NULL;
+        if (acme_etcd_get(cl->etcd, p, acme_cluster_key_lock(p, dom->name), &lock, NULL, res)
+            != APR_SUCCESS
+            || acme_worker_cluster_record(w, cl->etcd, p, dom, &rec, res) != APR_SUCCESS) {
+            cl->up = 0;
+            cl->down_reason = apr_pstrdup(w->pool, acme_result_describe(res, p));
+            break;
+        }
+        json_object_set_new(out, dom->name, json_pack("{s:s?, s:s?}", "holder",
+                                                      lock ? lock->value : NULL,
+                                                      "serial", rec ? rec->serial : NULL));
+    }
+    return out;
+}
+
+/* The nodes whose presence key is alive. */
+static json_t *acme_worker_cluster_nodes(acme_worker_t *w, apr_pool_t *p, acme_result_t *res)
+{
+    apr_array_header_t *kvs = NULL;
+    json_t *out = json_array();
+    int i;
+
+    if (w->cluster->up && acme_etcd_list(w->cluster->etcd, p, "nodes/", &kvs, NULL, res)
+                          == APR_SUCCESS) {
+        for (i = 0; i < kvs->nelts; ++i) {
+            json_array_append_new(out, json_string(APR_ARRAY_IDX(kvs, i, acme_etcd_kv_t).key
+                                                   + strlen("nodes/")));
+        }
+    }
+    return out;
+}
+
+/*
+ * jobs/cluster.json for the status page's "cluster" section: this node, the live nodes, etcd's
+ * health as this run saw it, per domain the lock holder and the serial in etcd. Shown only.
+ */
+static void acme_worker_cluster_note(acme_worker_t *w)
+{
+    acme_worker_cluster_t *cl = w->cluster;
+    apr_pool_t *p = NULL;
+    acme_result_t res;
+    json_t *json, *nodes, *domains;
+
+    apr_pool_create(&p, w->pool);
+    acme_result_reset(&res);
+    nodes = acme_worker_cluster_nodes(w, p, &res);
+    domains = acme_worker_cluster_domains(w, p, &res);
+    json = json_pack("{s:s, s:s, s:o, s:o, s:{s:b, s:s?, s:s?, s:I}}", "node", cl->cfg->node,
+                     "prefix", cl->cfg->prefix, "nodes", nodes, "domains", domains, "etcd",
+                     "healthy", cl->up, "endpoint", cl->etcd ? acme_etcd_endpoint(cl->etcd) : NULL,
+                     "error", cl->up ? NULL : cl->down_reason,
+                     "checked", (json_int_t)apr_time_sec(apr_time_now()));
+    acme_result_reset(&res);
+    acme_store_write_json(p, acme_store_path(p, w->store, ACME_STORE_JOBS, "cluster.json", NULL),
+                          json, ACME_PERMS_0644, &res);
+    json_decref(json);
+    apr_pool_destroy(p);
+}
+
+void acme_worker_cluster_close(acme_worker_t *w)
+{
+    acme_worker_cluster_t *cl = w->cluster;
+    apr_status_t trv;
+    acme_result_t res;
+
+    if (!cl) {
+        return;
+    }
+    acme_worker_cluster_note(w);
+    acme_worker_note_next(w, apr_time_now() + ACME_WORKER_CLUSTER_SYNC);
+    cl->stop = 1;
+    if (cl->keeper) {
+        apr_thread_join(&trv, cl->keeper);
+        cl->keeper = NULL;
+    }
+    /* Every lock of the run goes with the lease: a failed order is free for any node. */
+    acme_result_reset(&res);
+    if (cl->lease) {
+        acme_etcd_lease_revoke(cl->etcd, w->pool, cl->lease, &res);
+    }
+}
+
+/* ------------------------------------------------------------------ challenges */
+
+/*
+ * http-01 and tls-alpn-01 through any node: the key authorization (public: the CA fetches it in
+ * clear; a tls-alpn-01 certificate is made from it by the node answering, so no key enters
+ * etcd) goes to etcd, bound to the run's lease (gone with the run at the latest); a node's child
+ * that has no local answer asks etcd (httpd/acme_serve_cluster.c). Only while this node holds
+ * the domain's lock.
+ */
+void acme_worker_cluster_answer(acme_worker_run_t *run, const char *type, const char *what,
+                                const char *key_authz)
+{
+    acme_worker_cluster_t *cl = run->w->cluster;
+    const char *key;
+    acme_result_t res;
+
+    if (!cl || !run->etcd || !run->cluster_token || !what) {
+        return;
+    }
+    key = acme_cluster_key_answer(run->p, type, what);
+    acme_result_reset(&res);
+    if (key_authz && acme_etcd_put(run->etcd, run->p, key, key_authz, strlen(key_authz),
+                                   cl->lease, &res) != APR_SUCCESS) {
+        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "ACME12020: %s: the "
+                        "%s answer cannot be shared through etcd (%s); only this node answers "
+                        "it", run->item->dom->name, type, acme_result_describe(&res, run->p)));
+    }
+    else if (!key_authz) {
+        acme_etcd_delete(run->etcd, run->p, key, 0, NULL, &res);
+    }
+}

@@ -1,0 +1,313 @@
+"""Clustering through etcd (issue 16).
+
+Configuration: ACMECluster and its companions are refused by configtest with file, line and the
+fix (bad endpoints, a cluster key readable by others or too short); without ACMECluster nothing
+changes. The directive-by-directive bad usages are in test_config.py's table.
+
+Nodes: real httpd instances, each with its own ServerRoot and store, sharing a real 3-member
+etcd cluster (etcd_cluster.EtcdCluster) and one Pebble. Each node listens on its own ports on
+127.0.0.1 (not 127.0.0.2/.3/.4 with the same ports). The sharing test runs Pebble with
+PEBBLE_VA_ALWAYS_VALID=1 (no validation request at all); the http-01 test steers every
+validation to a node that cannot order (its CA is unreachable), so each answer it gives comes
+from etcd.
+"""
+import base64
+import json
+import os
+import re
+import signal
+
+import pytest
+
+import harness
+from acme_site import (new_orders, serial_of, served_cert, site_config, status,
+                       wait_for_pebble_cert)
+from ca_proxy import HANG, PASS, CaProxy
+from etcd_cluster import EtcdCluster
+
+KEY_TEXT = "q0mXv7cY4l2f9J0o0b6Zq8n3h1x5r7t9w2e4u6i8o0p=\n"     # openssl rand -base64 32
+
+
+def write_key(workdir, text=KEY_TEXT, mode=0o600, name="cluster.key"):
+    path = os.path.join(str(workdir), name)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+    return path
+
+
+def cluster_conf(key, endpoints="http://127.0.0.1:2379", extra=""):
+    return f"ACMECluster etcd {endpoints}\nACMEClusterKey {key}\nACMEClusterNode n1\n{extra}"
+
+
+def syntax_error_at(out, conf_path, needle):
+    n = next(i for i, t in enumerate(conf_path.read_text().splitlines(), 1) if needle in t)
+    return re.search(rf"Syntax error on line {n} of {re.escape(str(conf_path))}:", out)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644])
+def test_key_readable_by_others_is_refused(httpd_alone, mode):
+    key = write_key(httpd_alone.workdir, mode=mode)
+    conf_path = httpd_alone.write_config(cluster_conf(key))
+    rc, out = httpd_alone.configtest()
+    assert rc != 0 and "Syntax OK" not in out, out
+    assert syntax_error_at(out, conf_path, "ACMEClusterKey"), out
+    assert "can be read by others" in out and f"chmod 600 {key}" in out, out
+
+
+def test_short_key_is_refused(httpd_alone):
+    # 31 bytes and a newline: the newline does not count
+    key = write_key(httpd_alone.workdir, text="0123456789012345678901234567890\n")
+    conf_path = httpd_alone.write_config(cluster_conf(key))
+    rc, out = httpd_alone.configtest()
+    assert rc != 0 and "Syntax OK" not in out, out
+    assert syntax_error_at(out, conf_path, "ACMEClusterKey"), out
+    assert "must hold 32 bytes" in out and "openssl rand -base64 32" in out, out
+
+
+@pytest.mark.parametrize("endpoints,reason", [
+    ("http://127.0.0.1:2379,127.0.0.2:2379", "is no etcd endpoint"),
+    ("http://127.0.0.1:99999", "from 1 to 65535"),
+    ("https://127.0.0.1:2379/v3", "nothing else"),
+])
+def test_bad_endpoint_is_refused(httpd_alone, endpoints, reason):
+    key = write_key(httpd_alone.workdir)
+    conf_path = httpd_alone.write_config(cluster_conf(key, endpoints))
+    rc, out = httpd_alone.configtest()
+    assert rc != 0, out
+    assert syntax_error_at(out, conf_path, "ACMECluster etcd"), out
+    assert reason in out, out
+
+
+def test_good_cluster_configuration_passes(httpd_alone):
+    key = write_key(httpd_alone.workdir)
+    httpd_alone.write_config(cluster_conf(
+        key, "http://127.0.0.1:2379,https://[::1]:2379,http://etcd-c:2379 prefix=/prod/web"))
+    rc, out = httpd_alone.configtest()
+    assert rc == 0 and "Syntax OK" in out, out
+    assert "ACME12002" in out     # https without ACMEClusterTLS: a warning, not a refusal
+
+
+def test_key_without_cluster_is_refused(httpd_alone):
+    key = write_key(httpd_alone.workdir)
+    httpd_alone.write_config(f"ACMEClusterKey {key}\n")
+    rc, out = httpd_alone.configtest()
+    assert rc != 0 and "ACME12001" in out, out
+
+
+# ---------------------------------------------------------------- nodes sharing etcd
+
+NAMES = [["a.cluster.test", "www.a.cluster.test"], ["b.cluster.test"], ["c.cluster.test"],
+         ["d.cluster.test"]]
+
+
+@pytest.fixture
+def etcd(workdir):
+    cluster = EtcdCluster(workdir)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pebble_valid(workdir):
+    server = harness.Pebble(workdir, {"env": {"PEBBLE_VA_ALWAYS_VALID": "1"}})
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def nodes(workdir):
+    started = []
+
+    def make(name, pebble, etcd, names=NAMES, ca_url=None):
+        node_dir = os.path.join(str(workdir), name)
+        os.makedirs(node_dir)
+        node = harness.Httpd(node_dir)
+        key = write_key(workdir, name="cluster.key") if not os.path.exists(
+            os.path.join(str(workdir), "cluster.key")) else os.path.join(str(workdir),
+                                                                        "cluster.key")
+        node.write_config(site_config(node, pebble, names, extra=(
+            f"ACMECluster etcd {etcd.endpoints}\nACMEClusterKey {key}\n"
+            f"ACMEClusterNode {name}\n")).replace(pebble.directory_url,
+                                                    ca_url or pebble.directory_url))
+        started.append(node)
+        return node.start()
+
+    try:
+        yield make
+    finally:
+        for node in started:
+            node.stop()
+
+
+MANY = NAMES + [[f"m{i:02d}.cluster.test"] for i in range(12)]
+
+
+def serials(node, domains=NAMES):
+    out = {}
+    for names in domains:
+        text = wait_for_pebble_cert(node, names, timeout=90)
+        out[names[0]] = serial_of(text)
+    return out
+
+
+def etcd_values(etcd):
+    """Every key and value under the prefix, read back through etcdctl."""
+    res = etcd.etcdctl("get", "--prefix", "/mod_acme/", "-w", "json")
+    assert res.returncode == 0, res.stderr
+    kvs = json.loads(res.stdout).get("kvs", [])
+    return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode()
+            for kv in kvs}
+
+
+def test_nodes_share_one_order_per_certificate(workdir, etcd, pebble_valid, nodes):
+    n1 = nodes("n1", pebble_valid, etcd, names=MANY)
+    n2 = nodes("n2", pebble_valid, etcd, names=MANY)
+    s1, s2 = serials(n1, MANY), serials(n2, MANY)
+    assert s1 == s2, (s1, s2)
+    assert len(set(s1.values())) == len(MANY)
+    # each certificate ordered exactly once, cluster-wide
+    assert len(new_orders(pebble_valid)) == len(MANY), pebble_valid.requests()
+    # etcd holds every chain and no plaintext private key
+    kv = etcd_values(etcd)
+    for names in MANY:
+        assert f"/mod_acme/certs/{names[0]}/record" in kv, sorted(kv)
+    keys = {k: v for k, v in kv.items() if k.endswith("/key")}
+    assert len(keys) == len(MANY) + 1, sorted(kv)      # and the cluster's account key
+    assert all(v.startswith("acme-vault-v1:") for v in keys.values()), keys
+    assert not any("PRIVATE KEY" in v for v in kv.values())
+    assert not any(k.startswith("/mod_acme/locks/") for k in kv), sorted(kv)
+    # the status page's cluster section: this node, the live nodes, etcd, per domain etcd's serial
+    harness.wait_for(lambda: status(n1).get("cluster", {}).get("domains"), 30, "n1's cluster status")
+    cl = status(n1)["cluster"]
+    assert cl["node"] == "n1" and cl["etcd"]["healthy"] is True, cl
+    assert {"n1", "n2"} <= set(cl["nodes"]), cl
+    for names in MANY:
+        assert cl["domains"][names[0]]["serial"].lower().lstrip("0") == \
+            s1[names[0]].lstrip("0"), cl
+
+    # one etcd member stopped: a node joining now gets everything and orders nothing
+    etcd.stop_member(etcd.members[0])
+    n3 = nodes("n3", pebble_valid, etcd, names=MANY)
+    assert serials(n3, MANY) == s1
+    assert len(new_orders(pebble_valid)) == len(MANY)
+    assert "ACME12013" in n3.log_text()          # staged from etcd
+
+    # every member stopped: the nodes keep serving; the worker says etcd is unusable
+    etcd.stop()
+    n2.graceful()
+    harness.wait_for(lambda: "ACME12010" in n2.log_text(), 30, "n2's worker to report etcd down")
+    harness.wait_for(lambda: status(n2)["cluster"]["etcd"].get("healthy") is False, 30,
+                     "n2's status to show etcd down")
+    for node in (n1, n2, n3):
+        assert node.running()
+        for names in MANY:
+            assert serial_of(served_cert(node, names[0])) == s1[names[0]]
+
+
+@pytest.mark.parametrize("challenge,answered_id", [("http-01", "ACME12022"),
+                                                   ("tls-alpn-01", "ACME12024")])
+def test_validation_is_answered_by_a_node_that_did_not_order(workdir, etcd, pebble, challenge,
+                                                             answered_id):
+    """n1 listens on the ports Pebble validates on but cannot reach the CA: n2 orders, and every
+    validation of n2's orders is answered by n1 from etcd (tls-alpn-01: n1 makes the challenge
+    certificate from the key authorization; no key travels)."""
+    key = write_key(workdir)
+    cluster = (f"ACMECluster etcd {etcd.endpoints}\nACMEClusterKey {key}\n"
+               f"ACMEChallenges {challenge}\n")
+    dead = f"https://127.0.0.1:{harness.free_port()}/dir"
+    started = []
+    try:
+        for name, ports, ca in (("n1", (pebble.http_port, pebble.tls_port), dead),
+                                ("n2", (None, None), pebble.directory_url)):
+            node_dir = os.path.join(str(workdir), name)
+            os.makedirs(node_dir)
+            node = harness.Httpd(node_dir, http_port=ports[0], https_port=ports[1])
+            node.write_config(site_config(node, pebble, NAMES, extra=(
+                cluster + f"ACMEClusterNode {name}\n"),
+                vhost_extra="  Protocols http/1.1 acme-tls/1").replace(pebble.directory_url, ca))
+            started.append(node.start())
+        n1, n2 = started
+        serials(n2)
+        assert len(new_orders(pebble)) == len(NAMES), pebble.requests()
+        answered = [ln for ln in n1.log_text().splitlines() if answered_id in ln]
+        assert len(answered) >= len(NAMES) + 1, n1.log_text()[-4000:]     # www.a too
+        assert answered_id not in n2.log_text()
+        # answers are withdrawn after validation
+        assert not any("/challenges/" in k for k in etcd_values(etcd))
+    finally:
+        for node in started:
+            node.stop()
+
+
+def test_a_dead_holders_lock_is_taken_over_when_its_lease_ends(workdir, etcd, pebble_valid,
+                                                               nodes):
+    """A holder that died (here: a lock the test put with a 4 s lease, kept alive by nobody):
+    the node waits for its certificate instead of ordering, then takes the lock over when the
+    lease ends and orders itself - once."""
+    res = etcd.etcdctl("lease", "grant", "4")
+    assert res.returncode == 0, res.stderr
+    lease = re.search(r"lease ([0-9a-f]+) granted", res.stdout).group(1)
+    res = etcd.etcdctl("put", "/mod_acme/locks/b.cluster.test", "node ghost", f"--lease={lease}")
+    assert res.returncode == 0, res.stderr
+    n1 = nodes("n1", pebble_valid, etcd)
+    assert len(set(serials(n1).values())) == len(NAMES)
+    log = n1.log_text()
+    assert re.search(r"ACME12016: b\.cluster\.test: another node orders it \(node ghost\)", log), \
+        log[-4000:]
+    assert len(new_orders(pebble_valid)) == len(NAMES)
+    assert etcd_values(etcd)["/mod_acme/certs/b.cluster.test/record"].count('"node":"n1"') == 1
+
+
+def test_a_node_whose_domain_has_more_names_orders_its_own(workdir, etcd, pebble_valid, nodes):
+    """A rolling change of ACMEDomain: n2 already has a name more in a.cluster.test. n1's
+    certificate does not name it, so n2 does not stage it (its parent would refuse it at every
+    run) but orders its own; the other domains are shared as usual."""
+    n1 = nodes("n1", pebble_valid, etcd)
+    s1 = serials(n1)
+    wider = [NAMES[0] + ["new.a.cluster.test"]] + NAMES[1:]
+    n2 = nodes("n2", pebble_valid, etcd, names=wider)
+    text = wait_for_pebble_cert(n2, wider[0], timeout=90)
+    assert serial_of(text) != s1["a.cluster.test"]
+    for names in NAMES[1:]:
+        assert serial_of(wait_for_pebble_cert(n2, names, timeout=90)) == s1[names[0]]
+    assert len(new_orders(pebble_valid)) == len(NAMES) + 1
+    # one account per CA for the cluster: n2 ordered with the key n1 put into etcd (sealed)
+    assert "ACME12026" in n2.log_text()
+    urls = [json.loads(next((n.root / "acme" / "jobs").glob("account.*.json")).read_text())["url"]
+            for n in (n1, n2)]
+    assert urls[0] and urls[0] == urls[1], urls
+    keys = {k: v for k, v in etcd_values(etcd).items() if k.startswith("/mod_acme/accounts/")}
+    assert len(keys) == 1 and all(v.startswith("acme-vault-v1:") for v in keys.values()), keys
+
+
+def test_a_node_taking_over_resumes_the_dead_holders_order(workdir, etcd, pebble_valid, nodes):
+    """The holder is SIGKILLed (its whole httpd tree) right after newOrder, its next request
+    hanging at a CA front: when its lease ends, the other node takes the lock, finds the order in
+    etcd and resumes it with the cluster's account - no second newOrder for the name."""
+    front = CaProxy(pebble_valid)
+    record = front._record_order
+
+    def record_then_hang(body):
+        record(body)
+        front.mode = HANG           # the holder's next request never gets an answer
+    front._record_order = record_then_hang
+    names = [["k.cluster.test"]]
+    try:
+        n1 = nodes("n1", pebble_valid, etcd, names=names, ca_url=front.directory_url)
+        harness.wait_for(lambda: "/mod_acme/orders/k.cluster.test" in etcd_values(etcd), 30,
+                         "n1's order in etcd")
+        os.killpg(n1.proc.pid, signal.SIGKILL)
+        n1.proc.wait(timeout=10)
+        front._record_order = record
+        front.mode = PASS
+        n2 = nodes("n2", pebble_valid, etcd, names=names, ca_url=front.directory_url)
+        wait_for_pebble_cert(n2, names[0], timeout=90)
+        assert "ACME12027" in n2.log_text(), n2.log_text()[-4000:]
+        assert front.orders_per_name() == {"k.cluster.test": 1}, front.orders
+    finally:
+        front.stop()
