@@ -16,6 +16,7 @@
 #include <http_log.h>
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 
@@ -97,41 +98,45 @@ static void acme_serve_hot_entry_free(acme_serve_hot_entry_t *e)
     e->gen = 0;
 }
 
-/* PEM as published (per key spec: the key, then the leaf and its chain) into e. */
-static int acme_serve_hot_parse(const char *pem, apr_size_t len, acme_serve_hot_entry_t *e)
+/* One key spec's PEM (the key, then the leaf and its chain) into cur. */
+static int acme_serve_hot_parse_one(const char *pem, apr_size_t len, acme_serve_hot_cert_t *cur)
 {
     BIO *bio = BIO_new_mem_buf(pem, (int)len);
-    STACK_OF(X509_INFO) *infos = bio ? PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL) : NULL;
-    acme_serve_hot_cert_t *cur = NULL;
-    int i, ok = infos != NULL;
+    X509 *x;
 
-    for (i = 0; ok && i < sk_X509_INFO_num(infos); ++i) {
-        X509_INFO *info = sk_X509_INFO_value(infos, i);
-        if (info->x_pkey && info->x_pkey->dec_pkey) {
-            ok = e->n < ACME_SERVE_HOT_SPECS_MAX;
-            cur = ok ? &e->certs[e->n++] : NULL;
-            if (cur) {
-                *cur = (acme_serve_hot_cert_t){ .key = info->x_pkey->dec_pkey,
-                                                .chain = sk_X509_new_null() };
-                info->x_pkey->dec_pkey = NULL;
-            }
+    *cur = (acme_serve_hot_cert_t){ .chain = sk_X509_new_null() };
+    if (!bio || !cur->chain) {
+        BIO_free(bio);
+        return 0;
+    }
+    cur->key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    while (cur->key && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
+        if (!cur->leaf) {
+            cur->leaf = x;
         }
-        if (ok && info->x509 && cur) {
-            if (!cur->leaf) {
-                cur->leaf = info->x509;
-            }
-            else {
-                ok = sk_X509_push(cur->chain, info->x509) > 0;
-            }
-            info->x509 = ok ? NULL : info->x509;
+        else if (sk_X509_push(cur->chain, x) <= 0) {
+            X509_free(x);
         }
     }
-    for (i = 0; i < e->n; ++i) {
-        ok = ok && e->certs[i].leaf && e->certs[i].key && e->certs[i].chain;
-    }
-    sk_X509_INFO_pop_free(infos, X509_INFO_free);
+    ERR_clear_error();                  /* the end of the input reads as an error */
     BIO_free(bio);
-    return ok && e->n > 0;
+    return cur->key && cur->leaf;
+}
+
+/* The published set: per key spec one PEM, the specs separated by a NUL byte. */
+static int acme_serve_hot_parse(const char *buf, apr_size_t len, acme_serve_hot_entry_t *e)
+{
+    apr_size_t at = 0;
+
+    while (at < len && e->n < ACME_SERVE_HOT_SPECS_MAX) {
+        const char *end = memchr(buf + at, '\0', len - at);
+        apr_size_t n = end ? (apr_size_t)(end - (buf + at)) : len - at;
+        if (n > 0 && !acme_serve_hot_parse_one(buf + at, n, &e->certs[e->n++])) {
+            return 0;
+        }
+        at += n + 1;
+    }
+    return e->n > 0;
 }
 
 /* Under ch->lock: the slot's set parsed at generation gen (copied and parsed when newer). */
@@ -276,7 +281,7 @@ void acme_serve_hot_child_init(apr_pool_t *pchild, server_rec *s)
 
 /* The certificates of loaded replaced by those of the published set (leaf info only). */
 static acme_active_t *acme_serve_hot_active_of(apr_pool_t *p, const acme_serve_hot_entry_t *e,
-                                               const acme_active_t *loaded)
+                                               const acme_active_t *loaded, apr_time_t at)
 {
     acme_active_t *active = apr_pmemdup(p, loaded, sizeof(*loaded));
     int i;
@@ -290,6 +295,7 @@ static acme_active_t *acme_serve_hot_active_of(apr_pool_t *p, const acme_serve_h
         *c = (acme_active_cert_t){
             .spec = i < loaded->certs->nelts
                     ? APR_ARRAY_IDX(loaded->certs, i, acme_active_cert_t).spec : "?",
+            .activated = at,
         };
         acme_result_reset(&res);
         if (acme_crypto_cert_wrap(p, e->certs[i].leaf, &cert, &res) != APR_SUCCESS
@@ -318,7 +324,7 @@ const acme_active_t *acme_serve_hot_active(apr_pool_t *p, process_rec *process,
     apr_thread_mutex_lock(ch->lock);
     e = acme_serve_hot_entry(ch, hot, *slot, dom->name, gen);
     if (e) {
-        active = acme_serve_hot_active_of(p, e, loaded);
+        active = acme_serve_hot_active_of(p, e, loaded, acme_hot_published(hot, *slot));
     }
     apr_thread_mutex_unlock(ch->lock);
     return active ? active : loaded;

@@ -933,6 +933,10 @@ static void acme_supervise_hot_after(acme_supervisor_t *sup, apr_pool_t *p)
     sup->landed_first = 0;
     acme_supervise_export(sup->pconf, sup->s, sup->conf);
     acme_supervise_state(sup, p, NULL, NULL, NULL);
+    if (sup->proc.pid == 0 && !sup->restart_signalled) {
+        acme_supervise_fork(sup);       /* now, not at the next tick: it also takes on-demand
+                                         * requests that came meanwhile */
+    }
 }
 
 /*
@@ -1314,9 +1318,7 @@ int acme_supervise_monitor(apr_pool_t *p, server_rec *s)
     if (!sup->conf || !sup->conf->store || acme_supervise_idle(sup->conf, s)) {
         return DECLINED;
     }
-    if (sup->proc.pid == 0) {
-        acme_supervise_ondemand_names(sup, p);
-    }
+    acme_supervise_ondemand_names(sup, p);
     acme_supervise_configtest_watch(sup, apr_time_now());
     acme_supervise_api_renewals(sup, p);
     if (sup->proc.pid == 0 && !sup->restart_signalled

@@ -23,33 +23,40 @@ APLOG_USE_MODULE(acme);
 #define ACME_SUPERVISE_HOT_ONDEMAND_SPARE_MAX 1000
 #define ACME_SUPERVISE_HOT_SET_MAX (512 * 1024)
 
-/* What domains/<name>/ serves, as one PEM: per key spec the key, the leaf, the chain. */
+/* What domains/<name>/ serves: per key spec the key, the leaf and the chain (PEM), the specs
+ * separated by a NUL byte (acme_serve_hot_parse). */
 static apr_status_t acme_supervise_hot_set(apr_pool_t *p, const acme_active_t *active,
                                            char **pem, apr_size_t *len, acme_result_t *res)
 {
-    apr_array_header_t *parts = apr_array_make(p, 4, sizeof(const char *));
+    apr_size_t total = 0, at = 0;
+    char **keys = apr_pcalloc(p, sizeof(char *) * (apr_size_t)(active->certs->nelts + 1));
+    char **chains = apr_pcalloc(p, sizeof(char *) * (apr_size_t)(active->certs->nelts + 1));
+    apr_size_t *klen = apr_pcalloc(p, sizeof(apr_size_t) * (apr_size_t)(active->certs->nelts + 1));
+    apr_size_t *clen = apr_pcalloc(p, sizeof(apr_size_t) * (apr_size_t)(active->certs->nelts + 1));
     int i;
 
     for (i = 0; i < active->certs->nelts; ++i) {
         const acme_active_cert_t *c = &APR_ARRAY_IDX(active->certs, i, acme_active_cert_t);
-        char *key = NULL, *chain = NULL;
-        apr_size_t klen = 0, clen = 0;
-        apr_status_t rv = acme_store_read_file(p, c->key_file, &key, &klen,
+        apr_status_t rv = acme_store_read_file(p, c->key_file, &keys[i], &klen[i],
                                                ACME_SUPERVISE_HOT_SET_MAX, res);
         if (rv == APR_SUCCESS) {
-            rv = acme_store_read_file(p, c->cert_file, &chain, &clen, ACME_SUPERVISE_HOT_SET_MAX,
-                                      res);
+            rv = acme_store_read_file(p, c->cert_file, &chains[i], &clen[i],
+                                      ACME_SUPERVISE_HOT_SET_MAX, res);
         }
         if (rv != APR_SUCCESS) {
             return rv;
         }
-        APR_ARRAY_PUSH(parts, const char *) = key;
-        APR_ARRAY_PUSH(parts, const char *) = "\n";
-        APR_ARRAY_PUSH(parts, const char *) = chain;
-        APR_ARRAY_PUSH(parts, const char *) = "\n";
+        total += klen[i] + clen[i] + 2;
     }
-    *pem = apr_array_pstrcat(p, parts, '\0');
-    *len = strlen(*pem);
+    *pem = apr_palloc(p, total + 1);
+    for (i = 0; i < active->certs->nelts; ++i) {
+        memcpy(*pem + at, keys[i], klen[i]);
+        (*pem)[at + klen[i]] = '\n';
+        memcpy(*pem + at + klen[i] + 1, chains[i], clen[i]);
+        at += klen[i] + 1 + clen[i];
+        (*pem)[at++] = '\0';
+    }
+    *len = at;
     return APR_SUCCESS;
 }
 
@@ -131,6 +138,9 @@ static apr_status_t acme_supervise_hot_segment(server_rec *s, apr_uint32_t nslot
     return APR_SUCCESS;
 }
 
+static apr_status_t acme_supervise_hot_one(apr_pool_t *p, acme_hot_t *hot, acme_conf_t *conf,
+                                           const acme_domain_t *dom, const char **why);
+
 void acme_supervise_hot_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
                                 acme_conf_t *conf)
 {
@@ -154,9 +164,17 @@ void acme_supervise_hot_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec
     for (i = 0; i < conf->domains->nelts; ++i) {
         const acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, const acme_domain_t *);
         int *slot = apr_palloc(pconf, sizeof(*slot));
+        const char *why = NULL;
         *slot = acme_hot_claim(hot, dom->name);
         if (*slot >= 0) {
             apr_hash_set(slots, dom->name, APR_HASH_KEY_STRING, slot);
+        }
+        /* No virtual host names an on-demand domain: mod_ssl never loads its certificate, the
+         * certificate callback serves it from here. */
+        if (dom->ondemand && *slot >= 0
+            && acme_supervise_hot_one(ptemp, hot, conf, dom, &why) != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "ACME09006: mod_acme: on-demand "
+                         "domain %s cannot be served: %s", dom->name, why ? why : "?");
         }
     }
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "ACME09003: mod_acme: hot activation: %u slots "

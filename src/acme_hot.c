@@ -136,9 +136,19 @@ apr_status_t acme_hot_publish(acme_hot_t *hot, int slot, const void *data, apr_s
     __atomic_thread_fence(__ATOMIC_RELEASE);
     memcpy((char *)(s + 1), data, len);
     s->len = (apr_uint32_t)len;
+    s->published = (apr_uint32_t)apr_time_sec(apr_time_now());
     __atomic_store_n(&s->gen, s->gen + 1, __ATOMIC_RELAXED);
     __atomic_store_n(&s->seq, seq + 2, __ATOMIC_RELEASE);
     return APR_SUCCESS;
+}
+
+apr_time_t acme_hot_published(const acme_hot_t *hot, int slot)
+{
+    if (!hot->mem || slot < 0 || (apr_uint32_t)slot >= acme_hot_nslots(hot)) {
+        return 0;
+    }
+    return apr_time_from_sec(__atomic_load_n(&acme_hot_slot(hot, slot)->published,
+                                             __ATOMIC_RELAXED));
 }
 
 apr_uint32_t acme_hot_gen(const acme_hot_t *hot, int slot)

@@ -33,7 +33,7 @@ typedef struct {
     apr_uint32_t seq;                       /* seqlock: odd while being written */
     apr_uint32_t gen;                       /* publications, 0: none */
     apr_uint32_t len;                       /* data bytes */
-    apr_uint32_t reserved;
+    apr_uint32_t published;                 /* when, in seconds since the epoch */
 } acme_hot_slot_t;
 
 typedef struct {
@@ -65,6 +65,9 @@ void acme_hot_clear(acme_hot_t *hot);
 
 /* Parent: publishes data in slot (APR_ENOSPC when it does not fit: nothing changes). */
 apr_status_t acme_hot_publish(acme_hot_t *hot, int slot, const void *data, apr_size_t len);
+
+/* When the slot was last published (0: never). */
+apr_time_t acme_hot_published(const acme_hot_t *hot, int slot);
 
 /* The slot's publication count now (0: never published); one atomic load. */
 apr_uint32_t acme_hot_gen(const acme_hot_t *hot, int slot);

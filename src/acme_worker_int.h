@@ -115,6 +115,8 @@ typedef struct {
     apr_pool_t *shared_pool;            /* its own allocator (acme_worker_pool_make) */
     apr_array_header_t *ondemand_sites; /* acme_worker_ondemand_run_site_t, from prepare */
     apr_time_t ondemand_down_logged;    /* the ask endpoint's failure, logged once a minute */
+    int ondemand_staged;                /* on-demand sets staged: the run ends to have them
+                                         * activated (the parent wakes when it ends) */
 } acme_worker_t;
 
 /* An on-demand site's CAs, read as root in prepare like a domain's. */
