@@ -20,6 +20,7 @@
 #include "acme_modstatus.h"
 #include "acme_serve.h"
 #include "acme_serve_ondemand.h"
+#include "acme_serve_hot.h"
 #include "acme_serve_metrics.h"
 #include "acme_supervise.h"
 
@@ -59,6 +60,7 @@ static void acme_child_init(apr_pool_t *p, server_rec *s)
 {
     acme_supervise_child();
     acme_serve_ondemand_child_init(p, s);
+    acme_serve_hot_child_init(p, s);
 }
 
 static void acme_register_hooks(apr_pool_t *p)

@@ -10,6 +10,8 @@
 #include <http_protocol.h>
 #include <ap_listen.h>
 #include <util_cfgtree.h>
+#include <strings.h>
+
 #include <apr_strings.h>
 #include <apr_hash.h>
 #include <apr_fnmatch.h>
@@ -67,6 +69,7 @@ acme_conf_t *acme_config_get(apr_pool_t *pconf)
         .parallel_orders = -1,
         .check_interval = 0,
         .activation_interval = -1,
+        .activation = -1,
         .domains = apr_array_make(pconf, 16, sizeof(acme_domain_t *)),
         .declarations = apr_array_make(pconf, 16, sizeof(acme_config_decl_t)),
         .section = NULL,
@@ -322,6 +325,24 @@ static const char *acme_cmd_activation_interval(cmd_parms *cmd, void *dc, const 
                             "or 0 to restart for every renewal", arg);
     }
     acme_config_get(cmd->pool)->activation_interval = interval;
+    return NULL;
+}
+
+static const char *acme_cmd_activation(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = acme_config_global_only(cmd);
+
+    (void)dc;
+    if (err) {
+        return err;
+    }
+    if (strcasecmp(arg, "hot") && strcasecmp(arg, "restart")) {
+        return apr_psprintf(cmd->pool, "ACMEActivation '%s': use 'hot' (serve new certificates "
+                            "without a restart) or 'restart' (a graceful restart each time)",
+                            arg);
+    }
+    acme_config_get(cmd->pool)->activation = strcasecmp(arg, "hot") ? ACME_ACTIVATION_RESTART
+                                                                    : ACME_ACTIVATION_HOT;
     return NULL;
 }
 
@@ -917,6 +938,9 @@ const command_rec acme_config_cmds[] = {
                   "how many ACME orders run at once (1-256, default 8)"),
     AP_INIT_TAKE1("ACMECheckInterval", acme_cmd_check_interval, NULL, RSRC_CONF,
                   "how often certificates are checked (default 12h, with jitter)"),
+    AP_INIT_TAKE1("ACMEActivation", acme_cmd_activation, NULL, RSRC_CONF,
+                  "hot (default): serve new certificates without a restart; restart: a graceful "
+                  "restart each time"),
     AP_INIT_TAKE1("ACMEActivationInterval", acme_cmd_activation_interval, NULL, RSRC_CONF,
                   "least time between graceful restarts that only activate renewals (default 10m)"),
     AP_INIT_TAKE_ARGV("ACMECertificateAuthority", acme_cmd_ca, NULL, RSRC_CONF,

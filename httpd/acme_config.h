@@ -19,6 +19,10 @@
 #define ACME_KEY_SPECS_MAX 4
 #define ACME_ACTIVATION_INTERVAL_DEFAULT apr_time_from_sec(600)
 
+/* ACMEActivation (issue 19) */
+#define ACME_ACTIVATION_RESTART 0
+#define ACME_ACTIVATION_HOT 1
+
 /* Server-wide settings, one per configuration generation (kept in pconf's userdata). */
 /*
  * Defined (-D) in the "httpd -t" the module runs before its own graceful restart. Problems that
@@ -34,6 +38,7 @@ typedef struct {
     int parallel_orders;                /* -1 unset */
     apr_interval_time_t check_interval; /* 0 unset */
     apr_interval_time_t activation_interval; /* -1 unset: least time between renewal restarts */
+    int activation;                     /* ACMEActivation: ACME_ACTIVATION_*, -1 unset (hot) */
     acme_policy_t policy;               /* server-wide defaults for every domain */
     apr_array_header_t *domains;        /* acme_domain_t *, in declaration order */
     apr_array_header_t *declarations;   /* acme_config_decl_t, parallel to domains */

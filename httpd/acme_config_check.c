@@ -806,6 +806,9 @@ int acme_config_check(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *main_ser
     if (conf->activation_interval < 0) {
         conf->activation_interval = ACME_ACTIVATION_INTERVAL_DEFAULT;
     }
+    if (conf->activation < 0) {
+        conf->activation = ACME_ACTIVATION_HOT;
+    }
     acme_config_collect_vhost_domains(&ck, conf);
     members_own = acme_config_members_own(pconf, conf);
     acme_config_resolve_policies(&ck, conf);

@@ -240,6 +240,13 @@ int acme_config_ondemand_check(apr_pool_t *pconf, server_rec *s)
     if (!any || od->worker) {
         return OK;
     }
+    if (acme_config_get(pconf)->activation == ACME_ACTIVATION_RESTART) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG | APLOG_STARTUP, 0, s, "ACME09513: mod_acme: "
+                     "ACMEOnDemand needs ACMEActivation hot: no virtual host names an on-demand "
+                     "domain, so only the shared memory can serve its certificate; remove "
+                     "'ACMEActivation restart' or ACMEOnDemand");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     od->worker = apr_pcalloc(pconf, sizeof(*od->worker));
     od->worker->sites = apr_array_make(pconf, 2, sizeof(acme_worker_ondemand_site_t));
     od->servers = apr_array_make(pconf, 2, sizeof(server_rec *));

@@ -9,6 +9,7 @@
 #include <http_config.h>
 #include <http_core.h>
 #include <http_log.h>
+#include <http_main.h>
 #include <http_protocol.h>
 #include <http_request.h>
 #include <http_ssl.h>
@@ -29,6 +30,8 @@
 #include "acme_config_ondemand.h"
 #include "acme_config_cluster.h"
 #include "acme_serve_cluster.h"
+#include "acme_supervise_hot.h"
+#include "acme_serve_hot.h"
 #include "acme_status.h"
 #include "acme_serve_metrics.h"
 #include "acme_supervise.h"
@@ -406,6 +409,7 @@ int acme_serve_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s, acme
     acme_serve_grant_worker(ptemp, s, st);
     acme_serve_activate(ptemp, s, conf, errors, activated);
     acme_serve_load_active(pconf, s, conf, errors);
+    acme_supervise_hot_prepare(pconf, ptemp, s, conf);
     acme_serve_selfcheck_list(ptemp, s, conf, activated);
     acme_serve_write_domains(ptemp, s, conf);
     acme_serve_tls_prepare(pconf, conf);
@@ -519,7 +523,10 @@ static const acme_active_t *acme_serve_status_read(apr_pool_t *p, acme_conf_t *c
                                                    const acme_domain_t *dom, acme_job_t **job)
 {
     *job = acme_serve_job(p, conf, dom);
-    return conf->active ? apr_hash_get(conf->active, dom->name, APR_HASH_KEY_STRING) : NULL;
+    return conf->active ? acme_serve_hot_active(p, ap_server_conf->process, dom,
+                                                apr_hash_get(conf->active, dom->name,
+                                                             APR_HASH_KEY_STRING))
+                        : NULL;
 }
 
 /* p: a pool the caller may clear right after; the JSON holds copies of everything it shows. */
@@ -924,7 +931,8 @@ static void acme_serve_use_answer(SSL *ssl, conn_rec *c, const acme_serve_conn_t
  */
 static int acme_serve_cert_cb(SSL *ssl, void *arg)
 {
-    acme_conf_t *conf = arg;
+    server_rec *s = arg;
+    acme_conf_t *conf = acme_config_get(s->process->pconf);
     conn_rec *c = SSL_get_app_data(ssl);
     const acme_serve_conn_t *cc;
     const char *sni, *pem;
@@ -938,7 +946,7 @@ static int acme_serve_cert_cb(SSL *ssl, void *arg)
         if (!acme_challenge_tlssni01_name_valid(sni)
             || !(pem = acme_serve_tlssni01_answer(c, conf, sni))
             || !acme_serve_conn_answer(c, "tls-sni-01", sni, pem)) {
-            return 1;
+            return acme_serve_hot_cert(ssl, s);     /* not a challenge: the served set */
         }
         cc = ap_get_module_config(c->conn_config, &acme_module);
     }
@@ -951,8 +959,9 @@ int acme_serve_ssl_init_server(server_rec *s, apr_pool_t *p, int is_proxy, SSL_C
     acme_conf_t *conf = acme_config_get(s->process->pconf);
     acme_serve_tls_t tls = acme_serve_tls(s->process->pconf);
 
-    if (!is_proxy && ctx && conf->store && (tls.alpn || tls.sni)) {
-        SSL_CTX_set_cert_cb(ctx, acme_serve_cert_cb, conf);
+    (void)p;
+    if (!is_proxy && ctx && conf->store && (tls.alpn || tls.sni || acme_serve_hot_wanted(s))) {
+        SSL_CTX_set_cert_cb(ctx, acme_serve_cert_cb, s);
     }
     return OK;
 }

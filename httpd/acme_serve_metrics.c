@@ -13,6 +13,7 @@
 #include "acme_metrics.h"
 #include "acme_serve.h"
 #include "acme_serve_metrics.h"
+#include "acme_serve_hot.h"
 #include "acme_status.h"
 
 APLOG_USE_MODULE(acme);
@@ -117,7 +118,9 @@ static void acme_serve_metrics_domain(request_rec *r, apr_pool_t *scratch,
                                       const acme_conf_t *conf, const acme_domain_t *dom,
                                       acme_metrics_t *m)
 {
-    const acme_active_t *active = apr_hash_get(conf->active, dom->name, APR_HASH_KEY_STRING);
+    const acme_active_t *active = acme_serve_hot_active(scratch, r->server->process, dom,
+                                                        apr_hash_get(conf->active, dom->name,
+                                                                     APR_HASH_KEY_STRING));
     const acme_serve_metrics_job_t *seen = acme_serve_metrics_job(scratch, cache, conf, dom);
     acme_job_t job_state = { .name = dom->name, .state = seen ? seen->state : ACME_JOB_IDLE };
     acme_job_t *job = seen ? &job_state : NULL;

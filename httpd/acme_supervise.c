@@ -33,6 +33,8 @@
 #include "acme_serve.h"
 #include "acme_serve_metrics.h"
 #include "acme_config_ondemand.h"
+#include "acme_serve_hot.h"
+#include "acme_supervise_hot.h"
 #include "acme_supervise.h"
 #include "acme_supervise_export.h"
 #include "acme_api_store.h"
@@ -922,12 +924,68 @@ static int acme_supervise_config_unchanged(acme_supervisor_t *sup, apr_pool_t *p
     return strcmp(now, sup->config_stamp) == 0;
 }
 
+static void acme_supervise_selfcheck(acme_supervisor_t *sup, apr_pool_t *pconf);
+
+/* After a hot activation: what a restart's new generation would do (the self-check by the next
+ * worker, started now; ACMEExport; the activation state). */
+static void acme_supervise_hot_after(acme_supervisor_t *sup, apr_pool_t *p)
+{
+    acme_supervise_selfcheck(sup, p);
+    sup->next_run = apr_time_now();
+    sup->landed_first = 0;
+    acme_supervise_export(sup->pconf, sup->s, sup->conf);
+    acme_supervise_state(sup, p, NULL, NULL, NULL);
+    if (sup->proc.pid == 0 && !sup->restart_signalled) {
+        acme_supervise_fork(sup);       /* now, not at the next tick: it also takes on-demand
+                                         * requests that came meanwhile */
+    }
+}
+
+/*
+ * ACMEActivation hot (issue 19): the checked sets are installed into domains/ and published to
+ * the children's shared memory; no configuration test and no restart, so no budget either.
+ * 0 when a restart must do it (hot activation off, or a set that does not fit its slot: the
+ * installed sets are then served by the restart that follows).
+ */
+static int acme_supervise_go_hot(acme_supervisor_t *sup, apr_pool_t *p,
+                                 const acme_supervise_batch_t *batch)
+{
+    const char *why = NULL;
+    char *names;
+
+    if (sup->conf->activation != ACME_ACTIVATION_HOT || !acme_serve_hot_segment(sup->s->process)) {
+        return 0;
+    }
+    acme_supervise_install(sup, p);
+    if (!sup->installed[0]) {
+        return 1;                       /* refused sets are logged; the old ones stay */
+    }
+    names = apr_pstrdup(p, sup->installed);
+    if (names[strlen(names) - 1] == ' ') {
+        names[strlen(names) - 1] = '\0';  /* "a b " as acme_supervise_install leaves it */
+    }
+    if (acme_supervise_hot_publish(p, sup->s, sup->conf, names, &why) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sup->s, "ACME09004: mod_acme: %s cannot be "
+                     "served without a restart (%s); restarting gracefully instead",
+                     names, why ? why : "?");
+        return 0;
+    }
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "ACME09005: mod_acme: new certificates for "
+                 "%s are served (hot activation, no restart)", names);
+    acme_supervise_hot_after(sup, p);
+    (void)batch;
+    return 1;
+}
+
 /* A checked batch: announce it, or test the configuration and restart when the budget allows. */
 static void acme_supervise_go(acme_supervisor_t *sup, apr_pool_t *p,
                               const acme_supervise_batch_t *batch, apr_time_t now)
 {
     acme_result_t res;
 
+    if (acme_supervise_go_hot(sup, p, batch)) {
+        return;
+    }
     if (sup->conf->auto_restart == 0) {
         if (!sup->announced) {
             acme_supervise_state(sup, p, "ACMEAutoRestart off: waiting for 'apachectl graceful'",
@@ -1262,9 +1320,7 @@ int acme_supervise_monitor(apr_pool_t *p, server_rec *s)
     if (!sup->conf || !sup->conf->store || acme_supervise_idle(sup->conf, s)) {
         return DECLINED;
     }
-    if (sup->proc.pid == 0) {
-        acme_supervise_ondemand_names(sup, p);
-    }
+    acme_supervise_ondemand_names(sup, p);
     acme_supervise_configtest_watch(sup, apr_time_now());
     acme_supervise_api_renewals(sup, p);
     if (sup->proc.pid == 0 && !sup->restart_signalled

@@ -233,11 +233,15 @@ void acme_worker_api_run(acme_worker_t *w)
         acme_api_store_prune(p, w->store, apr_time_now(), ACME_WORKER_API_PRUNE_SCAN);
         apr_pool_destroy(p);
     }
+    if (w->cfg->ondemand) {
+        until = apr_time_now() + ACME_WORKER_API_LINGER;    /* names first seen come in bursts */
+    }
     for (;;) {
         if (acme_worker_api_batch(w) + acme_worker_ondemand_batch(w) > 0) {
             until = apr_time_now() + ACME_WORKER_API_LINGER;
         }
         if (!until || apr_time_now() >= until || acme_worker_stop_requested()
+            || w->ondemand_staged
             || (w->cfg->parent_pid && getppid() != w->cfg->parent_pid)) {
             return;
         }

@@ -202,14 +202,20 @@ static void acme_worker_ondemand_one(acme_worker_t *w, apr_pool_t *p,
                                                         "(%s)", name, why ? why : "-"));
         return;
     }
-    if (v == ACME_ONDEMAND_ASK && !acme_worker_ondemand_ask(w, p, reg, rs, name)) {
-        return;
+    if (v == ACME_ONDEMAND_ASK) {
+        if (!acme_worker_ondemand_ask(w, p, reg, rs, name)) {
+            return;
+        }
+        /* Saved before the order: the parent activates the staged set only for a name it
+         * finds approved here. */
+        acme_worker_ondemand_save(w, p, reg);
     }
     if (acme_worker_staged_present(w, &probe)) {
         return;                         /* ordered already; the parent activates it */
     }
     ok = acme_worker_ondemand_order(w, p, rs, name);
     acme_ondemand_order_done(reg, name, ok, apr_time_now());
+    w->ondemand_staged += ok;
 }
 
 int acme_worker_ondemand_batch(acme_worker_t *w)

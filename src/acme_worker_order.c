@@ -637,8 +637,8 @@ void acme_worker_order_item(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
                            NULL);
         acme_worker_job_save(w, p, run.job, NULL);
         acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(p, "ACME00429: %s: new certificate "
-                                                         "staged; it is activated by a graceful "
-                                                         "restart", dom->name));
+                                                         "staged; the server activates it next",
+                                                         dom->name));
         return;
     }
     if (item->active[0].present) {

@@ -29,7 +29,8 @@ def _lines(httpd, needle):
 
 
 def _config(httpd, pebble, domains):
-    conf = site_config(httpd, pebble, [], global_first=f"ACMEActivationInterval {INTERVAL}s\n"
+    conf = site_config(httpd, pebble, [], global_first="ACMEActivation restart\n"
+                                                       f"ACMEActivationInterval {INTERVAL}s\n"
                                                        "ACMERenewalInfo off\n")
     for name, window in domains:
         conf += (f"<ACMEDomain {name}>\n  ACMERenewWindow {window}\n</ACMEDomain>\n"

@@ -107,6 +107,8 @@ BAD = [
      "ACMEAutoRestart off", "applies to the whole server"),
     ("activation-too-long", "ACMEActivationInterval 2d\n", "ACMEActivationInterval 2d",
      "at most 24h"),
+    ("activation-mode-word", "ACMEActivation later\n", "ACMEActivation later",
+     "use 'hot' (serve new certificates without a restart) or 'restart'"),
     ("activation-word", "ACMEActivationInterval later\n", "ACMEActivationInterval later",
      "not a duration"),
     ("activation-in-section", "<ACMEDomain a.test>\nACMEActivationInterval 1m\n</ACMEDomain>\n",

@@ -80,6 +80,9 @@ def test_metrics_parse_match_status_and_survive_graceful(httpd, pebble):
         wait_for_pebble_cert(httpd, names)
     # The worker adds its counts to the store when its run ends.
     harness.wait_for(lambda: orders_done(httpd), 40, "the orders in acme_orders_total")
+    # Hot activation serves before the next worker run plans the renewals: wait for that plan.
+    harness.wait_for(lambda: all(d.get("next_renewal") for d in status(httpd)["domains"]), 40,
+                     "the renewals planned")
 
     ctype, text, fam = scrape(httpd)
     assert ctype == "text/plain; version=0.0.4; charset=utf-8"

@@ -102,7 +102,7 @@ def test_a_hanging_configtest_is_killed_and_tried_again(httpd, pebble, workdir, 
     # A directive of its own makes the directory one the parent watches for changes.
     (inc / "base.conf").write_text("ServerAdmin admin@example.test\n")
     serials = issued_site(httpd, pebble, [["hang.test"]],
-                          global_first=f"IncludeOptional {inc}/*.conf")
+                          global_first=f"ACMEActivation restart\nIncludeOptional {inc}/*.conf")
     fifo = inc / "hang.conf"
     os.mkfifo(fifo)
     try:
@@ -132,7 +132,7 @@ def test_configtest_runs_when_the_httpd_binary_was_replaced(httpd, pebble, workd
     # A directive of its own makes the directory one the parent watches for changes.
     (inc / "base.conf").write_text("ServerAdmin admin@example.test\n")
     serials = issued_site(httpd, pebble, [["exe.test"]],
-                          global_first=f"IncludeOptional {inc}/*.conf")
+                          global_first=f"ACMEActivation restart\nIncludeOptional {inc}/*.conf")
     # A package upgrade: the new binary is renamed over the running one.
     fresh = binary.with_name("apache2.dpkg-new")
     shutil.copy2(harness.HTTPD_BIN, fresh)
@@ -153,7 +153,7 @@ def test_a_replaced_module_file_is_tested_before_the_restart(httpd, pebble, work
     mod.parent.mkdir()
     shutil.copy2(harness.HTTPD_MODULES / "mod_headers.so", mod)
     serials = issued_site(httpd, pebble, [["module.test"]],
-                          global_first=f"LoadModule headers_module {mod}")
+                          global_first=f"ACMEActivation restart\nLoadModule headers_module {mod}")
     # The module replaced on disk (by rename, as a package manager does) with one that does not
     # load: a restart would stop the server, so the parent must test first.
     broken = mod.with_name("mod_headers.so.new")

@@ -127,7 +127,8 @@ def test_damaged_store_files(httpd, pebble, kind, record_property):
         wait_for_pebble_cert(httpd, names, timeout=60)
     # Two more domains are staged but not activated (ACMEAutoRestart off): their staged sets
     # exist when httpd stops.
-    httpd.write_config(site_config(httpd, pebble, served + staged, extra="ACMEAutoRestart off"))
+    httpd.write_config(site_config(httpd, pebble, served + staged, extra="ACMEAutoRestart off",
+                                   global_first="ACMEActivation restart"))
     httpd.graceful()
     harness.wait_for(lambda: all((store / "staging" / n[0] / "staged.json").exists()
                                  for n in staged), 60, "the staged sets")

@@ -218,7 +218,7 @@ def test_tls_alpn01_issuance_with_nothing_on_the_http_port(tls_httpd, pebble):
     for name in names:
         assert f"answering tls-alpn-01 for {name}" in log
         assert f"answering the tls-alpn-01 challenge for {name}" in log
-    assert "restarting gracefully" in log
+    assert "are served (hot activation, no restart)" in log      # ACMEActivation hot
     assert watch.connections == 0, "the CA tried the HTTP port"
     # The answers are withdrawn once the CA has validated.
     left = Path(httpd.root) / "acme" / "challenges" / "tls-alpn-01"

@@ -1,0 +1,149 @@
+#!/usr/bin/python3
+"""Hot activation (issue 19, "Bench"): prints, never asserts,
+
+1. landed -> served: for renewals of 60-second certificates from Pebble under ACMEActivation hot,
+   the time from the worker's "staged" log line (ACME00429) to the first TLS handshake that
+   presents the new serial (probes every 20 ms per name); target <= 0.5 s, no restart;
+2. handshake rate, hot vs static: `openssl s_time -new` (2 clients, 10 s each run) against the
+   same one-domain configuration under ACMEActivation restart (mod_ssl's certificate, no callback)
+   and under hot after a renewal was published (the callback serves the shared set);
+   target: hot >= 0.98 x static.
+
+Usage: bench/hot_activation.py [--build DIR] [--renewals N] [--seconds S]
+Every process is started and stopped by PID through the e2e harness.
+"""
+import argparse
+import datetime
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(REPO / "test" / "e2e"))
+
+import harness          # noqa: E402
+from acme_site import site_config, wait_for_pebble_cert, serial_of, served_cert  # noqa: E402
+
+NAMES = [f"b{i}.hot.bench" for i in range(3)]
+
+
+def log_times(text, pattern):
+    """(wall time, match) of every error-log line matching pattern."""
+    out = []
+    for m in re.finditer(r"^\[(\w{3} \w{3} \d\d \d\d:\d\d:\d\d\.\d+ \d{4})\][^\n]*?" + pattern,
+                         text, re.M):
+        t = datetime.datetime.strptime(m.group(1), "%a %b %d %H:%M:%S.%f %Y").timestamp()
+        out.append((t, m))
+    return out
+
+
+def probe(httpd, name, seen, stop):
+    last = None
+    while not stop.is_set():
+        s = serial_of(served_cert(httpd, name) or "")
+        if s and s != last:
+            seen.append((time.time(), name, s))
+            last = s
+        time.sleep(0.02)
+
+
+def landed_to_served(build, renewals):
+    workdir = harness.make_workdir()
+    pebble = harness.Pebble(workdir, "short-validity")
+    httpd = harness.Httpd(workdir, http_port=pebble.http_port, https_port=pebble.tls_port)
+    seen, stop, threads = [], threading.Event(), []
+    try:
+        pebble.start()
+        httpd.write_config(site_config(httpd, pebble, [[n] for n in NAMES],
+                                       global_first="ACMECheckInterval 1m"))
+        httpd.start()
+        for n in NAMES:
+            wait_for_pebble_cert(httpd, [n])
+        for n in NAMES:
+            threads.append(threading.Thread(target=probe, args=(httpd, n, seen, stop),
+                                            daemon=True))
+            threads[-1].start()
+        deadline = time.time() + 60 + 40 * renewals
+        while time.time() < deadline and len(seen) < len(NAMES) * (renewals + 1):
+            time.sleep(0.5)
+        stop.set()
+        log = httpd.log_text()
+    finally:
+        stop.set()
+        httpd.stop()
+        pebble.stop()
+    delays = []
+    staged = log_times(log, r"ACME00429: (\S+): new certificate staged")
+    for t_seen, name, _ in seen:
+        before = [t for t, m in staged if m.group(1) == name and t <= t_seen]
+        if before and t_seen - before[-1] < 30:
+            delays.append(t_seen - before[-1])
+    restarts = log.count("SIGUSR1 received")
+    return delays, restarts
+
+
+def s_time(port, seconds):
+    procs = [subprocess.Popen(["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new",
+                               "-time", str(seconds)], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    total = 0.0
+    for p in procs:
+        out, _ = p.communicate(timeout=seconds + 30)
+        m = re.search(r"([\d.]+) connections/user sec", out)
+        n = re.search(r"(\d+) connections in ([\d.]+)s", out)
+        total += int(n.group(1)) / seconds if n else (float(m.group(1)) if m else 0)
+    return total
+
+
+def handshake_rate(mode, seconds):
+    workdir = harness.make_workdir()
+    pebble = harness.Pebble(workdir, "short-validity" if mode == "hot" else None)
+    httpd = harness.Httpd(workdir, http_port=pebble.http_port, https_port=pebble.tls_port)
+    try:
+        pebble.start()
+        httpd.write_config(site_config(httpd, pebble, [["rate.hot.bench"]],
+                                       global_first=f"ACMEActivation {mode}\n"
+                                                    "ACMECheckInterval 1m"))
+        httpd.start()
+        first = serial_of(wait_for_pebble_cert(httpd, ["rate.hot.bench"]))
+        if mode == "hot":   # a renewal published: the callback serves the shared set
+            wait_for_pebble_cert(httpd, ["rate.hot.bench"], timeout=90, not_serial=first)
+        else:               # the restart's generation serves the certificate from its files
+            time.sleep(2)
+        return s_time(httpd.https_port, seconds)
+    finally:
+        httpd.stop()
+        pebble.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--renewals", type=int, default=2)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    print(f"== hot activation bench (module {harness.MODULE_SO})")
+    delays, restarts = landed_to_served(None, args.renewals)
+    if delays:
+        print(f"landed -> served (hot): n={len(delays)} min {min(delays):.3f} s, median "
+              f"{statistics.median(delays):.3f} s, max {max(delays):.3f} s  (target <= 0.5 s)")
+    else:
+        print("landed -> served (hot): no renewal observed")
+    print(f"graceful restarts during those renewals: {restarts}  (target 0)")
+    static = [handshake_rate("restart", args.seconds) for _ in range(args.runs)]
+    hot = [handshake_rate("hot", args.seconds) for _ in range(args.runs)]
+    s_med, h_med = statistics.median(static), statistics.median(hot)
+    print(f"handshakes/s static (ACMEActivation restart): {', '.join(f'{x:.0f}' for x in static)}"
+          f"  median {s_med:.0f}")
+    print(f"handshakes/s hot (published set):            {', '.join(f'{x:.0f}' for x in hot)}"
+          f"  median {h_med:.0f}")
+    print(f"ratio hot/static: {h_med / s_med:.3f}  (target >= 0.98)" if s_med else "no figure")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+/*
+ * Hot activation in the parent (issue 19). See acme_supervise_hot.h.
+ */
+#include <string.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <apr_strings.h>
+
+#include "acme_activate.h"
+#include "acme_config_ondemand.h"
+#include "acme_serve_hot.h"
+#include "acme_store.h"
+#include "acme_supervise_hot.h"
+
+APLOG_USE_MODULE(acme);
+
+/* A slot holds a set twice the size of today's largest, and at least this. */
+#define ACME_SUPERVISE_HOT_SLOT_MIN (16 * 1024)
+#define ACME_SUPERVISE_HOT_SLOT_MAX (1024 * 1024)
+#define ACME_SUPERVISE_HOT_SPARE 16
+#define ACME_SUPERVISE_HOT_ONDEMAND_SPARE_MAX 1000
+#define ACME_SUPERVISE_HOT_SET_MAX (512 * 1024)
+
+/* What domains/<name>/ serves: per key spec the key, the leaf and the chain (PEM), the specs
+ * separated by a NUL byte (acme_serve_hot_parse). */
+static apr_status_t acme_supervise_hot_set(apr_pool_t *p, const acme_active_t *active,
+                                           char **pem, apr_size_t *len, acme_result_t *res)
+{
+    apr_size_t total = 0, at = 0;
+    char **keys = apr_pcalloc(p, sizeof(char *) * (apr_size_t)(active->certs->nelts + 1));
+    char **chains = apr_pcalloc(p, sizeof(char *) * (apr_size_t)(active->certs->nelts + 1));
+    apr_size_t *klen = apr_pcalloc(p, sizeof(apr_size_t) * (apr_size_t)(active->certs->nelts + 1));
+    apr_size_t *clen = apr_pcalloc(p, sizeof(apr_size_t) * (apr_size_t)(active->certs->nelts + 1));
+    int i;
+
+    for (i = 0; i < active->certs->nelts; ++i) {
+        const acme_active_cert_t *c = &APR_ARRAY_IDX(active->certs, i, acme_active_cert_t);
+        apr_status_t rv = acme_store_read_file(p, c->key_file, &keys[i], &klen[i],
+                                               ACME_SUPERVISE_HOT_SET_MAX, res);
+        if (rv == APR_SUCCESS) {
+            rv = acme_store_read_file(p, c->cert_file, &chains[i], &clen[i],
+                                      ACME_SUPERVISE_HOT_SET_MAX, res);
+        }
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        total += klen[i] + clen[i] + 2;
+    }
+    *pem = apr_palloc(p, total + 1);
+    for (i = 0; i < active->certs->nelts; ++i) {
+        memcpy(*pem + at, keys[i], klen[i]);
+        (*pem)[at + klen[i]] = '\n';
+        memcpy(*pem + at + klen[i] + 1, chains[i], clen[i]);
+        at += klen[i] + 1 + clen[i];
+        (*pem)[at++] = '\0';
+    }
+    *len = at;
+    return APR_SUCCESS;
+}
+
+/* The largest set served now (file sizes), to size the slots. */
+static apr_size_t acme_supervise_hot_largest(apr_pool_t *ptemp, const acme_conf_t *conf)
+{
+    apr_hash_index_t *hi;
+    apr_size_t largest = 0;
+
+    for (hi = conf->active ? apr_hash_first(ptemp, conf->active) : NULL; hi;
+         hi = apr_hash_next(hi)) {
+        const acme_active_t *active = apr_hash_this_val(hi);
+        apr_size_t size = 0;
+        int i;
+        for (i = 0; i < active->certs->nelts; ++i) {
+            const acme_active_cert_t *c = &APR_ARRAY_IDX(active->certs, i, acme_active_cert_t);
+            apr_finfo_t fk, fc;
+            if (apr_stat(&fk, c->key_file, APR_FINFO_SIZE, ptemp) == APR_SUCCESS
+                && apr_stat(&fc, c->cert_file, APR_FINFO_SIZE, ptemp) == APR_SUCCESS) {
+                size += (apr_size_t)(fk.size + fc.size) + 2;
+            }
+        }
+        largest = size > largest ? size : largest;
+    }
+    return largest;
+}
+
+/* Slot size: twice the largest set, within bounds; MOD_ACME_HOT_SLOT_SIZE (bytes) overrides it,
+ * for the tests of the fallback to a restart. */
+static apr_uint32_t acme_supervise_hot_slot_size(apr_pool_t *ptemp, const acme_conf_t *conf)
+{
+    const char *forced = getenv("MOD_ACME_HOT_SLOT_SIZE");
+    apr_size_t size = 2 * acme_supervise_hot_largest(ptemp, conf);
+
+    if (forced && atol(forced) > 0) {
+        return (apr_uint32_t)atol(forced);
+    }
+    size = size < ACME_SUPERVISE_HOT_SLOT_MIN ? ACME_SUPERVISE_HOT_SLOT_MIN : size;
+    size = size > ACME_SUPERVISE_HOT_SLOT_MAX ? ACME_SUPERVISE_HOT_SLOT_MAX : size;
+    return (apr_uint32_t)size;
+}
+
+static apr_uint32_t acme_supervise_hot_nslots(apr_pool_t *pconf, const acme_conf_t *conf)
+{
+    const acme_config_ondemand_t *od = acme_config_ondemand_get(pconf);
+    apr_uint32_t n = (apr_uint32_t)conf->domains->nelts + ACME_SUPERVISE_HOT_SPARE;
+
+    if (od->worker) {
+        int spare = od->worker->policy.max_domains;
+        n += (apr_uint32_t)(spare <= 0 || spare > ACME_SUPERVISE_HOT_ONDEMAND_SPARE_MAX
+                            ? ACME_SUPERVISE_HOT_ONDEMAND_SPARE_MAX : spare);
+    }
+    return n;
+}
+
+/* The segment for nslots slots of slot_size, made anew when the one kept is too small. */
+static apr_status_t acme_supervise_hot_segment(server_rec *s, apr_uint32_t nslots,
+                                               apr_uint32_t slot_size)
+{
+    acme_serve_hot_shm_t *h = acme_serve_hot_shm(s->process);
+    apr_size_t size = acme_hot_size(nslots, slot_size);
+    apr_shm_t *shm = NULL;
+    apr_status_t rv;
+
+    if (h->shm && acme_hot_nslots(&h->hot) >= nslots
+        && acme_hot_slot_size(&h->hot) >= slot_size) {
+        acme_hot_clear(&h->hot);
+        return APR_SUCCESS;
+    }
+    /* Anonymous: inherited by the children, reachable by no other program. */
+    if ((rv = apr_shm_create(&shm, size, NULL, s->process->pool)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (h->shm) {
+        apr_shm_destroy(h->shm);        /* the old generation's children keep their mapping */
+    }
+    h->shm = shm;
+    acme_hot_init(&h->hot, apr_shm_baseaddr_get(shm), size, nslots, slot_size);
+    return APR_SUCCESS;
+}
+
+static apr_status_t acme_supervise_hot_one(apr_pool_t *p, acme_hot_t *hot, acme_conf_t *conf,
+                                           const acme_domain_t *dom, const char **why);
+
+void acme_supervise_hot_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
+                                acme_conf_t *conf)
+{
+    apr_uint32_t nslots = acme_supervise_hot_nslots(pconf, conf);
+    apr_uint32_t slot_size = acme_supervise_hot_slot_size(ptemp, conf);
+    apr_hash_t *slots = acme_serve_hot_slots(pconf);
+    acme_hot_t *hot;
+    apr_status_t rv;
+    int i;
+
+    if (conf->activation != ACME_ACTIVATION_HOT || !conf->store) {
+        return;
+    }
+    if ((rv = acme_supervise_hot_segment(s, nslots, slot_size)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, "ACME09002: mod_acme: no shared memory "
+                     "for hot activation (%u slots of %u bytes); new certificates are "
+                     "activated by graceful restarts", nslots, slot_size);
+        return;
+    }
+    hot = acme_serve_hot_segment(s->process);
+    for (i = 0; i < conf->domains->nelts; ++i) {
+        const acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, const acme_domain_t *);
+        int *slot = apr_palloc(pconf, sizeof(*slot));
+        const char *why = NULL;
+        *slot = acme_hot_claim(hot, dom->name);
+        if (*slot >= 0) {
+            apr_hash_set(slots, dom->name, APR_HASH_KEY_STRING, slot);
+        }
+        /* No virtual host names an on-demand domain: mod_ssl never loads its certificate, the
+         * certificate callback serves it from here. */
+        if (dom->ondemand && *slot >= 0
+            && acme_supervise_hot_one(ptemp, hot, conf, dom, &why) != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "ACME09006: mod_acme: on-demand "
+                         "domain %s cannot be served: %s", dom->name, why ? why : "?");
+        }
+    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "ACME09003: mod_acme: hot activation: %u slots "
+                 "of %u bytes for %d domains", nslots, slot_size, conf->domains->nelts);
+}
+
+/* Publishes one domain's set; *why says what failed. */
+static apr_status_t acme_supervise_hot_one(apr_pool_t *p, acme_hot_t *hot, acme_conf_t *conf,
+                                           const acme_domain_t *dom, const char **why)
+{
+    apr_pool_t *keep = apr_hash_pool_get(conf->active);
+    acme_active_t *active = NULL;
+    acme_result_t res;
+    char *pem = NULL;
+    apr_size_t len = 0;
+    int slot;
+    apr_status_t rv;
+
+    acme_result_reset(&res);
+    rv = acme_activate_load(keep, conf->store, dom, apr_time_now(), NULL, &active, &res);
+    if (rv == APR_SUCCESS && active->certs->nelts == 0) {
+        rv = acme_result_fail(&res, APR_ENOENT, ACME_CLASS_ADMIN, "nothing to serve");
+    }
+    if (rv == APR_SUCCESS) {
+        rv = acme_supervise_hot_set(p, active, &pem, &len, &res);
+    }
+    if (rv != APR_SUCCESS) {
+        *why = apr_psprintf(p, "%s: %s", dom->name, acme_result_describe(&res, p));
+        return rv;
+    }
+    if ((slot = acme_hot_claim(hot, dom->name)) < 0) {
+        *why = apr_psprintf(p, "%s: no free slot in the shared memory", dom->name);
+        return APR_ENOSPC;
+    }
+    if ((rv = acme_hot_publish(hot, slot, pem, len)) != APR_SUCCESS) {
+        *why = apr_psprintf(p, "%s: its set (%" APR_SIZE_T_FMT " bytes) is larger than a slot "
+                            "(%u bytes)", dom->name, len, acme_hot_slot_size(hot));
+        return rv;
+    }
+    apr_hash_set(conf->active, dom->name, APR_HASH_KEY_STRING, active);
+    return APR_SUCCESS;
+}
+
+apr_status_t acme_supervise_hot_publish(apr_pool_t *p, server_rec *s, acme_conf_t *conf,
+                                        const char *names, const char **why)
+{
+    acme_hot_t *hot = acme_serve_hot_segment(s->process);
+    char *list = apr_pstrdup(p, names ? names : ""), *last = NULL, *name;
+    apr_status_t rv = APR_SUCCESS;
+
+    *why = NULL;
+    if (!hot || conf->activation != ACME_ACTIVATION_HOT) {
+        *why = "hot activation is not set up";
+        return APR_ENOTIMPL;
+    }
+    for (name = apr_strtok(list, " ", &last); name; name = apr_strtok(NULL, " ", &last)) {
+        const acme_domain_t *dom = acme_config_domain_for(conf, name);
+        const char *one = NULL;
+        if (!dom || strcmp(dom->name, name)) {
+            continue;
+        }
+        if (acme_supervise_hot_one(p, hot, conf, dom, &one) != APR_SUCCESS) {
+            *why = *why ? apr_pstrcat(p, *why, "; ", one, NULL) : one;
+            rv = APR_EGENERAL;
+        }
+    }
+    return rv;
+}
