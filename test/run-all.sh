@@ -32,7 +32,8 @@ ACME_BUILD_DIR="$top/build/main" /usr/bin/python3 -m pytest -v -p no:cacheprovid
 
 # The same module built with ASan + UBSan (build/san), loaded into apache2 with clang's runtime
 # preloaded (harness.sanitizer_setup): issuance, renewal, activation, hostile input, profiles,
-# account life, dns-persist-01, server-status, metrics, ACMEExport and the etcd client; a test
+# account life, dns-persist-01, server-status, metrics, ACMEExport, the etcd client, the
+# certificate API, hot activation, on-demand certificates and the etcd cluster; a test
 # fails on any sanitizer report of any process. Left out to stay within about 5 minutes, because
 # they mostly wait for 60-second certificates to age (their code paths run in the tests kept):
 # the short-lived renewal of test_issue (renewal + reactivation: the MPM test below covers it),
@@ -44,8 +45,10 @@ ACME_SANITIZE=1 ACME_BUILD_DIR="$top/build/san" /usr/bin/python3 -m pytest -v -p
   test_module.py test_issue.py test_renewal.py test_activation.py test_hostile.py \
   test_profile.py test_account_life.py test_dns_persist.py \
   test_server_status.py test_metrics.py test_export.py test_etcd_client.py \
-  test_api.py \
+  test_api.py test_hot_activation.py test_ondemand.py test_cluster.py \
   --deselect test_issue.py::test_short_lived_certificate_is_renewed_and_reactivated \
+  --deselect "test_hot_activation.py::test_renewals_are_served_without_a_restart[worker-short-validity]" \
+  --deselect "test_hot_activation.py::test_renewals_are_served_without_a_restart[prefork-short-validity]" \
   --deselect "test_activation.py::test_issuance_renewal_and_activation_under_each_mpm[worker-short-validity]" \
   --deselect "test_activation.py::test_issuance_renewal_and_activation_under_each_mpm[prefork-short-validity]" \
   --deselect test_renewal.py::test_ari_window_brings_renewal_forward

@@ -60,7 +60,7 @@ def serials(httpd):
 
 
 @pytest.mark.parametrize("pebble", ["short-validity"], indirect=True)
-@pytest.mark.parametrize("mpm", ["event", "prefork"], indirect=True)
+@pytest.mark.parametrize("mpm", harness.MPMS, indirect=True)
 def test_renewals_are_served_without_a_restart(httpd, pebble, mpm):
     httpd.write_config(site_config(httpd, pebble, [[n] for n in NAMES],
                                    global_first="ACMECheckInterval 1m"))
