@@ -7,6 +7,7 @@
  * parent published a set does the callback take the process's cache lock, parse the new set
  * once per process and hand the connection references to it.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -48,8 +49,11 @@ typedef struct {
 
 /* Per child process. */
 typedef struct {
-    apr_thread_mutex_t *lock;           /* guards entries, taken only for published slots */
-    acme_serve_hot_entry_t *entries;    /* one per slot */
+    apr_thread_mutex_t *lock;           /* taken to parse a newer set, not to serve one */
+    acme_serve_hot_entry_t **entries;   /* one per slot: the newest parsed set, or NULL. A set
+                                         * is never changed or freed once published here (a
+                                         * thread may be serving it): a few KB per renewal and
+                                         * child, until the child ends */
     apr_uint32_t nslots;
     char *buf;                          /* a slot's copy, under lock */
 } acme_serve_hot_child_t;
@@ -140,29 +144,44 @@ static int acme_serve_hot_parse(const char *buf, apr_size_t len, acme_serve_hot_
 }
 
 /* Under ch->lock: the slot's set parsed at generation gen (copied and parsed when newer). */
+static const acme_serve_hot_entry_t *acme_serve_hot_entry_locked(acme_serve_hot_child_t *ch,
+                                                                 const acme_hot_t *hot,
+                                                                 int slot, const char *name,
+                                                                 apr_uint32_t gen)
+{
+    acme_serve_hot_entry_t *e = ch->entries[slot], *fresh;
+    apr_size_t len = 0;
+    apr_uint32_t got = 0;
+
+    if (e && e->gen == gen) {
+        return e->n > 0 ? e : NULL;
+    }
+    if (acme_hot_read(hot, slot, name, ch->buf, acme_hot_slot_size(hot), &len, &got)
+        != APR_SUCCESS || !(fresh = calloc(1, sizeof(*fresh)))) {
+        return NULL;                    /* mod_ssl's certificate, and a new try next time */
+    }
+    if (!acme_serve_hot_parse(ch->buf, len, fresh)) {
+        acme_serve_hot_entry_free(fresh);
+    }
+    fresh->gen = got;                   /* a set that does not parse is not tried again */
+    __atomic_store_n(&ch->entries[slot], fresh, __ATOMIC_RELEASE);
+    return fresh->n > 0 ? fresh : NULL;
+}
+
+/* The slot's parsed set at generation gen: without a lock when this process has it already. */
 static const acme_serve_hot_entry_t *acme_serve_hot_entry(acme_serve_hot_child_t *ch,
                                                           const acme_hot_t *hot, int slot,
                                                           const char *name, apr_uint32_t gen)
 {
-    acme_serve_hot_entry_t *e = &ch->entries[slot], fresh = { .gen = 0 };
-    apr_size_t len = 0;
-    apr_uint32_t got = 0;
+    const acme_serve_hot_entry_t *e = __atomic_load_n(&ch->entries[slot], __ATOMIC_ACQUIRE);
 
-    if (e->gen == gen) {
+    if (e && e->gen == gen) {
         return e->n > 0 ? e : NULL;
     }
-    if (acme_hot_read(hot, slot, name, ch->buf, acme_hot_slot_size(hot), &len, &got)
-        != APR_SUCCESS) {
-        return NULL;                    /* mod_ssl's certificate, and a new try next time */
-    }
-    if (!acme_serve_hot_parse(ch->buf, len, &fresh)) {
-        acme_serve_hot_entry_free(&fresh);
-        fresh.n = 0;
-    }
-    acme_serve_hot_entry_free(e);
-    *e = fresh;
-    e->gen = got;                       /* a set that does not parse is not tried again */
-    return e->n > 0 ? e : NULL;
+    apr_thread_mutex_lock(ch->lock);
+    e = acme_serve_hot_entry_locked(ch, hot, slot, name, gen);
+    apr_thread_mutex_unlock(ch->lock);
+    return e;
 }
 
 /* Serves slot's published set on ssl; 1 when it did. */
@@ -176,14 +195,12 @@ static int acme_serve_hot_use(SSL *ssl, acme_serve_hot_child_t *ch, const acme_h
     if (gen == 0 || (apr_uint32_t)slot >= ch->nslots) {
         return 0;                       /* the common case: mod_ssl's own certificate */
     }
-    apr_thread_mutex_lock(ch->lock);
     e = acme_serve_hot_entry(ch, hot, slot, name, gen);
     for (i = 0; e && i < e->n; ++i) {
         /* override: replaces what mod_ssl configured for this key type, this connection only */
         used += SSL_use_cert_and_key(ssl, e->certs[i].leaf, e->certs[i].key, e->certs[i].chain,
                                      1) == 1;
     }
-    apr_thread_mutex_unlock(ch->lock);
     return used > 0;
 }
 
@@ -258,6 +275,15 @@ static void acme_serve_hot_protect(const acme_serve_hot_shm_t *h, server_rec *s)
     }
 }
 
+void acme_serve_hot_readonly(server_rec *s)
+{
+    acme_serve_hot_shm_t *h = acme_serve_hot_shm(s->process);
+
+    if (h->shm && h->hot.mem) {
+        acme_serve_hot_protect(h, s);
+    }
+}
+
 void acme_serve_hot_child_init(apr_pool_t *pchild, server_rec *s)
 {
     acme_serve_hot_shm_t *h = acme_serve_hot_shm(s->process);
@@ -321,11 +347,9 @@ const acme_active_t *acme_serve_hot_active(apr_pool_t *p, process_rec *process,
     if (!hot || !ch || !slot || !loaded || (gen = acme_hot_gen(hot, *slot)) == 0) {
         return loaded;                  /* the parent, or nothing published since the start */
     }
-    apr_thread_mutex_lock(ch->lock);
     e = acme_serve_hot_entry(ch, hot, *slot, dom->name, gen);
     if (e) {
         active = acme_serve_hot_active_of(p, e, loaded, acme_hot_published(hot, *slot));
     }
-    apr_thread_mutex_unlock(ch->lock);
     return active ? active : loaded;
 }

@@ -40,6 +40,9 @@ int acme_serve_hot_wanted(server_rec *s);
  * is a newer one than mod_ssl's, or waits for an on-demand name's; always 1. */
 int acme_serve_hot_cert(SSL *ssl, server_rec *s);
 
+/* The segment becomes read-only in this process (the renewal worker: it runs as the User). */
+void acme_serve_hot_readonly(server_rec *s);
+
 /* child_init: the segment becomes read-only here; the per-process cache is made. */
 void acme_serve_hot_child_init(apr_pool_t *pchild, server_rec *s);
 

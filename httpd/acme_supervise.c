@@ -169,6 +169,7 @@ static void acme_supervise_worker_main(acme_supervisor_t *sup)
     apr_signal(SIGPIPE, SIG_IGN);
     apr_signal(SIGCHLD, SIG_DFL);
     ap_close_listeners();
+    acme_serve_hot_readonly(sup->s);
     apr_pool_create(&p, NULL);
     _exit(acme_worker_run(p, &cfg));
 }
