@@ -979,14 +979,40 @@ static int acme_supervise_go_hot(acme_supervisor_t *sup, apr_pool_t *p,
 }
 
 /* A checked batch: announce it, or test the configuration and restart when the budget allows. */
+static void acme_supervise_go_restart(acme_supervisor_t *sup, apr_pool_t *p,
+                                      const acme_supervise_batch_t *batch, apr_time_t now);
+
 static void acme_supervise_go(acme_supervisor_t *sup, apr_pool_t *p,
                               const acme_supervise_batch_t *batch, apr_time_t now)
 {
+    if (!acme_supervise_go_hot(sup, p, batch)) {
+        acme_supervise_go_restart(sup, p, batch, now);
+    }
+}
+
+/*
+ * After a hot activation the worker's handshake still met an old certificate (another module,
+ * an SSLCertificateFile taking precedence): a graceful restart, tested as usual, serves what
+ * domains/ holds.
+ */
+static void acme_supervise_selfcheck_fallback(acme_supervisor_t *sup)
+{
+    acme_supervise_batch_t batch = { .names = "the self-checked names", .first_issuance = 1 };
+    apr_pool_t *p = NULL;
+
+    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sup->s, "ACME09007: mod_acme: after a hot "
+                 "activation a handshake still met the old certificate (see the self-check line); "
+                 "restarting gracefully to serve the new one");
+    apr_pool_create(&p, sup->pconf);
+    acme_supervise_go_restart(sup, p, &batch, apr_time_now());
+    apr_pool_destroy(p);
+}
+
+static void acme_supervise_go_restart(acme_supervisor_t *sup, apr_pool_t *p,
+                                      const acme_supervise_batch_t *batch, apr_time_t now)
+{
     acme_result_t res;
 
-    if (acme_supervise_go_hot(sup, p, batch)) {
-        return;
-    }
     if (sup->conf->auto_restart == 0) {
         if (!sup->announced) {
             acme_supervise_state(sup, p, "ACMEAutoRestart off: waiting for 'apachectl graceful'",
@@ -1104,6 +1130,10 @@ static void acme_supervise_exited(acme_supervisor_t *sup, int status)
     int pid = (int)sup->proc.pid;
 
     sup->proc.pid = 0;
+    if (status == ACME_WORKER_EXIT_SELFCHECK) {
+        acme_supervise_selfcheck_fallback(sup);
+        status = 1;
+    }
     if (status != 0 && status != 1) {
         /* A start-up failure or a signal: retry, more slowly each time in a row. */
         sup->crashes++;

@@ -723,6 +723,7 @@ static void acme_worker_selfcheck(acme_worker_t *w)
         }
         acme_worker_log(w, ACME_LOG_ERROR, apr_psprintf(w->pool, "ACME00432: %s: %s", name,
                                                         acme_result_describe(&res, w->pool)));
+        w->selfcheck_failed = 1;
         if (acme_job_load(w->pool, w->store, name, &job, &res) == APR_SUCCESS) {
             acme_job_failed(job, w->pool, &res, apr_time_now());
             job->failures = 0;      /* not an ordering failure: no backoff from it */
@@ -913,5 +914,5 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
                                                          acme_result_describe(&res, p)));
         return ACME_WORKER_EXIT_UNSCHEDULED;
     }
-    return w.failures ? 1 : 0;
+    return w.selfcheck_failed ? ACME_WORKER_EXIT_SELFCHECK : w.failures ? 1 : 0;
 }

@@ -80,6 +80,8 @@ typedef struct {
  * is stale, so the parent starts the worker again soon, backing off, instead of trusting it.
  */
 #define ACME_WORKER_EXIT_UNSCHEDULED 4
+/* A name the parent activated (without a restart) did not present its new certificate. */
+#define ACME_WORKER_EXIT_SELFCHECK 5
 
 /* One run; returns the process exit status (0: every due domain was handled). */
 int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg);

@@ -116,6 +116,7 @@ typedef struct {
     apr_array_header_t *ondemand_sites; /* acme_worker_ondemand_run_site_t, from prepare */
     apr_time_t ondemand_down_logged;    /* the ask endpoint's failure, logged once a minute */
     struct acme_worker_cluster_t *cluster; /* ACMECluster (acme_worker_cluster.c); NULL: off */
+    int selfcheck_failed;               /* a name did not present what was activated */
     int ondemand_staged;                /* on-demand sets staged: the run ends to have them
                                          * activated (the parent wakes when it ends) */
 } acme_worker_t;
