@@ -1055,6 +1055,8 @@ static void acme_supervise_go_restart(acme_supervisor_t *sup, apr_pool_t *p,
     }
 }
 
+static void acme_supervise_ondemand_names(acme_supervisor_t *sup, apr_pool_t *p);
+
 static void acme_supervise_activate(acme_supervisor_t *sup, int worker_done)
 {
     apr_time_t now = apr_time_now();
@@ -1069,6 +1071,7 @@ static void acme_supervise_activate(acme_supervisor_t *sup, int worker_done)
         sup->landed_first = now;
     }
     apr_pool_create(&p, sup->pconf);
+    acme_supervise_ondemand_names(sup, p);      /* a name approved since: its set counts too */
     acme_supervise_check_staged(sup, p, &batch);
     if (!batch.names) {
         sup->landed_first = 0;
