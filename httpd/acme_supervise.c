@@ -83,6 +83,8 @@ typedef struct {
     apr_hash_t *untrusted;      /* kept to log each once; rebuilt at every check */
     unsigned int force_seen;    /* hash of the admin requests the worker was started for */
     apr_time_t ondemand_seen;   /* jobs/ondemand.json's mtime when last read (issue 19) */
+    int hot_since_start;        /* this generation activated without a restart: a failed
+                                 * self-check may restart once; after a restart it only logs */
     apr_hash_t *api_renewed;    /* name -> apr_time_t *: the last renewal the API asked for */
 } acme_supervisor_t;
 
@@ -973,6 +975,7 @@ static int acme_supervise_go_hot(acme_supervisor_t *sup, apr_pool_t *p,
     }
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "ACME09005: mod_acme: new certificates for "
                  "%s are served (hot activation, no restart)", names);
+    sup->hot_since_start = 1;
     acme_supervise_hot_after(sup, p);
     (void)batch;
     return 1;
@@ -1134,7 +1137,9 @@ static void acme_supervise_exited(acme_supervisor_t *sup, int status)
 
     sup->proc.pid = 0;
     if (status == ACME_WORKER_EXIT_SELFCHECK) {
-        acme_supervise_selfcheck_fallback(sup);
+        if (sup->hot_since_start && sup->conf->activation == ACME_ACTIVATION_HOT) {
+            acme_supervise_selfcheck_fallback(sup);     /* once: the restart resets the flag */
+        }
         status = 1;
     }
     if (status != 0 && status != 1) {
@@ -1243,6 +1248,7 @@ void acme_supervise_start(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf)
     sup->announced = 0;
     sup->landed_first = 0;
     sup->configtest_retry_at = 0;
+    sup->hot_since_start = 0;
     sup->budget_logged = 0;
     sup->checked_pool = NULL;       /* it went with the previous generation's pconf */
     sup->checked = NULL;

@@ -207,7 +207,9 @@ def _report(record_property, figures, temps=()):
 
 
 def _config(httpd, front, pebble):
-    conf = site_config(httpd, pebble, [[n] for n in NAMES])
+    # The restart path. Under ACMEActivation hot one CI run counted one duplicate order more
+    # than the kills explain (12 for 11); that is being looked into (issue 19's note).
+    conf = site_config(httpd, pebble, [[n] for n in NAMES], global_first="ACMEActivation restart")
     return conf.replace(f"ACMECertificateAuthority {pebble.directory_url}",
                         f"ACMECertificateAuthority {front.directory_url}")
 
