@@ -269,25 +269,6 @@ int acme_config_ondemand_check(apr_pool_t *pconf, server_rec *s)
     return errors ? HTTP_INTERNAL_SERVER_ERROR : OK;
 }
 
-/* The site of name: the first whose ServerName or ServerAlias matches, else the first. */
-static const acme_worker_ondemand_site_t *acme_config_ondemand_site_of(
-    const acme_worker_ondemand_t *w, const char *name)
-{
-    int i, j;
-
-    for (i = 0; i < w->sites->nelts; ++i) {
-        const acme_worker_ondemand_site_t *site =
-            &APR_ARRAY_IDX(w->sites, i, acme_worker_ondemand_site_t);
-        for (j = 0; j < site->patterns->nelts; ++j) {
-            if (apr_fnmatch(APR_ARRAY_IDX(site->patterns, j, const char *), name,
-                            APR_FNM_PERIOD | APR_FNM_CASE_BLIND) == APR_SUCCESS) {
-                return site;
-            }
-        }
-    }
-    return &APR_ARRAY_IDX(w->sites, 0, acme_worker_ondemand_site_t);
-}
-
 static acme_ondemand_registry_t *acme_config_ondemand_registry(apr_pool_t *ptemp, server_rec *s,
                                                                const acme_conf_t *conf)
 {
@@ -330,6 +311,7 @@ int acme_config_ondemand_domains(apr_pool_t *pconf, apr_pool_t *ptemp, server_re
     for (i = 0; i < names->nelts; ++i) {
         const char *name = APR_ARRAY_IDX(names, i, const char *), *why = NULL;
         acme_domain_t *dom;
+        int site;
         if (conf->index && acme_names_index_get(conf->index, name)) {
             continue;           /* declared since: the ACMEDomain wins */
         }
@@ -337,7 +319,8 @@ int acme_config_ondemand_domains(apr_pool_t *pconf, apr_pool_t *ptemp, server_re
         if (acme_domain_add_name(pconf, dom, name, &why) != APR_SUCCESS) {
             continue;
         }
-        dom->policy = *acme_config_ondemand_site_of(od->worker, name)->policy;
+        site = acme_worker_ondemand_site_find(od->worker, name);
+        dom->policy = *APR_ARRAY_IDX(od->worker->sites, site, acme_worker_ondemand_site_t).policy;
         dom->ondemand = 1;
         APR_ARRAY_PUSH(conf->domains, acme_domain_t *) = dom;
         if (conf->index) {

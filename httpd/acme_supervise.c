@@ -86,6 +86,7 @@ typedef struct {
     int hot_since_start;        /* this generation activated without a restart: a failed
                                  * self-check may restart once; after a restart it only logs */
     apr_hash_t *api_renewed;    /* name -> apr_time_t *: the last renewal the API asked for */
+    int config_unseen;          /* the running worker has the previous generation's config */
 } acme_supervisor_t;
 
 static acme_supervisor_t *acme_supervisor_get(process_rec *process)
@@ -136,7 +137,13 @@ static void acme_supervise_on_stop(int sig)
     acme_worker_request_stop();
 }
 
-static void acme_supervise_worker_main(acme_supervisor_t *sup)
+static void acme_supervise_on_finish(int sig)
+{
+    acme_worker_request_finish();
+}
+
+/* parent: the pid forking us, taken before the fork (getppid() in the child may already be 1). */
+static void acme_supervise_worker_main(acme_supervisor_t *sup, pid_t parent)
 {
     sigset_t none;
     apr_pool_t *p = NULL;
@@ -149,7 +156,7 @@ static void acme_supervise_worker_main(acme_supervisor_t *sup)
         .drop_privileges = geteuid() == 0,
         .uid = ap_unixd_config.user_id,
         .gid = ap_unixd_config.group_id,
-        .parent_pid = getppid(),
+        .parent_pid = parent,
         .seal_cert_pem = sup->conf->seal_cert_pem,
         .ari_off = sup->conf->ari_off,
         .warn_window = sup->conf->warn_window,
@@ -160,10 +167,11 @@ static void acme_supervise_worker_main(acme_supervisor_t *sup)
         .log_baton = sup->s,
     };
 
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
     apr_signal(SIGTERM, acme_supervise_on_stop);
     apr_signal(SIGINT, acme_supervise_on_stop);
+    apr_signal(SIGUSR2, acme_supervise_on_finish);  /* blocked until now (acme_supervise_fork) */
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     /* prefork signals its whole process group at graceful restarts: orders must go on. */
     apr_signal(AP_SIG_GRACEFUL, SIG_IGN);
     apr_signal(AP_SIG_GRACEFUL_STOP, SIG_IGN);
@@ -275,11 +283,21 @@ void acme_supervise_child(void)
 
 static void acme_supervise_fork(acme_supervisor_t *sup)
 {
-    apr_status_t rv = apr_proc_fork(&sup->proc, sup->pconf);
+    pid_t parent = getpid();
+    sigset_t usr2, before;
+    apr_status_t rv;
 
+    /* SIGUSR2's default is to end the process: the worker unblocks it once it has a handler. */
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    sigprocmask(SIG_BLOCK, &usr2, &before);
+    rv = apr_proc_fork(&sup->proc, sup->pconf);
+    if (rv != APR_INCHILD) {
+        sigprocmask(SIG_SETMASK, &before, NULL);
+    }
     if (rv == APR_INCHILD) {
         acme_supervise_child();
-        acme_supervise_worker_main(sup);
+        acme_supervise_worker_main(sup, parent);
     }
     if (rv != APR_INPARENT) {
         sup->proc.pid = 0;
@@ -290,6 +308,7 @@ static void acme_supervise_fork(acme_supervisor_t *sup)
         return;
     }
     sup->landed_first = 0;
+    sup->config_unseen = 0;
     acme_supervise_register(sup);
     acme_supervise_worker_note(sup, "running", 0);
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "ACME00302: mod_acme: renewal worker started "
@@ -1133,9 +1152,10 @@ static void acme_supervise_exited(acme_supervisor_t *sup, int status)
     apr_time_t now = apr_time_now();
     apr_pool_t *p = NULL;
     apr_interval_time_t delay;
-    int pid = (int)sup->proc.pid;
+    int pid = (int)sup->proc.pid, unseen = sup->config_unseen;
 
     sup->proc.pid = 0;
+    sup->config_unseen = 0;
     if (status == ACME_WORKER_EXIT_SELFCHECK) {
         if (sup->hot_since_start && sup->conf->activation == ACME_ACTIVATION_HOT) {
             acme_supervise_selfcheck_fallback(sup);     /* once: the restart resets the flag */
@@ -1162,6 +1182,9 @@ static void acme_supervise_exited(acme_supervisor_t *sup, int status)
                                               ? acme_job_next_run_load(p, sup->conf->store) : 0,
                                               now, acme_supervise_shortest_lifetime(sup));
         apr_pool_destroy(p);
+        if (unseen) {
+            sup->next_run = now;    /* new domains, and the self-check of what was installed */
+        }
         acme_supervise_worker_note(sup, "idle", sup->next_run);
         if (sup->next_run - now > apr_time_from_sec(1)) {
             ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "ACME00320: mod_acme: renewal worker "
@@ -1268,7 +1291,11 @@ void acme_supervise_start(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf)
     acme_supervise_state(sup, pconf, NULL, NULL, NULL);
     acme_supervise_selfcheck(sup, pconf);
     if (sup->proc.pid > 0 && kill(sup->proc.pid, 0) == 0) {
-        acme_supervise_register(sup);   /* a worker of the previous generation carries on */
+        /* A worker of the previous generation carries on with its orders, but stops waiting
+         * for on-demand names: the next one runs with this configuration. */
+        kill(sup->proc.pid, SIGUSR2);
+        sup->config_unseen = 1;
+        acme_supervise_register(sup);
         acme_supervise_worker_note(sup, "running", 0);
         return;
     }

@@ -11,6 +11,23 @@ void acme_worker_request_stop(void)
     acme_worker_stopping = 1;
 }
 
+/*
+ * Set from a signal handler: the server started a new generation (a reload), so a worker
+ * waiting for on-demand names ends once idle and the next one runs with the new configuration.
+ * Unlike a stop, orders in flight go on.
+ */
+static volatile sig_atomic_t acme_worker_finishing;
+
+void acme_worker_request_finish(void)
+{
+    acme_worker_finishing = 1;
+}
+
+int acme_worker_finish_requested(void)
+{
+    return acme_worker_finishing != 0;
+}
+
 /* ------------------------------------------------------------------ small helpers */
 
 int acme_worker_stop_requested(void)
@@ -496,6 +513,19 @@ static apr_status_t acme_worker_drop_privileges(acme_worker_t *w, acme_result_t 
     return APR_SUCCESS;
 }
 
+/*
+ * A parent killed outright (SIGKILL, OOM) cannot stop its worker, and a worker forked in the
+ * instant before that kill would go on ordering beside the next server's worker. The kernel
+ * tells us instead (SIGTERM: the worker stops at its next step). Set after the change of
+ * credentials, which clears it; a parent already gone is seen by the getppid() check after.
+ */
+static void acme_worker_follow_parent(const acme_worker_t *w)
+{
+    if (w->cfg->parent_pid) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
+    }
+}
+
 /* 1 when staging/<name>/ carries our proof over exactly the files it holds. */
 static int acme_worker_staged_genuine(acme_worker_t *w, apr_pool_t *p, const acme_domain_t *dom,
                                       const char *dir)
@@ -868,6 +898,7 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
                                                          acme_result_describe(&res, p)));
         return 2;
     }
+    acme_worker_follow_parent(&w);
     if (acme_worker_orphaned(&w)) {
         acme_worker_log(&w, ACME_LOG_NOTICE, "ACME00439: renewal worker stopped while preparing "
                         "(the server stopped); it plans again at its next start");
@@ -894,6 +925,10 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
         acme_worker_run_due(&w);
     }
     if (!w.abandoned && !acme_worker_stopping) {
+        w.stay_until = apr_time_now() + interval;
+        if (w.next_run > 0 && w.next_run < w.stay_until) {
+            w.stay_until = w.next_run;
+        }
         acme_worker_api_run(&w);
     }
     acme_worker_cluster_close(&w);

@@ -56,6 +56,9 @@ typedef struct {
     apr_interval_time_t ask_timeout;    /* for one question to the ask endpoint */
 } acme_worker_ondemand_t;
 
+/* The index in od->sites of the site that catches name (0, the catch-all, when none lists it). */
+int acme_worker_ondemand_site_find(const acme_worker_ondemand_t *od, const char *name);
+
 typedef struct {
     const char *store_dir;
     const apr_array_header_t *domains;  /* acme_domain_t *, policies resolved */
@@ -88,5 +91,9 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg);
 
 /* Asks a running acme_worker_run to stop at the next step (async-signal-safe). */
 void acme_worker_request_stop(void);
+
+/* Asks a worker that waits for on-demand names to end once idle (async-signal-safe). */
+void acme_worker_request_finish(void);
+int acme_worker_finish_requested(void);
 
 #endif

@@ -221,8 +221,16 @@ static int acme_worker_api_batch(acme_worker_t *w)
  * mail server asking for two certificates). Without API work it ends at once, as before.
  * More than one run's share waits on: the entries taken changed api-queue/, which starts the
  * worker again (acme_api_store_queue_stamp).
+ * With on-demand sites it stays until it would run next anyway (w->stay_until): a handshake
+ * waits at most ACMEOnDemandWait, and the parent's monitor would notice a name only at its
+ * next tick. A reload ends that wait (acme_worker_request_finish), not the orders.
  */
 #define ACME_WORKER_API_PRUNE_SCAN 20000
+
+static apr_time_t acme_worker_api_later(apr_time_t a, apr_time_t b)
+{
+    return a > b ? a : b;
+}
 
 void acme_worker_api_run(acme_worker_t *w)
 {
@@ -234,14 +242,14 @@ void acme_worker_api_run(acme_worker_t *w)
         apr_pool_destroy(p);
     }
     if (w->cfg->ondemand) {
-        until = apr_time_now() + ACME_WORKER_API_LINGER;    /* names first seen come in bursts */
+        until = w->stay_until;
     }
     for (;;) {
         if (acme_worker_api_batch(w) + acme_worker_ondemand_batch(w) > 0) {
-            until = apr_time_now() + ACME_WORKER_API_LINGER;
+            until = acme_worker_api_later(until, apr_time_now() + ACME_WORKER_API_LINGER);
         }
         if (!until || apr_time_now() >= until || acme_worker_stop_requested()
-            || w->ondemand_staged
+            || acme_worker_finish_requested() || w->ondemand_staged
             || (w->cfg->parent_pid && getppid() != w->cfg->parent_pid)) {
             return;
         }

@@ -119,6 +119,8 @@ typedef struct {
     int selfcheck_failed;               /* a name did not present what was activated */
     int ondemand_staged;                /* on-demand sets staged: the run ends to have them
                                          * activated (the parent wakes when it ends) */
+    apr_time_t stay_until;              /* with on-demand: when the worker would run next,
+                                         * until which it waits for names first seen */
 } acme_worker_t;
 
 /* An on-demand site's CAs, read as root in prepare like a domain's. */

@@ -44,23 +44,35 @@ apr_status_t acme_worker_ondemand_prepare(acme_worker_t *w, acme_result_t *res)
     return APR_SUCCESS;
 }
 
-/* The site whose ServerName or ServerAlias matches name; else the first (the catch-all). */
-static const acme_worker_ondemand_run_site_t *acme_worker_ondemand_site(acme_worker_t *w,
-                                                                       const char *name)
+/*
+ * The index in od->sites of the site whose ServerName or ServerAlias matches name, else 0 (the
+ * first, the catch-all). Shared by the worker (which site's policy orders) and the parent
+ * (which policy an approved name is managed with), so both always agree.
+ */
+int acme_worker_ondemand_site_find(const acme_worker_ondemand_t *od, const char *name)
 {
     int i, j;
 
-    for (i = 0; i < w->ondemand_sites->nelts; ++i) {
-        const acme_worker_ondemand_run_site_t *rs =
-            &APR_ARRAY_IDX(w->ondemand_sites, i, acme_worker_ondemand_run_site_t);
-        for (j = 0; j < rs->site->patterns->nelts; ++j) {
-            const char *pat = APR_ARRAY_IDX(rs->site->patterns, j, const char *);
+    for (i = 0; i < od->sites->nelts; ++i) {
+        const acme_worker_ondemand_site_t *site =
+            &APR_ARRAY_IDX(od->sites, i, acme_worker_ondemand_site_t);
+        for (j = 0; j < site->patterns->nelts; ++j) {
+            const char *pat = APR_ARRAY_IDX(site->patterns, j, const char *);
             if (apr_fnmatch(pat, name, APR_FNM_PERIOD | APR_FNM_CASE_BLIND) == APR_SUCCESS) {
-                return rs;
+                return i;
             }
         }
     }
-    return &APR_ARRAY_IDX(w->ondemand_sites, 0, acme_worker_ondemand_run_site_t);
+    return 0;
+}
+
+/* The run-time site of name (w->ondemand_sites is in od->sites' order). */
+static const acme_worker_ondemand_run_site_t *acme_worker_ondemand_site(acme_worker_t *w,
+                                                                       const char *name)
+{
+    return &APR_ARRAY_IDX(w->ondemand_sites, acme_worker_ondemand_site_find(w->cfg->ondemand,
+                                                                            name),
+                          acme_worker_ondemand_run_site_t);
 }
 
 /* A managed domain already has the name: on-demand leaves it alone. */

@@ -7,6 +7,7 @@ import ssl
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +94,31 @@ def test_a_set_too_large_for_its_slot_is_activated_by_a_restart(httpd, pebble):
         log[-3000:]
     assert "is larger than a slot (1000 bytes)" in log
     assert "restarting gracefully" in log and "SIGUSR1 received" in log
+
+
+def test_a_failed_self_check_restarts_once_and_not_in_a_loop(httpd, pebble, workdir):
+    """An earlier static virtual host on the same address also answers sc.hot.test, so SNI never
+    reaches the managed one: neither hot activation nor a restart can serve the new certificate.
+    The self-check after the hot activation meets the shadow's certificate and the parent falls
+    back to one graceful restart; the self-check after that restart fails too and is reported,
+    but restarts nothing more."""
+    cert, key = harness.make_self_signed(Path(workdir) / "shadow", "shadow.hot.test",
+                                         ["DNS:shadow.hot.test", "DNS:sc.hot.test"])
+    shadow = "\n".join([f"<VirtualHost 127.0.0.1:{httpd.https_port}>",
+                        "  ServerName shadow.hot.test", "  ServerAlias sc.hot.test",
+                        "  SSLEngine on", f"  SSLCertificateFile {cert}",
+                        f"  SSLCertificateKeyFile {key}", "</VirtualHost>"])
+    httpd.write_config(site_config(httpd, pebble, [["sc.hot.test"]], global_first=shadow))
+    httpd.start()
+    harness.wait_for(lambda: "ACME09007" in httpd.log_text(), 90, "the self-check's fallback")
+    # After the restart the next worker checks again, fails again and reports it (ACME00432).
+    harness.wait_for(lambda: httpd.log_text().count("ACME00432") >= 2, 60,
+                     "the self-check after the restart")
+    time.sleep(12)      # a monitor tick and more: time for a loop to show
+    log = httpd.log_text()
+    assert log.count("ACME09007") == 1, log[-4000:]
+    assert log.count("SIGUSR1 received") == 1, log[-4000:]
+    assert "still serves serial" in log and "for sc.hot.test, not the new certificate" in log
+    # Nothing was lost: the shadow still answers its name, httpd is up.
+    assert httpd.running()
+    assert "CN=shadow.hot.test" in (served_cert(httpd, "sc.hot.test") or "")

@@ -207,9 +207,10 @@ def _report(record_property, figures, temps=()):
 
 
 def _config(httpd, front, pebble):
-    # The restart path. Under ACMEActivation hot one CI run counted one duplicate order more
-    # than the kills explain (12 for 11); that is being looked into (issue 19's note).
-    conf = site_config(httpd, pebble, [[n] for n in NAMES], global_first="ACMEActivation restart")
+    # ACMEActivation hot (the default): a worker forked just before the tree's SIGKILL outlived
+    # its parent and ordered beside the next server's worker (two orders orphaned by one kill);
+    # it now follows its parent (PR_SET_PDEATHSIG, and the parent's pid taken before the fork).
+    conf = site_config(httpd, pebble, [[n] for n in NAMES])
     return conf.replace(f"ACMECertificateAuthority {pebble.directory_url}",
                         f"ACMECertificateAuthority {front.directory_url}")
 
