@@ -74,6 +74,8 @@ typedef struct {
     char last_failure[512];     /* the configtest complaint logged last, to log it once */
     apr_time_t last_restart;    /* our own last graceful restart */
     char installed[8192];       /* names installed just before our restart, for the self-check */
+    char hot_checked[8192];     /* the names of the last hot activation, for its self-check */
+    char recheck[8192];         /* ... when that failed: the restart's worker checks them again */
     apr_array_header_t *config_files; /* this generation's config files and their directories */
     char config_stamp[APR_SHA1_DIGESTSIZE * 2 + 1]; /* of config_files as they were read */
     int budget_logged;
@@ -995,6 +997,7 @@ static int acme_supervise_go_hot(acme_supervisor_t *sup, apr_pool_t *p,
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "ACME09005: mod_acme: new certificates for "
                  "%s are served (hot activation, no restart)", names);
     sup->hot_since_start = 1;
+    apr_cpystrn(sup->hot_checked, sup->installed, sizeof(sup->hot_checked));
     acme_supervise_hot_after(sup, p);
     (void)batch;
     return 1;
@@ -1025,6 +1028,7 @@ static void acme_supervise_selfcheck_fallback(acme_supervisor_t *sup)
     ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sup->s, "ACME09007: mod_acme: after a hot "
                  "activation a handshake still met the old certificate (see the self-check line); "
                  "restarting gracefully to serve the new one");
+    apr_cpystrn(sup->recheck, sup->hot_checked, sizeof(sup->recheck));
     apr_pool_create(&p, sup->pconf);
     acme_supervise_go_restart(sup, p, &batch, apr_time_now());
     apr_pool_destroy(p);
@@ -1212,21 +1216,39 @@ static void acme_supervise_maint(int reason, void *data, int status)
 }
 
 /* The names installed before our restart: the next worker checks they are served. */
+/* The domain whose first name is name: the names index, else a scan (names approved on demand
+ * since the start are not in the index). */
+static const acme_domain_t *acme_supervise_domain_named(const acme_conf_t *conf, const char *name)
+{
+    const acme_domain_t *dom = conf->index ? acme_names_index_get(conf->index, name) : NULL;
+    int i;
+
+    if (dom && !strcmp(dom->name, name)) {
+        return dom;
+    }
+    for (i = 0; i < conf->domains->nelts; ++i) {
+        dom = APR_ARRAY_IDX(conf->domains, i, const acme_domain_t *);
+        if (!strcmp(dom->name, name)) {
+            return dom;
+        }
+    }
+    return NULL;
+}
+
 static void acme_supervise_selfcheck(acme_supervisor_t *sup, apr_pool_t *pconf)
 {
     apr_hash_t *names = apr_hash_make(pconf);
-    char *list = apr_pstrdup(pconf, sup->installed), *last = NULL, *name;
-    int i;
+    char *list = apr_pstrcat(pconf, sup->installed, " ", sup->recheck, NULL), *last = NULL;
+    char *name;
 
     for (name = apr_strtok(list, " ", &last); name; name = apr_strtok(NULL, " ", &last)) {
-        for (i = 0; i < sup->conf->domains->nelts; ++i) {
-            const acme_domain_t *dom = APR_ARRAY_IDX(sup->conf->domains, i, const acme_domain_t *);
-            if (!strcmp(dom->name, name)) {
-                apr_hash_set(names, dom->name, APR_HASH_KEY_STRING, dom);
-            }
+        const acme_domain_t *dom = acme_supervise_domain_named(sup->conf, name);
+        if (dom) {
+            apr_hash_set(names, dom->name, APR_HASH_KEY_STRING, dom);
         }
     }
     sup->installed[0] = '\0';
+    sup->recheck[0] = '\0';
     if (apr_hash_count(names) > 0) {
         acme_serve_selfcheck_list(pconf, sup->s, sup->conf, names);
     }

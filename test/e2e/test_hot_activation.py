@@ -97,15 +97,15 @@ def test_a_set_too_large_for_its_slot_is_activated_by_a_restart(httpd, pebble):
 
 
 def test_a_failed_self_check_restarts_once_and_not_in_a_loop(httpd, pebble, workdir):
-    """An earlier static virtual host on the same address also answers sc.hot.test, so SNI never
-    reaches the managed one: neither hot activation nor a restart can serve the new certificate.
+    """An earlier static virtual host on the same address also answers sc.hot.test (a wildcard
+    alias, which mod_acme does not take for the domain's), so SNI never reaches the managed one: neither hot activation nor a restart can serve the new certificate.
     The self-check after the hot activation meets the shadow's certificate and the parent falls
     back to one graceful restart; the self-check after that restart fails too and is reported,
     but restarts nothing more."""
     cert, key = harness.make_self_signed(Path(workdir) / "shadow", "shadow.hot.test",
                                          ["DNS:shadow.hot.test", "DNS:sc.hot.test"])
     shadow = "\n".join([f"<VirtualHost 127.0.0.1:{httpd.https_port}>",
-                        "  ServerName shadow.hot.test", "  ServerAlias sc.hot.test",
+                        "  ServerName shadow.hot.test", "  ServerAlias *.hot.test",
                         "  SSLEngine on", f"  SSLCertificateFile {cert}",
                         f"  SSLCertificateKeyFile {key}", "</VirtualHost>"])
     httpd.write_config(site_config(httpd, pebble, [["sc.hot.test"]], global_first=shadow))
@@ -121,4 +121,5 @@ def test_a_failed_self_check_restarts_once_and_not_in_a_loop(httpd, pebble, work
     assert "still serves serial" in log and "for sc.hot.test, not the new certificate" in log
     # Nothing was lost: the shadow still answers its name, httpd is up.
     assert httpd.running()
-    assert "CN=shadow.hot.test" in (served_cert(httpd, "sc.hot.test") or "")
+    shown = served_cert(httpd, "sc.hot.test") or ""
+    assert "shadow.hot.test" in shown and "Pebble" not in shown, shown
