@@ -5,7 +5,8 @@
  * post_config), one atomic load of the slot's generation, and when it is 0 (nothing published
  * since this generation started) nothing else: mod_ssl's certificate stands. Only when the
  * parent published a set does the callback take the process's cache lock, parse the new set
- * once per process and hand the connection references to it.
+ * once per process and hand the connection references to it. A replaced set is freed once no
+ * thread is between reading it and handing its references on (acme_serve_hot_retire).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -47,15 +48,22 @@ typedef struct {
     acme_serve_hot_cert_t certs[ACME_SERVE_HOT_SPECS_MAX];
 } acme_serve_hot_entry_t;
 
+/* A parsed set replaced by a newer one, freed once no thread can still be using it. */
+typedef struct acme_serve_hot_retired_t {
+    acme_serve_hot_entry_t *entry;
+    struct acme_serve_hot_retired_t *next;
+} acme_serve_hot_retired_t;
+
 /* Per child process. */
 typedef struct {
     apr_thread_mutex_t *lock;           /* taken to parse a newer set, not to serve one */
-    acme_serve_hot_entry_t **entries;   /* one per slot: the newest parsed set, or NULL. A set
-                                         * is never changed or freed once published here (a
-                                         * thread may be serving it): a few KB per renewal and
-                                         * child, until the child ends */
+    acme_serve_hot_entry_t **entries;   /* one per slot: the newest parsed set, or NULL; never
+                                         * changed once published here */
     apr_uint32_t nslots;
     char *buf;                          /* a slot's copy, under lock */
+    apr_uint32_t users;                 /* threads between reading an entry and handing its
+                                         * references to their connection (atomic) */
+    acme_serve_hot_retired_t *retired;  /* under lock */
 } acme_serve_hot_child_t;
 
 acme_serve_hot_shm_t *acme_serve_hot_shm(process_rec *process)
@@ -143,6 +151,31 @@ static int acme_serve_hot_parse(const char *buf, apr_size_t len, acme_serve_hot_
     return e->n > 0;
 }
 
+/*
+ * Under ch->lock, by a thread counted in ch->users: the replaced set joins the retired ones, and
+ * they all go when this thread is the only user. A reader counts itself before it loads an
+ * entry (both sequentially consistent), so one that comes later finds the new entry: a server
+ * that runs for months without a restart does not keep every set it ever served.
+ */
+static void acme_serve_hot_retire(acme_serve_hot_child_t *ch, acme_serve_hot_entry_t *old)
+{
+    acme_serve_hot_retired_t *r;
+
+    if (old && (r = malloc(sizeof(*r)))) {
+        *r = (acme_serve_hot_retired_t){ .entry = old, .next = ch->retired };
+        ch->retired = r;
+    }
+    if (__atomic_load_n(&ch->users, __ATOMIC_SEQ_CST) != 1) {
+        return;                         /* others may hold one: at a later replacement */
+    }
+    while ((r = ch->retired)) {
+        ch->retired = r->next;
+        acme_serve_hot_entry_free(r->entry);
+        free(r->entry);
+        free(r);
+    }
+}
+
 /* Under ch->lock: the slot's set parsed at generation gen (copied and parsed when newer). */
 static const acme_serve_hot_entry_t *acme_serve_hot_entry_locked(acme_serve_hot_child_t *ch,
                                                                  const acme_hot_t *hot,
@@ -164,7 +197,8 @@ static const acme_serve_hot_entry_t *acme_serve_hot_entry_locked(acme_serve_hot_
         acme_serve_hot_entry_free(fresh);
     }
     fresh->gen = got;                   /* a set that does not parse is not tried again */
-    __atomic_store_n(&ch->entries[slot], fresh, __ATOMIC_RELEASE);
+    __atomic_store_n(&ch->entries[slot], fresh, __ATOMIC_SEQ_CST);
+    acme_serve_hot_retire(ch, e);
     return fresh->n > 0 ? fresh : NULL;
 }
 
@@ -173,7 +207,7 @@ static const acme_serve_hot_entry_t *acme_serve_hot_entry(acme_serve_hot_child_t
                                                           const acme_hot_t *hot, int slot,
                                                           const char *name, apr_uint32_t gen)
 {
-    const acme_serve_hot_entry_t *e = __atomic_load_n(&ch->entries[slot], __ATOMIC_ACQUIRE);
+    const acme_serve_hot_entry_t *e = __atomic_load_n(&ch->entries[slot], __ATOMIC_SEQ_CST);
 
     if (e && e->gen == gen) {
         return e->n > 0 ? e : NULL;
@@ -195,12 +229,15 @@ static int acme_serve_hot_use(SSL *ssl, acme_serve_hot_child_t *ch, const acme_h
     if (gen == 0 || (apr_uint32_t)slot >= ch->nslots) {
         return 0;                       /* the common case: mod_ssl's own certificate */
     }
+    __atomic_add_fetch(&ch->users, 1, __ATOMIC_SEQ_CST);
     e = acme_serve_hot_entry(ch, hot, slot, name, gen);
     for (i = 0; e && i < e->n; ++i) {
-        /* override: replaces what mod_ssl configured for this key type, this connection only */
+        /* override: replaces what mod_ssl configured for this key type, this connection only;
+         * the connection takes references of its own */
         used += SSL_use_cert_and_key(ssl, e->certs[i].leaf, e->certs[i].key, e->certs[i].chain,
                                      1) == 1;
     }
+    __atomic_sub_fetch(&ch->users, 1, __ATOMIC_SEQ_CST);
     return used > 0;
 }
 

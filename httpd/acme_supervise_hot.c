@@ -181,11 +181,42 @@ void acme_supervise_hot_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec
                  "of %u bytes for %d domains", nslots, slot_size, conf->domains->nelts);
 }
 
+/*
+ * Each set published hot lives in a pool of its own, freed when the domain's next set replaces
+ * it: with hot activation the parent may run for months without a restart, and a set loaded
+ * into the generation's pool would stay there until one.
+ */
+#define ACME_SUPERVISE_HOT_POOLS "acme_supervise_hot_pools"
+
+static apr_hash_t *acme_supervise_hot_pools(apr_pool_t *pconf)
+{
+    apr_hash_t *pools = NULL;
+
+    apr_pool_userdata_get((void **)&pools, ACME_SUPERVISE_HOT_POOLS, pconf);
+    if (!pools) {
+        pools = apr_hash_make(pconf);
+        apr_pool_userdata_set(pools, ACME_SUPERVISE_HOT_POOLS, apr_pool_cleanup_null, pconf);
+    }
+    return pools;
+}
+
+/* keep (holding the new set) replaces the pool of the domain's previous hot set. */
+static void acme_supervise_hot_keep(apr_pool_t *pconf, const acme_domain_t *dom, apr_pool_t *keep)
+{
+    apr_hash_t *pools = acme_supervise_hot_pools(pconf);
+    apr_pool_t *old = apr_hash_get(pools, dom->name, APR_HASH_KEY_STRING);
+
+    apr_hash_set(pools, dom->name, APR_HASH_KEY_STRING, keep);
+    if (old) {
+        apr_pool_destroy(old);
+    }
+}
+
 /* Publishes one domain's set; *why says what failed. */
 static apr_status_t acme_supervise_hot_one(apr_pool_t *p, acme_hot_t *hot, acme_conf_t *conf,
                                            const acme_domain_t *dom, const char **why)
 {
-    apr_pool_t *keep = apr_hash_pool_get(conf->active);
+    apr_pool_t *keep = NULL;
     acme_active_t *active = NULL;
     acme_result_t res;
     char *pem = NULL;
@@ -194,6 +225,7 @@ static apr_status_t acme_supervise_hot_one(apr_pool_t *p, acme_hot_t *hot, acme_
     apr_status_t rv;
 
     acme_result_reset(&res);
+    apr_pool_create(&keep, apr_hash_pool_get(conf->active));
     rv = acme_activate_load(keep, conf->store, dom, apr_time_now(), NULL, &active, &res);
     if (rv == APR_SUCCESS && active->certs->nelts == 0) {
         rv = acme_result_fail(&res, APR_ENOENT, ACME_CLASS_ADMIN, "nothing to serve");
@@ -203,18 +235,21 @@ static apr_status_t acme_supervise_hot_one(apr_pool_t *p, acme_hot_t *hot, acme_
     }
     if (rv != APR_SUCCESS) {
         *why = apr_psprintf(p, "%s: %s", dom->name, acme_result_describe(&res, p));
-        return rv;
     }
-    if ((slot = acme_hot_claim(hot, dom->name)) < 0) {
+    else if ((slot = acme_hot_claim(hot, dom->name)) < 0) {
         *why = apr_psprintf(p, "%s: no free slot in the shared memory", dom->name);
-        return APR_ENOSPC;
+        rv = APR_ENOSPC;
     }
-    if ((rv = acme_hot_publish(hot, slot, pem, len)) != APR_SUCCESS) {
+    else if ((rv = acme_hot_publish(hot, slot, pem, len)) != APR_SUCCESS) {
         *why = apr_psprintf(p, "%s: its set (%" APR_SIZE_T_FMT " bytes) is larger than a slot "
                             "(%u bytes)", dom->name, len, acme_hot_slot_size(hot));
+    }
+    if (rv != APR_SUCCESS) {
+        apr_pool_destroy(keep);
         return rv;
     }
     apr_hash_set(conf->active, dom->name, APR_HASH_KEY_STRING, active);
+    acme_supervise_hot_keep(apr_hash_pool_get(conf->active), dom, keep);
     return APR_SUCCESS;
 }
 
