@@ -296,6 +296,26 @@ static acme_ondemand_registry_t *acme_config_ondemand_registry(apr_pool_t *ptemp
     return reg;
 }
 
+acme_domain_t *acme_config_ondemand_domain(apr_pool_t *p, const acme_config_ondemand_t *od,
+                                           const char *name)
+{
+    acme_domain_t *dom;
+    const char *why = NULL;
+    int site;
+
+    if (!od->worker) {
+        return NULL;
+    }
+    dom = acme_domain_make(p, "(on-demand)", 0);
+    if (acme_domain_add_name(p, dom, name, &why) != APR_SUCCESS) {
+        return NULL;
+    }
+    site = acme_worker_ondemand_site_find(od->worker, name);
+    dom->policy = *APR_ARRAY_IDX(od->worker->sites, site, acme_worker_ondemand_site_t).policy;
+    dom->ondemand = 1;
+    return dom;
+}
+
 int acme_config_ondemand_domains(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
                                  acme_conf_t *conf)
 {
@@ -309,19 +329,14 @@ int acme_config_ondemand_domains(apr_pool_t *pconf, apr_pool_t *ptemp, server_re
     }
     names = acme_ondemand_approved(reg, ptemp);
     for (i = 0; i < names->nelts; ++i) {
-        const char *name = APR_ARRAY_IDX(names, i, const char *), *why = NULL;
+        const char *name = APR_ARRAY_IDX(names, i, const char *);
         acme_domain_t *dom;
-        int site;
         if (conf->index && acme_names_index_get(conf->index, name)) {
             continue;           /* declared since: the ACMEDomain wins */
         }
-        dom = acme_domain_make(pconf, "(on-demand)", 0);
-        if (acme_domain_add_name(pconf, dom, name, &why) != APR_SUCCESS) {
+        if (!(dom = acme_config_ondemand_domain(pconf, od, name))) {
             continue;
         }
-        site = acme_worker_ondemand_site_find(od->worker, name);
-        dom->policy = *APR_ARRAY_IDX(od->worker->sites, site, acme_worker_ondemand_site_t).policy;
-        dom->ondemand = 1;
         APR_ARRAY_PUSH(conf->domains, acme_domain_t *) = dom;
         if (conf->index) {
             acme_names_index_add(conf->index, dom->name, dom, NULL);

@@ -58,6 +58,10 @@ const acme_config_ondemand_vhost_t *acme_config_ondemand_of(const acme_config_on
 apr_interval_time_t acme_config_ondemand_wait(const acme_config_ondemand_t *od,
                                               const acme_config_ondemand_vhost_t *v);
 
+/* An approved name as a managed domain with its site's policy (NULL: not a valid name). */
+acme_domain_t *acme_config_ondemand_domain(apr_pool_t *p, const acme_config_ondemand_t *od,
+                                           const char *name);
+
 /*
  * At post_config, as root: the names the ask endpoint approved (jobs/ondemand.json, accepted
  * only with the proof key's MAC) join conf->domains with their site's policy, so they are

@@ -529,6 +529,36 @@ static const acme_active_t *acme_serve_status_read(apr_pool_t *p, acme_conf_t *c
                         : NULL;
 }
 
+/* Every domain the status shows: the configured ones, then those approved on demand since the
+ * start (served hot already; configured from the next generation on). */
+static const apr_array_header_t *acme_serve_status_domains(apr_pool_t *p, const acme_conf_t *conf)
+{
+    apr_array_header_t *extra = acme_serve_hot_ondemand_domains(p, ap_server_conf->process);
+
+    return extra->nelts ? apr_array_append(p, conf->domains, extra) : conf->domains;
+}
+
+/* The domain whose first name is name, configured or approved on demand since; NULL: none. */
+static const acme_domain_t *acme_serve_status_named(apr_pool_t *p, const acme_conf_t *conf,
+                                                    const char *name)
+{
+    const apr_array_header_t *all;
+    const acme_domain_t *dom = acme_config_domain_for(conf, name);
+    int i;
+
+    if (dom && !strcasecmp(dom->name, name)) {
+        return dom;
+    }
+    all = acme_serve_hot_ondemand_domains(p, ap_server_conf->process);
+    for (i = 0; i < all->nelts; ++i) {
+        dom = APR_ARRAY_IDX(all, i, const acme_domain_t *);
+        if (!strcasecmp(dom->name, name)) {
+            return dom;
+        }
+    }
+    return NULL;
+}
+
 /* p: a pool the caller may clear right after; the JSON holds copies of everything it shows. */
 static json_t *acme_serve_status_of(apr_pool_t *p, acme_conf_t *conf, const acme_domain_t *dom)
 {
@@ -563,6 +593,7 @@ static json_t *acme_serve_worker_state(apr_pool_t *p, acme_conf_t *conf)
 void acme_serve_summary(apr_pool_t *p, acme_conf_t *conf, acme_status_summary_t *sum)
 {
     acme_plan_window_t warn, *w = NULL;
+    const apr_array_header_t *all;
     apr_time_t now = apr_time_now();
     const char *reason = NULL;
     apr_pool_t *each;
@@ -578,10 +609,11 @@ void acme_serve_summary(apr_pool_t *p, acme_conf_t *conf, acme_status_summary_t 
         w = &warn;
     }
     apr_pool_create(&each, p);
+    all = acme_serve_status_domains(p, conf);
     /* One job file at a time: with 10,000 domains the request's pool would otherwise hold them
      * all until the response is sent. */
-    for (i = 0; i < conf->domains->nelts; ++i) {
-        const acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, const acme_domain_t *);
+    for (i = 0; i < all->nelts; ++i) {
+        const acme_domain_t *dom = APR_ARRAY_IDX(all, i, const acme_domain_t *);
         acme_job_t *job = NULL;
         const acme_active_t *active = acme_serve_status_read(each, conf, dom, &job);
         acme_status_summary_add(sum, active, job, w, now);
@@ -643,14 +675,15 @@ static json_t *acme_serve_status_accounts(request_rec *r, acme_conf_t *conf,
 
 static json_t *acme_serve_status_all(request_rec *r, acme_conf_t *conf)
 {
+    const apr_array_header_t *all = acme_serve_status_domains(r->pool, conf);
     json_t *list = json_array();
     apr_pool_t *each;
     int i;
 
     apr_pool_create(&each, r->pool);
-    for (i = 0; i < conf->domains->nelts; ++i) {    /* one job file in memory at a time */
+    for (i = 0; i < all->nelts; ++i) {    /* one job file in memory at a time */
         json_array_append_new(list, acme_serve_status_of(each, conf,
-                              APR_ARRAY_IDX(conf->domains, i, const acme_domain_t *)));
+                              APR_ARRAY_IDX(all, i, const acme_domain_t *)));
         apr_pool_clear(each);
     }
     apr_pool_destroy(each);
@@ -681,8 +714,7 @@ int acme_serve_status(request_rec *r)
     conf = acme_config_get(r->server->process->pconf);
     last = strrchr(r->uri, '/');
     if (last && last[1]) {
-        one = acme_config_domain_for(conf, last + 1);
-        one = (one && !strcasecmp(one->name, last + 1)) ? one : NULL;
+        one = acme_serve_status_named(r->pool, conf, last + 1);
     }
     json = !conf->store ? json_pack("{s:s, s:[]}", "version", ACME_VERSION, "domains")
            : one ? acme_serve_status_of(r->pool, conf, one) : acme_serve_status_all(r, conf);

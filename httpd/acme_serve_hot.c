@@ -369,24 +369,77 @@ static acme_active_t *acme_serve_hot_active_of(apr_pool_t *p, const acme_serve_h
     return active;
 }
 
+/* What a name approved on demand since the start had loaded: nothing, its site's key specs. */
+static const acme_active_t *acme_serve_hot_unloaded(apr_pool_t *p, const acme_domain_t *dom)
+{
+    acme_active_t *a = apr_pcalloc(p, sizeof(*a));
+    int i, n = dom->policy.key_specs ? dom->policy.key_specs->nelts : 0;
+
+    a->name = dom->name;
+    a->certs = apr_array_make(p, n + 1, sizeof(acme_active_cert_t));
+    for (i = 0; i < n; ++i) {
+        acme_active_cert_t *c = apr_array_push(a->certs);
+        *c = (acme_active_cert_t){ .spec = acme_crypto_keyspec_name(
+            &APR_ARRAY_IDX(dom->policy.key_specs, i, acme_keyspec_t)) };
+    }
+    return a;
+}
+
+/* The slot of dom: from the start-up's table, or found by name for one approved since. */
+static int acme_serve_hot_slot_of(process_rec *process, const acme_hot_t *hot,
+                                  const acme_domain_t *dom)
+{
+    const int *slot = apr_hash_get(acme_serve_hot_slots(process->pconf), dom->name,
+                                   APR_HASH_KEY_STRING);
+
+    return slot ? *slot : dom->ondemand ? acme_hot_find(hot, dom->name) : -1;
+}
+
 const acme_active_t *acme_serve_hot_active(apr_pool_t *p, process_rec *process,
                                            const acme_domain_t *dom, const acme_active_t *loaded)
 {
     acme_serve_hot_child_t *ch = NULL;
     const acme_hot_t *hot = acme_serve_hot_segment(process);
-    const int *slot = apr_hash_get(acme_serve_hot_slots(process->pconf), dom->name,
-                                   APR_HASH_KEY_STRING);
     const acme_serve_hot_entry_t *e;
     acme_active_t *active = NULL;
     apr_uint32_t gen;
+    int slot;
 
     apr_pool_userdata_get((void **)&ch, ACME_SERVE_HOT_CHILD_KEY, process->pool);
-    if (!hot || !ch || !slot || !loaded || (gen = acme_hot_gen(hot, *slot)) == 0) {
+    if (!hot || !ch || (slot = acme_serve_hot_slot_of(process, hot, dom)) < 0
+        || (apr_uint32_t)slot >= ch->nslots || (gen = acme_hot_gen(hot, slot)) == 0) {
         return loaded;                  /* the parent, or nothing published since the start */
     }
-    e = acme_serve_hot_entry(ch, hot, *slot, dom->name, gen);
+    loaded = loaded ? loaded : acme_serve_hot_unloaded(p, dom);
+    __atomic_add_fetch(&ch->users, 1, __ATOMIC_SEQ_CST);    /* see acme_serve_hot_retire */
+    e = acme_serve_hot_entry(ch, hot, slot, dom->name, gen);
     if (e) {
-        active = acme_serve_hot_active_of(p, e, loaded, acme_hot_published(hot, *slot));
+        active = acme_serve_hot_active_of(p, e, loaded, acme_hot_published(hot, slot));
     }
+    __atomic_sub_fetch(&ch->users, 1, __ATOMIC_SEQ_CST);
     return active ? active : loaded;
+}
+
+apr_array_header_t *acme_serve_hot_ondemand_domains(apr_pool_t *p, process_rec *process)
+{
+    const acme_hot_t *hot = acme_serve_hot_segment(process);
+    const acme_config_ondemand_t *od = acme_config_ondemand_get(process->pconf);
+    const acme_conf_t *conf = acme_config_get(process->pconf);
+    apr_array_header_t *out = apr_array_make(p, 4, sizeof(acme_domain_t *));
+    char name[ACME_HOT_NAME_MAX];
+    apr_uint32_t i, n = hot ? acme_hot_nslots(hot) : 0;
+
+    for (i = 0; od->worker && i < n; ++i) {
+        const acme_domain_t *known;
+        acme_domain_t *dom;
+        if (!acme_hot_published_name(hot, (int)i, name, sizeof(name))) {
+            continue;
+        }
+        known = acme_config_domain_for(conf, name);
+        if ((!known || strcasecmp(known->name, name))
+            && (dom = acme_config_ondemand_domain(p, od, name))) {
+            APR_ARRAY_PUSH(out, acme_domain_t *) = dom;
+        }
+    }
+    return out;
 }

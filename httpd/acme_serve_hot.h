@@ -53,4 +53,11 @@ void acme_serve_hot_child_init(apr_pool_t *pchild, server_rec *s);
 const acme_active_t *acme_serve_hot_active(apr_pool_t *p, process_rec *process,
                                            const acme_domain_t *dom, const acme_active_t *loaded);
 
+/*
+ * In a child: the names approved on demand since this generation started (published in a slot
+ * the configuration does not list), as domains with their site's policy, for the status, the
+ * summary and the metrics. Each is served already; the next generation lists it as configured.
+ */
+apr_array_header_t *acme_serve_hot_ondemand_domains(apr_pool_t *p, process_rec *process);
+
 #endif

@@ -169,6 +169,7 @@ static void acme_serve_metrics_gather(request_rec *r, const acme_conf_t *conf, a
 {
     int i, n = conf->domains ? conf->domains->nelts : 0;
     acme_serve_metrics_cache_t *cache;
+    const apr_array_header_t *extra;
     apr_pool_t *scratch;
     void *data = NULL;
 
@@ -186,6 +187,11 @@ static void acme_serve_metrics_gather(request_rec *r, const acme_conf_t *conf, a
     for (i = 0; i < n; ++i) {
         acme_serve_metrics_domain(r, scratch, cache, conf,
                                   APR_ARRAY_IDX(conf->domains, i, const acme_domain_t *), m);
+    }
+    extra = acme_serve_hot_ondemand_domains(r->pool, r->server->process);
+    for (i = 0; i < extra->nelts; ++i) {    /* approved on demand since the start */
+        acme_serve_metrics_domain(r, scratch, cache, conf,
+                                  APR_ARRAY_IDX(extra, i, const acme_domain_t *), m);
     }
     if (cache) {
         apr_thread_mutex_unlock(cache->lock);

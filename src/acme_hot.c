@@ -197,3 +197,23 @@ apr_status_t acme_hot_read(const acme_hot_t *hot, int slot, const char *name, ch
     }
     return APR_EAGAIN;
 }
+
+/*
+ * The name of a slot published at least once, into buf; 0 when nothing was published there. A
+ * slot is named before its first publication, whose release of gen makes the name visible.
+ */
+int acme_hot_published_name(const acme_hot_t *hot, int slot, char *buf, apr_size_t len)
+{
+    const acme_hot_slot_t *s;
+
+    if (slot < 0 || (apr_uint32_t)slot >= acme_hot_nslots(hot) || len == 0) {
+        return 0;
+    }
+    s = acme_hot_slot(hot, slot);
+    if (__atomic_load_n(&s->gen, __ATOMIC_ACQUIRE) == 0) {
+        return 0;
+    }
+    memcpy(buf, s->name, len < sizeof(s->name) ? len : sizeof(s->name));
+    buf[len - 1] = '\0';
+    return buf[0] != '\0';
+}

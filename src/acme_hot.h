@@ -41,6 +41,9 @@ typedef struct {
     apr_size_t size;
 } acme_hot_t;
 
+/* The name of a slot published at least once, into buf; 0 when nothing was published there. */
+int acme_hot_published_name(const acme_hot_t *hot, int slot, char *buf, apr_size_t len);
+
 /* Bytes needed for nslots slots of slot_size data bytes each. */
 apr_size_t acme_hot_size(apr_uint32_t nslots, apr_uint32_t slot_size);
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import harness
 from acme_site import (site_config, wait_for_pebble_cert, new_orders, status, served_cert,
-                       is_pebble_cert)
+                       is_pebble_cert, serial_of)
 
 A2ACME = harness.BUILD_DIR / "src" / "a2acme"
 
@@ -144,6 +144,14 @@ def test_ondemand_asks_orders_approved_names_and_bounds_a_flood(httpd, pebble, w
         assert is_pebble_cert(text, ["yes3.od.test"]), (text, httpd.log_text()[-3000:])
         assert "yes3.od.test" in ask.asked and "SIGUSR1 received" not in httpd.log_text()
         assert len(new_orders(pebble)) == orders + 3
+        # Shown at once, before any restart: the status (whole and per name) and the metrics.
+        serial = serial_of(text)
+        shown = [d for d in status(httpd)["domains"] if d.get("name") == "yes3.od.test"]
+        assert len(shown) == 1 and shown[0].get("ondemand"), shown
+        assert [c for c in shown[0]["certificates"] if c.get("serial", "").lower() == serial], \
+            (shown, serial)
+        one = status(httpd, "yes3.od.test")
+        assert one.get("name") == "yes3.od.test" and one.get("ondemand"), one
         orders += 3
 
         # A flood of random names: at most the rate's remaining question (5/1h, 4 asked), no
