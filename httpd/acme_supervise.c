@@ -88,7 +88,9 @@ typedef struct {
     int hot_since_start;        /* this generation activated without a restart: a failed
                                  * self-check may restart once; after a restart it only logs */
     apr_hash_t *api_renewed;    /* name -> apr_time_t *: the last renewal the API asked for */
-    int config_unseen;          /* the running worker has the previous generation's config */
+    int config_unseen;          /* the running worker has the previous generation's config,
+                                 * or was asked to end for an admin's request: rerun at once */
+    unsigned int force_nudged;  /* hash of the admin requests a waiting worker was ended for */
 } acme_supervisor_t;
 
 static acme_supervisor_t *acme_supervisor_get(process_rec *process)
@@ -1197,6 +1199,9 @@ static void acme_supervise_exited(acme_supervisor_t *sup, int status)
         }
     }
     acme_supervise_activate(sup, 1);
+    if (unseen && sup->next_run <= now && sup->proc.pid == 0 && !sup->restart_signalled) {
+        acme_supervise_fork(sup);       /* the new configuration, or an admin's request: now */
+    }
 }
 
 static void acme_supervise_maint(int reason, void *data, int status)
@@ -1402,6 +1407,29 @@ static int acme_supervise_new_request(acme_supervisor_t *sup, apr_pool_t *p)
     return seen != 0;
 }
 
+/*
+ * With on-demand sites the worker waits for names between its runs; an admin's renewal request
+ * (requests/, a2acme renew or the API's) must not wait for that: it is asked to end once idle,
+ * and the next worker starts at once. The API's queue it watches itself.
+ */
+static void acme_supervise_nudge_waiting(acme_supervisor_t *sup, apr_pool_t *p)
+{
+    const char *stamp;
+    apr_ssize_t len = APR_HASH_KEY_STRING;
+    unsigned int seen;
+
+    if (sup->proc.pid == 0 || !acme_config_ondemand_get(sup->pconf)->worker) {
+        return;
+    }
+    stamp = acme_job_force_stamp(p, sup->conf->store);
+    seen = stamp ? apr_hashfunc_default(stamp, &len) | 1u : 0;
+    if (seen != sup->force_nudged && seen) {
+        kill(sup->proc.pid, SIGUSR2);
+        sup->config_unseen = 1;
+    }
+    sup->force_nudged = seen;
+}
+
 int acme_supervise_monitor(apr_pool_t *p, server_rec *s)
 {
     acme_supervisor_t *sup = acme_supervisor_get(s->process);
@@ -1412,6 +1440,7 @@ int acme_supervise_monitor(apr_pool_t *p, server_rec *s)
     acme_supervise_ondemand_names(sup, p);
     acme_supervise_configtest_watch(sup, apr_time_now());
     acme_supervise_api_renewals(sup, p);
+    acme_supervise_nudge_waiting(sup, p);
     if (sup->proc.pid == 0 && !sup->restart_signalled
         && (apr_time_now() >= sup->next_run || acme_supervise_new_request(sup, p))) {
         acme_supervise_fork(sup);
