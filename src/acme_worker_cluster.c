@@ -17,6 +17,7 @@
 #include <openssl/crypto.h>
 
 #include "acme_worker_int.h"
+#include "acme_api_store.h"
 #include "acme_cluster.h"
 #include "acme_etcd.h"
 #include "acme_vault.h"
@@ -26,9 +27,14 @@
 #define ACME_WORKER_CLUSTER_WAIT apr_time_from_sec(120) /* for another node's certificate */
 #define ACME_WORKER_CLUSTER_POLL apr_time_from_msec(300)
 #define ACME_WORKER_CLUSTER_TIMEOUT apr_time_from_sec(3)
-/* The worker runs at least this often in a cluster: what other nodes published (renewals
- * included) is served here within it, without a watcher process between runs. */
+/* The worker runs at least this often in a cluster: what other nodes published while no run
+ * watched (between runs, etcd down) is served here within it. */
 #define ACME_WORKER_CLUSTER_SYNC apr_time_from_sec(300)
+/* After its work a run stays and watches etcd until its next planned run, at most this long. */
+#define ACME_WORKER_CLUSTER_LINGER apr_time_from_sec(3600)
+#define ACME_WORKER_CLUSTER_LINGER_MIN apr_time_from_sec(10)
+#define ACME_WORKER_CLUSTER_WATCH_WAIT apr_time_from_sec(2)  /* one watch request; the stop check */
+#define ACME_WORKER_CLUSTER_SETTLE apr_time_from_sec(2)      /* more of a burst before ending */
 
 struct acme_worker_cluster_t {
     const acme_cluster_config_t *cfg;
@@ -40,6 +46,7 @@ struct acme_worker_cluster_t {
     const char *down_reason;
     apr_thread_t *keeper;
     volatile int stop;
+    apr_int64_t revision;               /* etcd's revision before the run's first fetch */
 };
 
 static apr_status_t acme_worker_cluster_etcd(acme_worker_cluster_t *cl, apr_pool_t *p,
@@ -370,6 +377,7 @@ static int acme_worker_cluster_newer(const acme_worker_item_t *item,
 void acme_worker_cluster_fetch(acme_worker_t *w)
 {
     acme_worker_cluster_t *cl = w->cluster;
+    acme_etcd_kv_t *presence = NULL;
     apr_pool_t *p = NULL;
     acme_result_t res;
     int i;
@@ -378,6 +386,12 @@ void acme_worker_cluster_fetch(acme_worker_t *w)
         return;
     }
     apr_pool_create(&p, w->pool);
+    /* What is published from here on reaches the watch (acme_worker_cluster_watch). */
+    acme_result_reset(&res);
+    if (acme_etcd_get(cl->etcd, p, acme_cluster_key_node(p, cl->cfg->node), &presence,
+                      &cl->revision, &res) != APR_SUCCESS) {
+        cl->revision = 0;
+    }
     for (i = 0; i < w->items->nelts && !acme_worker_orphaned(w); ++i) {
         acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
         acme_cluster_record_t *rec = NULL;
@@ -815,6 +829,181 @@ void acme_worker_cluster_close(acme_worker_t *w)
     if (cl->lease) {
         acme_etcd_lease_revoke(cl->etcd, w->pool, cl->lease, &res);
     }
+}
+
+/* ------------------------------------------------------------------ watching between runs */
+
+/*
+ * What ends a watching run early: an admin's renewal request (requests/), the certificate API's
+ * queue, or a new server generation (the parent rewrites jobs/worker.json when a worker of the
+ * previous generation carries on): its configuration may differ. The parent starts the next.
+ */
+typedef struct {
+    const char *force;
+    unsigned long queue;
+    apr_time_t generation;
+} acme_worker_cluster_marks_t;
+
+static void acme_worker_cluster_marks(acme_worker_t *w, apr_pool_t *p,
+                                      acme_worker_cluster_marks_t *m)
+{
+    const char *note = acme_store_path(p, w->store, ACME_STORE_JOBS, "worker.json", NULL);
+    apr_finfo_t fi;
+
+    m->force = acme_job_force_stamp(p, w->store);
+    m->queue = acme_api_store_queue_stamp(p, w->cfg->store_dir);
+    m->generation = note && apr_stat(&fi, note, APR_FINFO_MTIME, p) == APR_SUCCESS ? fi.mtime : 0;
+}
+
+static int acme_worker_cluster_marks_differ(const acme_worker_cluster_marks_t *a,
+                                            const acme_worker_cluster_marks_t *b)
+{
+    return a->queue != b->queue || a->generation != b->generation
+           || (a->force ? !b->force || strcmp(a->force, b->force) : b->force != NULL);
+}
+
+/* Sleeps up to d, waking for the stop flag (no busy loop while etcd refuses at once). */
+static void acme_worker_cluster_pause(acme_worker_t *w, apr_interval_time_t d)
+{
+    apr_time_t until = apr_time_now() + d;
+
+    while (!acme_worker_orphaned(w) && apr_time_now() < until) {
+        apr_sleep(apr_time_from_msec(100));
+    }
+}
+
+/* A record another node put while this run watched: staged here when newer. 1: staged. */
+static int acme_worker_cluster_seen(acme_worker_t *w, apr_pool_t *p,
+                                    const acme_etcd_event_t *ev)
+{
+    const char *domain = acme_cluster_key_domain(p, ev->kv.key);
+    apr_size_t n = strlen(ev->kv.key), tail = strlen("/record");
+    acme_worker_item_t *item = NULL;
+    acme_cluster_record_t *rec = NULL;
+    acme_result_t res;
+    int i;
+
+    if (ev->deleted || !domain || n <= tail || strcmp(ev->kv.key + n - tail, "/record")) {
+        return 0;
+    }
+    for (i = 0; i < w->items->nelts && !item; ++i) {
+        item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
+        item = strcmp(item->dom->name, domain) ? NULL : item;
+    }
+    acme_result_reset(&res);
+    if (!item || item->staged   /* a domain this node does not manage is ignored */
+        || acme_worker_cluster_record(w, w->cluster->etcd, p, item->dom, &rec, &res)
+           != APR_SUCCESS || !acme_worker_cluster_newer(item, rec)) {
+        return 0;
+    }
+    if (acme_worker_cluster_adopt(w, w->cluster->etcd, p, item, rec, &res) != APR_SUCCESS) {
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME12014: %s: the "
+                                "certificate in etcd cannot be staged here (%s); the domain is "
+                                "handled as if etcd had none", domain,
+                                acme_result_describe(&res, p)));
+        return 0;
+    }
+    acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(p, "ACME12030: %s: node %s published "
+                            "certificate %s; staged here while watching, the run ends so that "
+                            "it is served now", domain, rec->node ? rec->node : "?",
+                            rec->serial));
+    return 1;
+}
+
+/* One watch request. 0: go on; 1: end the watch (etcd is back, or its history is gone). */
+static int acme_worker_cluster_watch_once(acme_worker_t *w, apr_pool_t *p, apr_int64_t *rev,
+                                          apr_interval_time_t wait, int *staged)
+{
+    acme_worker_cluster_t *cl = w->cluster;
+    apr_array_header_t *events = NULL;
+    apr_int64_t next = 0;
+    acme_result_t res;
+    int i;
+
+    acme_result_reset(&res);
+    if (acme_etcd_watch(cl->etcd, p, "certs/", *rev, wait, &events, &next, &res)
+        != APR_SUCCESS) {
+        if (!next) {
+            return 1;           /* compacted: the next run reads every record again */
+        }
+        if (cl->up) {
+            cl->up = 0;
+            cl->down_reason = apr_pstrdup(w->pool, acme_result_describe(&res, p));
+            acme_worker_log(w, ACME_LOG_ERROR, apr_psprintf(p, "ACME12010: cluster: etcd "
+                            "cannot be used (%s); the certificates served stay, nothing is "
+                            "ordered until etcd answers (but at the emergency floor)",
+                            cl->down_reason));
+            acme_worker_cluster_note(w);
+        }
+        acme_worker_cluster_pause(w, ACME_WORKER_CLUSTER_WATCH_WAIT);
+        return 0;
+    }
+    if (!cl->up) {
+        cl->up = 1;
+        acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(p, "ACME12029: cluster: etcd answers "
+                        "again (%s); the run ends, the next one fetches what was published "
+                        "meanwhile and orders what fell due", acme_etcd_endpoint(cl->etcd)));
+        return 1;
+    }
+    *rev = next;
+    for (i = 0; i < events->nelts && !acme_worker_orphaned(w); ++i) {
+        *staged += acme_worker_cluster_seen(w, p, &APR_ARRAY_IDX(events, i, acme_etcd_event_t));
+    }
+    return 0;
+}
+
+/*
+ * After its work, a run in a cluster stays (until its next planned run, at most an hour) and
+ * watches etcd's certs/ from the revision read before its first fetch: what another node
+ * publishes is staged here within seconds, then the run ends so that its parent activates it
+ * (hot: no restart) and starts the next run. Not when this run staged anything itself: the
+ * parent activates that when the run ends. Ends on the stop flag, a lost parent, a request or a
+ * new generation (acme_worker_cluster_marks).
+ */
+void acme_worker_cluster_watch(acme_worker_t *w)
+{
+    acme_worker_cluster_t *cl = w->cluster;
+    acme_worker_cluster_marks_t base, now_marks;
+    apr_time_t now = apr_time_now(), until = now + ACME_WORKER_CLUSTER_LINGER;
+    apr_pool_t *lp = NULL, *ip = NULL;
+    apr_int64_t rev;
+    int i, staged = 0, settling = 0;
+
+    if (!cl || !cl->up || !cl->revision || w->abandoned || w->ondemand_staged
+        || acme_worker_orphaned(w)) {
+        return;
+    }
+    for (i = 0; i < w->items->nelts; ++i) {
+        if (acme_worker_staged_present(w, APR_ARRAY_IDX(w->items, i, acme_worker_item_t).dom)) {
+            return;
+        }
+    }
+    until = w->next_run > 0 && w->next_run < until ? w->next_run : until;
+    if (until - now < ACME_WORKER_CLUSTER_LINGER_MIN || apr_pool_create(&lp, w->pool)
+        != APR_SUCCESS || apr_pool_create(&ip, lp) != APR_SUCCESS) {
+        return;
+    }
+    acme_worker_cluster_marks(w, lp, &base);
+    acme_worker_cluster_note(w);        /* the status has the cluster section while it watches */
+    acme_worker_log(w, ACME_LOG_DEBUG, apr_psprintf(lp, "ACME12028: cluster: node %s watches "
+                            "etcd for certificates other nodes publish until %s", cl->cfg->node,
+                            acme_worker_time_text(lp, until)));
+    rev = cl->revision + 1;
+    while (!acme_worker_orphaned(w) && (now = apr_time_now()) < until) {
+        apr_pool_clear(ip);
+        acme_worker_cluster_marks(w, ip, &now_marks);
+        if (acme_worker_cluster_marks_differ(&base, &now_marks)
+            || acme_worker_cluster_watch_once(w, ip, &rev, until - now
+                                              < ACME_WORKER_CLUSTER_WATCH_WAIT ? until - now
+                                              : ACME_WORKER_CLUSTER_WATCH_WAIT, &staged)) {
+            break;
+        }
+        if (staged && !settling) {
+            settling = 1;
+            until = apr_time_now() + ACME_WORKER_CLUSTER_SETTLE;
+        }
+    }
+    apr_pool_destroy(lp);
 }
 
 /* ------------------------------------------------------------------ challenges */

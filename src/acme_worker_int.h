@@ -191,6 +191,8 @@ void acme_worker_cluster_fetch(acme_worker_t *w);
 void acme_worker_cluster_spread(acme_worker_t *w);
 /* also brings the next run within 5 minutes: the nodes sync at least that often */
 void acme_worker_cluster_close(acme_worker_t *w);
+/* After the run's work: stays and stages what other nodes publish (bounded; see the file). */
+void acme_worker_cluster_watch(acme_worker_t *w);
 apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *res);
 void acme_worker_cluster_release(acme_worker_run_t *run);
 void acme_worker_cluster_order_save(acme_worker_run_t *run, const char *order_json);

@@ -311,3 +311,34 @@ def test_a_node_taking_over_resumes_the_dead_holders_order(workdir, etcd, pebble
         assert front.orders_per_name() == {"k.cluster.test": 1}, front.orders
     finally:
         front.stop()
+
+
+def test_a_renewal_on_another_node_is_served_here_without_a_nudge(workdir, etcd, pebble_valid,
+                                                                  nodes):
+    """Once its work is done, a node's worker stays and watches etcd: a renewal n1 makes (forced
+    with requests/<name>.force, the marker a2acme renew writes; n1's watching worker ends for it)
+    is staged by n2's watching worker and served by n2 at once, without n2 being asked, without
+    a restart and long before n2's next run (5 minutes away at the earliest). One order per
+    certificate still: the renewal is n1's, n2 orders nothing."""
+    names = [["w.cluster.test"]]
+    n1 = nodes("n1", pebble_valid, etcd, names=names)
+    first = serial_of(wait_for_pebble_cert(n1, names[0], timeout=90))
+    n2 = nodes("n2", pebble_valid, etcd, names=names)
+    assert serial_of(wait_for_pebble_cert(n2, names[0], timeout=90)) == first
+    harness.wait_for(lambda: "ACME12028" in n1.log_text() and "ACME12028" in n2.log_text(), 60,
+                     "both nodes' workers to watch etcd")
+    assert len(new_orders(pebble_valid)) == 1
+    pid, log_before = n2.proc.pid, n2.log_text()
+
+    marker = n1.root / "acme" / "requests" / "w.cluster.test.force"
+    marker.parent.mkdir(exist_ok=True)
+    marker.write_text("")
+    renewed = serial_of(wait_for_pebble_cert(n1, names[0], timeout=90, not_serial=first))
+    assert serial_of(wait_for_pebble_cert(n2, names[0], timeout=60, not_serial=first)) == renewed
+    log = n2.log_text()[len(log_before):]
+    assert re.search(r"ACME12030: w\.cluster\.test: node n1 published certificate", log), log
+    assert "resuming normal operations" not in log and n2.proc.pid == pid and n2.running()
+    assert len(new_orders(pebble_valid)) == 2
+    # the next run of n2 watches again
+    harness.wait_for(lambda: "ACME12028" in n2.log_text()[len(log_before):], 60,
+                     "n2's next worker run to watch again")
