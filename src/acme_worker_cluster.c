@@ -965,6 +965,7 @@ void acme_worker_cluster_watch(acme_worker_t *w)
     acme_worker_cluster_t *cl = w->cluster;
     acme_worker_cluster_marks_t base, now_marks;
     apr_time_t now = apr_time_now(), until = now + ACME_WORKER_CLUSTER_LINGER;
+    apr_interval_time_t wait;
     apr_pool_t *lp = NULL, *ip = NULL;
     apr_int64_t rev;
     int i, staged = 0, settling = 0;
@@ -992,10 +993,11 @@ void acme_worker_cluster_watch(acme_worker_t *w)
     while (!acme_worker_orphaned(w) && (now = apr_time_now()) < until) {
         apr_pool_clear(ip);
         acme_worker_cluster_marks(w, ip, &now_marks);
+        wait = until - now < ACME_WORKER_CLUSTER_WATCH_WAIT ? until - now
+                                                             : ACME_WORKER_CLUSTER_WATCH_WAIT;
         if (acme_worker_cluster_marks_differ(&base, &now_marks)
-            || acme_worker_cluster_watch_once(w, ip, &rev, until - now
-                                              < ACME_WORKER_CLUSTER_WATCH_WAIT ? until - now
-                                              : ACME_WORKER_CLUSTER_WATCH_WAIT, &staged)) {
+            || acme_worker_cluster_watch_once(w, ip, &rev, wait < apr_time_from_msec(200)
+                                              ? apr_time_from_msec(200) : wait, &staged)) {
             break;
         }
         if (staged && !settling) {
