@@ -139,6 +139,7 @@ typedef struct {
     const char *pending_dir;
     struct acme_etcd_t *etcd;           /* cluster: this order's etcd client, else NULL */
     apr_int64_t cluster_token;          /* cluster: the domain's lock held (fencing), else 0 */
+    apr_array_header_t *cluster_answers; /* cluster: "type/what" of the answers put in etcd */
 } acme_worker_run_t;
 
 /* acme_worker.c */
@@ -199,6 +200,8 @@ void acme_worker_cluster_order_save(acme_worker_run_t *run, const char *order_js
 void acme_worker_cluster_key_keep(acme_worker_run_t *run, const acme_keyspec_t *spec,
                                   const char *pem);
 void acme_worker_cluster_publish(acme_worker_run_t *run);
+/* Before the CA is asked to validate: every other live node acknowledged the answers (bounded). */
+void acme_worker_cluster_acks(acme_worker_run_t *run);
 /* what: the http-01 token or the tls-alpn-01 identifier; key_authz NULL: withdrawn */
 void acme_worker_cluster_answer(acme_worker_run_t *run, const char *type, const char *what,
                                 const char *key_authz);

@@ -215,7 +215,8 @@ def test_validation_is_answered_by_a_node_that_did_not_order(workdir, etcd, pebb
                                                              answered_id):
     """n1 listens on the ports Pebble validates on but cannot reach the CA: n2 orders, and every
     validation of n2's orders is answered by n1 from etcd (tls-alpn-01: n1 makes the challenge
-    certificate from the key authorization; no key travels)."""
+    certificate from the key authorization; no key travels). n2 asks the CA to validate only
+    after n1 acknowledged each answer in etcd."""
     key = write_key(workdir)
     cluster = (f"ACMECluster etcd {etcd.endpoints}\nACMEClusterKey {key}\n"
                f"ACMEChallenges {challenge}\n")
@@ -237,6 +238,11 @@ def test_validation_is_answered_by_a_node_that_did_not_order(workdir, etcd, pebb
         answered = [ln for ln in n1.log_text().splitlines() if answered_id in ln]
         assert len(answered) >= len(NAMES) + 1, n1.log_text()[-4000:]     # www.a too
         assert answered_id not in n2.log_text()
+        # n2 asked the CA to validate only once n1 (live) acknowledged every answer in etcd
+        acked = re.findall(r"ACME12031: (\S+): every other live node \(1\) acknowledged",
+                           n2.log_text())
+        assert sorted(acked) == sorted(n[0] for n in NAMES), n2.log_text()[-4000:]
+        assert "ACME12032" not in n2.log_text()
         # answers are withdrawn after validation
         assert not any("/challenges/" in k for k in etcd_values(etcd))
     finally:
