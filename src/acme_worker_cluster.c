@@ -181,6 +181,27 @@ static void acme_worker_cluster_accounts(acme_worker_t *w)
     apr_pool_destroy(p);
 }
 
+/* etcd cannot be used (at a run's start, or while it watches): said once, shown in the status. */
+static void acme_worker_cluster_down(acme_worker_t *w, const char *why)
+{
+    acme_worker_cluster_t *cl = w->cluster;
+
+    cl->up = 0;
+    cl->down_reason = apr_pstrdup(w->pool, why);
+    acme_worker_log(w, ACME_LOG_ERROR, apr_psprintf(w->pool, "ACME12010: cluster: etcd cannot "
+                            "be used (%s); the certificates served stay, nothing is ordered "
+                            "until etcd answers (but at the emergency floor)", cl->down_reason));
+}
+
+/* A certificate from etcd that this node cannot stage (fetched at a run's start, or watched). */
+static void acme_worker_cluster_unstaged(acme_worker_t *w, apr_pool_t *p, const char *domain,
+                                         acme_result_t *res)
+{
+    acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME12014: %s: the certificate in etcd "
+                            "cannot be staged here (%s); the domain is handled as if etcd had "
+                            "none", domain, acme_result_describe(res, p)));
+}
+
 void acme_worker_cluster_open(acme_worker_t *w)
 {
     const acme_cluster_config_t *cfg = w->cfg->cluster;
@@ -203,11 +224,7 @@ void acme_worker_cluster_open(acme_worker_t *w)
     acme_result_reset(&res);
     if (acme_vault_create(&cl->vault, w->pool, cfg->secret, cfg->secret_len, &res)
         != APR_SUCCESS || acme_worker_cluster_connect(w, cl, &res) != APR_SUCCESS) {
-        cl->down_reason = apr_pstrdup(w->pool, acme_result_describe(&res, w->pool));
-        acme_worker_log(w, ACME_LOG_ERROR, apr_psprintf(w->pool, "ACME12010: cluster: "
-                                "etcd cannot be used (%s); the certificates served stay, nothing "
-                                "is ordered until etcd answers (but at the emergency floor)",
-                                cl->down_reason));
+        acme_worker_cluster_down(w, acme_result_describe(&res, w->pool));
         return;
     }
     cl->up = 1;
@@ -412,10 +429,7 @@ void acme_worker_cluster_fetch(acme_worker_t *w)
             || acme_worker_cluster_adopt(w, cl->etcd, p, item, rec, &res) == APR_SUCCESS) {
             continue;
         }
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME12014: %s: the "
-                                "certificate in etcd cannot be staged here (%s); the domain is "
-                                "handled as if etcd had none", item->dom->name,
-                                acme_result_describe(&res, p)));
+        acme_worker_cluster_unstaged(w, p, item->dom->name, &res);
     }
     apr_pool_destroy(p);
 }
@@ -910,10 +924,7 @@ static int acme_worker_cluster_seen(acme_worker_t *w, apr_pool_t *p,
         return 0;
     }
     if (acme_worker_cluster_adopt(w, w->cluster->etcd, p, item, rec, &res) != APR_SUCCESS) {
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME12014: %s: the "
-                                "certificate in etcd cannot be staged here (%s); the domain is "
-                                "handled as if etcd had none", domain,
-                                acme_result_describe(&res, p)));
+        acme_worker_cluster_unstaged(w, p, domain, &res);
         return 0;
     }
     acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(p, "ACME12030: %s: node %s published "
@@ -940,12 +951,7 @@ static int acme_worker_cluster_watch_once(acme_worker_t *w, apr_pool_t *p, apr_i
             return 1;           /* compacted: the next run reads every record again */
         }
         if (cl->up) {
-            cl->up = 0;
-            cl->down_reason = apr_pstrdup(w->pool, acme_result_describe(&res, p));
-            acme_worker_log(w, ACME_LOG_ERROR, apr_psprintf(p, "ACME12010: cluster: etcd "
-                            "cannot be used (%s); the certificates served stay, nothing is "
-                            "ordered until etcd answers (but at the emergency floor)",
-                            cl->down_reason));
+            acme_worker_cluster_down(w, acme_result_describe(&res, p));
             acme_worker_cluster_note(w);
         }
         acme_worker_cluster_pause(w, ACME_WORKER_CLUSTER_WATCH_WAIT);
