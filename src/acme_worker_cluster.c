@@ -381,8 +381,8 @@ static apr_status_t acme_worker_cluster_adopt(acme_worker_t *w, acme_etcd_t *etc
     if (rv == APR_SUCCESS && (rv = acme_worker_stage(&run, res)) == APR_SUCCESS) {
         item->staged = 1;
         acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(p, "ACME12013: %s: certificate "
-                                "%s (ordered by node %s) staged from etcd; it is activated by a "
-                                "graceful restart", item->dom->name, rec->serial,
+                                "%s (ordered by node %s) staged from etcd; the server activates "
+                                "it (hot, or by a graceful restart)", item->dom->name, rec->serial,
                                 rec->node ? rec->node : "?"));
     }
     return rv;

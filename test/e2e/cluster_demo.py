@@ -51,8 +51,10 @@ class Node(harness.Httpd):
         self.host = host
 
     def write_config(self, extra=""):
-        text = (self.base_config() + extra).replace("127.0.0.1:", f"{self.host}:")
-        self.conf_path.write_text(text)
+        lines = [ln.replace("127.0.0.1:", f"{self.host}:")
+                 if ln.startswith(("Listen ", "<VirtualHost ")) else ln
+                 for ln in (self.base_config() + extra).splitlines()]
+        self.conf_path.write_text("\n".join(lines) + "\n")
         return self.conf_path
 
     def start(self, timeout=20):
