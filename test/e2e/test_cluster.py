@@ -164,6 +164,24 @@ def etcd_values(etcd):
             for kv in kvs}
 
 
+# DER private keys, also base64-wrapped: PKCS#8 (SEQUENCE, INTEGER 0, SEQUENCE) and SEC 1 EC
+# (SEQUENCE, INTEGER 1, OCTET STRING of 32 or 48 bytes); PKCS#1 RSA (SEQUENCE, INTEGER 0, INTEGER)
+DER_KEY = re.compile(rb"\x30\x82..\x02\x01\x00(\x30|\x02\x82)|\x30[\x77\x81].{0,1}\x02\x01\x01\x04[\x20\x30]",
+                     re.S)
+
+
+def der_private_key_in(value):
+    """A DER private key in value as it is, or in any base64 run of it."""
+    blobs = [value.encode("latin-1", "replace")]
+    for run in re.findall(r"[A-Za-z0-9+/_-]{64,}={0,2}", value):
+        for decode in (base64.b64decode, base64.urlsafe_b64decode):
+            try:
+                blobs.append(decode(run + "=" * (-len(run) % 4)))
+            except ValueError:
+                pass
+    return any(DER_KEY.search(b) for b in blobs)
+
+
 def test_nodes_share_one_order_per_certificate(workdir, etcd, pebble_valid, nodes):
     n1 = nodes("n1", pebble_valid, etcd, names=MANY)
     n2 = nodes("n2", pebble_valid, etcd, names=MANY)
@@ -180,6 +198,7 @@ def test_nodes_share_one_order_per_certificate(workdir, etcd, pebble_valid, node
     assert len(keys) == len(MANY) + 1, sorted(kv)      # and the cluster's account key
     assert all(v.startswith("acme-vault-v1:") for v in keys.values()), keys
     assert not any("PRIVATE KEY" in v for v in kv.values())
+    assert not any(der_private_key_in(v) for v in kv.values()), sorted(kv)
     assert not any(k.startswith("/mod_acme/locks/") for k in kv), sorted(kv)
     # the status page's cluster section: this node, the live nodes, etcd, per domain etcd's serial
     harness.wait_for(lambda: status(n1).get("cluster", {}).get("domains"), 30, "n1's cluster status")
@@ -348,3 +367,47 @@ def test_a_renewal_on_another_node_is_served_here_without_a_nudge(workdir, etcd,
     # the next run of n2 watches again
     harness.wait_for(lambda: "ACME12028" in n2.log_text()[len(log_before):], 60,
                      "n2's next worker run to watch again")
+
+
+def restart_etcd(etcd):
+    """Every member back from its data directory, then every one healthy (none is alone)."""
+    for m in etcd.members:
+        etcd.start_member(m, state="existing")
+    for m in etcd.members:
+        harness.wait_for(m.healthy, 30, f"etcd member {m.name} healthy again")
+
+
+def test_renewals_while_etcd_is_down(workdir, etcd, nodes):
+    """60-second certificates, every etcd member stopped: the node keeps serving and orders
+    nothing when the renewal falls due; once etcd is back the renewal happens as a cluster order
+    (published in etcd, no CRIT). Stopped again until the certificate reaches its emergency floor,
+    the node orders alone (ACME12015, crit) rather than let it lapse."""
+    pebble = harness.Pebble(workdir, {"env": {"PEBBLE_VA_ALWAYS_VALID": "1"},
+                                      "config": {"certificateValidityPeriod": 60}})
+    pebble.start()
+    try:
+        names = [["e.cluster.test"]]
+        n1 = nodes("n1", pebble, etcd, names=names)
+        first = serial_of(wait_for_pebble_cert(n1, names[0], timeout=90))
+        etcd.stop()
+        harness.wait_for(lambda: re.search(r"e\.cluster\.test: certificate order failed .*etcd is "
+                                           r"unreachable", n1.log_text()), 90,
+                         "the due renewal to be refused while etcd is down")
+        assert serial_of(served_cert(n1, "e.cluster.test")) == first
+        assert status(n1)["cluster"]["etcd"]["healthy"] is False
+        assert len(new_orders(pebble)) == 1
+        mark = len(n1.log_text())
+        restart_etcd(etcd)
+        second = serial_of(wait_for_pebble_cert(n1, names[0], timeout=90, not_serial=first))
+        log = n1.log_text()[mark:]
+        assert "ACME12015" not in log, log
+        assert "ACME12019: e.cluster.test: certificate" in log, log     # published in etcd
+
+        etcd.stop()
+        mark = len(n1.log_text())
+        third = serial_of(wait_for_pebble_cert(n1, names[0], timeout=90, not_serial=second))
+        assert third != first
+        assert re.search(r"ACME12015: e\.cluster\.test: etcd is unreachable", n1.log_text()[mark:])
+        assert n1.running()
+    finally:
+        pebble.stop()
