@@ -95,6 +95,32 @@ static long acme_worker_cluster_presence_ttl(const acme_worker_t *w)
     return ttl < 120 ? 120 : ttl > 86400 * 2 ? 86400 * 2 : ttl;
 }
 
+/* The presence value: who, when, which cluster key, and the serial served here per domain
+ * (a2acme list --cluster shows it). */
+static const char *acme_worker_cluster_presence(acme_worker_t *w, acme_worker_cluster_t *cl)
+{
+    json_t *served = json_object(), *doc;
+    const char *out = NULL;
+    char *text;
+    int i;
+
+    for (i = 0; i < w->items->nelts; ++i) {
+        const acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
+        if (item->active[0].present && item->active[0].serial) {
+            json_object_set_new(served, item->dom->name, json_string(item->active[0].serial));
+        }
+    }
+    doc = json_pack("{s:s, s:I, s:s, s:o}", "node", cl->cfg->node, "seen",
+                    (json_int_t)apr_time_sec(apr_time_now()), "vault", acme_vault_id(cl->vault),
+                    "served", served);
+    if (doc && (text = json_dumps(doc, JSON_COMPACT)) != NULL) {
+        out = apr_pstrdup(w->pool, text);
+        free(text);
+    }
+    json_decref(doc);
+    return out ? out : apr_psprintf(w->pool, "{\"node\":\"%s\"}", cl->cfg->node);
+}
+
 static apr_status_t acme_worker_cluster_connect(acme_worker_t *w, acme_worker_cluster_t *cl,
                                                 acme_result_t *res)
 {
@@ -108,10 +134,7 @@ static apr_status_t acme_worker_cluster_connect(acme_worker_t *w, acme_worker_cl
         return rv;
     }
     /* Presence outlives the run: until two check intervals passed without a run. */
-    presence = apr_psprintf(w->pool, "{\"node\":\"%s\",\"seen\":%" APR_INT64_T_FMT
-                            ",\"vault\":\"%s\"}", cl->cfg->node,
-                            (apr_int64_t)apr_time_sec(apr_time_now()),
-                            acme_vault_id(cl->vault));
+    presence = acme_worker_cluster_presence(w, cl);
     if ((rv = acme_etcd_lease_grant(cl->etcd, w->pool, acme_worker_cluster_presence_ttl(w),
                                     &seen, res)) == APR_SUCCESS) {
         rv = acme_etcd_put(cl->etcd, w->pool, acme_cluster_key_node(w->pool, cl->cfg->node),

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 
 import pytest
 
@@ -26,6 +27,23 @@ from ca_proxy import HANG, PASS, CaProxy
 from etcd_cluster import EtcdCluster
 
 KEY_TEXT = "q0mXv7cY4l2f9J0o0b6Zq8n3h1x5r7t9w2e4u6i8o0p=\n"     # openssl rand -base64 32
+A2ACME = harness.BUILD_DIR / "src" / "a2acme"
+
+
+def a2acme_cluster(etcd, *extra):
+    """a2acme list --cluster: what etcd says of the cluster (no store needed)."""
+    return subprocess.run([str(A2ACME), "list", "--cluster", etcd.endpoints, *extra],
+                          capture_output=True, text=True, timeout=60)
+
+
+def cluster_list(etcd):
+    res = a2acme_cluster(etcd, "--json")
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def norm(serial):
+    return (serial or "").lower().lstrip("0")
 
 
 def write_key(workdir, text=KEY_TEXT, mode=0o600, name="cluster.key"):
@@ -209,6 +227,20 @@ def test_nodes_share_one_order_per_certificate(workdir, etcd, pebble_valid, node
         assert cl["domains"][names[0]]["serial"].lower().lstrip("0") == \
             s1[names[0]].lstrip("0"), cl
 
+    # a2acme list --cluster: per domain etcd's serial, no holder, no order, each node's serial
+    def listed_everywhere():
+        doc = cluster_list(etcd)
+        return {"n1", "n2"} <= set(doc["nodes"]) and all(
+            norm(doc["domains"][n[0]]["serial"]) == norm(s1[n[0]])
+            and all(norm(doc["domains"][n[0]]["served"].get(node)) == norm(s1[n[0]])
+                    for node in ("n1", "n2")) for n in MANY)
+    harness.wait_for(listed_everywhere, 60, "a2acme list --cluster to show every node's serial")
+    doc = cluster_list(etcd)
+    assert all(d["holder"] is None and d["order"] is None for d in doc["domains"].values()), doc
+    res = a2acme_cluster(etcd)
+    assert res.returncode == 0 and "HOLDER" in res.stdout and "n1" in res.stdout, res.stderr
+    assert "a.cluster.test" in res.stdout
+
     # one etcd member stopped: a node joining now gets everything and orders nothing
     etcd.stop_member(etcd.members[0])
     n3 = nodes("n3", pebble_valid, etcd, names=MANY)
@@ -326,6 +358,8 @@ def test_a_node_taking_over_resumes_the_dead_holders_order(workdir, etcd, pebble
         n1 = nodes("n1", pebble_valid, etcd, names=names, ca_url=front.directory_url)
         harness.wait_for(lambda: "/mod_acme/orders/k.cluster.test" in etcd_values(etcd), 30,
                          "n1's order in etcd")
+        listed = cluster_list(etcd)["domains"]["k.cluster.test"]    # a2acme list --cluster
+        assert listed["holder"] == "n1" and listed["order"].startswith("https://"), listed
         os.killpg(n1.proc.pid, signal.SIGKILL)
         n1.proc.wait(timeout=10)
         front._record_order = record
