@@ -1040,6 +1040,8 @@ void acme_worker_cluster_watch(acme_worker_t *w)
         if (acme_worker_cluster_marks_differ(&base, &now_marks)
             || acme_worker_cluster_watch_once(w, ip, &rev, wait < apr_time_from_msec(200)
                                               ? apr_time_from_msec(200) : wait, &staged)) {
+            /* a request, a new configuration, etcd back: the next run as soon as may be */
+            acme_worker_note_next(w, apr_time_now());
             break;
         }
         if (staged && !settling) {
