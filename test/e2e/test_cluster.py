@@ -445,3 +445,20 @@ def test_renewals_while_etcd_is_down(workdir, etcd, nodes):
         assert n1.running()
     finally:
         pebble.stop()
+
+
+def test_a_watching_worker_makes_way_for_a_new_configuration(workdir, etcd, pebble_valid, nodes):
+    """The worker watching etcd is of the generation that started it: after a graceful restart
+    with a domain more, its watch ends and the next run (of the new configuration) orders the new
+    domain."""
+    n1 = nodes("n1", pebble_valid, etcd, names=[["g.cluster.test"]])
+    wait_for_pebble_cert(n1, ["g.cluster.test"], timeout=90)
+    harness.wait_for(lambda: "ACME12028" in n1.log_text(), 60, "n1's worker to watch etcd")
+    n1.conf_path.write_text(n1.conf_path.read_text().replace(
+        "ACMEDomain g.cluster.test", "ACMEDomain g.cluster.test\nACMEDomain h.cluster.test")
+        + f"<VirtualHost 127.0.0.1:{n1.https_port}>\n  ServerName h.cluster.test\n"
+        "  SSLEngine on\n</VirtualHost>\n")
+    assert "h.cluster.test" in n1.conf_path.read_text()
+    n1.graceful()
+    wait_for_pebble_cert(n1, ["h.cluster.test"], timeout=150)
+    assert len(new_orders(pebble_valid)) == 2
