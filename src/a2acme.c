@@ -3,6 +3,7 @@
  * or stopped and never needs httpd: it links libacmecore only.
  *
  *   a2acme --store DIR list [--json]
+ *   a2acme list --cluster ENDPOINTS [--cluster-prefix P] [--cluster-tls CERT,KEY,CA] [--json]
  *   a2acme --store DIR renew NAME
  *   a2acme --store DIR revoke NAME [--reason R] [--ca URL] [--ca-file F] [--no-renew]
  *   a2acme --store DIR account [--ca URL] [--ca-file F] [--json]
@@ -101,6 +102,10 @@ static void a2_help(void)
 "  --proxy URL|none      the proxy to the CA (default: the server's ACMEProxy for it;\n"
 "                        give it here when its URL holds a password)\n"
 "  --force               rollover: even while a renewal seems to be running\n"
+"  --cluster ENDPOINTS   list: what etcd says of the cluster (ACMECluster's endpoints): per\n"
+"                        domain the serial in etcd, the lock holder, the order in flight,\n"
+"                        the serial each node serves; --cluster-prefix P (default\n"
+"                        /mod_acme), --cluster-tls CERT,KEY,CA (ACMEClusterTLS's files)\n"
 "  --issuer NAME         dns-persist: which of the CA's issuer domain names (default: first)\n"
 "  --user NAME           revoke: run ACMENotifyCommand as NAME (default: the httpd User\n"
 "                        the server recorded in the store)\n"
@@ -180,13 +185,17 @@ static int a2_set_option(a2_args_t *a, const char *opt, const char *val)
     else if (!strcmp(opt, "--user")) a->user = val;
     else if (!strcmp(opt, "--issuer")) a->issuer = val;
     else if (!strcmp(opt, "--proxy")) a->proxy = val;
+    else if (!strcmp(opt, "--cluster")) a->cluster = val;
+    else if (!strcmp(opt, "--cluster-prefix")) a->cluster_prefix = val;
+    else if (!strcmp(opt, "--cluster-tls")) a->cluster_tls = val;
     else return 0;
     return 1;
 }
 
 /* The options that take a value. */
 static const char *const a2_valued[] = { "--store", "--ca", "--ca-file", "--reason", "--user",
-                                         "--issuer", "--proxy" };
+                                         "--issuer", "--proxy", "--cluster", "--cluster-prefix",
+                                         "--cluster-tls" };
 
 static int a2_parse_args(apr_pool_t *p, int argc, const char *const *argv, a2_args_t *a)
 {
@@ -239,7 +248,7 @@ static int a2_parse_args(apr_pool_t *p, int argc, const char *const *argv, a2_ar
     if (!a->store_dir) {
         a->store_dir = getenv("ACME_STORE");
     }
-    if (!a->store_dir || !*a->store_dir) {
+    if ((!a->store_dir || !*a->store_dir) && !a->cluster) {   /* list --cluster reads etcd */
         return a2_usage_error("--store DIR is required (the server's ACMEStoreDir; "
                               "default <ServerRoot>/acme), or set ACME_STORE");
     }
@@ -890,6 +899,11 @@ static int a2_check_arity(const a2_args_t *args, apr_pool_t *p)
     if (args->json && strcmp(args->command, "list") && strcmp(args->command, "account")) {
         return a2_usage_error("--json is an option of list and account");
     }
+    if ((args->cluster || args->cluster_prefix || args->cluster_tls)
+        && (strcmp(args->command, "list") || !args->cluster)) {
+        return a2_usage_error("--cluster ENDPOINTS (with --cluster-prefix, --cluster-tls) is an "
+                              "option of list");
+    }
     if (args->ca_url && !strcmp(args->command, "list")) {
         return a2_usage_error("--ca is an option of account, rollover and revoke");
     }
@@ -919,6 +933,9 @@ static int a2_run(apr_pool_t *p, int argc, const char *const *argv)
     }
     if (args.ca_url) {
         args.ca_url = acme_domain_ca_url(p, args.ca_url, &reason);
+    }
+    if (args.cluster) {
+        return a2_cmd_cluster_list(&a);      /* etcd only: no store needed */
     }
     if ((rc = a2_store_open(&a)) != A2_EXIT_OK) {
         return rc;

@@ -83,6 +83,9 @@ typedef struct {
     apr_array_header_t *rest;   /* account: the subcommand's arguments after NAME */
     const char *issuer;         /* dns-persist: --issuer, one of the CA's issuer domain names */
     const char *proxy;          /* --proxy: URL or "none"; NULL: the server's ACMEProxy */
+    const char *cluster;        /* list --cluster: etcd endpoints (ACMECluster's) */
+    const char *cluster_prefix; /* --cluster-prefix; NULL: /mod_acme */
+    const char *cluster_tls;    /* --cluster-tls CERT,KEY,CA */
 } a2_args_t;
 
 /* Who the server runs ACMENotifyCommand as (its User), so that a2acme runs it the same. */
@@ -127,6 +130,8 @@ typedef struct {
 /* a2acme.c */
 void a2_err(const char *msg);
 int a2_usage_error(const char *msg);
+/* a2acme_cluster.c */
+int a2_cmd_cluster_list(a2_t *a);
 /* a2acme_ondemand.c */
 int a2_cmd_forget(a2_t *a);
 int a2_failed(apr_pool_t *p, const acme_result_t *res);

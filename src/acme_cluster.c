@@ -133,6 +133,12 @@ const char *acme_cluster_key_answer(apr_pool_t *p, const char *type, const char 
     return apr_pstrcat(p, "challenges/", type, "/", what, NULL);
 }
 
+const char *acme_cluster_key_ack(apr_pool_t *p, const char *type, const char *what,
+                                 const char *node)
+{
+    return apr_pstrcat(p, "acks/", type, "/", what, "/", node, NULL);
+}
+
 const char *acme_cluster_key_domain(apr_pool_t *p, const char *key)
 {
     const char *slash;

@@ -21,6 +21,8 @@
  *   nodes/<name>                   node presence, bound to the node's lease
  *   challenges/http-01/<token>     a key authorization being validated, bound to the run lease
  *   challenges/tls-alpn-01/<ident> the same for tls-alpn-01 (the node answering makes the cert)
+ *   acks/<type>/<what>/<node>      a node saw that answer (bound to its run lease); the holder
+ *                                  asks the CA to validate once every live node has
  */
 
 #define ACME_CLUSTER_PREFIX_DEFAULT "/mod_acme"
@@ -64,6 +66,9 @@ const char *acme_cluster_key_node(apr_pool_t *p, const char *name);
 /* A key authorization any node answers with (public by design: the CA fetches it in clear);
  * what: the http-01 token or the tls-alpn-01 identifier. */
 const char *acme_cluster_key_answer(apr_pool_t *p, const char *type, const char *what);
+/* A node's acknowledgement of that answer; node "": the prefix of every node's. */
+const char *acme_cluster_key_ack(apr_pool_t *p, const char *type, const char *what,
+                                 const char *node);
 /* The domain a "certs/<domain>/..." key belongs to, or NULL. */
 const char *acme_cluster_key_domain(apr_pool_t *p, const char *key);
 

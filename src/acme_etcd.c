@@ -610,6 +610,8 @@ apr_status_t acme_etcd_watch(acme_etcd_t *etcd, apr_pool_t *p, const char *key_p
     CURLcode rc;
 
     json_decref(req);
+    /* curl takes a timeout of 0 ms as none at all: a watch would never end */
+    wait = wait < apr_time_from_msec(100) ? apr_time_from_msec(100) : wait;
     body.events = *events = apr_array_make(p, 4, sizeof(acme_etcd_event_t));
     rc = acme_etcd_post(etcd, etcd->current, "/v3/watch", json ? json : "{}", &body,
                         acme_etcd_watch_collect, wait, &http);

@@ -930,6 +930,7 @@ int acme_worker_run(apr_pool_t *p, const acme_worker_config_t *cfg)
             w.stay_until = w.next_run;
         }
         acme_worker_api_run(&w);
+        acme_worker_cluster_watch(&w);  /* ACMECluster: stays, serving others' renewals here */
     }
     acme_worker_cluster_close(&w);
     acme_worker_metrics_save(&w);

@@ -403,6 +403,9 @@ apr_status_t acme_worker_answer(acme_worker_run_t *run, acme_order_t *order,
         rv = acme_dns01_wait(run->p, &an.d, an.records,
                              acme_worker_stop_flag(), res);
     }
+    if (rv == APR_SUCCESS) {
+        acme_worker_cluster_acks(run);  /* ACMECluster: every node can answer first */
+    }
     for (i = 0; rv == APR_SUCCESS && i < an.respond->nelts; ++i) {
         rv = acme_client_challenge_respond(run->client, run->p,
                                            APR_ARRAY_IDX(an.respond, i,

@@ -17,6 +17,7 @@
 #include <openssl/crypto.h>
 
 #include "acme_worker_int.h"
+#include "acme_api_store.h"
 #include "acme_cluster.h"
 #include "acme_etcd.h"
 #include "acme_vault.h"
@@ -26,9 +27,16 @@
 #define ACME_WORKER_CLUSTER_WAIT apr_time_from_sec(120) /* for another node's certificate */
 #define ACME_WORKER_CLUSTER_POLL apr_time_from_msec(300)
 #define ACME_WORKER_CLUSTER_TIMEOUT apr_time_from_sec(3)
-/* The worker runs at least this often in a cluster: what other nodes published (renewals
- * included) is served here within it, without a watcher process between runs. */
+/* The worker runs at least this often in a cluster: what other nodes published while no run
+ * watched (between runs, etcd down) is served here within it. */
 #define ACME_WORKER_CLUSTER_SYNC apr_time_from_sec(300)
+/* After its work a run stays and watches etcd until its next planned run, at most this long. */
+#define ACME_WORKER_CLUSTER_LINGER apr_time_from_sec(3600)
+#define ACME_WORKER_CLUSTER_LINGER_MIN apr_time_from_sec(10)
+#define ACME_WORKER_CLUSTER_WATCH_WAIT apr_time_from_sec(2)  /* one watch request; the stop check */
+#define ACME_WORKER_CLUSTER_SETTLE apr_time_from_sec(2)      /* more of a burst before ending */
+#define ACME_WORKER_CLUSTER_ACK_STEP apr_time_from_sec(1)    /* the acknowledging thread's watch */
+#define ACME_WORKER_CLUSTER_ACK_WAIT apr_time_from_sec(10)   /* for every live node's */
 
 struct acme_worker_cluster_t {
     const acme_cluster_config_t *cfg;
@@ -39,8 +47,12 @@ struct acme_worker_cluster_t {
     int up;                             /* etcd answered when the run began */
     const char *down_reason;
     apr_thread_t *keeper;
+    apr_thread_t *acker;                /* acknowledges other nodes' challenge answers */
     volatile int stop;
+    apr_int64_t revision;               /* etcd's revision before the run's first fetch */
 };
+
+static void *APR_THREAD_FUNC acme_worker_cluster_acker(apr_thread_t *thread, void *data);
 
 static apr_status_t acme_worker_cluster_etcd(acme_worker_cluster_t *cl, apr_pool_t *p,
                                              acme_etcd_t **etcd, acme_result_t *res)
@@ -83,6 +95,32 @@ static long acme_worker_cluster_presence_ttl(const acme_worker_t *w)
     return ttl < 120 ? 120 : ttl > 86400 * 2 ? 86400 * 2 : ttl;
 }
 
+/* The presence value: who, when, which cluster key, and the serial served here per domain
+ * (a2acme list --cluster shows it). */
+static const char *acme_worker_cluster_presence(acme_worker_t *w, acme_worker_cluster_t *cl)
+{
+    json_t *served = json_object(), *doc;
+    const char *out = NULL;
+    char *text;
+    int i;
+
+    for (i = 0; i < w->items->nelts; ++i) {
+        const acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
+        if (item->active[0].present && item->active[0].serial) {
+            json_object_set_new(served, item->dom->name, json_string(item->active[0].serial));
+        }
+    }
+    doc = json_pack("{s:s, s:I, s:s, s:o}", "node", cl->cfg->node, "seen",
+                    (json_int_t)apr_time_sec(apr_time_now()), "vault", acme_vault_id(cl->vault),
+                    "served", served);
+    if (doc && (text = json_dumps(doc, JSON_COMPACT)) != NULL) {
+        out = apr_pstrdup(w->pool, text);
+        free(text);
+    }
+    json_decref(doc);
+    return out ? out : apr_psprintf(w->pool, "{\"node\":\"%s\"}", cl->cfg->node);
+}
+
 static apr_status_t acme_worker_cluster_connect(acme_worker_t *w, acme_worker_cluster_t *cl,
                                                 acme_result_t *res)
 {
@@ -96,10 +134,7 @@ static apr_status_t acme_worker_cluster_connect(acme_worker_t *w, acme_worker_cl
         return rv;
     }
     /* Presence outlives the run: until two check intervals passed without a run. */
-    presence = apr_psprintf(w->pool, "{\"node\":\"%s\",\"seen\":%" APR_INT64_T_FMT
-                            ",\"vault\":\"%s\"}", cl->cfg->node,
-                            (apr_int64_t)apr_time_sec(apr_time_now()),
-                            acme_vault_id(cl->vault));
+    presence = acme_worker_cluster_presence(w, cl);
     if ((rv = acme_etcd_lease_grant(cl->etcd, w->pool, acme_worker_cluster_presence_ttl(w),
                                     &seen, res)) == APR_SUCCESS) {
         rv = acme_etcd_put(cl->etcd, w->pool, acme_cluster_key_node(w->pool, cl->cfg->node),
@@ -169,6 +204,27 @@ static void acme_worker_cluster_accounts(acme_worker_t *w)
     apr_pool_destroy(p);
 }
 
+/* etcd cannot be used (at a run's start, or while it watches): said once, shown in the status. */
+static void acme_worker_cluster_down(acme_worker_t *w, const char *why)
+{
+    acme_worker_cluster_t *cl = w->cluster;
+
+    cl->up = 0;
+    cl->down_reason = apr_pstrdup(w->pool, why);
+    acme_worker_log(w, ACME_LOG_ERROR, apr_psprintf(w->pool, "ACME12010: cluster: etcd cannot "
+                            "be used (%s); the certificates served stay, nothing is ordered "
+                            "until etcd answers (but at the emergency floor)", cl->down_reason));
+}
+
+/* A certificate from etcd that this node cannot stage (fetched at a run's start, or watched). */
+static void acme_worker_cluster_unstaged(acme_worker_t *w, apr_pool_t *p, const char *domain,
+                                         acme_result_t *res)
+{
+    acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME12014: %s: the certificate in etcd "
+                            "cannot be staged here (%s); the domain is handled as if etcd had "
+                            "none", domain, acme_result_describe(res, p)));
+}
+
 void acme_worker_cluster_open(acme_worker_t *w)
 {
     const acme_cluster_config_t *cfg = w->cfg->cluster;
@@ -191,15 +247,15 @@ void acme_worker_cluster_open(acme_worker_t *w)
     acme_result_reset(&res);
     if (acme_vault_create(&cl->vault, w->pool, cfg->secret, cfg->secret_len, &res)
         != APR_SUCCESS || acme_worker_cluster_connect(w, cl, &res) != APR_SUCCESS) {
-        cl->down_reason = apr_pstrdup(w->pool, acme_result_describe(&res, w->pool));
-        acme_worker_log(w, ACME_LOG_ERROR, apr_psprintf(w->pool, "ACME12010: cluster: "
-                                "etcd cannot be used (%s); the certificates served stay, nothing "
-                                "is ordered until etcd answers (but at the emergency floor)",
-                                cl->down_reason));
+        acme_worker_cluster_down(w, acme_result_describe(&res, w->pool));
         return;
     }
     cl->up = 1;
     acme_worker_cluster_accounts(w);
+    if (apr_thread_create(&cl->acker, NULL, acme_worker_cluster_acker, cl, w->pool)
+        != APR_SUCCESS) {
+        cl->acker = NULL;
+    }
     acme_worker_log(w, ACME_LOG_DEBUG, apr_psprintf(w->pool, "ACME12011: cluster: node "
                             "%s joined through %s (cluster key %s)", cfg->node,
                             acme_etcd_endpoint(cl->etcd), acme_vault_id(cl->vault)));
@@ -348,8 +404,8 @@ static apr_status_t acme_worker_cluster_adopt(acme_worker_t *w, acme_etcd_t *etc
     if (rv == APR_SUCCESS && (rv = acme_worker_stage(&run, res)) == APR_SUCCESS) {
         item->staged = 1;
         acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(p, "ACME12013: %s: certificate "
-                                "%s (ordered by node %s) staged from etcd; it is activated by a "
-                                "graceful restart", item->dom->name, rec->serial,
+                                "%s (ordered by node %s) staged from etcd; the server activates "
+                                "it (hot, or by a graceful restart)", item->dom->name, rec->serial,
                                 rec->node ? rec->node : "?"));
     }
     return rv;
@@ -370,6 +426,7 @@ static int acme_worker_cluster_newer(const acme_worker_item_t *item,
 void acme_worker_cluster_fetch(acme_worker_t *w)
 {
     acme_worker_cluster_t *cl = w->cluster;
+    acme_etcd_kv_t *presence = NULL;
     apr_pool_t *p = NULL;
     acme_result_t res;
     int i;
@@ -378,6 +435,12 @@ void acme_worker_cluster_fetch(acme_worker_t *w)
         return;
     }
     apr_pool_create(&p, w->pool);
+    /* What is published from here on reaches the watch (acme_worker_cluster_watch). */
+    acme_result_reset(&res);
+    if (acme_etcd_get(cl->etcd, p, acme_cluster_key_node(p, cl->cfg->node), &presence,
+                      &cl->revision, &res) != APR_SUCCESS) {
+        cl->revision = 0;
+    }
     for (i = 0; i < w->items->nelts && !acme_worker_orphaned(w); ++i) {
         acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
         acme_cluster_record_t *rec = NULL;
@@ -389,10 +452,7 @@ void acme_worker_cluster_fetch(acme_worker_t *w)
             || acme_worker_cluster_adopt(w, cl->etcd, p, item, rec, &res) == APR_SUCCESS) {
             continue;
         }
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME12014: %s: the "
-                                "certificate in etcd cannot be staged here (%s); the domain is "
-                                "handled as if etcd had none", item->dom->name,
-                                acme_result_describe(&res, p)));
+        acme_worker_cluster_unstaged(w, p, item->dom->name, &res);
     }
     apr_pool_destroy(p);
 }
@@ -810,11 +870,362 @@ void acme_worker_cluster_close(acme_worker_t *w)
         apr_thread_join(&trv, cl->keeper);
         cl->keeper = NULL;
     }
+    if (cl->acker) {
+        apr_thread_join(&trv, cl->acker);
+        cl->acker = NULL;
+    }
     /* Every lock of the run goes with the lease: a failed order is free for any node. */
     acme_result_reset(&res);
     if (cl->lease) {
         acme_etcd_lease_revoke(cl->etcd, w->pool, cl->lease, &res);
     }
+}
+
+/* ------------------------------------------------------------------ watching between runs */
+
+/*
+ * What ends a watching run early: an admin's renewal request (requests/), the certificate API's
+ * queue, or a new server generation (the parent rewrites jobs/worker.json when a worker of the
+ * previous generation carries on): its configuration may differ. The parent starts the next.
+ */
+typedef struct {
+    const char *force;
+    unsigned long queue;
+    apr_time_t generation;
+} acme_worker_cluster_marks_t;
+
+static void acme_worker_cluster_marks(acme_worker_t *w, apr_pool_t *p,
+                                      acme_worker_cluster_marks_t *m)
+{
+    const char *note = acme_store_path(p, w->store, ACME_STORE_JOBS, "worker.json", NULL);
+    apr_finfo_t fi;
+
+    m->force = acme_job_force_stamp(p, w->store);
+    m->queue = acme_api_store_queue_stamp(p, w->cfg->store_dir);
+    m->generation = note && apr_stat(&fi, note, APR_FINFO_MTIME, p) == APR_SUCCESS ? fi.mtime : 0;
+}
+
+static int acme_worker_cluster_marks_differ(const acme_worker_cluster_marks_t *a,
+                                            const acme_worker_cluster_marks_t *b)
+{
+    return a->queue != b->queue || a->generation != b->generation
+           || (a->force ? !b->force || strcmp(a->force, b->force) : b->force != NULL);
+}
+
+/* Sleeps up to d, waking for the stop flag (no busy loop while etcd refuses at once). */
+static void acme_worker_cluster_pause(acme_worker_t *w, apr_interval_time_t d)
+{
+    apr_time_t until = apr_time_now() + d;
+
+    while (!acme_worker_orphaned(w) && apr_time_now() < until) {
+        apr_sleep(apr_time_from_msec(100));
+    }
+}
+
+/* A record another node put while this run watched: staged here when newer. 1: staged. */
+static int acme_worker_cluster_seen(acme_worker_t *w, apr_pool_t *p,
+                                    const acme_etcd_event_t *ev)
+{
+    const char *domain = acme_cluster_key_domain(p, ev->kv.key);
+    apr_size_t n = strlen(ev->kv.key), tail = strlen("/record");
+    acme_worker_item_t *item = NULL;
+    acme_cluster_record_t *rec = NULL;
+    acme_result_t res;
+    int i;
+
+    if (ev->deleted || !domain || n <= tail || strcmp(ev->kv.key + n - tail, "/record")) {
+        return 0;
+    }
+    for (i = 0; i < w->items->nelts && !item; ++i) {
+        item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
+        item = strcmp(item->dom->name, domain) ? NULL : item;
+    }
+    acme_result_reset(&res);
+    if (!item || item->staged   /* a domain this node does not manage is ignored */
+        || acme_worker_cluster_record(w, w->cluster->etcd, p, item->dom, &rec, &res)
+           != APR_SUCCESS || !acme_worker_cluster_newer(item, rec)) {
+        return 0;
+    }
+    if (acme_worker_cluster_adopt(w, w->cluster->etcd, p, item, rec, &res) != APR_SUCCESS) {
+        acme_worker_cluster_unstaged(w, p, domain, &res);
+        return 0;
+    }
+    acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(p, "ACME12030: %s: node %s published "
+                            "certificate %s; staged here while watching, the run ends so that "
+                            "it is served now", domain, rec->node ? rec->node : "?",
+                            rec->serial));
+    return 1;
+}
+
+/* One watch request. 0: go on; 1: end the watch (etcd is back, or its history is gone). */
+static int acme_worker_cluster_watch_once(acme_worker_t *w, apr_pool_t *p, apr_int64_t *rev,
+                                          apr_interval_time_t wait, int *staged)
+{
+    acme_worker_cluster_t *cl = w->cluster;
+    apr_array_header_t *events = NULL;
+    apr_int64_t next = 0;
+    acme_result_t res;
+    int i;
+
+    acme_result_reset(&res);
+    if (acme_etcd_watch(cl->etcd, p, "certs/", *rev, wait, &events, &next, &res)
+        != APR_SUCCESS) {
+        if (!next) {
+            return 1;           /* compacted: the next run reads every record again */
+        }
+        if (cl->up) {
+            acme_worker_cluster_down(w, acme_result_describe(&res, p));
+            acme_worker_cluster_note(w);
+        }
+        acme_worker_cluster_pause(w, ACME_WORKER_CLUSTER_WATCH_WAIT);
+        return 0;
+    }
+    if (!cl->up) {
+        cl->up = 1;
+        acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(p, "ACME12029: cluster: etcd answers "
+                        "again (%s); the run ends, the next one fetches what was published "
+                        "meanwhile and orders what fell due", acme_etcd_endpoint(cl->etcd)));
+        return 1;
+    }
+    *rev = next;
+    for (i = 0; i < events->nelts && !acme_worker_orphaned(w); ++i) {
+        *staged += acme_worker_cluster_seen(w, p, &APR_ARRAY_IDX(events, i, acme_etcd_event_t));
+    }
+    return 0;
+}
+
+/*
+ * After its work, a run in a cluster stays (until its next planned run, at most an hour) and
+ * watches etcd's certs/ from the revision read before its first fetch: what another node
+ * publishes is staged here within seconds, then the run ends so that its parent activates it
+ * (hot: no restart) and starts the next run. Not when this run staged anything itself: the
+ * parent activates that when the run ends. Ends on the stop flag, a lost parent, a request or a
+ * new generation (acme_worker_cluster_marks).
+ */
+void acme_worker_cluster_watch(acme_worker_t *w)
+{
+    acme_worker_cluster_t *cl = w->cluster;
+    acme_worker_cluster_marks_t base, now_marks;
+    apr_time_t now = apr_time_now(), until = now + ACME_WORKER_CLUSTER_LINGER;
+    apr_interval_time_t wait;
+    apr_pool_t *lp = NULL, *ip = NULL;
+    apr_int64_t rev;
+    int i, staged = 0, settling = 0;
+
+    if (!cl || !cl->up || !cl->revision || w->abandoned || w->ondemand_staged
+        || acme_worker_orphaned(w) || acme_worker_finish_requested()) {
+        return;
+    }
+    for (i = 0; i < w->items->nelts; ++i) {
+        if (acme_worker_staged_present(w, APR_ARRAY_IDX(w->items, i, acme_worker_item_t).dom)) {
+            return;
+        }
+    }
+    until = w->next_run > 0 && w->next_run < until ? w->next_run : until;
+    if (until - now < ACME_WORKER_CLUSTER_LINGER_MIN || apr_pool_create(&lp, w->pool)
+        != APR_SUCCESS || apr_pool_create(&ip, lp) != APR_SUCCESS) {
+        return;
+    }
+    acme_worker_cluster_marks(w, lp, &base);
+    acme_worker_cluster_note(w);        /* the status has the cluster section while it watches */
+    acme_worker_log(w, ACME_LOG_DEBUG, apr_psprintf(lp, "ACME12028: cluster: node %s watches "
+                            "etcd for certificates other nodes publish until %s", cl->cfg->node,
+                            acme_worker_time_text(lp, until)));
+    rev = cl->revision + 1;
+    while (!acme_worker_orphaned(w) && !acme_worker_finish_requested()
+           && (now = apr_time_now()) < until) {
+        apr_pool_clear(ip);
+        acme_worker_cluster_marks(w, ip, &now_marks);
+        wait = until - now < ACME_WORKER_CLUSTER_WATCH_WAIT ? until - now
+                                                             : ACME_WORKER_CLUSTER_WATCH_WAIT;
+        if (acme_worker_cluster_marks_differ(&base, &now_marks)
+            || acme_worker_cluster_watch_once(w, ip, &rev, wait < apr_time_from_msec(200)
+                                              ? apr_time_from_msec(200) : wait, &staged)) {
+            /* a request, a new configuration, etcd back: the next run as soon as may be */
+            acme_worker_note_next(w, apr_time_now());
+            break;
+        }
+        if (staged && !settling) {
+            settling = 1;
+            until = apr_time_now() + ACME_WORKER_CLUSTER_SETTLE;
+        }
+    }
+    apr_pool_destroy(lp);
+}
+
+/* ------------------------------------------------------------------ acknowledgements */
+
+/*
+ * A thread of every run watches challenges/ and acknowledges each answer another node puts
+ * there (acks/<type>/<what>/<node>, bound to the run lease): this node's children can answer it
+ * (they ask etcd on a miss, httpd/acme_serve_cluster.c). The holder asks the CA to validate once
+ * every live node acknowledged (acme_worker_cluster_acks).
+ */
+static void acme_worker_cluster_ack_one(acme_worker_cluster_t *cl, acme_etcd_t *etcd,
+                                        apr_pool_t *p, const char *key)
+{
+    const char *rest = key + strlen("challenges/"), *slash;
+    acme_result_t res;
+
+    if (strncmp(key, "challenges/", strlen("challenges/")) || !(slash = strchr(rest, '/'))
+        || slash == rest || !slash[1]) {
+        return;
+    }
+    acme_result_reset(&res);
+    acme_etcd_put(etcd, p, acme_cluster_key_ack(p, apr_pstrndup(p, rest, (apr_size_t)(slash
+                                                                                    - rest)),
+                                                slash + 1, cl->cfg->node),
+                  cl->cfg->node, strlen(cl->cfg->node), cl->lease, &res);
+}
+
+/* Sleeps up to d, waking for the run's end. */
+static void acme_worker_cluster_nap(acme_worker_cluster_t *cl, apr_interval_time_t d)
+{
+    apr_time_t until = apr_time_now() + d;
+
+    while (!cl->stop && apr_time_now() < until) {
+        apr_sleep(apr_time_from_msec(100));
+    }
+}
+
+/* One step: *rev 0 reads what is there (and starts the watch after it), else one watch. */
+static void acme_worker_cluster_ack_step(acme_worker_cluster_t *cl, acme_etcd_t *etcd,
+                                         apr_pool_t *p, apr_int64_t *rev)
+{
+    apr_array_header_t *kvs = NULL;
+    apr_int64_t next = 0;
+    acme_result_t res;
+    int i;
+
+    acme_result_reset(&res);
+    if (!*rev) {
+        if (acme_etcd_list(etcd, p, "challenges/", &kvs, rev, &res) != APR_SUCCESS) {
+            *rev = 0;
+            acme_worker_cluster_nap(cl, ACME_WORKER_CLUSTER_ACK_STEP);
+            return;
+        }
+        for (i = 0; i < kvs->nelts; ++i) {
+            acme_worker_cluster_ack_one(cl, etcd, p, APR_ARRAY_IDX(kvs, i, acme_etcd_kv_t).key);
+        }
+        *rev += 1;
+        return;
+    }
+    if (acme_etcd_watch(etcd, p, "challenges/", *rev, ACME_WORKER_CLUSTER_ACK_STEP, &kvs, &next,
+                        &res) != APR_SUCCESS) {
+        *rev = next;            /* 0 (history compacted): read again */
+        acme_worker_cluster_nap(cl, ACME_WORKER_CLUSTER_ACK_STEP);
+        return;
+    }
+    *rev = next;
+    for (i = 0; i < kvs->nelts; ++i) {
+        const acme_etcd_event_t *ev = &APR_ARRAY_IDX(kvs, i, acme_etcd_event_t);
+        if (!ev->deleted) {
+            acme_worker_cluster_ack_one(cl, etcd, p, ev->kv.key);
+        }
+    }
+}
+
+static void *APR_THREAD_FUNC acme_worker_cluster_acker(apr_thread_t *thread, void *data)
+{
+    acme_worker_cluster_t *cl = data;
+    apr_pool_t *p = NULL, *ip = NULL;
+    acme_etcd_t *etcd = NULL;
+    apr_int64_t rev = 0;
+    acme_result_t res;
+
+    apr_pool_create(&p, NULL);
+    apr_pool_create(&ip, p);
+    acme_result_reset(&res);
+    if (acme_worker_cluster_etcd(cl, p, &etcd, &res) == APR_SUCCESS) {
+        while (!cl->stop) {
+            apr_pool_clear(ip);
+            acme_worker_cluster_ack_step(cl, etcd, ip, &rev);
+        }
+    }
+    apr_pool_destroy(p);
+    apr_thread_exit(thread, APR_SUCCESS);
+    return NULL;
+}
+
+/* The live nodes but this one that have not acknowledged every answer of the run: "" when
+ * none; NULL when etcd cannot say. */
+static const char *acme_worker_cluster_unacked(acme_worker_run_t *run, apr_pool_t *p, int *live,
+                                               acme_result_t *res)
+{
+    const char *self = run->w->cluster->cfg->node, *missing = "";
+    apr_array_header_t *nodes = NULL, *acks = NULL;
+    apr_hash_t *seen = apr_hash_make(p);
+    int i, j;
+
+    if (acme_etcd_list(run->etcd, p, "nodes/", &nodes, NULL, res) != APR_SUCCESS) {
+        return NULL;
+    }
+    for (j = 0; j < run->cluster_answers->nelts; ++j) {
+        const char *prefix = apr_pstrcat(p, "acks/", APR_ARRAY_IDX(run->cluster_answers, j,
+                                                                   const char *), "/", NULL);
+        if (acme_etcd_list(run->etcd, p, prefix, &acks, NULL, res) != APR_SUCCESS) {
+            return NULL;
+        }
+        for (i = 0; i < acks->nelts; ++i) {
+            const char *node = APR_ARRAY_IDX(acks, i, acme_etcd_kv_t).key + strlen(prefix);
+            int n = (int)(apr_uintptr_t)apr_hash_get(seen, node, APR_HASH_KEY_STRING);
+            apr_hash_set(seen, node, APR_HASH_KEY_STRING, (void *)(apr_uintptr_t)(n + 1));
+        }
+    }
+    for (*live = 0, i = 0; i < nodes->nelts; ++i) {
+        const char *node = APR_ARRAY_IDX(nodes, i, acme_etcd_kv_t).key + strlen("nodes/");
+        if (!strcmp(node, self)) {
+            continue;
+        }
+        ++*live;
+        if ((int)(apr_uintptr_t)apr_hash_get(seen, node, APR_HASH_KEY_STRING)
+            < run->cluster_answers->nelts) {
+            missing = apr_pstrcat(p, missing, *missing ? ", " : "", node, NULL);
+        }
+    }
+    return missing;
+}
+
+void acme_worker_cluster_acks(acme_worker_run_t *run)
+{
+    const char *dom = run->item->dom->name, *missing;
+    apr_time_t until = apr_time_now() + ACME_WORKER_CLUSTER_ACK_WAIT;
+    apr_pool_t *p = NULL;
+    acme_result_t res;
+    int live = 0;
+
+    if (!run->w->cluster || !run->etcd || !run->cluster_token || !run->cluster_answers
+        || apr_pool_create(&p, run->p) != APR_SUCCESS) {
+        return;
+    }
+    acme_worker_activity(run, "waiting for the other nodes to acknowledge the answers");
+    for (;;) {
+        apr_pool_clear(p);
+        acme_result_reset(&res);
+        if (!(missing = acme_worker_cluster_unacked(run, p, &live, &res))) {
+            acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(p, "ACME12033: %s: which "
+                            "nodes acknowledged the challenge answers cannot be read from etcd "
+                            "(%s); the CA is asked to validate now", dom,
+                            acme_result_describe(&res, p)));
+            break;
+        }
+        if (!*missing) {
+            acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(p, "ACME12031: %s: every "
+                            "other live node (%d) acknowledged the challenge answers; the CA is "
+                            "asked to validate", dom, live));
+            break;
+        }
+        if (apr_time_now() >= until || acme_worker_orphaned(run->w)) {
+            acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(p, "ACME12032: %s: node(s) "
+                            "%s did not acknowledge the challenge answers within %d s (not "
+                            "running now, or etcd slow); the CA is asked to validate anyway",
+                            dom, missing, (int)apr_time_sec(ACME_WORKER_CLUSTER_ACK_WAIT)));
+            break;
+        }
+        apr_sleep(ACME_WORKER_CLUSTER_POLL);
+    }
+    apr_pool_destroy(p);
+    run->cluster_answers = NULL;        /* the next round of answers (another order) anew */
 }
 
 /* ------------------------------------------------------------------ challenges */
@@ -844,7 +1255,16 @@ void acme_worker_cluster_answer(acme_worker_run_t *run, const char *type, const 
                         "%s answer cannot be shared through etcd (%s); only this node answers "
                         "it", run->item->dom->name, type, acme_result_describe(&res, run->p)));
     }
-    else if (!key_authz) {
+    else if (key_authz) {
+        if (!run->cluster_answers) {
+            run->cluster_answers = apr_array_make(run->p, 4, sizeof(const char *));
+        }
+        APR_ARRAY_PUSH(run->cluster_answers, const char *) = apr_pstrcat(run->p, type, "/",
+                                                                         what, NULL);
+    }
+    else {
         acme_etcd_delete(run->etcd, run->p, key, 0, NULL, &res);
+        acme_etcd_delete(run->etcd, run->p, acme_cluster_key_ack(run->p, type, what, ""), 1,
+                         NULL, &res);
     }
 }

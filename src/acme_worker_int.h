@@ -141,6 +141,7 @@ typedef struct {
     const char *pending_dir;
     struct acme_etcd_t *etcd;           /* cluster: this order's etcd client, else NULL */
     apr_int64_t cluster_token;          /* cluster: the domain's lock held (fencing), else 0 */
+    apr_array_header_t *cluster_answers; /* cluster: "type/what" of the answers put in etcd */
 } acme_worker_run_t;
 
 /* acme_worker.c */
@@ -193,12 +194,16 @@ void acme_worker_cluster_fetch(acme_worker_t *w);
 void acme_worker_cluster_spread(acme_worker_t *w);
 /* also brings the next run within 5 minutes: the nodes sync at least that often */
 void acme_worker_cluster_close(acme_worker_t *w);
+/* After the run's work: stays and stages what other nodes publish (bounded; see the file). */
+void acme_worker_cluster_watch(acme_worker_t *w);
 apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *res);
 void acme_worker_cluster_release(acme_worker_run_t *run);
 void acme_worker_cluster_order_save(acme_worker_run_t *run, const char *order_json);
 void acme_worker_cluster_key_keep(acme_worker_run_t *run, const acme_keyspec_t *spec,
                                   const char *pem);
 void acme_worker_cluster_publish(acme_worker_run_t *run);
+/* Before the CA is asked to validate: every other live node acknowledged the answers (bounded). */
+void acme_worker_cluster_acks(acme_worker_run_t *run);
 /* what: the http-01 token or the tls-alpn-01 identifier; key_authz NULL: withdrawn */
 void acme_worker_cluster_answer(acme_worker_run_t *run, const char *type, const char *what,
                                 const char *key_authz);

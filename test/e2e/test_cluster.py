@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 
 import pytest
 
@@ -26,6 +27,23 @@ from ca_proxy import HANG, PASS, CaProxy
 from etcd_cluster import EtcdCluster
 
 KEY_TEXT = "q0mXv7cY4l2f9J0o0b6Zq8n3h1x5r7t9w2e4u6i8o0p=\n"     # openssl rand -base64 32
+A2ACME = harness.BUILD_DIR / "src" / "a2acme"
+
+
+def a2acme_cluster(etcd, *extra):
+    """a2acme list --cluster: what etcd says of the cluster (no store needed)."""
+    return subprocess.run([str(A2ACME), "list", "--cluster", etcd.endpoints, *extra],
+                          capture_output=True, text=True, timeout=60)
+
+
+def cluster_list(etcd):
+    res = a2acme_cluster(etcd, "--json")
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def norm(serial):
+    return (serial or "").lower().lstrip("0")
 
 
 def write_key(workdir, text=KEY_TEXT, mode=0o600, name="cluster.key"):
@@ -164,6 +182,24 @@ def etcd_values(etcd):
             for kv in kvs}
 
 
+# DER private keys, also base64-wrapped: PKCS#8 (SEQUENCE, INTEGER 0, SEQUENCE) and SEC 1 EC
+# (SEQUENCE, INTEGER 1, OCTET STRING of 32 or 48 bytes); PKCS#1 RSA (SEQUENCE, INTEGER 0, INTEGER)
+DER_KEY = re.compile(rb"\x30\x82..\x02\x01\x00(\x30|\x02\x82)|\x30[\x77\x81].{0,1}\x02\x01\x01\x04[\x20\x30]",
+                     re.S)
+
+
+def der_private_key_in(value):
+    """A DER private key in value as it is, or in any base64 run of it."""
+    blobs = [value.encode("latin-1", "replace")]
+    for run in re.findall(r"[A-Za-z0-9+/_-]{64,}={0,2}", value):
+        for decode in (base64.b64decode, base64.urlsafe_b64decode):
+            try:
+                blobs.append(decode(run + "=" * (-len(run) % 4)))
+            except ValueError:
+                pass
+    return any(DER_KEY.search(b) for b in blobs)
+
+
 def test_nodes_share_one_order_per_certificate(workdir, etcd, pebble_valid, nodes):
     n1 = nodes("n1", pebble_valid, etcd, names=MANY)
     n2 = nodes("n2", pebble_valid, etcd, names=MANY)
@@ -180,6 +216,7 @@ def test_nodes_share_one_order_per_certificate(workdir, etcd, pebble_valid, node
     assert len(keys) == len(MANY) + 1, sorted(kv)      # and the cluster's account key
     assert all(v.startswith("acme-vault-v1:") for v in keys.values()), keys
     assert not any("PRIVATE KEY" in v for v in kv.values())
+    assert not any(der_private_key_in(v) for v in kv.values()), sorted(kv)
     assert not any(k.startswith("/mod_acme/locks/") for k in kv), sorted(kv)
     # the status page's cluster section: this node, the live nodes, etcd, per domain etcd's serial
     harness.wait_for(lambda: status(n1).get("cluster", {}).get("domains"), 30, "n1's cluster status")
@@ -189,6 +226,20 @@ def test_nodes_share_one_order_per_certificate(workdir, etcd, pebble_valid, node
     for names in MANY:
         assert cl["domains"][names[0]]["serial"].lower().lstrip("0") == \
             s1[names[0]].lstrip("0"), cl
+
+    # a2acme list --cluster: per domain etcd's serial, no holder, no order, each node's serial
+    def listed_everywhere():
+        doc = cluster_list(etcd)
+        return {"n1", "n2"} <= set(doc["nodes"]) and all(
+            norm(doc["domains"][n[0]]["serial"]) == norm(s1[n[0]])
+            and all(norm(doc["domains"][n[0]]["served"].get(node)) == norm(s1[n[0]])
+                    for node in ("n1", "n2")) for n in MANY)
+    harness.wait_for(listed_everywhere, 60, "a2acme list --cluster to show every node's serial")
+    doc = cluster_list(etcd)
+    assert all(d["holder"] is None and d["order"] is None for d in doc["domains"].values()), doc
+    res = a2acme_cluster(etcd)
+    assert res.returncode == 0 and "HOLDER" in res.stdout and "n1" in res.stdout, res.stderr
+    assert "a.cluster.test" in res.stdout
 
     # one etcd member stopped: a node joining now gets everything and orders nothing
     etcd.stop_member(etcd.members[0])
@@ -215,7 +266,8 @@ def test_validation_is_answered_by_a_node_that_did_not_order(workdir, etcd, pebb
                                                              answered_id):
     """n1 listens on the ports Pebble validates on but cannot reach the CA: n2 orders, and every
     validation of n2's orders is answered by n1 from etcd (tls-alpn-01: n1 makes the challenge
-    certificate from the key authorization; no key travels)."""
+    certificate from the key authorization; no key travels). n2 asks the CA to validate only
+    after n1 acknowledged each answer in etcd."""
     key = write_key(workdir)
     cluster = (f"ACMECluster etcd {etcd.endpoints}\nACMEClusterKey {key}\n"
                f"ACMEChallenges {challenge}\n")
@@ -237,6 +289,11 @@ def test_validation_is_answered_by_a_node_that_did_not_order(workdir, etcd, pebb
         answered = [ln for ln in n1.log_text().splitlines() if answered_id in ln]
         assert len(answered) >= len(NAMES) + 1, n1.log_text()[-4000:]     # www.a too
         assert answered_id not in n2.log_text()
+        # n2 asked the CA to validate only once n1 (live) acknowledged every answer in etcd
+        acked = re.findall(r"ACME12031: (\S+): every other live node \(1\) acknowledged",
+                           n2.log_text())
+        assert sorted(acked) == sorted(n[0] for n in NAMES), n2.log_text()[-4000:]
+        assert "ACME12032" not in n2.log_text()
         # answers are withdrawn after validation
         assert not any("/challenges/" in k for k in etcd_values(etcd))
     finally:
@@ -301,6 +358,8 @@ def test_a_node_taking_over_resumes_the_dead_holders_order(workdir, etcd, pebble
         n1 = nodes("n1", pebble_valid, etcd, names=names, ca_url=front.directory_url)
         harness.wait_for(lambda: "/mod_acme/orders/k.cluster.test" in etcd_values(etcd), 30,
                          "n1's order in etcd")
+        listed = cluster_list(etcd)["domains"]["k.cluster.test"]    # a2acme list --cluster
+        assert listed["holder"] == "n1" and listed["order"].startswith("https://"), listed
         os.killpg(n1.proc.pid, signal.SIGKILL)
         n1.proc.wait(timeout=10)
         front._record_order = record
@@ -311,3 +370,95 @@ def test_a_node_taking_over_resumes_the_dead_holders_order(workdir, etcd, pebble
         assert front.orders_per_name() == {"k.cluster.test": 1}, front.orders
     finally:
         front.stop()
+
+
+def test_a_renewal_on_another_node_is_served_here_without_a_nudge(workdir, etcd, pebble_valid,
+                                                                  nodes):
+    """Once its work is done, a node's worker stays and watches etcd: a renewal n1 makes (forced
+    with requests/<name>.force, the marker a2acme renew writes; n1's watching worker ends for it)
+    is staged by n2's watching worker and served by n2 at once, without n2 being asked, without
+    a restart and long before n2's next run (5 minutes away at the earliest). One order per
+    certificate still: the renewal is n1's, n2 orders nothing."""
+    names = [["w.cluster.test"]]
+    n1 = nodes("n1", pebble_valid, etcd, names=names)
+    first = serial_of(wait_for_pebble_cert(n1, names[0], timeout=90))
+    n2 = nodes("n2", pebble_valid, etcd, names=names)
+    assert serial_of(wait_for_pebble_cert(n2, names[0], timeout=90)) == first
+    harness.wait_for(lambda: "ACME12028" in n1.log_text() and "ACME12028" in n2.log_text(), 60,
+                     "both nodes' workers to watch etcd")
+    assert len(new_orders(pebble_valid)) == 1
+    pid, log_before = n2.proc.pid, n2.log_text()
+
+    marker = n1.root / "acme" / "requests" / "w.cluster.test.force"
+    marker.parent.mkdir(exist_ok=True)
+    marker.write_text("")
+    renewed = serial_of(wait_for_pebble_cert(n1, names[0], timeout=90, not_serial=first))
+    assert serial_of(wait_for_pebble_cert(n2, names[0], timeout=60, not_serial=first)) == renewed
+    log = n2.log_text()[len(log_before):]
+    assert re.search(r"ACME12030: w\.cluster\.test: node n1 published certificate", log), log
+    assert "resuming normal operations" not in log and n2.proc.pid == pid and n2.running()
+    assert len(new_orders(pebble_valid)) == 2
+    # the next run of n2 watches again
+    harness.wait_for(lambda: "ACME12028" in n2.log_text()[len(log_before):], 60,
+                     "n2's next worker run to watch again")
+
+
+def restart_etcd(etcd):
+    """Every member back from its data directory, then every one healthy (none is alone)."""
+    for m in etcd.members:
+        etcd.start_member(m, state="existing")
+    for m in etcd.members:
+        harness.wait_for(m.healthy, 30, f"etcd member {m.name} healthy again")
+
+
+def test_renewals_while_etcd_is_down(workdir, etcd, nodes):
+    """60-second certificates, every etcd member stopped: the node keeps serving and orders
+    nothing when the renewal falls due; once etcd is back the renewal happens as a cluster order
+    (published in etcd, no CRIT). Stopped again until the certificate reaches its emergency floor,
+    the node orders alone (ACME12015, crit) rather than let it lapse."""
+    pebble = harness.Pebble(workdir, {"env": {"PEBBLE_VA_ALWAYS_VALID": "1"},
+                                      "config": {"certificateValidityPeriod": 60}})
+    pebble.start()
+    try:
+        names = [["e.cluster.test"]]
+        n1 = nodes("n1", pebble, etcd, names=names)
+        first = serial_of(wait_for_pebble_cert(n1, names[0], timeout=90))
+        etcd.stop()
+        harness.wait_for(lambda: re.search(r"e\.cluster\.test: certificate order failed .*etcd is "
+                                           r"unreachable", n1.log_text()), 90,
+                         "the due renewal to be refused while etcd is down")
+        assert serial_of(served_cert(n1, "e.cluster.test")) == first
+        assert status(n1)["cluster"]["etcd"]["healthy"] is False
+        assert len(new_orders(pebble)) == 1
+        mark = len(n1.log_text())
+        restart_etcd(etcd)
+        second = serial_of(wait_for_pebble_cert(n1, names[0], timeout=90, not_serial=first))
+        log = n1.log_text()[mark:]
+        assert "ACME12015" not in log, log
+        assert "ACME12019: e.cluster.test: certificate" in log, log     # published in etcd
+
+        etcd.stop()
+        mark = len(n1.log_text())
+        third = serial_of(wait_for_pebble_cert(n1, names[0], timeout=90, not_serial=second))
+        assert third != first
+        assert re.search(r"ACME12015: e\.cluster\.test: etcd is unreachable", n1.log_text()[mark:])
+        assert n1.running()
+    finally:
+        pebble.stop()
+
+
+def test_a_watching_worker_makes_way_for_a_new_configuration(workdir, etcd, pebble_valid, nodes):
+    """The worker watching etcd is of the generation that started it: after a graceful restart
+    with a domain more, its watch ends and the next run (of the new configuration) orders the new
+    domain."""
+    n1 = nodes("n1", pebble_valid, etcd, names=[["g.cluster.test"]])
+    wait_for_pebble_cert(n1, ["g.cluster.test"], timeout=90)
+    harness.wait_for(lambda: "ACME12028" in n1.log_text(), 60, "n1's worker to watch etcd")
+    n1.conf_path.write_text(n1.conf_path.read_text().replace(
+        "ACMEDomain g.cluster.test", "ACMEDomain g.cluster.test\nACMEDomain h.cluster.test")
+        + f"<VirtualHost 127.0.0.1:{n1.https_port}>\n  ServerName h.cluster.test\n"
+        "  SSLEngine on\n</VirtualHost>\n")
+    assert "h.cluster.test" in n1.conf_path.read_text()
+    n1.graceful()
+    wait_for_pebble_cert(n1, ["h.cluster.test"], timeout=150)
+    assert len(new_orders(pebble_valid)) == 2

@@ -322,8 +322,27 @@ def _settle_and_check(httpd, front, watcher, storm, figures, record_property, nu
     assert served == len(NAMES), httpd.log_text()[-6000:]
     assert not corrupt, corrupt
     assert storm.orphans.most <= 1, storm.orphans.figures()
-    assert dups <= len(storm.orphans.urls | front.invalid_orders), (
-        counts, storm.orphans.figures(), front.invalid_orders)
+    explained = storm.orphans.urls | front.invalid_orders
+    assert dups <= len(explained), _unexplained(front, watcher, storm, explained)
+
+
+def _unexplained(front, watcher, storm, explained):
+    """For a failed count: per name with more orders than rounds, each order (when sent, the
+    answer, whether a kill orphaned it, the CA invalidated it, or jobs/<name>.json ever held
+    it), so that the order nothing explains can be found in the logs."""
+    lines = []
+    for name in NAMES:
+        mine = [e for e in front.order_times() if name in e["names"] and e["status"] == 201]
+        if len(mine) <= storm.rounds[name]:
+            continue
+        lines.append(f"{name}: {len(mine)} orders for {storm.rounds[name]} rounds")
+        for e in mine:
+            tags = [t for t, on in (("orphan", e["url"] in storm.orphans.urls),
+                                    ("invalid", e["url"] in front.invalid_orders),
+                                    ("saved", watcher.saved(name, e["url"]))) if on]
+            lines.append(f"  {time.strftime('%H:%M:%S', time.localtime(e['sent']))}"
+                         f".{int(e['sent'] * 1000) % 1000:03d} {e['url']} {' '.join(tags)}")
+    return "\n".join(lines)
 
 
 def _tree(parent):

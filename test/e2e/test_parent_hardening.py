@@ -66,6 +66,10 @@ def test_domains_json_is_readable_by_root_and_the_user_group_only(httpd, pebble,
     httpd.start()
     path = store_of(httpd) / "domains.json"
     harness.wait_for(path.exists, 20, "domains.json")
+    # Written (renamed into place, root's group) and then given to the User's group: each of
+    # httpd's two configuration passes does both, so wait for the second to be through.
+    gid = grp.getgrnam(USER).gr_gid
+    harness.wait_for(lambda: path.stat().st_gid == gid, 20, "domains.json in the User's group")
     st = path.stat()
     assert stat.S_IMODE(st.st_mode) == 0o640, oct(st.st_mode)
     assert st.st_uid == 0

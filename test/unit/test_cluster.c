@@ -63,6 +63,10 @@ static void test_key_layout(void **state)
                         "challenges/http-01/tok_-1");
     assert_string_equal(acme_cluster_key_answer(p, "tls-alpn-01", "a.example"),
                         "challenges/tls-alpn-01/a.example");
+    assert_string_equal(acme_cluster_key_ack(p, "http-01", "tok_-1", "n2"),
+                        "acks/http-01/tok_-1/n2");
+    assert_string_equal(acme_cluster_key_ack(p, "tls-alpn-01", "a.example", ""),
+                        "acks/tls-alpn-01/a.example/");
     assert_string_equal(acme_cluster_key_domain(p, "certs/*.a.example/ec/chain"),
                         "*.a.example");
     assert_null(acme_cluster_key_domain(p, "certs//record"));
