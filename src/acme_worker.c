@@ -483,12 +483,14 @@ static apr_status_t acme_worker_prepare(acme_worker_t *w, acme_result_t *res)
         }
         item->ca = item->cas[job->ca_index > 0 ? job->ca_index % item->n_cas : 0];
         apr_pool_destroy(jp);
+        /* Staged first, installed after: the parent may install the staged set in between,
+         * and then the installed read finds it (the other order would see neither). */
+        item->staged = acme_worker_staged_present(w, dom);
         item->active = apr_pcalloc(w->pool, sizeof(*item->active) * (apr_size_t)specs->nelts);
         for (j = 0; j < specs->nelts; ++j) {
             acme_worker_active_read(w, dom, &APR_ARRAY_IDX(specs, j, acme_keyspec_t),
                                     &item->active[j]);
         }
-        item->staged = acme_worker_staged_present(w, dom);
     }
     return acme_worker_ondemand_prepare(w, res);
 }
