@@ -161,6 +161,7 @@ void acme_supervise_hot_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec
         return;
     }
     hot = acme_serve_hot_segment(s->process);
+    acme_hot_index(hot, pconf);         /* claims by hash: 10,000 domains are not O(n^2) */
     for (i = 0; i < conf->domains->nelts; ++i) {
         const acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, const acme_domain_t *);
         int *slot = apr_palloc(pconf, sizeof(*slot));
