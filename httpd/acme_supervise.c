@@ -273,6 +273,20 @@ void acme_supervise_child(void)
     }
 }
 
+static void acme_supervise_activate(acme_supervisor_t *sup, int worker_done);
+
+/* Hot activation: while the worker runs, a set it staged is served a tick later (a second),
+ * not at the monitor's next tick (10 s). */
+static int acme_supervise_tick(void *baton)
+{
+    acme_supervisor_t *sup = baton;
+
+    if (sup->proc.pid != 0 && !sup->restart_signalled) {
+        acme_supervise_activate(sup, 0);
+    }
+    return sup->proc.pid != 0 && !sup->restart_signalled;
+}
+
 static void acme_supervise_fork(acme_supervisor_t *sup)
 {
     apr_status_t rv = apr_proc_fork(&sup->proc, sup->pconf);
@@ -291,6 +305,9 @@ static void acme_supervise_fork(acme_supervisor_t *sup)
     }
     sup->landed_first = 0;
     acme_supervise_register(sup);
+    if (sup->conf->activation == ACME_ACTIVATION_HOT) {
+        acme_supervise_hot_ticker(sup->pconf, acme_supervise_tick, sup);
+    }
     acme_supervise_worker_note(sup, "running", 0);
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "ACME00302: mod_acme: renewal worker started "
                  "(pid %d)", (int)sup->proc.pid);
@@ -655,10 +672,12 @@ static const char *acme_supervise_configtest_complaint(acme_supervisor_t *sup, a
     return text;
 }
 
-/* Moves every staged set into domains/ (the running children keep what they loaded). */
-static void acme_supervise_install(acme_supervisor_t *sup, apr_pool_t *p)
+/* Moves every staged set into domains/ (the running children keep what they loaded); every
+ * name installed, space-separated, in p ("" for none: sup->installed holds only the first). */
+static const char *acme_supervise_install(acme_supervisor_t *sup, apr_pool_t *p)
 {
     acme_activate_seal_t seal = { .key = NULL, .cert = NULL };
+    apr_array_header_t *all = apr_array_make(p, 8, sizeof(const char *));
     acme_result_t res;
     int i;
 
@@ -666,7 +685,7 @@ static void acme_supervise_install(acme_supervisor_t *sup, apr_pool_t *p)
     acme_result_reset(&res);
     if (acme_activate_seal_open(p, sup->conf->store_dir, acme_supervise_worker_uid(), &seal, &res)
         != APR_SUCCESS) {
-        return;     /* the restart's own activation reports it */
+        return "";  /* the restart's own activation reports it */
     }
     for (i = 0; i < sup->conf->domains->nelts; ++i) {
         const acme_domain_t *dom = APR_ARRAY_IDX(sup->conf->domains, i, const acme_domain_t *);
@@ -688,10 +707,12 @@ static void acme_supervise_install(acme_supervisor_t *sup, apr_pool_t *p)
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "ACME00309: mod_acme: %s: new "
                      "certificate activated", dom->name);
         acme_job_force_clear(p, sup->conf->store, dom->name);
+        APR_ARRAY_PUSH(all, const char *) = dom->name;
         if (strlen(sup->installed) + strlen(dom->name) + 2 < sizeof(sup->installed)) {
             strcat(strcat(sup->installed, dom->name), " ");
         }
     }
+    return apr_array_pstrcat(p, all, ' ');
 }
 
 static void acme_supervise_configtest_done(acme_supervisor_t *sup, int status)
@@ -953,19 +974,15 @@ static void acme_supervise_hot_after(acme_supervisor_t *sup, apr_pool_t *p)
 static int acme_supervise_go_hot(acme_supervisor_t *sup, apr_pool_t *p,
                                  const acme_supervise_batch_t *batch)
 {
-    const char *why = NULL;
-    char *names;
+    const char *why = NULL, *names;
 
     if (sup->conf->activation != ACME_ACTIVATION_HOT || !acme_serve_hot_segment(sup->s->process)) {
         return 0;
     }
-    acme_supervise_install(sup, p);
-    if (!sup->installed[0]) {
+    /* Every name installed: sup->installed (8 KB, for the self-check) holds some 400. */
+    names = acme_supervise_install(sup, p);
+    if (!names[0]) {
         return 1;                       /* refused sets are logged; the old ones stay */
-    }
-    names = apr_pstrdup(p, sup->installed);
-    if (names[strlen(names) - 1] == ' ') {
-        names[strlen(names) - 1] = '\0';  /* "a b " as acme_supervise_install leaves it */
     }
     if (acme_supervise_hot_publish(p, sup->s, sup->conf, names, &why) != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sup->s, "ACME09004: mod_acme: %s cannot be "

@@ -1,12 +1,16 @@
 /*
  * Hot activation in the parent (issue 19). See acme_supervise_hot.h.
  */
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <httpd.h>
 #include <http_config.h>
 #include <http_log.h>
 #include <apr_strings.h>
+#include <apr_thread_proc.h>
 
 #include "acme_activate.h"
 #include "acme_config_ondemand.h"
@@ -243,4 +247,81 @@ apr_status_t acme_supervise_hot_publish(apr_pool_t *p, server_rec *s, acme_conf_
         }
     }
     return rv;
+}
+
+/* ------------------------------------------------------------------ the ticker */
+
+#define ACME_SUPERVISE_HOT_TICKER "acme_supervise_hot_ticker"
+#define ACME_SUPERVISE_HOT_TICK apr_time_from_sec(1)
+
+typedef struct {
+    apr_proc_t proc;                    /* pid 0: none running */
+    apr_pool_t *pconf;
+    acme_supervise_hot_tick_fn tick;
+    void *baton;
+    int running;                        /* ticks wanted: the last tick said so */
+} acme_supervise_hot_ticker_t;
+
+static void acme_supervise_hot_tick_start(acme_supervise_hot_ticker_t *t);
+
+static void acme_supervise_hot_tick_maint(int reason, void *data, int status)
+{
+    acme_supervise_hot_ticker_t *t = data;
+
+    (void)status;
+    if (reason == APR_OC_REASON_DEATH || reason == APR_OC_REASON_LOST) {
+        /* Unregistered first: the same data is registered again for the next tick, which
+         * starts before this one's work, so the work does not stretch the period. The last
+         * tick (the worker ended) only finds nothing to do. */
+        apr_proc_other_child_unregister(data);
+        t->proc.pid = 0;
+        acme_supervise_hot_tick_start(t);
+        if (!t->tick(t->baton)) {
+            t->running = 0;
+        }
+    }
+    else if (reason == APR_OC_REASON_UNREGISTER && t->proc.pid > 0) {
+        /* The generation ends: reaped here, so that the MPM never meets an unknown child. */
+        kill(t->proc.pid, SIGKILL);
+        waitpid(t->proc.pid, NULL, 0);
+        t->proc.pid = 0;
+    }
+}
+
+static void acme_supervise_hot_tick_start(acme_supervise_hot_ticker_t *t)
+{
+    apr_status_t rv;
+
+    if (!t->running) {
+        return;
+    }
+    rv = apr_proc_fork(&t->proc, t->pconf);
+    if (rv == APR_INCHILD) {
+        /* Runs no code of the parent's: sleeps and goes, without cleanups or atexit. */
+        apr_sleep(ACME_SUPERVISE_HOT_TICK);
+        _exit(0);
+    }
+    if (rv != APR_INPARENT) {
+        t->proc.pid = 0;                /* the monitor's tick still comes, 10 s apart */
+        return;
+    }
+    apr_proc_other_child_register(&t->proc, acme_supervise_hot_tick_maint, t, NULL, t->pconf);
+}
+
+void acme_supervise_hot_ticker(apr_pool_t *pconf, acme_supervise_hot_tick_fn tick, void *baton)
+{
+    acme_supervise_hot_ticker_t *t = NULL;
+
+    apr_pool_userdata_get((void **)&t, ACME_SUPERVISE_HOT_TICKER, pconf);
+    if (!t) {
+        t = apr_pcalloc(pconf, sizeof(*t));
+        t->pconf = pconf;
+        apr_pool_userdata_set(t, ACME_SUPERVISE_HOT_TICKER, apr_pool_cleanup_null, pconf);
+    }
+    t->tick = tick;
+    t->baton = baton;
+    t->running = 1;
+    if (t->proc.pid == 0) {
+        acme_supervise_hot_tick_start(t);
+    }
 }
