@@ -18,24 +18,32 @@ static acme_hot_head_t *acme_hot_head(const acme_hot_t *hot)
     return (acme_hot_head_t *)hot->mem;
 }
 
-static apr_size_t acme_hot_stride(apr_uint32_t slot_size)
+/* 64-byte strides: slot headers and data never share a cache line with another slot's. */
+static apr_size_t acme_hot_round(apr_size_t n)
 {
-    apr_size_t n = sizeof(acme_hot_slot_t) + slot_size;
-
     return (n + 63) & ~(apr_size_t)63;
 }
 
 static acme_hot_slot_t *acme_hot_slot(const acme_hot_t *hot, int i)
 {
+    return (acme_hot_slot_t *)((char *)hot->mem + 64 + (apr_size_t)i * acme_hot_round(
+        sizeof(acme_hot_slot_t)));
+}
+
+/* The slot's data: after every slot header, so that naming 10,000 slots touches the headers'
+ * few MB and not a page of each slot's data (the data pages are touched when published). */
+static char *acme_hot_data(const acme_hot_t *hot, int i)
+{
     const acme_hot_head_t *h = acme_hot_head(hot);
 
-    return (acme_hot_slot_t *)((char *)hot->mem + 64 + (apr_size_t)i * acme_hot_stride(
-        h->slot_size));
+    return (char *)hot->mem + 64 + (apr_size_t)h->nslots * acme_hot_round(sizeof(acme_hot_slot_t))
+           + (apr_size_t)i * acme_hot_round(h->slot_size);
 }
 
 apr_size_t acme_hot_size(apr_uint32_t nslots, apr_uint32_t slot_size)
 {
-    return 64 + (apr_size_t)nslots * acme_hot_stride(slot_size);
+    return 64 + (apr_size_t)nslots * (acme_hot_round(sizeof(acme_hot_slot_t))
+                                      + acme_hot_round(slot_size));
 }
 
 void acme_hot_init(acme_hot_t *hot, void *mem, apr_size_t size, apr_uint32_t nslots,
@@ -47,7 +55,8 @@ void acme_hot_init(acme_hot_t *hot, void *mem, apr_size_t size, apr_uint32_t nsl
     hot->size = size;
     hot->index = NULL;                  /* a new segment: acme_hot_index again */
     hot->free_from = 0;
-    memset(mem, 0, acme_hot_size(nslots, slot_size));
+    /* The head and the slot headers only: a reader copies no more data than a slot's len. */
+    memset(mem, 0, 64 + (apr_size_t)nslots * acme_hot_round(sizeof(acme_hot_slot_t)));
     h->nslots = nslots;
     h->slot_size = slot_size;
     __atomic_store_n(&h->magic, ACME_HOT_MAGIC, __ATOMIC_RELEASE);
@@ -229,7 +238,7 @@ apr_status_t acme_hot_publish(acme_hot_t *hot, int slot, const void *data, apr_s
     seq = __atomic_load_n(&s->seq, __ATOMIC_RELAXED);
     __atomic_store_n(&s->seq, seq + 1, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
-    memcpy((char *)(s + 1), data, len);
+    memcpy(acme_hot_data(hot, slot), data, len);
     s->len = (apr_uint32_t)len;
     s->published = (apr_uint32_t)apr_time_sec(apr_time_now());
     __atomic_store_n(&s->gen, s->gen + 1, __ATOMIC_RELAXED);
@@ -274,7 +283,7 @@ apr_status_t acme_hot_read(const acme_hot_t *hot, int slot, const char *name, ch
         n = s->len;
         g = s->gen;
         if (mine && g > 0 && n <= cap) {
-            memcpy(buf, (const char *)(s + 1), n);
+            memcpy(buf, acme_hot_data(hot, slot), n);
         }
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&s->seq, __ATOMIC_RELAXED) != before) {
