@@ -672,12 +672,18 @@ static const char *acme_supervise_configtest_complaint(acme_supervisor_t *sup, a
     return text;
 }
 
-/* Moves every staged set into domains/ (the running children keep what they loaded); every
- * name installed, space-separated, in p ("" for none: sup->installed holds only the first). */
-static const char *acme_supervise_install(acme_supervisor_t *sup, apr_pool_t *p)
+/*
+ * Moves every staged set into domains/ (the running children keep what they loaded); every
+ * name installed, space-separated, in p ("" for none: sup->installed holds only the first).
+ * With hot_why, each set is also published hot as soon as it is installed, so that the first
+ * of a large batch is not held back by the others' installation; *hot_why says what failed.
+ */
+static const char *acme_supervise_install(acme_supervisor_t *sup, apr_pool_t *p,
+                                          const char **hot_why)
 {
     acme_activate_seal_t seal = { .key = NULL, .cert = NULL };
     apr_array_header_t *all = apr_array_make(p, 8, sizeof(const char *));
+    const char *why = NULL;
     acme_result_t res;
     int i;
 
@@ -708,6 +714,10 @@ static const char *acme_supervise_install(acme_supervisor_t *sup, apr_pool_t *p)
                      "certificate activated", dom->name);
         acme_job_force_clear(p, sup->conf->store, dom->name);
         APR_ARRAY_PUSH(all, const char *) = dom->name;
+        if (hot_why && acme_supervise_hot_publish(p, sup->s, sup->conf, dom->name, &why)
+                       != APR_SUCCESS) {
+            *hot_why = *hot_why ? apr_pstrcat(p, *hot_why, "; ", why, NULL) : why;
+        }
         if (strlen(sup->installed) + strlen(dom->name) + 2 < sizeof(sup->installed)) {
             strcat(strcat(sup->installed, dom->name), " ");
         }
@@ -724,7 +734,7 @@ static void acme_supervise_configtest_done(acme_supervisor_t *sup, int status)
     apr_pool_create(&p, sup->pconf);
     if (status == 0 && !sup->configtest_timed_out) {
         /* Installing now keeps the restart itself as short as an admin's graceful. */
-        acme_supervise_install(sup, p);
+        acme_supervise_install(sup, p, NULL);
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "ACME00310: mod_acme: new certificates "
                      "for %s are ready and the configuration parses; restarting gracefully to "
                      "serve them", sup->batch.names);
@@ -979,15 +989,15 @@ static int acme_supervise_go_hot(acme_supervisor_t *sup, apr_pool_t *p,
     if (sup->conf->activation != ACME_ACTIVATION_HOT || !acme_serve_hot_segment(sup->s->process)) {
         return 0;
     }
-    /* Every name installed: sup->installed (8 KB, for the self-check) holds some 400. */
-    names = acme_supervise_install(sup, p);
+    /* Every name installed (sup->installed, for the self-check, holds some 400), each
+     * published as soon as installed. */
+    names = acme_supervise_install(sup, p, &why);
     if (!names[0]) {
         return 1;                       /* refused sets are logged; the old ones stay */
     }
-    if (acme_supervise_hot_publish(p, sup->s, sup->conf, names, &why) != APR_SUCCESS) {
+    if (why) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sup->s, "ACME09004: mod_acme: %s cannot be "
-                     "served without a restart (%s); restarting gracefully instead",
-                     names, why ? why : "?");
+                     "served without a restart (%s); restarting gracefully instead", names, why);
         return 0;
     }
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "ACME09005: mod_acme: new certificates for "
