@@ -81,6 +81,16 @@ def cpu_split(leader):
     return own / CLK_TCK, reaped / CLK_TCK, live / CLK_TCK
 
 
+def cpu_of(pid):
+    """utime + stime of a live process, seconds (0 when it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    f = stat[stat.rindex(")") + 2:].split()
+    return (int(f[11]) + int(f[12])) / CLK_TCK
+
+
 def fmt3(values, unit="s"):
     if not values:
         return "-"
@@ -223,8 +233,11 @@ def bench_issue(n, timeout, parallel):
         if cpu_startup is not None:
             line("  of which start-up (before the first set)", f"{cpu_startup:.2f} CPU-s", "",
                  f"(activation: {1000 * (cpu_parent - cpu_startup) / n:.1f} ms per certificate)")
-        info(f"reaped by the parent (renewal worker, tickers): {cpu_reaped:.2f} CPU-s; live "
-             f"children (and a worker still running): {cpu_live:.2f} CPU-s")
+        worker = sum(cpu_of(int(pid)) for pid in set(re.findall(
+            r"ACME00302: mod_acme: renewal worker started \(pid (\d+)\)", log)))
+        info(f"reaped by the parent (renewal workers that ended, tickers): {cpu_reaped:.2f} CPU-s;"
+             f" live children and workers: {cpu_live:.2f} CPU-s, of which running workers "
+             f"{worker:.2f} CPU-s ({1000 * worker / n:.1f} ms per certificate)")
         acts = [len(m.group(2).split()) for m in HOT.finditer(log)]
         if acts:
             line("hot activations (ACME09005)", f"{len(acts)}", "",
