@@ -53,8 +53,6 @@ APLOG_USE_MODULE(acme);
 /* A configuration test takes a second or two; one still running after this never ends. */
 #define ACME_SUPERVISE_CONFIGTEST_LIMIT 60
 #define ACME_SUPERVISE_STATE_FILE "activation.json"
-/* Hot activation installs for at most this long per tick (a set takes some 10-50 ms). */
-#define ACME_SUPERVISE_HOT_SLICE apr_time_from_sec(1)
 
 /* Lives in the process pool: it outlasts configuration generations, like the worker. */
 typedef struct {
@@ -686,7 +684,6 @@ static const char *acme_supervise_install(acme_supervisor_t *sup, apr_pool_t *p,
     acme_activate_seal_t seal = { .key = NULL, .cert = NULL };
     apr_array_header_t *all = apr_array_make(p, 8, sizeof(const char *));
     const char *why = NULL;
-    apr_time_t start = apr_time_now();
     acme_result_t res;
     int i;
 
@@ -698,10 +695,11 @@ static const char *acme_supervise_install(acme_supervisor_t *sup, apr_pool_t *p,
     }
     for (i = 0; i < sup->conf->domains->nelts; ++i) {
         const acme_domain_t *dom = APR_ARRAY_IDX(sup->conf->domains, i, const acme_domain_t *);
-        /* Hot: a slice at a time, so that a worker staging faster than we install does not
-         * hold the MPM's loop here; the next tick (already running) takes the rest. */
-        if (hot_why && apr_time_now() - start > ACME_SUPERVISE_HOT_SLICE) {
-            break;
+        /* Hot: only the batch just checked, so that a worker staging faster than we install
+         * does not hold the MPM's loop here; the next tick (already running) takes the rest. */
+        if (hot_why && !(sup->checked && apr_hash_get(sup->checked, dom->name,
+                                                      APR_HASH_KEY_STRING))) {
+            continue;
         }
         if (!acme_activate_staged(p, sup->conf->store, dom)) {
             continue;
