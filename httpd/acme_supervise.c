@@ -88,8 +88,9 @@ typedef struct {
     int hot_since_start;        /* this generation activated without a restart: a failed
                                  * self-check may restart once; after a restart it only logs */
     apr_hash_t *api_renewed;    /* name -> apr_time_t *: the last renewal the API asked for */
-    int config_unseen;          /* the running worker has the previous generation's config,
-                                 * or was asked to end for an admin's request: rerun at once */
+    int rerun_at_exit;          /* the running worker has the previous generation's config,
+                                 * was asked to end for an admin's request, or planned before
+                                 * sets activated hot while it ran: the next starts at its end */
     unsigned int force_nudged;  /* hash of the admin requests a waiting worker was ended for */
 } acme_supervisor_t;
 
@@ -285,6 +286,20 @@ void acme_supervise_child(void)
     }
 }
 
+static void acme_supervise_activate(acme_supervisor_t *sup, int worker_done);
+
+/* Hot activation: while the worker runs, a set it staged is served a tick later (a second),
+ * not at the monitor's next tick (10 s). */
+static int acme_supervise_tick(void *baton)
+{
+    acme_supervisor_t *sup = baton;
+
+    if (sup->proc.pid != 0 && !sup->restart_signalled) {
+        acme_supervise_activate(sup, 0);
+    }
+    return sup->proc.pid != 0 && !sup->restart_signalled;
+}
+
 static void acme_supervise_fork(acme_supervisor_t *sup)
 {
     pid_t parent = getpid();
@@ -312,8 +327,13 @@ static void acme_supervise_fork(acme_supervisor_t *sup)
         return;
     }
     sup->landed_first = 0;
-    sup->config_unseen = 0;
+    sup->rerun_at_exit = 0;
     acme_supervise_register(sup);
+    if (sup->conf->activation == ACME_ACTIVATION_HOT) {
+        acme_supervise_hot_ticker(sup->pconf, acme_supervise_tick, sup,
+                                  apr_pstrcat(sup->pconf, sup->conf->store_dir,
+                                              "/" ACME_STORE_STAGING, NULL));
+    }
     acme_supervise_worker_note(sup, "running", 0);
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sup->s, "ACME00302: mod_acme: renewal worker started "
                  "(pid %d)", (int)sup->proc.pid);
@@ -678,10 +698,18 @@ static const char *acme_supervise_configtest_complaint(acme_supervisor_t *sup, a
     return text;
 }
 
-/* Moves every staged set into domains/ (the running children keep what they loaded). */
-static void acme_supervise_install(acme_supervisor_t *sup, apr_pool_t *p)
+/*
+ * Moves every staged set into domains/ (the running children keep what they loaded); every
+ * name installed, space-separated, in p ("" for none: sup->installed holds only the first).
+ * With hot_why, each set is also published hot as soon as it is installed, so that the first
+ * of a large batch is not held back by the others' installation; *hot_why says what failed.
+ */
+static const char *acme_supervise_install(acme_supervisor_t *sup, apr_pool_t *p,
+                                          const char **hot_why)
 {
     acme_activate_seal_t seal = { .key = NULL, .cert = NULL };
+    apr_array_header_t *all = apr_array_make(p, 8, sizeof(const char *));
+    const char *why = NULL;
     acme_result_t res;
     int i;
 
@@ -689,10 +717,16 @@ static void acme_supervise_install(acme_supervisor_t *sup, apr_pool_t *p)
     acme_result_reset(&res);
     if (acme_activate_seal_open(p, sup->conf->store_dir, acme_supervise_worker_uid(), &seal, &res)
         != APR_SUCCESS) {
-        return;     /* the restart's own activation reports it */
+        return "";  /* the restart's own activation reports it */
     }
     for (i = 0; i < sup->conf->domains->nelts; ++i) {
         const acme_domain_t *dom = APR_ARRAY_IDX(sup->conf->domains, i, const acme_domain_t *);
+        /* Hot: only the batch just checked, so that a worker staging faster than we install
+         * does not hold the MPM's loop here; the next tick (already running) takes the rest. */
+        if (hot_why && !(sup->checked && apr_hash_get(sup->checked, dom->name,
+                                                      APR_HASH_KEY_STRING))) {
+            continue;
+        }
         if (!acme_activate_staged(p, sup->conf->store, dom)) {
             continue;
         }
@@ -711,10 +745,16 @@ static void acme_supervise_install(acme_supervisor_t *sup, apr_pool_t *p)
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "ACME00309: mod_acme: %s: new "
                      "certificate activated", dom->name);
         acme_job_force_clear(p, sup->conf->store, dom->name);
+        APR_ARRAY_PUSH(all, const char *) = dom->name;
+        if (hot_why && acme_supervise_hot_publish(p, sup->s, sup->conf, dom->name, &why)
+                       != APR_SUCCESS) {
+            *hot_why = *hot_why ? apr_pstrcat(p, *hot_why, "; ", why, NULL) : why;
+        }
         if (strlen(sup->installed) + strlen(dom->name) + 2 < sizeof(sup->installed)) {
             strcat(strcat(sup->installed, dom->name), " ");
         }
     }
+    return apr_array_pstrcat(p, all, ' ');
 }
 
 static void acme_supervise_configtest_done(acme_supervisor_t *sup, int status)
@@ -726,7 +766,7 @@ static void acme_supervise_configtest_done(acme_supervisor_t *sup, int status)
     apr_pool_create(&p, sup->pconf);
     if (status == 0 && !sup->configtest_timed_out) {
         /* Installing now keeps the restart itself as short as an admin's graceful. */
-        acme_supervise_install(sup, p);
+        acme_supervise_install(sup, p, NULL);
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "ACME00310: mod_acme: new certificates "
                      "for %s are ready and the configuration parses; restarting gracefully to "
                      "serve them", sup->batch.names);
@@ -965,6 +1005,11 @@ static void acme_supervise_hot_after(acme_supervisor_t *sup, apr_pool_t *p)
         acme_supervise_fork(sup);       /* now, not at the next tick: it also takes on-demand
                                          * requests that came meanwhile */
     }
+    else if (sup->proc.pid != 0) {
+        /* The running worker planned before these sets existed: the next one starts as soon
+         * as it ends, for the self-check and the new certificates' renewal times. */
+        sup->rerun_at_exit = 1;
+    }
 }
 
 /*
@@ -976,24 +1021,20 @@ static void acme_supervise_hot_after(acme_supervisor_t *sup, apr_pool_t *p)
 static int acme_supervise_go_hot(acme_supervisor_t *sup, apr_pool_t *p,
                                  const acme_supervise_batch_t *batch)
 {
-    const char *why = NULL;
-    char *names;
+    const char *why = NULL, *names;
 
     if (sup->conf->activation != ACME_ACTIVATION_HOT || !acme_serve_hot_segment(sup->s->process)) {
         return 0;
     }
-    acme_supervise_install(sup, p);
-    if (!sup->installed[0]) {
+    /* Every name installed (sup->installed, for the self-check, holds some 400), each
+     * published as soon as installed. */
+    names = acme_supervise_install(sup, p, &why);
+    if (!names[0]) {
         return 1;                       /* refused sets are logged; the old ones stay */
     }
-    names = apr_pstrdup(p, sup->installed);
-    if (names[strlen(names) - 1] == ' ') {
-        names[strlen(names) - 1] = '\0';  /* "a b " as acme_supervise_install leaves it */
-    }
-    if (acme_supervise_hot_publish(p, sup->s, sup->conf, names, &why) != APR_SUCCESS) {
+    if (why) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sup->s, "ACME09004: mod_acme: %s cannot be "
-                     "served without a restart (%s); restarting gracefully instead",
-                     names, why ? why : "?");
+                     "served without a restart (%s); restarting gracefully instead", names, why);
         return 0;
     }
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sup->s, "ACME09005: mod_acme: new certificates for "
@@ -1158,10 +1199,10 @@ static void acme_supervise_exited(acme_supervisor_t *sup, int status)
     apr_time_t now = apr_time_now();
     apr_pool_t *p = NULL;
     apr_interval_time_t delay;
-    int pid = (int)sup->proc.pid, unseen = sup->config_unseen;
+    int pid = (int)sup->proc.pid, unseen = sup->rerun_at_exit;
 
     sup->proc.pid = 0;
-    sup->config_unseen = 0;
+    sup->rerun_at_exit = 0;
     if (status == ACME_WORKER_EXIT_SELFCHECK) {
         if (sup->hot_since_start && sup->conf->activation == ACME_ACTIVATION_HOT) {
             acme_supervise_selfcheck_fallback(sup);     /* once: the restart resets the flag */
@@ -1321,7 +1362,7 @@ void acme_supervise_start(apr_pool_t *pconf, server_rec *s, acme_conf_t *conf)
         /* A worker of the previous generation carries on with its orders, but stops waiting
          * for on-demand names: the next one runs with this configuration. */
         kill(sup->proc.pid, SIGUSR2);
-        sup->config_unseen = 1;
+        sup->rerun_at_exit = 1;
         acme_supervise_register(sup);
         acme_supervise_worker_note(sup, "running", 0);
         return;
@@ -1425,7 +1466,7 @@ static void acme_supervise_nudge_waiting(acme_supervisor_t *sup, apr_pool_t *p)
     seen = stamp ? apr_hashfunc_default(stamp, &len) | 1u : 0;
     if (seen != sup->force_nudged && seen) {
         kill(sup->proc.pid, SIGUSR2);
-        sup->config_unseen = 1;
+        sup->rerun_at_exit = 1;
     }
     sup->force_nudged = seen;
 }

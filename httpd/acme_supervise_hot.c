@@ -1,12 +1,17 @@
 /*
  * Hot activation in the parent (issue 19). See acme_supervise_hot.h.
  */
+#include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <httpd.h>
 #include <http_config.h>
 #include <http_log.h>
 #include <apr_strings.h>
+#include <apr_thread_proc.h>
 
 #include "acme_activate.h"
 #include "acme_config_ondemand.h"
@@ -161,6 +166,7 @@ void acme_supervise_hot_prepare(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec
         return;
     }
     hot = acme_serve_hot_segment(s->process);
+    acme_hot_index(hot, pconf);         /* claims by hash: 10,000 domains are not O(n^2) */
     for (i = 0; i < conf->domains->nelts; ++i) {
         const acme_domain_t *dom = APR_ARRAY_IDX(conf->domains, i, const acme_domain_t *);
         int *slot = apr_palloc(pconf, sizeof(*slot));
@@ -277,4 +283,110 @@ apr_status_t acme_supervise_hot_publish(apr_pool_t *p, server_rec *s, acme_conf_
         }
     }
     return rv;
+}
+
+/* ------------------------------------------------------------------ the ticker */
+
+#define ACME_SUPERVISE_HOT_TICKER "acme_supervise_hot_ticker"
+#define ACME_SUPERVISE_HOT_POLL apr_time_from_msec(100)
+#define ACME_SUPERVISE_HOT_TICK_MIN apr_time_from_msec(250)
+#define ACME_SUPERVISE_HOT_TICK_MAX apr_time_from_sec(30)
+
+typedef struct {
+    apr_proc_t proc;                    /* pid 0: none running */
+    apr_pool_t *pconf;
+    acme_supervise_hot_tick_fn tick;
+    void *baton;
+    const char *watch;                  /* staging/: a set staged there renames into it */
+    int running;                        /* ticks wanted: the last tick said so */
+} acme_supervise_hot_ticker_t;
+
+static void acme_supervise_hot_tick_start(acme_supervise_hot_ticker_t *t);
+
+/*
+ * In the ticker child, which runs no code of the parent's (no cleanups, no atexit): returns
+ * when the staging directory changed (the worker renamed a set into it) but not before 0.25 s,
+ * or after 30 s. So the parent is woken for a staged set within about 0.1-0.35 s, forks at
+ * most four times a second while sets land, and twice a minute while a worker only waits
+ * (on-demand, a cluster's watch). lstat only: staging/ is the User's, and a link or a FIFO put
+ * there is never followed or opened.
+ */
+static void acme_supervise_hot_tick_wait(const char *watch)
+{
+    apr_time_t start = apr_time_now(), until = start + ACME_SUPERVISE_HOT_TICK_MAX;
+    struct stat base, now;
+    int have = watch && lstat(watch, &base) == 0;
+
+    while (apr_time_now() < until) {
+        apr_sleep(ACME_SUPERVISE_HOT_POLL);
+        if (have && apr_time_now() - start >= ACME_SUPERVISE_HOT_TICK_MIN
+            && lstat(watch, &now) == 0
+            && (now.st_mtim.tv_sec != base.st_mtim.tv_sec
+                || now.st_mtim.tv_nsec != base.st_mtim.tv_nsec || now.st_ino != base.st_ino)) {
+            return;
+        }
+    }
+}
+
+static void acme_supervise_hot_tick_maint(int reason, void *data, int status)
+{
+    acme_supervise_hot_ticker_t *t = data;
+
+    (void)status;
+    if (reason == APR_OC_REASON_DEATH || reason == APR_OC_REASON_LOST) {
+        /* Unregistered first: the same data is registered again for the next tick, which
+         * starts before this one's work, so the work does not stretch the period. The last
+         * tick (the worker ended) only finds nothing to do. */
+        apr_proc_other_child_unregister(data);
+        t->proc.pid = 0;
+        acme_supervise_hot_tick_start(t);
+        if (!t->tick(t->baton)) {
+            t->running = 0;
+        }
+    }
+    else if (reason == APR_OC_REASON_UNREGISTER && t->proc.pid > 0) {
+        /* The generation ends: reaped here, so that the MPM never meets an unknown child. */
+        kill(t->proc.pid, SIGKILL);
+        waitpid(t->proc.pid, NULL, 0);
+        t->proc.pid = 0;
+    }
+}
+
+static void acme_supervise_hot_tick_start(acme_supervise_hot_ticker_t *t)
+{
+    apr_status_t rv;
+
+    if (!t->running) {
+        return;
+    }
+    rv = apr_proc_fork(&t->proc, t->pconf);
+    if (rv == APR_INCHILD) {
+        acme_supervise_hot_tick_wait(t->watch);
+        _exit(0);
+    }
+    if (rv != APR_INPARENT) {
+        t->proc.pid = 0;                /* the monitor's tick still comes, 10 s apart */
+        return;
+    }
+    apr_proc_other_child_register(&t->proc, acme_supervise_hot_tick_maint, t, NULL, t->pconf);
+}
+
+void acme_supervise_hot_ticker(apr_pool_t *pconf, acme_supervise_hot_tick_fn tick, void *baton,
+                               const char *watch)
+{
+    acme_supervise_hot_ticker_t *t = NULL;
+
+    apr_pool_userdata_get((void **)&t, ACME_SUPERVISE_HOT_TICKER, pconf);
+    if (!t) {
+        t = apr_pcalloc(pconf, sizeof(*t));
+        t->pconf = pconf;
+        apr_pool_userdata_set(t, ACME_SUPERVISE_HOT_TICKER, apr_pool_cleanup_null, pconf);
+    }
+    t->tick = tick;
+    t->baton = baton;
+    t->watch = watch ? apr_pstrdup(pconf, watch) : NULL;
+    t->running = 1;
+    if (t->proc.pid == 0) {
+        acme_supervise_hot_tick_start(t);
+    }
 }

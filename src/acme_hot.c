@@ -6,6 +6,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include <apr_lib.h>
+#include <apr_strings.h>
+
 #include "acme_hot.h"
 
 #define ACME_HOT_READ_TRIES 64
@@ -15,24 +18,32 @@ static acme_hot_head_t *acme_hot_head(const acme_hot_t *hot)
     return (acme_hot_head_t *)hot->mem;
 }
 
-static apr_size_t acme_hot_stride(apr_uint32_t slot_size)
+/* 64-byte strides: slot headers and data never share a cache line with another slot's. */
+static apr_size_t acme_hot_round(apr_size_t n)
 {
-    apr_size_t n = sizeof(acme_hot_slot_t) + slot_size;
-
     return (n + 63) & ~(apr_size_t)63;
 }
 
 static acme_hot_slot_t *acme_hot_slot(const acme_hot_t *hot, int i)
 {
+    return (acme_hot_slot_t *)((char *)hot->mem + 64 + (apr_size_t)i * acme_hot_round(
+        sizeof(acme_hot_slot_t)));
+}
+
+/* The slot's data: after every slot header, so that naming 10,000 slots touches the headers'
+ * few MB and not a page of each slot's data (the data pages are touched when published). */
+static char *acme_hot_data(const acme_hot_t *hot, int i)
+{
     const acme_hot_head_t *h = acme_hot_head(hot);
 
-    return (acme_hot_slot_t *)((char *)hot->mem + 64 + (apr_size_t)i * acme_hot_stride(
-        h->slot_size));
+    return (char *)hot->mem + 64 + (apr_size_t)h->nslots * acme_hot_round(sizeof(acme_hot_slot_t))
+           + (apr_size_t)i * acme_hot_round(h->slot_size);
 }
 
 apr_size_t acme_hot_size(apr_uint32_t nslots, apr_uint32_t slot_size)
 {
-    return 64 + (apr_size_t)nslots * acme_hot_stride(slot_size);
+    return 64 + (apr_size_t)nslots * (acme_hot_round(sizeof(acme_hot_slot_t))
+                                      + acme_hot_round(slot_size));
 }
 
 void acme_hot_init(acme_hot_t *hot, void *mem, apr_size_t size, apr_uint32_t nslots,
@@ -42,7 +53,10 @@ void acme_hot_init(acme_hot_t *hot, void *mem, apr_size_t size, apr_uint32_t nsl
 
     hot->mem = mem;
     hot->size = size;
-    memset(mem, 0, acme_hot_size(nslots, slot_size));
+    hot->index = NULL;                  /* a new segment: acme_hot_index again */
+    hot->free_from = 0;
+    /* The head and the slot headers only: a reader copies no more data than a slot's len. */
+    memset(mem, 0, 64 + (apr_size_t)nslots * acme_hot_round(sizeof(acme_hot_slot_t)));
     h->nslots = nslots;
     h->slot_size = slot_size;
     __atomic_store_n(&h->magic, ACME_HOT_MAGIC, __ATOMIC_RELEASE);
@@ -58,6 +72,8 @@ apr_status_t acme_hot_attach(acme_hot_t *hot, void *mem, apr_size_t size)
     }
     hot->mem = mem;
     hot->size = size;
+    hot->index = NULL;
+    hot->free_from = 0;
     return APR_SUCCESS;
 }
 
@@ -84,29 +100,117 @@ int acme_hot_find(const acme_hot_t *hot, const char *name)
     return -1;
 }
 
+/* The index's key of name (shorter than ACME_HOT_NAME_MAX) into key: names are case-blind. */
+static const char *acme_hot_key(char key[ACME_HOT_NAME_MAX], const char *name)
+{
+    apr_size_t i;
+
+    for (i = 0; name[i] && i < ACME_HOT_NAME_MAX - 1; ++i) {
+        key[i] = (char)apr_tolower((unsigned char)name[i]);
+    }
+    key[i] = '\0';
+    return key;
+}
+
+typedef struct {
+    acme_hot_t *hot;
+    apr_hash_t *index;
+} acme_hot_indexed_t;
+
+/* The index goes with its pool (the generation's), unless a newer one replaced it. */
+static apr_status_t acme_hot_unindex(void *data)
+{
+    acme_hot_indexed_t *x = data;
+
+    if (x->hot->index == x->index) {
+        x->hot->index = NULL;
+        x->hot->free_from = 0;
+    }
+    return APR_SUCCESS;
+}
+
+void acme_hot_index(acme_hot_t *hot, apr_pool_t *p)
+{
+    apr_uint32_t i, n = acme_hot_nslots(hot), free_from = n;
+    apr_hash_t *index = apr_hash_make(p);
+    acme_hot_indexed_t *x = apr_palloc(p, sizeof(*x));
+
+    for (i = 0; i < n; ++i) {
+        const acme_hot_slot_t *s = acme_hot_slot(hot, (int)i);
+        char key[ACME_HOT_NAME_MAX];
+        if (s->name[0] && !apr_hash_get(index, acme_hot_key(key, s->name), APR_HASH_KEY_STRING)) {
+            int *slot = apr_palloc(p, sizeof(*slot));
+            *slot = (int)i;
+            apr_hash_set(index, apr_pstrdup(p, key), APR_HASH_KEY_STRING, slot);
+        }
+        else if (!s->name[0] && free_from == n) {
+            free_from = i;
+        }
+    }
+    hot->index = index;
+    hot->free_from = free_from;
+    x->hot = hot;
+    x->index = index;
+    apr_pool_cleanup_register(p, x, acme_hot_unindex, apr_pool_cleanup_null);
+}
+
+/* The first free slot at or after from, or nslots. */
+static apr_uint32_t acme_hot_free(const acme_hot_t *hot, apr_uint32_t from)
+{
+    apr_uint32_t n = acme_hot_nslots(hot);
+
+    while (from < n && acme_hot_slot(hot, (int)from)->name[0]) {
+        ++from;
+    }
+    return from;
+}
+
+/* Names slot i for name (empty, gen 0: a reader that finds it has nothing to serve yet). */
+static int acme_hot_take(acme_hot_t *hot, apr_uint32_t i, const char *name, const char *key)
+{
+    strcpy(acme_hot_slot(hot, (int)i)->name, name);
+    if (hot->index) {
+        apr_pool_t *p = apr_hash_pool_get(hot->index);
+        int *slot = apr_palloc(p, sizeof(*slot));
+        *slot = (int)i;
+        apr_hash_set(hot->index, apr_pstrdup(p, key), APR_HASH_KEY_STRING, slot);
+        hot->free_from = i + 1;
+    }
+    return (int)i;
+}
+
 int acme_hot_claim(acme_hot_t *hot, const char *name)
 {
     apr_uint32_t i, n = acme_hot_nslots(hot);
-    int found = acme_hot_find(hot, name);
+    char key[ACME_HOT_NAME_MAX];
+    const int *found;
 
-    if (found >= 0 || strlen(name) >= ACME_HOT_NAME_MAX) {
-        return strlen(name) >= ACME_HOT_NAME_MAX ? -1 : found;
+    if (strlen(name) >= ACME_HOT_NAME_MAX) {
+        return -1;
     }
-    for (i = 0; i < n; ++i) {
-        acme_hot_slot_t *s = acme_hot_slot(hot, (int)i);
-        if (!s->name[0]) {
-            /* Named while empty (gen 0): a reader that finds it has nothing to serve yet. */
-            strcpy(s->name, name);
-            return (int)i;
+    if (!hot->index) {                  /* not indexed: scans (a few slots, tests) */
+        int at = acme_hot_find(hot, name);
+        if (at >= 0) {
+            return at;
         }
+        i = acme_hot_free(hot, 0);
+        return i < n ? acme_hot_take(hot, i, name, NULL) : -1;
     }
-    return -1;
+    if ((found = apr_hash_get(hot->index, acme_hot_key(key, name), APR_HASH_KEY_STRING))) {
+        return *found;
+    }
+    i = acme_hot_free(hot, hot->free_from);
+    return i < n ? acme_hot_take(hot, i, name, key) : -1;
 }
 
 void acme_hot_clear(acme_hot_t *hot)
 {
     apr_uint32_t i, n = acme_hot_nslots(hot);
 
+    if (hot->index) {
+        apr_hash_clear(hot->index);
+        hot->free_from = 0;
+    }
     for (i = 0; i < n; ++i) {
         acme_hot_slot_t *s = acme_hot_slot(hot, (int)i);
         apr_uint32_t seq = __atomic_load_n(&s->seq, __ATOMIC_RELAXED);
@@ -134,7 +238,7 @@ apr_status_t acme_hot_publish(acme_hot_t *hot, int slot, const void *data, apr_s
     seq = __atomic_load_n(&s->seq, __ATOMIC_RELAXED);
     __atomic_store_n(&s->seq, seq + 1, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
-    memcpy((char *)(s + 1), data, len);
+    memcpy(acme_hot_data(hot, slot), data, len);
     s->len = (apr_uint32_t)len;
     s->published = (apr_uint32_t)apr_time_sec(apr_time_now());
     __atomic_store_n(&s->gen, s->gen + 1, __ATOMIC_RELAXED);
@@ -179,7 +283,7 @@ apr_status_t acme_hot_read(const acme_hot_t *hot, int slot, const char *name, ch
         n = s->len;
         g = s->gen;
         if (mine && g > 0 && n <= cap) {
-            memcpy(buf, (const char *)(s + 1), n);
+            memcpy(buf, acme_hot_data(hot, slot), n);
         }
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&s->seq, __ATOMIC_RELAXED) != before) {

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -144,10 +145,57 @@ static void test_reader_never_sees_a_torn_set(void **state)
     print_message("%d whole reads, %d gave up after repeated tearing\n", ok, again);
 }
 
+/*
+ * The parent's index (acme_hot_index): 10,000 names claimed as at start-up with 10,000 domains,
+ * each at its own slot, found again case-blind by claim and by the children's scan; the index
+ * survives a clear, a name already in the segment when indexed keeps its slot, and the index
+ * goes with its pool (claims then scan, and still agree).
+ */
+#define TEST_HOT_MANY 10000
+
+static void test_many_names_indexed(void **state)
+{
+    apr_pool_t *p = *state, *gen = NULL;
+    acme_hot_t hot = make(p, TEST_HOT_MANY + 2, 16);
+    char name[64];
+    int i;
+
+    assert_int_equal(apr_pool_create(&gen, p), APR_SUCCESS);
+    assert_int_equal(acme_hot_claim(&hot, "pre.example"), 0);  /* named before indexing */
+    acme_hot_index(&hot, gen);
+    assert_non_null(hot.index);
+    assert_int_equal(acme_hot_claim(&hot, "PRE.example"), 0);
+    for (i = 0; i < TEST_HOT_MANY; ++i) {
+        snprintf(name, sizeof(name), "d%05d.Example.test", i);
+        assert_int_equal(acme_hot_claim(&hot, name), i + 1);
+    }
+    for (i = 0; i < TEST_HOT_MANY; i += 997) {
+        snprintf(name, sizeof(name), "D%05d.example.TEST", i);
+        assert_int_equal(acme_hot_claim(&hot, name), i + 1);  /* its own slot, not a new one */
+        assert_int_equal(acme_hot_find(&hot, name), i + 1);
+    }
+    snprintf(name, sizeof(name), "d%05d.example.test", TEST_HOT_MANY - 1);
+    assert_int_equal(acme_hot_claim(&hot, name), TEST_HOT_MANY);
+    assert_int_equal(acme_hot_claim(&hot, "last.example"), TEST_HOT_MANY + 1);
+    assert_int_equal(acme_hot_claim(&hot, "full.example"), -1);
+    assert_int_equal(acme_hot_find(&hot, "full.example"), -1);
+    /* A new configuration: every slot free, the index emptied with them. */
+    acme_hot_clear(&hot);
+    assert_int_equal(acme_hot_claim(&hot, "d00005.example.test"), 0);
+    assert_int_equal(acme_hot_claim(&hot, "pre.example"), 1);
+    /* The generation's pool goes: the index with it, claims scan and agree. */
+    apr_pool_destroy(gen);
+    assert_null(hot.index);
+    assert_int_equal(acme_hot_claim(&hot, "pre.example"), 1);
+    assert_int_equal(acme_hot_claim(&hot, "new.example"), 2);
+    assert_int_equal(acme_hot_find(&hot, "D00005.example.test"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_claim_find_and_clear),
+        cmocka_unit_test(test_many_names_indexed),
         cmocka_unit_test(test_publish_and_read),
         cmocka_unit_test(test_reader_never_sees_a_torn_set),
     };
