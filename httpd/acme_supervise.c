@@ -73,9 +73,11 @@ typedef struct {
     int configtest_failures;
     char last_failure[512];     /* the configtest complaint logged last, to log it once */
     apr_time_t last_restart;    /* our own last graceful restart */
-    char installed[8192];       /* names installed just before our restart, for the self-check */
-    char hot_checked[8192];     /* the names of the last hot activation, for its self-check */
-    char recheck[8192];         /* ... when that failed: the restart's worker checks them again */
+    /* Space-separated names; 64 KiB each holds some 3,000 (an activation of more self-checks
+     * the first 3,000; every set is installed and published all the same). */
+    char installed[65536];      /* names installed just before our restart, for the self-check */
+    char hot_checked[65536];    /* the names of the last hot activation, for its self-check */
+    char recheck[65536];        /* ... when that failed: the restart's worker checks them again */
     apr_array_header_t *config_files; /* this generation's config files and their directories */
     char config_stamp[APR_SHA1_DIGESTSIZE * 2 + 1]; /* of config_files as they were read */
     int budget_logged;
@@ -1026,7 +1028,7 @@ static int acme_supervise_go_hot(acme_supervisor_t *sup, apr_pool_t *p,
     if (sup->conf->activation != ACME_ACTIVATION_HOT || !acme_serve_hot_segment(sup->s->process)) {
         return 0;
     }
-    /* Every name installed (sup->installed, for the self-check, holds some 400), each
+    /* Every name installed (sup->installed, for the self-check, holds some 3,000), each
      * published as soon as installed. */
     names = acme_supervise_install(sup, p, &why);
     if (!names[0]) {
