@@ -91,10 +91,10 @@ static void acme_serve_activate(apr_pool_t *ptemp, server_rec *s, acme_conf_t *c
                          "activated", dom->name);
             acme_job_force_clear(ptemp, conf->store, dom->name);
             apr_hash_set(activated, dom->name, APR_HASH_KEY_STRING, dom);
-            acme_serve_metrics_activation(ptemp, s, conf->store, "success");
+            acme_serve_metrics_activation(ptemp, s, conf->store, "success", 1);
             continue;
         }
-        acme_serve_metrics_activation(ptemp, s, conf->store, "failure");
+        acme_serve_metrics_activation(ptemp, s, conf->store, "failure", 1);
         apr_hash_set(errors, dom->name, APR_HASH_KEY_STRING,
                      apr_pstrdup(conf->active ? apr_hash_pool_get(conf->active) : ptemp,
                                  acme_result_describe(&res, ptemp)));

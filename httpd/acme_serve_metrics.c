@@ -21,12 +21,12 @@ APLOG_USE_MODULE(acme);
 #define ACME_SERVE_METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 void acme_serve_metrics_activation(apr_pool_t *p, server_rec *s, const acme_store_t *st,
-                                   const char *result)
+                                   const char *result, int n)
 {
     acme_result_t res;
 
     acme_result_reset(&res);
-    if (st && acme_metrics_activation_note(p, st, result, &res) != APR_SUCCESS) {
+    if (st && n > 0 && acme_metrics_activation_note(p, st, result, n, &res) != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "ACME00251: mod_acme: activation not counted "
                      "in the metrics: %s", acme_result_describe(&res, p));
     }

@@ -15,8 +15,9 @@ void acme_serve_metrics_prepare(apr_pool_t *pconf);
 /* handler "acme-metrics": Prometheus text exposition format 0.0.4. */
 int acme_serve_metrics(request_rec *r);
 
-/* Parent: counts one activation ("success", "failure", "rejected"); a failure is logged. */
+/* Parent: counts n activations ("success", "failure", "rejected"; none for n = 0); a failure
+ * to count is logged. */
 void acme_serve_metrics_activation(apr_pool_t *p, server_rec *s, const acme_store_t *st,
-                                   const char *result);
+                                   const char *result, int n);
 
 #endif

@@ -119,7 +119,7 @@ const char *acme_metrics_parent_path(apr_pool_t *p, const acme_store_t *st)
 }
 
 apr_status_t acme_metrics_activation_note(apr_pool_t *p, const acme_store_t *st,
-                                          const char *result, acme_result_t *res)
+                                          const char *result, int n, acme_result_t *res)
 {
     apr_pool_t *tmp;
     acme_metrics_tally_t *t;
@@ -127,7 +127,7 @@ apr_status_t acme_metrics_activation_note(apr_pool_t *p, const acme_store_t *st,
 
     apr_pool_create(&tmp, p);
     t = acme_metrics_tally_make(tmp);
-    acme_metrics_count(t, ACME_METRICS_ACTIVATIONS, result, NULL, 1);
+    acme_metrics_count(t, ACME_METRICS_ACTIVATIONS, result, NULL, n);
     rv = acme_metrics_tally_save(tmp, acme_metrics_parent_path(tmp, st), t, res);
     if (rv != APR_SUCCESS) {
         res->message = apr_pstrdup(p, res->message);

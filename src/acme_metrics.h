@@ -60,11 +60,12 @@ apr_status_t acme_metrics_tally_save(apr_pool_t *p, const char *path, acme_metri
 const char *acme_metrics_parent_path(apr_pool_t *p, const acme_store_t *st);
 
 /*
- * Parent (root): one activation of a staged set with result "success", "failure" (kept staged,
- * tried again) or "rejected" (moved to rejected/), added to <base>/activations.json.
+ * Parent (root): n activations of staged sets with result "success", "failure" (kept staged,
+ * tried again) or "rejected" (moved to rejected/), added to <base>/activations.json (one write
+ * for a whole batch).
  */
 apr_status_t acme_metrics_activation_note(apr_pool_t *p, const acme_store_t *st,
-                                          const char *result, acme_result_t *res);
+                                          const char *result, int n, acme_result_t *res);
 
 /* One certificate served for a domain. Times are 0 when unknown. */
 typedef struct {
