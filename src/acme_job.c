@@ -459,8 +459,11 @@ void acme_job_force_clear(apr_pool_t *p, const acme_store_t *st, const char *nam
 {
     const char *path = acme_store_path(p, st, ACME_STORE_REQUESTS,
                                        apr_pstrcat(p, name, ACME_JOB_FORCE_SUFFIX, NULL), NULL);
+    apr_time_t asked = acme_job_force_mtime(p, st, name);
 
-    if (path) {
+    /* Only a request a run took: one written meanwhile (while an earlier set was staged, or
+     * fetched from a cluster) is for a renewal still to come, and the next run takes it. */
+    if (path && asked && acme_job_force_done(p, st, name) >= asked) {
         apr_file_remove(path, p);
     }
 }

@@ -115,7 +115,7 @@ int acme_job_force_interrupted(apr_pool_t *p, const acme_store_t *st, const acme
 /* Parent: 1 while a request for the domain is there. */
 int acme_job_force_requested(apr_pool_t *p, const acme_store_t *st, const char *name);
 
-/* Parent: the request is served. */
+/* Parent: the request is served (removed when a run took it; one written since stays). */
 void acme_job_force_clear(apr_pool_t *p, const acme_store_t *st, const char *name);
 
 /* Parent: names and times of every request, NULL when none: a change means a new request. */

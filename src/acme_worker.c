@@ -437,6 +437,20 @@ void acme_worker_active_read(acme_worker_t *w, const acme_domain_t *dom,
     apr_pool_destroy(p);
 }
 
+void acme_worker_active_refresh(acme_worker_t *w, acme_worker_item_t *item)
+{
+    const apr_array_header_t *specs = item->dom->policy.key_specs;
+    int j;
+
+    if (!item->active) {
+        item->active = apr_pcalloc(w->pool, sizeof(*item->active) * (apr_size_t)specs->nelts);
+    }
+    for (j = 0; j < specs->nelts; ++j) {
+        acme_worker_active_read(w, item->dom, &APR_ARRAY_IDX(specs, j, acme_keyspec_t),
+                                &item->active[j]);
+    }
+}
+
 int acme_worker_staged_present(acme_worker_t *w, const acme_domain_t *dom)
 {
     const char *dir = acme_store_path(w->pool, w->store, ACME_STORE_STAGING, dom->name, NULL);
@@ -458,7 +472,6 @@ static apr_status_t acme_worker_prepare(acme_worker_t *w, acme_result_t *res)
     for (i = 0; i < w->cfg->domains->nelts && !acme_worker_orphaned(w); ++i) {
         const acme_domain_t *dom = APR_ARRAY_IDX(w->cfg->domains, i, const acme_domain_t *);
         acme_worker_item_t *item = apr_array_push(w->items);
-        const apr_array_header_t *specs = dom->policy.key_specs;
 
         acme_job_t *job = NULL;
         acme_result_t jres;
@@ -486,11 +499,7 @@ static apr_status_t acme_worker_prepare(acme_worker_t *w, acme_result_t *res)
         /* Staged first, installed after: the parent may install the staged set in between,
          * and then the installed read finds it (the other order would see neither). */
         item->staged = acme_worker_staged_present(w, dom);
-        item->active = apr_pcalloc(w->pool, sizeof(*item->active) * (apr_size_t)specs->nelts);
-        for (j = 0; j < specs->nelts; ++j) {
-            acme_worker_active_read(w, dom, &APR_ARRAY_IDX(specs, j, acme_keyspec_t),
-                                    &item->active[j]);
-        }
+        acme_worker_active_refresh(w, item);
     }
     return acme_worker_ondemand_prepare(w, res);
 }

@@ -940,9 +940,15 @@ static int acme_worker_cluster_seen(acme_worker_t *w, apr_pool_t *p,
         item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
         item = strcmp(item->dom->name, domain) ? NULL : item;
     }
-    acme_result_reset(&res);
     if (!item || item->staged   /* a domain this node does not manage is ignored */
-        || acme_worker_cluster_record(w, w->cluster->etcd, p, item->dom, &rec, &res)
+        || acme_worker_staged_present(w, item->dom)) {
+        return 0;
+    }
+    /* Compared with what is installed now, not when the run began: this run's own order,
+     * installed meanwhile (hot), comes back here as a record and is no news. */
+    acme_worker_active_refresh(w, item);
+    acme_result_reset(&res);
+    if (acme_worker_cluster_record(w, w->cluster->etcd, p, item->dom, &rec, &res)
            != APR_SUCCESS || !acme_worker_cluster_newer(item, rec)) {
         return 0;
     }

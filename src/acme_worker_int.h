@@ -262,6 +262,8 @@ apr_array_header_t *acme_worker_set_certs(apr_pool_t *p, const acme_domain_t *do
                                           const char *dir);
 void acme_worker_active_read(acme_worker_t *w, const acme_domain_t *dom,
                              const acme_keyspec_t *spec, acme_worker_active_t *act);
+/* item->active again from what is installed now (the parent installs while a run goes on). */
+void acme_worker_active_refresh(acme_worker_t *w, acme_worker_item_t *item);
 volatile const int *acme_worker_stop_flag(void);
 /* An order thread: takes due domains off the run's list until none is left. */
 void *APR_THREAD_FUNC acme_worker_thread(apr_thread_t *thread, void *data);

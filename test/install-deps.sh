@@ -27,6 +27,9 @@ PACKAGES+=(etcd-server etcd-client)
 # A real HAProxy loading the ACMEExport haproxy directory (test/e2e/test_export.py); setpriv
 # (util-linux) checks the exported keys are unreadable by the httpd User.
 PACKAGES+=(haproxy util-linux)
+# gdb: a test that times out waiting for a certificate shows the stacks of httpd's parent and
+# renewal worker (harness.Httpd.processes), so that a hang seen once in CI can be read.
+PACKAGES+=(gdb)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -67,7 +67,8 @@ def wait_for_pebble_cert(httpd, names, timeout=60, not_serial=None):
             return text
         time.sleep(0.25)
     raise AssertionError(f"no Pebble certificate for {names} within {timeout}s; last served:\n"
-                         f"{text}\n--- error log ---\n{httpd.log_text()[-6000:]}")
+                         f"{text}\n--- error log ---\n{httpd.log_text()[-6000:]}\n"
+                         f"--- processes ---\n{httpd.processes()}")
 
 
 def verify_chain(httpd, pebble, name):

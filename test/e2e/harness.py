@@ -467,6 +467,34 @@ class Httpd:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def processes(self):
+        """What each process of this httpd's tree is doing, for a failure message: ps with the
+        kernel wait channel, and the stacks of the parent and of the latest renewal worker when gdb
+        is there. Diagnostics only: never asserted on."""
+        if not self.running():
+            return "(not running)"
+        ps = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,stat=,etimes=,wchan:32=,args="],
+                            capture_output=True, text=True).stdout.splitlines()
+        rows = [line.split(None, 5) for line in ps if len(line.split(None, 5)) >= 5]
+        tree, kids = {self.proc.pid}, True
+        while kids:
+            kids = {int(r[0]) for r in rows if int(r[1]) in tree} - tree
+            tree |= kids
+        lines = [" ".join(r) for r in rows if int(r[0]) in tree]
+        if shutil.which("gdb"):
+            started = re.findall(r"renewal worker started \(pid (\d+)\)", self.log_text())
+            worker = [int(started[-1])] if started and int(started[-1]) in tree else []
+            for pid in [self.proc.pid] + worker:
+                try:
+                    bt = subprocess.run(["gdb", "-batch", "-nx", "-p", str(pid), "-ex",
+                                         "thread apply all bt 25"], capture_output=True,
+                                        text=True, timeout=30).stdout
+                except subprocess.TimeoutExpired:
+                    bt = "(gdb timed out)"
+                lines.append(f"--- stacks of {pid} ---\n" + "\n".join(
+                    line for line in bt.splitlines() if line.startswith(("#", "Thread"))))
+        return "\n".join(lines)
+
     def log_text(self):
         parts = []
         for name in ("error_log", "stdout_log"):

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <apr_file_io.h>
 #include <apr_general.h>
 #include <apr_pools.h>
 #include <apr_strings.h>
@@ -270,6 +271,12 @@ static void test_force_request_survives_an_interrupted_run(void **state)
     assert_int_equal(acme_job_force_interrupted(fx->pool, fx->st, &job), 0);
     job.state = ACME_JOB_IDLE;
     assert_int_equal(acme_job_force_interrupted(fx->pool, fx->st, &job), 0);
+    /* Asked again after the run took it: a set installed meanwhile does not remove that. */
+    assert_int_equal(apr_file_mtime_set(req, apr_time_now() + apr_time_from_sec(5), fx->pool),
+                     APR_SUCCESS);
+    acme_job_force_clear(fx->pool, fx->st, "f.example");
+    assert_int_equal(acme_job_force_pending(fx->pool, fx->st, "f.example"), 1);
+    assert_int_equal(acme_job_force_take(fx->pool, fx->st, "f.example"), 1);
     /* Installed: the parent removed the request. */
     job.state = ACME_JOB_ORDERING;
     acme_job_force_clear(fx->pool, fx->st, "f.example");
