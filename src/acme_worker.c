@@ -630,6 +630,10 @@ static void acme_worker_run_due(acme_worker_t *w)
     apr_status_t trv;
     int i;
 
+    /* Each due domain is deferred at most once (acme_worker_cluster_claim): no allocation
+     * while the threads run. Only these threads defer: an order made alone (on-demand) waits. */
+    w->deferred = apr_pcalloc(w->pool, sizeof(*w->deferred) * (apr_size_t)(w->due->nelts + 1));
+    w->n_deferred = w->next_deferred = 0;
     /* Threads end (and free their pools) while the next ones start: not from the run's pool. */
     if (acme_worker_pool_make(w->pool, &tpool) != APR_SUCCESS) {
         n = 0;
@@ -669,6 +673,7 @@ static void acme_worker_run_due(acme_worker_t *w)
             apr_thread_join(&trv, threads[i]);
         }
     }
+    w->deferred = NULL;
     if (spool) {
         apr_thread_mutex_lock(w->lock);
         w->shared = NULL;

@@ -560,7 +560,9 @@ static void acme_worker_cluster_order_adopt(acme_worker_run_t *run)
 
 /*
  * Before ordering: APR_SUCCESS with the lock held (or alone at the emergency floor), APR_EEXIST
- * when a certificate from etcd was staged instead, else a failure in res (nothing ordered).
+ * when a certificate from etcd was staged instead, APR_EBUSY when another node holds the lock
+ * and the domain was not deferred yet (the caller defers it), else a failure in res (nothing
+ * ordered).
  */
 apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *res)
 {
@@ -587,6 +589,15 @@ apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *re
         }
         if (acquired) {
             break;
+        }
+        if (!run->item->deferred && run->w->deferred) {
+            /* Ordering other domains meanwhile beats waiting: by the time this one comes
+             * round again, its certificate is most likely in etcd. */
+            acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "ACME12034: %s: "
+                            "another node orders it (%.*s); this node looks again after its "
+                            "other due domains", run->item->dom->name,
+                            (int)holder->value_len, holder->value));
+            return APR_EBUSY;
         }
         rv = acme_worker_cluster_wait(run, run->etcd, holder, until, &gone, res);
         if (rv != APR_SUCCESS) {
@@ -1022,8 +1033,11 @@ void acme_worker_cluster_watch(acme_worker_t *w)
         || acme_worker_orphaned(w) || acme_worker_finish_requested()) {
         return;
     }
+    /* item->staged too: the parent may have installed this run's set already (hot), and the
+     * run must still end so that the next one plans that certificate's renewal. */
     for (i = 0; i < w->items->nelts; ++i) {
-        if (acme_worker_staged_present(w, APR_ARRAY_IDX(w->items, i, acme_worker_item_t).dom)) {
+        const acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
+        if (item->staged || acme_worker_staged_present(w, item->dom)) {
             return;
         }
     }

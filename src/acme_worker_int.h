@@ -91,6 +91,8 @@ typedef struct {
     acme_worker_active_t *active;       /* one per key spec */
     int staged;                         /* a finished set waits for activation */
     int forced;                         /* an admin asked for it: activate without waiting */
+    int deferred;                       /* cluster: another node held its lock; looked at again
+                                         * after this run's other domains (under lock) */
     const char *job_damaged;            /* why jobs/<name>.json could not be read, or NULL */
 } acme_worker_item_t;
 
@@ -119,6 +121,10 @@ typedef struct {
     int selfcheck_failed;               /* a name did not present what was activated */
     int ondemand_staged;                /* on-demand sets staged: the run ends to have them
                                          * activated (the parent wakes when it ends) */
+    acme_worker_item_t **deferred;      /* cluster: due domains another node orders now, taken
+                                         * after the others (capacity: due, allocated before the
+                                         * threads start; under lock) */
+    int n_deferred, next_deferred;
     apr_time_t stay_until;              /* with on-demand: when the worker would run next,
                                          * until which it waits for names first seen */
 } acme_worker_t;

@@ -582,6 +582,15 @@ static apr_status_t acme_worker_first_try(acme_worker_run_t *run, apr_status_t *
     return *claimed == APR_SUCCESS ? acme_worker_issue(run, res) : *claimed;
 }
 
+/* Another node holds the domain's lock: this thread goes on with the run's other domains. */
+static void acme_worker_order_defer(acme_worker_t *w, acme_worker_item_t *item)
+{
+    apr_thread_mutex_lock(w->lock);
+    item->deferred = 1;
+    w->deferred[w->n_deferred++] = item;
+    apr_thread_mutex_unlock(w->lock);
+}
+
 void acme_worker_order_item(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
                             apr_hash_t *clients, acme_worker_item_t *item)
 {
@@ -603,6 +612,10 @@ void acme_worker_order_item(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
     acme_worker_log(w, ACME_LOG_INFO, apr_psprintf(p, "ACME00428: %s: requesting a certificate "
                                                    "from %s", dom->name, item->ca->ca_url));
     rv = acme_worker_first_try(&run, &claimed, &res);
+    if (claimed == APR_EBUSY) {
+        acme_worker_order_defer(w, item);
+        return;
+    }
     while (rv != APR_SUCCESS && claimed == APR_SUCCESS
            && (acme_worker_account_recover(&run, &res, &recovered)
                || acme_worker_account_tos_stop(&run, &res, &switches)
@@ -624,6 +637,7 @@ void acme_worker_order_item(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
         run.job->ari_explanation = NULL;
         run.job->ca_hold = 0;
         run.job->state = ACME_JOB_STAGED;
+        item->staged = 1;               /* this run's: it ends without watching (cluster) */
         run.job->failures = 0;
         acme_result_reset(&run.job->last_error);
         run.job->order_json = NULL;
@@ -677,8 +691,14 @@ void *APR_THREAD_FUNC acme_worker_thread(apr_thread_t *thread, void *data)
     for (;;) {
         acme_worker_item_t *item = NULL;
         apr_thread_mutex_lock(w->lock);
-        if (!acme_worker_stop_requested() && w->next_due < w->due->nelts) {
+        if (acme_worker_stop_requested()) {
+            item = NULL;
+        }
+        else if (w->next_due < w->due->nelts) {
             item = APR_ARRAY_IDX(w->due, w->next_due++, acme_worker_item_t *);
+        }
+        else if (w->next_deferred < w->n_deferred) {
+            item = w->deferred[w->next_deferred++];
         }
         apr_thread_mutex_unlock(w->lock);
         if (!item) {
