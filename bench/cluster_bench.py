@@ -12,11 +12,15 @@ validation requests: challenge sharing is measured by test_cluster.py, not here)
 """
 import os
 import signal
+import socket
+import ssl
 import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from cryptography import x509
 
 REPO = Path(__file__).resolve().parents[1]
 sys.dont_write_bytecode = True
@@ -41,13 +45,34 @@ def etcd_requests(etcd):
     return total
 
 
+def pebble_served(node, name):
+    """One real TLS handshake with SNI name, in this process (an openssl s_client and an x509
+    per probe cost more CPU than the nodes' own work and delayed the figure by seconds): 1 when
+    the leaf is Pebble's and names name."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection(("127.0.0.1", node.https_port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname=name) as tls:
+                der = tls.getpeercert(binary_form=True)
+    except (OSError, ssl.SSLError):
+        return False
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    return "Pebble" in cert.issuer.rfc4514_string() and name in sans.get_values_for_type(
+        x509.DNSName)
+
+
 def all_served(nodes, names, done):
     """Probes (8 handshakes at a time) the (node, name) pairs not yet seen served."""
     todo = [(i, name) for i in range(len(nodes)) for name in names if (i, name) not in done]
 
     def probe(pair):
-        text = acme_site.served_cert(nodes[pair[0]], pair[1])
-        return pair if acme_site.is_pebble_cert(text, [pair[1]]) else None
+        return pair if pebble_served(nodes[pair[0]], pair[1]) else None
     with ThreadPoolExecutor(8) as pool:
         done.update(p for p in pool.map(probe, todo) if p)
     return len(done) == len(nodes) * len(names)
@@ -82,7 +107,7 @@ def run(n):
         while not all_served(nodes, names, done):
             if time.monotonic() - t0 > 600:
                 raise RuntimeError("not every name served on every node within 600 s")
-            time.sleep(0.5)
+            time.sleep(0.1)
         took = time.monotonic() - t0
         ca = len(pebble.requests())
         orders = len(acme_site.new_orders(pebble))
