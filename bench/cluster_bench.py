@@ -11,6 +11,7 @@ validation requests: challenge sharing is measured by test_cluster.py, not here)
   /usr/bin/python3 bench/cluster_bench.py [N ...]     (default: 50 200; ACME_BUILD_DIR as e2e)
 """
 import os
+import re
 import signal
 import socket
 import ssl
@@ -33,7 +34,7 @@ from etcd_cluster import EtcdCluster    # noqa: E402
 KEY = "bench-cluster-key-of-at-least-32-bytes-000\n"
 
 
-def etcd_requests(etcd):
+def etcd_requests(etcd, by_method=None):
     total = 0
     for m in etcd.members:
         if m.proc is None:
@@ -42,6 +43,9 @@ def etcd_requests(etcd):
             for ln in r.read().decode().splitlines():
                 if ln.startswith("grpc_server_handled_total{"):
                     total += float(ln.rsplit(" ", 1)[1])
+                    m = re.search(r'grpc_method="(\w+)"', ln)
+                    if by_method is not None and m:
+                        by_method[m[1]] = by_method.get(m[1], 0) + float(ln.rsplit(" ", 1)[1])
     return total
 
 
@@ -111,11 +115,15 @@ def run(n):
         took = time.monotonic() - t0
         ca = len(pebble.requests())
         orders = len(acme_site.new_orders(pebble))
-        et = etcd_requests(etcd) - before
+        methods = {}
+        et = etcd_requests(etcd, methods) - before
         target = "<= 5 s" if n <= 50 else "<= 12 s" if n <= 200 else ""
         print(f"N={n:<4} all served on 3 nodes: {took:6.1f} s (target {target})  "
               f"newOrders: {orders}  CA requests/cert: {ca / n:.1f} (target <= 8)  "
               f"etcd requests/cert: {et / n:.1f}", flush=True)
+        print("  etcd requests/cert by method: " + ", ".join(
+            f"{k} {v / n:.1f}" for k, v in sorted(methods.items(), key=lambda kv: -kv[1])
+            if v / n >= 0.05), flush=True)
     finally:
         for node in nodes:
             node.stop()

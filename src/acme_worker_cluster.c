@@ -580,6 +580,15 @@ apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *re
     if (!cl->up || acme_worker_cluster_etcd(cl, run->p, &run->etcd, res) != APR_SUCCESS) {
         return acme_worker_cluster_alone(run, cl->up ? res->message : cl->down_reason, res);
     }
+    /* Already published (a domain deferred for another node, a node joining): staged without
+     * taking the lock, which then costs nobody a transaction, a read and a delete. */
+    if (acme_worker_cluster_record(run->w, run->etcd, run->p, run->item->dom, &rec, res)
+        == APR_SUCCESS && acme_worker_cluster_newer(run->item, rec)
+        && acme_worker_cluster_adopt(run->w, run->etcd, run->p, run->item, rec, res)
+           == APR_SUCCESS) {
+        return APR_EEXIST;
+    }
+    acme_result_reset(res);
     lock_key = acme_cluster_key_lock(run->p, run->item->dom->name);
     value = apr_psprintf(run->p, "node %s", cl->cfg->node);
     while (gone) {
