@@ -322,16 +322,22 @@ static apr_status_t acme_etcd_call(acme_etcd_t *etcd, apr_pool_t *p, const char 
 
 /* ------------------------------------------------------------------ key-value */
 
+#define ACME_ETCD_PREFIX 1
+#define ACME_ETCD_KEYS_ONLY 2
+
 static apr_status_t acme_etcd_range(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
-                                    int as_prefix, apr_array_header_t **kvs,
+                                    unsigned flags, apr_array_header_t **kvs,
                                     apr_int64_t *revision, acme_result_t *res)
 {
     json_t *req = json_pack("{s:s}", "key", acme_etcd_key(p, etcd, key)), *resp, *list, *j;
     apr_status_t rv;
     size_t i;
 
-    if (as_prefix) {
+    if (flags & ACME_ETCD_PREFIX) {
         json_object_set_new(req, "range_end", json_string(acme_etcd_range_end(p, etcd, key)));
+    }
+    if (flags & ACME_ETCD_KEYS_ONLY) {
+        json_object_set_new(req, "keys_only", json_true());
     }
     if ((rv = acme_etcd_call(etcd, p, "/v3/kv/range", req, &resp, res)) != APR_SUCCESS) {
         return rv;
@@ -367,7 +373,14 @@ apr_status_t acme_etcd_get(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
 apr_status_t acme_etcd_list(acme_etcd_t *etcd, apr_pool_t *p, const char *key_prefix,
                             apr_array_header_t **kvs, apr_int64_t *revision, acme_result_t *res)
 {
-    return acme_etcd_range(etcd, p, key_prefix, 1, kvs, revision, res);
+    return acme_etcd_range(etcd, p, key_prefix, ACME_ETCD_PREFIX, kvs, revision, res);
+}
+
+apr_status_t acme_etcd_keys(acme_etcd_t *etcd, apr_pool_t *p, const char *key_prefix,
+                            apr_array_header_t **kvs, apr_int64_t *revision, acme_result_t *res)
+{
+    return acme_etcd_range(etcd, p, key_prefix, ACME_ETCD_PREFIX | ACME_ETCD_KEYS_ONLY, kvs,
+                           revision, res);
 }
 
 static json_t *acme_etcd_put_request(apr_pool_t *p, const acme_etcd_t *etcd, const char *key,
@@ -466,32 +479,56 @@ apr_status_t acme_etcd_lease_revoke(acme_etcd_t *etcd, apr_pool_t *p, apr_int64_
 /* ------------------------------------------------------------------ transactions */
 
 /* The first kv of the first range response of a transaction's answer, or NULL. */
-static acme_etcd_kv_t *acme_etcd_txn_kv(const acme_etcd_t *etcd, apr_pool_t *p, json_t *resp)
+/* The kv of the range at position idx of a transaction's responses, or NULL. */
+static acme_etcd_kv_t *acme_etcd_txn_kv(const acme_etcd_t *etcd, apr_pool_t *p, json_t *resp,
+                                        size_t idx)
 {
-    json_t *responses = json_object_get(resp, "responses"), *r;
+    json_t *r = json_array_get(json_object_get(resp, "responses"), idx);
+    json_t *kvs = json_object_get(json_object_get(r, "response_range"), "kvs");
     acme_etcd_kv_t *kv = apr_pcalloc(p, sizeof(*kv));
-    size_t i;
 
-    json_array_foreach(responses, i, r) {
-        json_t *kvs = json_object_get(json_object_get(r, "response_range"), "kvs");
-        if (json_array_size(kvs) > 0 && acme_etcd_kv_parse(etcd, p, json_array_get(kvs, 0), kv)) {
-            return kv;
-        }
+    if (json_array_size(kvs) > 0 && acme_etcd_kv_parse(etcd, p, json_array_get(kvs, 0), kv)) {
+        return kv;
     }
     return NULL;
+}
+
+/* A transaction's operations: [put key, range key, range also] or [range key, range also]. */
+static json_t *acme_etcd_lock_ops(apr_pool_t *p, const acme_etcd_t *etcd, json_t *put,
+                                  const char *key, const char *also)
+{
+    json_t *ops = json_array();
+
+    if (put) {
+        json_array_append_new(ops, json_pack("{s:o}", "request_put", put));
+    }
+    json_array_append_new(ops, json_pack("{s:{s:s}}", "request_range", "key",
+                                         acme_etcd_key(p, etcd, key)));
+    if (also) {
+        json_array_append_new(ops, json_pack("{s:{s:s}}", "request_range", "key",
+                                             acme_etcd_key(p, etcd, also)));
+    }
+    return ops;
 }
 
 apr_status_t acme_etcd_lock(acme_etcd_t *etcd, apr_pool_t *p, const char *key, const char *value,
                             apr_int64_t lease, int *acquired, acme_etcd_kv_t **holder,
                             acme_result_t *res)
 {
-    const char *k = acme_etcd_key(p, etcd, key);
-    json_t *req = json_pack("{s:[{s:s, s:s, s:s}], s:[{s:o}, {s:{s:s}}], s:[{s:{s:s}}]}",
-                            "compare", "key", k, "target", "CREATE", "create_revision", "0",
-                            "success", "request_put",
-                            acme_etcd_put_request(p, etcd, key, value, strlen(value), lease),
-                            "request_range", "key", k,
-                            "failure", "request_range", "key", k);
+    return acme_etcd_lock_reading(etcd, p, key, value, lease, NULL, acquired, holder, NULL, res);
+}
+
+apr_status_t acme_etcd_lock_reading(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
+                                    const char *value, apr_int64_t lease, const char *also,
+                                    int *acquired, acme_etcd_kv_t **holder,
+                                    acme_etcd_kv_t **also_kv, acme_result_t *res)
+{
+    json_t *req = json_pack("{s:[{s:s, s:s, s:s}], s:o, s:o}",
+                            "compare", "key", acme_etcd_key(p, etcd, key), "target", "CREATE",
+                            "create_revision", "0",
+                            "success", acme_etcd_lock_ops(p, etcd, acme_etcd_put_request(
+                                p, etcd, key, value, strlen(value), lease), key, also),
+                            "failure", acme_etcd_lock_ops(p, etcd, NULL, key, also));
     json_t *resp = NULL;
     apr_status_t rv = acme_etcd_call(etcd, p, "/v3/kv/txn", req, &resp, res);
 
@@ -499,7 +536,10 @@ apr_status_t acme_etcd_lock(acme_etcd_t *etcd, apr_pool_t *p, const char *key, c
         return rv;
     }
     *acquired = json_is_true(json_object_get(resp, "succeeded"));
-    *holder = acme_etcd_txn_kv(etcd, p, resp);
+    *holder = acme_etcd_txn_kv(etcd, p, resp, *acquired ? 1 : 0);
+    if (also_kv) {
+        *also_kv = also ? acme_etcd_txn_kv(etcd, p, resp, *acquired ? 2 : 1) : NULL;
+    }
     json_decref(resp);
     if (!*holder) {     /* the holder's lease ran out between the compare and the range */
         *acquired = 0;
@@ -510,20 +550,61 @@ apr_status_t acme_etcd_lock(acme_etcd_t *etcd, apr_pool_t *p, const char *key, c
     return APR_SUCCESS;
 }
 
+apr_status_t acme_etcd_unlock(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
+                              apr_int64_t token, acme_result_t *res)
+{
+    json_t *req = json_pack("{s:[{s:s, s:s, s:s}], s:[{s:{s:s}}]}",
+                            "compare", "key", acme_etcd_key(p, etcd, key), "target", "CREATE",
+                            "create_revision", apr_psprintf(p, "%" APR_INT64_T_FMT, token),
+                            "success", "request_delete_range", "key",
+                            acme_etcd_key(p, etcd, key));
+    json_t *resp = NULL;
+    apr_status_t rv = acme_etcd_call(etcd, p, "/v3/kv/txn", req, &resp, res);
+
+    json_decref(resp);
+    return rv;
+}
+
 apr_status_t acme_etcd_put_fenced(acme_etcd_t *etcd, apr_pool_t *p, const char *lock_key,
                                   apr_int64_t token, const char *key, const char *value,
                                   apr_size_t len, int *fenced, acme_result_t *res)
 {
-    json_t *req = json_pack("{s:[{s:s, s:s, s:s}], s:[{s:o}]}",
-                            "compare", "key", acme_etcd_key(p, etcd, lock_key),
-                            "target", "CREATE",
-                            "create_revision", apr_psprintf(p, "%" APR_INT64_T_FMT, token),
-                            "success", "request_put",
-                            acme_etcd_put_request(p, etcd, key, value, len, 0));
-    json_t *resp = NULL;
-    apr_status_t rv = acme_etcd_call(etcd, p, "/v3/kv/txn", req, &resp, res);
+    acme_etcd_op_t op = { .key = key, .value = value, .len = len };
 
-    if (rv != APR_SUCCESS) {
+    return acme_etcd_txn_fenced(etcd, p, lock_key, token, &op, 1, fenced, res);
+}
+
+static json_t *acme_etcd_op_request(apr_pool_t *p, const acme_etcd_t *etcd,
+                                    const acme_etcd_op_t *op)
+{
+    if (op->remove && op->prefix) {
+        return json_pack("{s:{s:s, s:s}}", "request_delete_range", "key",
+                         acme_etcd_key(p, etcd, op->key), "range_end",
+                         acme_etcd_range_end(p, etcd, op->key));
+    }
+    if (op->remove) {
+        return json_pack("{s:{s:s}}", "request_delete_range", "key",
+                         acme_etcd_key(p, etcd, op->key));
+    }
+    return json_pack("{s:o}", "request_put",
+                     acme_etcd_put_request(p, etcd, op->key, op->value, op->len, 0));
+}
+
+apr_status_t acme_etcd_txn_fenced(acme_etcd_t *etcd, apr_pool_t *p, const char *lock_key,
+                                  apr_int64_t token, const acme_etcd_op_t *ops, int n,
+                                  int *fenced, acme_result_t *res)
+{
+    json_t *success = json_array(), *resp = NULL, *req;
+    apr_status_t rv;
+    int i;
+
+    for (i = 0; i < n; ++i) {
+        json_array_append_new(success, acme_etcd_op_request(p, etcd, &ops[i]));
+    }
+    req = json_pack("{s:[{s:s, s:s, s:s}], s:o}", "compare", "key",
+                    acme_etcd_key(p, etcd, lock_key), "target", "CREATE", "create_revision",
+                    apr_psprintf(p, "%" APR_INT64_T_FMT, token), "success", success);
+    if ((rv = acme_etcd_call(etcd, p, "/v3/kv/txn", req, &resp, res)) != APR_SUCCESS) {
         return rv;
     }
     *fenced = !json_is_true(json_object_get(resp, "succeeded"));
@@ -532,7 +613,7 @@ apr_status_t acme_etcd_put_fenced(acme_etcd_t *etcd, apr_pool_t *p, const char *
         return acme_result_fail(res, APR_EAGAIN, ACME_CLASS_RETRY_SOON,
                                 apr_psprintf(p, "the etcd lock %s is no longer ours (revision %"
                                              APR_INT64_T_FMT "); %s was not written",
-                                             lock_key, token, key));
+                                             lock_key, token, n > 0 ? ops[0].key : "nothing"));
     }
     return APR_SUCCESS;
 }

@@ -46,6 +46,16 @@ typedef struct {
     acme_etcd_kv_t kv;
 } acme_etcd_event_t;
 
+/* One operation of a transaction: a put of value, or (remove) a delete of key, or of every key
+ * under it (remove and prefix). */
+typedef struct {
+    const char *key;
+    const char *value;
+    apr_size_t len;
+    int remove;
+    int prefix;
+} acme_etcd_op_t;
+
 typedef struct acme_etcd_t acme_etcd_t;
 
 apr_status_t acme_etcd_create(acme_etcd_t **etcd, apr_pool_t *p,
@@ -60,6 +70,10 @@ apr_status_t acme_etcd_get(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
 
 /* Every key starting with key_prefix, in key order, as acme_etcd_kv_t. */
 apr_status_t acme_etcd_list(acme_etcd_t *etcd, apr_pool_t *p, const char *key_prefix,
+                            apr_array_header_t **kvs, apr_int64_t *revision, acme_result_t *res);
+
+/* As acme_etcd_list, keys and revisions only (value ""): what exists, at a fraction of the size. */
+apr_status_t acme_etcd_keys(acme_etcd_t *etcd, apr_pool_t *p, const char *key_prefix,
                             apr_array_header_t **kvs, apr_int64_t *revision, acme_result_t *res);
 
 /* lease 0: none. */
@@ -87,6 +101,14 @@ apr_status_t acme_etcd_lease_revoke(acme_etcd_t *etcd, apr_pool_t *p, apr_int64_
 apr_status_t acme_etcd_lock(acme_etcd_t *etcd, apr_pool_t *p, const char *key, const char *value,
                             apr_int64_t lease, int *acquired, acme_etcd_kv_t **holder,
                             acme_result_t *res);
+/* As acme_etcd_lock, and in the same transaction *also_kv: the key also (NULL when absent). */
+apr_status_t acme_etcd_lock_reading(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
+                                    const char *value, apr_int64_t lease, const char *also,
+                                    int *acquired, acme_etcd_kv_t **holder,
+                                    acme_etcd_kv_t **also_kv, acme_result_t *res);
+/* Deletes key only while its create_revision is token: a lock taken over since stays. */
+apr_status_t acme_etcd_unlock(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
+                              apr_int64_t token, acme_result_t *res);
 
 /*
  * Writes key only while lock_key still has create_revision token (fencing): a holder that
@@ -96,6 +118,10 @@ apr_status_t acme_etcd_lock(acme_etcd_t *etcd, apr_pool_t *p, const char *key, c
 apr_status_t acme_etcd_put_fenced(acme_etcd_t *etcd, apr_pool_t *p, const char *lock_key,
                                   apr_int64_t token, const char *key, const char *value,
                                   apr_size_t len, int *fenced, acme_result_t *res);
+/* As acme_etcd_put_fenced with n operations, all applied or none: one raft entry, not n. */
+apr_status_t acme_etcd_txn_fenced(acme_etcd_t *etcd, apr_pool_t *p, const char *lock_key,
+                                  apr_int64_t token, const acme_etcd_op_t *ops, int n,
+                                  int *fenced, acme_result_t *res);
 
 /*
  * Watches key_prefix from start_revision for at most wait: returns as soon as one batch of

@@ -263,42 +263,68 @@ void acme_worker_cluster_open(acme_worker_t *w)
 
 /* ------------------------------------------------------------------ certificates from etcd */
 
-static apr_status_t acme_worker_cluster_value(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
-                                              acme_etcd_kv_t **kv, acme_result_t *res)
+/*
+ * A spec's chain and key, siblings under certs/<domain>/<spec>/, in one read of that prefix;
+ * either missing is an error (a publication cut short).
+ */
+static apr_status_t acme_worker_cluster_pair(acme_etcd_t *etcd, apr_pool_t *p,
+                                             const char *chain_key, const char *key_key,
+                                             acme_etcd_kv_t **chain, acme_etcd_kv_t **key,
+                                             acme_result_t *res)
 {
-    apr_status_t rv = acme_etcd_get(etcd, p, key, kv, NULL, res);
+    const char *slash = strrchr(key_key, '/');
+    apr_array_header_t *kvs = NULL;
+    apr_status_t rv = acme_etcd_list(etcd, p, apr_pstrndup(p, key_key, slash - key_key + 1), &kvs,
+                                     NULL, res);
+    int i;
 
-    if (rv == APR_SUCCESS && !*kv) {
+    *chain = *key = NULL;
+    for (i = 0; rv == APR_SUCCESS && i < kvs->nelts; ++i) {
+        acme_etcd_kv_t *kv = &APR_ARRAY_IDX(kvs, i, acme_etcd_kv_t);
+        *chain = !strcmp(kv->key, chain_key) ? kv : *chain;
+        *key = !strcmp(kv->key, key_key) ? kv : *key;
+    }
+    if (rv == APR_SUCCESS && (!*chain || !*key)) {
         return acme_result_fail(res, APR_ENOENT, ACME_CLASS_RETRY_SOON,
                                 apr_psprintf(p, "%s is missing in etcd (a publication cut "
-                                             "short?)", key));
+                                             "short?)", *chain ? key_key : chain_key));
     }
     return rv;
 }
 
-/* The record of domain in etcd, or NULL (absent or not one: a node never trusts it blindly). */
+/* The record kv holds for item, or NULL (absent or not one: a node never trusts it blindly). */
+static acme_cluster_record_t *acme_worker_cluster_record_of(acme_worker_t *w, apr_pool_t *p,
+                                                            acme_worker_item_t *item,
+                                                            const acme_etcd_kv_t *kv)
+{
+    acme_cluster_record_t *rec;
+    const char *err;
+
+    if (!kv) {
+        return NULL;
+    }
+    rec = apr_pcalloc(p, sizeof(*rec));
+    if ((err = acme_cluster_record_parse(p, kv->value, kv->value_len, rec))
+        || strcmp(rec->domain, item->dom->name)) {
+        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME12012: %s: the "
+                                "certificate record in etcd is unusable (%s); it is ignored",
+                                item->dom->name, err ? err : "another domain's"));
+        return NULL;
+    }
+    apr_cpystrn(item->etcd_serial, rec->serial ? rec->serial : "", sizeof(item->etcd_serial));
+    return rec;
+}
+
 static apr_status_t acme_worker_cluster_record(acme_worker_t *w, acme_etcd_t *etcd,
-                                               apr_pool_t *p, const acme_domain_t *dom,
+                                               apr_pool_t *p, acme_worker_item_t *item,
                                                acme_cluster_record_t **rec, acme_result_t *res)
 {
     acme_etcd_kv_t *kv = NULL;
-    const char *err;
-    apr_status_t rv = acme_etcd_get(etcd, p, acme_cluster_key_record(p, dom->name), &kv, NULL,
-                                    res);
+    apr_status_t rv = acme_etcd_get(etcd, p, acme_cluster_key_record(p, item->dom->name), &kv,
+                                    NULL, res);
 
-    *rec = NULL;
-    if (rv != APR_SUCCESS || !kv) {
-        return rv;
-    }
-    *rec = apr_pcalloc(p, sizeof(**rec));
-    if ((err = acme_cluster_record_parse(p, kv->value, kv->value_len, *rec))
-        || strcmp((*rec)->domain, dom->name)) {
-        acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME12012: %s: the "
-                                "certificate record in etcd is unusable (%s); it is ignored",
-                                dom->name, err ? err : "another domain's"));
-        *rec = NULL;
-    }
-    return APR_SUCCESS;
+    *rec = rv == APR_SUCCESS ? acme_worker_cluster_record_of(w, p, item, kv) : NULL;
+    return rv;
 }
 
 /*
@@ -337,11 +363,11 @@ static apr_status_t acme_worker_cluster_spec_in(acme_worker_t *w, acme_etcd_t *e
     apr_status_t rv;
 
     where = acme_cluster_key_cert(p, dom->name, name, "key");
-    if ((rv = acme_worker_cluster_value(etcd, p, acme_cluster_key_cert(p, dom->name, name,
-                                                                       "chain"), &chain, res))
-        != APR_SUCCESS || (rv = acme_worker_cluster_value(etcd, p, where, &kv, res))
-        != APR_SUCCESS || (rv = acme_vault_open(w->cluster->vault, p, where, kv->value, &pem,
-                                                &len, res)) != APR_SUCCESS) {
+    if ((rv = acme_worker_cluster_pair(etcd, p, acme_cluster_key_cert(p, dom->name, name,
+                                                                      "chain"), where, &chain,
+                                       &kv, res)) != APR_SUCCESS
+        || (rv = acme_vault_open(w->cluster->vault, p, where, kv->value, &pem, &len, res))
+           != APR_SUCCESS) {
         return rv;
     }
     rv = acme_worker_cluster_covers(p, dom, chain, res);
@@ -422,12 +448,36 @@ static int acme_worker_cluster_newer(const acme_worker_item_t *item,
                                         act->present ? act->serial : NULL);
 }
 
+/* The domains that have a record in etcd (keys only: no chain or key travels for this). */
+static apr_hash_t *acme_worker_cluster_published(acme_worker_cluster_t *cl, apr_pool_t *p,
+                                                 acme_result_t *res)
+{
+    apr_array_header_t *kvs = NULL;
+    apr_hash_t *out;
+    int i;
+
+    if (acme_etcd_keys(cl->etcd, p, "certs/", &kvs, &cl->revision, res) != APR_SUCCESS) {
+        cl->revision = 0;
+        return NULL;
+    }
+    out = apr_hash_make(p);
+    for (i = 0; i < kvs->nelts; ++i) {
+        const char *key = APR_ARRAY_IDX(kvs, i, acme_etcd_kv_t).key;
+        const char *domain = acme_cluster_key_domain(p, key);
+        apr_size_t n = strlen(key);
+        if (domain && n > 7 && !strcmp(key + n - 7, "/record")) {
+            apr_hash_set(out, domain, APR_HASH_KEY_STRING, domain);
+        }
+    }
+    return out;
+}
+
 /* At the start of a run: every certificate another node published since is staged here. */
 void acme_worker_cluster_fetch(acme_worker_t *w)
 {
     acme_worker_cluster_t *cl = w->cluster;
-    acme_etcd_kv_t *presence = NULL;
-    apr_pool_t *p = NULL;
+    apr_pool_t *p = NULL, *ip = NULL;
+    apr_hash_t *published;
     acme_result_t res;
     int i;
 
@@ -435,24 +485,22 @@ void acme_worker_cluster_fetch(acme_worker_t *w)
         return;
     }
     apr_pool_create(&p, w->pool);
-    /* What is published from here on reaches the watch (acme_worker_cluster_watch). */
+    apr_pool_create(&ip, p);
     acme_result_reset(&res);
-    if (acme_etcd_get(cl->etcd, p, acme_cluster_key_node(p, cl->cfg->node), &presence,
-                      &cl->revision, &res) != APR_SUCCESS) {
-        cl->revision = 0;
-    }
-    for (i = 0; i < w->items->nelts && !acme_worker_orphaned(w); ++i) {
+    /* Its revision: what is published from here on reaches the watch (acme_worker_cluster_watch). */
+    published = acme_worker_cluster_published(cl, p, &res);
+    for (i = 0; published && i < w->items->nelts && !acme_worker_orphaned(w); ++i) {
         acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
         acme_cluster_record_t *rec = NULL;
-        apr_pool_clear(p);
+        apr_pool_clear(ip);
         acme_result_reset(&res);
-        if (item->staged
-            || acme_worker_cluster_record(w, cl->etcd, p, item->dom, &rec, &res) != APR_SUCCESS
+        if (item->staged || !apr_hash_get(published, item->dom->name, APR_HASH_KEY_STRING)
+            || acme_worker_cluster_record(w, cl->etcd, ip, item, &rec, &res) != APR_SUCCESS
             || !acme_worker_cluster_newer(item, rec)
-            || acme_worker_cluster_adopt(w, cl->etcd, p, item, rec, &res) == APR_SUCCESS) {
+            || acme_worker_cluster_adopt(w, cl->etcd, ip, item, rec, &res) == APR_SUCCESS) {
             continue;
         }
-        acme_worker_cluster_unstaged(w, p, item->dom->name, &res);
+        acme_worker_cluster_unstaged(w, ip, item->dom->name, &res);
     }
     apr_pool_destroy(p);
 }
@@ -516,7 +564,7 @@ static apr_status_t acme_worker_cluster_wait(acme_worker_run_t *run, acme_etcd_t
     *lock_gone = 0;
     while (!acme_worker_stop_requested() && apr_time_now() < until) {
         apr_sleep(ACME_WORKER_CLUSTER_POLL);
-        if ((rv = acme_worker_cluster_record(run->w, etcd, run->p, run->item->dom, &rec, res))
+        if ((rv = acme_worker_cluster_record(run->w, etcd, run->p, run->item, &rec, res))
             != APR_SUCCESS) {
             return rv;
         }
@@ -570,7 +618,7 @@ apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *re
     const char *lock_key, *value;
     apr_time_t until = apr_time_now() + ACME_WORKER_CLUSTER_WAIT;
     acme_cluster_record_t *rec = NULL;
-    acme_etcd_kv_t *holder = NULL;
+    acme_etcd_kv_t *holder = NULL, *record = NULL;
     apr_status_t rv;
     int acquired = 0, gone = 1;
 
@@ -582,7 +630,7 @@ apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *re
     }
     /* Already published (a domain deferred for another node, a node joining): staged without
      * taking the lock, which then costs nobody a transaction, a read and a delete. */
-    if (acme_worker_cluster_record(run->w, run->etcd, run->p, run->item->dom, &rec, res)
+    if (acme_worker_cluster_record(run->w, run->etcd, run->p, run->item, &rec, res)
         == APR_SUCCESS && acme_worker_cluster_newer(run->item, rec)
         && acme_worker_cluster_adopt(run->w, run->etcd, run->p, run->item, rec, res)
            == APR_SUCCESS) {
@@ -592,8 +640,9 @@ apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *re
     lock_key = acme_cluster_key_lock(run->p, run->item->dom->name);
     value = apr_psprintf(run->p, "node %s", cl->cfg->node);
     while (gone) {
-        if ((rv = acme_etcd_lock(run->etcd, run->p, lock_key, value, cl->lease, &acquired,
-                                 &holder, res)) != APR_SUCCESS) {
+        if ((rv = acme_etcd_lock_reading(run->etcd, run->p, lock_key, value, cl->lease,
+                                         acme_cluster_key_record(run->p, run->item->dom->name),
+                                         &acquired, &holder, &record, res)) != APR_SUCCESS) {
             return acme_worker_cluster_alone(run, acme_result_describe(res, run->p), res);
         }
         if (acquired) {
@@ -614,9 +663,10 @@ apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *re
         }
     }
     run->cluster_token = holder->create_revision;
-    /* Published between our look and the lock: take it, order nothing. */
-    if (acme_worker_cluster_record(run->w, run->etcd, run->p, run->item->dom, &rec, res)
-        == APR_SUCCESS && acme_worker_cluster_newer(run->item, rec)
+    /* Published between our look and the lock (read in the lock's transaction): take it,
+     * order nothing. */
+    rec = acme_worker_cluster_record_of(run->w, run->p, run->item, record);
+    if (acme_worker_cluster_newer(run->item, rec)
         && acme_worker_cluster_adopt(run->w, run->etcd, run->p, run->item, rec, res)
            == APR_SUCCESS) {
         acme_worker_cluster_release(run);
@@ -630,7 +680,6 @@ apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *re
 void acme_worker_cluster_release(acme_worker_run_t *run)
 {
     const char *lock_key;
-    acme_etcd_kv_t *kv = NULL;
     acme_result_t res;
 
     if (!run->w->cluster || !run->etcd || !run->cluster_token) {
@@ -639,10 +688,7 @@ void acme_worker_cluster_release(acme_worker_run_t *run)
     lock_key = acme_cluster_key_lock(run->p, run->item->dom->name);
     acme_result_reset(&res);
     /* Only our own lock: one taken over after our lease ran out is another node's. */
-    if (acme_etcd_get(run->etcd, run->p, lock_key, &kv, NULL, &res) == APR_SUCCESS && kv
-        && kv->create_revision == run->cluster_token) {
-        acme_etcd_delete(run->etcd, run->p, lock_key, 0, NULL, &res);
-    }
+    acme_etcd_unlock(run->etcd, run->p, lock_key, run->cluster_token, &res);
     run->cluster_token = 0;
 }
 
@@ -704,28 +750,13 @@ void acme_worker_cluster_key_keep(acme_worker_run_t *run, const acme_keyspec_t *
     }
 }
 
-static apr_status_t acme_worker_cluster_put(acme_worker_run_t *run, const char *key,
-                                            const char *value, apr_size_t len,
-                                            acme_result_t *res)
-{
-    int fenced = 0;
-    apr_status_t rv = acme_etcd_put_fenced(run->etcd, run->p,
-                                           acme_cluster_key_lock(run->p, run->item->dom->name),
-                                           run->cluster_token, key, value, len, &fenced, res);
-
-    if (rv == APR_SUCCESS && fenced) {
-        return acme_result_fail(res, APR_EBUSY, ACME_CLASS_RETRY_SOON, "this node's lock expired "
-                                "and another node took it: it publishes its own certificate");
-    }
-    return rv;
-}
-
-/* One key spec's chain and sealed key; the record's figures from the first spec's leaf. */
+/* One key spec's chain and sealed key as two puts; the record's figures from the first leaf. */
 static apr_status_t acme_worker_cluster_spec_out(acme_worker_run_t *run, const char *dir,
                                                  const acme_keyspec_t *spec,
-                                                 acme_cluster_record_t *rec, acme_result_t *res)
+                                                 acme_cluster_record_t *rec,
+                                                 apr_array_header_t *ops, acme_result_t *res)
 {
-    const char *name = acme_crypto_keyspec_name(spec);
+    const char *name = acme_crypto_keyspec_name(spec), *domain = run->item->dom->name;
     apr_array_header_t *chain = NULL;
     acme_cert_info_t info;
     char *pem = NULL, *sealed = NULL;
@@ -736,15 +767,13 @@ static apr_status_t acme_worker_cluster_spec_out(acme_worker_run_t *run, const c
     if ((rv = acme_activate_chain_read(run->p, path, &chain, &info, res)) != APR_SUCCESS
         || (rv = acme_store_read_file(run->p, path, &pem, &len, 0, res)) != APR_SUCCESS
         || (rv = acme_store_read_file(run->p, acme_worker_cluster_vault_path(run, spec), &sealed,
-                                      &slen, 0, res)) != APR_SUCCESS
-        || (rv = acme_worker_cluster_put(run, acme_cluster_key_cert(run->p, run->item->dom->name,
-                                                                    name, "chain"),
-                                         pem, len, res)) != APR_SUCCESS
-        || (rv = acme_worker_cluster_put(run, acme_cluster_key_cert(run->p, run->item->dom->name,
-                                                                    name, "key"),
-                                         sealed, slen, res)) != APR_SUCCESS) {
+                                      &slen, 0, res)) != APR_SUCCESS) {
         return rv;
     }
+    APR_ARRAY_PUSH(ops, acme_etcd_op_t) = (acme_etcd_op_t){
+        .key = acme_cluster_key_cert(run->p, domain, name, "chain"), .value = pem, .len = len };
+    APR_ARRAY_PUSH(ops, acme_etcd_op_t) = (acme_etcd_op_t){
+        .key = acme_cluster_key_cert(run->p, domain, name, "key"), .value = sealed, .len = slen };
     if (!rec->serial) {
         rec->serial = info.serial_hex;
         rec->not_before = info.not_before;
@@ -754,18 +783,58 @@ static apr_status_t acme_worker_cluster_spec_out(acme_worker_run_t *run, const c
     return APR_SUCCESS;
 }
 
-/* After this node staged its own order: the set goes to etcd, then the lock is released. */
+/*
+ * The record after the chains and keys, the order and the lock removed: one fenced transaction
+ * (one raft entry), so the other nodes see all of it or nothing, and the lock is free the moment
+ * the certificate is there to take.
+ */
+static apr_status_t acme_worker_cluster_commit(acme_worker_run_t *run,
+                                               const acme_cluster_record_t *rec,
+                                               apr_array_header_t *ops, acme_result_t *res)
+{
+    const char *domain = run->item->dom->name, *json = acme_cluster_record_to_json(run->p, rec);
+    int fenced = 0;
+    apr_status_t rv;
+
+    if (!json) {
+        return acme_result_fail(res, APR_ENOMEM, ACME_CLASS_RETRY_SOON, "no memory for the "
+                                "record");
+    }
+    APR_ARRAY_PUSH(ops, acme_etcd_op_t) = (acme_etcd_op_t){
+        .key = acme_cluster_key_record(run->p, domain), .value = json, .len = strlen(json) };
+    APR_ARRAY_PUSH(ops, acme_etcd_op_t) = (acme_etcd_op_t){
+        .key = acme_cluster_key_order(run->p, domain), .remove = 1 };
+    APR_ARRAY_PUSH(ops, acme_etcd_op_t) = (acme_etcd_op_t){
+        .key = acme_cluster_key_lock(run->p, domain), .remove = 1 };
+    rv = acme_etcd_txn_fenced(run->etcd, run->p, acme_cluster_key_lock(run->p, domain),
+                              run->cluster_token, (const acme_etcd_op_t *)ops->elts, ops->nelts,
+                              &fenced, res);
+    if (rv == APR_SUCCESS) {
+        run->cluster_token = 0;         /* released with it */
+    }
+    else if (fenced) {
+        acme_result_fail(res, APR_EBUSY, ACME_CLASS_RETRY_SOON, "this node's lock expired and "
+                         "another node took it: it publishes its own certificate");
+    }
+    return rv;
+}
+
+/*
+ * Once this node's order is complete in its pending directory, before it is staged: the set goes
+ * to etcd and the lock is released. Should staging then fail, this node takes the set back from
+ * etcd like any other.
+ */
 void acme_worker_cluster_publish(acme_worker_run_t *run)
 {
     const acme_domain_t *dom = run->item->dom;
     const apr_array_header_t *specs = dom->policy.key_specs;
-    const char *dir = acme_store_path(run->p, run->w->store, ACME_STORE_STAGING, dom->name, NULL);
     acme_cluster_record_t rec = {
         .domain = dom->name, .node = run->w->cluster ? run->w->cluster->cfg->node : NULL,
         .published = apr_time_now(), .config_digest = acme_worker_config_digest(run->p, dom),
         .specs = apr_array_make(run->p, 2, sizeof(const char *)),
     };
-    const char *json;
+    apr_array_header_t *ops = apr_array_make(run->p, 2 * specs->nelts + 3,
+                                             sizeof(acme_etcd_op_t));
     apr_status_t rv = APR_SUCCESS;
     acme_result_t res;
     int j;
@@ -775,15 +844,12 @@ void acme_worker_cluster_publish(acme_worker_run_t *run)
     }
     acme_result_reset(&res);
     for (j = 0; rv == APR_SUCCESS && j < specs->nelts; ++j) {
-        rv = acme_worker_cluster_spec_out(run, dir, &APR_ARRAY_IDX(specs, j, acme_keyspec_t),
-                                          &rec, &res);
-    }
-    if (rv == APR_SUCCESS && !(json = acme_cluster_record_to_json(run->p, &rec))) {
-        rv = acme_result_fail(&res, APR_ENOMEM, ACME_CLASS_RETRY_SOON, "no memory for the record");
+        rv = acme_worker_cluster_spec_out(run, run->pending_dir,
+                                          &APR_ARRAY_IDX(specs, j, acme_keyspec_t), &rec, ops,
+                                          &res);
     }
     if (rv == APR_SUCCESS) {
-        rv = acme_worker_cluster_put(run, acme_cluster_key_record(run->p, dom->name), json,
-                                     strlen(json), &res);
+        rv = acme_worker_cluster_commit(run, &rec, ops, &res);
     }
     if (rv != APR_SUCCESS) {
         acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "ACME12018: %s: "
@@ -797,7 +863,7 @@ void acme_worker_cluster_publish(acme_worker_run_t *run)
                                                                           acme_keyspec_t)),
                         run->p);
     }
-    acme_etcd_delete(run->etcd, run->p, acme_cluster_key_order(run->p, dom->name), 0, NULL, &res);
+    apr_cpystrn(run->item->etcd_serial, rec.serial, sizeof(run->item->etcd_serial));
     acme_worker_log(run->w, ACME_LOG_INFO, apr_psprintf(run->p, "ACME12019: %s: "
                             "certificate %s published in etcd for the other nodes", dom->name,
                             rec.serial));
@@ -805,27 +871,36 @@ void acme_worker_cluster_publish(acme_worker_run_t *run)
 
 /* ------------------------------------------------------------------ status */
 
-/* Per domain of ours: who holds its lock now, and the serial etcd has. */
+/*
+ * Per domain of ours: who holds its lock now (one read of every lock), and the serial etcd had
+ * when this run last read or wrote its record.
+ */
 static json_t *acme_worker_cluster_domains(acme_worker_t *w, apr_pool_t *p, acme_result_t *res)
 {
     acme_worker_cluster_t *cl = w->cluster;
+    apr_array_header_t *locks = NULL;
+    apr_hash_t *holders = apr_hash_make(p);
     json_t *out = json_object();
     int i;
 
-    for (i = 0; i < w->items->nelts && cl->up; ++i) {
-        const acme_domain_t *dom = APR_ARRAY_IDX(w->items, i, acme_worker_item_t).dom;
-        acme_cluster_record_t *rec = NULL;
-        acme_etcd_kv_t *lock = NULL;
-        if (acme_etcd_get(cl->etcd, p, acme_cluster_key_lock(p, dom->name), &lock, NULL, res)
-            != APR_SUCCESS
-            || acme_worker_cluster_record(w, cl->etcd, p, dom, &rec, res) != APR_SUCCESS) {
-            cl->up = 0;
-            cl->down_reason = apr_pstrdup(w->pool, acme_result_describe(res, p));
-            break;
-        }
-        json_object_set_new(out, dom->name, json_pack("{s:s?, s:s?}", "holder",
-                                                      lock ? lock->value : NULL,
-                                                      "serial", rec ? rec->serial : NULL));
+    if (!cl->up) {
+        return out;
+    }
+    if (acme_etcd_list(cl->etcd, p, "locks/", &locks, NULL, res) != APR_SUCCESS) {
+        cl->up = 0;
+        cl->down_reason = apr_pstrdup(w->pool, acme_result_describe(res, p));
+        return out;
+    }
+    for (i = 0; i < locks->nelts; ++i) {
+        const acme_etcd_kv_t *kv = &APR_ARRAY_IDX(locks, i, acme_etcd_kv_t);
+        apr_hash_set(holders, kv->key + strlen("locks/"), APR_HASH_KEY_STRING,
+                     apr_pstrndup(p, kv->value, kv->value_len));
+    }
+    for (i = 0; i < w->items->nelts; ++i) {
+        const acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
+        json_object_set_new(out, item->dom->name, json_pack(
+            "{s:s?, s:s?}", "holder", apr_hash_get(holders, item->dom->name, APR_HASH_KEY_STRING),
+            "serial", item->etcd_serial[0] ? item->etcd_serial : NULL));
     }
     return out;
 }
@@ -968,7 +1043,7 @@ static int acme_worker_cluster_seen(acme_worker_t *w, apr_pool_t *p,
      * installed meanwhile (hot), comes back here as a record and is no news. */
     acme_worker_active_refresh(w, item);
     acme_result_reset(&res);
-    if (acme_worker_cluster_record(w, w->cluster->etcd, p, item->dom, &rec, &res)
+    if (acme_worker_cluster_record(w, w->cluster->etcd, p, item, &rec, &res)
            != APR_SUCCESS || !acme_worker_cluster_newer(item, rec)) {
         return 0;
     }
@@ -1091,13 +1166,15 @@ void acme_worker_cluster_watch(acme_worker_t *w)
  * every live node acknowledged (acme_worker_cluster_acks).
  */
 static void acme_worker_cluster_ack_one(acme_worker_cluster_t *cl, acme_etcd_t *etcd,
-                                        apr_pool_t *p, const char *key)
+                                        apr_pool_t *p, const acme_etcd_kv_t *kv)
 {
-    const char *rest = key + strlen("challenges/"), *slash;
+    const char *key = kv->key, *rest = key + strlen("challenges/"), *slash;
     acme_result_t res;
 
+    /* This node's own answers (bound to its lease) need no acknowledgement: the holder waits
+     * for the other nodes only. */
     if (strncmp(key, "challenges/", strlen("challenges/")) || !(slash = strchr(rest, '/'))
-        || slash == rest || !slash[1]) {
+        || slash == rest || !slash[1] || (kv->lease && kv->lease == cl->lease)) {
         return;
     }
     acme_result_reset(&res);
@@ -1134,7 +1211,7 @@ static void acme_worker_cluster_ack_step(acme_worker_cluster_t *cl, acme_etcd_t 
             return;
         }
         for (i = 0; i < kvs->nelts; ++i) {
-            acme_worker_cluster_ack_one(cl, etcd, p, APR_ARRAY_IDX(kvs, i, acme_etcd_kv_t).key);
+            acme_worker_cluster_ack_one(cl, etcd, p, &APR_ARRAY_IDX(kvs, i, acme_etcd_kv_t));
         }
         *rev += 1;
         return;
@@ -1149,7 +1226,7 @@ static void acme_worker_cluster_ack_step(acme_worker_cluster_t *cl, acme_etcd_t 
     for (i = 0; i < kvs->nelts; ++i) {
         const acme_etcd_event_t *ev = &APR_ARRAY_IDX(kvs, i, acme_etcd_event_t);
         if (!ev->deleted) {
-            acme_worker_cluster_ack_one(cl, etcd, p, ev->kv.key);
+            acme_worker_cluster_ack_one(cl, etcd, p, &ev->kv);
         }
     }
 }
@@ -1292,8 +1369,13 @@ void acme_worker_cluster_answer(acme_worker_run_t *run, const char *type, const 
                                                                          what, NULL);
     }
     else {
-        acme_etcd_delete(run->etcd, run->p, key, 0, NULL, &res);
-        acme_etcd_delete(run->etcd, run->p, acme_cluster_key_ack(run->p, type, what, ""), 1,
-                         NULL, &res);
+        acme_etcd_op_t ops[] = {
+            { .key = key, .remove = 1 },
+            { .key = acme_cluster_key_ack(run->p, type, what, ""), .remove = 1, .prefix = 1 },
+        };
+        int fenced = 0;
+        acme_etcd_txn_fenced(run->etcd, run->p, acme_cluster_key_lock(run->p,
+                                                                      run->item->dom->name),
+                             run->cluster_token, ops, 2, &fenced, &res);
     }
 }

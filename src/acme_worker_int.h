@@ -94,6 +94,8 @@ typedef struct {
     int deferred;                       /* cluster: another node held its lock; looked at again
                                          * after this run's other domains (under lock) */
     const char *job_damaged;            /* why jobs/<name>.json could not be read, or NULL */
+    char etcd_serial[80];               /* cluster: the serial of etcd's record when last read
+                                         * or written in this run (for the status), else "" */
 } acme_worker_item_t;
 
 typedef struct {
@@ -145,6 +147,7 @@ typedef struct {
     acme_job_t *job;
     acme_client_t *client;
     const char *pending_dir;
+    int key_gone;                       /* the resumed order's key is not here: order anew */
     struct acme_etcd_t *etcd;           /* cluster: this order's etcd client, else NULL */
     apr_int64_t cluster_token;          /* cluster: the domain's lock held (fencing), else 0 */
     apr_array_header_t *cluster_answers; /* cluster: "type/what" of the answers put in etcd */

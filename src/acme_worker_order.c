@@ -24,7 +24,11 @@ static apr_status_t acme_worker_save_order(acme_worker_run_t *run, const acme_or
     run->job->order_json = json;
     run->job->ca_url = run->item->ca->ca_url;
     run->job->updated = apr_time_now();
-    acme_worker_cluster_order_save(run, json);
+    /* Into etcd only before finalize: a node taking over can finish an order up to there; one
+     * finalized here has a key only this node holds, and a new order is all another can do. */
+    if (order->status == ACME_ORDER_PENDING || order->status == ACME_ORDER_READY) {
+        acme_worker_cluster_order_save(run, json);
+    }
     return acme_worker_job_save(run->w, run->p, run->job, res);
 }
 
@@ -97,6 +101,7 @@ static apr_status_t acme_worker_cert_key(acme_worker_run_t *run, const acme_keys
     }
     acme_result_reset(res);
     if (!fresh) {
+        run->key_gone = 1;
         return acme_result_fail(res, APR_ENOENT, ACME_CLASS_PERMANENT,
                                 "the key of the pending order is gone; a new order follows");
     }
@@ -359,8 +364,8 @@ static apr_status_t acme_worker_order_step(acme_worker_run_t *run, acme_order_t 
     return acme_result_fail(res, APR_EGENERAL, ACME_CLASS_PERMANENT, "order in an unknown state");
 }
 
-static apr_status_t acme_worker_order_spec(acme_worker_run_t *run, const acme_keyspec_t *spec,
-                                           acme_result_t *res)
+static apr_status_t acme_worker_order_spec_run(acme_worker_run_t *run,
+                                               const acme_keyspec_t *spec, acme_result_t *res)
 {
     const char *cert_path = acme_worker_file(run->p, run->pending_dir, "pubcert", spec, ".pem");
     acme_order_t *order = NULL;
@@ -392,6 +397,28 @@ static apr_status_t acme_worker_order_spec(acme_worker_run_t *run, const acme_ke
         run->job->order_json = NULL;    /* a fresh order next time */
     }
     return rv;
+}
+
+/*
+ * An order whose certificate key is not here (one another node finalized before it stopped
+ * holding the lock, or a store restored without its pending keys) cannot give a usable
+ * certificate: a fresh order follows at once, not after a permanent failure's back-off.
+ */
+static apr_status_t acme_worker_order_spec(acme_worker_run_t *run, const acme_keyspec_t *spec,
+                                           acme_result_t *res)
+{
+    apr_status_t rv = acme_worker_order_spec_run(run, spec, res);
+
+    if (rv == APR_SUCCESS || !run->key_gone) {
+        return rv;
+    }
+    acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(run->p, "ACME00440: %s: the order "
+                    "being resumed was finalized with a key this node does not have; a new "
+                    "order is placed now", run->item->dom->name));
+    run->key_gone = 0;
+    run->job->order_json = NULL;
+    acme_result_reset(res);
+    return acme_worker_order_spec_run(run, spec, res);
 }
 
 apr_status_t acme_worker_stage(acme_worker_run_t *run, acme_result_t *res)
@@ -480,8 +507,10 @@ static apr_status_t acme_worker_issue(acme_worker_run_t *run, acme_result_t *res
     for (j = 0; rv == APR_SUCCESS && j < specs->nelts; ++j) {
         rv = acme_worker_order_spec(run, &APR_ARRAY_IDX(specs, j, acme_keyspec_t), res);
     }
-    if (rv == APR_SUCCESS && (rv = acme_worker_stage(run, res)) == APR_SUCCESS) {
+    if (rv == APR_SUCCESS) {
+        /* Into etcd first: once staged, the parent may install (move) the set at any moment. */
         acme_worker_cluster_publish(run);
+        rv = acme_worker_stage(run, res);
     }
     return rv;
 }
