@@ -94,6 +94,9 @@ typedef struct {
                                  * was asked to end for an admin's request, or planned before
                                  * sets activated hot while it ran: the next starts at its end */
     unsigned int force_nudged;  /* hash of the admin requests a waiting worker was ended for */
+    apr_pool_t *seal_pool;      /* the store's seal keys as last opened, while their files */
+    acme_activate_seal_t seal;  /* stay as they were (seal_stamp): each tick would otherwise */
+    const char *seal_stamp;     /* parse them twice, 10 % of a large activation's CPU */
 } acme_supervisor_t;
 
 static acme_supervisor_t *acme_supervisor_get(process_rec *process)
@@ -149,6 +152,25 @@ static void acme_supervise_on_finish(int sig)
     acme_worker_request_finish();
 }
 
+/* The key files this parent loaded (at start-up, or as it installed them): key_file -> stamp. */
+static apr_hash_t *acme_supervise_keys_loadable(apr_pool_t *p, const acme_conf_t *conf)
+{
+    apr_hash_t *out = apr_hash_make(p);
+    apr_hash_index_t *hi;
+    int j;
+
+    for (hi = conf->active ? apr_hash_first(p, conf->active) : NULL; hi; hi = apr_hash_next(hi)) {
+        const acme_active_t *active = apr_hash_this_val(hi);
+        for (j = 0; active && active->certs && j < active->certs->nelts; ++j) {
+            const acme_active_cert_t *c = &APR_ARRAY_IDX(active->certs, j, acme_active_cert_t);
+            if (c->key_file && c->key_stamp) {
+                apr_hash_set(out, c->key_file, APR_HASH_KEY_STRING, c->key_stamp);
+            }
+        }
+    }
+    return out;
+}
+
 /* parent: the pid forking us, taken before the fork (getppid() in the child may already be 1). */
 static void acme_supervise_worker_main(acme_supervisor_t *sup, pid_t parent)
 {
@@ -188,6 +210,7 @@ static void acme_supervise_worker_main(acme_supervisor_t *sup, pid_t parent)
     ap_close_listeners();
     acme_serve_hot_readonly(sup->s);
     apr_pool_create(&p, NULL);
+    cfg.keys_loadable = acme_supervise_keys_loadable(p, sup->conf);
     _exit(acme_worker_run(p, &cfg));
 }
 
@@ -420,6 +443,57 @@ static void acme_supervise_untrusted(acme_supervisor_t *sup, apr_pool_t *p, apr_
     apr_hash_set(now, apr_pstrdup(pool, dom->name), APR_HASH_KEY_STRING, apr_pstrdup(pool, why));
 }
 
+/* "inode:mtime:size" of the seal and proof key files, NULL when one cannot be examined. */
+static const char *acme_supervise_seal_stamp(apr_pool_t *p, const char *store_dir)
+{
+    static const char *const files[] = { "seal.pem", "seal.key", "proof.key" };
+    const char *stamp = "";
+    apr_finfo_t fi;
+    size_t i;
+
+    for (i = 0; i < sizeof(files) / sizeof(files[0]); ++i) {
+        const char *path = apr_pstrcat(p, store_dir, "/" ACME_SEAL_DIR "/", files[i], NULL);
+        if (apr_stat(&fi, path, APR_FINFO_INODE | APR_FINFO_MTIME | APR_FINFO_SIZE, p)
+            != APR_SUCCESS) {
+            return NULL;
+        }
+        stamp = apr_psprintf(p, "%s%" APR_UINT64_T_FMT ":%" APR_TIME_T_FMT ":%" APR_OFF_T_FMT
+                             " ", stamp, (apr_uint64_t)fi.inode, fi.mtime, fi.size);
+    }
+    return stamp;
+}
+
+/* The seal keys, opened again only when their files changed. */
+static apr_status_t acme_supervise_seal(acme_supervisor_t *sup, apr_pool_t *p,
+                                        acme_activate_seal_t *seal, acme_result_t *res)
+{
+    const char *stamp = acme_supervise_seal_stamp(p, sup->conf->store_dir);
+    apr_pool_t *fresh = NULL;
+
+    if (stamp && sup->seal_stamp && !strcmp(stamp, sup->seal_stamp)) {
+        *seal = sup->seal;
+        return APR_SUCCESS;
+    }
+    if (!stamp) {       /* cannot tell a change: opened for this use only */
+        return acme_activate_seal_open(p, sup->conf->store_dir, acme_supervise_worker_uid(),
+                                       seal, res);
+    }
+    apr_pool_create(&fresh, sup->s->process->pool);
+    if (acme_activate_seal_open(fresh, sup->conf->store_dir, acme_supervise_worker_uid(), seal,
+                                res) != APR_SUCCESS) {
+        res->message = apr_pstrdup(p, res->message);
+        apr_pool_destroy(fresh);
+        return res->status;
+    }
+    if (sup->seal_pool) {
+        apr_pool_destroy(sup->seal_pool);
+    }
+    sup->seal_pool = fresh;
+    sup->seal = *seal;
+    sup->seal_stamp = apr_pstrdup(fresh, stamp);
+    return APR_SUCCESS;
+}
+
 /* Checks every staged set; bad ones are moved to rejected/ and logged, untrusted ones left. */
 static void acme_supervise_check_staged(acme_supervisor_t *sup, apr_pool_t *p,
                                         acme_supervise_batch_t *batch)
@@ -448,9 +522,7 @@ static void acme_supervise_check_staged(acme_supervisor_t *sup, apr_pool_t *p,
             continue;
         }
         acme_result_reset(&res);
-        if (!seal.key && acme_activate_seal_open(p, sup->conf->store_dir,
-                                                 acme_supervise_worker_uid(), &seal, &res)
-                         != APR_SUCCESS) {
+        if (!seal.key && acme_supervise_seal(sup, p, &seal, &res) != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, sup->s, "ACME00306: mod_acme: cannot open the "
                          "store's seal keys: %s", acme_result_describe(&res, p));
             batch->names = NULL;
@@ -717,8 +789,7 @@ static const char *acme_supervise_install(acme_supervisor_t *sup, apr_pool_t *p,
 
     sup->installed[0] = '\0';
     acme_result_reset(&res);
-    if (acme_activate_seal_open(p, sup->conf->store_dir, acme_supervise_worker_uid(), &seal, &res)
-        != APR_SUCCESS) {
+    if (acme_supervise_seal(sup, p, &seal, &res) != APR_SUCCESS) {
         return "";  /* the restart's own activation reports it */
     }
     for (i = 0; i < sup->conf->domains->nelts; ++i) {

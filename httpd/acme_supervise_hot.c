@@ -232,7 +232,7 @@ static apr_status_t acme_supervise_hot_one(apr_pool_t *p, acme_hot_t *hot, acme_
 
     acme_result_reset(&res);
     apr_pool_create(&keep, apr_hash_pool_get(conf->active));
-    rv = acme_activate_load(keep, conf->store, dom, apr_time_now(), NULL, &active, &res);
+    rv = acme_activate_load_ex(keep, conf->store, dom, apr_time_now(), NULL, 1, &active, &res);
     if (rv == APR_SUCCESS && active->certs->nelts == 0) {
         rv = acme_result_fail(&res, APR_ENOENT, ACME_CLASS_ADMIN, "nothing to serve");
     }

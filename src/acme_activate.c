@@ -135,33 +135,30 @@ static const char *acme_activate_ssl_error(apr_pool_t *p, const char *what)
 }
 
 /*
- * Loads the pair into a TLS server context the way mod_ssl does at start-up
- * (leaf, chain, key, key check): whatever mod_ssl would refuse at a restart,
- * and so stop the server, is refused here instead.
+ * Loads the pair into a TLS server context the way mod_ssl does at start-up (leaf, chain, key,
+ * key check): whatever mod_ssl would refuse at a restart, and so stop the server, is refused here
+ * instead. With the certificates and key as parsed already: OpenSSL 3 takes longer to parse a
+ * key or certificate than to do all of this, and the parent checks every set it activates.
  */
-static apr_status_t acme_activate_load_like_mod_ssl(apr_pool_t *p, const char *chain_pem,
-                                                    const char *key_pem, apr_size_t key_len,
-                                                    acme_result_t *res)
+static apr_status_t acme_activate_load_like_mod_ssl(apr_pool_t *p,
+                                                    const apr_array_header_t *chain,
+                                                    const acme_key_t *key, acme_result_t *res)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    BIO *cbio = BIO_new_mem_buf(chain_pem, -1);
-    BIO *kbio = BIO_new_mem_buf(key_pem, (int)key_len);
-    X509 *leaf = cbio ? PEM_read_bio_X509_AUX(cbio, NULL, NULL, NULL) : NULL;
-    EVP_PKEY *pkey = kbio ? PEM_read_bio_PrivateKey(kbio, NULL, NULL, NULL) : NULL;
     const char *failure = NULL;
-    X509 *ca;
+    int i;
 
-    if (!ctx || !leaf || SSL_CTX_use_certificate(ctx, leaf) != 1) {
+    if (!ctx || SSL_CTX_use_certificate(ctx, acme_crypto_cert_x509(
+                                            APR_ARRAY_IDX(chain, 0, acme_cert_t *))) != 1) {
         failure = "mod_ssl could not load the certificate";
     }
-    while (!failure && (ca = PEM_read_bio_X509(cbio, NULL, NULL, NULL)) != NULL) {
-        if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
-            X509_free(ca);
+    for (i = 1; !failure && i < chain->nelts; ++i) {
+        if (SSL_CTX_add1_chain_cert(ctx, acme_crypto_cert_x509(
+                                        APR_ARRAY_IDX(chain, i, acme_cert_t *))) != 1) {
             failure = "mod_ssl could not load the certificate chain";
         }
     }
-    ERR_clear_error();  /* the end of the chain reads as a PEM "no start line" error */
-    if (!failure && (!pkey || SSL_CTX_use_PrivateKey(ctx, pkey) != 1)) {
+    if (!failure && SSL_CTX_use_PrivateKey(ctx, acme_crypto_key_evp(key)) != 1) {
         failure = "mod_ssl could not load the private key";
     }
     if (!failure && SSL_CTX_check_private_key(ctx) != 1) {
@@ -171,10 +168,6 @@ static apr_status_t acme_activate_load_like_mod_ssl(apr_pool_t *p, const char *c
         acme_result_fail(res, APR_EINVAL, ACME_CLASS_PERMANENT,
                          acme_activate_ssl_error(p, failure));
     }
-    X509_free(leaf);
-    EVP_PKEY_free(pkey);
-    BIO_free(cbio);
-    BIO_free(kbio);
     SSL_CTX_free(ctx);
     ERR_clear_error();
     return failure ? APR_EINVAL : APR_SUCCESS;
@@ -279,8 +272,7 @@ static apr_status_t acme_activate_check_spec(apr_pool_t *p, const acme_activate_
         || (rv = acme_activate_exact_names(p, leaf, dom, res)) != APR_SUCCESS
         || (rv = acme_crypto_chain_check_issued(p, chain, res)) != APR_SUCCESS
         || (rv = acme_activate_check_time(p, leaf, res)) != APR_SUCCESS
-        || (rv = acme_activate_load_like_mod_ssl(p, f->chain, *key_pem, *key_len, res))
-           != APR_SUCCESS) {
+        || (rv = acme_activate_load_like_mod_ssl(p, chain, key, res)) != APR_SUCCESS) {
         return acme_activate_refuse(p, dom, spec, res);
     }
     return APR_SUCCESS;
@@ -664,10 +656,12 @@ apr_status_t acme_activate_reject(apr_pool_t *p, const acme_store_t *st,
     return APR_SUCCESS;
 }
 
+static const char *acme_activate_file_stamp(apr_pool_t *p, const char *path);
+
 static apr_status_t acme_activate_load_spec(apr_pool_t *p, const char *dir,
                                             const acme_domain_t *dom, const acme_keyspec_t *spec,
-                                            apr_time_t now, acme_active_cert_t *out,
-                                            acme_result_t *res)
+                                            apr_time_t now, int key_checked,
+                                            acme_active_cert_t *out, acme_result_t *res)
 {
     apr_array_header_t *chain = NULL;
     apr_finfo_t finfo;
@@ -694,9 +688,11 @@ static apr_status_t acme_activate_load_spec(apr_pool_t *p, const char *dir,
     leaf = APR_ARRAY_IDX(chain, 0, acme_cert_t *);
     /* mod_ssl refuses to start on a key it cannot load: the set is not served, the worker
      * orders a new one. */
-    if ((rv = acme_activate_key_check(p, out->key_file, leaf, res)) != APR_SUCCESS) {
+    if (!key_checked && (rv = acme_activate_key_check(p, out->key_file, leaf, res))
+                        != APR_SUCCESS) {
         return rv;
     }
+    out->key_stamp = acme_activate_file_stamp(p, out->key_file);
     /* An expired certificate is still served (better than nothing) but never counts as complete. */
     if (acme_crypto_cert_check_time(p, leaf, now, res) != APR_SUCCESS
         || acme_crypto_cert_covers(p, leaf, (const acme_ident_t *)dom->idents->elts,
@@ -991,6 +987,14 @@ apr_status_t acme_activate_load(apr_pool_t *p, const acme_store_t *st, const acm
                                 apr_time_t now, acme_activate_fallback_t *fallback,
                                 acme_active_t **pactive, acme_result_t *res)
 {
+    return acme_activate_load_ex(p, st, dom, now, fallback, 0, pactive, res);
+}
+
+apr_status_t acme_activate_load_ex(apr_pool_t *p, const acme_store_t *st,
+                                   const acme_domain_t *dom, apr_time_t now,
+                                   acme_activate_fallback_t *fallback, int key_checked,
+                                   acme_active_t **pactive, acme_result_t *res)
+{
     apr_status_t rv;
     const char *dir = acme_store_path(p, st, ACME_STORE_DOMAINS, dom->name, NULL);
     const apr_array_header_t *specs = dom->policy.key_specs;
@@ -1006,7 +1010,7 @@ apr_status_t acme_activate_load(apr_pool_t *p, const acme_store_t *st, const acm
         acme_active_cert_t cert;
         acme_result_reset(&ignored);
         rv = acme_activate_load_spec(p, dir, dom, &APR_ARRAY_IDX(specs, j, acme_keyspec_t), now,
-                                     &cert, &ignored);
+                                     key_checked, &cert, &ignored);
         if (rv != APR_SUCCESS) {
             active->complete = 0;
         }

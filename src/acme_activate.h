@@ -28,6 +28,8 @@ typedef struct {
     const char *key_file;
     acme_cert_info_t info;          /* of the leaf */
     apr_time_t activated;           /* when the chain was installed (its file's mtime), or 0 */
+    const char *key_stamp;          /* "inode:mtime:size" of key_file when its key was found
+                                     * loadable (now, or as the set was installed), else NULL */
 } acme_active_cert_t;
 
 typedef struct {
@@ -194,5 +196,11 @@ apr_status_t acme_activate_fallback_groups(apr_pool_t *p, const acme_store_t *st
 apr_status_t acme_activate_load(apr_pool_t *p, const acme_store_t *st, const acme_domain_t *dom,
                                 apr_time_t now, acme_activate_fallback_t *fallback,
                                 acme_active_t **active, acme_result_t *res);
+/* As acme_activate_load; key_checked: the keys were checked as this set was installed a moment
+ * ago (they are not parsed again: in OpenSSL 3 that costs more than the rest of the load). */
+apr_status_t acme_activate_load_ex(apr_pool_t *p, const acme_store_t *st,
+                                   const acme_domain_t *dom, apr_time_t now,
+                                   acme_activate_fallback_t *fallback, int key_checked,
+                                   acme_active_t **pactive, acme_result_t *res);
 
 #endif

@@ -74,6 +74,9 @@ typedef struct {
     const apr_array_header_t *notify_argv; /* ACMENotifyCommand (const char *); NULL: none */
     const acme_worker_ondemand_t *ondemand; /* NULL: no on-demand certificates */
     const acme_cluster_config_t *cluster; /* ACMECluster (issue 16); NULL: a node of its own */
+    /* key file path -> "inode:mtime:size" when the parent found that key loadable: a file still
+     * so is not parsed again at each run (NULL: every key is checked) */
+    const apr_hash_t *keys_loadable;
     acme_worker_log_fn *log;
     void *log_baton;
 } acme_worker_config_t;

@@ -171,6 +171,7 @@ void acme_worker_notify(acme_worker_t *w, apr_pool_t *p, const acme_domain_t *do
                         const apr_array_header_t *certs, const char *error);
 apr_time_t acme_worker_emergency_at(const acme_worker_item_t *item);
 void acme_worker_activity(acme_worker_run_t *run, const char *what);
+void acme_worker_activity_set(acme_worker_run_t *run, const char *what);
 apr_status_t acme_worker_register(acme_worker_run_t *run, acme_client_account_t **acct,
                                   acme_result_t *res);
 int acme_worker_lists(const acme_domain_t *dom, const char *type);
