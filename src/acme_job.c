@@ -326,8 +326,23 @@ static acme_job_t acme_job_clean(apr_pool_t *p, const acme_job_t *job)
     return c;
 }
 
+static apr_status_t acme_job_write(apr_pool_t *p, const acme_store_t *st, const acme_job_t *job,
+                                   int durable, acme_result_t *res);
+
 apr_status_t acme_job_save(apr_pool_t *p, const acme_store_t *st, const acme_job_t *job,
                            acme_result_t *res)
+{
+    return acme_job_write(p, st, job, 1, res);
+}
+
+apr_status_t acme_job_save_volatile(apr_pool_t *p, const acme_store_t *st, const acme_job_t *job,
+                                    acme_result_t *res)
+{
+    return acme_job_write(p, st, job, 0, res);
+}
+
+static apr_status_t acme_job_write(apr_pool_t *p, const acme_store_t *st, const acme_job_t *job,
+                                   int durable, acme_result_t *res)
 {
     const char *path = acme_store_path(p, st, ACME_STORE_JOBS,
                                        apr_pstrcat(p, job->name, ".json", NULL), NULL);
@@ -340,7 +355,8 @@ apr_status_t acme_job_save(apr_pool_t *p, const acme_store_t *st, const acme_job
         return acme_result_fail(res, APR_EINVAL, ACME_CLASS_PERMANENT,
                                 apr_psprintf(p, "cannot serialise the job of '%s'", job->name));
     }
-    rv = acme_store_write_json(p, path, json, ACME_PERMS_0644, res);
+    rv = durable ? acme_store_write_json(p, path, json, ACME_PERMS_0644, res)
+                 : acme_store_write_json_volatile(p, path, json, ACME_PERMS_0644, res);
     json_decref(json);
     return rv;
 }

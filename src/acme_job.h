@@ -78,6 +78,10 @@ apr_status_t acme_job_load(apr_pool_t *p, const acme_store_t *st, const char *na
 /* Writes jobs/<name>.json atomically (0644: the status handler reads it). */
 apr_status_t acme_job_save(apr_pool_t *p, const acme_store_t *st, const acme_job_t *job,
                            acme_result_t *res);
+/* As acme_job_save, not synced: for what the next step or run writes again anyway (the current
+ * activity, the planned renewal time). A crash keeps the file whole, old or new. */
+apr_status_t acme_job_save_volatile(apr_pool_t *p, const acme_store_t *st, const acme_job_t *job,
+                                    acme_result_t *res);
 
 /* Records a failure (copies the result's strings into p) and counts it. */
 void acme_job_failed(acme_job_t *job, apr_pool_t *p, const acme_result_t *err, apr_time_t now);

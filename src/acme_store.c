@@ -554,8 +554,8 @@ static apr_status_t json_cleanup(void *data)
     return APR_SUCCESS;
 }
 
-apr_status_t acme_store_write_json(apr_pool_t *p, const char *path, json_t *json,
-                                   apr_fileperms_t perms, acme_result_t *res)
+static apr_status_t write_json(apr_pool_t *p, const char *path, json_t *json,
+                               apr_fileperms_t perms, int durable, acme_result_t *res)
 {
     char *text = json ? json_dumps(json, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
     const char *line;
@@ -566,7 +566,19 @@ apr_status_t acme_store_write_json(apr_pool_t *p, const char *path, json_t *json
     }
     line = apr_pstrcat(p, text, "\n", NULL);
     free(text);
-    return acme_store_write_file(p, path, line, strlen(line), perms, res);
+    return write_file(p, path, line, strlen(line), perms, durable, res);
+}
+
+apr_status_t acme_store_write_json(apr_pool_t *p, const char *path, json_t *json,
+                                   apr_fileperms_t perms, acme_result_t *res)
+{
+    return write_json(p, path, json, perms, 1, res);
+}
+
+apr_status_t acme_store_write_json_volatile(apr_pool_t *p, const char *path, json_t *json,
+                                            apr_fileperms_t perms, acme_result_t *res)
+{
+    return write_json(p, path, json, perms, 0, res);
 }
 
 apr_status_t acme_store_read_json(apr_pool_t *p, const char *path, json_t **json,

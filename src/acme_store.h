@@ -119,6 +119,9 @@ apr_status_t acme_store_read_file(apr_pool_t *p, const char *path, char **data, 
 /* Writes json compactly with sorted keys and a trailing newline, atomically as above. */
 apr_status_t acme_store_write_json(apr_pool_t *p, const char *path, json_t *json,
                                    apr_fileperms_t perms, acme_result_t *res);
+/* As acme_store_write_json, atomic but not synced: for what is recomputed if a crash loses it. */
+apr_status_t acme_store_write_json_volatile(apr_pool_t *p, const char *path, json_t *json,
+                                            apr_fileperms_t perms, acme_result_t *res);
 
 /*
  * Reads and parses a JSON file (at most ACME_STORE_JSON_MAX bytes, duplicate keys refused).

@@ -91,8 +91,8 @@ void acme_worker_note_next(acme_worker_t *w, apr_time_t t)
  * Saves a job; a failure is logged, never silent, and brings the worker back soon: every later
  * save writes the whole job again. res may be NULL when the caller has no use for the detail.
  */
-apr_status_t acme_worker_job_save(acme_worker_t *w, apr_pool_t *p, const acme_job_t *job,
-                                  acme_result_t *res)
+static apr_status_t acme_worker_job_write(acme_worker_t *w, apr_pool_t *p,
+                                          const acme_job_t *job, int durable, acme_result_t *res)
 {
     acme_result_t local;
     apr_status_t rv;
@@ -101,7 +101,8 @@ apr_status_t acme_worker_job_save(acme_worker_t *w, apr_pool_t *p, const acme_jo
         acme_result_reset(&local);
         res = &local;
     }
-    rv = acme_job_save(p, w->store, job, res);
+    rv = durable ? acme_job_save(p, w->store, job, res)
+                 : acme_job_save_volatile(p, w->store, job, res);
     if (rv != APR_SUCCESS) {
         acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME00401: %s: the job state could "
                                                           "not be saved (%s); it is written again "
@@ -110,6 +111,17 @@ apr_status_t acme_worker_job_save(acme_worker_t *w, apr_pool_t *p, const acme_jo
         acme_worker_note_next(w, apr_time_now() + ACME_PLAN_RETRY_FIRST);
     }
     return rv;
+}
+
+apr_status_t acme_worker_job_save(acme_worker_t *w, apr_pool_t *p, const acme_job_t *job,
+                                  acme_result_t *res)
+{
+    return acme_worker_job_write(w, p, job, 1, res);
+}
+
+void acme_worker_job_note(acme_worker_t *w, apr_pool_t *p, const acme_job_t *job)
+{
+    acme_worker_job_write(w, p, job, 0, NULL);
 }
 
 const char *acme_worker_file(apr_pool_t *p, const char *dir, const char *prefix,

@@ -165,6 +165,8 @@ const char *acme_worker_time_text(apr_pool_t *p, apr_time_t t);
 int acme_worker_orphaned(const acme_worker_t *w);
 apr_status_t acme_worker_job_save(acme_worker_t *w, apr_pool_t *p, const acme_job_t *job,
                                   acme_result_t *res);
+/* As acme_worker_job_save, not synced: what the job shows, or what the next run plans again. */
+void acme_worker_job_note(acme_worker_t *w, apr_pool_t *p, const acme_job_t *job);
 apr_array_header_t *acme_worker_active_certs(apr_pool_t *p, const acme_worker_item_t *item);
 void acme_worker_notify(acme_worker_t *w, apr_pool_t *p, const acme_domain_t *dom,
                         acme_job_t *job, const char *event,

@@ -8,7 +8,7 @@
 void acme_worker_activity(acme_worker_run_t *run, const char *what)
 {
     acme_worker_activity_set(run, what);
-    acme_worker_job_save(run->w, run->p, run->job, NULL);
+    acme_worker_job_note(run->w, run->p, run->job);
 }
 
 /*
@@ -682,11 +682,13 @@ void acme_worker_order_item(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
         run.job->activity = "waiting for activation";
         run.job->next_run = 0;
         run.job->updated = now;
+        /* The set's certificates are read for a notification only: parsing them costs. */
         acme_worker_notify(w, p, dom, run.job, "renewed",
-                           acme_worker_set_certs(p, dom, acme_store_path(p, w->store,
-                                                                         ACME_STORE_STAGING,
-                                                                         dom->name, NULL)),
-                           NULL);
+                           w->cfg->notify_argv && w->cfg->notify_argv->nelts > 0
+                           ? acme_worker_set_certs(p, dom, acme_store_path(p, w->store,
+                                                                           ACME_STORE_STAGING,
+                                                                           dom->name, NULL))
+                           : NULL, NULL);
         acme_worker_job_save(w, p, run.job, NULL);
         acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(p, "ACME00429: %s: new certificate "
                                                          "staged; the server activates it next",

@@ -385,14 +385,14 @@ static void acme_worker_plan_item(acme_worker_t *w, apr_pool_t *p, apr_hash_t *a
             job->activity = NULL;
             job->order_json = NULL;
             job->updated = now;
-            acme_worker_job_save(w, p, job, NULL);
+            acme_worker_job_note(w, p, job);    /* planned again at every run */
         }
         acme_worker_note_next(w, renew_at < now + interval ? renew_at : now + interval);
         return;
     }
     if (dirty) {
         job->renew_at = renew_at;
-        acme_worker_job_save(w, p, job, NULL);
+        acme_worker_job_note(w, p, job);
         acme_result_reset(&res);
     }
     if (job->state == ACME_JOB_FAILED && job->next_run > now
