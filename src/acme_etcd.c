@@ -324,6 +324,7 @@ static apr_status_t acme_etcd_call(acme_etcd_t *etcd, apr_pool_t *p, const char 
 
 #define ACME_ETCD_PREFIX 1
 #define ACME_ETCD_KEYS_ONLY 2
+#define ACME_ETCD_SERIALIZABLE 4
 
 static apr_status_t acme_etcd_range(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
                                     unsigned flags, apr_array_header_t **kvs,
@@ -338,6 +339,9 @@ static apr_status_t acme_etcd_range(acme_etcd_t *etcd, apr_pool_t *p, const char
     }
     if (flags & ACME_ETCD_KEYS_ONLY) {
         json_object_set_new(req, "keys_only", json_true());
+    }
+    if (flags & ACME_ETCD_SERIALIZABLE) {
+        json_object_set_new(req, "serializable", json_true());
     }
     if ((rv = acme_etcd_call(etcd, p, "/v3/kv/range", req, &resp, res)) != APR_SUCCESS) {
         return rv;
@@ -362,6 +366,19 @@ apr_status_t acme_etcd_get(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
 {
     apr_array_header_t *kvs = NULL;
     apr_status_t rv = acme_etcd_range(etcd, p, key, 0, &kvs, revision, res);
+
+    *kv = NULL;
+    if (rv == APR_SUCCESS && kvs->nelts > 0) {
+        *kv = &APR_ARRAY_IDX(kvs, 0, acme_etcd_kv_t);
+    }
+    return rv;
+}
+
+apr_status_t acme_etcd_get_local(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
+                                 acme_etcd_kv_t **kv, acme_result_t *res)
+{
+    apr_array_header_t *kvs = NULL;
+    apr_status_t rv = acme_etcd_range(etcd, p, key, ACME_ETCD_SERIALIZABLE, &kvs, NULL, res);
 
     *kv = NULL;
     if (rv == APR_SUCCESS && kvs->nelts > 0) {
@@ -493,20 +510,21 @@ static acme_etcd_kv_t *acme_etcd_txn_kv(const acme_etcd_t *etcd, apr_pool_t *p, 
     return NULL;
 }
 
-/* A transaction's operations: [put key, range key, range also] or [range key, range also]. */
+/* A transaction's operations: [put key, range key, range also...] or [range key, also...]. */
 static json_t *acme_etcd_lock_ops(apr_pool_t *p, const acme_etcd_t *etcd, json_t *put,
-                                  const char *key, const char *also)
+                                  const char *key, const char *const *also, int n_also)
 {
     json_t *ops = json_array();
+    int i;
 
     if (put) {
         json_array_append_new(ops, json_pack("{s:o}", "request_put", put));
     }
     json_array_append_new(ops, json_pack("{s:{s:s}}", "request_range", "key",
                                          acme_etcd_key(p, etcd, key)));
-    if (also) {
+    for (i = 0; i < n_also; ++i) {
         json_array_append_new(ops, json_pack("{s:{s:s}}", "request_range", "key",
-                                             acme_etcd_key(p, etcd, also)));
+                                             acme_etcd_key(p, etcd, also[i])));
     }
     return ops;
 }
@@ -515,30 +533,33 @@ apr_status_t acme_etcd_lock(acme_etcd_t *etcd, apr_pool_t *p, const char *key, c
                             apr_int64_t lease, int *acquired, acme_etcd_kv_t **holder,
                             acme_result_t *res)
 {
-    return acme_etcd_lock_reading(etcd, p, key, value, lease, NULL, acquired, holder, NULL, res);
+    return acme_etcd_lock_reading(etcd, p, key, value, lease, NULL, 0, acquired, holder, NULL,
+                                  res);
 }
 
 apr_status_t acme_etcd_lock_reading(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
-                                    const char *value, apr_int64_t lease, const char *also,
-                                    int *acquired, acme_etcd_kv_t **holder,
-                                    acme_etcd_kv_t **also_kv, acme_result_t *res)
+                                    const char *value, apr_int64_t lease,
+                                    const char *const *also, int n_also, int *acquired,
+                                    acme_etcd_kv_t **holder, acme_etcd_kv_t **also_kvs,
+                                    acme_result_t *res)
 {
     json_t *req = json_pack("{s:[{s:s, s:s, s:s}], s:o, s:o}",
                             "compare", "key", acme_etcd_key(p, etcd, key), "target", "CREATE",
                             "create_revision", "0",
                             "success", acme_etcd_lock_ops(p, etcd, acme_etcd_put_request(
-                                p, etcd, key, value, strlen(value), lease), key, also),
-                            "failure", acme_etcd_lock_ops(p, etcd, NULL, key, also));
+                                p, etcd, key, value, strlen(value), lease), key, also, n_also),
+                            "failure", acme_etcd_lock_ops(p, etcd, NULL, key, also, n_also));
     json_t *resp = NULL;
     apr_status_t rv = acme_etcd_call(etcd, p, "/v3/kv/txn", req, &resp, res);
+    int i;
 
     if (rv != APR_SUCCESS) {
         return rv;
     }
     *acquired = json_is_true(json_object_get(resp, "succeeded"));
     *holder = acme_etcd_txn_kv(etcd, p, resp, *acquired ? 1 : 0);
-    if (also_kv) {
-        *also_kv = also ? acme_etcd_txn_kv(etcd, p, resp, *acquired ? 2 : 1) : NULL;
+    for (i = 0; also_kvs && i < n_also; ++i) {
+        also_kvs[i] = acme_etcd_txn_kv(etcd, p, resp, (size_t)(i + (*acquired ? 2 : 1)));
     }
     json_decref(resp);
     if (!*holder) {     /* the holder's lease ran out between the compare and the range */

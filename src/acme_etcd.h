@@ -68,6 +68,11 @@ const char *acme_etcd_endpoint(const acme_etcd_t *etcd);
 apr_status_t acme_etcd_get(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
                            acme_etcd_kv_t **kv, apr_int64_t *revision, acme_result_t *res);
 
+/* As acme_etcd_get, from the member asked without a round through the leader: cheaper, and
+ * possibly a moment behind. For a look that a linearizable read or a transaction confirms. */
+apr_status_t acme_etcd_get_local(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
+                                 acme_etcd_kv_t **kv, acme_result_t *res);
+
 /* Every key starting with key_prefix, in key order, as acme_etcd_kv_t. */
 apr_status_t acme_etcd_list(acme_etcd_t *etcd, apr_pool_t *p, const char *key_prefix,
                             apr_array_header_t **kvs, apr_int64_t *revision, acme_result_t *res);
@@ -101,11 +106,13 @@ apr_status_t acme_etcd_lease_revoke(acme_etcd_t *etcd, apr_pool_t *p, apr_int64_
 apr_status_t acme_etcd_lock(acme_etcd_t *etcd, apr_pool_t *p, const char *key, const char *value,
                             apr_int64_t lease, int *acquired, acme_etcd_kv_t **holder,
                             acme_result_t *res);
-/* As acme_etcd_lock, and in the same transaction *also_kv: the key also (NULL when absent). */
+/* As acme_etcd_lock, and in the same transaction also_kvs[i]: the key also[i] (NULL when
+ * absent). */
 apr_status_t acme_etcd_lock_reading(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
-                                    const char *value, apr_int64_t lease, const char *also,
-                                    int *acquired, acme_etcd_kv_t **holder,
-                                    acme_etcd_kv_t **also_kv, acme_result_t *res);
+                                    const char *value, apr_int64_t lease,
+                                    const char *const *also, int n_also, int *acquired,
+                                    acme_etcd_kv_t **holder, acme_etcd_kv_t **also_kvs,
+                                    acme_result_t *res);
 /* Deletes key only while its create_revision is token: a lock taken over since stays. */
 apr_status_t acme_etcd_unlock(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
                               apr_int64_t token, acme_result_t *res);

@@ -585,17 +585,14 @@ static apr_status_t acme_worker_cluster_wait(acme_worker_run_t *run, acme_etcd_t
                             (int)apr_time_sec(ACME_WORKER_CLUSTER_WAIT)));
 }
 
-/* Lock taken: an order a previous holder left in etcd becomes this node's to resume. */
-static void acme_worker_cluster_order_adopt(acme_worker_run_t *run)
+/* Lock taken: an order a previous holder left in etcd (kv, read with the lock) is resumed. */
+static void acme_worker_cluster_order_adopt(acme_worker_run_t *run, const acme_etcd_kv_t *kv)
 {
-    acme_etcd_kv_t *kv = NULL;
     acme_order_t *order = NULL;
     acme_result_t res;
 
     acme_result_reset(&res);
-    if (acme_etcd_get(run->etcd, run->p, acme_cluster_key_order(run->p, run->item->dom->name),
-                      &kv, NULL, &res) != APR_SUCCESS || !kv
-        || (run->job->order_json && !strcmp(run->job->order_json, kv->value))
+    if (!kv || (run->job->order_json && !strcmp(run->job->order_json, kv->value))
         || acme_order_from_json(run->p, kv->value, kv->value_len, &order, &res) != APR_SUCCESS
         || !order->url) {
         return;
@@ -606,19 +603,34 @@ static void acme_worker_cluster_order_adopt(acme_worker_run_t *run)
                     run->item->dom->name, order->url));
 }
 
+/* 1 when record (etcd's, NULL: none) is newer than what is served here and was staged. */
+static int acme_worker_cluster_take(acme_worker_run_t *run, const acme_etcd_kv_t *record,
+                                    acme_result_t *res)
+{
+    acme_cluster_record_t *rec = acme_worker_cluster_record_of(run->w, run->p, run->item,
+                                                               record);
+
+    if (acme_worker_cluster_newer(run->item, rec)
+        && acme_worker_cluster_adopt(run->w, run->etcd, run->p, run->item, rec, res)
+           == APR_SUCCESS) {
+        return 1;
+    }
+    acme_result_reset(res);
+    return 0;
+}
+
 /*
  * Before ordering: APR_SUCCESS with the lock held (or alone at the emergency floor), APR_EEXIST
  * when a certificate from etcd was staged instead, APR_EBUSY when another node holds the lock
  * and the domain was not deferred yet (the caller defers it), else a failure in res (nothing
- * ordered).
+ * ordered). The lock's transaction also reads the record and the order left in etcd.
  */
 apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *res)
 {
     acme_worker_cluster_t *cl = run->w->cluster;
-    const char *lock_key, *value;
+    const char *dom = run->item->dom->name, *lock_key, *value, *also[2];
     apr_time_t until = apr_time_now() + ACME_WORKER_CLUSTER_WAIT;
-    acme_cluster_record_t *rec = NULL;
-    acme_etcd_kv_t *holder = NULL, *record = NULL;
+    acme_etcd_kv_t *holder = NULL, *read[2] = { NULL, NULL };
     apr_status_t rv;
     int acquired = 0, gone = 1;
 
@@ -628,24 +640,23 @@ apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *re
     if (!cl->up || acme_worker_cluster_etcd(cl, run->p, &run->etcd, res) != APR_SUCCESS) {
         return acme_worker_cluster_alone(run, cl->up ? res->message : cl->down_reason, res);
     }
+    also[0] = acme_cluster_key_record(run->p, dom);
+    also[1] = acme_cluster_key_order(run->p, dom);
     /* Already published (a domain deferred for another node, a node joining): staged without
-     * taking the lock, which then costs nobody a transaction, a read and a delete. */
-    if (acme_worker_cluster_record(run->w, run->etcd, run->p, run->item, &rec, res)
-        == APR_SUCCESS && acme_worker_cluster_newer(run->item, rec)
-        && acme_worker_cluster_adopt(run->w, run->etcd, run->p, run->item, rec, res)
-           == APR_SUCCESS) {
+     * a transaction. A local read: the lock's transaction below sees what it may have missed. */
+    if (acme_etcd_get_local(run->etcd, run->p, also[0], &read[0], res) == APR_SUCCESS
+        && acme_worker_cluster_take(run, read[0], res)) {
         return APR_EEXIST;
     }
     acme_result_reset(res);
-    lock_key = acme_cluster_key_lock(run->p, run->item->dom->name);
+    lock_key = acme_cluster_key_lock(run->p, dom);
     value = apr_psprintf(run->p, "node %s", cl->cfg->node);
     while (gone) {
-        if ((rv = acme_etcd_lock_reading(run->etcd, run->p, lock_key, value, cl->lease,
-                                         acme_cluster_key_record(run->p, run->item->dom->name),
-                                         &acquired, &holder, &record, res)) != APR_SUCCESS) {
+        if ((rv = acme_etcd_lock_reading(run->etcd, run->p, lock_key, value, cl->lease, also, 2,
+                                         &acquired, &holder, read, res)) != APR_SUCCESS) {
             return acme_worker_cluster_alone(run, acme_result_describe(res, run->p), res);
         }
-        if (acquired) {
+        if (acquired || acme_worker_cluster_take(run, read[0], res)) {
             break;
         }
         if (!run->item->deferred && run->w->deferred) {
@@ -653,27 +664,24 @@ apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *re
              * round again, its certificate is most likely in etcd. */
             acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "ACME12034: %s: "
                             "another node orders it (%.*s); this node looks again after its "
-                            "other due domains", run->item->dom->name,
-                            (int)holder->value_len, holder->value));
+                            "other due domains", dom, (int)holder->value_len, holder->value));
             return APR_EBUSY;
         }
-        rv = acme_worker_cluster_wait(run, run->etcd, holder, until, &gone, res);
-        if (rv != APR_SUCCESS) {
+        if ((rv = acme_worker_cluster_wait(run, run->etcd, holder, until, &gone, res))
+            != APR_SUCCESS) {
             return rv;
         }
     }
+    if (!acquired) {
+        return APR_EEXIST;      /* published meanwhile, and staged */
+    }
     run->cluster_token = holder->create_revision;
-    /* Published between our look and the lock (read in the lock's transaction): take it,
-     * order nothing. */
-    rec = acme_worker_cluster_record_of(run->w, run->p, run->item, record);
-    if (acme_worker_cluster_newer(run->item, rec)
-        && acme_worker_cluster_adopt(run->w, run->etcd, run->p, run->item, rec, res)
-           == APR_SUCCESS) {
+    /* Published between our look and the lock: take it, order nothing. */
+    if (acme_worker_cluster_take(run, read[0], res)) {
         acme_worker_cluster_release(run);
         return APR_EEXIST;
     }
-    acme_result_reset(res);
-    acme_worker_cluster_order_adopt(run);
+    acme_worker_cluster_order_adopt(run, read[1]);
     return APR_SUCCESS;
 }
 
