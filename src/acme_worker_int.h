@@ -71,6 +71,7 @@ typedef struct {
     int agreement;                      /* its ACMEAgreement */
     int life_done;                      /* terms and contact compared this run (under lock) */
     const char *ca_file;                /* ACMECACertificate of that domain */
+    int directory_cached;               /* its profiles were written for configtest (under lock) */
 } acme_worker_ca_t;
 
 /* The certificate served now for one key spec, read as root. */
@@ -148,6 +149,8 @@ typedef struct {
     acme_client_t *client;
     const char *pending_dir;
     int key_gone;                       /* the resumed order's key is not here: order anew */
+    struct acme_key_t *fresh_key;       /* the key this run finalized with, and its spec: the */
+    const char *fresh_spec;             /* download checks against it without parsing it again */
     struct acme_etcd_t *etcd;           /* cluster: this order's etcd client, else NULL */
     apr_int64_t cluster_token;          /* cluster: the domain's lock held (fencing), else 0 */
     apr_array_header_t *cluster_answers; /* cluster: "type/what" of the answers put in etcd */

@@ -22,7 +22,7 @@ void acme_worker_activity_set(acme_worker_run_t *run, const char *what)
 }
 
 static apr_status_t acme_worker_save_order(acme_worker_run_t *run, const acme_order_t *order,
-                                           acme_result_t *res)
+                                           int durable, acme_result_t *res)
 {
     const char *json = NULL;
     apr_status_t rv = acme_order_to_json(order, run->p, &json, res);
@@ -37,6 +37,10 @@ static apr_status_t acme_worker_save_order(acme_worker_run_t *run, const acme_or
      * finalized here has a key only this node holds, and a new order is all another can do. */
     if (order->status == ACME_ORDER_PENDING || order->status == ACME_ORDER_READY) {
         acme_worker_cluster_order_save(run, json);
+    }
+    if (!durable) {
+        acme_worker_job_note(run->w, run->p, run->job);
+        return APR_SUCCESS;
     }
     return acme_worker_job_save(run->w, run->p, run->job, res);
 }
@@ -104,6 +108,11 @@ static apr_status_t acme_worker_cert_key(acme_worker_run_t *run, const acme_keys
     apr_size_t len = 0;
     apr_status_t rv;
 
+    if (!fresh && run->fresh_key && run->fresh_spec
+        && !strcmp(run->fresh_spec, acme_crypto_keyspec_name(spec))) {
+        *key = run->fresh_key;
+        return APR_SUCCESS;
+    }
     if (!fresh && apr_stat(&finfo, sealed_path, APR_FINFO_TYPE, run->p) == APR_SUCCESS
         && acme_store_read_file(run->p, pub_path, &text, &len, 0, res) == APR_SUCCESS) {
         return acme_seal_public_from_pem(run->p, text, len, key, res);
@@ -124,6 +133,8 @@ static apr_status_t acme_worker_cert_key(acme_worker_run_t *run, const acme_keys
         return rv;
     }
     acme_worker_cluster_key_keep(run, spec, pem);
+    run->fresh_key = *key;
+    run->fresh_spec = acme_crypto_keyspec_name(spec);
     return acme_store_write_file(run->p, pub_path, pub, strlen(pub), ACME_PERMS_0644, res);
 }
 
@@ -181,9 +192,15 @@ static void acme_worker_directory_cache(acme_worker_run_t *run, const acme_clien
     json_t *json = run->w->proof_key ? acme_profile_cache_make(run->p, run->w->proof_key, ca_url,
                                                                meta, apr_time_now()) : NULL;
     acme_result_t res;
+    int first;
 
+    /* Once per CA and run: it was a synced file write per order. */
+    apr_thread_mutex_lock(run->item->ca->lock);
+    first = !run->item->ca->directory_cached;
+    run->item->ca->directory_cached = 1;
+    apr_thread_mutex_unlock(run->item->ca->lock);
     acme_result_reset(&res);
-    if (path && json) {
+    if (first && path && json) {
         acme_store_write_json(run->p, path, json, ACME_PERMS_0644, &res);
     }
     json_decref(json);
@@ -305,7 +322,7 @@ static apr_status_t acme_worker_order_create(acme_worker_run_t *run, acme_order_
     apr_thread_mutex_lock(lock);
     rv = acme_client_order_new(run->client, run->p, order, res);
     if (rv == APR_SUCCESS) {
-        rv = acme_worker_save_order(run, order, res);
+        rv = acme_worker_save_order(run, order, 1, res);
     }
     else {
         acme_worker_profile_refused(run, order, res);
@@ -361,7 +378,8 @@ static apr_status_t acme_worker_order_step(acme_worker_run_t *run, acme_order_t 
         if (rv == APR_SUCCESS) {
             rv = acme_client_order_finalize(run->client, run->p, order, key, res);
         }
-        return rv == APR_SUCCESS ? acme_worker_save_order(run, order, res) : rv;
+        /* Not synced: a run resuming it asks the CA for the order's state anyway. */
+        return rv == APR_SUCCESS ? acme_worker_save_order(run, order, 0, res) : rv;
     case ACME_ORDER_PROCESSING:
         acme_worker_activity(run, "waiting for the CA to issue");
         return acme_client_order_wait(run->client, run->p, order, res);

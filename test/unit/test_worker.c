@@ -819,7 +819,12 @@ static void test_finalize_after_a_failed_finalize_gets_a_signing_key(void **stat
     assert_true(acme_crypto_key_is_private(first));
     assert_int_equal(acme_worker_cert_key(&run, spec, 1, &again, &res), APR_SUCCESS);
     assert_true(acme_crypto_key_is_private(again));
-    /* Processing or valid: the public part of the key the last CSR carried. */
+    /* Processing or valid, in the same run: the key the last CSR carried, from memory. */
+    assert_int_equal(acme_worker_cert_key(&run, spec, 0, &stored, &res), APR_SUCCESS);
+    assert_ptr_equal(stored, again);
+    /* ... and in a run resuming the order: its public part, from the pending directory. */
+    run.fresh_key = NULL;
+    run.fresh_spec = NULL;
     assert_int_equal(acme_worker_cert_key(&run, spec, 0, &stored, &res), APR_SUCCESS);
     assert_false(acme_crypto_key_is_private(stored));
     assert_int_equal(acme_seal_public_pem(f->fx->pool, first, &pub_first, &res), APR_SUCCESS);
