@@ -165,21 +165,25 @@ apr_status_t acme_seal_encrypt(apr_pool_t *p, const char *seal_cert_pem, const v
                                apr_size_t len, const char **sealed, acme_result_t *res)
 {
     apr_array_header_t *chain = NULL;
-    STACK_OF(X509) *recipients = NULL;
-    CMS_ContentInfo *cms = NULL;
-    BIO *in = NULL, *out = NULL;
-    apr_status_t rv;
+    apr_status_t rv = acme_crypto_chain_parse(p, seal_cert_pem, strlen(seal_cert_pem), &chain,
+                                              res);
 
-    rv = acme_crypto_chain_parse(p, seal_cert_pem, strlen(seal_cert_pem), &chain, res);
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    recipients = sk_X509_new_null();
-    in = BIO_new_mem_buf(data, (int)len);
-    out = BIO_new(BIO_s_mem());
-    if (recipients && in && out
-        && sk_X509_push(recipients,
-                        acme_crypto_cert_x509(APR_ARRAY_IDX(chain, 0, acme_cert_t *)))) {
+    return acme_seal_encrypt_to(p, APR_ARRAY_IDX(chain, 0, acme_cert_t *), data, len, sealed,
+                                res);
+}
+
+apr_status_t acme_seal_encrypt_to(apr_pool_t *p, const acme_cert_t *seal_cert, const void *data,
+                                  apr_size_t len, const char **sealed, acme_result_t *res)
+{
+    STACK_OF(X509) *recipients = sk_X509_new_null();
+    CMS_ContentInfo *cms = NULL;
+    BIO *in = BIO_new_mem_buf(data, (int)len), *out = BIO_new(BIO_s_mem());
+    apr_status_t rv;
+
+    if (recipients && in && out && sk_X509_push(recipients, acme_crypto_cert_x509(seal_cert))) {
         cms = CMS_encrypt(recipients, in, EVP_aes_256_cbc(), CMS_BINARY);
     }
     rv = (cms && PEM_write_bio_CMS(out, cms) && (*sealed = acme_seal_bio_text(p, out)))

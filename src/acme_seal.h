@@ -38,6 +38,9 @@ apr_status_t acme_seal_key_load(apr_pool_t *p, const char *store_dir, acme_key_t
 /* Encrypts data to the seal certificate; PEM "CMS" text. */
 apr_status_t acme_seal_encrypt(apr_pool_t *p, const char *seal_cert_pem, const void *data,
                                apr_size_t len, const char **sealed, acme_result_t *res);
+/* As acme_seal_encrypt, to a seal certificate parsed already (once per worker, not per key). */
+apr_status_t acme_seal_encrypt_to(apr_pool_t *p, const acme_cert_t *seal_cert, const void *data,
+                                  apr_size_t len, const char **sealed, acme_result_t *res);
 
 /* Decrypts; the plaintext is wiped when p is cleared. */
 apr_status_t acme_seal_decrypt(apr_pool_t *p, const acme_key_t *key, const acme_cert_t *cert,

@@ -488,13 +488,28 @@ int acme_worker_staged_present(acme_worker_t *w, const acme_domain_t *dom)
                            APR_FINFO_TYPE, w->pool) == APR_SUCCESS;
 }
 
+apr_status_t acme_worker_seal(const acme_worker_t *w, apr_pool_t *p, const char *pem,
+                              apr_size_t len, const char **sealed, acme_result_t *res)
+{
+    return w->seal_cert ? acme_seal_encrypt_to(p, w->seal_cert, pem, len, sealed, res)
+                        : acme_seal_encrypt(p, w->cfg->seal_cert_pem, pem, len, sealed, res);
+}
+
 static apr_status_t acme_worker_prepare(acme_worker_t *w, acme_result_t *res)
 {
     int i, j;
+    apr_array_header_t *seal_chain = NULL;
+    acme_result_t ignored;
     apr_status_t rv = acme_seal_proof_key_load(w->pool, w->cfg->store_dir, &w->proof_key, res);
 
     if (rv != APR_SUCCESS) {
         return rv;
+    }
+    acme_result_reset(&ignored);
+    if (w->cfg->seal_cert_pem
+        && acme_crypto_chain_parse(w->pool, w->cfg->seal_cert_pem, strlen(w->cfg->seal_cert_pem),
+                                   &seal_chain, &ignored) == APR_SUCCESS) {
+        w->seal_cert = APR_ARRAY_IDX(seal_chain, 0, acme_cert_t *);
     }
 
     for (i = 0; i < w->cfg->domains->nelts && !acme_worker_orphaned(w); ++i) {

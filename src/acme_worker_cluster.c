@@ -375,7 +375,7 @@ static apr_status_t acme_worker_cluster_spec_in(acme_worker_t *w, acme_etcd_t *e
         rv = acme_crypto_key_from_pem(p, pem, len, &key, res);
     }
     if (rv == APR_SUCCESS) {
-        rv = acme_seal_encrypt(p, w->cfg->seal_cert_pem, pem, len, &sealed, res);
+        rv = acme_worker_seal(w, p, pem, len, &sealed, res);
     }
     OPENSSL_cleanse(pem, len);
     if (rv == APR_SUCCESS && (rv = acme_seal_public_pem(p, key, &pub, res)) == APR_SUCCESS

@@ -128,6 +128,7 @@ typedef struct {
                                          * after the others (capacity: due, allocated before the
                                          * threads start; under lock) */
     int n_deferred, next_deferred;
+    struct acme_cert_t *seal_cert;      /* cfg->seal_cert_pem parsed at start, or NULL */
     apr_time_t stay_until;              /* with on-demand: when the worker would run next,
                                          * until which it waits for names first seen */
 } acme_worker_t;
@@ -177,6 +178,9 @@ void acme_worker_notify(acme_worker_t *w, apr_pool_t *p, const acme_domain_t *do
 apr_time_t acme_worker_emergency_at(const acme_worker_item_t *item);
 void acme_worker_activity(acme_worker_run_t *run, const char *what);
 void acme_worker_activity_set(acme_worker_run_t *run, const char *what);
+/* A key sealed to the parent (its seal certificate parsed once per run when it could be). */
+apr_status_t acme_worker_seal(const acme_worker_t *w, apr_pool_t *p, const char *pem,
+                              apr_size_t len, const char **sealed, acme_result_t *res);
 apr_status_t acme_worker_register(acme_worker_run_t *run, acme_client_account_t **acct,
                                   acme_result_t *res);
 int acme_worker_lists(const acme_domain_t *dom, const char *type);

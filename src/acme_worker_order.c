@@ -39,8 +39,7 @@ static apr_status_t acme_worker_save_order(acme_worker_run_t *run, const acme_or
         acme_worker_cluster_order_save(run, json);
     }
     if (!durable) {
-        acme_worker_job_note(run->w, run->p, run->job);
-        return APR_SUCCESS;
+        return APR_SUCCESS;     /* in memory: the next step's note writes it */
     }
     return acme_worker_job_save(run->w, run->p, run->job, res);
 }
@@ -125,8 +124,7 @@ static apr_status_t acme_worker_cert_key(acme_worker_run_t *run, const acme_keys
     }
     if ((rv = acme_crypto_key_generate(run->p, spec, key, res)) != APR_SUCCESS
         || (rv = acme_crypto_key_to_pem(run->p, *key, &pem, res)) != APR_SUCCESS
-        || (rv = acme_seal_encrypt(run->p, run->w->cfg->seal_cert_pem, pem, strlen(pem), &sealed,
-                                   res)) != APR_SUCCESS
+        || (rv = acme_worker_seal(run->w, run->p, pem, strlen(pem), &sealed, res)) != APR_SUCCESS
         || (rv = acme_seal_public_pem(run->p, *key, &pub, res)) != APR_SUCCESS
         || (rv = acme_store_write_file(run->p, sealed_path, sealed, strlen(sealed),
                                        ACME_PERMS_0600, res)) != APR_SUCCESS) {
@@ -378,7 +376,7 @@ static apr_status_t acme_worker_order_step(acme_worker_run_t *run, acme_order_t 
         if (rv == APR_SUCCESS) {
             rv = acme_client_order_finalize(run->client, run->p, order, key, res);
         }
-        /* Not synced: a run resuming it asks the CA for the order's state anyway. */
+        /* Not written here: a run resuming it asks the CA for the order's state anyway. */
         return rv == APR_SUCCESS ? acme_worker_save_order(run, order, 0, res) : rv;
     case ACME_ORDER_PROCESSING:
         acme_worker_activity(run, "waiting for the CA to issue");
