@@ -645,6 +645,73 @@ static void acme_worker_order_defer(acme_worker_t *w, acme_worker_item_t *item)
     apr_thread_mutex_unlock(w->lock);
 }
 
+/* The order succeeded and its set is staged: the job says so, the admin is told. */
+static void acme_worker_order_staged(acme_worker_run_t *run, apr_time_t now)
+{
+    acme_worker_t *w = run->w;
+    const acme_domain_t *dom = run->item->dom;
+    acme_job_t *job = run->job;
+
+    job->ca_url = run->item->ca->ca_url;
+    job->ca_failures = 0;
+    job->warning = NULL;
+    job->ari_start = job->ari_end = job->ari_pick = job->ari_next = 0;
+    job->ari_explanation = NULL;
+    job->ca_hold = 0;
+    job->state = ACME_JOB_STAGED;
+    run->item->staged = 1;              /* this run's: it ends without watching (cluster) */
+    job->failures = 0;
+    acme_result_reset(&job->last_error);
+    job->order_json = NULL;
+    job->activity = "waiting for activation";
+    job->next_run = 0;
+    job->updated = now;
+    /* The set's certificates are read for a notification only: parsing them costs. */
+    acme_worker_notify(w, run->p, dom, job, "renewed",
+                       w->cfg->notify_argv && w->cfg->notify_argv->nelts > 0
+                       ? acme_worker_set_certs(run->p, dom, acme_store_path(
+                             run->p, w->store, ACME_STORE_STAGING, dom->name, NULL))
+                       : NULL, NULL);
+    acme_worker_job_save(w, run->p, job, NULL);
+    acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(run->p, "ACME00429: %s: new certificate "
+                                                     "staged; the server activates it next",
+                                                     dom->name));
+}
+
+/* The order failed for good in this run: when to try again, logged and notified. */
+static void acme_worker_order_failed(acme_worker_run_t *run, acme_result_t *res, apr_time_t now)
+{
+    acme_worker_t *w = run->w;
+    const acme_worker_item_t *item = run->item;
+    const acme_domain_t *dom = item->dom;
+    apr_pool_t *p = run->p;
+    apr_time_t nb = 0, na = 0;
+
+    if (item->active[0].present) {
+        nb = item->active[0].not_before;
+        na = item->active[0].not_after;
+    }
+    acme_job_failed(run->job, p, res, now);
+    run->job->failed_config = acme_worker_config_digest(p, dom);
+    run->job->activity = NULL;
+    run->job->next_run = acme_plan_retry_at(res->err_class, run->job->failures, now,
+                                            res->retry_after, nb, na, acme_worker_random());
+    run->job->updated = now;
+    acme_worker_note_next(w, run->job->next_run);
+    acme_worker_log(w, res->err_class == ACME_CLASS_ADMIN ? ACME_LOG_ERROR : ACME_LOG_WARNING,
+                    apr_psprintf(p, "ACME00430: %s: certificate order failed (%s, attempt %d): %s; "
+                                 "next attempt %s", dom->name, acme_class_name(res->err_class),
+                                 run->job->failures, acme_result_describe(res, p),
+                                 acme_worker_time_text(p, run->job->next_run)));
+    acme_worker_notify(w, p, dom, run->job, "errored", acme_worker_active_certs(p, item),
+                       acme_result_describe(res, p));
+    acme_result_reset(res);
+    acme_worker_job_save(w, p, run->job, NULL);
+    apr_thread_mutex_lock(w->lock);
+    w->failures++;
+    apr_thread_mutex_unlock(w->lock);
+}
+
 void acme_worker_order_item(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
                             apr_hash_t *clients, acme_worker_item_t *item)
 {
@@ -655,7 +722,6 @@ void acme_worker_order_item(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
                                                       NULL), ACME_WORKER_PENDING_SUFFIX, NULL),
     };
     acme_result_t res;
-    apr_time_t now, nb = 0, na = 0;
     apr_status_t rv, claimed;
     int switches = 0, retried = 0, recovered = 0, quick = 0;
 
@@ -680,60 +746,14 @@ void acme_worker_order_item(acme_worker_t *w, apr_pool_t *p, apr_pool_t *tp,
         rv = acme_worker_issue(&run, &res);
     }
     acme_worker_cluster_release(&run);
-    now = apr_time_now();
     acme_metrics_count(w->metrics, ACME_METRICS_ORDERS, rv == APR_SUCCESS ? "success" : "failure",
                        NULL, 1);
     if (rv == APR_SUCCESS) {
-        run.job->ca_url = item->ca->ca_url;
-        run.job->ca_failures = 0;
-        run.job->warning = NULL;
-        run.job->ari_start = run.job->ari_end = run.job->ari_pick = run.job->ari_next = 0;
-        run.job->ari_explanation = NULL;
-        run.job->ca_hold = 0;
-        run.job->state = ACME_JOB_STAGED;
-        item->staged = 1;               /* this run's: it ends without watching (cluster) */
-        run.job->failures = 0;
-        acme_result_reset(&run.job->last_error);
-        run.job->order_json = NULL;
-        run.job->activity = "waiting for activation";
-        run.job->next_run = 0;
-        run.job->updated = now;
-        /* The set's certificates are read for a notification only: parsing them costs. */
-        acme_worker_notify(w, p, dom, run.job, "renewed",
-                           w->cfg->notify_argv && w->cfg->notify_argv->nelts > 0
-                           ? acme_worker_set_certs(p, dom, acme_store_path(p, w->store,
-                                                                           ACME_STORE_STAGING,
-                                                                           dom->name, NULL))
-                           : NULL, NULL);
-        acme_worker_job_save(w, p, run.job, NULL);
-        acme_worker_log(w, ACME_LOG_NOTICE, apr_psprintf(p, "ACME00429: %s: new certificate "
-                                                         "staged; the server activates it next",
-                                                         dom->name));
-        return;
+        acme_worker_order_staged(&run, apr_time_now());
     }
-    if (item->active[0].present) {
-        nb = item->active[0].not_before;
-        na = item->active[0].not_after;
+    else {
+        acme_worker_order_failed(&run, &res, apr_time_now());
     }
-    acme_job_failed(run.job, p, &res, now);
-    run.job->failed_config = acme_worker_config_digest(p, dom);
-    run.job->activity = NULL;
-    run.job->next_run = acme_plan_retry_at(res.err_class, run.job->failures, now, res.retry_after,
-                                           nb, na, acme_worker_random());
-    run.job->updated = now;
-    acme_worker_note_next(w, run.job->next_run);
-    acme_worker_log(w, res.err_class == ACME_CLASS_ADMIN ? ACME_LOG_ERROR : ACME_LOG_WARNING,
-                    apr_psprintf(p, "ACME00430: %s: certificate order failed (%s, attempt %d): %s; "
-                                 "next attempt %s", dom->name, acme_class_name(res.err_class),
-                                 run.job->failures, acme_result_describe(&res, p),
-                                 acme_worker_time_text(p, run.job->next_run)));
-    acme_worker_notify(w, p, dom, run.job, "errored", acme_worker_active_certs(p, item),
-                       acme_result_describe(&res, p));
-    acme_result_reset(&res);
-    acme_worker_job_save(w, p, run.job, NULL);
-    apr_thread_mutex_lock(w->lock);
-    w->failures++;
-    apr_thread_mutex_unlock(w->lock);
 }
 
 void *APR_THREAD_FUNC acme_worker_thread(apr_thread_t *thread, void *data)
