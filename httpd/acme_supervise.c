@@ -443,22 +443,19 @@ static void acme_supervise_untrusted(acme_supervisor_t *sup, apr_pool_t *p, apr_
     apr_hash_set(now, apr_pstrdup(pool, dom->name), APR_HASH_KEY_STRING, apr_pstrdup(pool, why));
 }
 
-/* "inode:mtime:size" of the seal and proof key files, NULL when one cannot be examined. */
+/* The stamps of the seal and proof key files, NULL when one cannot be examined. */
 static const char *acme_supervise_seal_stamp(apr_pool_t *p, const char *store_dir)
 {
     static const char *const files[] = { "seal.pem", "seal.key", "proof.key" };
-    const char *stamp = "";
-    apr_finfo_t fi;
+    const char *stamp = "", *one;
     size_t i;
 
     for (i = 0; i < sizeof(files) / sizeof(files[0]); ++i) {
-        const char *path = apr_pstrcat(p, store_dir, "/" ACME_SEAL_DIR "/", files[i], NULL);
-        if (apr_stat(&fi, path, APR_FINFO_INODE | APR_FINFO_MTIME | APR_FINFO_SIZE, p)
-            != APR_SUCCESS) {
+        if (!(one = acme_store_file_stamp(p, apr_pstrcat(p, store_dir, "/" ACME_SEAL_DIR "/",
+                                                         files[i], NULL)))) {
             return NULL;
         }
-        stamp = apr_psprintf(p, "%s%" APR_UINT64_T_FMT ":%" APR_TIME_T_FMT ":%" APR_OFF_T_FMT
-                             " ", stamp, (apr_uint64_t)fi.inode, fi.mtime, fi.size);
+        stamp = apr_pstrcat(p, stamp, one, " ", NULL);
     }
     return stamp;
 }

@@ -656,8 +656,6 @@ apr_status_t acme_activate_reject(apr_pool_t *p, const acme_store_t *st,
     return APR_SUCCESS;
 }
 
-static const char *acme_activate_file_stamp(apr_pool_t *p, const char *path);
-
 static apr_status_t acme_activate_load_spec(apr_pool_t *p, const char *dir,
                                             const acme_domain_t *dom, const acme_keyspec_t *spec,
                                             apr_time_t now, int key_checked,
@@ -692,7 +690,7 @@ static apr_status_t acme_activate_load_spec(apr_pool_t *p, const char *dir,
                         != APR_SUCCESS) {
         return rv;
     }
-    out->key_stamp = acme_activate_file_stamp(p, out->key_file);
+    out->key_stamp = acme_store_file_stamp(p, out->key_file);
     /* An expired certificate is still served (better than nothing) but never counts as complete. */
     if (acme_crypto_cert_check_time(p, leaf, now, res) != APR_SUCCESS
         || acme_crypto_cert_covers(p, leaf, (const acme_ident_t *)dom->idents->elts,
@@ -703,19 +701,6 @@ static apr_status_t acme_activate_load_spec(apr_pool_t *p, const char *dir,
 }
 
 /* The one EC key every fallback certificate uses: cheap with thousands of domains. */
-/* "inode:mtime:size" of a file, NULL when it cannot be read. */
-static const char *acme_activate_file_stamp(apr_pool_t *p, const char *path)
-{
-    apr_finfo_t fi;
-
-    if (apr_stat(&fi, path, APR_FINFO_INODE | APR_FINFO_MTIME | APR_FINFO_SIZE, p)
-        != APR_SUCCESS) {
-        return NULL;
-    }
-    return apr_psprintf(p, "%" APR_UINT64_T_FMT ":%" APR_TIME_T_FMT ":%" APR_OFF_T_FMT,
-                        (apr_uint64_t)fi.inode, fi.mtime, fi.size);
-}
-
 static apr_status_t acme_activate_fallback_key(apr_pool_t *p, const char *key_path,
                                                acme_key_t **key, acme_result_t *res)
 {
@@ -749,7 +734,7 @@ apr_status_t acme_activate_fallback_prepare(apr_pool_t *p, const acme_store_t *s
     if (rv == APR_SUCCESS) {
         *fallback = (acme_activate_fallback_t){
             .key_file = key_path, .key = key,
-            .key_stamp = acme_activate_file_stamp(p, key_path),
+            .key_stamp = acme_store_file_stamp(p, key_path),
             .known = fallback->known, .checked = fallback->checked,
             .groups = fallback->groups, .ready = fallback->ready,
         };
@@ -763,7 +748,7 @@ static const char *acme_activate_fallback_stamp(apr_pool_t *p,
                                                 const char *path, const char *members,
                                                 apr_time_t not_after)
 {
-    const char *file = acme_activate_file_stamp(p, path);
+    const char *file = acme_store_file_stamp(p, path);
 
     return file && fallback->key_stamp
            ? apr_psprintf(p, "%s|%s|%s|%" APR_TIME_T_FMT, file, fallback->key_stamp,

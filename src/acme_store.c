@@ -1035,3 +1035,15 @@ apr_status_t acme_store_sweep_temps(apr_pool_t *p, const acme_store_t *st, const
     close(dfd);
     return APR_SUCCESS;
 }
+
+const char *acme_store_file_stamp(apr_pool_t *p, const char *path)
+{
+    apr_finfo_t fi;
+
+    if (apr_stat(&fi, path, APR_FINFO_INODE | APR_FINFO_MTIME | APR_FINFO_SIZE, p)
+        != APR_SUCCESS) {
+        return NULL;
+    }
+    return apr_psprintf(p, "%" APR_UINT64_T_FMT ":%" APR_TIME_T_FMT ":%" APR_OFF_T_FMT,
+                        (apr_uint64_t)fi.inode, fi.mtime, fi.size);
+}

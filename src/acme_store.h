@@ -123,6 +123,10 @@ apr_status_t acme_store_write_json(apr_pool_t *p, const char *path, json_t *json
 apr_status_t acme_store_write_json_volatile(apr_pool_t *p, const char *path, json_t *json,
                                             apr_fileperms_t perms, acme_result_t *res);
 
+/* "inode:mtime:size" of a file (a file replaced or rewritten since has another), NULL when it
+ * cannot be examined. For root's own files: the path is followed as it is. */
+const char *acme_store_file_stamp(apr_pool_t *p, const char *path);
+
 /*
  * Reads and parses a JSON file (at most ACME_STORE_JSON_MAX bytes, duplicate keys refused).
  * The json_t is released by a cleanup of p (json_incref it to keep it longer). A parse error

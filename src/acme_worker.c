@@ -392,16 +392,12 @@ apr_status_t acme_worker_ca_get(acme_worker_t *w, const char *ca_url, const acme
 /* 1: the parent found this key file loadable, and it has not changed since. */
 static int acme_worker_key_vouched(const acme_worker_t *w, apr_pool_t *p, const char *path)
 {
-    const char *stamp = w->cfg->keys_loadable
-                        ? apr_hash_get((apr_hash_t *)w->cfg->keys_loadable, path,
-                                       APR_HASH_KEY_STRING) : NULL;
-    apr_finfo_t fi;
+    const char *vouched = w->cfg->keys_loadable
+                          ? apr_hash_get((apr_hash_t *)w->cfg->keys_loadable, path,
+                                         APR_HASH_KEY_STRING) : NULL;
+    const char *now = vouched ? acme_store_file_stamp(p, path) : NULL;
 
-    return stamp && apr_stat(&fi, path, APR_FINFO_INODE | APR_FINFO_MTIME | APR_FINFO_SIZE, p)
-                    == APR_SUCCESS
-           && !strcmp(stamp, apr_psprintf(p, "%" APR_UINT64_T_FMT ":%" APR_TIME_T_FMT ":%"
-                                          APR_OFF_T_FMT, (apr_uint64_t)fi.inode, fi.mtime,
-                                          fi.size));
+    return now && !strcmp(vouched, now);
 }
 
 static void acme_worker_active_load(acme_worker_t *w, apr_pool_t *p, const acme_domain_t *dom,
@@ -412,6 +408,7 @@ static void acme_worker_active_load(acme_worker_t *w, apr_pool_t *p, const acme_
     acme_cert_info_t info;
     acme_result_t res;
     acme_cert_t *leaf;
+    const char *key_file;
 
     *act = (acme_worker_active_t){ .present = 0 };
     acme_result_reset(&res);
@@ -426,10 +423,10 @@ static void acme_worker_active_load(acme_worker_t *w, apr_pool_t *p, const acme_
         return;
     }
     leaf = APR_ARRAY_IDX(chain, 0, acme_cert_t *);
+    key_file = acme_worker_file(p, dir, "privkey", spec, ".pem");
     /* The parent does not serve a set whose key is damaged: order a new one. */
-    if (!acme_worker_key_vouched(w, p, acme_worker_file(p, dir, "privkey", spec, ".pem"))
-        && acme_activate_key_check(p, acme_worker_file(p, dir, "privkey", spec, ".pem"),
-                                   leaf, &res) != APR_SUCCESS) {
+    if (!acme_worker_key_vouched(w, p, key_file)
+        && acme_activate_key_check(p, key_file, leaf, &res) != APR_SUCCESS) {
         acme_worker_log(w, ACME_LOG_WARNING, apr_psprintf(p, "ACME00406: %s: %s; a new "
                                                           "certificate is ordered", dom->name,
                                                           acme_result_describe(&res, p)));
