@@ -22,6 +22,7 @@
  *   acme_client_order_new → acme_client_order_authzs → (caller provisions)
  *   → acme_client_challenge_respond → acme_client_order_wait
  *   → acme_client_order_finalize → acme_client_order_wait
+ * (or, after the respond, acme_client_order_finalize_early → acme_client_order_wait_after)
  *   → acme_client_cert_download
  * and may persist the acme_order_t (acme_order_to_json) between any two of
  * them; acme_client_order_refresh picks a stored order up again.
@@ -243,6 +244,10 @@ apr_status_t acme_client_challenge_respond(acme_client_t *c, apr_pool_t *p,
 apr_status_t acme_client_order_wait(acme_client_t *c, apr_pool_t *p, acme_order_t *order,
                                     acme_result_t *res);
 
+/* The same, counting `polls` looks already taken (an early finalize is the first). */
+apr_status_t acme_client_order_wait_after(acme_client_t *c, apr_pool_t *p, acme_order_t *order,
+                                          int polls, acme_result_t *res);
+
 /* Fills res for an invalid order, fetching authorizations only to say which failed. */
 apr_status_t acme_client_order_explain(acme_client_t *c, apr_pool_t *p, const acme_order_t *order,
                                        acme_result_t *res);
@@ -260,6 +265,21 @@ apr_status_t acme_client_order_finalize(acme_client_t *c, apr_pool_t *p, acme_or
 apr_status_t acme_client_order_finalize_csr(acme_client_t *c, apr_pool_t *p, acme_order_t *order,
                                             const unsigned char *der, apr_size_t der_len,
                                             acme_result_t *res);
+
+/*
+ * Right after the answers went out (`answered`), a finalize in place of the first poll of
+ * acme_client_order_wait: a CA that validated already takes it, and the order is processing or
+ * valid one poll sooner; a CA that has not answers orderNotReady, which costs the request the
+ * poll would have, and the order is left pending, res reset, for
+ * acme_client_order_wait_after(..., 1, ...). Only a failure to make the CSR is returned.
+ */
+apr_status_t acme_client_order_finalize_early(acme_client_t *c, apr_pool_t *p,
+                                              acme_order_t *order, const acme_key_t *cert_key,
+                                              apr_time_t answered, acme_result_t *res);
+apr_status_t acme_client_order_finalize_early_csr(acme_client_t *c, apr_pool_t *p,
+                                                  acme_order_t *order, const unsigned char *der,
+                                                  apr_size_t der_len, apr_time_t answered,
+                                                  acme_result_t *res);
 
 /* ------------------------------------------------------------------ certificates */
 

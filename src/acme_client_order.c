@@ -427,10 +427,15 @@ static apr_interval_time_t poll_delay(const acme_client_t *c, const acme_order_t
 apr_status_t acme_client_order_wait(acme_client_t *c, apr_pool_t *p, acme_order_t *order,
                                     acme_result_t *res)
 {
+    return acme_client_order_wait_after(c, p, order, 0, res);
+}
+
+apr_status_t acme_client_order_wait_after(acme_client_t *c, apr_pool_t *p, acme_order_t *order,
+                                          int polls, acme_result_t *res)
+{
     apr_time_t start = apr_time_now();
     apr_time_t deadline = start + c->opts.poll_timeout;
     apr_status_t rv;
-    int polls = 0;
 
     acme_result_reset(res);
     while (order_in_flight(order)) {
@@ -490,13 +495,88 @@ static apr_status_t finalize_post(acme_client_t *c, apr_pool_t *p, acme_order_t 
     return order_take(c, p, order, req.what, resp, res);
 }
 
-apr_status_t acme_client_order_finalize(acme_client_t *c, apr_pool_t *p, acme_order_t *order,
-                                        const acme_key_t *cert_key, acme_result_t *res)
+/* The finalize payload: a CSR for exactly the order's identifiers, signed by cert_key. */
+static apr_status_t finalize_payload(acme_client_t *c, apr_pool_t *p, const acme_order_t *order,
+                                     const acme_key_t *cert_key, const char **payload,
+                                     acme_result_t *res)
 {
     unsigned char *der;
     apr_size_t der_len;
-    const char *payload;
     int same = 0;
+    apr_status_t rv;
+
+    if (c->account_key && same_key(p, cert_key, c->account_key, &same, res) != APR_SUCCESS) {
+        return res->status;
+    }
+    if (same) {
+        return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN,
+                                "the certificate key must not be the account key");
+    }
+    rv = acme_crypto_csr_create(p, cert_key, (const acme_ident_t *)order->identifiers->elts,
+                                order->identifiers->nelts, &der, &der_len, res);
+    if (rv == APR_SUCCESS) {
+        *payload = acme_client_payload(p, json_pack("{s:s}", "csr",
+                                                    acme_b64_encode(p, der, der_len)));
+    }
+    return rv;
+}
+
+/*
+ * The early finalize: sent when the first poll would have been. Whatever refuses it (the CA
+ * has not validated yet: orderNotReady; or anything else) leaves the order pending for the
+ * wait, and is not counted as a failed request: it is the expected answer of a slower CA.
+ */
+static apr_status_t finalize_early(acme_client_t *c, apr_pool_t *p, acme_order_t *order,
+                                   const char *payload, apr_time_t answered, acme_result_t *res)
+{
+    apr_time_t at = answered + CLIENT_POLL_FIRST, now = apr_time_now();
+    unsigned failed = c->counts.failed;
+
+    if (now < at) {
+        apr_sleep(at - now);
+    }
+    if (finalize_post(c, p, order, payload, res) == APR_SUCCESS) {
+        return APR_SUCCESS;
+    }
+    c->counts.failed = failed;
+    order->status = ACME_ORDER_PENDING;
+    acme_result_reset(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t acme_client_order_finalize_early(acme_client_t *c, apr_pool_t *p,
+                                              acme_order_t *order, const acme_key_t *cert_key,
+                                              apr_time_t answered, acme_result_t *res)
+{
+    const char *payload = NULL;
+
+    acme_result_reset(res);
+    if (order->status != ACME_ORDER_PENDING || !order->finalize_url) {
+        return APR_SUCCESS;
+    }
+    if (finalize_payload(c, p, order, cert_key, &payload, res) != APR_SUCCESS) {
+        return res->status;
+    }
+    return finalize_early(c, p, order, payload, answered, res);
+}
+
+apr_status_t acme_client_order_finalize_early_csr(acme_client_t *c, apr_pool_t *p,
+                                                  acme_order_t *order, const unsigned char *der,
+                                                  apr_size_t der_len, apr_time_t answered,
+                                                  acme_result_t *res)
+{
+    acme_result_reset(res);
+    if (order->status != ACME_ORDER_PENDING || !order->finalize_url) {
+        return APR_SUCCESS;
+    }
+    return finalize_early(c, p, order, acme_client_payload(p, json_pack("{s:s}", "csr",
+                          acme_b64_encode(p, der, der_len))), answered, res);
+}
+
+apr_status_t acme_client_order_finalize(acme_client_t *c, apr_pool_t *p, acme_order_t *order,
+                                        const acme_key_t *cert_key, acme_result_t *res)
+{
+    const char *payload = NULL;
     apr_status_t rv;
 
     acme_result_reset(res);
@@ -508,19 +588,9 @@ apr_status_t acme_client_order_finalize(acme_client_t *c, apr_pool_t *p, acme_or
                                 apr_psprintf(p, "order %s is %s, not ready to finalize",
                                              order->url, acme_order_status_name(order->status)));
     }
-    if (c->account_key && same_key(p, cert_key, c->account_key, &same, res) != APR_SUCCESS) {
+    if (finalize_payload(c, p, order, cert_key, &payload, res) != APR_SUCCESS) {
         return res->status;
     }
-    if (same) {
-        return acme_result_fail(res, APR_EINVAL, ACME_CLASS_ADMIN,
-                                "the certificate key must not be the account key");
-    }
-    rv = acme_crypto_csr_create(p, cert_key, (const acme_ident_t *)order->identifiers->elts,
-                                order->identifiers->nelts, &der, &der_len, res);
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    payload = acme_client_payload(p, json_pack("{s:s}", "csr", acme_b64_encode(p, der, der_len)));
     rv = finalize_post(c, p, order, payload, res);
     if (rv == APR_SUCCESS || !acme_problem_is(res, "orderNotReady")) {
         return rv;

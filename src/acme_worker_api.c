@@ -70,6 +70,16 @@ static apr_status_t acme_worker_api_client(acme_worker_run_t *run, acme_result_t
     return rv == APR_SUCCESS ? acme_worker_account(run, res) : rv;
 }
 
+/* acme_worker_run_t.finalize_early with the client's CSR. */
+static apr_status_t acme_worker_api_finalize_early(acme_worker_run_t *run, acme_order_t *order,
+                                                   apr_time_t answered, acme_result_t *res)
+{
+    const acme_api_csr_t *csr = run->early_baton;
+
+    return acme_client_order_finalize_early_csr(run->client, run->p, order, csr->der,
+                                                csr->der_len, answered, res);
+}
+
 static apr_status_t acme_worker_api_step(acme_worker_api_t *a, acme_worker_run_t *run,
                                          acme_order_t *order, acme_client_chain_t **chain,
                                          acme_result_t *res)
@@ -97,7 +107,10 @@ static apr_status_t acme_worker_api_order(acme_worker_api_t *a, acme_client_chai
                                           acme_result_t *res)
 {
     acme_worker_item_t item;
-    acme_worker_run_t run = { .w = a->w, .p = a->p, .thread_pool = a->p };
+    acme_worker_run_t run = {
+        .w = a->w, .p = a->p, .thread_pool = a->p,
+        .finalize_early = acme_worker_api_finalize_early, .early_baton = a->csr,
+    };
     acme_order_t *order;
     apr_status_t rv = acme_worker_api_item(a, &item, res);
     int steps;

@@ -368,6 +368,28 @@ static apr_status_t acme_worker_answer_one(acme_worker_run_t *run, acme_worker_a
 }
 
 /*
+ * The CA's verdict on the answers just sent. The first look is a finalize when the run has one
+ * (acme_worker_run_t.finalize_early): a CA that validated in the meantime takes it and the
+ * order poll before it is saved; one that has not costs what that poll would have.
+ */
+static apr_status_t acme_worker_validated(acme_worker_run_t *run, acme_order_t *order,
+                                          acme_result_t *res)
+{
+    apr_time_t answered = apr_time_now();
+    apr_status_t rv;
+
+    acme_worker_activity(run, "waiting for the CA to validate");
+    if (!run->finalize_early) {
+        return acme_client_order_wait(run->client, run->p, order, res);
+    }
+    rv = run->finalize_early(run, order, answered, res);
+    if (rv != APR_SUCCESS || order->status != ACME_ORDER_PENDING) {
+        return rv;
+    }
+    return acme_client_order_wait_after(run->client, run->p, order, 1, res);
+}
+
+/*
  * Answers every pending authorization: http-01/tls-alpn-01 answers are published and dns-01
  * records set up first (a failing dns-01 setup falls back to the next listed type the CA
  * offers for that name), then the propagation wait, then the CA is told to validate. Answers
@@ -412,8 +434,7 @@ apr_status_t acme_worker_answer(acme_worker_run_t *run, acme_order_t *order,
                                                          const acme_client_challenge_t *), res);
     }
     if (rv == APR_SUCCESS) {
-        acme_worker_activity(run, "waiting for the CA to validate");
-        rv = acme_client_order_wait(run->client, run->p, order, res);
+        rv = acme_worker_validated(run, order, res);
     }
     for (i = 0; i < an.respond->nelts; ++i) {
         acme_metrics_count(run->w->metrics, ACME_METRICS_CHALLENGES,

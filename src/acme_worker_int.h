@@ -140,7 +140,13 @@ typedef struct {
     int n_cas;
 } acme_worker_ondemand_run_site_t;
 
-typedef struct {
+typedef struct acme_worker_run_t acme_worker_run_t;
+
+/* The finalize sent in place of the first poll once the answers are out (acme_worker_answer). */
+typedef apr_status_t acme_worker_finalize_fn(acme_worker_run_t *run, acme_order_t *order,
+                                             apr_time_t answered, acme_result_t *res);
+
+struct acme_worker_run_t {
     acme_worker_t *w;
     apr_pool_t *p;                      /* the thread's pool for this domain */
     apr_pool_t *thread_pool;            /* lives as long as the thread: clients are reused */
@@ -155,7 +161,11 @@ typedef struct {
     struct acme_etcd_t *etcd;           /* cluster: this order's etcd client, else NULL */
     apr_int64_t cluster_token;          /* cluster: the domain's lock held (fencing), else 0 */
     apr_array_header_t *cluster_answers; /* cluster: "type/what" of the answers put in etcd */
-} acme_worker_run_t;
+    acme_worker_finalize_fn *finalize_early; /* NULL: wait for the order to be ready */
+    const void *early_baton;            /* what finalize_early finalizes with (spec, CSR) */
+    int early_key;                      /* fresh_key went out in an early finalize the CA
+                                         * refused: the ready order's finalize takes it */
+};
 
 /* acme_worker.c */
 void acme_worker_metrics_client(acme_worker_t *w, const char *ca_url,

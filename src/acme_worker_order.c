@@ -372,7 +372,8 @@ static apr_status_t acme_worker_order_step(acme_worker_run_t *run, acme_order_t 
         return acme_worker_answer(run, order, res);
     case ACME_ORDER_READY:
         acme_worker_activity_set(run, "finalizing");
-        rv = acme_worker_cert_key(run, spec, 1, &key, res);
+        rv = acme_worker_cert_key(run, spec, !run->early_key, &key, res);
+        run->early_key = 0;
         if (rv == APR_SUCCESS) {
             rv = acme_client_order_finalize(run->client, run->p, order, key, res);
         }
@@ -389,6 +390,30 @@ static apr_status_t acme_worker_order_step(acme_worker_run_t *run, acme_order_t 
     return acme_result_fail(res, APR_EGENERAL, ACME_CLASS_PERMANENT, "order in an unknown state");
 }
 
+/*
+ * acme_worker_run_t.finalize_early for a certificate key of this node: made fresh now, kept for
+ * the ready order's finalize when the CA refuses this one.
+ */
+static apr_status_t acme_worker_order_finalize_early(acme_worker_run_t *run, acme_order_t *order,
+                                                     apr_time_t answered, acme_result_t *res)
+{
+    const acme_keyspec_t *spec = run->early_baton;
+    acme_key_t *key = NULL;
+    apr_status_t rv = acme_worker_cert_key(run, spec, 1, &key, res);
+
+    if (rv == APR_SUCCESS) {
+        rv = acme_client_order_finalize_early(run->client, run->p, order, key, answered, res);
+    }
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (order->status == ACME_ORDER_PENDING) {
+        run->early_key = 1;
+        return APR_SUCCESS;
+    }
+    return acme_worker_save_order(run, order, 0, res);
+}
+
 static apr_status_t acme_worker_order_spec_run(acme_worker_run_t *run,
                                                const acme_keyspec_t *spec, acme_result_t *res)
 {
@@ -401,6 +426,9 @@ static apr_status_t acme_worker_order_spec_run(acme_worker_run_t *run,
     if (apr_stat(&finfo, cert_path, APR_FINFO_TYPE, run->p) == APR_SUCCESS) {
         return APR_SUCCESS;     /* done before a crash or restart */
     }
+    run->finalize_early = acme_worker_order_finalize_early;
+    run->early_baton = spec;
+    run->early_key = 0;
     rv = acme_worker_order_resume(run, spec, &order, res);
     for (steps = 0; rv == APR_SUCCESS && steps < ACME_WORKER_MAX_STEPS; ++steps) {
         acme_order_status_t before = order->status;

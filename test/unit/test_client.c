@@ -201,6 +201,8 @@ typedef struct {
     int refusals;
     volatile int stop;
     int posts, heads, dirs;
+    int finalizes;              /* POSTs to the finalize URL */
+    int not_ready;              /* of them, refused with orderNotReady */
     int nonce_mismatches;       /* re-sends signed with anything but the refusal's nonce */
     char last_nonce[32];        /* the Replay-Nonce of the last answer */
 } fake_ca_t;
@@ -268,6 +270,27 @@ static const char *fake_ca_post(fake_ca_t *ca, apr_pool_t *p, const char *body)
                         ca->last_nonce, (int)strlen(body), body);
 }
 
+/* The finalize URL: orderNotReady for the first `not_ready` POSTs, then "processing". */
+static const char *fake_ca_finalize(fake_ca_t *ca, apr_pool_t *p)
+{
+    static const char problem[] = "{\"type\":\"urn:ietf:params:acme:error:orderNotReady\","
+                                  "\"detail\":\"order is pending\"}";
+    const char *body;
+
+    apr_snprintf(ca->last_nonce, sizeof(ca->last_nonce), "fin-%d", ++ca->finalizes);
+    if (ca->finalizes <= ca->not_ready) {
+        return apr_psprintf(p, "HTTP/1.1 403 Forbidden\r\nContent-Type: application/problem+json"
+                            "\r\nReplay-Nonce: %s\r\nContent-Length: %d\r\nConnection: close"
+                            "\r\n\r\n%s", ca->last_nonce, (int)strlen(problem), problem);
+    }
+    body = apr_psprintf(p, "{\"status\":\"processing\",\"identifiers\":[{\"type\":\"dns\","
+                        "\"value\":\"nonce.test\"}],\"authorizations\":[\"%s/authz/1\"],"
+                        "\"finalize\":\"%s/finalize/1\"}", ca->base, ca->base);
+    return apr_psprintf(p, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nReplay-Nonce: "
+                        "%s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+                        ca->last_nonce, (int)strlen(body), body);
+}
+
 static const char *fake_ca_answer(fake_ca_t *ca, apr_pool_t *p, const char *req)
 {
     const char *body = strstr(req, "\r\n\r\n");
@@ -288,6 +311,9 @@ static const char *fake_ca_answer(fake_ca_t *ca, apr_pool_t *p, const char *req)
     }
     if (!strncmp(req, "POST /order/1 ", 14)) {
         return fake_ca_post(ca, p, body ? body + 4 : NULL);
+    }
+    if (!strncmp(req, "POST /finalize/1 ", 17)) {
+        return fake_ca_finalize(ca, p);
     }
     return "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 }
@@ -414,6 +440,60 @@ static void test_bad_nonce_retries_end_with_the_budget(void **state)
     assert_true(took < apr_time_from_sec(5));
 }
 
+/* An early finalize of the fake CA's pending order, `answered` 10 ms ago. */
+static apr_status_t finalize_early_at(apr_pool_t *p, fake_ca_t *ca, acme_order_t **order,
+                                      acme_client_counts_t *counts, acme_result_t *res)
+{
+    acme_client_options_t opts = { .timeout = apr_time_from_sec(3) };
+    const acme_ident_t ident = { .type = ACME_IDENT_DNS, .value = "nonce.test" };
+    acme_client_t *c;
+    apr_status_t rv;
+
+    assert_int_equal(acme_client_create(&c, p, apr_pstrcat(p, ca->base, "/dir", NULL), &opts,
+                                        res), APR_SUCCESS);
+    acme_client_account_use(c, unit_key_generate(p, ACME_KEY_EC, 256),
+                            apr_pstrcat(p, ca->base, "/acct/1", NULL));
+    *order = acme_order_make(p, &ident, 1, "secp256r1");
+    (*order)->url = apr_pstrcat(p, ca->base, "/order/1", NULL);
+    (*order)->finalize_url = apr_pstrcat(p, ca->base, "/finalize/1", NULL);
+    (*order)->status = ACME_ORDER_PENDING;
+    rv = acme_client_order_finalize_early(c, p, *order, unit_key_generate(p, ACME_KEY_EC, 256),
+                                          apr_time_now() - apr_time_from_msec(10), res);
+    acme_client_counts(c, counts);
+    return rv;
+}
+
+/*
+ * The finalize in place of the first poll: a CA that validated takes it (the order is
+ * processing); one that has not refuses it, and the order is left pending with no error and
+ * no failed request in the metrics.
+ */
+static void test_finalize_early(void **state)
+{
+    apr_pool_t *p = *state;
+    fake_ca_t taken = { 0 }, refused = { .not_ready = 1 };
+    acme_client_counts_t counts;
+    acme_order_t *order;
+    apr_thread_t *thread;
+    acme_result_t res;
+
+    fake_ca_start(p, &taken, &thread);
+    assert_int_equal(finalize_early_at(p, &taken, &order, &counts, &res), APR_SUCCESS);
+    fake_ca_stop(&taken, thread);
+    assert_int_equal(taken.finalizes, 1);
+    assert_int_equal(order->status, ACME_ORDER_PROCESSING);
+    assert_int_equal(counts.failed, 0);
+
+    fake_ca_start(p, &refused, &thread);
+    assert_int_equal(finalize_early_at(p, &refused, &order, &counts, &res), APR_SUCCESS);
+    fake_ca_stop(&refused, thread);
+    assert_int_equal(refused.finalizes, 1);
+    assert_int_equal(order->status, ACME_ORDER_PENDING);
+    assert_int_equal(res.status, APR_SUCCESS);
+    assert_int_equal(counts.failed, 0);
+    assert_int_equal(counts.total, 3);          /* directory, nonce, the finalize */
+}
+
 /* Re-reads the fake CA's order with a new client attached to `shared`. */
 static apr_status_t refresh_shared(apr_pool_t *p, fake_ca_t *ca, acme_client_shared_t *shared,
                                    acme_client_counts_t *counts, acme_result_t *res)
@@ -504,6 +584,7 @@ int main(void)
         cmocka_unit_test(test_create_needs_a_directory),
         cmocka_unit_test(test_dns01_value),
         cmocka_unit_test(test_retry_plan),
+        cmocka_unit_test(test_finalize_early),
         cmocka_unit_test(test_shared_directory_and_nonces),
         cmocka_unit_test(test_bad_nonce_retried_past_any_count),
         cmocka_unit_test(test_bad_nonce_retries_end_with_the_budget),
