@@ -393,6 +393,66 @@ apr_status_t acme_etcd_list(acme_etcd_t *etcd, apr_pool_t *p, const char *key_pr
     return acme_etcd_range(etcd, p, key_prefix, ACME_ETCD_PREFIX, kvs, revision, res);
 }
 
+/* Reads per transaction: etcd refuses more than 128 operations in one by default. */
+#define ACME_ETCD_READ_CHUNK 64
+
+/* One read of a read-only transaction: key, or every key under it when it ends in '/'. */
+static json_t *acme_etcd_read_op(apr_pool_t *p, const acme_etcd_t *etcd, const char *key)
+{
+    json_t *range = json_pack("{s:s}", "key", acme_etcd_key(p, etcd, key));
+    apr_size_t n = strlen(key);
+
+    if (n > 0 && key[n - 1] == '/') {
+        json_object_set_new(range, "range_end", json_string(acme_etcd_range_end(p, etcd, key)));
+    }
+    return json_pack("{s:o}", "request_range", range);
+}
+
+static apr_status_t acme_etcd_read_chunk(acme_etcd_t *etcd, apr_pool_t *p,
+                                         const char *const *keys, int n,
+                                         apr_array_header_t **kvs, acme_result_t *res)
+{
+    json_t *ops = json_array(), *resp = NULL, *list, *j;
+    apr_status_t rv;
+    size_t k;
+    int i;
+
+    for (i = 0; i < n; ++i) {
+        json_array_append_new(ops, acme_etcd_read_op(p, etcd, keys[i]));
+    }
+    rv = acme_etcd_call(etcd, p, "/v3/kv/txn", json_pack("{s:o}", "success", ops), &resp, res);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    for (i = 0; i < n; ++i) {
+        json_t *r = json_array_get(json_object_get(resp, "responses"), (size_t)i);
+        kvs[i] = apr_array_make(p, 2, sizeof(acme_etcd_kv_t));
+        list = json_object_get(json_object_get(r, "response_range"), "kvs");
+        json_array_foreach(list, k, j) {
+            acme_etcd_kv_t kv;
+            if (acme_etcd_kv_parse(etcd, p, j, &kv)) {
+                APR_ARRAY_PUSH(kvs[i], acme_etcd_kv_t) = kv;
+            }
+        }
+    }
+    json_decref(resp);
+    return APR_SUCCESS;
+}
+
+apr_status_t acme_etcd_read_many(acme_etcd_t *etcd, apr_pool_t *p, const char *const *keys,
+                                 int n, apr_array_header_t **kvs, acme_result_t *res)
+{
+    apr_status_t rv = APR_SUCCESS;
+    int i;
+
+    for (i = 0; rv == APR_SUCCESS && i < n; i += ACME_ETCD_READ_CHUNK) {
+        rv = acme_etcd_read_chunk(etcd, p, keys + i, n - i < ACME_ETCD_READ_CHUNK
+                                                     ? n - i : ACME_ETCD_READ_CHUNK,
+                                  kvs + i, res);
+    }
+    return rv;
+}
+
 apr_status_t acme_etcd_keys(acme_etcd_t *etcd, apr_pool_t *p, const char *key_prefix,
                             apr_array_header_t **kvs, apr_int64_t *revision, acme_result_t *res)
 {

@@ -77,6 +77,14 @@ apr_status_t acme_etcd_get_local(acme_etcd_t *etcd, apr_pool_t *p, const char *k
 apr_status_t acme_etcd_list(acme_etcd_t *etcd, apr_pool_t *p, const char *key_prefix,
                             apr_array_header_t **kvs, apr_int64_t *revision, acme_result_t *res);
 
+/*
+ * Several linearizable reads in one request (a read-only transaction; 64 keys a request, each
+ * request at one revision): kvs[i] gets what keys[i] holds, or every key under keys[i] when it
+ * ends in '/'.
+ */
+apr_status_t acme_etcd_read_many(acme_etcd_t *etcd, apr_pool_t *p, const char *const *keys,
+                                 int n, apr_array_header_t **kvs, acme_result_t *res);
+
 /* As acme_etcd_list, keys and revisions only (value ""): what exists, at a fraction of the size. */
 apr_status_t acme_etcd_keys(acme_etcd_t *etcd, apr_pool_t *p, const char *key_prefix,
                             apr_array_header_t **kvs, apr_int64_t *revision, acme_result_t *res);

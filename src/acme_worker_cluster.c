@@ -473,13 +473,34 @@ static apr_hash_t *acme_worker_cluster_published(acme_worker_cluster_t *cl, apr_
 }
 
 /* At the start of a run: every certificate another node published since is staged here. */
+/* The items fetch looks at: published in etcd, not staged by this run. Their record keys. */
+static int acme_worker_cluster_fetch_list(acme_worker_t *w, apr_pool_t *p, apr_hash_t *published,
+                                          acme_worker_item_t ***items, const char ***keys)
+{
+    int i, n = 0;
+
+    *items = apr_palloc(p, sizeof(**items) * (apr_size_t)(w->items->nelts + 1));
+    *keys = apr_palloc(p, sizeof(**keys) * (apr_size_t)(w->items->nelts + 1));
+    for (i = 0; i < w->items->nelts; ++i) {
+        acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
+        if (!item->staged && apr_hash_get(published, item->dom->name, APR_HASH_KEY_STRING)) {
+            (*items)[n] = item;
+            (*keys)[n++] = acme_cluster_key_record(p, item->dom->name);
+        }
+    }
+    return n;
+}
+
 void acme_worker_cluster_fetch(acme_worker_t *w)
 {
     acme_worker_cluster_t *cl = w->cluster;
     apr_pool_t *p = NULL, *ip = NULL;
     apr_hash_t *published;
+    acme_worker_item_t **items = NULL;
+    const char **keys = NULL;
+    apr_array_header_t **records;
     acme_result_t res;
-    int i;
+    int i, n;
 
     if (!cl || !cl->up) {
         return;
@@ -489,18 +510,24 @@ void acme_worker_cluster_fetch(acme_worker_t *w)
     acme_result_reset(&res);
     /* Its revision: what is published from here on reaches the watch (acme_worker_cluster_watch). */
     published = acme_worker_cluster_published(cl, p, &res);
-    for (i = 0; published && i < w->items->nelts && !acme_worker_orphaned(w); ++i) {
-        acme_worker_item_t *item = &APR_ARRAY_IDX(w->items, i, acme_worker_item_t);
-        acme_cluster_record_t *rec = NULL;
+    n = published ? acme_worker_cluster_fetch_list(w, p, published, &items, &keys) : 0;
+    records = apr_pcalloc(p, sizeof(*records) * (apr_size_t)(n + 1));
+    /* The records 64 to a request, not one request per domain. */
+    if (n > 0 && acme_etcd_read_many(cl->etcd, p, keys, n, records, &res) != APR_SUCCESS) {
+        n = 0;
+    }
+    for (i = 0; i < n && !acme_worker_orphaned(w); ++i) {
+        acme_cluster_record_t *rec;
         apr_pool_clear(ip);
         acme_result_reset(&res);
-        if (item->staged || !apr_hash_get(published, item->dom->name, APR_HASH_KEY_STRING)
-            || acme_worker_cluster_record(w, cl->etcd, ip, item, &rec, &res) != APR_SUCCESS
-            || !acme_worker_cluster_newer(item, rec)
-            || acme_worker_cluster_adopt(w, cl->etcd, ip, item, rec, &res) == APR_SUCCESS) {
+        rec = acme_worker_cluster_record_of(w, ip, items[i], records[i]->nelts
+                                            ? &APR_ARRAY_IDX(records[i], 0, acme_etcd_kv_t)
+                                            : NULL);
+        if (!acme_worker_cluster_newer(items[i], rec)
+            || acme_worker_cluster_adopt(w, cl->etcd, ip, items[i], rec, &res) == APR_SUCCESS) {
             continue;
         }
-        acme_worker_cluster_unstaged(w, ip, item->dom->name, &res);
+        acme_worker_cluster_unstaged(w, ip, items[i]->dom->name, &res);
     }
     apr_pool_destroy(p);
 }
@@ -552,9 +579,13 @@ static apr_status_t acme_worker_cluster_wait(acme_worker_run_t *run, acme_etcd_t
                                              const acme_etcd_kv_t *holder, apr_time_t until,
                                              int *lock_gone, acme_result_t *res)
 {
-    const char *lock_key = acme_cluster_key_lock(run->p, run->item->dom->name);
+    const char *keys[2] = {
+        acme_cluster_key_record(run->p, run->item->dom->name),
+        acme_cluster_key_lock(run->p, run->item->dom->name),
+    };
+    apr_array_header_t *kvs[2];
     acme_cluster_record_t *rec = NULL;
-    acme_etcd_kv_t *kv = NULL;
+    const acme_etcd_kv_t *kv;
     apr_status_t rv;
 
     acme_worker_activity(run, "waiting for another node's certificate");
@@ -564,17 +595,17 @@ static apr_status_t acme_worker_cluster_wait(acme_worker_run_t *run, acme_etcd_t
     *lock_gone = 0;
     while (!acme_worker_stop_requested() && apr_time_now() < until) {
         apr_sleep(ACME_WORKER_CLUSTER_POLL);
-        if ((rv = acme_worker_cluster_record(run->w, etcd, run->p, run->item, &rec, res))
-            != APR_SUCCESS) {
+        /* The record and the lock in one request. */
+        if ((rv = acme_etcd_read_many(etcd, run->p, keys, 2, kvs, res)) != APR_SUCCESS) {
             return rv;
         }
+        rec = acme_worker_cluster_record_of(run->w, run->p, run->item, kvs[0]->nelts
+                                            ? &APR_ARRAY_IDX(kvs[0], 0, acme_etcd_kv_t) : NULL);
         if (acme_worker_cluster_newer(run->item, rec)) {
             return acme_worker_cluster_adopt(run->w, etcd, run->p, run->item, rec, res) ==
                    APR_SUCCESS ? APR_EEXIST : APR_EGENERAL;
         }
-        if ((rv = acme_etcd_get(etcd, run->p, lock_key, &kv, NULL, res)) != APR_SUCCESS) {
-            return rv;
-        }
+        kv = kvs[1]->nelts ? &APR_ARRAY_IDX(kvs[1], 0, acme_etcd_kv_t) : NULL;
         if (!kv || kv->create_revision != holder->create_revision) {
             *lock_gone = 1;     /* the holder failed or died: take over */
             return APR_SUCCESS;
@@ -1267,23 +1298,28 @@ static const char *acme_worker_cluster_unacked(acme_worker_run_t *run, apr_pool_
                                                acme_result_t *res)
 {
     const char *self = run->w->cluster->cfg->node, *missing = "";
-    apr_array_header_t *nodes = NULL, *acks = NULL;
+    int n = run->cluster_answers->nelts + 1, i, j;
+    const char **keys = apr_palloc(p, sizeof(*keys) * (apr_size_t)n);
+    apr_array_header_t **kvs = apr_palloc(p, sizeof(*kvs) * (apr_size_t)n), *nodes, *acks;
     apr_hash_t *seen = apr_hash_make(p);
-    int i, j;
 
-    if (acme_etcd_list(run->etcd, p, "nodes/", &nodes, NULL, res) != APR_SUCCESS) {
+    /* The nodes and every answer's acknowledgements in one request. */
+    keys[0] = "nodes/";
+    for (j = 1; j < n; ++j) {
+        keys[j] = apr_pstrcat(p, "acks/", APR_ARRAY_IDX(run->cluster_answers, j - 1,
+                                                        const char *), "/", NULL);
+    }
+    if (acme_etcd_read_many(run->etcd, p, keys, n, kvs, res) != APR_SUCCESS) {
         return NULL;
     }
-    for (j = 0; j < run->cluster_answers->nelts; ++j) {
-        const char *prefix = apr_pstrcat(p, "acks/", APR_ARRAY_IDX(run->cluster_answers, j,
-                                                                   const char *), "/", NULL);
-        if (acme_etcd_list(run->etcd, p, prefix, &acks, NULL, res) != APR_SUCCESS) {
-            return NULL;
-        }
+    nodes = kvs[0];
+    for (j = 1; j < n; ++j) {
+        const char *prefix = keys[j];
+        acks = kvs[j];
         for (i = 0; i < acks->nelts; ++i) {
             const char *node = APR_ARRAY_IDX(acks, i, acme_etcd_kv_t).key + strlen(prefix);
-            int n = (int)(apr_uintptr_t)apr_hash_get(seen, node, APR_HASH_KEY_STRING);
-            apr_hash_set(seen, node, APR_HASH_KEY_STRING, (void *)(apr_uintptr_t)(n + 1));
+            int count = (int)(apr_uintptr_t)apr_hash_get(seen, node, APR_HASH_KEY_STRING);
+            apr_hash_set(seen, node, APR_HASH_KEY_STRING, (void *)(apr_uintptr_t)(count + 1));
         }
     }
     for (*live = 0, i = 0; i < nodes->nelts; ++i) {

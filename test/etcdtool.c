@@ -7,6 +7,7 @@
  *     grant TTL                  keepalive LEASE      revoke LEASE
  *     lock KEY VALUE LEASE       fput LOCK-KEY TOKEN KEY VALUE
  *     watch KEY-PREFIX REVISION WAIT-MS
+ *     read KEY|KEY-PREFIX/ ...   (acme_etcd_read_many: "reads", one list of kvs per argument)
  *
  * Exit: 0 done, 1 the operation failed ({"error": ...} with the message), 2 usage.
  */
@@ -152,12 +153,31 @@ static apr_status_t tool_watch(tool_t *t)
     return rv;
 }
 
+static apr_status_t tool_read(tool_t *t)
+{
+    apr_array_header_t **kvs = apr_pcalloc(t->p, sizeof(*kvs) * (apr_size_t)(t->argc + 1));
+    apr_status_t rv = acme_etcd_read_many(t->etcd, t->p, (const char *const *)t->argv, t->argc,
+                                          kvs, &t->res);
+    json_t *reads = json_array();
+    int i, j;
+
+    for (i = 0; rv == APR_SUCCESS && i < t->argc; ++i) {
+        json_t *list = json_array();
+        for (j = 0; j < kvs[i]->nelts; ++j) {
+            json_array_append_new(list, tool_kv(&APR_ARRAY_IDX(kvs[i], j, acme_etcd_kv_t)));
+        }
+        json_array_append_new(reads, list);
+    }
+    json_object_set_new(t->out, "reads", reads);
+    return rv;
+}
+
 /* The number of arguments each command takes (the optional LEASE of put aside). */
 static int tool_arity(const char *cmd)
 {
     static const struct { const char *name; int args; } table[] = {
         {"put", 2}, {"get", 1}, {"list", 1}, {"del", 1}, {"grant", 1}, {"keepalive", 1},
-        {"revoke", 1}, {"lock", 3}, {"fput", 4}, {"watch", 3},
+        {"revoke", 1}, {"lock", 3}, {"fput", 4}, {"watch", 3}, {"read", 1},
     };
     size_t i;
 
@@ -192,6 +212,9 @@ static apr_status_t tool_run(tool_t *t, const char *cmd)
     }
     if (!strcmp(cmd, "watch")) {
         return tool_watch(t);
+    }
+    if (!strcmp(cmd, "read")) {
+        return tool_read(t);
     }
     return tool_lease(t, cmd);
 }

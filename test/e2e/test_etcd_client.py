@@ -48,6 +48,23 @@ def test_keys_stay_under_their_prefix(cluster):
     assert "/someone-else/other" in r.stdout
 
 
+def test_many_reads_in_few_requests(cluster):
+    """acme_etcd_read_many: keys and prefixes, present or not, each answered in its place; 70
+    keys take two requests (64 a transaction), not 70."""
+    e = cluster.endpoints
+    for i in range(0, 70, 2):
+        tool(e, "put", f"certs/d{i:02d}/record", f"r{i}")
+    tool(e, "put", "nodes/a", "1")
+    tool(e, "put", "nodes/b", "2")
+    keys = [f"certs/d{i:02d}/record" for i in range(70)]
+    got = tool(e, "read", "nodes/", *keys)
+    assert got["requests"] == 2
+    assert [kv["key"] for kv in got["reads"][0]] == ["nodes/a", "nodes/b"]
+    for i in range(70):
+        read = got["reads"][i + 1]
+        assert [kv["value"] for kv in read] == ([f"r{i}"] if i % 2 == 0 else []), i
+
+
 def test_one_holder_at_a_time_and_a_stale_holder_is_fenced(cluster):
     e = cluster.endpoints
     lease_a = tool(e, "grant", 30)["lease"]
