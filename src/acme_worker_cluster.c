@@ -378,14 +378,20 @@ static apr_status_t acme_worker_cluster_spec_in(acme_worker_t *w, acme_etcd_t *e
         rv = acme_worker_seal(w, p, pem, len, &sealed, res);
     }
     OPENSSL_cleanse(pem, len);
+    /* Unsynced: acme_worker_stage syncs the set once before it appears in staging/, and a set
+     * left half-written here is written anew from etcd. */
     if (rv == APR_SUCCESS && (rv = acme_seal_public_pem(p, key, &pub, res)) == APR_SUCCESS
-        && (rv = acme_store_write_file(p, acme_worker_file(p, dir, "privkey", spec, ".sealed"),
-                                       sealed, strlen(sealed), ACME_PERMS_0600, res))
+        && (rv = acme_store_write_file_volatile(p, acme_worker_file(p, dir, "privkey", spec,
+                                                                    ".sealed"),
+                                                sealed, strlen(sealed), ACME_PERMS_0600, res))
            == APR_SUCCESS
-        && (rv = acme_store_write_file(p, acme_worker_file(p, dir, "pubkey", spec, ".pem"),
-                                       pub, strlen(pub), ACME_PERMS_0644, res)) == APR_SUCCESS) {
-        rv = acme_store_write_file(p, acme_worker_file(p, dir, "pubcert", spec, ".pem"),
-                                   chain->value, chain->value_len, ACME_PERMS_0644, res);
+        && (rv = acme_store_write_file_volatile(p, acme_worker_file(p, dir, "pubkey", spec,
+                                                                    ".pem"),
+                                                pub, strlen(pub), ACME_PERMS_0644, res))
+           == APR_SUCCESS) {
+        rv = acme_store_write_file_volatile(p, acme_worker_file(p, dir, "pubcert", spec, ".pem"),
+                                            chain->value, chain->value_len, ACME_PERMS_0644,
+                                            res);
     }
     return rv;
 }

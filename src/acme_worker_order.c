@@ -491,10 +491,15 @@ apr_status_t acme_worker_stage(acme_worker_run_t *run, acme_result_t *res)
                      "domain", acme_domain_to_json(dom),
                      "landed", (json_int_t)apr_time_sec(apr_time_now()),
                      "forced", run->item->forced, "proof", proof);
-    rv = acme_store_write_json(run->p, apr_pstrcat(run->p, run->pending_dir,
-                                                   "/" ACME_WORKER_STAGED_FILE, NULL),
-                               json, ACME_PERMS_0644, res);
+    /* Written unsynced, as a set from etcd is: one sync of the directory's files before it is
+     * renamed into staging/ (what the order wrote is synced already; a sync of it is cheap). */
+    rv = acme_store_write_json_volatile(run->p, apr_pstrcat(run->p, run->pending_dir,
+                                                            "/" ACME_WORKER_STAGED_FILE, NULL),
+                                        json, ACME_PERMS_0644, res);
     json_decref(json);
+    if (rv == APR_SUCCESS) {
+        rv = acme_store_sync_files(run->p, run->pending_dir, res);
+    }
     if (rv != APR_SUCCESS) {
         return rv;
     }
