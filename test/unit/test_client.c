@@ -246,6 +246,24 @@ static const char *fake_ca_jws_nonce(apr_pool_t *p, const char *body)
     return nonce;
 }
 
+/* An answer carrying the CA's last nonce: status line and type, and the body. */
+static const char *fake_ca_reply(fake_ca_t *ca, apr_pool_t *p, const char *status,
+                                 const char *type, const char *body)
+{
+    return apr_psprintf(p, "HTTP/1.1 %s\r\nContent-Type: %s\r\nReplay-Nonce: %s\r\n"
+                        "Content-Length: %d\r\nConnection: close\r\n\r\n%s", status, type,
+                        ca->last_nonce, (int)strlen(body), body);
+}
+
+/* The fake CA's one order, in state `status`. */
+static const char *fake_ca_order(fake_ca_t *ca, apr_pool_t *p, const char *status)
+{
+    return fake_ca_reply(ca, p, "200 OK", "application/json", apr_psprintf(p,
+        "{\"status\":\"%s\",\"identifiers\":[{\"type\":\"dns\",\"value\":\"nonce.test\"}],"
+        "\"authorizations\":[\"%s/authz/1\"],\"finalize\":\"%s/finalize/1\"}", status, ca->base,
+        ca->base));
+}
+
 static const char *fake_ca_post(fake_ca_t *ca, apr_pool_t *p, const char *body)
 {
     int refuse = ca->refusals < 0 || ca->posts < ca->refusals;
@@ -256,39 +274,23 @@ static const char *fake_ca_post(fake_ca_t *ca, apr_pool_t *p, const char *body)
     ++ca->posts;
     apr_snprintf(ca->last_nonce, sizeof(ca->last_nonce), "nonce-%d", ca->posts);
     if (refuse) {
-        static const char problem[] = "{\"type\":\"urn:ietf:params:acme:error:badNonce\","
-                                      "\"detail\":\"JWS has an invalid anti-replay nonce\"}";
-        return apr_psprintf(p, "HTTP/1.1 400 Bad Request\r\nContent-Type: application/problem+json"
-                            "\r\nReplay-Nonce: %s\r\nContent-Length: %d\r\nConnection: close"
-                            "\r\n\r\n%s", ca->last_nonce, (int)strlen(problem), problem);
+        return fake_ca_reply(ca, p, "400 Bad Request", "application/problem+json",
+                             "{\"type\":\"urn:ietf:params:acme:error:badNonce\","
+                             "\"detail\":\"JWS has an invalid anti-replay nonce\"}");
     }
-    body = apr_psprintf(p, "{\"status\":\"pending\",\"identifiers\":[{\"type\":\"dns\","
-                        "\"value\":\"nonce.test\"}],\"authorizations\":[\"%s/authz/1\"],"
-                        "\"finalize\":\"%s/finalize/1\"}", ca->base, ca->base);
-    return apr_psprintf(p, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nReplay-Nonce: "
-                        "%s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-                        ca->last_nonce, (int)strlen(body), body);
+    return fake_ca_order(ca, p, "pending");
 }
 
 /* The finalize URL: orderNotReady for the first `not_ready` POSTs, then "processing". */
 static const char *fake_ca_finalize(fake_ca_t *ca, apr_pool_t *p)
 {
-    static const char problem[] = "{\"type\":\"urn:ietf:params:acme:error:orderNotReady\","
-                                  "\"detail\":\"order is pending\"}";
-    const char *body;
-
     apr_snprintf(ca->last_nonce, sizeof(ca->last_nonce), "fin-%d", ++ca->finalizes);
     if (ca->finalizes <= ca->not_ready) {
-        return apr_psprintf(p, "HTTP/1.1 403 Forbidden\r\nContent-Type: application/problem+json"
-                            "\r\nReplay-Nonce: %s\r\nContent-Length: %d\r\nConnection: close"
-                            "\r\n\r\n%s", ca->last_nonce, (int)strlen(problem), problem);
+        return fake_ca_reply(ca, p, "403 Forbidden", "application/problem+json",
+                             "{\"type\":\"urn:ietf:params:acme:error:orderNotReady\","
+                             "\"detail\":\"order is pending\"}");
     }
-    body = apr_psprintf(p, "{\"status\":\"processing\",\"identifiers\":[{\"type\":\"dns\","
-                        "\"value\":\"nonce.test\"}],\"authorizations\":[\"%s/authz/1\"],"
-                        "\"finalize\":\"%s/finalize/1\"}", ca->base, ca->base);
-    return apr_psprintf(p, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nReplay-Nonce: "
-                        "%s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-                        ca->last_nonce, (int)strlen(body), body);
+    return fake_ca_order(ca, p, "processing");
 }
 
 static const char *fake_ca_answer(fake_ca_t *ca, apr_pool_t *p, const char *req)
