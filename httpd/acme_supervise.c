@@ -152,19 +152,27 @@ static void acme_supervise_on_finish(int sig)
     acme_worker_request_finish();
 }
 
-/* The key files this parent loaded (at start-up, or as it installed them): key_file -> stamp. */
-static apr_hash_t *acme_supervise_keys_loadable(apr_pool_t *p, const acme_conf_t *conf)
+/*
+ * The key files this parent loaded (at start-up, or as it installed them): key_file -> stamp;
+ * and in *chains, the chain files it read: cert_file -> its acme_active_cert_t.
+ */
+static apr_hash_t *acme_supervise_keys_loadable(apr_pool_t *p, const acme_conf_t *conf,
+                                                apr_hash_t **chains)
 {
     apr_hash_t *out = apr_hash_make(p);
     apr_hash_index_t *hi;
     int j;
 
+    *chains = apr_hash_make(p);
     for (hi = conf->active ? apr_hash_first(p, conf->active) : NULL; hi; hi = apr_hash_next(hi)) {
         const acme_active_t *active = apr_hash_this_val(hi);
         for (j = 0; active && active->certs && j < active->certs->nelts; ++j) {
             const acme_active_cert_t *c = &APR_ARRAY_IDX(active->certs, j, acme_active_cert_t);
             if (c->key_file && c->key_stamp) {
                 apr_hash_set(out, c->key_file, APR_HASH_KEY_STRING, c->key_stamp);
+            }
+            if (c->cert_file && c->cert_stamp) {
+                apr_hash_set(*chains, c->cert_file, APR_HASH_KEY_STRING, c);
             }
         }
     }
@@ -176,6 +184,7 @@ static void acme_supervise_worker_main(acme_supervisor_t *sup, pid_t parent)
 {
     sigset_t none;
     apr_pool_t *p = NULL;
+    apr_hash_t *chains = NULL;
     acme_worker_config_t cfg = {
         .store_dir = sup->conf->store_dir,
         .domains = sup->conf->domains,
@@ -210,7 +219,8 @@ static void acme_supervise_worker_main(acme_supervisor_t *sup, pid_t parent)
     ap_close_listeners();
     acme_serve_hot_readonly(sup->s);
     apr_pool_create(&p, NULL);
-    cfg.keys_loadable = acme_supervise_keys_loadable(p, sup->conf);
+    cfg.keys_loadable = acme_supervise_keys_loadable(p, sup->conf, &chains);
+    cfg.chains_known = chains;
     _exit(acme_worker_run(p, &cfg));
 }
 

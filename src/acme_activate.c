@@ -691,6 +691,7 @@ static apr_status_t acme_activate_load_spec(apr_pool_t *p, const char *dir,
         return rv;
     }
     out->key_stamp = acme_store_file_stamp(p, out->key_file);
+    out->cert_stamp = acme_store_file_stamp(p, out->cert_file);
     /* An expired certificate is still served (better than nothing) but never counts as complete. */
     if (acme_crypto_cert_check_time(p, leaf, now, res) != APR_SUCCESS
         || acme_crypto_cert_covers(p, leaf, (const acme_ident_t *)dom->idents->elts,

@@ -30,6 +30,7 @@ typedef struct {
     apr_time_t activated;           /* when the chain was installed (its file's mtime), or 0 */
     const char *key_stamp;          /* "inode:mtime:size" of key_file when its key was found
                                      * loadable (now, or as the set was installed), else NULL */
+    const char *cert_stamp;         /* the same of cert_file when info was read from it */
 } acme_active_cert_t;
 
 typedef struct {

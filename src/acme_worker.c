@@ -1,4 +1,7 @@
+#include <strings.h>
+
 #include "acme_worker_int.h"
+#include "acme_b64.h"
 
 /*
  * Set from a signal handler or the supervising thread, read by the order
@@ -400,6 +403,60 @@ static int acme_worker_key_vouched(const acme_worker_t *w, apr_pool_t *p, const 
     return now && !strcmp(vouched, now);
 }
 
+/* 1: the leaf names exactly the domain's identifiers (as text; anything else is parsed). */
+static int acme_worker_sans_exact(const acme_cert_info_t *info, const acme_domain_t *dom)
+{
+    int i, j;
+
+    if (!info->sans || info->sans->nelts != dom->idents->nelts) {
+        return 0;
+    }
+    for (i = 0; i < dom->idents->nelts; ++i) {
+        const acme_ident_t *id = &APR_ARRAY_IDX(dom->idents, i, acme_ident_t);
+        for (j = 0; j < info->sans->nelts; ++j) {
+            const acme_ident_t *san = &APR_ARRAY_IDX(info->sans, j, acme_ident_t);
+            if (san->type == id->type && id->value && san->value
+                && !strcasecmp(san->value, id->value)) {
+                break;
+            }
+        }
+        if (j == info->sans->nelts) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/*
+ * What the parent read of this chain as it loaded it (w->cfg->chains_known), while the file is
+ * still the one it read, its key is vouched for and it names exactly the domain's identifiers:
+ * OpenSSL 3 parses a chain slower than all the rest of this, and every run did it for every
+ * domain. 1: act is filled.
+ */
+static int acme_worker_active_known(const acme_worker_t *w, apr_pool_t *p, const acme_domain_t *dom,
+                                    const char *cert_file, const char *key_file,
+                                    acme_worker_active_t *act)
+{
+    const acme_active_cert_t *c = w->cfg->chains_known
+        ? apr_hash_get((apr_hash_t *)w->cfg->chains_known, cert_file, APR_HASH_KEY_STRING) : NULL;
+    const char *now = c ? acme_store_file_stamp(p, cert_file) : NULL;
+
+    if (!now || strcmp(now, c->cert_stamp) || !acme_worker_key_vouched(w, p, key_file)
+        || !acme_worker_sans_exact(&c->info, dom)) {
+        return 0;
+    }
+    *act = (acme_worker_active_t){
+        .present = 1, .covers = 1, .not_before = c->info.not_before,
+        .not_after = c->info.not_after, .serial = c->info.serial_hex,
+        .cert_id = c->info.aki && c->info.aki_len > 0
+                   ? apr_pstrcat(p, acme_b64_encode(p, c->info.aki, c->info.aki_len), ".",
+                                 acme_b64_encode(p, c->info.serial_der, c->info.serial_der_len),
+                                 NULL)
+                   : NULL,
+    };
+    return 1;
+}
+
 static void acme_worker_active_load(acme_worker_t *w, apr_pool_t *p, const acme_domain_t *dom,
                                     const acme_keyspec_t *spec, acme_worker_active_t *act)
 {
@@ -412,6 +469,12 @@ static void acme_worker_active_load(acme_worker_t *w, apr_pool_t *p, const acme_
 
     *act = (acme_worker_active_t){ .present = 0 };
     acme_result_reset(&res);
+    if (dir && acme_worker_active_known(w, p, dom, acme_worker_file(p, dir, "pubcert", spec,
+                                                                    ".pem"),
+                                        acme_worker_file(p, dir, "privkey", spec, ".pem"),
+                                        act)) {
+        return;
+    }
     if (!dir
         || acme_activate_chain_read(p, acme_worker_file(p, dir, "pubcert", spec, ".pem"),
                                     &chain, &info, &res) != APR_SUCCESS) {

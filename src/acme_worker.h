@@ -77,6 +77,9 @@ typedef struct {
     /* key file path -> "inode:mtime:size" when the parent found that key loadable: a file still
      * so is not parsed again at each run (NULL: every key is checked) */
     const apr_hash_t *keys_loadable;
+    /* chain file path -> the parent's acme_active_cert_t for it (its leaf's details and the
+     * file's stamp then): a chain still so is not parsed again at each run (NULL: all are) */
+    const apr_hash_t *chains_known;
     acme_worker_log_fn *log;
     void *log_baton;
 } acme_worker_config_t;

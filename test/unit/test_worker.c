@@ -834,6 +834,78 @@ static void test_finalize_after_a_failed_finalize_gets_a_signing_key(void **stat
     assert_string_not_equal(pub_first, pub_again);
 }
 
+/* domains/<name>/ with a key and a one-certificate chain naming name, serial `serial`. */
+static void install_set(fixture_t *f, const char *name, long serial)
+{
+    apr_pool_t *p = f->fx->pool;
+    const char *dir = acme_store_path(p, f->w.store, ACME_STORE_DOMAINS, name, NULL);
+    acme_key_t *key = unit_key_generate(p, ACME_KEY_EC, 256);
+    unit_cert_spec_t spec = {
+        .cn = name, .key = key, .sans = apr_pstrcat(p, "DNS:", name, NULL), .serial = serial,
+        .not_before = -3600, .not_after = 30 * 86400,
+    };
+    X509 *x = unit_cert_make(&spec);
+    const char *pem = NULL;
+    acme_result_t res;
+
+    assert_non_null(x);
+    acme_result_reset(&res);
+    assert_int_equal(acme_crypto_key_to_pem(p, key, &pem, &res), APR_SUCCESS);
+    unit_write_file(p, apr_pstrcat(p, dir, "/privkey.secp256r1.pem", NULL), pem, ACME_PERMS_0600);
+    unit_write_file(p, apr_pstrcat(p, dir, "/pubcert.secp256r1.pem", NULL), unit_x509_pem(p, x),
+                    ACME_PERMS_0644);
+    X509_free(x);
+}
+
+/*
+ * A chain the parent read (its details and the file's stamp in cfg->chains_known, its key
+ * vouched for) is not parsed again by the worker: the same details come from the parent's copy,
+ * and a chain file replaced since is read from the file.
+ */
+static void test_active_chain_known_to_the_parent(void **state)
+{
+    fixture_t *f = *state;
+    apr_pool_t *p = f->fx->pool;
+    acme_domain_t *dom = domain(p, "known.test", CA_ONE);
+    const acme_keyspec_t *spec = &APR_ARRAY_IDX(dom->policy.key_specs, 0, acme_keyspec_t);
+    acme_worker_active_t parsed, known;
+    acme_active_t *active = NULL;
+    acme_active_cert_t *c, forged;
+    apr_hash_t *keys = apr_hash_make(p), *chains = apr_hash_make(p);
+    acme_result_t res;
+
+    install_set(f, "known.test", 4242);
+    acme_worker_active_read(&f->w, dom, spec, &parsed);
+    assert_true(parsed.present && parsed.covers);
+    assert_string_equal(parsed.serial, "1092");
+    acme_result_reset(&res);
+    assert_int_equal(acme_activate_load_ex(p, f->w.store, dom, apr_time_now(), NULL, 0, &active,
+                                           &res), APR_SUCCESS);
+    c = &APR_ARRAY_IDX(active->certs, 0, acme_active_cert_t);
+    apr_hash_set(keys, c->key_file, APR_HASH_KEY_STRING, c->key_stamp);
+    apr_hash_set(chains, c->cert_file, APR_HASH_KEY_STRING, c);
+    f->cfg.keys_loadable = keys;
+    f->cfg.chains_known = chains;
+    acme_worker_active_read(&f->w, dom, spec, &known);
+    assert_int_equal(known.present, parsed.present);
+    assert_int_equal(known.covers, parsed.covers);
+    assert_true(known.not_before == parsed.not_before && known.not_after == parsed.not_after);
+    assert_string_equal(known.serial, parsed.serial);
+    assert_non_null(parsed.cert_id);
+    assert_string_equal(known.cert_id, parsed.cert_id);
+    /* Taken from the parent's copy, not the file ... */
+    forged = *c;
+    forged.info.serial_hex = "F0F0";
+    apr_hash_set(chains, c->cert_file, APR_HASH_KEY_STRING, &forged);
+    acme_worker_active_read(&f->w, dom, spec, &known);
+    assert_string_equal(known.serial, "F0F0");
+    /* ... as long as the file is the one the parent read. */
+    install_set(f, "known.test", 4243);
+    apr_hash_set(keys, c->key_file, APR_HASH_KEY_STRING, acme_store_file_stamp(p, c->key_file));
+    acme_worker_active_read(&f->w, dom, spec, &known);
+    assert_string_equal(known.serial, "1093");
+}
+
 /* A CA item whose domain has ACMEExternalAccountBinding kid-1 with its key in `file`. */
 static acme_worker_item_t *bound_item_at(fixture_t *f, const char *name, const char *file)
 {
@@ -948,6 +1020,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_quick_retries_are_bounded_and_transient_only, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_active_chain_known_to_the_parent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finalize_after_a_failed_finalize_gets_a_signing_key,
                                         setup, teardown),
     };
