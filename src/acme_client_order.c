@@ -495,6 +495,12 @@ static apr_status_t finalize_post(acme_client_t *c, apr_pool_t *p, acme_order_t 
     return order_take(c, p, order, req.what, resp, res);
 }
 
+/* {"csr": base64url(der)}: what every finalize sends. */
+static const char *csr_payload(apr_pool_t *p, const unsigned char *der, apr_size_t der_len)
+{
+    return acme_client_payload(p, json_pack("{s:s}", "csr", acme_b64_encode(p, der, der_len)));
+}
+
 /* The finalize payload: a CSR for exactly the order's identifiers, signed by cert_key. */
 static apr_status_t finalize_payload(acme_client_t *c, apr_pool_t *p, const acme_order_t *order,
                                      const acme_key_t *cert_key, const char **payload,
@@ -515,8 +521,7 @@ static apr_status_t finalize_payload(acme_client_t *c, apr_pool_t *p, const acme
     rv = acme_crypto_csr_create(p, cert_key, (const acme_ident_t *)order->identifiers->elts,
                                 order->identifiers->nelts, &der, &der_len, res);
     if (rv == APR_SUCCESS) {
-        *payload = acme_client_payload(p, json_pack("{s:s}", "csr",
-                                                    acme_b64_encode(p, der, der_len)));
+        *payload = csr_payload(p, der, der_len);
     }
     return rv;
 }
@@ -569,8 +574,7 @@ apr_status_t acme_client_order_finalize_early_csr(acme_client_t *c, apr_pool_t *
     if (order->status != ACME_ORDER_PENDING || !order->finalize_url) {
         return APR_SUCCESS;
     }
-    return finalize_early(c, p, order, acme_client_payload(p, json_pack("{s:s}", "csr",
-                          acme_b64_encode(p, der, der_len))), answered, res);
+    return finalize_early(c, p, order, csr_payload(p, der, der_len), answered, res);
 }
 
 apr_status_t acme_client_order_finalize(acme_client_t *c, apr_pool_t *p, acme_order_t *order,
@@ -634,7 +638,7 @@ apr_status_t acme_client_order_finalize_csr(acme_client_t *c, apr_pool_t *p, acm
                                 apr_psprintf(p, "order %s is %s, not ready to finalize",
                                              order->url, acme_order_status_name(order->status)));
     }
-    payload = acme_client_payload(p, json_pack("{s:s}", "csr", acme_b64_encode(p, der, der_len)));
+    payload = csr_payload(p, der, der_len);
     rv = finalize_post(c, p, order, payload, res);
     if (rv == APR_SUCCESS || !acme_problem_is(res, "orderNotReady")) {
         return rv;

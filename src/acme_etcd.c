@@ -393,6 +393,11 @@ apr_status_t acme_etcd_list(acme_etcd_t *etcd, apr_pool_t *p, const char *key_pr
     return acme_etcd_range(etcd, p, key_prefix, ACME_ETCD_PREFIX, kvs, revision, res);
 }
 
+const acme_etcd_kv_t *acme_etcd_first(const apr_array_header_t *kvs)
+{
+    return kvs && kvs->nelts > 0 ? &APR_ARRAY_IDX(kvs, 0, acme_etcd_kv_t) : NULL;
+}
+
 /* Reads per transaction: etcd refuses more than 128 operations in one by default. */
 #define ACME_ETCD_READ_CHUNK 64
 

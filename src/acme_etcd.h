@@ -77,6 +77,9 @@ apr_status_t acme_etcd_get_local(acme_etcd_t *etcd, apr_pool_t *p, const char *k
 apr_status_t acme_etcd_list(acme_etcd_t *etcd, apr_pool_t *p, const char *key_prefix,
                             apr_array_header_t **kvs, apr_int64_t *revision, acme_result_t *res);
 
+/* The first kv of a read's answer (acme_etcd_read_many), or NULL when it found nothing. */
+const acme_etcd_kv_t *acme_etcd_first(const apr_array_header_t *kvs);
+
 /*
  * Several linearizable reads in one request (a read-only transaction; 64 keys a request, each
  * request at one revision): kvs[i] gets what keys[i] holds, or every key under keys[i] when it

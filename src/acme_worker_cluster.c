@@ -526,9 +526,7 @@ void acme_worker_cluster_fetch(acme_worker_t *w)
         acme_cluster_record_t *rec;
         apr_pool_clear(ip);
         acme_result_reset(&res);
-        rec = acme_worker_cluster_record_of(w, ip, items[i], records[i]->nelts
-                                            ? &APR_ARRAY_IDX(records[i], 0, acme_etcd_kv_t)
-                                            : NULL);
+        rec = acme_worker_cluster_record_of(w, ip, items[i], acme_etcd_first(records[i]));
         if (!acme_worker_cluster_newer(items[i], rec)
             || acme_worker_cluster_adopt(w, cl->etcd, ip, items[i], rec, &res) == APR_SUCCESS) {
             continue;
@@ -605,13 +603,12 @@ static apr_status_t acme_worker_cluster_wait(acme_worker_run_t *run, acme_etcd_t
         if ((rv = acme_etcd_read_many(etcd, run->p, keys, 2, kvs, res)) != APR_SUCCESS) {
             return rv;
         }
-        rec = acme_worker_cluster_record_of(run->w, run->p, run->item, kvs[0]->nelts
-                                            ? &APR_ARRAY_IDX(kvs[0], 0, acme_etcd_kv_t) : NULL);
+        rec = acme_worker_cluster_record_of(run->w, run->p, run->item, acme_etcd_first(kvs[0]));
         if (acme_worker_cluster_newer(run->item, rec)) {
             return acme_worker_cluster_adopt(run->w, etcd, run->p, run->item, rec, res) ==
                    APR_SUCCESS ? APR_EEXIST : APR_EGENERAL;
         }
-        kv = kvs[1]->nelts ? &APR_ARRAY_IDX(kvs[1], 0, acme_etcd_kv_t) : NULL;
+        kv = acme_etcd_first(kvs[1]);
         if (!kv || kv->create_revision != holder->create_revision) {
             *lock_gone = 1;     /* the holder failed or died: take over */
             return APR_SUCCESS;
