@@ -49,9 +49,8 @@ def etcd_requests(etcd, by_method=None):
     return total
 
 
-def cpu_seconds(pid):
-    """CPU time of pid and every descendant, live or reaped (utime+stime+cutime+cstime)."""
-    tick = os.sysconf("SC_CLK_TCK")
+def proc_stats():
+    """{pid: (ppid, own CPU ticks, reaped children's CPU ticks)} of every process now."""
     stats = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -60,13 +59,36 @@ def cpu_seconds(pid):
                     fields = f.read().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            stats[int(entry)] = (int(fields[1]), sum(int(x) for x in fields[11:15]))
+            stats[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]),
+                                 int(fields[13]) + int(fields[14]))
+    return stats
+
+
+def cpu_seconds(pid, stats=None):
+    """CPU time of pid and every descendant, live or reaped (utime+stime+cutime+cstime)."""
+    stats = stats or proc_stats()
     tree, todo = set(), [pid]
     while todo:
         cur = todo.pop()
         tree.add(cur)
-        todo += [c for c, (ppid, _) in stats.items() if ppid == cur and c not in tree]
-    return sum(stats[c][1] for c in tree if c in stats) / tick
+        todo += [c for c, (ppid, _, _) in stats.items() if ppid == cur and c not in tree]
+    return sum(stats[c][1] + stats[c][2] for c in tree if c in stats) / os.sysconf("SC_CLK_TCK")
+
+
+def httpd_split(nodes):
+    """httpd's CPU seconds by role: the parents' own, the renewal workers' (live, or reaped
+    by the parents: children that ended count there too, none do in this run) and the serving
+    children's (TLS and requests)."""
+    stats, tick = proc_stats(), os.sysconf("SC_CLK_TCK")
+    pids = {x.proc.pid for x in nodes}
+    workers = {int(p) for x in nodes
+               for p in re.findall(r"renewal worker started \(pid (\d+)\)", x.log_text())}
+    parent = sum(stats[p][1] for p in pids if p in stats) / tick
+    worker = sum(stats[p][2] for p in pids if p in stats) / tick + sum(
+        cpu_seconds(c, stats) for c in workers if c in stats and stats[c][0] in pids)
+    serving = sum(cpu_seconds(c, stats) for c, (pp, _, _) in stats.items()
+                  if pp in pids and c not in workers)
+    return parent, worker, serving
 
 
 def pebble_served(node, name):
@@ -77,7 +99,7 @@ def pebble_served(node, name):
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     try:
-        with socket.create_connection(("127.0.0.1", node.https_port), timeout=5) as raw:
+        with socket.create_connection((node.host, node.https_port), timeout=5) as raw:
             with ctx.wrap_socket(raw, server_hostname=name) as tls:
                 der = tls.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError):
@@ -178,8 +200,10 @@ def run(n):
         cpu = {"httpd": sum(cpu_seconds(x.proc.pid) for x in nodes),
                "etcd": sum(cpu_seconds(m.proc.pid) for m in etcd.members if m.proc),
                "pebble": cpu_seconds(pebble.proc.pid)}
+        split = httpd_split(nodes)
         print("  CPU seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()) +
-              f" (httpd {1000 * cpu['httpd'] / n:.0f} ms/cert)", flush=True)
+              f" (httpd {1000 * cpu['httpd'] / n:.0f} ms/cert: parents {split[0]:.1f}, "
+              f"workers {split[1]:.1f}, serving children {split[2]:.1f})", flush=True)
         print("  etcd requests/cert by method: " + ", ".join(
             f"{k} {v / n:.1f}" for k, v in sorted(methods.items(), key=lambda kv: -kv[1])
             if v / n >= 0.05), flush=True)

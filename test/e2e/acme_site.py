@@ -25,7 +25,7 @@ def site_config(httpd, pebble, domains, extra="", vhost_extra="", global_first="
     for names in domains:
         lines.append("ACMEDomain " + " ".join(names))
     for names in domains:
-        lines += [f"<VirtualHost 127.0.0.1:{httpd.https_port}>",
+        lines += [f"<VirtualHost {httpd.host}:{httpd.https_port}>",
                   f"  ServerName {names[0]}"]
         if len(names) > 1:
             lines.append("  ServerAlias " + " ".join(names[1:]))
@@ -36,7 +36,7 @@ def site_config(httpd, pebble, domains, extra="", vhost_extra="", global_first="
 
 def served_cert(httpd, name, extra=()):
     """Text of the leaf certificate a TLS client with SNI `name` receives, or None."""
-    text, _ = harness.tls_peer_cert(httpd.https_port, name, extra=extra)
+    text, _ = harness.tls_peer_cert(httpd.https_port, name, extra=extra, host=httpd.host)
     return text
 
 
@@ -76,7 +76,7 @@ def verify_chain(httpd, pebble, name):
     with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as f:
         f.write(pebble.root_pem())
         root = f.name
-    text, out = harness.tls_peer_cert(httpd.https_port, name, cafile=root)
+    text, out = harness.tls_peer_cert(httpd.https_port, name, cafile=root, host=httpd.host)
     Path(root).unlink()
     return text is not None and "Verify return code: 0 (ok)" in out, out
 
@@ -89,7 +89,7 @@ def status(httpd, name=None):
 
 def https_get(httpd, name, path="/"):
     res = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}",
-                          "--resolve", f"{name}:{httpd.https_port}:127.0.0.1",
+                          "--resolve", f"{name}:{httpd.https_port}:{httpd.host}",
                           f"https://{name}:{httpd.https_port}{path}"],
                          capture_output=True, text=True, timeout=20)
     return int(res.stdout or 0)

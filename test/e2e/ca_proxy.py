@@ -82,6 +82,8 @@ class CaProxy:
         self.lock = threading.Lock()
         self.order_log = []          # every newOrder sent: see _note_order_sent
         self.delay = 0.0             # seconds each passed-through request waits: a slow CA
+        self.opened = None           # a threading.Event: until it is set, every request waits
+                                     # (at most a minute): a CA that opens its doors later
         self.invalid_orders = set()  # order URLs Pebble showed as invalid (validation failed)
         self.profiles = None         # {name: description or object}: see _profiles_directory
         self.profile_log = []        # every newOrder's (names, profile or None): _profile_check
@@ -308,6 +310,8 @@ class CaProxy:
         received = time.time()
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else None
+        if self.opened is not None:
+            self.opened.wait(60)
         mode = self.current_mode()
         with self.lock:
             self.received.append((received, method, handler.path, mode))

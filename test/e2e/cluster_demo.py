@@ -10,7 +10,6 @@ shell wrapper's trap can stop what is left if this script itself was killed."""
 import os
 import re
 import signal
-import socket
 import sys
 import time
 
@@ -43,33 +42,9 @@ def _on_term(signum, frame):
     raise SystemExit(128 + signum)
 
 
-class Node(harness.Httpd):
-    """A node listening on its own loopback address, with the ports every node shares."""
-
-    def __init__(self, workdir, host, http_port, https_port):
-        super().__init__(workdir, http_port=http_port, https_port=https_port)
-        self.host = host
-
-    def write_config(self, extra=""):
-        lines = [ln.replace("127.0.0.1:", f"{self.host}:")
-                 if ln.startswith(("Listen ", "<VirtualHost ")) else ln
-                 for ln in (self.base_config() + extra).splitlines()]
-        self.conf_path.write_text("\n".join(lines) + "\n")
-        return self.conf_path
-
-    def start(self, timeout=20):
-        self.proc = harness.start_process("apache2", self._argv("-DFOREGROUND"),
-                                          self.root / "logs" / "stdout_log",
-                                          env=harness.httpd_env())
-        harness.wait_for(lambda: harness.port_open(self.http_port, self.host)
-                         or self.proc.poll() is not None, timeout, f"apache2 on {self.host}")
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"apache2 on {self.host} exited:\n{self.log_text()[-3000:]}")
-        return self
-
-    def served(self, name):
-        text, _ = harness.tls_peer_cert(self.https_port, name, host=self.host)
-        return text
+def served(node, name):
+    text, _ = harness.tls_peer_cert(node.https_port, name, host=node.host)
+    return text
 
 
 def grab(pattern, text):
@@ -86,7 +61,7 @@ def wait_served(nodes, deadline):
                 raise RuntimeError(f"apache2 on {node.host} exited:\n{node.log_text()[-3000:]}")
             for names in DOMAINS:
                 if (node.host, names[0]) not in seen:
-                    text = node.served(names[0])
+                    text = served(node, names[0])
                     if is_pebble_cert(text, names):
                         seen[(node.host, names[0])] = text
         if len(seen) == len(nodes) * len(DOMAINS):
@@ -133,11 +108,11 @@ def main():
         print(f"  etcd: {etcd.endpoints}\n  ACME directory: {pebble.directory_url}")
         for i, names in enumerate(DOMAINS):        # validations land on different nodes
             for name in names:
-                pebble.challtestsrv.post("add-a", {"host": name,
-                                                   "addresses": [HOSTS[(i + 1) % len(HOSTS)]]})
+                pebble.challtestsrv.add_a(name, HOSTS[(i + 1) % len(HOSTS)])
         start = time.monotonic()
         for i, host in enumerate(HOSTS):
-            node = Node(workdir / f"node{i + 1}", host, pebble.http_port, pebble.tls_port)
+            node = harness.Httpd(workdir / f"node{i + 1}", http_port=pebble.http_port,
+                                 https_port=pebble.tls_port, host=host)
             node.write_config(site_config(node, pebble, DOMAINS, extra=(
                 f"ACMECluster etcd {etcd.endpoints}\nACMEClusterKey {key}\n"
                 f"ACMEClusterNode node{i + 1}\n")))

@@ -273,6 +273,10 @@ class ChallTestSrv:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return resp.read()
 
+    def add_a(self, name, address):
+        """Pebble's validation of `name` goes to `address` from now on (its A record)."""
+        self.post("add-a", {"host": name, "addresses": [address]})
+
     def stop(self):
         if self.proc:
             stop_process(self.proc)
@@ -380,9 +384,11 @@ MPMS = ["event", "worker", "prefork"]
 class Httpd:
     """A private apache2 with its own ServerRoot, mod_ssl and the freshly built mod_acme."""
 
-    def __init__(self, workdir, http_port=None, https_port=None, module=MODULE_SO, mpm="event"):
+    def __init__(self, workdir, http_port=None, https_port=None, module=MODULE_SO, mpm="event",
+                 host="127.0.0.1"):
         self.workdir = Path(workdir)
         self.root = self.workdir / "httpd"
+        self.host = host       # the loopback address it listens on (cluster nodes: .2, .3, ...)
         self.http_port = http_port or free_port()
         self.https_port = https_port or free_port()
         self.module = Path(module)
@@ -398,8 +404,8 @@ class Httpd:
             path.chmod(0o755)
 
     def base_config(self):
-        lines = [f'ServerRoot "{self.root}"', "ServerName 127.0.0.1",
-                 f"Listen 127.0.0.1:{self.http_port}", f"Listen 127.0.0.1:{self.https_port}"]
+        lines = [f'ServerRoot "{self.root}"', f"ServerName {self.host}",
+                 f"Listen {self.host}:{self.http_port}", f"Listen {self.host}:{self.https_port}"]
         lines.append(f"LoadModule mpm_{self.mpm}_module {HTTPD_MODULES}/mod_mpm_{self.mpm}.so")
         lines += [f"LoadModule {m}_module {HTTPD_MODULES}/mod_{m}.so" for m in BASE_MODULES]
         lines.append(f"LoadModule acme_module {self.module}")
@@ -411,7 +417,7 @@ class Httpd:
             f'Mutex file:{self.root}/run default',
             f'ErrorLog "{self.error_log}"',
             "LogLevel warn acme:debug",
-            'LogFormat "%h %l %u %t \\"%r\\" %>s %b" common',
+            'LogFormat "%h %l %u %t \\"%r\\" %>s %b \\"%{Host}i\\"" common',
             f'CustomLog "{self.root}/logs/access_log" common',
             f'DocumentRoot "{self.root}/htdocs"',
             f'SSLSessionCache "shmcb:{self.root}/run/ssl_scache(512000)"',
@@ -451,8 +457,8 @@ class Httpd:
                                   self.root / "logs" / "stdout_log",
                                   env=dict(httpd_env() or os.environ, **self.env)
                                   if self.env else httpd_env())
-        wait_for(lambda: port_open(self.http_port) or self.proc.poll() is not None, timeout,
-                 "apache2 to listen")
+        wait_for(lambda: port_open(self.http_port, self.host) or self.proc.poll() is not None,
+                 timeout, f"apache2 to listen on {self.host}")
         if self.proc.poll() is not None:
             raise RuntimeError(f"apache2 exited with {self.proc.returncode}:\n{self.log_text()}")
         return self
@@ -506,7 +512,7 @@ class Httpd:
     def get(self, path, port=None, host=None, timeout=10):
         """Plain HTTP GET; returns (status, body, headers)."""
         conn_port = port or self.http_port
-        req = urllib.request.Request(f"http://127.0.0.1:{conn_port}{path}")
+        req = urllib.request.Request(f"http://{self.host}:{conn_port}{path}")
         if host:
             req.add_header("Host", host)
         try:

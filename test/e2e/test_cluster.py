@@ -5,11 +5,12 @@ fix (bad endpoints, a cluster key readable by others or too short); without ACME
 changes. The directive-by-directive bad usages are in test_config.py's table.
 
 Nodes: real httpd instances, each with its own ServerRoot and store, sharing a real 3-member
-etcd cluster (etcd_cluster.EtcdCluster) and one Pebble. Each node listens on its own ports on
-127.0.0.1 (not 127.0.0.2/.3/.4 with the same ports). The sharing test runs Pebble with
-PEBBLE_VA_ALWAYS_VALID=1 (no validation request at all); the http-01 test steers every
-validation to a node that cannot order (its CA is unreachable), so each answer it gives comes
-from etcd.
+etcd cluster (etcd_cluster.EtcdCluster) and one Pebble. The nodes of the sharing and steering
+tests listen on their own addresses (127.0.0.2, .3, .4, later .5) with the same ports, those
+Pebble validates on, as behind a load balancer; pebble-challtestsrv's A record for each name
+decides which node Pebble's validation reaches, so validations land on nodes that did not place
+the order. Tests about locks, take-over and outages use PEBBLE_VA_ALWAYS_VALID=1 (no validation
+request at all) and nodes on 127.0.0.1 with ports of their own.
 """
 import base64
 import json
@@ -17,6 +18,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 
 import pytest
 
@@ -141,17 +143,20 @@ def pebble_valid(workdir):
 def nodes(workdir):
     started = []
 
-    def make(name, pebble, etcd, names=NAMES, ca_url=None):
+    def make(name, pebble, etcd, names=NAMES, ca_url=None, host=None, extra="",
+             vhost_extra=""):
+        """A node; with host, on that address and on the ports Pebble validates on."""
         node_dir = os.path.join(str(workdir), name)
         os.makedirs(node_dir)
-        node = harness.Httpd(node_dir)
-        key = write_key(workdir, name="cluster.key") if not os.path.exists(
-            os.path.join(str(workdir), "cluster.key")) else os.path.join(str(workdir),
-                                                                        "cluster.key")
-        node.write_config(site_config(node, pebble, names, extra=(
+        node = harness.Httpd(node_dir, host=host, http_port=pebble.http_port,
+                             https_port=pebble.tls_port) if host else harness.Httpd(node_dir)
+        key = os.path.join(str(workdir), "cluster.key")
+        if not os.path.exists(key):
+            write_key(workdir)
+        conf = site_config(node, pebble, names, vhost_extra=vhost_extra, extra=(
             f"ACMECluster etcd {etcd.endpoints}\nACMEClusterKey {key}\n"
-            f"ACMEClusterNode {name}\n")).replace(pebble.directory_url,
-                                                    ca_url or pebble.directory_url))
+            f"ACMEClusterNode {name}\n{extra}"))
+        node.write_config(conf.replace(pebble.directory_url, ca_url or pebble.directory_url))
         started.append(node)
         return node.start()
 
@@ -162,7 +167,9 @@ def nodes(workdir):
             node.stop()
 
 
-MANY = NAMES + [[f"m{i:02d}.cluster.test"] for i in range(12)]
+THIRTY = [["a.cluster.test", "www.a.cluster.test"]] + [[f"m{i:02d}.cluster.test"]
+                                                      for i in range(29)]
+HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
 
 
 def serials(node, domains=NAMES):
@@ -200,40 +207,109 @@ def der_private_key_in(value):
     return any(DER_KEY.search(b) for b in blobs)
 
 
-def test_nodes_share_one_order_per_certificate(workdir, etcd, pebble_valid, nodes):
-    n1 = nodes("n1", pebble_valid, etcd, names=MANY)
-    n2 = nodes("n2", pebble_valid, etcd, names=MANY)
-    s1, s2 = serials(n1, MANY), serials(n2, MANY)
-    assert s1 == s2, (s1, s2)
-    assert len(set(s1.values())) == len(MANY)
-    # each certificate ordered exactly once, cluster-wide
-    assert len(new_orders(pebble_valid)) == len(MANY), pebble_valid.requests()
-    # etcd holds every chain and no plaintext private key
+def challenge_fetches(node):
+    """{Host: count} of the http-01 validation requests this node's access log shows."""
+    path = node.root / "logs" / "access_log"
+    text = path.read_text(errors="replace") if path.exists() else ""
+    hosts = re.findall(r'"GET /\.well-known/acme-challenge/\S+ HTTP/1\.1" 200 \d+ "([^":]+)', text)
+    return {h: hosts.count(h) for h in hosts}
+
+
+def steer(pebble, domains):
+    """Each domain's names get the A record of one of the three nodes, in turn: {name: node}."""
+    where = {}
+    for i, names in enumerate(domains):
+        for name in names:
+            pebble.challtestsrv.add_a(name, HOSTS[i % 3])
+            where[name] = f"n{i % 3 + 1}"
+    return where
+
+
+def holders(etcd, domains):
+    """{domain: the node that ordered its certificate}, from the records in etcd."""
     kv = etcd_values(etcd)
-    for names in MANY:
-        assert f"/mod_acme/certs/{names[0]}/record" in kv, sorted(kv)
+    return {names[0]: json.loads(kv[f"/mod_acme/certs/{names[0]}/record"])["node"]
+            for names in domains}
+
+
+def test_three_nodes_share_one_order_per_certificate(workdir, etcd, pebble, nodes):
+    """30 domains managed by three nodes on 127.0.0.2-.4 (same ports), Pebble validating for
+    real: each name's A record sends its validation to one node, whoever orders."""
+    where = steer(pebble, THIRTY)
+    front = CaProxy(pebble)         # shut until all three listen: a validation reaching an
+    front.opened = threading.Event()     # address no node listens on yet would fail
+    try:
+        trio = [nodes(f"n{i + 1}", pebble, etcd, names=THIRTY, host=HOSTS[i],
+                      ca_url=front.directory_url) for i in range(3)]
+        front.opened.set()
+        check_three_nodes(etcd, pebble, nodes, trio, where, front.directory_url)
+    finally:
+        front.stop()
+
+
+def check_three_nodes(etcd, pebble, nodes, trio, where, ca_url):
+    s1 = serials(trio[0], THIRTY)
+    for node in trio[1:]:
+        assert serials(node, THIRTY) == s1
+    assert len(set(s1.values())) == len(THIRTY)
+    # each certificate ordered exactly once, cluster-wide
+    assert len(new_orders(pebble)) == len(THIRTY), pebble.requests()
+    # every validation reached the node its A record names, which answered even where another
+    # node held the order; the holder was not asked for those
+    held = holders(etcd, THIRTY)
+    fetched = {f"n{i + 1}": challenge_fetches(node) for i, node in enumerate(trio)}
+    crossed = 0
+    for names in THIRTY:
+        for name in names:
+            assert fetched[where[name]].get(name), (name, where[name], fetched)
+            assert all(not fetched[n].get(name) for n in fetched if n != where[name]), fetched
+            crossed += where[name] != held[names[0]]
+    assert crossed >= len(THIRTY) // 3, (held, where)
+    shared_checks(etcd, trio, s1)
+    # one etcd member stopped: a fourth node joining now gets everything and orders nothing
+    etcd.stop_member(etcd.members[0])
+    n4 = nodes("n4", pebble, etcd, names=THIRTY, host=HOSTS[3], ca_url=ca_url)
+    assert serials(n4, THIRTY) == s1
+    assert len(new_orders(pebble)) == len(THIRTY)
+    assert "ACME12013" in n4.log_text()          # staged from etcd
+    # every member stopped: the nodes keep serving; the worker says etcd is unusable
+    etcd.stop()
+    trio[1].graceful()
+    harness.wait_for(lambda: "ACME12010" in trio[1].log_text(), 30,
+                     "n2's worker to report etcd down")
+    harness.wait_for(lambda: status(trio[1])["cluster"]["etcd"].get("healthy") is False, 30,
+                     "n2's status to show etcd down")
+    for node in trio + [n4]:
+        assert node.running()
+        for names in THIRTY:
+            assert serial_of(served_cert(node, names[0])) == s1[names[0]]
+
+
+def shared_checks(etcd, trio, s1):
+    """What etcd, the status page and a2acme say once every node serves every certificate."""
+    kv = etcd_values(etcd)
     keys = {k: v for k, v in kv.items() if k.endswith("/key")}
-    assert len(keys) == len(MANY) + 1, sorted(kv)      # and the cluster's account key
+    assert len(keys) == len(s1) + 1, sorted(kv)      # and the cluster's account key
     assert all(v.startswith("acme-vault-v1:") for v in keys.values()), keys
     assert not any("PRIVATE KEY" in v for v in kv.values())
     assert not any(der_private_key_in(v) for v in kv.values()), sorted(kv)
     assert not any(k.startswith("/mod_acme/locks/") for k in kv), sorted(kv)
     # the status page's cluster section: this node, the live nodes, etcd, per domain etcd's serial
-    harness.wait_for(lambda: status(n1).get("cluster", {}).get("domains"), 30, "n1's cluster status")
-    cl = status(n1)["cluster"]
+    harness.wait_for(lambda: status(trio[0]).get("cluster", {}).get("domains"), 30,
+                     "n1's cluster status")
+    cl = status(trio[0])["cluster"]
     assert cl["node"] == "n1" and cl["etcd"]["healthy"] is True, cl
-    assert {"n1", "n2"} <= set(cl["nodes"]), cl
-    for names in MANY:
-        assert cl["domains"][names[0]]["serial"].lower().lstrip("0") == \
-            s1[names[0]].lstrip("0"), cl
+    assert {"n1", "n2", "n3"} <= set(cl["nodes"]), cl
+    for domain, serial in s1.items():
+        assert norm(cl["domains"][domain]["serial"]) == norm(serial), cl
 
     # a2acme list --cluster: per domain etcd's serial, no holder, no order, each node's serial
     def listed_everywhere():
         doc = cluster_list(etcd)
-        return {"n1", "n2"} <= set(doc["nodes"]) and all(
-            norm(doc["domains"][n[0]]["serial"]) == norm(s1[n[0]])
-            and all(norm(doc["domains"][n[0]]["served"].get(node)) == norm(s1[n[0]])
-                    for node in ("n1", "n2")) for n in MANY)
+        return {"n1", "n2", "n3"} <= set(doc["nodes"]) and all(
+            norm(doc["domains"][d]["serial"]) == norm(serial)
+            and all(norm(doc["domains"][d]["served"].get(node)) == norm(serial)
+                    for node in ("n1", "n2", "n3")) for d, serial in s1.items())
     harness.wait_for(listed_everywhere, 60, "a2acme list --cluster to show every node's serial")
     doc = cluster_list(etcd)
     assert all(d["holder"] is None and d["order"] is None for d in doc["domains"].values()), doc
@@ -241,64 +317,38 @@ def test_nodes_share_one_order_per_certificate(workdir, etcd, pebble_valid, node
     assert res.returncode == 0 and "HOLDER" in res.stdout and "n1" in res.stdout, res.stderr
     assert "a.cluster.test" in res.stdout
 
-    # one etcd member stopped: a node joining now gets everything and orders nothing
-    etcd.stop_member(etcd.members[0])
-    n3 = nodes("n3", pebble_valid, etcd, names=MANY)
-    assert serials(n3, MANY) == s1
-    assert len(new_orders(pebble_valid)) == len(MANY)
-    assert "ACME12013" in n3.log_text()          # staged from etcd
-
-    # every member stopped: the nodes keep serving; the worker says etcd is unusable
-    etcd.stop()
-    n2.graceful()
-    harness.wait_for(lambda: "ACME12010" in n2.log_text(), 30, "n2's worker to report etcd down")
-    harness.wait_for(lambda: status(n2)["cluster"]["etcd"].get("healthy") is False, 30,
-                     "n2's status to show etcd down")
-    for node in (n1, n2, n3):
-        assert node.running()
-        for names in MANY:
-            assert serial_of(served_cert(node, names[0])) == s1[names[0]]
-
 
 @pytest.mark.parametrize("challenge,answered_id", [("http-01", "ACME12022"),
                                                    ("tls-alpn-01", "ACME12024")])
-def test_validation_is_answered_by_a_node_that_did_not_order(workdir, etcd, pebble, challenge,
-                                                             answered_id):
-    """n1 listens on the ports Pebble validates on but cannot reach the CA: n2 orders, and every
-    validation of n2's orders is answered by n1 from etcd (tls-alpn-01: n1 makes the challenge
-    certificate from the key authorization; no key travels). n2 asks the CA to validate only
-    after n1 acknowledged each answer in etcd."""
-    key = write_key(workdir)
-    cluster = (f"ACMECluster etcd {etcd.endpoints}\nACMEClusterKey {key}\n"
-               f"ACMEChallenges {challenge}\n")
+def test_validation_is_answered_by_a_node_that_did_not_order(workdir, etcd, pebble, nodes,
+                                                             challenge, answered_id):
+    """n1 (127.0.0.2) and n2 (127.0.0.3) on the same ports; every name's A record points at n1,
+    which cannot reach the CA: n2 orders, and every validation of n2's orders is answered by n1
+    from etcd (tls-alpn-01: n1 makes the challenge certificate from the key authorization; no
+    key travels). n2 asks the CA to validate only after n1 acknowledged each answer in etcd."""
+    for names in NAMES:
+        for name in names:
+            pebble.challtestsrv.add_a(name, HOSTS[0])
     dead = f"https://127.0.0.1:{harness.free_port()}/dir"
-    started = []
-    try:
-        for name, ports, ca in (("n1", (pebble.http_port, pebble.tls_port), dead),
-                                ("n2", (None, None), pebble.directory_url)):
-            node_dir = os.path.join(str(workdir), name)
-            os.makedirs(node_dir)
-            node = harness.Httpd(node_dir, http_port=ports[0], https_port=ports[1])
-            node.write_config(site_config(node, pebble, NAMES, extra=(
-                cluster + f"ACMEClusterNode {name}\n"),
-                vhost_extra="  Protocols http/1.1 acme-tls/1").replace(pebble.directory_url, ca))
-            started.append(node.start())
-        n1, n2 = started
-        serials(n2)
-        assert len(new_orders(pebble)) == len(NAMES), pebble.requests()
-        answered = [ln for ln in n1.log_text().splitlines() if answered_id in ln]
-        assert len(answered) >= len(NAMES) + 1, n1.log_text()[-4000:]     # www.a too
-        assert answered_id not in n2.log_text()
-        # n2 asked the CA to validate only once n1 (live) acknowledged every answer in etcd
-        acked = re.findall(r"ACME12031: (\S+): every other live node \(1\) acknowledged",
-                           n2.log_text())
-        assert sorted(acked) == sorted(n[0] for n in NAMES), n2.log_text()[-4000:]
-        assert "ACME12032" not in n2.log_text()
-        # answers are withdrawn after validation
-        assert not any("/challenges/" in k for k in etcd_values(etcd))
-    finally:
-        for node in started:
-            node.stop()
+    extra = f"ACMEChallenges {challenge}\n"
+    alpn = "  Protocols http/1.1 acme-tls/1"
+    n1 = nodes("n1", pebble, etcd, ca_url=dead, host=HOSTS[0], extra=extra, vhost_extra=alpn)
+    n2 = nodes("n2", pebble, etcd, host=HOSTS[1], extra=extra, vhost_extra=alpn)
+    s2 = serials(n2)
+    assert serials(n1) == s2
+    assert len(new_orders(pebble)) == len(NAMES), pebble.requests()
+    answered = [ln for ln in n1.log_text().splitlines() if answered_id in ln]
+    assert len(answered) >= len(NAMES) + 1, n1.log_text()[-4000:]     # www.a too
+    assert answered_id not in n2.log_text()
+    if challenge == "http-01":          # the holder was never asked
+        assert not challenge_fetches(n2), challenge_fetches(n2)
+    # n2 asked the CA to validate only once n1 (live) acknowledged every answer in etcd
+    acked = re.findall(r"ACME12031: (\S+): every other live node \(1\) acknowledged",
+                       n2.log_text())
+    assert sorted(acked) == sorted(n[0] for n in NAMES), n2.log_text()[-4000:]
+    assert "ACME12032" not in n2.log_text()
+    # answers are withdrawn after validation
+    assert not any("/challenges/" in k for k in etcd_values(etcd))
 
 
 def test_a_dead_holders_lock_is_taken_over_when_its_lease_ends(workdir, etcd, pebble_valid,
@@ -343,9 +393,10 @@ def test_a_node_whose_domain_has_more_names_orders_its_own(workdir, etcd, pebble
 
 
 def test_a_node_taking_over_resumes_the_dead_holders_order(workdir, etcd, pebble_valid, nodes):
-    """The holder is SIGKILLed (its whole httpd tree) right after newOrder, its next request
-    hanging at a CA front: when its lease ends, the other node takes the lock, finds the order in
-    etcd and resumes it with the cluster's account - no second newOrder for the name."""
+    """Three nodes; the holder is SIGKILLed (its whole httpd tree) right after newOrder, its next
+    request hanging at the CA front: when its lease ends, one of the two others (waiting for the
+    lock meanwhile) takes the lock, finds the order in etcd and resumes it with the cluster's
+    account - no second newOrder for the name - and both survivors serve the certificate."""
     front = CaProxy(pebble_valid)
     record = front._record_order
 
@@ -360,13 +411,19 @@ def test_a_node_taking_over_resumes_the_dead_holders_order(workdir, etcd, pebble
                          "n1's order in etcd")
         listed = cluster_list(etcd)["domains"]["k.cluster.test"]    # a2acme list --cluster
         assert listed["holder"] == "n1" and listed["order"].startswith("https://"), listed
+        survivors = [nodes(n, pebble_valid, etcd, names=names, ca_url=front.directory_url)
+                     for n in ("n2", "n3")]
+        harness.wait_for(lambda: all("ACME12016" in n.log_text() for n in survivors), 30,
+                         "n2 and n3 to wait for n1's lock")
         os.killpg(n1.proc.pid, signal.SIGKILL)
         n1.proc.wait(timeout=10)
         front._record_order = record
         front.mode = PASS
-        n2 = nodes("n2", pebble_valid, etcd, names=names, ca_url=front.directory_url)
-        wait_for_pebble_cert(n2, names[0], timeout=90)
-        assert "ACME12027" in n2.log_text(), n2.log_text()[-4000:]
+        serial = serial_of(wait_for_pebble_cert(survivors[0], names[0], timeout=90))
+        assert serial_of(wait_for_pebble_cert(survivors[1], names[0], timeout=90)) == serial
+        assert sum("ACME12027" in n.log_text() for n in survivors) == 1, \
+            [n.log_text()[-3000:] for n in survivors]
+        assert len(new_orders(pebble_valid)) == 1, pebble_valid.requests()
         assert front.orders_per_name() == {"k.cluster.test": 1}, front.orders
     finally:
         front.stop()
