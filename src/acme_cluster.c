@@ -117,6 +117,11 @@ const char *acme_cluster_key_record(apr_pool_t *p, const char *domain)
     return apr_pstrcat(p, "certs/", domain, "/record", NULL);
 }
 
+const char *acme_cluster_key_certs(apr_pool_t *p, const char *domain)
+{
+    return apr_pstrcat(p, "certs/", domain, "/", NULL);
+}
+
 const char *acme_cluster_key_cert(apr_pool_t *p, const char *domain, const char *spec,
                                   const char *what)
 {

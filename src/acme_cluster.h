@@ -59,6 +59,8 @@ apr_size_t acme_cluster_secret_len(const char *buf, apr_size_t n);
 const char *acme_cluster_key_lock(apr_pool_t *p, const char *domain);
 const char *acme_cluster_key_order(apr_pool_t *p, const char *domain);
 const char *acme_cluster_key_record(apr_pool_t *p, const char *domain);
+/* The prefix of everything published for domain: its record, every spec's chain and key. */
+const char *acme_cluster_key_certs(apr_pool_t *p, const char *domain);
 /* what: "chain" or "key" */
 const char *acme_cluster_key_cert(apr_pool_t *p, const char *domain, const char *spec,
                                   const char *what);

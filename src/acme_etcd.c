@@ -374,19 +374,6 @@ apr_status_t acme_etcd_get(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
     return rv;
 }
 
-apr_status_t acme_etcd_get_local(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
-                                 acme_etcd_kv_t **kv, acme_result_t *res)
-{
-    apr_array_header_t *kvs = NULL;
-    apr_status_t rv = acme_etcd_range(etcd, p, key, ACME_ETCD_SERIALIZABLE, &kvs, NULL, res);
-
-    *kv = NULL;
-    if (rv == APR_SUCCESS && kvs->nelts > 0) {
-        *kv = &APR_ARRAY_IDX(kvs, 0, acme_etcd_kv_t);
-    }
-    return rv;
-}
-
 apr_status_t acme_etcd_list(acme_etcd_t *etcd, apr_pool_t *p, const char *key_prefix,
                             apr_array_header_t **kvs, apr_int64_t *revision, acme_result_t *res)
 {
@@ -401,8 +388,10 @@ const acme_etcd_kv_t *acme_etcd_first(const apr_array_header_t *kvs)
 /* Reads per transaction: etcd refuses more than 128 operations in one by default. */
 #define ACME_ETCD_READ_CHUNK 64
 
-/* One read of a read-only transaction: key, or every key under it when it ends in '/'. */
-static json_t *acme_etcd_read_op(apr_pool_t *p, const acme_etcd_t *etcd, const char *key)
+/* One read of a read-only transaction: key, or every key under it when it ends in '/'. A
+ * transaction whose reads are all serializable is answered by the member asked alone. */
+static json_t *acme_etcd_read_op(apr_pool_t *p, const acme_etcd_t *etcd, const char *key,
+                                 unsigned flags)
 {
     json_t *range = json_pack("{s:s}", "key", acme_etcd_key(p, etcd, key));
     apr_size_t n = strlen(key);
@@ -410,11 +399,14 @@ static json_t *acme_etcd_read_op(apr_pool_t *p, const acme_etcd_t *etcd, const c
     if (n > 0 && key[n - 1] == '/') {
         json_object_set_new(range, "range_end", json_string(acme_etcd_range_end(p, etcd, key)));
     }
+    if (flags & ACME_ETCD_SERIALIZABLE) {
+        json_object_set_new(range, "serializable", json_true());
+    }
     return json_pack("{s:o}", "request_range", range);
 }
 
 static apr_status_t acme_etcd_read_chunk(acme_etcd_t *etcd, apr_pool_t *p,
-                                         const char *const *keys, int n,
+                                         const char *const *keys, int n, unsigned flags,
                                          apr_array_header_t **kvs, acme_result_t *res)
 {
     json_t *ops = json_array(), *resp = NULL, *list, *j;
@@ -423,7 +415,7 @@ static apr_status_t acme_etcd_read_chunk(acme_etcd_t *etcd, apr_pool_t *p,
     int i;
 
     for (i = 0; i < n; ++i) {
-        json_array_append_new(ops, acme_etcd_read_op(p, etcd, keys[i]));
+        json_array_append_new(ops, acme_etcd_read_op(p, etcd, keys[i], flags));
     }
     rv = acme_etcd_call(etcd, p, "/v3/kv/txn", json_pack("{s:o}", "success", ops), &resp, res);
     if (rv != APR_SUCCESS) {
@@ -444,8 +436,9 @@ static apr_status_t acme_etcd_read_chunk(acme_etcd_t *etcd, apr_pool_t *p,
     return APR_SUCCESS;
 }
 
-apr_status_t acme_etcd_read_many(acme_etcd_t *etcd, apr_pool_t *p, const char *const *keys,
-                                 int n, apr_array_header_t **kvs, acme_result_t *res)
+static apr_status_t acme_etcd_read(acme_etcd_t *etcd, apr_pool_t *p, const char *const *keys,
+                                   int n, unsigned flags, apr_array_header_t **kvs,
+                                   acme_result_t *res)
 {
     apr_status_t rv = APR_SUCCESS;
     int i;
@@ -453,9 +446,21 @@ apr_status_t acme_etcd_read_many(acme_etcd_t *etcd, apr_pool_t *p, const char *c
     for (i = 0; rv == APR_SUCCESS && i < n; i += ACME_ETCD_READ_CHUNK) {
         rv = acme_etcd_read_chunk(etcd, p, keys + i, n - i < ACME_ETCD_READ_CHUNK
                                                      ? n - i : ACME_ETCD_READ_CHUNK,
-                                  kvs + i, res);
+                                  flags, kvs + i, res);
     }
     return rv;
+}
+
+apr_status_t acme_etcd_read_many(acme_etcd_t *etcd, apr_pool_t *p, const char *const *keys,
+                                 int n, apr_array_header_t **kvs, acme_result_t *res)
+{
+    return acme_etcd_read(etcd, p, keys, n, ACME_ETCD_SERIALIZABLE, kvs, res);
+}
+
+apr_status_t acme_etcd_read_local(acme_etcd_t *etcd, apr_pool_t *p, const char *const *keys,
+                                  int n, apr_array_header_t **kvs, acme_result_t *res)
+{
+    return acme_etcd_read(etcd, p, keys, n, ACME_ETCD_SERIALIZABLE, kvs, res);
 }
 
 apr_status_t acme_etcd_keys(acme_etcd_t *etcd, apr_pool_t *p, const char *key_prefix,
@@ -634,21 +639,6 @@ apr_status_t acme_etcd_lock_reading(acme_etcd_t *etcd, apr_pool_t *p, const char
                                              "taken; try again", key));
     }
     return APR_SUCCESS;
-}
-
-apr_status_t acme_etcd_unlock(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
-                              apr_int64_t token, acme_result_t *res)
-{
-    json_t *req = json_pack("{s:[{s:s, s:s, s:s}], s:[{s:{s:s}}]}",
-                            "compare", "key", acme_etcd_key(p, etcd, key), "target", "CREATE",
-                            "create_revision", apr_psprintf(p, "%" APR_INT64_T_FMT, token),
-                            "success", "request_delete_range", "key",
-                            acme_etcd_key(p, etcd, key));
-    json_t *resp = NULL;
-    apr_status_t rv = acme_etcd_call(etcd, p, "/v3/kv/txn", req, &resp, res);
-
-    json_decref(resp);
-    return rv;
 }
 
 apr_status_t acme_etcd_put_fenced(acme_etcd_t *etcd, apr_pool_t *p, const char *lock_key,

@@ -68,11 +68,6 @@ const char *acme_etcd_endpoint(const acme_etcd_t *etcd);
 apr_status_t acme_etcd_get(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
                            acme_etcd_kv_t **kv, apr_int64_t *revision, acme_result_t *res);
 
-/* As acme_etcd_get, from the member asked without a round through the leader: cheaper, and
- * possibly a moment behind. For a look that a linearizable read or a transaction confirms. */
-apr_status_t acme_etcd_get_local(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
-                                 acme_etcd_kv_t **kv, acme_result_t *res);
-
 /* Every key starting with key_prefix, in key order, as acme_etcd_kv_t. */
 apr_status_t acme_etcd_list(acme_etcd_t *etcd, apr_pool_t *p, const char *key_prefix,
                             apr_array_header_t **kvs, apr_int64_t *revision, acme_result_t *res);
@@ -87,6 +82,12 @@ const acme_etcd_kv_t *acme_etcd_first(const apr_array_header_t *kvs);
  */
 apr_status_t acme_etcd_read_many(acme_etcd_t *etcd, apr_pool_t *p, const char *const *keys,
                                  int n, apr_array_header_t **kvs, acme_result_t *res);
+
+/* As acme_etcd_read_many, from the member asked without a round through the leader (serializable
+ * reads): cheaper, and possibly a moment behind. For a look that a linearizable read or a
+ * transaction confirms. */
+apr_status_t acme_etcd_read_local(acme_etcd_t *etcd, apr_pool_t *p, const char *const *keys,
+                                  int n, apr_array_header_t **kvs, acme_result_t *res);
 
 /* As acme_etcd_list, keys and revisions only (value ""): what exists, at a fraction of the size. */
 apr_status_t acme_etcd_keys(acme_etcd_t *etcd, apr_pool_t *p, const char *key_prefix,
@@ -124,9 +125,6 @@ apr_status_t acme_etcd_lock_reading(acme_etcd_t *etcd, apr_pool_t *p, const char
                                     const char *const *also, int n_also, int *acquired,
                                     acme_etcd_kv_t **holder, acme_etcd_kv_t **also_kvs,
                                     acme_result_t *res);
-/* Deletes key only while its create_revision is token: a lock taken over since stays. */
-apr_status_t acme_etcd_unlock(acme_etcd_t *etcd, apr_pool_t *p, const char *key,
-                              apr_int64_t token, acme_result_t *res);
 
 /*
  * Writes key only while lock_key still has create_revision token (fencing): a holder that

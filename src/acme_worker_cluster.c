@@ -26,6 +26,9 @@
 #define ACME_WORKER_CLUSTER_KEEP apr_time_from_sec(10)
 #define ACME_WORKER_CLUSTER_WAIT apr_time_from_sec(120) /* for another node's certificate */
 #define ACME_WORKER_CLUSTER_POLL apr_time_from_msec(300)
+/* The first look at the acknowledgements: the other nodes' watches see an answer and put their
+ * acknowledgement within tens of milliseconds, and an earlier look mostly finds none. */
+#define ACME_WORKER_CLUSTER_ACK_FIRST apr_time_from_msec(100)
 #define ACME_WORKER_CLUSTER_TIMEOUT apr_time_from_sec(3)
 /* The worker runs at least this often in a cluster: what other nodes published while no run
  * watched (between runs, etcd down) is served here within it. */
@@ -267,22 +270,39 @@ void acme_worker_cluster_open(acme_worker_t *w)
  * A spec's chain and key, siblings under certs/<domain>/<spec>/, in one read of that prefix;
  * either missing is an error (a publication cut short).
  */
+/* The kv named key in kvs (a read of a prefix), or NULL. */
+static const acme_etcd_kv_t *acme_worker_cluster_kv_named(const apr_array_header_t *kvs,
+                                                          const char *key)
+{
+    int i;
+
+    for (i = 0; kvs && i < kvs->nelts; ++i) {
+        if (!strcmp(APR_ARRAY_IDX(kvs, i, acme_etcd_kv_t).key, key)) {
+            return &APR_ARRAY_IDX(kvs, i, acme_etcd_kv_t);
+        }
+    }
+    return NULL;
+}
+
+/* A spec's chain and key: from known (read with the record, one revision) when it holds both,
+ * else read now. */
 static apr_status_t acme_worker_cluster_pair(acme_etcd_t *etcd, apr_pool_t *p,
                                              const char *chain_key, const char *key_key,
-                                             acme_etcd_kv_t **chain, acme_etcd_kv_t **key,
-                                             acme_result_t *res)
+                                             const apr_array_header_t *known,
+                                             const acme_etcd_kv_t **chain,
+                                             const acme_etcd_kv_t **key, acme_result_t *res)
 {
     const char *slash = strrchr(key_key, '/');
     apr_array_header_t *kvs = NULL;
-    apr_status_t rv = acme_etcd_list(etcd, p, apr_pstrndup(p, key_key, slash - key_key + 1), &kvs,
-                                     NULL, res);
-    int i;
+    apr_status_t rv = APR_SUCCESS;
 
-    *chain = *key = NULL;
-    for (i = 0; rv == APR_SUCCESS && i < kvs->nelts; ++i) {
-        acme_etcd_kv_t *kv = &APR_ARRAY_IDX(kvs, i, acme_etcd_kv_t);
-        *chain = !strcmp(kv->key, chain_key) ? kv : *chain;
-        *key = !strcmp(kv->key, key_key) ? kv : *key;
+    *chain = acme_worker_cluster_kv_named(known, chain_key);
+    *key = acme_worker_cluster_kv_named(known, key_key);
+    if (!*chain || !*key) {
+        rv = acme_etcd_list(etcd, p, apr_pstrndup(p, key_key, slash - key_key + 1), &kvs, NULL,
+                            res);
+        *chain = acme_worker_cluster_kv_named(kvs, chain_key);
+        *key = acme_worker_cluster_kv_named(kvs, key_key);
     }
     if (rv == APR_SUCCESS && (!*chain || !*key)) {
         return acme_result_fail(res, APR_ENOENT, ACME_CLASS_RETRY_SOON,
@@ -315,15 +335,18 @@ static acme_cluster_record_t *acme_worker_cluster_record_of(acme_worker_t *w, ap
     return rec;
 }
 
+/* The domain's record and, in the same read, its chains and keys (*known). */
 static apr_status_t acme_worker_cluster_record(acme_worker_t *w, acme_etcd_t *etcd,
                                                apr_pool_t *p, acme_worker_item_t *item,
-                                               acme_cluster_record_t **rec, acme_result_t *res)
+                                               acme_cluster_record_t **rec,
+                                               apr_array_header_t **known, acme_result_t *res)
 {
-    acme_etcd_kv_t *kv = NULL;
-    apr_status_t rv = acme_etcd_get(etcd, p, acme_cluster_key_record(p, item->dom->name), &kv,
-                                    NULL, res);
+    apr_status_t rv = acme_etcd_list(etcd, p, acme_cluster_key_certs(p, item->dom->name), known,
+                                     NULL, res);
 
-    *rec = rv == APR_SUCCESS ? acme_worker_cluster_record_of(w, p, item, kv) : NULL;
+    *rec = rv == APR_SUCCESS ? acme_worker_cluster_record_of(
+               w, p, item, acme_worker_cluster_kv_named(*known, acme_cluster_key_record(
+                   p, item->dom->name))) : NULL;
     return rv;
 }
 
@@ -353,10 +376,11 @@ static apr_status_t acme_worker_cluster_covers(apr_pool_t *p, const acme_domain_
 static apr_status_t acme_worker_cluster_spec_in(acme_worker_t *w, acme_etcd_t *etcd,
                                                 apr_pool_t *p, const acme_domain_t *dom,
                                                 const acme_keyspec_t *spec, const char *dir,
+                                                const apr_array_header_t *known,
                                                 acme_result_t *res)
 {
     const char *name = acme_crypto_keyspec_name(spec), *where, *sealed = NULL, *pub = NULL;
-    acme_etcd_kv_t *chain = NULL, *kv = NULL;
+    const acme_etcd_kv_t *chain = NULL, *kv = NULL;
     acme_key_t *key = NULL;
     char *pem = NULL;
     apr_size_t len = 0;
@@ -364,8 +388,8 @@ static apr_status_t acme_worker_cluster_spec_in(acme_worker_t *w, acme_etcd_t *e
 
     where = acme_cluster_key_cert(p, dom->name, name, "key");
     if ((rv = acme_worker_cluster_pair(etcd, p, acme_cluster_key_cert(p, dom->name, name,
-                                                                      "chain"), where, &chain,
-                                       &kv, res)) != APR_SUCCESS
+                                                                      "chain"), where, known,
+                                       &chain, &kv, res)) != APR_SUCCESS
         || (rv = acme_vault_open(w->cluster->vault, p, where, kv->value, &pem, &len, res))
            != APR_SUCCESS) {
         return rv;
@@ -396,10 +420,12 @@ static apr_status_t acme_worker_cluster_spec_in(acme_worker_t *w, acme_etcd_t *e
     return rv;
 }
 
-/* rec into staging/<name>/ as if this node had ordered it; the parent checks and activates. */
+/* rec into staging/<name>/ as if this node had ordered it; the parent checks and activates.
+ * known (may be NULL): the domain's keys read with rec, at the same revision. */
 static apr_status_t acme_worker_cluster_adopt(acme_worker_t *w, acme_etcd_t *etcd,
                                               apr_pool_t *p, acme_worker_item_t *item,
                                               const acme_cluster_record_t *rec,
+                                              const apr_array_header_t *known,
                                               acme_result_t *res)
 {
     const apr_array_header_t *specs = item->dom->policy.key_specs;
@@ -431,7 +457,7 @@ static apr_status_t acme_worker_cluster_adopt(acme_worker_t *w, acme_etcd_t *etc
     for (j = 0; rv == APR_SUCCESS && j < specs->nelts; ++j) {
         rv = acme_worker_cluster_spec_in(w, etcd, p, item->dom,
                                          &APR_ARRAY_IDX(specs, j, acme_keyspec_t),
-                                         run.pending_dir, res);
+                                         run.pending_dir, known, res);
     }
     if (rv == APR_SUCCESS && (rv = acme_worker_stage(&run, res)) == APR_SUCCESS) {
         item->staged = 1;
@@ -528,7 +554,8 @@ void acme_worker_cluster_fetch(acme_worker_t *w)
         acme_result_reset(&res);
         rec = acme_worker_cluster_record_of(w, ip, items[i], acme_etcd_first(records[i]));
         if (!acme_worker_cluster_newer(items[i], rec)
-            || acme_worker_cluster_adopt(w, cl->etcd, ip, items[i], rec, &res) == APR_SUCCESS) {
+            || acme_worker_cluster_adopt(w, cl->etcd, ip, items[i], rec, NULL, &res)
+               == APR_SUCCESS) {
             continue;
         }
         acme_worker_cluster_unstaged(w, ip, items[i]->dom->name, &res);
@@ -584,9 +611,10 @@ static apr_status_t acme_worker_cluster_wait(acme_worker_run_t *run, acme_etcd_t
                                              int *lock_gone, acme_result_t *res)
 {
     const char *keys[2] = {
-        acme_cluster_key_record(run->p, run->item->dom->name),
+        acme_cluster_key_certs(run->p, run->item->dom->name),
         acme_cluster_key_lock(run->p, run->item->dom->name),
     };
+    const char *record_key = acme_cluster_key_record(run->p, run->item->dom->name);
     apr_array_header_t *kvs[2];
     acme_cluster_record_t *rec = NULL;
     const acme_etcd_kv_t *kv;
@@ -599,14 +627,15 @@ static apr_status_t acme_worker_cluster_wait(acme_worker_run_t *run, acme_etcd_t
     *lock_gone = 0;
     while (!acme_worker_stop_requested() && apr_time_now() < until) {
         apr_sleep(ACME_WORKER_CLUSTER_POLL);
-        /* The record and the lock in one request. */
+        /* What is published (record, chains, keys) and the lock in one request. */
         if ((rv = acme_etcd_read_many(etcd, run->p, keys, 2, kvs, res)) != APR_SUCCESS) {
             return rv;
         }
-        rec = acme_worker_cluster_record_of(run->w, run->p, run->item, acme_etcd_first(kvs[0]));
+        rec = acme_worker_cluster_record_of(run->w, run->p, run->item,
+                                            acme_worker_cluster_kv_named(kvs[0], record_key));
         if (acme_worker_cluster_newer(run->item, rec)) {
-            return acme_worker_cluster_adopt(run->w, etcd, run->p, run->item, rec, res) ==
-                   APR_SUCCESS ? APR_EEXIST : APR_EGENERAL;
+            return acme_worker_cluster_adopt(run->w, etcd, run->p, run->item, rec, kvs[0], res)
+                   == APR_SUCCESS ? APR_EEXIST : APR_EGENERAL;
         }
         kv = acme_etcd_first(kvs[1]);
         if (!kv || kv->create_revision != holder->create_revision) {
@@ -637,19 +666,67 @@ static void acme_worker_cluster_order_adopt(acme_worker_run_t *run, const acme_e
                     run->item->dom->name, order->url));
 }
 
-/* 1 when record (etcd's, NULL: none) is newer than what is served here and was staged. */
+/* 1 when record (etcd's, NULL: none) is newer than what is served here and was staged;
+ * known (may be NULL): the domain's keys read with it. */
 static int acme_worker_cluster_take(acme_worker_run_t *run, const acme_etcd_kv_t *record,
-                                    acme_result_t *res)
+                                    const apr_array_header_t *known, acme_result_t *res)
 {
     acme_cluster_record_t *rec = acme_worker_cluster_record_of(run->w, run->p, run->item,
                                                                record);
 
     if (acme_worker_cluster_newer(run->item, rec)
-        && acme_worker_cluster_adopt(run->w, run->etcd, run->p, run->item, rec, res)
+        && acme_worker_cluster_adopt(run->w, run->etcd, run->p, run->item, rec, known, res)
            == APR_SUCCESS) {
         return 1;
     }
     acme_result_reset(res);
+    return 0;
+}
+
+/*
+ * Another node holds the domain's lock (holder): the domain is deferred once when other domains
+ * are due (APR_EBUSY), else the node waits for its certificate (APR_EEXIST when staged) or for
+ * the lock to end (APR_SUCCESS with *gone set: take over).
+ */
+static apr_status_t acme_worker_cluster_yield(acme_worker_run_t *run,
+                                              const acme_etcd_kv_t *holder, apr_time_t until,
+                                              int *gone, acme_result_t *res)
+{
+    if (!run->item->deferred && run->w->deferred) {
+        /* Ordering other domains meanwhile beats waiting: by the time this one comes round
+         * again, its certificate is most likely in etcd. */
+        acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "ACME12034: %s: another "
+                        "node orders it (%.*s); this node looks again after its other due "
+                        "domains", run->item->dom->name, (int)holder->value_len,
+                        holder->value));
+        return APR_EBUSY;
+    }
+    return acme_worker_cluster_wait(run, run->etcd, holder, until, gone, res);
+}
+
+/*
+ * A first look from the member asked (no transaction, no round through the leader): a
+ * certificate already published (a domain deferred for another node, a node joining) is staged,
+ * a lock held elsewhere is waited for, without writing anything. *holder: that lock, or NULL
+ * (also when the look failed: the lock's transaction decides).
+ */
+static int acme_worker_cluster_look(acme_worker_run_t *run, const char *record_key,
+                                    const char *lock_key, const acme_etcd_kv_t **holder,
+                                    acme_result_t *res)
+{
+    const char *keys[2] = { acme_cluster_key_certs(run->p, run->item->dom->name), lock_key };
+    apr_array_header_t *kvs[2];
+
+    *holder = NULL;
+    if (acme_etcd_read_local(run->etcd, run->p, keys, 2, kvs, res) != APR_SUCCESS) {
+        acme_result_reset(res);
+        return 0;
+    }
+    if (acme_worker_cluster_take(run, acme_worker_cluster_kv_named(kvs[0], record_key), kvs[0],
+                                 res)) {
+        return 1;
+    }
+    *holder = acme_etcd_first(kvs[1]);
     return 0;
 }
 
@@ -664,6 +741,7 @@ apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *re
     acme_worker_cluster_t *cl = run->w->cluster;
     const char *dom = run->item->dom->name, *lock_key, *value, *also[2];
     apr_time_t until = apr_time_now() + ACME_WORKER_CLUSTER_WAIT;
+    const acme_etcd_kv_t *other = NULL;
     acme_etcd_kv_t *holder = NULL, *read[2] = { NULL, NULL };
     apr_status_t rv;
     int acquired = 0, gone = 1;
@@ -676,42 +754,33 @@ apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *re
     }
     also[0] = acme_cluster_key_record(run->p, dom);
     also[1] = acme_cluster_key_order(run->p, dom);
-    /* Already published (a domain deferred for another node, a node joining): staged without
-     * a transaction. A local read: the lock's transaction below sees what it may have missed. */
-    if (acme_etcd_get_local(run->etcd, run->p, also[0], &read[0], res) == APR_SUCCESS
-        && acme_worker_cluster_take(run, read[0], res)) {
+    lock_key = acme_cluster_key_lock(run->p, dom);
+    if (acme_worker_cluster_look(run, also[0], lock_key, &other, res)) {
         return APR_EEXIST;
     }
-    acme_result_reset(res);
-    lock_key = acme_cluster_key_lock(run->p, dom);
     value = apr_psprintf(run->p, "node %s", cl->cfg->node);
     while (gone) {
-        if ((rv = acme_etcd_lock_reading(run->etcd, run->p, lock_key, value, cl->lease, also, 2,
-                                         &acquired, &holder, read, res)) != APR_SUCCESS) {
-            return acme_worker_cluster_alone(run, acme_result_describe(res, run->p), res);
+        if (!other) {
+            if ((rv = acme_etcd_lock_reading(run->etcd, run->p, lock_key, value, cl->lease, also,
+                                             2, &acquired, &holder, read, res)) != APR_SUCCESS) {
+                return acme_worker_cluster_alone(run, acme_result_describe(res, run->p), res);
+            }
+            if (acquired || acme_worker_cluster_take(run, read[0], NULL, res)) {
+                break;
+            }
+            other = holder;
         }
-        if (acquired || acme_worker_cluster_take(run, read[0], res)) {
-            break;
-        }
-        if (!run->item->deferred && run->w->deferred) {
-            /* Ordering other domains meanwhile beats waiting: by the time this one comes
-             * round again, its certificate is most likely in etcd. */
-            acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(run->p, "ACME12034: %s: "
-                            "another node orders it (%.*s); this node looks again after its "
-                            "other due domains", dom, (int)holder->value_len, holder->value));
-            return APR_EBUSY;
-        }
-        if ((rv = acme_worker_cluster_wait(run, run->etcd, holder, until, &gone, res))
-            != APR_SUCCESS) {
+        if ((rv = acme_worker_cluster_yield(run, other, until, &gone, res)) != APR_SUCCESS) {
             return rv;
         }
+        other = NULL;
     }
     if (!acquired) {
         return APR_EEXIST;      /* published meanwhile, and staged */
     }
     run->cluster_token = holder->create_revision;
     /* Published between our look and the lock: take it, order nothing. */
-    if (acme_worker_cluster_take(run, read[0], res)) {
+    if (acme_worker_cluster_take(run, read[0], NULL, res)) {
         acme_worker_cluster_release(run);
         return APR_EEXIST;
     }
@@ -721,17 +790,25 @@ apr_status_t acme_worker_cluster_claim(acme_worker_run_t *run, acme_result_t *re
 
 void acme_worker_cluster_release(acme_worker_run_t *run)
 {
+    apr_array_header_t *ops;
     const char *lock_key;
     acme_result_t res;
+    int fenced = 0;
 
     if (!run->w->cluster || !run->etcd || !run->cluster_token) {
         return;
     }
     lock_key = acme_cluster_key_lock(run->p, run->item->dom->name);
+    ops = run->cluster_withdraw ? run->cluster_withdraw
+                                : apr_array_make(run->p, 1, sizeof(acme_etcd_op_t));
+    APR_ARRAY_PUSH(ops, acme_etcd_op_t) = (acme_etcd_op_t){ .key = lock_key, .remove = 1 };
     acme_result_reset(&res);
-    /* Only our own lock: one taken over after our lease ran out is another node's. */
-    acme_etcd_unlock(run->etcd, run->p, lock_key, run->cluster_token, &res);
+    /* Only our own lock: one taken over after our lease ran out is another node's (and the
+     * answers still withdrawn are bound to our lease). */
+    acme_etcd_txn_fenced(run->etcd, run->p, lock_key, run->cluster_token,
+                         (const acme_etcd_op_t *)ops->elts, ops->nelts, &fenced, &res);
     run->cluster_token = 0;
+    run->cluster_withdraw = NULL;
 }
 
 /*
@@ -848,11 +925,15 @@ static apr_status_t acme_worker_cluster_commit(acme_worker_run_t *run,
         .key = acme_cluster_key_order(run->p, domain), .remove = 1 };
     APR_ARRAY_PUSH(ops, acme_etcd_op_t) = (acme_etcd_op_t){
         .key = acme_cluster_key_lock(run->p, domain), .remove = 1 };
+    if (run->cluster_withdraw) {
+        apr_array_cat(ops, run->cluster_withdraw);
+    }
     rv = acme_etcd_txn_fenced(run->etcd, run->p, acme_cluster_key_lock(run->p, domain),
                               run->cluster_token, (const acme_etcd_op_t *)ops->elts, ops->nelts,
                               &fenced, res);
     if (rv == APR_SUCCESS) {
-        run->cluster_token = 0;         /* released with it */
+        run->cluster_token = 0;         /* released with it, the answers withdrawn */
+        run->cluster_withdraw = NULL;
     }
     else if (fenced) {
         acme_result_fail(res, APR_EBUSY, ACME_CLASS_RETRY_SOON, "this node's lock expired and "
@@ -1067,6 +1148,7 @@ static int acme_worker_cluster_seen(acme_worker_t *w, apr_pool_t *p,
     apr_size_t n = strlen(ev->kv.key), tail = strlen("/record");
     acme_worker_item_t *item = NULL;
     acme_cluster_record_t *rec = NULL;
+    apr_array_header_t *known = NULL;
     acme_result_t res;
     int i;
 
@@ -1085,11 +1167,12 @@ static int acme_worker_cluster_seen(acme_worker_t *w, apr_pool_t *p,
      * installed meanwhile (hot), comes back here as a record and is no news. */
     acme_worker_active_refresh(w, item);
     acme_result_reset(&res);
-    if (acme_worker_cluster_record(w, w->cluster->etcd, p, item, &rec, &res)
+    if (acme_worker_cluster_record(w, w->cluster->etcd, p, item, &rec, &known, &res)
            != APR_SUCCESS || !acme_worker_cluster_newer(item, rec)) {
         return 0;
     }
-    if (acme_worker_cluster_adopt(w, w->cluster->etcd, p, item, rec, &res) != APR_SUCCESS) {
+    if (acme_worker_cluster_adopt(w, w->cluster->etcd, p, item, rec, known, &res)
+        != APR_SUCCESS) {
         acme_worker_cluster_unstaged(w, p, domain, &res);
         return 0;
     }
@@ -1352,6 +1435,7 @@ void acme_worker_cluster_acks(acme_worker_run_t *run)
         return;
     }
     acme_worker_activity(run, "waiting for the other nodes to acknowledge the answers");
+    apr_sleep(ACME_WORKER_CLUSTER_ACK_FIRST);
     for (;;) {
         apr_pool_clear(p);
         acme_result_reset(&res);
@@ -1416,13 +1500,14 @@ void acme_worker_cluster_answer(acme_worker_run_t *run, const char *type, const 
                                                                          what, NULL);
     }
     else {
-        acme_etcd_op_t ops[] = {
-            { .key = key, .remove = 1 },
-            { .key = acme_cluster_key_ack(run->p, type, what, ""), .remove = 1, .prefix = 1 },
-        };
-        int fenced = 0;
-        acme_etcd_txn_fenced(run->etcd, run->p, acme_cluster_key_lock(run->p,
-                                                                      run->item->dom->name),
-                             run->cluster_token, ops, 2, &fenced, &res);
+        /* Removed with the run's next fenced write (the certificate's publication, or the
+         * lock's release when the order ends otherwise): one transaction fewer per order. */
+        if (!run->cluster_withdraw) {
+            run->cluster_withdraw = apr_array_make(run->p, 4, sizeof(acme_etcd_op_t));
+        }
+        APR_ARRAY_PUSH(run->cluster_withdraw, acme_etcd_op_t) = (acme_etcd_op_t){
+            .key = key, .remove = 1 };
+        APR_ARRAY_PUSH(run->cluster_withdraw, acme_etcd_op_t) = (acme_etcd_op_t){
+            .key = acme_cluster_key_ack(run->p, type, what, ""), .remove = 1, .prefix = 1 };
     }
 }

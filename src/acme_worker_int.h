@@ -161,6 +161,8 @@ struct acme_worker_run_t {
     struct acme_etcd_t *etcd;           /* cluster: this order's etcd client, else NULL */
     apr_int64_t cluster_token;          /* cluster: the domain's lock held (fencing), else 0 */
     apr_array_header_t *cluster_answers; /* cluster: "type/what" of the answers put in etcd */
+    apr_array_header_t *cluster_withdraw; /* cluster: acme_etcd_op_t removing answers validated,
+                                           * sent with the next fenced write */
     acme_worker_finalize_fn *finalize_early; /* NULL: wait for the order to be ready */
     const void *early_baton;            /* what finalize_early finalizes with (spec, CSR) */
     int early_key;                      /* fresh_key went out in an early finalize the CA

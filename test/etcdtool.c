@@ -8,6 +8,7 @@
  *     lock KEY VALUE LEASE       fput LOCK-KEY TOKEN KEY VALUE
  *     watch KEY-PREFIX REVISION WAIT-MS
  *     read KEY|KEY-PREFIX/ ...   (acme_etcd_read_many: "reads", one list of kvs per argument)
+ *     lread KEY|KEY-PREFIX/ ...  (the same with acme_etcd_read_local)
  *
  * Exit: 0 done, 1 the operation failed ({"error": ...} with the message), 2 usage.
  */
@@ -153,11 +154,11 @@ static apr_status_t tool_watch(tool_t *t)
     return rv;
 }
 
-static apr_status_t tool_read(tool_t *t)
+static apr_status_t tool_read(tool_t *t, int local)
 {
     apr_array_header_t **kvs = apr_pcalloc(t->p, sizeof(*kvs) * (apr_size_t)(t->argc + 1));
-    apr_status_t rv = acme_etcd_read_many(t->etcd, t->p, (const char *const *)t->argv, t->argc,
-                                          kvs, &t->res);
+    apr_status_t rv = (local ? acme_etcd_read_local : acme_etcd_read_many)(
+        t->etcd, t->p, (const char *const *)t->argv, t->argc, kvs, &t->res);
     json_t *reads = json_array();
     int i, j;
 
@@ -178,6 +179,7 @@ static int tool_arity(const char *cmd)
     static const struct { const char *name; int args; } table[] = {
         {"put", 2}, {"get", 1}, {"list", 1}, {"del", 1}, {"grant", 1}, {"keepalive", 1},
         {"revoke", 1}, {"lock", 3}, {"fput", 4}, {"watch", 3}, {"read", 1},
+        {"lread", 1},
     };
     size_t i;
 
@@ -213,8 +215,8 @@ static apr_status_t tool_run(tool_t *t, const char *cmd)
     if (!strcmp(cmd, "watch")) {
         return tool_watch(t);
     }
-    if (!strcmp(cmd, "read")) {
-        return tool_read(t);
+    if (!strcmp(cmd, "read") || !strcmp(cmd, "lread")) {
+        return tool_read(t, cmd[0] == 'l');
     }
     return tool_lease(t, cmd);
 }

@@ -65,6 +65,25 @@ def test_many_reads_in_few_requests(cluster):
         assert [kv["value"] for kv in read] == ([f"r{i}"] if i % 2 == 0 else []), i
 
 
+def test_local_reads_are_answered_by_the_member_alone(cluster):
+    """acme_etcd_read_local (serializable): the same answers as read_many, and still answered
+    by a member left without quorum, where a linearizable read fails."""
+    e = cluster.endpoints
+    tool(e, "put", "certs/x/record", "rx")
+    tool(e, "put", "locks/x", "node-a")
+    keys = ["certs/x/", "locks/x", "locks/y"]
+    assert tool(e, "lread", *keys)["reads"] == tool(e, "read", *keys)["reads"]
+    last = cluster.members[2]
+    harness.wait_for(lambda: tool(last.client_url, "lread", "locks/x")["reads"][0], 10,
+                     "the last member to have the lock's key")
+    cluster.stop_member(cluster.members[0])
+    cluster.stop_member(cluster.members[1])         # no quorum
+    failed = tool(last.client_url, "read", *keys, ok=False)
+    assert "error" in failed and failed["class"] == "retry-soon", failed
+    got = tool(last.client_url, "lread", *keys)["reads"]
+    assert [[kv["value"] for kv in r] for r in got] == [["rx"], ["node-a"], []], got
+
+
 def test_one_holder_at_a_time_and_a_stale_holder_is_fenced(cluster):
     e = cluster.endpoints
     lease_a = tool(e, "grant", 30)["lease"]
