@@ -454,7 +454,7 @@ static apr_status_t acme_etcd_read(acme_etcd_t *etcd, apr_pool_t *p, const char 
 apr_status_t acme_etcd_read_many(acme_etcd_t *etcd, apr_pool_t *p, const char *const *keys,
                                  int n, apr_array_header_t **kvs, acme_result_t *res)
 {
-    return acme_etcd_read(etcd, p, keys, n, ACME_ETCD_SERIALIZABLE, kvs, res);
+    return acme_etcd_read(etcd, p, keys, n, 0, kvs, res);
 }
 
 apr_status_t acme_etcd_read_local(acme_etcd_t *etcd, apr_pool_t *p, const char *const *keys,
