@@ -64,11 +64,14 @@ static const char *acme_serve_cluster_get(apr_pool_t *pconf, apr_pool_t *p, cons
 apr_status_t acme_serve_cluster_http01(request_rec *r, const char *token, const char **key_authz,
                                        apr_size_t *len)
 {
-    const char *err = NULL;
-    const char *value = acme_serve_cluster_get(r->server->process->pconf, r->pool, "http-01",
-                                               token, &err);
+    const char *err = NULL, *value = NULL;
     apr_size_t tlen = strlen(token);
 
+    /* Asked under the name the request came for: another name's answer is not this one's. */
+    if (r->hostname && *r->hostname && !strchr(r->hostname, '/')) {
+        value = acme_serve_cluster_get(r->server->process->pconf, r->pool, "http-01",
+                                       apr_pstrcat(r->pool, r->hostname, "/", token, NULL), &err);
+    }
     if (err) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "ACME12021: %s: http-01 token not known "
                       "here and etcd cannot be asked (%s); answered 404", r->hostname, err);

@@ -69,7 +69,9 @@ apr_status_t acme_challenge_http01_put(apr_pool_t *p, const char *store_dir, con
     apr_file_perms_set(apr_pstrndup(p, dir, (apr_size_t)(strrchr(dir, '/') - dir)),
                        ACME_PERMS_0755);
     apr_file_perms_set(dir, ACME_PERMS_0755);
-    return acme_store_write_file(p, path, key_authz, strlen(key_authz), ACME_PERMS_0644, res);
+    /* Unsynced: an answer lives as long as its order, which after a crash writes it anew. */
+    return acme_store_write_file_volatile(p, path, key_authz, strlen(key_authz), ACME_PERMS_0644,
+                                          res);
 }
 
 void acme_challenge_http01_remove(apr_pool_t *p, const char *store_dir, const char *ident,
@@ -282,8 +284,9 @@ static apr_status_t acme_challenge_answer_put(apr_pool_t *p, const char *path, c
                                              apr_strerror(rv, buf, sizeof(buf))));
     }
     apr_file_perms_set(dir, ACME_PERMS_0755);
-    /* Holds a key: readable by the owner, the User the children answer the handshake as. */
-    return acme_store_write_file(p, path, pem, strlen(pem), ACME_PERMS_0600, res);
+    /* Holds a key: readable by the owner, the User the children answer the handshake as.
+     * Unsynced: an answer lives as long as its order, which after a crash writes it anew. */
+    return acme_store_write_file_volatile(p, path, pem, strlen(pem), ACME_PERMS_0600, res);
 }
 
 static void acme_challenge_answer_remove(apr_pool_t *p, const char *path)

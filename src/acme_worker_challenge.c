@@ -120,14 +120,14 @@ static void acme_worker_withdraw(acme_worker_run_t *run, const apr_array_header_
         const acme_worker_answer_t *a = &APR_ARRAY_IDX(answers, i, acme_worker_answer_t);
         if (!strcmp(a->type, "tls-alpn-01")) {
             acme_challenge_tlsalpn01_remove(run->p, store_dir, a->name);
-            acme_worker_cluster_answer(run, a->type, a->name, NULL);
+            acme_worker_share_answer(run, a->type, a->name, NULL, NULL);
         }
         else if (!strcmp(a->type, "tls-sni-01")) {
             acme_challenge_tlssni01_remove(run->p, store_dir, a->name);
         }
         else {
             acme_challenge_http01_remove(run->p, store_dir, a->name, a->token);
-            acme_worker_cluster_answer(run, a->type, a->token, NULL);
+            acme_worker_share_answer(run, a->type, a->name, a->token, NULL);
         }
     }
 }
@@ -145,14 +145,15 @@ static apr_status_t acme_worker_publish(acme_worker_run_t *run, const acme_clien
                                                          "%s", run->item->dom->name, chal->type,
                                                          authz->identifier.value));
     if (!strcmp(chal->type, "tls-alpn-01")) {
-        acme_worker_cluster_answer(run, chal->type, authz->identifier.value, key_authz);
+        acme_worker_share_answer(run, chal->type, authz->identifier.value, NULL, key_authz);
         return acme_challenge_tlsalpn01_put(run->p, store_dir, &authz->identifier, key_authz,
                                             res);
     }
     if (!strcmp(chal->type, "tls-sni-01")) {
         return acme_challenge_tlssni01_put(run->p, store_dir, key_authz, &a->name, res);
     }
-    acme_worker_cluster_answer(run, chal->type, chal->token, key_authz);  /* any node answers */
+    acme_worker_share_answer(run, chal->type, authz->identifier.value, chal->token,
+                             key_authz);      /* any node answers */
     return acme_challenge_http01_put(run->p, store_dir, authz->identifier.value, chal->token,
                                      key_authz, res);
 }
@@ -426,7 +427,7 @@ apr_status_t acme_worker_answer(acme_worker_run_t *run, acme_order_t *order,
                              acme_worker_stop_flag(), res);
     }
     if (rv == APR_SUCCESS) {
-        acme_worker_cluster_acks(run);  /* ACMECluster: every node can answer first */
+        acme_worker_share_acks(run);    /* ACMECluster: every node can answer first */
     }
     for (i = 0; rv == APR_SUCCESS && i < an.respond->nelts; ++i) {
         rv = acme_client_challenge_respond(run->client, run->p,

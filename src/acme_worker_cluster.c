@@ -13,22 +13,17 @@
  *   parent activates them with the usual checks.
  * - etcd trouble never stops serving: nothing is ordered while etcd is unreachable, except at
  *   the emergency floor, where the node orders alone (CRIT) rather than let a certificate lapse.
+ * Challenge answers any node gives are acme_worker_share.c's.
  */
 #include <openssl/crypto.h>
 
-#include "acme_worker_int.h"
+#include "acme_worker_cluster_int.h"
 #include "acme_api_store.h"
-#include "acme_cluster.h"
-#include "acme_etcd.h"
-#include "acme_vault.h"
 
 #define ACME_WORKER_CLUSTER_TTL 30          /* seconds: the run lease */
 #define ACME_WORKER_CLUSTER_KEEP apr_time_from_sec(10)
 #define ACME_WORKER_CLUSTER_WAIT apr_time_from_sec(120) /* for another node's certificate */
 #define ACME_WORKER_CLUSTER_POLL apr_time_from_msec(300)
-/* The first look at the acknowledgements: the other nodes' watches see an answer and put their
- * acknowledgement within tens of milliseconds, and an earlier look mostly finds none. */
-#define ACME_WORKER_CLUSTER_ACK_FIRST apr_time_from_msec(100)
 #define ACME_WORKER_CLUSTER_TIMEOUT apr_time_from_sec(3)
 /* The worker runs at least this often in a cluster: what other nodes published while no run
  * watched (between runs, etcd down) is served here within it. */
@@ -38,27 +33,9 @@
 #define ACME_WORKER_CLUSTER_LINGER_MIN apr_time_from_sec(10)
 #define ACME_WORKER_CLUSTER_WATCH_WAIT apr_time_from_sec(2)  /* one watch request; the stop check */
 #define ACME_WORKER_CLUSTER_SETTLE apr_time_from_sec(2)      /* more of a burst before ending */
-#define ACME_WORKER_CLUSTER_ACK_STEP apr_time_from_sec(1)    /* the acknowledging thread's watch */
-#define ACME_WORKER_CLUSTER_ACK_WAIT apr_time_from_sec(10)   /* for every live node's */
 
-struct acme_worker_cluster_t {
-    const acme_cluster_config_t *cfg;
-    acme_etcd_options_t opts;
-    acme_vault_t *vault;
-    acme_etcd_t *etcd;                  /* the run's main thread only */
-    apr_int64_t lease;
-    int up;                             /* etcd answered when the run began */
-    const char *down_reason;
-    apr_thread_t *keeper;
-    apr_thread_t *acker;                /* acknowledges other nodes' challenge answers */
-    volatile int stop;
-    apr_int64_t revision;               /* etcd's revision before the run's first fetch */
-};
-
-static void *APR_THREAD_FUNC acme_worker_cluster_acker(apr_thread_t *thread, void *data);
-
-static apr_status_t acme_worker_cluster_etcd(acme_worker_cluster_t *cl, apr_pool_t *p,
-                                             acme_etcd_t **etcd, acme_result_t *res)
+apr_status_t acme_worker_cluster_etcd(acme_worker_cluster_t *cl, apr_pool_t *p,
+                                      acme_etcd_t **etcd, acme_result_t *res)
 {
     return acme_etcd_create(etcd, p, &cl->opts, res);
 }
@@ -238,6 +215,7 @@ void acme_worker_cluster_open(acme_worker_t *w)
         return;
     }
     cl = apr_pcalloc(w->pool, sizeof(*cl));
+    cl->w = w;
     cl->cfg = cfg;
     cl->opts = (acme_etcd_options_t){
         .endpoints = cfg->endpoints, .prefix = apr_pstrcat(w->pool, cfg->prefix, "/", NULL),
@@ -255,7 +233,7 @@ void acme_worker_cluster_open(acme_worker_t *w)
     }
     cl->up = 1;
     acme_worker_cluster_accounts(w);
-    if (apr_thread_create(&cl->acker, NULL, acme_worker_cluster_acker, cl, w->pool)
+    if (apr_thread_create(&cl->acker, NULL, acme_worker_share_acker, cl, w->pool)
         != APR_SUCCESS) {
         cl->acker = NULL;
     }
@@ -266,10 +244,6 @@ void acme_worker_cluster_open(acme_worker_t *w)
 
 /* ------------------------------------------------------------------ certificates from etcd */
 
-/*
- * A spec's chain and key, siblings under certs/<domain>/<spec>/, in one read of that prefix;
- * either missing is an error (a publication cut short).
- */
 /* The kv named key in kvs (a read of a prefix), or NULL. */
 static const acme_etcd_kv_t *acme_worker_cluster_kv_named(const apr_array_header_t *kvs,
                                                           const char *key)
@@ -284,8 +258,11 @@ static const acme_etcd_kv_t *acme_worker_cluster_kv_named(const apr_array_header
     return NULL;
 }
 
-/* A spec's chain and key: from known (read with the record, one revision) when it holds both,
- * else read now. */
+/*
+ * A spec's chain and key, siblings under certs/<domain>/<spec>/: from known (read with the
+ * record, at one revision) when it holds both, else in one read of that prefix now; either
+ * missing is an error (a publication cut short).
+ */
 static apr_status_t acme_worker_cluster_pair(acme_etcd_t *etcd, apr_pool_t *p,
                                              const char *chain_key, const char *key_key,
                                              const apr_array_header_t *known,
@@ -1280,234 +1257,4 @@ void acme_worker_cluster_watch(acme_worker_t *w)
         }
     }
     apr_pool_destroy(lp);
-}
-
-/* ------------------------------------------------------------------ acknowledgements */
-
-/*
- * A thread of every run watches challenges/ and acknowledges each answer another node puts
- * there (acks/<type>/<what>/<node>, bound to the run lease): this node's children can answer it
- * (they ask etcd on a miss, httpd/acme_serve_cluster.c). The holder asks the CA to validate once
- * every live node acknowledged (acme_worker_cluster_acks).
- */
-static void acme_worker_cluster_ack_one(acme_worker_cluster_t *cl, acme_etcd_t *etcd,
-                                        apr_pool_t *p, const acme_etcd_kv_t *kv)
-{
-    const char *key = kv->key, *rest = key + strlen("challenges/"), *slash;
-    acme_result_t res;
-
-    /* This node's own answers (bound to its lease) need no acknowledgement: the holder waits
-     * for the other nodes only. */
-    if (strncmp(key, "challenges/", strlen("challenges/")) || !(slash = strchr(rest, '/'))
-        || slash == rest || !slash[1] || (kv->lease && kv->lease == cl->lease)) {
-        return;
-    }
-    acme_result_reset(&res);
-    acme_etcd_put(etcd, p, acme_cluster_key_ack(p, apr_pstrndup(p, rest, (apr_size_t)(slash
-                                                                                    - rest)),
-                                                slash + 1, cl->cfg->node),
-                  cl->cfg->node, strlen(cl->cfg->node), cl->lease, &res);
-}
-
-/* Sleeps up to d, waking for the run's end. */
-static void acme_worker_cluster_nap(acme_worker_cluster_t *cl, apr_interval_time_t d)
-{
-    apr_time_t until = apr_time_now() + d;
-
-    while (!cl->stop && apr_time_now() < until) {
-        apr_sleep(apr_time_from_msec(100));
-    }
-}
-
-/* One step: *rev 0 reads what is there (and starts the watch after it), else one watch. */
-static void acme_worker_cluster_ack_step(acme_worker_cluster_t *cl, acme_etcd_t *etcd,
-                                         apr_pool_t *p, apr_int64_t *rev)
-{
-    apr_array_header_t *kvs = NULL;
-    apr_int64_t next = 0;
-    acme_result_t res;
-    int i;
-
-    acme_result_reset(&res);
-    if (!*rev) {
-        if (acme_etcd_list(etcd, p, "challenges/", &kvs, rev, &res) != APR_SUCCESS) {
-            *rev = 0;
-            acme_worker_cluster_nap(cl, ACME_WORKER_CLUSTER_ACK_STEP);
-            return;
-        }
-        for (i = 0; i < kvs->nelts; ++i) {
-            acme_worker_cluster_ack_one(cl, etcd, p, &APR_ARRAY_IDX(kvs, i, acme_etcd_kv_t));
-        }
-        *rev += 1;
-        return;
-    }
-    if (acme_etcd_watch(etcd, p, "challenges/", *rev, ACME_WORKER_CLUSTER_ACK_STEP, &kvs, &next,
-                        &res) != APR_SUCCESS) {
-        *rev = next;            /* 0 (history compacted): read again */
-        acme_worker_cluster_nap(cl, ACME_WORKER_CLUSTER_ACK_STEP);
-        return;
-    }
-    *rev = next;
-    for (i = 0; i < kvs->nelts; ++i) {
-        const acme_etcd_event_t *ev = &APR_ARRAY_IDX(kvs, i, acme_etcd_event_t);
-        if (!ev->deleted) {
-            acme_worker_cluster_ack_one(cl, etcd, p, &ev->kv);
-        }
-    }
-}
-
-static void *APR_THREAD_FUNC acme_worker_cluster_acker(apr_thread_t *thread, void *data)
-{
-    acme_worker_cluster_t *cl = data;
-    apr_pool_t *p = NULL, *ip = NULL;
-    acme_etcd_t *etcd = NULL;
-    apr_int64_t rev = 0;
-    acme_result_t res;
-
-    apr_pool_create(&p, NULL);
-    apr_pool_create(&ip, p);
-    acme_result_reset(&res);
-    if (acme_worker_cluster_etcd(cl, p, &etcd, &res) == APR_SUCCESS) {
-        while (!cl->stop) {
-            apr_pool_clear(ip);
-            acme_worker_cluster_ack_step(cl, etcd, ip, &rev);
-        }
-    }
-    apr_pool_destroy(p);
-    apr_thread_exit(thread, APR_SUCCESS);
-    return NULL;
-}
-
-/* The live nodes but this one that have not acknowledged every answer of the run: "" when
- * none; NULL when etcd cannot say. */
-static const char *acme_worker_cluster_unacked(acme_worker_run_t *run, apr_pool_t *p, int *live,
-                                               acme_result_t *res)
-{
-    const char *self = run->w->cluster->cfg->node, *missing = "";
-    int n = run->cluster_answers->nelts + 1, i, j;
-    const char **keys = apr_palloc(p, sizeof(*keys) * (apr_size_t)n);
-    apr_array_header_t **kvs = apr_palloc(p, sizeof(*kvs) * (apr_size_t)n), *nodes, *acks;
-    apr_hash_t *seen = apr_hash_make(p);
-
-    /* The nodes and every answer's acknowledgements in one request. */
-    keys[0] = "nodes/";
-    for (j = 1; j < n; ++j) {
-        keys[j] = apr_pstrcat(p, "acks/", APR_ARRAY_IDX(run->cluster_answers, j - 1,
-                                                        const char *), "/", NULL);
-    }
-    if (acme_etcd_read_many(run->etcd, p, keys, n, kvs, res) != APR_SUCCESS) {
-        return NULL;
-    }
-    nodes = kvs[0];
-    for (j = 1; j < n; ++j) {
-        const char *prefix = keys[j];
-        acks = kvs[j];
-        for (i = 0; i < acks->nelts; ++i) {
-            const char *node = APR_ARRAY_IDX(acks, i, acme_etcd_kv_t).key + strlen(prefix);
-            int count = (int)(apr_uintptr_t)apr_hash_get(seen, node, APR_HASH_KEY_STRING);
-            apr_hash_set(seen, node, APR_HASH_KEY_STRING, (void *)(apr_uintptr_t)(count + 1));
-        }
-    }
-    for (*live = 0, i = 0; i < nodes->nelts; ++i) {
-        const char *node = APR_ARRAY_IDX(nodes, i, acme_etcd_kv_t).key + strlen("nodes/");
-        if (!strcmp(node, self)) {
-            continue;
-        }
-        ++*live;
-        if ((int)(apr_uintptr_t)apr_hash_get(seen, node, APR_HASH_KEY_STRING)
-            < run->cluster_answers->nelts) {
-            missing = apr_pstrcat(p, missing, *missing ? ", " : "", node, NULL);
-        }
-    }
-    return missing;
-}
-
-void acme_worker_cluster_acks(acme_worker_run_t *run)
-{
-    const char *dom = run->item->dom->name, *missing;
-    apr_time_t until = apr_time_now() + ACME_WORKER_CLUSTER_ACK_WAIT;
-    apr_pool_t *p = NULL;
-    acme_result_t res;
-    int live = 0;
-
-    if (!run->w->cluster || !run->etcd || !run->cluster_token || !run->cluster_answers
-        || apr_pool_create(&p, run->p) != APR_SUCCESS) {
-        return;
-    }
-    acme_worker_activity(run, "waiting for the other nodes to acknowledge the answers");
-    apr_sleep(ACME_WORKER_CLUSTER_ACK_FIRST);
-    for (;;) {
-        apr_pool_clear(p);
-        acme_result_reset(&res);
-        if (!(missing = acme_worker_cluster_unacked(run, p, &live, &res))) {
-            acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(p, "ACME12033: %s: which "
-                            "nodes acknowledged the challenge answers cannot be read from etcd "
-                            "(%s); the CA is asked to validate now", dom,
-                            acme_result_describe(&res, p)));
-            break;
-        }
-        if (!*missing) {
-            acme_worker_log(run->w, ACME_LOG_DEBUG, apr_psprintf(p, "ACME12031: %s: every "
-                            "other live node (%d) acknowledged the challenge answers; the CA is "
-                            "asked to validate", dom, live));
-            break;
-        }
-        if (apr_time_now() >= until || acme_worker_orphaned(run->w)) {
-            acme_worker_log(run->w, ACME_LOG_NOTICE, apr_psprintf(p, "ACME12032: %s: node(s) "
-                            "%s did not acknowledge the challenge answers within %d s (not "
-                            "running now, or etcd slow); the CA is asked to validate anyway",
-                            dom, missing, (int)apr_time_sec(ACME_WORKER_CLUSTER_ACK_WAIT)));
-            break;
-        }
-        apr_sleep(ACME_WORKER_CLUSTER_POLL);
-    }
-    apr_pool_destroy(p);
-    run->cluster_answers = NULL;        /* the next round of answers (another order) anew */
-}
-
-/* ------------------------------------------------------------------ challenges */
-
-/*
- * http-01 and tls-alpn-01 through any node: the key authorization (public: the CA fetches it in
- * clear; a tls-alpn-01 certificate is made from it by the node answering, so no key enters
- * etcd) goes to etcd, bound to the run's lease (gone with the run at the latest); a node's child
- * that has no local answer asks etcd (httpd/acme_serve_cluster.c). Only while this node holds
- * the domain's lock.
- */
-void acme_worker_cluster_answer(acme_worker_run_t *run, const char *type, const char *what,
-                                const char *key_authz)
-{
-    acme_worker_cluster_t *cl = run->w->cluster;
-    const char *key;
-    acme_result_t res;
-
-    if (!cl || !run->etcd || !run->cluster_token || !what) {
-        return;
-    }
-    key = acme_cluster_key_answer(run->p, type, what);
-    acme_result_reset(&res);
-    if (key_authz && acme_etcd_put(run->etcd, run->p, key, key_authz, strlen(key_authz),
-                                   cl->lease, &res) != APR_SUCCESS) {
-        acme_worker_log(run->w, ACME_LOG_WARNING, apr_psprintf(run->p, "ACME12020: %s: the "
-                        "%s answer cannot be shared through etcd (%s); only this node answers "
-                        "it", run->item->dom->name, type, acme_result_describe(&res, run->p)));
-    }
-    else if (key_authz) {
-        if (!run->cluster_answers) {
-            run->cluster_answers = apr_array_make(run->p, 4, sizeof(const char *));
-        }
-        APR_ARRAY_PUSH(run->cluster_answers, const char *) = apr_pstrcat(run->p, type, "/",
-                                                                         what, NULL);
-    }
-    else {
-        /* Removed with the run's next fenced write (the certificate's publication, or the
-         * lock's release when the order ends otherwise): one transaction fewer per order. */
-        if (!run->cluster_withdraw) {
-            run->cluster_withdraw = apr_array_make(run->p, 4, sizeof(acme_etcd_op_t));
-        }
-        APR_ARRAY_PUSH(run->cluster_withdraw, acme_etcd_op_t) = (acme_etcd_op_t){
-            .key = key, .remove = 1 };
-        APR_ARRAY_PUSH(run->cluster_withdraw, acme_etcd_op_t) = (acme_etcd_op_t){
-            .key = acme_cluster_key_ack(run->p, type, what, ""), .remove = 1, .prefix = 1 };
-    }
 }

@@ -233,11 +233,13 @@ void acme_worker_cluster_order_save(acme_worker_run_t *run, const char *order_js
 void acme_worker_cluster_key_keep(acme_worker_run_t *run, const acme_keyspec_t *spec,
                                   const char *pem);
 void acme_worker_cluster_publish(acme_worker_run_t *run);
+
+/* acme_worker_share.c: challenge answers any node gives (ACMECluster) */
 /* Before the CA is asked to validate: every other live node acknowledged the answers (bounded). */
-void acme_worker_cluster_acks(acme_worker_run_t *run);
-/* what: the http-01 token or the tls-alpn-01 identifier; key_authz NULL: withdrawn */
-void acme_worker_cluster_answer(acme_worker_run_t *run, const char *type, const char *what,
-                                const char *key_authz);
+void acme_worker_share_acks(acme_worker_run_t *run);
+/* ident: the identifier; token: http-01's, NULL for tls-alpn-01; key_authz NULL: withdrawn */
+void acme_worker_share_answer(acme_worker_run_t *run, const char *type, const char *ident,
+                              const char *token, const char *key_authz);
 
 /* acme_worker_api.c: the certificate API's queued CSRs (issue 17) */
 void acme_worker_api_run(acme_worker_t *w);

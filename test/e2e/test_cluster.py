@@ -13,14 +13,18 @@ the order. Tests about locks, take-over and outages use PEBBLE_VA_ALWAYS_VALID=1
 request at all) and nodes on 127.0.0.1 with ports of their own.
 """
 import base64
+import hashlib
 import json
 import os
 import re
 import signal
+import socket
+import ssl
 import subprocess
 import threading
 
 import pytest
+from cryptography import x509
 
 import harness
 from acme_site import (new_orders, serial_of, served_cert, site_config, status,
@@ -318,14 +322,22 @@ def shared_checks(etcd, trio, s1):
     assert "a.cluster.test" in res.stdout
 
 
-@pytest.mark.parametrize("challenge,answered_id", [("http-01", "ACME12022"),
-                                                   ("tls-alpn-01", "ACME12024")])
+def store_answers(node):
+    """The answer files in a node's challenge area (http-01 tokens, tls-alpn-01 answers)."""
+    area = node.root / "acme" / "challenges"
+    return sorted(str(p.relative_to(area)) for p in area.rglob("*") if p.is_file()) \
+        if area.exists() else []
+
+
+@pytest.mark.parametrize("challenge", ["http-01", "tls-alpn-01"])
 def test_validation_is_answered_by_a_node_that_did_not_order(workdir, etcd, pebble, nodes,
-                                                             challenge, answered_id):
+                                                             challenge):
     """n1 (127.0.0.2) and n2 (127.0.0.3) on the same ports; every name's A record points at n1,
-    which cannot reach the CA: n2 orders, and every validation of n2's orders is answered by n1
-    from etcd (tls-alpn-01: n1 makes the challenge certificate from the key authorization; no
-    key travels). n2 asks the CA to validate only after n1 acknowledged each answer in etcd."""
+    which cannot reach the CA: n2 orders, n1's worker writes each answer n2 put in etcd into its
+    own challenge area (tls-alpn-01: n1 makes the challenge certificate from the key
+    authorization; no key travels) and acknowledges it, and n1's children answer every
+    validation from there. n2 asks the CA to validate only after n1 acknowledged each answer;
+    afterwards the answers leave etcd and n1's challenge area."""
     for names in NAMES:
         for name in names:
             pebble.challtestsrv.add_a(name, HOSTS[0])
@@ -337,18 +349,63 @@ def test_validation_is_answered_by_a_node_that_did_not_order(workdir, etcd, pebb
     s2 = serials(n2)
     assert serials(n1) == s2
     assert len(new_orders(pebble)) == len(NAMES), pebble.requests()
-    answered = [ln for ln in n1.log_text().splitlines() if answered_id in ln]
-    assert len(answered) >= len(NAMES) + 1, n1.log_text()[-4000:]     # www.a too
-    assert answered_id not in n2.log_text()
-    if challenge == "http-01":          # the holder was never asked
+    mirrored = re.findall(rf"ACME12036: {challenge}/([^/\s:]+)", n1.log_text())
+    assert sorted(set(mirrored)) == sorted(n for names in NAMES for n in names), \
+        n1.log_text()[-4000:]
+    assert "ACME12036" not in n2.log_text()       # its own answers are not mirrored
+    if challenge == "http-01":          # n1's children answered, the holder was never asked
+        assert set(challenge_fetches(n1)) == {n for names in NAMES for n in names}
         assert not challenge_fetches(n2), challenge_fetches(n2)
     # n2 asked the CA to validate only once n1 (live) acknowledged every answer in etcd
     acked = re.findall(r"ACME12031: (\S+): every other live node \(1\) acknowledged",
                        n2.log_text())
     assert sorted(acked) == sorted(n[0] for n in NAMES), n2.log_text()[-4000:]
     assert "ACME12032" not in n2.log_text()
-    # answers are withdrawn after validation
-    assert not any("/challenges/" in k for k in etcd_values(etcd))
+    # answers are withdrawn after validation: from etcd, and from n1's challenge area
+    assert not any("/challenges/" in k or "/acks/" in k for k in etcd_values(etcd))
+    harness.wait_for(lambda: not store_answers(n1), 30, "n1's copies of the answers to go")
+
+
+def tls_alpn_certificate(node, name):
+    """The certificate a handshake offering only acme-tls/1 gets from node."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["acme-tls/1"])
+    with socket.create_connection((node.host, node.https_port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=name) as tls:
+            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+
+
+def test_a_node_whose_worker_is_late_answers_from_etcd(workdir, etcd, pebble_valid, nodes):
+    """A node whose worker has not written an answer (here: stopped with SIGSTOP) still answers
+    the CA: its children ask etcd, for http-01 under the name the request came for, and make a
+    tls-alpn-01 certificate from the key authorization themselves."""
+    n1 = nodes("n1", pebble_valid, etcd, host=HOSTS[0],
+               vhost_extra="  Protocols http/1.1 acme-tls/1")
+    serials(n1)
+    harness.wait_for(lambda: "ACME12028" in n1.log_text(), 60, "n1's worker to watch etcd")
+    worker = int(re.findall(r"renewal worker started \(pid (\d+)\)", n1.log_text())[-1])
+    token, thumb = "tok_" + "A" * 39, "T" * 43
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        for key, value in ((f"http-01/b.cluster.test/{token}", f"{token}.{thumb}"),
+                           ("tls-alpn-01/c.cluster.test", f"other.{thumb}")):
+            res = etcd.etcdctl("put", f"/mod_acme/challenges/{key}", value)
+            assert res.returncode == 0, res.stderr
+        path = f"/.well-known/acme-challenge/{token}"
+        code, body, _ = n1.get(path, host="b.cluster.test")
+        assert (code, body) == (200, f"{token}.{thumb}")
+        assert n1.get(path, host="c.cluster.test")[0] == 404     # another name's answer
+        cert = tls_alpn_certificate(n1, "c.cluster.test")
+        ext = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31"))
+        digest = hashlib.sha256(f"other.{thumb}".encode()).digest()
+        assert ext.critical and ext.value.value == b"\x04\x20" + digest
+        log = n1.log_text()
+        assert "ACME12022" in log and "ACME12024" in log, log[-3000:]
+        assert not store_answers(n1)        # nothing was written: the worker is stopped
+    finally:
+        os.kill(worker, signal.SIGCONT)
 
 
 def test_a_dead_holders_lock_is_taken_over_when_its_lease_ends(workdir, etcd, pebble_valid,
