@@ -1,7 +1,10 @@
 """Cluster soak (issue 16): three httpd nodes share 60-second certificates through a real
 3-member etcd for a few minutes (ACME_CLUSTER_SOAK_SECONDS, default 300; longer runs belong in
-bench/). A probe thread handshakes every name on every node, verifying each chain against
-Pebble's root with OpenSSL (Python's ssl module), and records the serial each node serves.
+bench/). The nodes listen on 127.0.0.2, .3 and .4 with the same ports, and Pebble validates
+for real: each name's A record sends its validations to one node, whichever node orders, so the
+answers travel through etcd at every renewal. A probe thread handshakes every name on every
+node, verifying each chain against Pebble's root with OpenSSL (Python's ssl module), and
+records the serial each node serves.
 
 What must hold: no handshake fails on any node; every renewal is ordered once cluster-wide (the
 CA front in front of Pebble logs each newOrder with its names, and two orders of one name never
@@ -22,7 +25,7 @@ from cryptography import x509
 import harness
 from acme_site import wait_for_pebble_cert
 from ca_proxy import CaProxy
-from test_cluster import etcd, nodes    # noqa: F401 (fixtures)
+from test_cluster import HOSTS, challenge_fetches, etcd, nodes, steer  # noqa: F401 (fixtures)
 
 SOAK_SECONDS = int(os.environ.get("ACME_CLUSTER_SOAK_SECONDS", "300"))
 NAMES = [[f"s{i}.soak.cluster.test"] for i in range(8)]
@@ -32,10 +35,10 @@ LIFETIME = 60
 SAME_RENEWAL = 10
 
 
-def served_serial(port, name, context):
+def served_serial(node, name, context):
     """The serial (hex) of the leaf a verified handshake with SNI name gets, or the error."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with socket.create_connection((node.host, node.https_port), timeout=10) as raw:
             with context.wrap_socket(raw, server_hostname=name) as tls:
                 der = tls.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError) as err:
@@ -58,7 +61,7 @@ class Prober:
         while not self.stop.is_set():
             for node_name, node in self.nodes.items():
                 for names in NAMES:
-                    serial, err = served_serial(node.https_port, names[0], self.context)
+                    serial, err = served_serial(node, names[0], self.context)
                     self.count += 1
                     if err:
                         self.failures.append((time.strftime("%H:%M:%S"), node_name, names[0],
@@ -98,15 +101,17 @@ def assert_every_node_served_every_certificate(prober, times):
 
 
 def test_three_nodes_share_short_certificates_for_minutes(workdir, etcd, nodes):  # noqa: F811
-    pebble = harness.Pebble(workdir, {"env": {"PEBBLE_VA_ALWAYS_VALID": "1"},
-                                      "config": {"certificateValidityPeriod": LIFETIME}})
+    pebble = harness.Pebble(workdir, {"config": {"certificateValidityPeriod": LIFETIME}})
     pebble.start()
     front = CaProxy(pebble)
+    front.opened = threading.Event()    # shut until all three listen (see test_cluster.py)
     root = Path(tempfile.mkstemp(suffix=".pem")[1])
     prober = None
     try:
-        started = {name: nodes(name, pebble, etcd, names=NAMES, ca_url=front.directory_url)
-                   for name in ("n1", "n2", "n3")}
+        steer(pebble, NAMES)
+        started = {name: nodes(name, pebble, etcd, names=NAMES, ca_url=front.directory_url,
+                               host=HOSTS[i]) for i, name in enumerate(("n1", "n2", "n3"))}
+        front.opened.set()
         for node in started.values():
             for names in NAMES:
                 wait_for_pebble_cert(node, names, timeout=90)
@@ -129,6 +134,10 @@ def test_three_nodes_share_short_certificates_for_minutes(workdir, etcd, nodes):
               f"{sum(len(t) for t in times.values())} orders")
         assert not prober.failures, prober.failures[:5]
         assert_every_node_served_every_certificate(prober, times)
+        # the validations reached every node, which answered what other nodes ordered too
+        for name, node in started.items():
+            assert challenge_fetches(node), name
+            assert "ACME12036" in node.log_text(), name
         for name, node in started.items():
             log = node.log_text()
             assert node.proc.pid == pids[name] and node.running(), name
