@@ -144,10 +144,13 @@ class JobWatcher:
 
 
 def _in_window(front, watcher, t_kill):
-    """Names whose latest newOrder before t_kill created an order whose URL was not saved yet."""
+    """Names whose latest newOrder before t_kill created an order whose URL was not saved yet.
+    A request the killed worker wrote just before the kill may reach the front's handler thread
+    a moment after it (a loaded machine), so "before" extends CA_DELAY past the kill: the next
+    worker's first request waits CA_DELAY at the front, so its newOrder comes later still."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        log = [e for e in front.order_times() if e["sent"] < t_kill]
+        log = [e for e in front.order_times() if e["sent"] < t_kill + CA_DELAY]
         if all(e["answered"] for e in log):
             break
         time.sleep(0.05)
